@@ -1,0 +1,167 @@
+//! Assets: the units of value (points, credits, cash). Mode, issuance policy and scale shape the ledger and
+//! never change after creation.
+
+mod repo;
+
+use crate::error::{Error, FieldError, OnConstraint, Result};
+use crate::money;
+use crate::organizations::Actor;
+use crate::pagination::{Cursor, Order, Page};
+use crate::validation::Patch;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use repo::find_linked;
+
+pub const INVENTORY_MODES: &[&str] = &["SIMPLE", "LOT"];
+pub const ISSUANCE_POLICIES: &[&str] = &["UNLIMITED", "PREFUNDED"];
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Asset {
+    pub id: Uuid,
+    pub name: String,
+    pub symbol: String,
+    pub inventory_mode: String,
+    pub issuance_policy: String,
+    pub scale: i16,
+    pub max_transaction_amount: Option<Decimal>,
+    pub program_ids: Vec<Uuid>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Asset {
+    pub fn format(&self, amount: Decimal) -> String {
+        money::format(amount, self.scale)
+    }
+
+    /// Checks an amount moved in one transaction: positive, within scale, within `max_transaction_amount`.
+    pub fn check_amount(&self, field: &str, amount: Decimal) -> Result<(), FieldError> {
+        if amount <= Decimal::ZERO {
+            return Err(FieldError::invalid(field, "positive amount", Some(amount.to_string()), "amount must be positive"));
+        }
+        if !money::fits_scale(amount, self.scale) {
+            return Err(FieldError::invalid(
+                field,
+                format!("at most {} decimal places", self.scale),
+                Some(amount.to_string()),
+                "amount exceeds asset scale",
+            )
+            .with_reason("invalid_scale"));
+        }
+        if let Some(max) = self.max_transaction_amount.filter(|max| amount > *max) {
+            return Err(FieldError::invalid(
+                field,
+                format!("at most {}", self.format(max)),
+                Some(amount.to_string()),
+                "amount exceeds the asset's max_transaction_amount",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The wire form: amounts as strings at the asset's scale.
+impl Serialize for Asset {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "symbol": self.symbol,
+            "inventory_mode": self.inventory_mode,
+            "issuance_policy": self.issuance_policy,
+            "scale": self.scale,
+            "max_transaction_amount": self.max_transaction_amount.map(|m| self.format(m)),
+            "program_ids": self.program_ids,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "deleted_at": self.deleted_at,
+        })
+        .serialize(s)
+    }
+}
+
+pub struct NewAsset {
+    pub program_id: Uuid,
+    pub name: String,
+    pub symbol: String,
+    pub inventory_mode: &'static str,
+    pub issuance_policy: &'static str,
+    pub scale: i16,
+    pub max_transaction_amount: Option<Decimal>,
+}
+
+#[derive(Default)]
+pub struct AssetFilter {
+    pub program_id: Option<Uuid>,
+    pub status: Option<&'static str>,
+    pub search: Option<String>,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+pub struct AssetPatch {
+    pub name: Option<String>,
+    pub archive: bool,
+    pub max_transaction_amount: Patch<Decimal>,
+}
+
+pub async fn create(pool: &PgPool, actor: &Actor, new: NewAsset) -> Result<Asset> {
+    if let Some(max) = new.max_transaction_amount.filter(|m| !money::fits_scale(*m, new.scale)) {
+        return Err(Error::invalid(
+            FieldError::invalid(
+                "max_transaction_amount",
+                format!("at most {} decimal places", new.scale),
+                Some(max.to_string()),
+                "max_transaction_amount exceeds the asset's scale",
+            )
+            .with_reason("invalid_scale"),
+        ));
+    }
+    crate::programs::get(pool, actor, new.program_id).await?;
+    let mut tx = pool.begin().await?;
+    let id = Uuid::now_v7();
+    repo::insert(&mut tx, actor.organization_id, id, &new).await.on_constraint("assets_symbol_unique", || {
+        Error::Conflict { code: "conflict", message: format!("an asset with symbol {} already exists", new.symbol) }
+    })?;
+    tx.commit().await?;
+    get(pool, actor, id).await
+}
+
+pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Asset> {
+    repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("asset"))
+}
+
+pub async fn list(pool: &PgPool, actor: &Actor, filter: AssetFilter) -> Result<Page<Asset>> {
+    let order = Order { column: "a.created_at", sql_type: "timestamptz", descending: true };
+    let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
+    Ok(Page::from_rows(rows, filter.limit, |a| Cursor::new(crate::time_key(a.created_at), a.id)))
+}
+
+pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: AssetPatch) -> Result<Asset> {
+    let current = get(pool, actor, id).await?;
+    if let Patch::Set(max) = patch.max_transaction_amount {
+        if !money::fits_scale(max, current.scale) {
+            return Err(Error::invalid(
+                FieldError::invalid(
+                    "max_transaction_amount",
+                    format!("at most {} decimal places", current.scale),
+                    Some(max.to_string()),
+                    "max_transaction_amount exceeds the asset's scale",
+                )
+                .with_reason("invalid_scale"),
+            ));
+        }
+    }
+    if current.status == "ARCHIVED" {
+        return Err(Error::conflict("archived assets cannot be changed"));
+    }
+    repo::update(pool, actor.organization_id, id, &patch).await?;
+    get(pool, actor, id).await
+}

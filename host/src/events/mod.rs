@@ -1,0 +1,240 @@
+//! Events: ingested synchronously (shape validated, stored PENDING, acknowledged with 202) and processed
+//! asynchronously by workers (`worker`). Idempotency is per (program, idempotency_key): the first event wins,
+//! repeats return it and create nothing, also when they race.
+
+mod repo;
+pub mod worker;
+
+use crate::error::{Error, Result};
+use crate::organizations::Actor;
+use crate::pagination::{Cursor, Order, Page};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub const STATUSES: &[&str] = &["RECEIVED", "PENDING", "PROCESSING", "COMPLETED", "FAILED"];
+pub const EVENT_TYPES: &[&str] = &["EXTERNAL", "SYSTEM"];
+pub const SORT_KEYS: &[&str] = &["created_at", "event_timestamp", "status"];
+/// Evaluations hidden from E85 unless `include_skipped=true`.
+pub const HIDDEN_EVALUATIONS: &[&str] = &["SKIPPED_ERROR", "SKIPPED_TIMEOUT"];
+
+/// Who the event is about, as the client identified them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Identity {
+    External(String),
+    Id(Uuid),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub program_id: Uuid,
+    pub participant: Identity,
+    pub recipient: Option<Identity>,
+    pub idempotency_key: String,
+    /// `None` when the client did not send one: the event happened when it was received.
+    pub event_timestamp: Option<DateTime<Utc>>,
+    pub event_data: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Event {
+    pub id: Uuid,
+    pub program_id: Uuid,
+    pub participant_id: Option<Uuid>,
+    pub external_id: Option<String>,
+    pub recipient_id: Option<Uuid>,
+    pub recipient_external_id: Option<String>,
+    pub idempotency_key: String,
+    pub event_type: String,
+    pub event_data: sqlx::types::Json<Value>,
+    pub event_timestamp: DateTime<Utc>,
+    pub status: String,
+    pub error_message: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// The acknowledgement of an ingest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ack {
+    pub id: Uuid,
+    pub program_id: Uuid,
+    pub participant_id: Option<Uuid>,
+    pub external_id: Option<String>,
+    pub idempotency_key: String,
+    pub event_timestamp: DateTime<Utc>,
+    pub status: String,
+}
+
+impl From<&Event> for Ack {
+    fn from(e: &Event) -> Self {
+        Ack {
+            id: e.id,
+            program_id: e.program_id,
+            participant_id: e.participant_id,
+            external_id: e.external_id.clone(),
+            idempotency_key: e.idempotency_key.clone(),
+            event_timestamp: e.event_timestamp,
+            status: e.status.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Evaluation {
+    pub id: Uuid,
+    pub rule_id: Uuid,
+    pub rule_name: String,
+    pub rule_history_id: Uuid,
+    pub status: String,
+    pub reason: Option<String>,
+    pub stopped_by_rule_id: Option<Uuid>,
+    pub error_message: Option<String>,
+    pub results: sqlx::types::Json<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: Event,
+    pub rule_evaluations: Vec<Evaluation>,
+}
+
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    pub program_id: Option<Uuid>,
+    pub status: Option<&'static str>,
+    pub event_type: Option<&'static str>,
+    pub participant_id: Option<Uuid>,
+    pub external_id: Option<String>,
+    pub rule_id: Option<Uuid>,
+    pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub happened: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub sort_by: &'static str,
+    pub ascending: bool,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// How one item of a batch ended.
+pub enum Ingested {
+    Accepted(Ack),
+    Rejected(String),
+}
+
+/// Stores the event, or returns the one already stored under its idempotency key.
+pub async fn ingest(pool: &PgPool, actor: &Actor, new: NewEvent) -> Result<Ack> {
+    check_references(pool, actor, &new).await?;
+    let (event, _) = store(pool, actor, &new).await?;
+    Ok(Ack::from(&event))
+}
+
+/// Ingests each item on its own; a bad item is reported and does not stop the others. A repeated key with the
+/// same payload returns the original event, with a different payload it is an error for that item.
+pub async fn ingest_batch(pool: &PgPool, actor: &Actor, items: Vec<Result<NewEvent, String>>) -> Result<Vec<Ingested>> {
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let new = match item {
+            Ok(new) => new,
+            Err(message) => {
+                results.push(Ingested::Rejected(message));
+                continue;
+            }
+        };
+        match check_references(pool, actor, &new).await {
+            Err(Error::NotFound(what)) => {
+                results.push(Ingested::Rejected(format!("invalid {what}_id: not found")));
+                continue;
+            }
+            other => other?,
+        }
+        let (event, inserted) = store(pool, actor, &new).await?;
+        results.push(if inserted || same_payload(&event, &new) {
+            Ingested::Accepted(Ack::from(&event))
+        } else {
+            Ingested::Rejected(format!(
+                "idempotency_key {} was already used for a different event in this program",
+                new.idempotency_key
+            ))
+        });
+    }
+    Ok(results)
+}
+
+async fn check_references(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Result<()> {
+    if !repo::program_exists(pool, actor.organization_id, new.program_id).await? {
+        return Err(Error::NotFound("program"));
+    }
+    for identity in [Some(&new.participant), new.recipient.as_ref()].into_iter().flatten() {
+        if let Identity::Id(id) = identity {
+            if !repo::participant_exists(pool, actor.organization_id, *id).await? {
+                return Err(Error::NotFound("participant"));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn store(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Result<(Event, bool)> {
+    if let Some(event) = repo::insert(pool, actor, Uuid::now_v7(), new).await? {
+        return Ok((event, true));
+    }
+    let existing = repo::find_by_key(pool, actor.organization_id, new.program_id, &new.idempotency_key).await?;
+    // The conflicting row is committed (ON CONFLICT waited for it), so it is visible here.
+    existing.map(|e| (e, false)).ok_or_else(|| Error::Internal("idempotent event vanished".into()))
+}
+
+fn same_payload(stored: &Event, new: &NewEvent) -> bool {
+    let identity = match &new.participant {
+        Identity::External(external_id) => stored.external_id.as_ref() == Some(external_id),
+        Identity::Id(id) => stored.participant_id == Some(*id) && stored.external_id.is_none(),
+    };
+    let recipient = match &new.recipient {
+        None => stored.recipient_id.is_none() && stored.recipient_external_id.is_none(),
+        Some(Identity::Id(id)) => stored.recipient_id == Some(*id),
+        Some(Identity::External(x)) => stored.recipient_external_id.as_ref() == Some(x),
+    };
+    let timestamp = new.event_timestamp.is_none_or(|t| t == stored.event_timestamp);
+    identity && recipient && timestamp && stored.event_data.0 == Value::Object(new.event_data.clone())
+}
+
+pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid, include_skipped: bool) -> Result<EventDetail> {
+    let event = repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("event"))?;
+    detail(pool, event, include_skipped).await
+}
+
+pub async fn get_by_key(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    key: &str,
+    include_skipped: bool,
+) -> Result<EventDetail> {
+    let event = repo::find_by_key(pool, actor.organization_id, program_id, key).await?.ok_or(Error::NotFound("event"))?;
+    detail(pool, event, include_skipped).await
+}
+
+async fn detail(pool: &PgPool, event: Event, include_skipped: bool) -> Result<EventDetail> {
+    let rule_evaluations = repo::evaluations(pool, event.id, include_skipped).await?;
+    Ok(EventDetail { event, rule_evaluations })
+}
+
+pub async fn list(pool: &PgPool, actor: &Actor, filter: EventFilter) -> Result<Page<Event>> {
+    let order = Order {
+        column: filter.sort_by,
+        sql_type: if filter.sort_by == "status" { "text" } else { "timestamptz" },
+        descending: !filter.ascending,
+    };
+    let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
+    let sort_by = filter.sort_by;
+    Ok(Page::from_rows(rows, filter.limit, |e| match sort_by {
+        "event_timestamp" => Cursor::new(crate::time_key(e.event_timestamp), e.id),
+        "status" => Cursor::new(&e.status, e.id),
+        _ => Cursor::new(crate::time_key(e.created_at), e.id),
+    }))
+}

@@ -1,0 +1,127 @@
+use super::{Evaluation, Event, EventFilter, Identity, NewEvent};
+use crate::organizations::Actor;
+use crate::pagination::Order;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+const COLUMNS: &str = "id, program_id, participant_id, external_id, recipient_id, recipient_external_id,
+    idempotency_key, event_type, event_data, event_timestamp, status, error_message, received_at, created_at,
+    updated_at, processed_at";
+
+/// Inserts the event unless its key is taken; `None` means another event holds the key.
+pub async fn insert(pool: &PgPool, actor: &Actor, id: Uuid, e: &NewEvent) -> sqlx::Result<Option<Event>> {
+    let (participant_id, external_id) = split(&e.participant);
+    let (recipient_id, recipient_external_id) = e.recipient.as_ref().map(split).unwrap_or_default();
+    sqlx::query_as(&format!(
+        "INSERT INTO events (id, organization_id, program_id, participant_id, external_id, recipient_id,
+                             recipient_external_id, idempotency_key, event_data, event_timestamp, status,
+                             created_by_api_key_id)
+         VALUES ($1, $2, $3,
+                 COALESCE($4, (SELECT id FROM participants WHERE organization_id = $2 AND external_id = $5)),
+                 $5, $6, $7, $8, $9, COALESCE($10, now()), 'PENDING', $11)
+         ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(actor.organization_id)
+    .bind(e.program_id)
+    .bind(participant_id)
+    .bind(external_id)
+    .bind(recipient_id)
+    .bind(recipient_external_id)
+    .bind(&e.idempotency_key)
+    .bind(sqlx::types::Json(&e.event_data))
+    .bind(e.event_timestamp)
+    .bind(actor.api_key_id)
+    .fetch_optional(pool)
+    .await
+}
+
+fn split(identity: &Identity) -> (Option<Uuid>, Option<String>) {
+    match identity {
+        Identity::Id(id) => (Some(*id), None),
+        Identity::External(external_id) => (None, Some(external_id.clone())),
+    }
+}
+
+pub async fn program_exists(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM programs WHERE id = $1 AND organization_id = $2)")
+        .bind(id)
+        .bind(organization_id)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn participant_exists(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM participants WHERE id = $1 AND organization_id = $2)")
+        .bind(id)
+        .bind(organization_id)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Event>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM events WHERE id = $1 AND organization_id = $2"))
+        .bind(id)
+        .bind(organization_id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn find_by_key(pool: &PgPool, organization_id: Uuid, program_id: Uuid, key: &str) -> sqlx::Result<Option<Event>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events WHERE program_id = $1 AND idempotency_key = $2 AND organization_id = $3"
+    ))
+    .bind(program_id)
+    .bind(key)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn evaluations(pool: &PgPool, event_id: Uuid, include_skipped: bool) -> sqlx::Result<Vec<Evaluation>> {
+    sqlx::query_as(
+        "SELECT v.id, v.rule_id, h.snapshot->>'name' AS rule_name, v.rule_history_id, v.status, v.reason,
+                v.stopped_by_rule_id, v.error_message, v.results, v.created_at
+           FROM rule_evaluations v JOIN rule_history h ON h.id = v.rule_history_id
+          WHERE v.event_id = $1 AND ($2 OR v.status <> ALL($3))
+          ORDER BY v.created_at, v.id",
+    )
+    .bind(event_id)
+    .bind(include_skipped)
+    .bind(super::HIDDEN_EVALUATIONS)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn list(pool: &PgPool, organization_id: Uuid, f: &EventFilter, order: Order) -> sqlx::Result<Vec<Event>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM events WHERE organization_id = "));
+    q.push_bind(organization_id);
+    if let Some(program_id) = f.program_id {
+        q.push(" AND program_id = ").push_bind(program_id);
+    }
+    if let Some(status) = f.status {
+        q.push(" AND status = ").push_bind(status);
+    }
+    if let Some(event_type) = f.event_type {
+        q.push(" AND event_type = ").push_bind(event_type);
+    }
+    if let Some(participant_id) = f.participant_id {
+        q.push(" AND participant_id = ").push_bind(participant_id);
+    }
+    if let Some(external_id) = &f.external_id {
+        q.push(" AND external_id = ").push_bind(external_id.clone());
+    }
+    if let Some(rule_id) = f.rule_id {
+        q.push(" AND EXISTS (SELECT 1 FROM rule_evaluations v WHERE v.event_id = events.id AND v.status = 'SUCCESS'");
+        q.push(" AND v.rule_id = ").push_bind(rule_id).push(")");
+    }
+    if let Some((from, to)) = f.created {
+        q.push(" AND created_at BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+    }
+    if let Some((from, to)) = f.happened {
+        q.push(" AND event_timestamp BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+    }
+    order.push(&mut q, "id", f.cursor.clone(), f.limit);
+    q.build_query_as().fetch_all(pool).await
+}

@@ -1,0 +1,483 @@
+//! Event workers. A worker claims a batch of PENDING events with `FOR UPDATE SKIP LOCKED` and processes them
+//! inside that same transaction, each event under its own savepoint: an event's ledger entries, evaluations
+//! and status change commit together or not at all. The row locks are the claim, so a process killed
+//! mid-batch loses nothing (its transaction rolls back and the events are PENDING again) and doubles nothing;
+//! any number of `scrip serve` processes can share one database.
+//!
+//! Whole-event atomicity: when any action of any rule fails, the event's savepoint is rolled back, so a FAILED
+//! event leaves no ledger entries or state changes behind and retrying it can never double-credit. Its
+//! evaluations are still recorded, with the failing rule marked FAILED.
+
+use crate::assets::Asset;
+use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
+use crate::participants::{self, State};
+use crate::rules::cel::{self, Variables};
+use crate::rules::{self, Amount, CompiledAction, CompiledRule, RuleCache};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+/// Channel the events table notifies on insert (see the migration's trigger).
+pub const CHANNEL: &str = "scrip_events";
+const BATCH_SIZE: i64 = 50;
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Runs until `shutdown` turns true, finishing the batch in hand.
+pub async fn run(pool: PgPool, cache: Arc<RuleCache>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        // Registered before looking for work, so a notification during the claim is not lost.
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match process_batch(&pool, &cache).await {
+            Ok(0) => {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(_) => {}
+            Err(err) if is_contention(&err) => {
+                tracing::debug!(error = %err, "batch rolled back on lock contention; retrying");
+                tokio::time::sleep(Duration::from_millis(jitter_ms(10, 100))).await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "event batch failed; its events stay pending");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Wakes the workers whenever events are inserted. Polling covers notifications lost while reconnecting.
+pub async fn listen(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for new events; workers will poll");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %err, "LISTEN failed; workers will poll");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
+        loop {
+            tokio::select! {
+                received = listener.recv() => match received {
+                    Ok(_) => wake.notify_waiters(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "event notifications interrupted");
+                        break;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Processes one batch; returns how many events it finished (completed or failed).
+pub async fn process_batch(pool: &PgPool, cache: &RuleCache) -> sqlx::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let events = claim(&mut tx, BATCH_SIZE).await?;
+    if events.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let mut program_ids: Vec<Uuid> = events.iter().map(|e| e.program_id).collect();
+    program_ids.sort();
+    program_ids.dedup();
+    let programs = load_programs(&mut tx, &program_ids).await?;
+    let rules = rules::active_rules(&mut tx, cache, &program_ids).await.map_err(into_sqlx)?;
+    let now = Utc::now();
+    for event in &events {
+        let Some(program) = programs.get(&event.program_id) else { continue };
+        let program_rules: Vec<&CompiledRule> =
+            rules.iter().filter(|r| r.program_id == event.program_id).map(|r| &**r).collect();
+        let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+        let outcome = match process_event(&mut savepoint, event, program, &program_rules, now).await {
+            Ok(outcome) => outcome,
+            Err(err) if is_contention(&err) || is_connection(&err) => return Err(err),
+            Err(err) => {
+                tracing::error!(event_id = %event.id, error = %err, "event failed on a database error");
+                Outcome::failed(format!("internal error: {err}"), Vec::new())
+            }
+        };
+        if outcome.is_failed() {
+            savepoint.rollback().await?;
+        } else {
+            savepoint.commit().await?;
+        }
+        record(&mut tx, event, &outcome).await?;
+    }
+    tx.commit().await?;
+    Ok(events.len())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Claimed {
+    id: Uuid,
+    organization_id: Uuid,
+    program_id: Uuid,
+    participant_id: Option<Uuid>,
+    external_id: Option<String>,
+    recipient_id: Option<Uuid>,
+    recipient_external_id: Option<String>,
+    event_data: sqlx::types::Json<Value>,
+    event_timestamp: DateTime<Utc>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ProgramRow {
+    id: Uuid,
+    status: String,
+    on_unknown_participant: String,
+}
+
+async fn claim(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Claimed>> {
+    sqlx::query_as(
+        "SELECT id, organization_id, program_id, participant_id, external_id, recipient_id, recipient_external_id,
+                event_data, event_timestamp
+           FROM events
+          WHERE status = 'PENDING' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at, created_at
+          LIMIT $1
+          FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+async fn load_programs(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<HashMap<Uuid, ProgramRow>> {
+    let rows: Vec<ProgramRow> =
+        sqlx::query_as("SELECT id, status, on_unknown_participant FROM programs WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|p| (p.id, p)).collect())
+}
+
+/// What processing decided; written after the event's savepoint is released or rolled back.
+struct Outcome {
+    error: Option<String>,
+    participant_id: Option<Uuid>,
+    evaluations: Vec<EvaluationRecord>,
+}
+
+impl Outcome {
+    fn failed(message: String, evaluations: Vec<EvaluationRecord>) -> Self {
+        Outcome { error: Some(message), participant_id: None, evaluations }
+    }
+
+    fn is_failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+struct EvaluationRecord {
+    rule_id: Uuid,
+    rule_history_id: Uuid,
+    status: &'static str,
+    reason: Option<&'static str>,
+    stopped_by_rule_id: Option<Uuid>,
+    error_message: Option<String>,
+    results: Vec<Value>,
+}
+
+impl EvaluationRecord {
+    fn new(rule: &CompiledRule, status: &'static str) -> Self {
+        EvaluationRecord {
+            rule_id: rule.id,
+            rule_history_id: rule.history_id,
+            status,
+            reason: None,
+            stopped_by_rule_id: None,
+            error_message: None,
+            results: Vec::new(),
+        }
+    }
+}
+
+async fn process_event(
+    conn: &mut PgConnection,
+    event: &Claimed,
+    program: &ProgramRow,
+    rules: &[&CompiledRule],
+    now: DateTime<Utc>,
+) -> sqlx::Result<Outcome> {
+    if program.status != "ACTIVE" {
+        return Ok(Outcome::failed(format!("program is {}", program.status), Vec::new()));
+    }
+    let create = program.on_unknown_participant == "CREATE";
+    let org = event.organization_id;
+    let participant = match resolve(conn, org, event.participant_id, event.external_id.as_deref(), create).await? {
+        Ok(id) => id,
+        Err(message) => return Ok(Outcome::failed(message, Vec::new())),
+    };
+    let recipient = match (event.recipient_id, event.recipient_external_id.as_deref()) {
+        (None, None) => None,
+        (id, external_id) => match resolve(conn, org, id, external_id, create).await? {
+            Ok(id) => Some(id),
+            Err(message) => return Ok(Outcome::failed(format!("recipient: {message}"), Vec::new())),
+        },
+    };
+    let mut ids = vec![participant];
+    ids.extend(recipient);
+    ids.sort();
+    ids.dedup();
+    let states = participants::lock_state(conn, org, &ids).await?;
+    for id in &ids {
+        participants::enroll(conn, *id, event.program_id).await?;
+    }
+    let Some(state) = states.iter().find(|s| s.id == participant) else {
+        return Ok(Outcome::failed("participant not found".into(), Vec::new()));
+    };
+    let target_id = recipient.unwrap_or(participant);
+    let Some(target) = states.iter().find(|s| s.id == target_id) else {
+        return Ok(Outcome::failed("recipient not found".into(), Vec::new()));
+    };
+    let vars = Variables {
+        event: cel::from_json(&event.event_data.0),
+        participant: participant_value(state),
+        now: event.event_timestamp,
+    };
+    let mut evaluations = Vec::with_capacity(rules.len());
+    let mut stopped_by = None;
+    for rule in rules {
+        if let Some(stopper) = stopped_by {
+            let mut record = EvaluationRecord::new(rule, "SKIPPED");
+            record.reason = Some("STOPPED_BY_RULE");
+            record.stopped_by_rule_id = Some(stopper);
+            evaluations.push(record);
+            continue;
+        }
+        if !rule.active_at(now) {
+            let mut record = EvaluationRecord::new(rule, "SKIPPED");
+            record.reason = Some("OUTSIDE_TIME_WINDOW");
+            evaluations.push(record);
+            continue;
+        }
+        let matched = match &rule.condition {
+            Ok(condition) => condition.condition(&vars).map_err(|e| e.to_string()),
+            Err(compile_error) => Err(format!("condition does not compile: {compile_error}")),
+        };
+        match matched {
+            Ok(false) => evaluations.push(EvaluationRecord::new(rule, "NO_MATCH")),
+            Err(message) => {
+                let mut record = EvaluationRecord::new(rule, "SKIPPED_ERROR");
+                record.reason = Some("CONDITION_ERROR");
+                record.error_message = Some(message);
+                evaluations.push(record);
+            }
+            Ok(true) => {
+                let mut record = EvaluationRecord::new(rule, "SUCCESS");
+                for action in &rule.actions {
+                    match execute(conn, event, rule, action, target, &vars).await? {
+                        Ok(result) => record.results.push(result),
+                        Err(message) => {
+                            let message = format!("action {} failed: {message}", action.kind);
+                            record.status = "FAILED";
+                            record.error_message = Some(message.clone());
+                            evaluations.push(record);
+                            return Ok(Outcome::failed(message, evaluations));
+                        }
+                    }
+                }
+                evaluations.push(record);
+                if rule.stop_after_match {
+                    stopped_by = Some(rule.id);
+                }
+            }
+        }
+    }
+    Ok(Outcome { error: None, participant_id: Some(participant), evaluations })
+}
+
+/// The participant's id, creating it from `external_id` when the program allows; `Err` says why not.
+async fn resolve(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Option<Uuid>,
+    external_id: Option<&str>,
+    create: bool,
+) -> sqlx::Result<Result<Uuid, String>> {
+    if let Some(id) = id {
+        return Ok(Ok(id));
+    }
+    let external_id = external_id.unwrap_or_default();
+    match participants::resolve_external(conn, organization_id, external_id, create).await {
+        Ok(Some(id)) => Ok(Ok(id)),
+        Ok(None) => Ok(Err(format!(
+            "participant with external_id {external_id} not found and the program rejects unknown participants"
+        ))),
+        Err(err) => Err(into_sqlx(err)),
+    }
+}
+
+fn participant_value(state: &State) -> ::cel::Value {
+    cel::from_json(&json!({
+        "id": state.id,
+        "external_id": state.external_id,
+        "status": state.status,
+        "tags": state.tags,
+        "attributes": state.attributes.0,
+        "counters": state.counters.0,
+        "tiers": {},
+    }))
+}
+
+/// Runs one financial action; `Ok(Err(reason))` is a business failure that fails the event.
+async fn execute(
+    conn: &mut PgConnection,
+    event: &Claimed,
+    rule: &CompiledRule,
+    action: &CompiledAction,
+    target: &State,
+    vars: &Variables,
+) -> sqlx::Result<Result<Value, String>> {
+    if target.status != "ACTIVE" {
+        return Ok(Err(format!("participant is {}", target.status)));
+    }
+    let Some(asset) = crate::assets::find_linked(conn, event.organization_id, event.program_id, action.asset_id).await?
+    else {
+        return Ok(Err("asset not found or not linked to the program".into()));
+    };
+    if asset.status != "ACTIVE" {
+        return Ok(Err("asset is archived".into()));
+    }
+    let amount = match &action.amount {
+        Amount::Literal(amount) => *amount,
+        Amount::Expression(Ok(expression)) => match expression.amount(vars) {
+            Ok(amount) => amount,
+            Err(err) => return Ok(Err(format!("amount expression failed: {err}"))),
+        },
+        Amount::Expression(Err(compile_error)) => return Ok(Err(format!("amount does not compile: {compile_error}"))),
+    };
+    if let Err(problem) = asset.check_amount("amount", amount) {
+        return Ok(Err(problem.message));
+    }
+    let entry = entry_for(event, rule, action, &asset, target.id, amount);
+    match ledger::post(conn, event.organization_id, &entry).await {
+        Ok(journal_entry_id) => Ok(Ok(json!({
+            "type": action.kind,
+            "asset_id": asset.id,
+            "amount": asset.format(amount),
+            "participant_id": target.id,
+            "journal_entry_id": journal_entry_id,
+        }))),
+        Err(PostError::InsufficientBalance) if action.kind == "CREDIT" => {
+            Ok(Err("insufficient program wallet balance".into()))
+        }
+        Err(PostError::InsufficientBalance) => Ok(Err("insufficient balance".into())),
+        Err(PostError::Unbalanced) => Ok(Err("postings do not balance".into())),
+        Err(PostError::Database(err)) => Err(err),
+    }
+}
+
+/// CREDIT issues value to the participant; DEBIT takes it back. Value comes from and returns to the system
+/// issuance account for UNLIMITED assets, and the program wallet for PREFUNDED ones.
+fn entry_for(
+    event: &Claimed,
+    rule: &CompiledRule,
+    action: &CompiledAction,
+    asset: &Asset,
+    participant: Uuid,
+    amount: Decimal,
+) -> NewEntry {
+    let source = if asset.issuance_policy == "PREFUNDED" { Owner::Program(event.program_id) } else { Owner::Issuance };
+    let account = |owner| AccountKey { owner, asset_id: asset.id, bucket: "AVAILABLE" };
+    let signed = if action.kind == "DEBIT" { -amount } else { amount };
+    let description = action
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("{}: {} {}", rule.name, asset.format(amount), asset.symbol));
+    NewEntry {
+        program_id: event.program_id,
+        action_type: if action.kind == "DEBIT" { "DEBIT" } else { "CREDIT" },
+        description: Some(description),
+        event_id: Some(event.id),
+        rule_id: Some(rule.id),
+        reference_id: None,
+        created_by_api_key_id: None,
+        postings: vec![(account(Owner::Participant(participant)), signed), (account(source), -signed)],
+        allow_negative: action.allow_negative,
+    }
+}
+
+async fn record(conn: &mut PgConnection, event: &Claimed, outcome: &Outcome) -> sqlx::Result<()> {
+    let n = outcome.evaluations.len();
+    let mut ids = Vec::with_capacity(n);
+    let (mut rule_ids, mut history_ids, mut statuses, mut reasons) = (vec![], vec![], vec![], vec![]);
+    let (mut stoppers, mut messages, mut results) = (vec![], vec![], vec![]);
+    for e in &outcome.evaluations {
+        ids.push(Uuid::now_v7());
+        rule_ids.push(e.rule_id);
+        history_ids.push(e.rule_history_id);
+        statuses.push(e.status);
+        reasons.push(e.reason);
+        stoppers.push(e.stopped_by_rule_id);
+        messages.push(e.error_message.clone());
+        results.push(Value::Array(e.results.clone()));
+    }
+    sqlx::query(
+        "WITH evaluations AS (
+             INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
+                                           stopped_by_rule_id, error_message, results)
+             SELECT t.id, $2, $1, t.rule_id, t.history_id, t.status, t.reason, t.stopper, t.message, t.results
+               FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::uuid[], $12::text[],
+                           $13::jsonb[]) AS t(id, rule_id, history_id, status, reason, stopper, message, results))
+         UPDATE events SET status = $3, error_message = $4, participant_id = COALESCE($5, participant_id),
+                attempts = attempts + 1, processed_at = now(), updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(event.id)
+    .bind(event.organization_id)
+    .bind(if outcome.is_failed() { "FAILED" } else { "COMPLETED" })
+    .bind(&outcome.error)
+    .bind(outcome.participant_id)
+    .bind(&ids)
+    .bind(&rule_ids)
+    .bind(&history_ids)
+    .bind(&statuses)
+    .bind(&reasons)
+    .bind(&stoppers)
+    .bind(&messages)
+    .bind(&results)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn into_sqlx(err: crate::error::Error) -> sqlx::Error {
+    match err {
+        crate::error::Error::Database(err) => err,
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// Deadlock or serialization failure: the whole batch is retried.
+fn is_contention(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
+fn is_connection(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed)
+}
+
+fn jitter_ms(min: u64, max: u64) -> u64 {
+    let mut byte = [0u8; 2];
+    let spread = if getrandom::fill(&mut byte).is_ok() { u64::from(u16::from_le_bytes(byte)) } else { 0 };
+    min + spread % (max - min)
+}

@@ -1,0 +1,76 @@
+//! Extractors whose failures are spec-shaped errors naming the offending field.
+
+use super::AppState;
+use crate::error::{Error, FieldError};
+use crate::organizations::{self, Actor};
+use crate::validation;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The authenticated caller, from `Authorization: Bearer sk_…` or `X-API-Key: sk_…`.
+pub struct Auth(pub Actor);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let key = header("x-api-key")
+            .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim))
+            .ok_or(Error::Unauthorized)?;
+        Ok(Auth(organizations::authenticate(&state.pool, key).await?))
+    }
+}
+
+/// A JSON body, kept as a value so validation can name each bad field itself.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            Error::invalid(FieldError::invalid("body", "JSON object", None, format!("cannot read the body: {e}")))
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Null));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            Error::invalid(FieldError::invalid("body", "JSON object", None, format!("malformed JSON: {e}")))
+        })
+    }
+}
+
+/// Query parameters as a map of strings, read through `validation::Fields`.
+pub struct QueryParams(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let Query(pairs) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map_err(|e| {
+            Error::invalid(FieldError::invalid("query", "URL-encoded parameters", None, e.body_text()))
+        })?;
+        Ok(QueryParams(validation::query_map(pairs)))
+    }
+}
+
+/// A resource id in the path; anything but a UUID is a 400 naming `id`.
+pub struct PathId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid(FieldError::invalid("id", "uuid", None, e.body_text())))?;
+        Uuid::parse_str(&raw)
+            .map(PathId)
+            .map_err(|_| Error::invalid(FieldError::invalid("id", "uuid", Some(raw), "id must be a UUID")))
+    }
+}

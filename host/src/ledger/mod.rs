@@ -1,0 +1,262 @@
+//! The double-entry ledger. Every movement of value is one journal entry whose postings sum to zero per asset
+//! (checked here, and again by a deferred constraint in the database). Entries and postings are append-only.
+//!
+//! Balances of participant, group and program-wallet accounts are materialised on the account row and updated
+//! in the entry's transaction; the caller holds the owner's lock. System accounts (issuance, breakage,
+//! redemption) are shared by every event of an organization, so their balance is never stored: it is the sum
+//! of their postings. No row is updated by every entry.
+
+mod repo;
+
+use crate::error::{Error, Result};
+use crate::organizations::Actor;
+use crate::pagination::{Cursor, Order, Page};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const BUCKETS: &[&str] = &["AVAILABLE", "HELD", "DEFERRED"];
+
+/// Who owns an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Owner {
+    Participant(Uuid),
+    Program(Uuid),
+    Issuance,
+}
+
+impl Owner {
+    pub fn entity_type(self) -> &'static str {
+        match self {
+            Owner::Participant(_) => "PARTICIPANT",
+            Owner::Program(_) => "PROGRAM",
+            Owner::Issuance => "SYSTEM_ISSUANCE",
+        }
+    }
+
+    pub fn entity_id(self) -> Option<Uuid> {
+        match self {
+            Owner::Participant(id) | Owner::Program(id) => Some(id),
+            Owner::Issuance => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountKey {
+    pub owner: Owner,
+    pub asset_id: Uuid,
+    pub bucket: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub program_id: Uuid,
+    pub action_type: &'static str,
+    pub description: Option<String>,
+    pub event_id: Option<Uuid>,
+    pub rule_id: Option<Uuid>,
+    pub reference_id: Option<String>,
+    pub created_by_api_key_id: Option<Uuid>,
+    pub postings: Vec<(AccountKey, Decimal)>,
+    /// Participant accounts this entry may take below zero (a DEBIT with `allow_negative`).
+    pub allow_negative: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("insufficient balance")]
+    InsufficientBalance,
+    #[error("postings do not balance")]
+    Unbalanced,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Writes one balanced entry and applies it to the materialised balances, in the caller's transaction.
+pub async fn post(conn: &mut PgConnection, organization_id: Uuid, entry: &NewEntry) -> Result<Uuid, PostError> {
+    let mut per_asset: BTreeMap<Uuid, Decimal> = BTreeMap::new();
+    for (key, amount) in &entry.postings {
+        *per_asset.entry(key.asset_id).or_default() += *amount;
+    }
+    if entry.postings.len() < 2 || per_asset.values().any(|sum| !sum.is_zero()) {
+        return Err(PostError::Unbalanced);
+    }
+    let keys: Vec<AccountKey> = entry.postings.iter().map(|(key, _)| *key).collect();
+    let accounts = repo::resolve_accounts(conn, organization_id, &keys).await?;
+    let id = Uuid::now_v7();
+    let balances = repo::insert_entry(conn, organization_id, id, entry, &accounts).await?;
+    let overdrawn = balances.iter().any(|(owner_type, balance)| {
+        *balance < Decimal::ZERO && !(entry.allow_negative && owner_type == "PARTICIPANT")
+    });
+    if overdrawn {
+        return Err(PostError::InsufficientBalance);
+    }
+    Ok(id)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EntryRow {
+    pub id: Uuid,
+    pub program_id: Uuid,
+    pub program_name: String,
+    pub action_type: String,
+    pub description: Option<String>,
+    pub event_id: Option<Uuid>,
+    pub rule_id: Option<Uuid>,
+    pub reference_id: Option<String>,
+    pub created_by_api_key_id: Option<Uuid>,
+    pub entry_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PostingRow {
+    pub id: Uuid,
+    pub journal_entry_id: Uuid,
+    pub amount: Decimal,
+    pub scale: i16,
+    pub asset_id: Uuid,
+    pub asset_symbol: String,
+    pub bucket: String,
+    pub entity_type: String,
+    pub entity_id: Option<Uuid>,
+    pub program_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JournalEntry {
+    #[serde(flatten)]
+    pub entry: EntryRow,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Posting {
+    pub id: Uuid,
+    pub amount: String,
+    pub asset_id: Uuid,
+    pub asset_symbol: String,
+    pub bucket: String,
+    pub entity_type: String,
+    pub participant_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    pub program_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Serialize for EntryRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "id": self.id,
+            "program_id": self.program_id,
+            "program_name": self.program_name,
+            "action_type": self.action_type,
+            "description": self.description,
+            "event_id": self.event_id,
+            "rule_id": self.rule_id,
+            "reference_id": self.reference_id,
+            "created_by_api_key_id": self.created_by_api_key_id,
+            "entry_hash": self.entry_hash,
+            "created_at": self.created_at,
+        })
+        .serialize(s)
+    }
+}
+
+impl From<PostingRow> for Posting {
+    fn from(p: PostingRow) -> Self {
+        let owned_by = |kind: &str| p.entity_id.filter(|_| p.entity_type == kind);
+        Posting {
+            id: p.id,
+            amount: crate::money::format(p.amount, p.scale),
+            participant_id: owned_by("PARTICIPANT"),
+            group_id: owned_by("GROUP"),
+            asset_id: p.asset_id,
+            asset_symbol: p.asset_symbol,
+            bucket: p.bucket,
+            entity_type: p.entity_type,
+            program_id: p.program_id,
+            created_at: p.created_at,
+        }
+    }
+}
+
+/// Filters of E116; posting-level ones (asset, entity, bucket, amount) must all hold for one posting.
+#[derive(Debug, Default)]
+pub struct EntryFilter {
+    pub program_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub rule_id: Option<Uuid>,
+    pub asset_id: Option<Uuid>,
+    pub participant_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    pub external_id: Option<String>,
+    pub bucket: Option<&'static str>,
+    pub created: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    pub min_amount: Option<Decimal>,
+    pub max_amount: Option<Decimal>,
+    pub action_type: Option<String>,
+    pub reference_id: Option<String>,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+pub async fn list(pool: &PgPool, actor: &Actor, filter: EntryFilter) -> Result<Page<JournalEntry>> {
+    let order = Order { column: "e.created_at", sql_type: "timestamptz", descending: true };
+    let rows = repo::list_entries(pool, actor.organization_id, &filter, order).await?;
+    let page = Page::from_rows(rows, filter.limit, |e| Cursor::new(crate::time_key(e.created_at), e.id));
+    let ids: Vec<Uuid> = page.data.iter().map(|e| e.id).collect();
+    let mut postings = group_postings(repo::postings_of(pool, &ids).await?);
+    Ok(page.map(|entry| {
+        let postings = postings.remove(&entry.id).unwrap_or_default();
+        JournalEntry { entry, postings }
+    }))
+}
+
+pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<JournalEntry> {
+    let entry = repo::find_entry(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("journal entry"))?;
+    let postings = repo::postings_of(pool, &[id]).await?.into_iter().map(Posting::from).collect();
+    Ok(JournalEntry { entry, postings })
+}
+
+/// The entries an event produced, oldest first.
+pub async fn entries_of_event(pool: &PgPool, actor: &Actor, event_id: Uuid) -> Result<Vec<JournalEntry>> {
+    let filter = EntryFilter { event_id: Some(event_id), limit: 10_000, ..Default::default() };
+    let mut entries = list(pool, actor, filter).await?.data;
+    entries.reverse();
+    Ok(entries)
+}
+
+fn group_postings(rows: Vec<PostingRow>) -> std::collections::HashMap<Uuid, Vec<Posting>> {
+    let mut grouped: std::collections::HashMap<Uuid, Vec<Posting>> = std::collections::HashMap::new();
+    for row in rows {
+        grouped.entry(row.journal_entry_id).or_default().push(Posting::from(row));
+    }
+    grouped
+}
+
+/// What the invariant check found wrong; empty when the ledger is consistent.
+#[derive(Debug, Default, Serialize)]
+pub struct Inconsistencies {
+    pub unbalanced_entries: Vec<(Uuid, Uuid, Decimal)>,
+    pub drifted_balances: Vec<(Uuid, Decimal, Decimal)>,
+}
+
+impl Inconsistencies {
+    pub fn is_empty(&self) -> bool {
+        self.unbalanced_entries.is_empty() && self.drifted_balances.is_empty()
+    }
+}
+
+/// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings.
+pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
+    Ok(Inconsistencies {
+        unbalanced_entries: repo::unbalanced_entries(pool).await?,
+        drifted_balances: repo::drifted_balances(pool).await?,
+    })
+}

@@ -1,0 +1,230 @@
+use super::{AccountKey, EntryFilter, EntryRow, NewEntry, PostingRow};
+use crate::pagination::Order;
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Account ids for `keys`, creating missing accounts. New non-system accounts start at a zero balance.
+pub async fn resolve_accounts(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    keys: &[AccountKey],
+) -> sqlx::Result<HashMap<AccountKey, Uuid>> {
+    let ids: Vec<Uuid> = keys.iter().map(|_| Uuid::now_v7()).collect();
+    let types: Vec<&str> = keys.iter().map(|k| k.owner.entity_type()).collect();
+    let entities: Vec<Option<Uuid>> = keys.iter().map(|k| k.owner.entity_id()).collect();
+    let assets: Vec<Uuid> = keys.iter().map(|k| k.asset_id).collect();
+    let buckets: Vec<&str> = keys.iter().map(|k| k.bucket).collect();
+    // Rows inserted by this statement are invisible to its own SELECT, so the two halves never overlap.
+    let rows: Vec<(Uuid, String, Option<Uuid>, Uuid, String)> = sqlx::query_as(
+        "WITH wanted AS (
+             SELECT DISTINCT ON (entity_type, entity_id, asset_id, bucket) *
+               FROM unnest($2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[])
+                    AS t(id, entity_type, entity_id, asset_id, bucket)),
+         created AS (
+             INSERT INTO accounts (id, organization_id, entity_type, entity_id, asset_id, bucket, balance)
+             SELECT id, $1, entity_type, entity_id, asset_id, bucket,
+                    CASE WHEN entity_id IS NULL THEN NULL ELSE 0 END
+               FROM wanted
+             ON CONFLICT ON CONSTRAINT accounts_identity DO NOTHING
+             RETURNING id, entity_type, entity_id, asset_id, bucket)
+         SELECT id, entity_type, entity_id, asset_id, bucket FROM created
+         UNION ALL
+         SELECT a.id, a.entity_type, a.entity_id, a.asset_id, a.bucket
+           FROM accounts a JOIN wanted w
+             ON a.organization_id = $1 AND a.entity_type = w.entity_type
+            AND a.entity_id IS NOT DISTINCT FROM w.entity_id AND a.asset_id = w.asset_id AND a.bucket = w.bucket",
+    )
+    .bind(organization_id)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&entities)
+    .bind(&assets)
+    .bind(&buckets)
+    .fetch_all(&mut *conn)
+    .await?;
+    let found: HashMap<(String, Option<Uuid>, Uuid, String), Uuid> =
+        rows.into_iter().map(|(id, t, e, a, b)| ((t, e, a, b), id)).collect();
+    let mut accounts = HashMap::with_capacity(keys.len());
+    for key in keys {
+        let identity = (key.owner.entity_type().to_owned(), key.owner.entity_id(), key.asset_id, key.bucket.to_owned());
+        match found.get(&identity) {
+            Some(id) => {
+                accounts.insert(*key, *id);
+            }
+            // Another transaction created it after our snapshot: ON CONFLICT waited for it, so it is visible now.
+            None => return Box::pin(resolve_accounts(conn, organization_id, keys)).await,
+        }
+    }
+    Ok(accounts)
+}
+
+/// Inserts the entry and its postings and applies them to materialised balances, in one statement.
+/// Returns `(entity_type, new balance)` for every materialised account it changed.
+pub async fn insert_entry(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    e: &NewEntry,
+    accounts: &HashMap<AccountKey, Uuid>,
+) -> sqlx::Result<Vec<(String, Decimal)>> {
+    let n = e.postings.len();
+    let mut posting_ids = Vec::with_capacity(n);
+    let mut account_ids = Vec::with_capacity(n);
+    let mut amounts = Vec::with_capacity(n);
+    for (key, amount) in &e.postings {
+        posting_ids.push(Uuid::now_v7());
+        account_ids.push(accounts.get(key).copied().unwrap_or_default());
+        amounts.push(*amount);
+    }
+    sqlx::query_as(
+        "WITH entry AS (
+             INSERT INTO journal_entries (id, organization_id, program_id, action_type, description, event_id,
+                                          rule_id, reference_id, created_by_api_key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id),
+         input AS (
+             SELECT t.posting_id, t.amount, a.id AS account_id, a.asset_id, a.entity_type, a.entity_id, a.bucket
+               FROM unnest($10::uuid[], $11::uuid[], $12::numeric[]) AS t(posting_id, account_id, amount)
+               JOIN accounts a ON a.id = t.account_id),
+         posted AS (
+             INSERT INTO postings (id, journal_entry_id, organization_id, account_id, program_id, asset_id,
+                                   entity_type, entity_id, bucket, amount)
+             SELECT i.posting_id, entry.id, $2, i.account_id, $3, i.asset_id, i.entity_type, i.entity_id,
+                    i.bucket, i.amount
+               FROM input i CROSS JOIN entry),
+         delta AS (
+             SELECT account_id, sum(amount) AS amount FROM input WHERE entity_id IS NOT NULL GROUP BY account_id)
+         UPDATE accounts a SET balance = a.balance + delta.amount
+           FROM delta WHERE a.id = delta.account_id
+         RETURNING a.entity_type, a.balance",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .bind(e.program_id)
+    .bind(e.action_type)
+    .bind(&e.description)
+    .bind(e.event_id)
+    .bind(e.rule_id)
+    .bind(&e.reference_id)
+    .bind(e.created_by_api_key_id)
+    .bind(&posting_ids)
+    .bind(&account_ids)
+    .bind(&amounts)
+    .fetch_all(conn)
+    .await
+}
+
+const ENTRY_COLUMNS: &str = "e.id, e.program_id, p.name AS program_name, e.action_type, e.description, e.event_id,
+    e.rule_id, e.reference_id, e.created_by_api_key_id, e.entry_hash, e.created_at";
+
+pub async fn find_entry(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<EntryRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM journal_entries e JOIN programs p ON p.id = e.program_id
+          WHERE e.id = $1 AND e.organization_id = $2"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn list_entries(
+    pool: &PgPool,
+    organization_id: Uuid,
+    f: &EntryFilter,
+    order: Order,
+) -> sqlx::Result<Vec<EntryRow>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {ENTRY_COLUMNS} FROM journal_entries e JOIN programs p ON p.id = e.program_id
+          WHERE e.organization_id = "
+    ));
+    q.push_bind(organization_id);
+    for (column, value) in [("e.program_id", f.program_id), ("e.event_id", f.event_id), ("e.rule_id", f.rule_id)] {
+        if let Some(value) = value {
+            q.push(format_args!(" AND {column} = ")).push_bind(value);
+        }
+    }
+    if let Some(action_type) = &f.action_type {
+        q.push(" AND e.action_type = ").push_bind(action_type.clone());
+    }
+    if let Some(reference_id) = &f.reference_id {
+        q.push(" AND e.reference_id = ").push_bind(reference_id.clone());
+    }
+    if let Some(from) = f.created.0 {
+        q.push(" AND e.created_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.created.1 {
+        q.push(" AND e.created_at <= ").push_bind(to);
+    }
+    let posting_filter = f.asset_id.is_some()
+        || f.participant_id.is_some()
+        || f.group_id.is_some()
+        || f.external_id.is_some()
+        || f.bucket.is_some()
+        || f.min_amount.is_some()
+        || f.max_amount.is_some();
+    if posting_filter {
+        q.push(" AND EXISTS (SELECT 1 FROM postings x WHERE x.journal_entry_id = e.id");
+        if let Some(asset_id) = f.asset_id {
+            q.push(" AND x.asset_id = ").push_bind(asset_id);
+        }
+        if let Some(id) = f.participant_id {
+            q.push(" AND x.entity_type = 'PARTICIPANT' AND x.entity_id = ").push_bind(id);
+        }
+        if let Some(id) = f.group_id {
+            q.push(" AND x.entity_type = 'GROUP' AND x.entity_id = ").push_bind(id);
+        }
+        if let Some(external_id) = &f.external_id {
+            q.push(" AND x.entity_type = 'PARTICIPANT' AND x.entity_id = (SELECT id FROM participants");
+            q.push(" WHERE organization_id = ").push_bind(organization_id);
+            q.push(" AND external_id = ").push_bind(external_id.clone()).push(")");
+        }
+        if let Some(bucket) = f.bucket {
+            q.push(" AND x.bucket = ").push_bind(bucket);
+        }
+        if let Some(min) = f.min_amount {
+            q.push(" AND x.amount >= ").push_bind(min);
+        }
+        if let Some(max) = f.max_amount {
+            q.push(" AND x.amount <= ").push_bind(max);
+        }
+        q.push(")");
+    }
+    order.push(&mut q, "e.id", f.cursor.clone(), f.limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+pub async fn postings_of(pool: &PgPool, entry_ids: &[Uuid]) -> sqlx::Result<Vec<PostingRow>> {
+    sqlx::query_as(
+        "SELECT x.id, x.journal_entry_id, x.amount, s.scale, x.asset_id, s.symbol AS asset_symbol, x.bucket,
+                x.entity_type, x.entity_id, x.program_id, x.created_at
+           FROM postings x JOIN assets s ON s.id = x.asset_id
+          WHERE x.journal_entry_id = ANY($1)
+          ORDER BY x.journal_entry_id, x.amount, x.id",
+    )
+    .bind(entry_ids)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn unbalanced_entries(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Uuid, Decimal)>> {
+    sqlx::query_as(
+        "SELECT journal_entry_id, asset_id, sum(amount) FROM postings
+          GROUP BY journal_entry_id, asset_id HAVING sum(amount) <> 0",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn drifted_balances(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Decimal, Decimal)>> {
+    sqlx::query_as(
+        "SELECT a.id, a.balance, COALESCE(sum(x.amount), 0) AS posted
+           FROM accounts a LEFT JOIN postings x ON x.account_id = a.id
+          WHERE a.balance IS NOT NULL
+          GROUP BY a.id, a.balance
+         HAVING a.balance <> COALESCE(sum(x.amount), 0)",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,105 @@
+//! `scrip`: a self-hostable rewards engine that speaks the Scrip REST API. Events come in over HTTP, rules
+//! (CEL today) decide what they earn, and a double-entry ledger on Postgres records every movement.
+
+pub mod assets;
+pub mod config;
+pub mod db;
+pub mod dev;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod ledger;
+pub mod money;
+pub mod organizations;
+pub mod pagination;
+pub mod participants;
+pub mod programs;
+pub mod reports;
+pub mod rules;
+pub mod validation;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// Errors of start-up and the CLI: reported, never matched on.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A timestamp as a cursor key, at the database's microsecond precision.
+pub fn time_key(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// `%text%` for ILIKE, with the wildcard characters of `text` escaped.
+pub fn like_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// A running server: the HTTP API plus event workers.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Serves the API on `addr` and starts `workers` event workers on `pool`.
+pub async fn start(pool: PgPool, addr: SocketAddr, workers: usize) -> Result<Running, BoxError> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let app = http::router(http::AppState { pool: pool.clone() });
+    let mut http_stopped = stopped.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        });
+        if let Err(err) = serve.await {
+            tracing::error!(error = %err, "HTTP server failed");
+        }
+    });
+    let cache = Arc::new(rules::RuleCache::default());
+    let wake = Arc::new(Notify::new());
+    tasks.spawn(events::worker::listen(pool.clone(), wake.clone(), stopped.clone()));
+    for _ in 0..workers {
+        tasks.spawn(events::worker::run(pool.clone(), cache.clone(), wake.clone(), stopped.clone()));
+    }
+    tracing::info!(%addr, workers, "scrip is serving");
+    Ok(Running { addr, shutdown, tasks })
+}
+
+impl Running {
+    /// Stops accepting requests, lets workers finish their batch, and waits for everything to end.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn until_signal(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot watch SIGTERM");
+                    let _ = ctrl_c.await;
+                    return self.stop().await;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}

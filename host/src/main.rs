@@ -1,0 +1,99 @@
+use clap::{Parser, Subcommand};
+use scrip::config::Settings;
+use scrip::{BoxError, db, dev, organizations};
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+/// A self-hostable rewards engine speaking the Scrip REST API.
+#[derive(Parser)]
+#[command(name = "scrip", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Serve the HTTP API and process events (DATABASE_URL, SCRIP_ADDR, SCRIP_WORKERS).
+    Serve,
+    /// Like serve, but starts a private Postgres when none is reachable and prints an API key on first start.
+    Dev {
+        /// Where the private cluster keeps its data.
+        #[arg(long, default_value = ".scrip")]
+        data_dir: PathBuf,
+    },
+    /// Create the database if needed and apply pending migrations.
+    Migrate,
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key for an organization (created if it does not exist); the key is the last line printed.
+    Create {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = run(Cli::parse()).await {
+        eprintln!("error: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    let settings = Settings::from_env()?;
+    match cli.command {
+        Commands::Serve => {
+            let pool = db::connect_and_migrate(&settings.database_url, settings.db_connections).await?;
+            scrip::start(pool, settings.addr, settings.workers).await?.until_signal().await;
+        }
+        Commands::Dev { data_dir } => {
+            let cluster = if db::server_reachable(&settings.database_url).await {
+                None
+            } else {
+                Some(dev::start_private_cluster(&settings.database_url, &data_dir)?)
+            };
+            let result = serve_dev(&settings).await;
+            if let Some(cluster) = cluster {
+                cluster.stop();
+            }
+            result?;
+        }
+        Commands::Migrate => {
+            db::connect_and_migrate(&settings.database_url, 2).await?;
+            println!("migrations applied");
+        }
+        Commands::ApiKey { command: ApiKeyCommand::Create { org } } => {
+            let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
+            let key = organizations::create_api_key(&pool, &org).await?;
+            println!("organization {org} ({})", key.organization_id);
+            println!("{}", key.key);
+        }
+    }
+    Ok(())
+}
+
+async fn serve_dev(settings: &Settings) -> Result<(), BoxError> {
+    let pool = db::connect_and_migrate(&settings.database_url, settings.db_connections).await?;
+    if !organizations::organization_exists(&pool).await? {
+        let key = organizations::create_api_key(&pool, "default").await?;
+        println!("Created organization \"default\". Your API key (shown once):");
+        println!("export SCRIP_API_KEY={}", key.key);
+    }
+    let running = scrip::start(pool, settings.addr, settings.workers).await?;
+    println!("scrip dev is serving on http://{}", running.addr);
+    running.until_signal().await;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Tenants and their API keys. Every row in the database belongs to one organization; a key grants full
+//! access to its organization and nothing else. Keys are shown once and stored as SHA-256 hashes.
+
+mod repo;
+
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Who is making a request: the organization every query is scoped to, and the key recorded on writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor {
+    pub organization_id: Uuid,
+    pub api_key_id: Uuid,
+}
+
+pub struct NewKey {
+    pub organization_id: Uuid,
+    pub api_key_id: Uuid,
+    /// The secret itself (`sk_…`); not stored anywhere.
+    pub key: String,
+}
+
+/// Creates the organization `name` if it does not exist yet, and a new key for it.
+pub async fn create_api_key(pool: &PgPool, organization: &str) -> Result<NewKey> {
+    let name = organization.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(Error::Internal("organization name must be 1 to 255 characters".into()));
+    }
+    let mut secret = [0u8; 24];
+    getrandom::fill(&mut secret).map_err(|e| Error::Internal(format!("no randomness available: {e}")))?;
+    let key = format!("sk_{}", hex(&secret));
+    let mut tx = pool.begin().await?;
+    let organization_id = repo::find_or_create_organization(&mut tx, Uuid::now_v7(), name).await?;
+    let api_key_id = Uuid::now_v7();
+    repo::insert_api_key(&mut tx, api_key_id, organization_id, &hash(&key), &key[..7]).await?;
+    tx.commit().await?;
+    Ok(NewKey { organization_id, api_key_id, key })
+}
+
+/// Resolves a presented key to its organization; unknown and revoked keys are `Unauthorized`.
+pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Actor> {
+    if !key.starts_with("sk_") {
+        return Err(Error::Unauthorized);
+    }
+    repo::find_active_key(pool, &hash(key))
+        .await?
+        .map(|(api_key_id, organization_id)| Actor { organization_id, api_key_id })
+        .ok_or(Error::Unauthorized)
+}
+
+pub async fn organization_exists(pool: &PgPool) -> Result<bool> {
+    Ok(repo::any_organization(pool).await?)
+}
+
+fn hash(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,121 @@
+//! Keyset pagination. A cursor names the last row of a page by its sort key and id, so pages stay stable
+//! while rows are inserted or deleted between requests.
+
+use crate::error::{Error, FieldError, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pagination {
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows: the extra row only tells that there is more.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> Cursor) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if has_more { rows.last().map(|row| cursor_of(row).encode()) } else { None };
+        Page { data: rows, pagination: Pagination { has_more, next_cursor } }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page { data: self.data.into_iter().map(f).collect(), pagination: self.pagination }
+    }
+}
+
+/// Position after a row: its sort key rendered as text (cast back in SQL) and its id as tie-breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub key: String,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn new(key: impl ToString, id: Uuid) -> Self {
+        Cursor { key: key.to_string(), id }
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.id, self.key))
+    }
+
+    pub fn decode(text: &str) -> Result<Self> {
+        let invalid = || {
+            Error::invalid(FieldError::invalid(
+                "cursor",
+                "cursor returned in pagination.next_cursor",
+                Some(text.chars().take(100).collect()),
+                "cursor is not a valid pagination cursor",
+            ))
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let decoded = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let (id, key) = decoded.split_once('|').ok_or_else(invalid)?;
+        Ok(Cursor { key: key.to_owned(), id: Uuid::parse_str(id).map_err(|_| invalid())? })
+    }
+}
+
+/// The ordering of a list: an SQL sort expression, the Postgres type its cursor key casts to, and direction.
+#[derive(Debug, Clone, Copy)]
+pub struct Order {
+    pub column: &'static str,
+    pub sql_type: &'static str,
+    pub descending: bool,
+}
+
+impl Order {
+    /// Appends `AND (column, id) >|< (cursor)` when there is a cursor, then `ORDER BY … LIMIT limit + 1`.
+    /// `id_column` is the row id the cursor carries.
+    pub fn push(&self, query: &mut QueryBuilder<'_, Postgres>, id_column: &str, cursor: Option<Cursor>, limit: i64) {
+        let (cmp, dir) = if self.descending { ("<", "DESC") } else { (">", "ASC") };
+        if let Some(cursor) = cursor {
+            query.push(format_args!(" AND ({}, {id_column}) {cmp} (", self.column));
+            query.push_bind(cursor.key).push(format_args!("::{}, ", self.sql_type));
+            query.push_bind(cursor.id).push(")");
+        }
+        query.push(format_args!(" ORDER BY {} {dir}, {id_column} {dir} LIMIT ", self.column));
+        query.push_bind(limit + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips() {
+        let cursor = Cursor::new("2024-01-15T10:30:00.123456Z", Uuid::now_v7());
+        assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
+    }
+
+    #[test]
+    fn garbage_cursor_is_a_field_error() {
+        for bad in ["%%%", "YWJjMTIz", ""] {
+            assert!(matches!(Cursor::decode(bad), Err(Error::Invalid(e)) if e[0].field == "cursor"));
+        }
+    }
+
+    #[test]
+    fn page_keeps_limit_rows_and_points_after_the_last() {
+        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+        let page = Page::from_rows(ids.clone(), 3, |id| Cursor::new("k", *id));
+        assert_eq!(page.data, ids[..3]);
+        assert!(page.pagination.has_more);
+        assert_eq!(page.pagination.next_cursor, Some(Cursor::new("k", ids[2]).encode()));
+    }
+}

@@ -1,0 +1,223 @@
+use super::{BalanceRow, Order, Participant, ParticipantFilter, State, Upsert};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+const COLUMNS: &str =
+    "id, external_id, status, email, phone, first_name, last_name, display_name, created_at, updated_at";
+
+/// Inserts or updates by `(organization, external_id)`; fields not supplied keep their value on update.
+pub async fn upsert(conn: &mut PgConnection, organization_id: Uuid, id: Uuid, u: &Upsert) -> sqlx::Result<(Uuid, bool)> {
+    sqlx::query_as(
+        "INSERT INTO participants (id, organization_id, external_id, status, email, phone, first_name, last_name,
+                                   display_name)
+         VALUES ($1, $2, $3, COALESCE($4, 'ACTIVE'), $5, $6, $7, $8, $9)
+         ON CONFLICT (organization_id, external_id) DO UPDATE SET
+             status = COALESCE($4, participants.status),
+             email = COALESCE($5, participants.email),
+             phone = COALESCE($6, participants.phone),
+             first_name = COALESCE($7, participants.first_name),
+             last_name = COALESCE($8, participants.last_name),
+             display_name = COALESCE($9, participants.display_name),
+             updated_at = now()
+         RETURNING id, (xmax = 0) AS created",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .bind(&u.external_id)
+    .bind(u.status)
+    .bind(&u.profile.email)
+    .bind(&u.profile.phone)
+    .bind(&u.profile.first_name)
+    .bind(&u.profile.last_name)
+    .bind(&u.profile.display_name)
+    .fetch_one(conn)
+    .await
+}
+
+/// Creates a bare participant for an unknown `external_id`; when another transaction creates it first,
+/// returns that one.
+pub async fn insert_if_absent(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    external_id: &str,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar(
+        "INSERT INTO participants (id, organization_id, external_id) VALUES ($1, $2, $3)
+         ON CONFLICT (organization_id, external_id) DO UPDATE SET external_id = EXCLUDED.external_id
+         RETURNING id",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .bind(external_id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find_by_external_id(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    external_id: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM participants WHERE organization_id = $1 AND external_id = $2")
+        .bind(organization_id)
+        .bind(external_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn replace_tags(conn: &mut PgConnection, id: Uuid, tags: &[String]) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH gone AS (DELETE FROM participant_tags WHERE participant_id = $1 AND tag <> ALL($2))
+         INSERT INTO participant_tags (participant_id, tag) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(tags)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn merge_attributes(conn: &mut PgConnection, id: Uuid, pairs: &[(String, String)]) -> sqlx::Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let (keys, values): (Vec<&str>, Vec<&str>) = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
+    sqlx::query(
+        "INSERT INTO participant_attributes (participant_id, key, value)
+         SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)
+         ON CONFLICT (participant_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+    )
+    .bind(id)
+    .bind(keys)
+    .bind(values)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Enrolls the participant in the program, reactivating an inactive enrollment.
+pub async fn enroll(conn: &mut PgConnection, participant_id: Uuid, program_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO participant_programs (participant_id, program_id) VALUES ($1, $2)
+         ON CONFLICT (participant_id, program_id) DO UPDATE SET status = 'ACTIVE'
+         WHERE participant_programs.status <> 'ACTIVE'",
+    )
+    .bind(participant_id)
+    .bind(program_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Participant>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM participants WHERE id = $1 AND organization_id = $2"))
+        .bind(id)
+        .bind(organization_id)
+        .fetch_optional(pool)
+        .await
+}
+
+type InlineState = (Vec<String>, Json<Map<String, Value>>, Json<Map<String, Value>>, Vec<Uuid>);
+
+const STATE_COLUMNS: &str = "
+    ARRAY(SELECT tag FROM participant_tags WHERE participant_id = p.id ORDER BY tag) AS tags,
+    (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM participant_attributes
+      WHERE participant_id = p.id) AS attributes,
+    (SELECT COALESCE(jsonb_object_agg(key, value::text), '{}') FROM participant_counters
+      WHERE participant_id = p.id) AS counters";
+
+pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> {
+    sqlx::query_as(&format!(
+        "SELECT {STATE_COLUMNS},
+                ARRAY(SELECT program_id FROM participant_programs WHERE participant_id = p.id
+                       ORDER BY enrolled_at) AS program_ids
+           FROM participants p WHERE p.id = $1"
+    ))
+    .bind(id)
+    .fetch_one(pool)
+    .await
+}
+
+/// Locks the participants in id order (the one lock order every writer uses) and reads their state.
+pub async fn lock_state(conn: &mut PgConnection, organization_id: Uuid, ids: &[Uuid]) -> sqlx::Result<Vec<State>> {
+    sqlx::query_as(&format!(
+        "WITH locked AS (
+            SELECT id FROM participants WHERE id = ANY($1) AND organization_id = $2 ORDER BY id FOR UPDATE)
+         SELECT p.id, p.external_id, p.status, {STATE_COLUMNS}
+           FROM participants p JOIN locked USING (id)"
+    ))
+    .bind(ids)
+    .bind(organization_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    f: &ParticipantFilter,
+    order: Order,
+) -> sqlx::Result<Vec<Participant>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM participants WHERE organization_id = "));
+    q.push_bind(organization_id);
+    if let Some(external_id) = &f.external_id {
+        q.push(" AND external_id = ").push_bind(external_id.clone());
+    }
+    if let Some(program_id) = f.program_id {
+        q.push(" AND EXISTS (SELECT 1 FROM participant_programs pp WHERE pp.participant_id = participants.id");
+        q.push(" AND pp.program_id = ").push_bind(program_id).push(")");
+    }
+    if let Some(status) = f.status {
+        q.push(" AND status = ").push_bind(status);
+    }
+    if let Some(search) = &f.search {
+        let pattern = crate::like_pattern(search);
+        q.push(" AND (");
+        for (i, column) in ["external_id", "email", "phone", "first_name", "last_name", "display_name"].iter().enumerate() {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            q.push(format_args!("{column} ILIKE ")).push_bind(pattern.clone());
+        }
+        q.push(")");
+    }
+    if let Some((from, to)) = f.created {
+        q.push(" AND created_at BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+    }
+    order.push(&mut q, "id", f.cursor.clone(), f.limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+/// Balances per asset, from the materialised participant accounts, ordered by asset id after `after`.
+pub async fn balances(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+    asset_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<BalanceRow>> {
+    sqlx::query_as(
+        "SELECT a.asset_id, s.scale,
+                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'AVAILABLE'), 0) AS available,
+                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'HELD'), 0) AS held,
+                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'DEFERRED'), 0) AS deferred
+           FROM accounts a JOIN assets s ON s.id = a.asset_id
+          WHERE a.organization_id = $1 AND a.entity_type = 'PARTICIPANT' AND a.entity_id = $2
+            AND ($3::uuid IS NULL OR a.asset_id = $3)
+            AND ($4::uuid IS NULL OR a.asset_id > $4)
+          GROUP BY a.asset_id, s.scale
+          ORDER BY a.asset_id
+          LIMIT $5 + 1",
+    )
+    .bind(organization_id)
+    .bind(id)
+    .bind(asset_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

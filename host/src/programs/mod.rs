@@ -1,0 +1,136 @@
+//! Programs: the container for rules, participants' enrollments and linked assets.
+
+mod repo;
+
+use crate::assets::{self, Asset};
+use crate::error::{Error, OnConstraint, Result};
+use crate::organizations::Actor;
+use crate::pagination::{Cursor, Order, Page};
+use crate::validation::Patch;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use repo::lock_for_update;
+
+pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
+pub const UNKNOWN_PARTICIPANT_POLICIES: &[&str] = &["CREATE", "REJECT"];
+pub const REDEMPTION_TARGETS: &[&str] = &["SYSTEM_REDEMPTION", "SYSTEM_BREAKAGE", "LEDGER_ENTITY"];
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Program {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub on_unknown_participant: String,
+    pub status: String,
+    pub redemption_target_type: String,
+    pub redemption_target_entity_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewProgram {
+    pub name: String,
+    pub description: Option<String>,
+    pub on_unknown_participant: &'static str,
+}
+
+#[derive(Default)]
+pub struct ProgramFilter {
+    pub include_archived: bool,
+    pub status: Option<&'static str>,
+    pub search: Option<String>,
+    pub sort_by_name: bool,
+    pub ascending: bool,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+pub struct ProgramPatch {
+    pub name: Option<String>,
+    pub description: Patch<String>,
+    pub on_unknown_participant: Option<&'static str>,
+    pub status: Option<&'static str>,
+    pub redemption_target_type: Option<&'static str>,
+    pub redemption_target_entity_id: Patch<Uuid>,
+}
+
+pub async fn create(pool: &PgPool, actor: &Actor, new: NewProgram) -> Result<Program> {
+    Ok(repo::insert(pool, actor.organization_id, Uuid::now_v7(), &new).await?)
+}
+
+pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Program> {
+    repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("program"))
+}
+
+pub async fn list(pool: &PgPool, actor: &Actor, filter: ProgramFilter) -> Result<Page<Program>> {
+    let order = Order {
+        column: if filter.sort_by_name { "name" } else { "created_at" },
+        sql_type: if filter.sort_by_name { "text" } else { "timestamptz" },
+        descending: !filter.ascending,
+    };
+    let limit = filter.limit;
+    let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
+    Ok(Page::from_rows(rows, limit, |p| {
+        if filter.sort_by_name { Cursor::new(&p.name, p.id) } else { Cursor::new(crate::time_key(p.created_at), p.id) }
+    }))
+}
+
+pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: ProgramPatch) -> Result<Program> {
+    let mut tx = pool.begin().await?;
+    let mut program = lock_for_update(&mut tx, actor.organization_id, id).await?.ok_or(Error::NotFound("program"))?;
+    if let Some(name) = patch.name {
+        program.name = name;
+    }
+    match patch.description {
+        Patch::Set(text) => program.description = Some(text),
+        Patch::Null => program.description = None,
+        Patch::Absent => {}
+    }
+    if let Some(policy) = patch.on_unknown_participant {
+        program.on_unknown_participant = policy.into();
+    }
+    if let Some(target) = patch.redemption_target_type {
+        program.redemption_target_type = target.into();
+        program.redemption_target_entity_id = match patch.redemption_target_entity_id {
+            Patch::Set(entity) => Some(entity),
+            _ => None,
+        };
+    }
+    if let Some(status) = patch.status {
+        program.deleted_at = match (status, program.deleted_at) {
+            ("ARCHIVED", Some(at)) => Some(at),
+            ("ARCHIVED", None) => Some(Utc::now()),
+            _ => None,
+        };
+        program.status = status.into();
+    }
+    let program = repo::save(&mut tx, &program).await?;
+    tx.commit().await?;
+    Ok(program)
+}
+
+/// Links an existing asset of the organization to the program; linking twice is a conflict.
+pub async fn link_asset(pool: &PgPool, actor: &Actor, program_id: Uuid, asset_id: Uuid) -> Result<Asset> {
+    get(pool, actor, program_id).await?;
+    assets::get(pool, actor, asset_id).await?;
+    repo::link_asset(pool, actor.organization_id, program_id, asset_id)
+        .await
+        .on_constraint("program_assets_pkey", || Error::conflict("asset is already linked to this program"))?;
+    assets::get(pool, actor, asset_id).await
+}
+
+pub async fn list_assets(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Page<Asset>> {
+    get(pool, actor, program_id).await?;
+    let filter = assets::AssetFilter { program_id: Some(program_id), cursor, limit, ..Default::default() };
+    assets::list(pool, actor, filter).await
+}

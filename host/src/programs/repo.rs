@@ -1,0 +1,89 @@
+use super::{NewProgram, Program, ProgramFilter};
+use crate::pagination::Order;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+const COLUMNS: &str = "id, name, description, on_unknown_participant, status, redemption_target_type, \
+                       redemption_target_entity_id, created_at, updated_at, deleted_at";
+
+pub async fn insert(pool: &PgPool, organization_id: Uuid, id: Uuid, new: &NewProgram) -> sqlx::Result<Program> {
+    sqlx::query_as(&format!(
+        "INSERT INTO programs (id, organization_id, name, description, on_unknown_participant)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .bind(&new.name)
+    .bind(&new.description)
+    .bind(new.on_unknown_participant)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Program>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2"))
+        .bind(id)
+        .bind(organization_id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn lock_for_update(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Program>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2 FOR UPDATE"))
+        .bind(id)
+        .bind(organization_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    filter: &ProgramFilter,
+    order: Order,
+) -> sqlx::Result<Vec<Program>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM programs WHERE organization_id = "));
+    q.push_bind(organization_id);
+    match filter.status {
+        Some(status) => {
+            q.push(" AND status = ").push_bind(status);
+        }
+        None if !filter.include_archived => {
+            q.push(" AND status <> 'ARCHIVED'");
+        }
+        None => {}
+    }
+    if let Some(search) = &filter.search {
+        q.push(" AND name ILIKE ").push_bind(crate::like_pattern(search));
+    }
+    order.push(&mut q, "id", filter.cursor.clone(), filter.limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+pub async fn save(conn: &mut PgConnection, p: &Program) -> sqlx::Result<Program> {
+    sqlx::query_as(&format!(
+        "UPDATE programs SET name = $2, description = $3, on_unknown_participant = $4, status = $5,
+                redemption_target_type = $6, redemption_target_entity_id = $7, deleted_at = $8, updated_at = now()
+          WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(p.id)
+    .bind(&p.name)
+    .bind(&p.description)
+    .bind(&p.on_unknown_participant)
+    .bind(&p.status)
+    .bind(&p.redemption_target_type)
+    .bind(p.redemption_target_entity_id)
+    .bind(p.deleted_at)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn link_asset(pool: &PgPool, organization_id: Uuid, program_id: Uuid, asset_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO program_assets (program_id, asset_id, organization_id) VALUES ($1, $2, $3)")
+        .bind(program_id)
+        .bind(asset_id)
+        .bind(organization_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

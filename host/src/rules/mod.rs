@@ -1,0 +1,296 @@
+//! Rules: a CEL condition and actions, evaluated per event in ascending `order`. Every version of a rule is
+//! a `rule_history` row; evaluations record the version they ran with.
+
+pub mod cel;
+mod compiled;
+mod repo;
+
+use crate::assets::Asset;
+use crate::error::{Error, FieldError, OnConstraint, Result};
+use crate::money;
+use crate::organizations::Actor;
+use crate::pagination::{Cursor, Order, Page};
+use crate::validation::Patch;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+pub use compiled::{Amount, CompiledAction, CompiledRule, RuleCache};
+
+pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
+/// Action types this server executes. The rest of the catalogue (HOLD, TAG, COUNTER, …) is refused at
+/// create time until it is implemented, so no rule is ever accepted that would do nothing.
+pub const ACTION_TYPES: &[&str] = &["CREDIT", "DEBIT"];
+
+/// An action as the client wrote it; `amount` is a decimal literal or a CEL expression.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Action {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub asset_id: Uuid,
+    pub amount: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_negative: bool,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Rule {
+    pub id: Uuid,
+    pub program_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub condition: String,
+    pub actions: sqlx::types::Json<Vec<Action>>,
+    pub order: i32,
+    pub stop_after_match: bool,
+    pub active_from: Option<DateTime<Utc>>,
+    pub active_to: Option<DateTime<Utc>>,
+    pub status: String,
+    pub history_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Rule {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "program_id": self.program_id,
+            "name": self.name,
+            "description": self.description,
+            "condition": self.condition,
+            "actions": self.actions.0,
+            "order": self.order,
+            "stop_after_match": self.stop_after_match,
+            "active_from": self.active_from,
+            "active_to": self.active_to,
+            "budgets": [],
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "deleted_at": self.deleted_at,
+        })
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+pub struct NewRule {
+    pub program_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub condition: String,
+    pub actions: Vec<Action>,
+    pub order: Option<i32>,
+    pub stop_after_match: bool,
+    pub active_from: Option<DateTime<Utc>>,
+    pub active_to: Option<DateTime<Utc>>,
+    pub status: &'static str,
+}
+
+pub struct RulePatch {
+    pub name: Option<String>,
+    pub description: Patch<String>,
+    pub condition: Option<String>,
+    pub actions: Option<Vec<Action>>,
+    pub order: Option<i32>,
+    pub stop_after_match: Option<bool>,
+    pub active_from: Patch<DateTime<Utc>>,
+    pub active_to: Patch<DateTime<Utc>>,
+    pub status: Option<&'static str>,
+}
+
+#[derive(Default)]
+pub struct RuleFilter {
+    pub program_id: Option<Uuid>,
+    pub include_archived: bool,
+    pub status: Option<&'static str>,
+    pub search: Option<String>,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> {
+    let mut tx = pool.begin().await?;
+    let program = crate::programs::lock_for_update(&mut tx, actor.organization_id, new.program_id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
+    if program.status == "ARCHIVED" {
+        return Err(Error::conflict("rules cannot be added to an archived program"));
+    }
+    check_expressions(&mut tx, actor, new.program_id, &new.condition, &new.actions).await?;
+    let order = match new.order {
+        Some(order) => order,
+        None => repo::highest_order(&mut tx, new.program_id).await? + 10,
+    };
+    let rule = Rule {
+        id: Uuid::now_v7(),
+        program_id: new.program_id,
+        name: new.name,
+        description: new.description,
+        condition: new.condition,
+        actions: sqlx::types::Json(new.actions),
+        order,
+        stop_after_match: new.stop_after_match,
+        active_from: new.active_from,
+        active_to: new.active_to,
+        status: new.status.into(),
+        history_id: Uuid::now_v7(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        deleted_at: None,
+    };
+    let rule = repo::insert(&mut tx, actor.organization_id, &rule).await.on_constraint("rules_active_order_unique", || order_taken(order))?;
+    repo::insert_history(&mut tx, actor, &rule, "created", json!({})).await?;
+    tx.commit().await?;
+    Ok(rule)
+}
+
+pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Rule> {
+    repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("rule"))
+}
+
+pub async fn list(pool: &PgPool, actor: &Actor, filter: RuleFilter) -> Result<Page<Rule>> {
+    let order = Order { column: "\"order\"", sql_type: "integer", descending: false };
+    let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
+    Ok(Page::from_rows(rows, filter.limit, |r| Cursor::new(r.order, r.id)))
+}
+
+pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) -> Result<Rule> {
+    let mut tx = pool.begin().await?;
+    let before = repo::lock(&mut tx, actor.organization_id, id).await?.ok_or(Error::NotFound("rule"))?;
+    if before.status == "ARCHIVED" {
+        return Err(Error::conflict("archived rules cannot be modified"));
+    }
+    let program = crate::programs::lock_for_update(&mut tx, actor.organization_id, before.program_id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
+    if program.status == "ARCHIVED" {
+        return Err(Error::conflict("rules of an archived program cannot be modified"));
+    }
+    let mut rule = before.clone();
+    apply(&mut rule, patch);
+    if rule.condition != before.condition || rule.actions != before.actions {
+        check_expressions(&mut tx, actor, rule.program_id, &rule.condition, &rule.actions).await?;
+    }
+    rule.deleted_at = if rule.status == "ARCHIVED" { Some(Utc::now()) } else { None };
+    rule.history_id = Uuid::now_v7();
+    let change_type = match (before.status.as_str(), rule.status.as_str()) {
+        (old, "ARCHIVED") if old != "ARCHIVED" => "archived",
+        ("ACTIVE", "SUSPENDED") => "suspended",
+        ("SUSPENDED", "ACTIVE") => "activated",
+        _ => "updated",
+    };
+    let changes = diff(&before.to_json(), &rule.to_json());
+    let order = rule.order;
+    let rule = repo::save(&mut tx, &rule).await.on_constraint("rules_active_order_unique", || order_taken(order))?;
+    repo::insert_history(&mut tx, actor, &rule, change_type, changes).await?;
+    tx.commit().await?;
+    Ok(rule)
+}
+
+fn apply(rule: &mut Rule, patch: RulePatch) {
+    let set = |field: &mut Option<DateTime<Utc>>, value: Patch<DateTime<Utc>>| match value {
+        Patch::Set(t) => *field = Some(t),
+        Patch::Null => *field = None,
+        Patch::Absent => {}
+    };
+    set(&mut rule.active_from, patch.active_from);
+    set(&mut rule.active_to, patch.active_to);
+    match patch.description {
+        Patch::Set(d) => rule.description = Some(d),
+        Patch::Null => rule.description = None,
+        Patch::Absent => {}
+    }
+    if let Some(name) = patch.name {
+        rule.name = name;
+    }
+    if let Some(condition) = patch.condition {
+        rule.condition = condition;
+    }
+    if let Some(actions) = patch.actions {
+        rule.actions = sqlx::types::Json(actions);
+    }
+    if let Some(order) = patch.order {
+        rule.order = order;
+    }
+    if let Some(stop) = patch.stop_after_match {
+        rule.stop_after_match = stop;
+    }
+    if let Some(status) = patch.status {
+        rule.status = status.into();
+    }
+}
+
+/// `{field: {old, new}}` for every top-level field that changed.
+fn diff(before: &Value, after: &Value) -> Value {
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else { return json!({}) };
+    let changed = after
+        .iter()
+        .filter(|(k, v)| !matches!(k.as_str(), "updated_at" | "deleted_at") && before.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), json!({"old": before.get(k), "new": v})));
+    Value::Object(changed.collect())
+}
+
+fn order_taken(order: i32) -> Error {
+    Error::conflict(format!("order {order} is already used by another active rule in this program"))
+}
+
+/// Compiles the condition and amount expressions and checks every action's asset and literal amount.
+async fn check_expressions(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    program_id: Uuid,
+    condition: &str,
+    actions: &[Action],
+) -> Result<()> {
+    let mut errors = Vec::new();
+    if let Err(message) = cel::compile(condition) {
+        errors.push(FieldError::invalid("condition", "CEL expression", Some(condition.into()), message));
+    }
+    for (i, action) in actions.iter().enumerate() {
+        let asset = crate::assets::find_linked(conn, actor.organization_id, program_id, action.asset_id).await?;
+        let field = |name: &str| format!("actions[{i}].{name}");
+        match asset {
+            None => errors.push(FieldError::invalid(
+                field("asset_id"),
+                "asset linked to the rule's program",
+                Some(action.asset_id.to_string()),
+                "asset not found or not linked to this program",
+            )),
+            Some(asset) => errors.extend(check_amount(&asset, &action.amount, &field("amount")).err()),
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+}
+
+fn check_amount(asset: &Asset, amount: &str, field: &str) -> Result<(), FieldError> {
+    if asset.status == "ARCHIVED" {
+        return Err(FieldError::invalid(field, "active asset", None, "the asset is archived"));
+    }
+    match money::parse(amount) {
+        Some(literal) => asset.check_amount(field, literal),
+        None => cel::compile(amount)
+            .map(|_| ())
+            .map_err(|message| FieldError::invalid(field, "decimal string or CEL expression", Some(amount.into()), message)),
+    }
+}
+
+/// The active rules of these programs, compiled, in evaluation order per program.
+pub async fn active_rules(
+    conn: &mut PgConnection,
+    cache: &RuleCache,
+    program_ids: &[Uuid],
+) -> Result<Vec<std::sync::Arc<CompiledRule>>> {
+    let rows = repo::active(conn, program_ids).await?;
+    Ok(rows.into_iter().map(|rule| cache.get_or_compile(rule)).collect())
+}

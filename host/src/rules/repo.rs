@@ -1,0 +1,134 @@
+use super::{Rule, RuleFilter};
+use crate::organizations::Actor;
+use crate::pagination::Order;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+const COLUMNS: &str = "id, program_id, name, description, condition, actions, \"order\", stop_after_match, \
+                       active_from, active_to, status, history_id, created_at, updated_at, deleted_at";
+
+pub async fn insert(conn: &mut PgConnection, organization_id: Uuid, r: &Rule) -> sqlx::Result<Rule> {
+    sqlx::query_as(&format!(
+        "INSERT INTO rules (id, organization_id, program_id, name, description, condition, actions, \"order\",
+                            stop_after_match, active_from, active_to, status, history_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+    ))
+    .bind(r.id)
+    .bind(organization_id)
+    .bind(r.program_id)
+    .bind(&r.name)
+    .bind(&r.description)
+    .bind(&r.condition)
+    .bind(&r.actions)
+    .bind(r.order)
+    .bind(r.stop_after_match)
+    .bind(r.active_from)
+    .bind(r.active_to)
+    .bind(&r.status)
+    .bind(r.history_id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn save(conn: &mut PgConnection, r: &Rule) -> sqlx::Result<Rule> {
+    sqlx::query_as(&format!(
+        "UPDATE rules SET name = $2, description = $3, condition = $4, actions = $5, \"order\" = $6,
+                stop_after_match = $7, active_from = $8, active_to = $9, status = $10, history_id = $11,
+                deleted_at = $12, updated_at = now()
+          WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(r.id)
+    .bind(&r.name)
+    .bind(&r.description)
+    .bind(&r.condition)
+    .bind(&r.actions)
+    .bind(r.order)
+    .bind(r.stop_after_match)
+    .bind(r.active_from)
+    .bind(r.active_to)
+    .bind(&r.status)
+    .bind(r.history_id)
+    .bind(r.deleted_at)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn insert_history(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    rule: &Rule,
+    change_type: &str,
+    changes: Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO rule_history (id, rule_id, organization_id, program_id, change_type, changes, snapshot,
+                                   changed_by_api_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(rule.history_id)
+    .bind(rule.id)
+    .bind(actor.organization_id)
+    .bind(rule.program_id)
+    .bind(change_type)
+    .bind(changes)
+    .bind(rule.to_json())
+    .bind(actor.api_key_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn highest_order(conn: &mut PgConnection, program_id: Uuid) -> sqlx::Result<i32> {
+    sqlx::query_scalar("SELECT COALESCE(max(\"order\"), 0) FROM rules WHERE program_id = $1 AND status <> 'ARCHIVED'")
+        .bind(program_id)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Rule>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2"))
+        .bind(id)
+        .bind(organization_id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn lock(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Rule>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2 FOR UPDATE"))
+        .bind(id)
+        .bind(organization_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn list(pool: &PgPool, organization_id: Uuid, f: &RuleFilter, order: Order) -> sqlx::Result<Vec<Rule>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM rules WHERE organization_id = "));
+    q.push_bind(organization_id);
+    if let Some(program_id) = f.program_id {
+        q.push(" AND program_id = ").push_bind(program_id);
+    }
+    match f.status {
+        Some(status) => {
+            q.push(" AND status = ").push_bind(status);
+        }
+        None if !f.include_archived => {
+            q.push(" AND status <> 'ARCHIVED'");
+        }
+        None => {}
+    }
+    if let Some(search) = &f.search {
+        q.push(" AND name ILIKE ").push_bind(crate::like_pattern(search));
+    }
+    order.push(&mut q, "id", f.cursor.clone(), f.limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+pub async fn active(conn: &mut PgConnection, program_ids: &[Uuid]) -> sqlx::Result<Vec<Rule>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM rules WHERE program_id = ANY($1) AND status = 'ACTIVE' ORDER BY program_id, \"order\""
+    ))
+    .bind(program_ids)
+    .fetch_all(conn)
+    .await
+}

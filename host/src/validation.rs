@@ -1,0 +1,408 @@
+//! Request parsing that names every bad field. Handlers read a JSON body or the query string through
+//! [`Fields`]; each getter records a [`FieldError`] instead of failing fast, so one response lists every
+//! problem. Getters for required fields return a placeholder after recording the error: callers must call
+//! [`Validator::finish`] before using any value.
+
+use crate::error::{Error, FieldError, Result};
+use crate::money;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+#[derive(Default)]
+pub struct Validator {
+    // A Mutex, not a RefCell, so handlers holding `Fields` across an await stay `Send`.
+    errors: Mutex<Vec<FieldError>>,
+}
+
+/// A field that PATCH may leave alone, clear with `null`, or set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Patch<T> {
+    Absent,
+    Null,
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Patch::Absent)
+    }
+}
+
+impl Validator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&self, error: FieldError) {
+        if let Ok(mut errors) = self.errors.lock() {
+            errors.push(error);
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors.lock().is_ok_and(|errors| !errors.is_empty())
+    }
+
+    /// `Err` with every recorded problem, if there is any.
+    pub fn finish(self) -> Result<()> {
+        let errors = self.errors.into_inner().unwrap_or_default();
+        if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+    }
+
+    /// The fields of a JSON request body, which must be an object.
+    pub fn body<'v>(&'v self, body: &'v Value) -> Result<Fields<'v>> {
+        match body {
+            Value::Object(map) => Ok(Fields { validator: self, map, prefix: String::new(), from_query: false }),
+            other => Err(Error::invalid(FieldError::invalid(
+                "body",
+                "object",
+                Some(type_name(other).into()),
+                "The request body must be a JSON object",
+            ))),
+        }
+    }
+
+    /// Query parameters, whose values are all strings; numeric and boolean getters parse them.
+    pub fn query<'v>(&'v self, map: &'v Map<String, Value>) -> Fields<'v> {
+        Fields { validator: self, map, prefix: String::new(), from_query: true }
+    }
+}
+
+/// Turns raw query pairs into the map [`Validator::query`] reads.
+pub fn query_map(pairs: HashMap<String, String>) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+}
+
+pub struct Fields<'v> {
+    validator: &'v Validator,
+    map: &'v Map<String, Value>,
+    prefix: String,
+    from_query: bool,
+}
+
+impl<'v> Fields<'v> {
+    /// The fields of a nested object, reported as `parent.child`.
+    pub fn nested(&self, map: &'v Map<String, Value>, path: String) -> Fields<'v> {
+        Fields { validator: self.validator, map, prefix: format!("{path}."), from_query: false }
+    }
+
+    pub fn path(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub fn raw(&self, key: &str) -> Option<&'v Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn reject(&self, key: &str, expected: &str, message: impl Into<String>) {
+        let received = self.map.get(key).map(received);
+        self.validator.push(FieldError::invalid(self.path(key), expected, received, message));
+    }
+
+    fn missing(&self, key: &str) {
+        self.validator.push(FieldError::required(self.path(key)));
+    }
+
+    fn wrong(&self, key: &str, expected: &str, message: String) {
+        self.reject(key, expected, message);
+    }
+
+    /// A string of `min..=max` characters; `None` when absent (or invalid, which is recorded).
+    pub fn opt_str(&self, key: &str, min: usize, max: usize) -> Option<String> {
+        let value = self.raw(key)?;
+        let Value::String(text) = value else {
+            self.wrong(key, "string", format!("{key} must be a string"));
+            return None;
+        };
+        let len = text.chars().count();
+        if len < min || len > max {
+            let expected = format!("string of {min} to {max} characters");
+            self.wrong(key, &expected, format!("{key} must be {min} to {max} characters long"));
+            return None;
+        }
+        Some(text.clone())
+    }
+
+    pub fn req_str(&self, key: &str, min: usize, max: usize) -> String {
+        if self.raw(key).is_none() {
+            self.missing(key);
+        }
+        self.opt_str(key, min, max).unwrap_or_default()
+    }
+
+    pub fn opt_uuid(&self, key: &str) -> Option<Uuid> {
+        let value = self.raw(key)?;
+        match value.as_str().map(Uuid::parse_str) {
+            Some(Ok(id)) => Some(id),
+            _ => {
+                self.wrong(key, "uuid", format!("{key} must be a UUID"));
+                None
+            }
+        }
+    }
+
+    pub fn req_uuid(&self, key: &str) -> Uuid {
+        if self.raw(key).is_none() {
+            self.missing(key);
+        }
+        self.opt_uuid(key).unwrap_or_default()
+    }
+
+    /// One of `allowed`, compared exactly (enum literals are upper case in this API).
+    pub fn opt_enum(&self, key: &str, allowed: &[&'static str]) -> Option<&'static str> {
+        let value = self.raw(key)?;
+        let found = value.as_str().and_then(|text| allowed.iter().copied().find(|a| *a == text));
+        if found.is_none() {
+            let expected = allowed.join("|");
+            self.wrong(key, &expected, format!("{key} must be one of {}", allowed.join(", ")));
+        }
+        found
+    }
+
+    pub fn req_enum(&self, key: &str, allowed: &[&'static str]) -> &'static str {
+        if self.raw(key).is_none() {
+            self.missing(key);
+        }
+        self.opt_enum(key, allowed).unwrap_or_default()
+    }
+
+    pub fn opt_int(&self, key: &str, min: i64, max: i64) -> Option<i64> {
+        let value = self.raw(key)?;
+        let parsed = match value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) if self.from_query => s.parse().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(_) => {
+                let expected = format!("integer from {min} to {max}");
+                self.wrong(key, &expected, format!("{key} must be between {min} and {max}"));
+                None
+            }
+            None => {
+                self.wrong(key, "integer", format!("{key} must be an integer"));
+                None
+            }
+        }
+    }
+
+    pub fn req_int(&self, key: &str, min: i64, max: i64) -> i64 {
+        if self.raw(key).is_none() {
+            self.missing(key);
+        }
+        self.opt_int(key, min, max).unwrap_or_default()
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Option<bool> {
+        let value = self.raw(key)?;
+        let parsed = match value {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) if self.from_query => s.parse().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.wrong(key, "boolean", format!("{key} must be true or false"));
+        }
+        parsed
+    }
+
+    pub fn opt_time(&self, key: &str) -> Option<DateTime<Utc>> {
+        let value = self.raw(key)?;
+        match value.as_str().map(DateTime::parse_from_rfc3339) {
+            Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+            _ => {
+                self.wrong(key, "RFC 3339 timestamp", format!("{key} must be an RFC 3339 timestamp"));
+                None
+            }
+        }
+    }
+
+    /// A decimal string (`"10.50"`); numbers are refused so amounts never pass through a float.
+    pub fn opt_decimal(&self, key: &str) -> Option<Decimal> {
+        let value = self.raw(key)?;
+        match value.as_str().and_then(money::parse) {
+            Some(d) => Some(d),
+            None => {
+                self.wrong(key, "decimal string", format!("{key} must be a decimal string such as \"10.50\""));
+                None
+            }
+        }
+    }
+
+    pub fn opt_positive_decimal(&self, key: &str) -> Option<Decimal> {
+        let amount = self.opt_decimal(key)?;
+        if amount <= Decimal::ZERO {
+            self.wrong(key, "positive decimal string", format!("{key} must be greater than zero"));
+            return None;
+        }
+        Some(amount)
+    }
+
+    pub fn opt_object(&self, key: &str) -> Option<&'v Map<String, Value>> {
+        let value = self.raw(key)?;
+        let object = value.as_object();
+        if object.is_none() {
+            self.wrong(key, "object", format!("{key} must be a JSON object"));
+        }
+        object
+    }
+
+    pub fn req_object(&self, key: &str) -> Option<&'v Map<String, Value>> {
+        if self.raw(key).is_none() {
+            self.missing(key);
+        }
+        self.opt_object(key)
+    }
+
+    pub fn opt_array(&self, key: &str) -> Option<&'v Vec<Value>> {
+        let value = self.raw(key)?;
+        let array = value.as_array();
+        if array.is_none() {
+            self.wrong(key, "array", format!("{key} must be an array"));
+        }
+        array
+    }
+
+    /// A `{string: string}` map, as participant attributes are.
+    pub fn opt_string_map(&self, key: &str, max_len: usize) -> Option<Vec<(String, String)>> {
+        let object = self.opt_object(key)?;
+        let mut pairs = Vec::with_capacity(object.len());
+        for (name, value) in object {
+            match value.as_str() {
+                Some(text) if !name.is_empty() && name.chars().count() <= 255 && text.chars().count() <= max_len => {
+                    pairs.push((name.clone(), text.to_owned()));
+                }
+                _ => self.validator.push(FieldError::invalid(
+                    format!("{}.{name}", self.path(key)),
+                    format!("string of at most {max_len} characters"),
+                    Some(received(value)),
+                    format!("{key} values must be strings of at most {max_len} characters"),
+                )),
+            }
+        }
+        Some(pairs)
+    }
+
+    /// A list of non-empty strings of at most `max_len` characters.
+    pub fn opt_string_list(&self, key: &str, max_len: usize) -> Option<Vec<String>> {
+        let array = self.opt_array(key)?;
+        let mut items = Vec::with_capacity(array.len());
+        for (i, value) in array.iter().enumerate() {
+            match value.as_str() {
+                Some(text) if !text.is_empty() && text.chars().count() <= max_len => items.push(text.to_owned()),
+                _ => self.validator.push(FieldError::invalid(
+                    format!("{}[{i}]", self.path(key)),
+                    format!("string of 1 to {max_len} characters"),
+                    Some(received(value)),
+                    format!("{key} items must be strings of 1 to {max_len} characters"),
+                )),
+            }
+        }
+        Some(items)
+    }
+
+    /// For PATCH: absent, explicit `null`, or a value read by `read`.
+    pub fn patch<T>(&self, key: &str, read: impl FnOnce(&Self, &str) -> Option<T>) -> Patch<T> {
+        match self.map.get(key) {
+            None => Patch::Absent,
+            Some(Value::Null) => Patch::Null,
+            Some(_) => read(self, key).map_or(Patch::Absent, Patch::Set),
+        }
+    }
+
+    /// `limit`: 1 to `max`, `default` when absent.
+    pub fn limit(&self, default: i64, max: i64) -> i64 {
+        self.opt_int("limit", 1, max).unwrap_or(default)
+    }
+
+    /// Both or neither of `from` and `to`, with `from <= to`.
+    pub fn window(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let (from, to) = (self.opt_time("from"), self.opt_time("to"));
+        match (self.raw("from").is_some(), self.raw("to").is_some()) {
+            (true, false) => self.reject("to", "RFC 3339 timestamp", "to is required when from is given"),
+            (false, true) => self.reject("from", "RFC 3339 timestamp", "from is required when to is given"),
+            _ => {}
+        }
+        let (from, to) = (from?, to?);
+        if from > to {
+            self.reject("to", "timestamp not before from", "to must not be before from");
+            return None;
+        }
+        Some((from, to))
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// What the client sent, shortened for the error body.
+fn received(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 100 { format!("{}…", text.chars().take(100).collect::<String>()) } else { text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn collects_every_bad_field() {
+        let body = json!({"name": "", "scale": "2", "program_id": "nope"});
+        let v = Validator::new();
+        let f = v.body(&body).expect("object");
+        f.req_str("name", 1, 255);
+        f.req_int("scale", 0, 18);
+        f.req_uuid("program_id");
+        f.req_enum("inventory_mode", &["SIMPLE", "LOT"]);
+        let Err(Error::Invalid(errors)) = v.finish() else { panic!("expected errors") };
+        let fields: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.reason)).collect();
+        assert_eq!(
+            fields,
+            [("name", "invalid"), ("scale", "invalid"), ("program_id", "invalid"), ("inventory_mode", "required")]
+        );
+    }
+
+    #[test]
+    fn query_values_parse_from_strings() {
+        let map = query_map(HashMap::from([("limit".into(), "20".into()), ("flag".into(), "true".into())]));
+        let v = Validator::new();
+        let q = v.query(&map);
+        assert_eq!(q.limit(50, 200), 20);
+        assert_eq!(q.opt_bool("flag"), Some(true));
+        assert!(v.finish().is_ok());
+    }
+
+    #[test]
+    fn window_needs_both_ends() {
+        let map = query_map(HashMap::from([("from".into(), "2024-01-01T00:00:00Z".into())]));
+        let v = Validator::new();
+        assert_eq!(v.query(&map).window(), None);
+        let Err(Error::Invalid(errors)) = v.finish() else { panic!("expected errors") };
+        assert_eq!(errors[0].field, "to");
+    }
+}

@@ -1,0 +1,10 @@
+//! HTTP-level tests of the `scrip` server against a real Postgres (one fresh database per test).
+
+mod activity;
+mod common;
+mod idempotency;
+mod isolation;
+mod pipeline;
+mod process;
+mod quickstart;
+mod validation;

@@ -1,0 +1,1 @@
+//! The `scrip` binary: `scrip dev`, and a server killed mid-batch.

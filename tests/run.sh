@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one test command: works on a fresh machine. Starts Postgres if it is not running (installing Debian's
+# server if it is missing), creates the database the tests' bookkeeping needs, builds, and runs every test.
+# Each test creates and migrates its own database from DATABASE_URL's server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/scrip_test}"
+db_name="${DATABASE_URL##*/}"
+server_url="${DATABASE_URL%/*}/postgres"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+ready() { pg_isready -q -d "$server_url" 2>/dev/null; }
+
+if ! command -v pg_isready >/dev/null 2>&1; then
+    say "installing PostgreSQL (Debian packages)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if ! ready && command -v pg_ctlcluster >/dev/null 2>&1; then
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)"
+    if [ -n "$version" ]; then
+        say "starting PostgreSQL $version"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    fi
+fi
+for _ in $(seq 1 30); do ready && break; sleep 1; done
+ready || { say "no PostgreSQL answers at ${server_url}"; exit 1; }
+
+if [ "$(psql "$server_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '${db_name}'")" != "1" ]; then
+    psql "$server_url" -qc "CREATE DATABASE \"${db_name}\""
+fi
+
+say "building and testing"
+cargo test --workspace --locked
