@@ -21,13 +21,20 @@ impl Settings {
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let addr = var("SCRIP_ADDR").unwrap_or_else(|| DEFAULT_ADDR.into());
-        let workers = var("SCRIP_WORKERS").map_or(Ok(2), |v| v.parse().map_err(|_| format!("SCRIP_WORKERS={v} is not a number")))?;
+        let workers = var("SCRIP_WORKERS").map_or(Ok(2), |v| {
+            v.parse()
+                .map_err(|_| format!("SCRIP_WORKERS={v} is not a number"))
+        })?;
         Ok(Settings {
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
-            addr: addr.parse().map_err(|_| format!("SCRIP_ADDR={addr} is not a socket address like 127.0.0.1:8080"))?,
+            addr: addr.parse().map_err(|_| {
+                format!("SCRIP_ADDR={addr} is not a socket address like 127.0.0.1:8080")
+            })?,
             workers,
-            db_connections: var("SCRIP_DB_CONNECTIONS")
-                .map_or(Ok(16), |v| v.parse().map_err(|_| format!("SCRIP_DB_CONNECTIONS={v} is not a number")))?,
+            db_connections: var("SCRIP_DB_CONNECTIONS").map_or(Ok(16), |v| {
+                v.parse()
+                    .map_err(|_| format!("SCRIP_DB_CONNECTIONS={v} is not a number"))
+            })?,
         })
     }
 }

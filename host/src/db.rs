@@ -14,10 +14,10 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<PgPo
     if !Postgres::database_exists(url).await? {
         tracing::info!("creating database");
         // Another process may create it between the check and here; that is fine.
-        if let Err(err) = Postgres::create_database(url).await {
-            if !Postgres::database_exists(url).await? {
-                return Err(err.into());
-            }
+        if let Err(err) = Postgres::create_database(url).await
+            && !Postgres::database_exists(url).await?
+        {
+            return Err(err.into());
         }
     }
     let pool = pool(url, max_connections).await?;

@@ -25,14 +25,25 @@ pub fn start_private_cluster(url: &str, dir: &Path) -> Result<PrivateCluster, Bo
     let data = std::path::absolute(dir.join("pgdata"))?;
     let sockets = std::path::absolute(dir.join("sockets"))?;
     std::fs::create_dir_all(&sockets)?;
-    let cluster = PrivateCluster { pg_ctl: bin.join("pg_ctl"), data: data.clone(), as_postgres };
+    let cluster = PrivateCluster {
+        pg_ctl: bin.join("pg_ctl"),
+        data: data.clone(),
+        as_postgres,
+    };
     if as_postgres {
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir))?;
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir))?;
     }
     if !data.join("PG_VERSION").exists() {
         tracing::info!(dir = %data.display(), "initialising a private Postgres cluster");
         let mut initdb = cluster.command(&bin.join("initdb"));
-        initdb.arg("-D").arg(&data).args(["--auth=trust", "--encoding=UTF8", "-U", options.get_username()]);
+        initdb.arg("-D").arg(&data).args([
+            "--auth=trust",
+            "--encoding=UTF8",
+            "-U",
+            options.get_username(),
+        ]);
         run(&mut initdb)?;
     }
     let settings = format!(
@@ -42,9 +53,19 @@ pub fn start_private_cluster(url: &str, dir: &Path) -> Result<PrivateCluster, Bo
         options.get_host()
     );
     let mut start = cluster.command(&cluster.pg_ctl);
-    start.arg("start").arg("-w").arg("-D").arg(&data).arg("-l").arg(dir.join("postgres.log")).args(["-o", &settings]);
+    start
+        .arg("start")
+        .arg("-w")
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("postgres.log"))
+        .args(["-o", &settings]);
     run(&mut start)?;
-    tracing::info!(port = options.get_port(), "private Postgres cluster started");
+    tracing::info!(
+        port = options.get_port(),
+        "private Postgres cluster started"
+    );
     Ok(cluster)
 }
 
@@ -61,7 +82,11 @@ impl PrivateCluster {
 
     pub fn stop(&self) {
         let mut stop = self.command(&self.pg_ctl);
-        stop.arg("stop").arg("-m").arg("fast").arg("-D").arg(&self.data);
+        stop.arg("stop")
+            .arg("-m")
+            .arg("fast")
+            .arg("-D")
+            .arg(&self.data);
         if let Err(err) = run(&mut stop) {
             tracing::warn!(error = %err, "could not stop the private Postgres cluster");
         }
@@ -80,12 +105,16 @@ fn server_binaries() -> Option<PathBuf> {
     versions.sort();
     versions.pop().map(|(_, bin)| bin).or_else(|| {
         let on_path = std::env::var_os("PATH")?;
-        std::env::split_paths(&on_path).find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+        std::env::split_paths(&on_path)
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
     })
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
 fn run(command: &mut Command) -> Result<(), BoxError> {

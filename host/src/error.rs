@@ -24,7 +24,10 @@ pub enum Error {
 
 impl Error {
     pub fn conflict(message: impl Into<String>) -> Self {
-        Error::Conflict { code: "conflict", message: message.into() }
+        Error::Conflict {
+            code: "conflict",
+            message: message.into(),
+        }
     }
 
     pub fn invalid(error: FieldError) -> Self {
@@ -93,7 +96,9 @@ impl<T> OnConstraint<T> for std::result::Result<T, sqlx::Error> {
 impl<T> OnConstraint<T> for Result<T> {
     fn on_constraint(self, constraint: &str, to: impl FnOnce() -> Error) -> Result<T> {
         self.map_err(|err| match &err {
-            Error::Database(sqlx::Error::Database(db)) if db.constraint() == Some(constraint) => to(),
+            Error::Database(sqlx::Error::Database(db)) if db.constraint() == Some(constraint) => {
+                to()
+            }
             _ => err,
         })
     }

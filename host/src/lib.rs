@@ -35,7 +35,10 @@ pub fn time_key(t: DateTime<Utc>) -> String {
 
 /// `%text%` for ILIKE, with the wildcard characters of `text` escaped.
 pub fn like_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -64,12 +67,25 @@ pub async fn start(pool: PgPool, addr: SocketAddr, workers: usize) -> Result<Run
     });
     let cache = Arc::new(rules::RuleCache::default());
     let wake = Arc::new(Notify::new());
-    tasks.spawn(events::worker::listen(pool.clone(), wake.clone(), stopped.clone()));
+    tasks.spawn(events::worker::listen(
+        pool.clone(),
+        wake.clone(),
+        stopped.clone(),
+    ));
     for _ in 0..workers {
-        tasks.spawn(events::worker::run(pool.clone(), cache.clone(), wake.clone(), stopped.clone()));
+        tasks.spawn(events::worker::run(
+            pool.clone(),
+            cache.clone(),
+            wake.clone(),
+            stopped.clone(),
+        ));
     }
     tracing::info!(%addr, workers, "scrip is serving");
-    Ok(Running { addr, shutdown, tasks })
+    Ok(Running {
+        addr,
+        shutdown,
+        tasks,
+    })
 }
 
 impl Running {
@@ -84,14 +100,15 @@ impl Running {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot watch SIGTERM");
-                    let _ = ctrl_c.await;
-                    return self.stop().await;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot watch SIGTERM");
+                        let _ = ctrl_c.await;
+                        return self.stop().await;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

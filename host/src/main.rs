@@ -43,7 +43,9 @@ enum ApiKeyCommand {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(err) = run(Cli::parse()).await {
@@ -56,14 +58,21 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
     let settings = Settings::from_env()?;
     match cli.command {
         Commands::Serve => {
-            let pool = db::connect_and_migrate(&settings.database_url, settings.db_connections).await?;
-            scrip::start(pool, settings.addr, settings.workers).await?.until_signal().await;
+            let pool =
+                db::connect_and_migrate(&settings.database_url, settings.db_connections).await?;
+            scrip::start(pool, settings.addr, settings.workers)
+                .await?
+                .until_signal()
+                .await;
         }
         Commands::Dev { data_dir } => {
             let cluster = if db::server_reachable(&settings.database_url).await {
                 None
             } else {
-                Some(dev::start_private_cluster(&settings.database_url, &data_dir)?)
+                Some(dev::start_private_cluster(
+                    &settings.database_url,
+                    &data_dir,
+                )?)
             };
             let result = serve_dev(&settings).await;
             if let Some(cluster) = cluster {
@@ -75,7 +84,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             db::connect_and_migrate(&settings.database_url, 2).await?;
             println!("migrations applied");
         }
-        Commands::ApiKey { command: ApiKeyCommand::Create { org } } => {
+        Commands::ApiKey {
+            command: ApiKeyCommand::Create { org },
+        } => {
             let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
             let key = organizations::create_api_key(&pool, &org).await?;
             println!("organization {org} ({})", key.organization_id);

@@ -37,7 +37,9 @@ pub fn from_f64(value: f64) -> Option<Decimal> {
     if !value.is_finite() {
         return None;
     }
-    Decimal::from_str(&format!("{value}")).ok().or_else(|| Decimal::from_scientific(&format!("{value:e}")).ok())
+    Decimal::from_str(&format!("{value}"))
+        .ok()
+        .or_else(|| Decimal::from_scientific(&format!("{value:e}")).ok())
 }
 
 #[cfg(test)]
@@ -48,7 +50,9 @@ mod tests {
     fn parses_only_plain_decimals() {
         assert_eq!(parse("10"), Some(Decimal::from(10)));
         assert_eq!(parse("-1.50"), Some(Decimal::new(-150, 2)));
-        for bad in ["", "-", "1e3", " 1", "1.", ".5", "1.2.3", "abc", "+1", "NaN"] {
+        for bad in [
+            "", "-", "1e3", " 1", "1.", ".5", "1.2.3", "abc", "+1", "NaN",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?} must be rejected");
         }
     }
@@ -69,7 +73,10 @@ mod tests {
 
     #[test]
     fn doubles_keep_their_printed_digits() {
-        assert_eq!(from_f64(49.99 * 10.0).map(|d| d.to_string()), Some("499.90000000000003".into()));
+        assert_eq!(
+            from_f64(49.99 * 10.0).map(|d| d.to_string()),
+            Some("499.90000000000003".into())
+        );
         assert_eq!(from_f64(2.5), Some(Decimal::new(25, 1)));
         assert_eq!(from_f64(f64::NAN), None);
     }

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, FieldError, Result};
 use crate::money;
+use crate::pagination::{Cursor, DEFAULT_LIMIT, MAX_LIMIT};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -50,13 +51,22 @@ impl Validator {
     /// `Err` with every recorded problem, if there is any.
     pub fn finish(self) -> Result<()> {
         let errors = self.errors.into_inner().unwrap_or_default();
-        if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(errors))
+        }
     }
 
     /// The fields of a JSON request body, which must be an object.
     pub fn body<'v>(&'v self, body: &'v Value) -> Result<Fields<'v>> {
         match body {
-            Value::Object(map) => Ok(Fields { validator: self, map, prefix: String::new(), from_query: false }),
+            Value::Object(map) => Ok(Fields {
+                validator: self,
+                map,
+                prefix: String::new(),
+                from_query: false,
+            }),
             other => Err(Error::invalid(FieldError::invalid(
                 "body",
                 "object",
@@ -68,13 +78,21 @@ impl Validator {
 
     /// Query parameters, whose values are all strings; numeric and boolean getters parse them.
     pub fn query<'v>(&'v self, map: &'v Map<String, Value>) -> Fields<'v> {
-        Fields { validator: self, map, prefix: String::new(), from_query: true }
+        Fields {
+            validator: self,
+            map,
+            prefix: String::new(),
+            from_query: true,
+        }
     }
 }
 
 /// Turns raw query pairs into the map [`Validator::query`] reads.
 pub fn query_map(pairs: HashMap<String, String>) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect()
 }
 
 pub struct Fields<'v> {
@@ -87,7 +105,12 @@ pub struct Fields<'v> {
 impl<'v> Fields<'v> {
     /// The fields of a nested object, reported as `parent.child`.
     pub fn nested(&self, map: &'v Map<String, Value>, path: String) -> Fields<'v> {
-        Fields { validator: self.validator, map, prefix: format!("{path}."), from_query: false }
+        Fields {
+            validator: self.validator,
+            map,
+            prefix: format!("{path}."),
+            from_query: false,
+        }
     }
 
     pub fn path(&self, key: &str) -> String {
@@ -108,7 +131,12 @@ impl<'v> Fields<'v> {
 
     pub fn reject(&self, key: &str, expected: &str, message: impl Into<String>) {
         let received = self.map.get(key).map(received);
-        self.validator.push(FieldError::invalid(self.path(key), expected, received, message));
+        self.validator.push(FieldError::invalid(
+            self.path(key),
+            expected,
+            received,
+            message,
+        ));
     }
 
     fn missing(&self, key: &str) {
@@ -129,7 +157,11 @@ impl<'v> Fields<'v> {
         let len = text.chars().count();
         if len < min || len > max {
             let expected = format!("string of {min} to {max} characters");
-            self.wrong(key, &expected, format!("{key} must be {min} to {max} characters long"));
+            self.wrong(
+                key,
+                &expected,
+                format!("{key} must be {min} to {max} characters long"),
+            );
             return None;
         }
         Some(text.clone())
@@ -163,10 +195,16 @@ impl<'v> Fields<'v> {
     /// One of `allowed`, compared exactly (enum literals are upper case in this API).
     pub fn opt_enum(&self, key: &str, allowed: &[&'static str]) -> Option<&'static str> {
         let value = self.raw(key)?;
-        let found = value.as_str().and_then(|text| allowed.iter().copied().find(|a| *a == text));
+        let found = value
+            .as_str()
+            .and_then(|text| allowed.iter().copied().find(|a| *a == text));
         if found.is_none() {
             let expected = allowed.join("|");
-            self.wrong(key, &expected, format!("{key} must be one of {}", allowed.join(", ")));
+            self.wrong(
+                key,
+                &expected,
+                format!("{key} must be one of {}", allowed.join(", ")),
+            );
         }
         found
     }
@@ -189,7 +227,11 @@ impl<'v> Fields<'v> {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(_) => {
                 let expected = format!("integer from {min} to {max}");
-                self.wrong(key, &expected, format!("{key} must be between {min} and {max}"));
+                self.wrong(
+                    key,
+                    &expected,
+                    format!("{key} must be between {min} and {max}"),
+                );
                 None
             }
             None => {
@@ -224,7 +266,11 @@ impl<'v> Fields<'v> {
         match value.as_str().map(DateTime::parse_from_rfc3339) {
             Some(Ok(t)) => Some(t.with_timezone(&Utc)),
             _ => {
-                self.wrong(key, "RFC 3339 timestamp", format!("{key} must be an RFC 3339 timestamp"));
+                self.wrong(
+                    key,
+                    "RFC 3339 timestamp",
+                    format!("{key} must be an RFC 3339 timestamp"),
+                );
                 None
             }
         }
@@ -236,7 +282,11 @@ impl<'v> Fields<'v> {
         match value.as_str().and_then(money::parse) {
             Some(d) => Some(d),
             None => {
-                self.wrong(key, "decimal string", format!("{key} must be a decimal string such as \"10.50\""));
+                self.wrong(
+                    key,
+                    "decimal string",
+                    format!("{key} must be a decimal string such as \"10.50\""),
+                );
                 None
             }
         }
@@ -245,7 +295,11 @@ impl<'v> Fields<'v> {
     pub fn opt_positive_decimal(&self, key: &str) -> Option<Decimal> {
         let amount = self.opt_decimal(key)?;
         if amount <= Decimal::ZERO {
-            self.wrong(key, "positive decimal string", format!("{key} must be greater than zero"));
+            self.wrong(
+                key,
+                "positive decimal string",
+                format!("{key} must be greater than zero"),
+            );
             return None;
         }
         Some(amount)
@@ -282,7 +336,11 @@ impl<'v> Fields<'v> {
         let mut pairs = Vec::with_capacity(object.len());
         for (name, value) in object {
             match value.as_str() {
-                Some(text) if !name.is_empty() && name.chars().count() <= 255 && text.chars().count() <= max_len => {
+                Some(text)
+                    if !name.is_empty()
+                        && name.chars().count() <= 255
+                        && text.chars().count() <= max_len =>
+                {
                     pairs.push((name.clone(), text.to_owned()));
                 }
                 _ => self.validator.push(FieldError::invalid(
@@ -302,7 +360,9 @@ impl<'v> Fields<'v> {
         let mut items = Vec::with_capacity(array.len());
         for (i, value) in array.iter().enumerate() {
             match value.as_str() {
-                Some(text) if !text.is_empty() && text.chars().count() <= max_len => items.push(text.to_owned()),
+                Some(text) if !text.is_empty() && text.chars().count() <= max_len => {
+                    items.push(text.to_owned())
+                }
                 _ => self.validator.push(FieldError::invalid(
                     format!("{}[{i}]", self.path(key)),
                     format!("string of 1 to {max_len} characters"),
@@ -323,6 +383,39 @@ impl<'v> Fields<'v> {
         }
     }
 
+    /// `cursor` and `limit` of a list.
+    pub fn page(&self) -> (Option<Cursor>, i64) {
+        let cursor = self.opt_str("cursor", 1, 1000).and_then(|text| {
+            let cursor = Cursor::decode(&text);
+            if cursor.is_none() {
+                let expected = "cursor from pagination.next_cursor";
+                self.reject(
+                    "cursor",
+                    expected,
+                    "cursor is not a valid pagination cursor",
+                );
+            }
+            cursor
+        });
+        (cursor, self.limit(DEFAULT_LIMIT, MAX_LIMIT))
+    }
+
+    /// `sort_dir`: `asc`, or `desc` (the default).
+    pub fn ascending(&self) -> bool {
+        self.opt_enum("sort_dir", &["asc", "desc"]) == Some("asc")
+    }
+
+    /// PATCH bodies must change something.
+    pub fn require_any(&self) {
+        if self.map.is_empty() {
+            self.reject(
+                "body",
+                "at least one field",
+                "at least one field must be given",
+            );
+        }
+    }
+
     /// `limit`: 1 to `max`, `default` when absent.
     pub fn limit(&self, default: i64, max: i64) -> i64 {
         self.opt_int("limit", 1, max).unwrap_or(default)
@@ -332,13 +425,25 @@ impl<'v> Fields<'v> {
     pub fn window(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let (from, to) = (self.opt_time("from"), self.opt_time("to"));
         match (self.raw("from").is_some(), self.raw("to").is_some()) {
-            (true, false) => self.reject("to", "RFC 3339 timestamp", "to is required when from is given"),
-            (false, true) => self.reject("from", "RFC 3339 timestamp", "from is required when to is given"),
+            (true, false) => self.reject(
+                "to",
+                "RFC 3339 timestamp",
+                "to is required when from is given",
+            ),
+            (false, true) => self.reject(
+                "from",
+                "RFC 3339 timestamp",
+                "from is required when to is given",
+            ),
             _ => {}
         }
         let (from, to) = (from?, to?);
         if from > to {
-            self.reject("to", "timestamp not before from", "to must not be before from");
+            self.reject(
+                "to",
+                "timestamp not before from",
+                "to must not be before from",
+            );
             return None;
         }
         Some((from, to))
@@ -362,7 +467,11 @@ fn received(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    if text.chars().count() > 100 { format!("{}…", text.chars().take(100).collect::<String>()) } else { text }
+    if text.chars().count() > 100 {
+        format!("{}…", text.chars().take(100).collect::<String>())
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]
@@ -379,17 +488,30 @@ mod tests {
         f.req_int("scale", 0, 18);
         f.req_uuid("program_id");
         f.req_enum("inventory_mode", &["SIMPLE", "LOT"]);
-        let Err(Error::Invalid(errors)) = v.finish() else { panic!("expected errors") };
-        let fields: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.reason)).collect();
+        let Err(Error::Invalid(errors)) = v.finish() else {
+            panic!("expected errors")
+        };
+        let fields: Vec<_> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.reason))
+            .collect();
         assert_eq!(
             fields,
-            [("name", "invalid"), ("scale", "invalid"), ("program_id", "invalid"), ("inventory_mode", "required")]
+            [
+                ("name", "invalid"),
+                ("scale", "invalid"),
+                ("program_id", "invalid"),
+                ("inventory_mode", "required")
+            ]
         );
     }
 
     #[test]
     fn query_values_parse_from_strings() {
-        let map = query_map(HashMap::from([("limit".into(), "20".into()), ("flag".into(), "true".into())]));
+        let map = query_map(HashMap::from([
+            ("limit".into(), "20".into()),
+            ("flag".into(), "true".into()),
+        ]));
         let v = Validator::new();
         let q = v.query(&map);
         assert_eq!(q.limit(50, 200), 20);
@@ -399,10 +521,15 @@ mod tests {
 
     #[test]
     fn window_needs_both_ends() {
-        let map = query_map(HashMap::from([("from".into(), "2024-01-01T00:00:00Z".into())]));
+        let map = query_map(HashMap::from([(
+            "from".into(),
+            "2024-01-01T00:00:00Z".into(),
+        )]));
         let v = Validator::new();
         assert_eq!(v.query(&map).window(), None);
-        let Err(Error::Invalid(errors)) = v.finish() else { panic!("expected errors") };
+        let Err(Error::Invalid(errors)) = v.finish() else {
+            panic!("expected errors")
+        };
         assert_eq!(errors[0].field, "to");
     }
 }

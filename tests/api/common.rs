@@ -29,9 +29,18 @@ pub struct Response {
 
 impl TestApp {
     pub async fn spawn(connect: PgConnectOptions) -> TestApp {
-        let pool = PgPoolOptions::new().max_connections(12).connect_with(connect).await.expect("test database");
-        let running = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), 2).await.expect("server starts");
-        let key = scrip::organizations::create_api_key(&pool, "test-org").await.expect("api key").key;
+        let pool = PgPoolOptions::new()
+            .max_connections(12)
+            .connect_with(connect)
+            .await
+            .expect("test database");
+        let running = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), 2)
+            .await
+            .expect("server starts");
+        let key = scrip::organizations::create_api_key(&pool, "test-org")
+            .await
+            .expect("api key")
+            .key;
         TestApp {
             base: format!("http://{}/v1", running.addr),
             pool,
@@ -43,7 +52,10 @@ impl TestApp {
 
     /// A key for another organization on the same server.
     pub async fn key_for(&self, organization: &str) -> String {
-        scrip::organizations::create_api_key(&self.pool, organization).await.expect("api key").key
+        scrip::organizations::create_api_key(&self.pool, organization)
+            .await
+            .expect("api key")
+            .key
     }
 
     pub async fn stop(mut self) {
@@ -53,22 +65,36 @@ impl TestApp {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Response {
-        self.call_as(&self.key, AuthHeader::Bearer, method, path, body).await
+        self.call_as(&self.key, AuthHeader::Bearer, method, path, body)
+            .await
     }
 
-    pub async fn call_as(&self, key: &str, auth: AuthHeader, method: Method, path: &str, body: Option<Value>) -> Response {
+    pub async fn call_as(
+        &self,
+        key: &str,
+        auth: AuthHeader,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         request = match auth {
             AuthHeader::Bearer => request.header("Authorization", format!("Bearer {key}")),
             AuthHeader::XApiKey => request.header("X-API-Key", key),
         };
         if let Some(body) = body {
-            request = request.header("Content-Type", "application/json").body(body.to_string());
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
         }
         let response = request.send().await.expect("request sent");
         let status = response.status();
         let text = response.text().await.expect("body");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Response { status, body }
     }
 
@@ -87,7 +113,12 @@ impl TestApp {
     /// POSTs and asserts the status, returning the body.
     pub async fn created(&self, path: &str, body: Value) -> Value {
         let r = self.post(path, body).await;
-        assert!(r.status.is_success(), "POST {path} failed: {} {}", r.status, r.body);
+        assert!(
+            r.status.is_success(),
+            "POST {path} failed: {} {}",
+            r.status,
+            r.body
+        );
         r.body
     }
 
@@ -105,13 +136,25 @@ impl TestApp {
         (program_id, id(&asset))
     }
 
-    pub async fn rule(&self, program_id: &str, name: &str, condition: &str, actions: Value) -> String {
+    pub async fn rule(
+        &self,
+        program_id: &str,
+        name: &str,
+        condition: &str,
+        actions: Value,
+    ) -> String {
         let body = json!({"program_id": program_id, "name": name, "condition": condition, "actions": actions});
         id(&self.created("/rules", body).await)
     }
 
     /// Ingests an event for `external_id` and returns its id.
-    pub async fn event(&self, program_id: &str, external_id: &str, key: &str, data: Value) -> String {
+    pub async fn event(
+        &self,
+        program_id: &str,
+        external_id: &str,
+        key: &str,
+        data: Value,
+    ) -> String {
         let body = json!({"program_id": program_id, "external_id": external_id, "idempotency_key": key, "event_data": data});
         let r = self.post("/events", body).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
@@ -122,32 +165,49 @@ impl TestApp {
     pub async fn processed(&self, event_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let r = self.get(&format!("/events/{event_id}?include_skipped=true")).await;
+            let r = self
+                .get(&format!("/events/{event_id}?include_skipped=true"))
+                .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.body);
             if matches!(r.body["status"].as_str(), Some("COMPLETED" | "FAILED")) {
                 return r.body;
             }
-            assert!(Instant::now() < deadline, "event {event_id} not processed in time: {}", r.body);
+            assert!(
+                Instant::now() < deadline,
+                "event {event_id} not processed in time: {}",
+                r.body
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub async fn participant_id(&self, external_id: &str) -> String {
-        let r = self.get(&format!("/participants?external_id={external_id}")).await;
+        let r = self
+            .get(&format!("/participants?external_id={external_id}"))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         id(&r.body["data"][0])
     }
 
     /// The AVAILABLE balance of a participant in an asset, as the API renders it.
     pub async fn available(&self, participant_id: &str, asset_id: &str) -> String {
-        let r = self.get(&format!("/participants/{participant_id}/balances?asset_id={asset_id}")).await;
+        let r = self
+            .get(&format!(
+                "/participants/{participant_id}/balances?asset_id={asset_id}"
+            ))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        r.body["data"][0]["available"].as_str().unwrap_or("none").to_owned()
+        r.body["data"][0]["available"]
+            .as_str()
+            .unwrap_or("none")
+            .to_owned()
     }
 
     /// Every journal entry sums to zero per asset, and every materialised balance equals its postings.
     pub async fn assert_ledger_consistent(&self) {
-        let found = scrip::ledger::check_invariants(&self.pool).await.expect("invariant queries");
+        let found = scrip::ledger::check_invariants(&self.pool)
+            .await
+            .expect("invariant queries");
         assert!(found.is_empty(), "ledger inconsistent: {found:?}");
     }
 
@@ -174,17 +234,37 @@ impl TestApp {
 }
 
 pub fn id(value: &Value) -> String {
-    value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
+    value["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {value}"))
+        .to_owned()
 }
 
 /// Asserts the spec's error body: status, `code`, a message, and (when given) the field named in `details`.
 pub fn assert_error(context: &str, r: &Response, status: u16, code: &str, field: Option<&str>) {
-    assert_eq!(r.status.as_u16(), status, "{context}: unexpected status, body {}", r.body);
-    assert_eq!(r.body["code"], code, "{context}: unexpected code in {}", r.body);
-    assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{context}: no message in {}", r.body);
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "{context}: unexpected status, body {}",
+        r.body
+    );
+    assert_eq!(
+        r.body["code"], code,
+        "{context}: unexpected code in {}",
+        r.body
+    );
+    assert!(
+        r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{context}: no message in {}",
+        r.body
+    );
     if let Some(field) = field {
-        let fields = r.body["details"]["fields"].as_array().cloned().unwrap_or_default();
-        let named = r.body["details"]["field"] == field || fields.iter().any(|f| f["field"] == field);
+        let fields = r.body["details"]["fields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let named =
+            r.body["details"]["field"] == field || fields.iter().any(|f| f["field"] == field);
         assert!(named, "{context}: details do not name {field}: {}", r.body);
     }
 }

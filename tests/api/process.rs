@@ -1,1 +1,265 @@
-//! The `scrip` binary: `scrip dev`, and a server killed mid-batch.
+//! The `scrip` binary itself: `scrip dev` from nothing, and a server killed mid-batch.
+
+use crate::common::{database_url, id};
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const SCRIP: &str = env!("CARGO_BIN_EXE_scrip");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args([name, &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Reads stdout lines until one contains `until`; returns every line read.
+async fn read_until(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    until: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let wait = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.contains(until);
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    };
+    let found = tokio::time::timeout(Duration::from_secs(90), wait)
+        .await
+        .unwrap_or(false);
+    assert!(found, "never printed {until:?}; printed {seen:?}");
+    seen
+}
+
+#[tokio::test]
+async fn scrip_dev_starts_a_private_postgres_and_prints_a_key() {
+    let data = std::env::temp_dir().join(format!("scrip-dev-{}", uuid::Uuid::now_v7()));
+    let (pg_port, http_port) = (free_port(), free_port());
+    let start = || {
+        Command::new(SCRIP)
+            .args(["dev", "--data-dir"])
+            .arg(&data)
+            .env(
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:{pg_port}/scrip"),
+            )
+            .env("SCRIP_ADDR", format!("127.0.0.1:{http_port}"))
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("scrip dev starts")
+    };
+    let client = reqwest::Client::new();
+    let programs = format!("http://127.0.0.1:{http_port}/v1/programs");
+
+    let mut first = start();
+    let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
+    let printed = read_until(&mut lines, "serving on").await;
+    let key = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("export SCRIP_API_KEY="))
+        .unwrap_or_else(|| panic!("no key printed: {printed:?}"))
+        .to_owned();
+    let created = client
+        .post(&programs)
+        .bearer_auth(&key)
+        .json(&json!({"name": "Dev"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status().as_u16(), 201);
+    signal(&first, "-TERM").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), first.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert!(status.success(), "scrip dev exited with {status}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
+        "the private cluster was stopped"
+    );
+
+    // A second start reuses the cluster and its data, and prints no new key.
+    let mut second = start();
+    let mut lines = BufReader::new(second.stdout.take().expect("stdout")).lines();
+    let printed = read_until(&mut lines, "serving on").await;
+    assert!(
+        printed.iter().all(|l| !l.contains("SCRIP_API_KEY")),
+        "{printed:?}"
+    );
+    let listed = client
+        .get(&programs)
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .expect("sent");
+    let body: serde_json::Value = listed.json().await.expect("json");
+    assert_eq!(body["data"][0]["name"], "Dev");
+    signal(&second, "-TERM").await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), second.wait()).await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    const EVENTS: usize = 3000;
+    // An API without workers queues the backlog.
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(connect.clone())
+        .await
+        .expect("pool");
+    let ingest_only = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), 0)
+        .await
+        .expect("server");
+    let key = scrip::organizations::create_api_key(&pool, "crash")
+        .await
+        .expect("key")
+        .key;
+    let base = format!("http://{}/v1", ingest_only.addr);
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let program = id(&post("/programs", json!({"name": "Crash"}))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json"));
+    let asset = id(&post(
+        "/assets",
+        json!({"program_id": program, "name": "Points", "symbol": "PTS",
+        "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}),
+    )
+    .await
+    .expect("sent")
+    .json()
+    .await
+    .expect("json"));
+    post(
+        "/rules",
+        json!({"program_id": program, "name": "ten", "condition": "true",
+        "actions": [{"type": "CREDIT", "asset_id": asset, "amount": "10"}]}),
+    )
+    .await
+    .expect("sent");
+    for batch in 0..EVENTS / 100 {
+        let events: Vec<_> = (0..100)
+            .map(|i| {
+                json!({"program_id": program, "external_id": format!("user-{}", i % 50),
+                            "idempotency_key": format!("e-{batch}-{i}"), "event_data": {"n": i}})
+            })
+            .collect();
+        let r = post("/events/batch", json!({"events": events}))
+            .await
+            .expect("sent");
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    let completed = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE status = 'COMPLETED'")
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    };
+
+    // A real `scrip serve` process works on the backlog and is killed without warning.
+    let mut doomed = Command::new(SCRIP)
+        .arg("serve")
+        .env("DATABASE_URL", database_url(&connect))
+        .env("SCRIP_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("SCRIP_WORKERS", "2")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("scrip serve starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed().await < 100 {
+        assert!(Instant::now() < deadline, "the server processed nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal(&doomed, "-KILL").await;
+    let _ = doomed.wait().await;
+    let at_kill = completed().await;
+    assert!(
+        (at_kill as usize) < EVENTS,
+        "the backlog finished before the kill; the test proved nothing"
+    );
+
+    // Two servers on the same database finish the rest.
+    let mut finishers = Vec::new();
+    for _ in 0..2 {
+        let pool = PgPoolOptions::new()
+            .max_connections(6)
+            .connect_with(connect.clone())
+            .await
+            .expect("pool");
+        finishers.push(
+            scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), 2)
+                .await
+                .expect("server"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (completed().await as usize) < EVENTS {
+        assert!(
+            Instant::now() < deadline,
+            "backlog not finished: {} of {EVENTS}",
+            completed().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for finisher in finishers {
+        finisher.stop().await;
+    }
+    ingest_only.stop().await;
+
+    let not_once: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events e
+          WHERE (SELECT count(*) FROM journal_entries j WHERE j.event_id = e.id) <> 1
+             OR (SELECT count(*) FROM rule_evaluations v WHERE v.event_id = e.id) <> 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        not_once, 0,
+        "every event credited and evaluated exactly once"
+    );
+    let total: rust_decimal::Decimal =
+        sqlx::query_scalar("SELECT sum(balance) FROM accounts WHERE entity_type = 'PARTICIPANT'")
+            .fetch_one(&pool)
+            .await
+            .expect("sum");
+    assert_eq!(total, rust_decimal::Decimal::from(EVENTS * 10));
+    let found = scrip::ledger::check_invariants(&pool)
+        .await
+        .expect("invariants");
+    assert!(found.is_empty(), "{found:?}");
+}

@@ -10,19 +10,30 @@ async fn quickstart(app: &TestApp, auth: AuthHeader) {
     let call = |method, path: &'static str, body| app.call_as(&app.key, auth, method, path, body);
 
     // 2. Create your Program & Asset
-    let program = call(Method::POST, "/programs", Some(json!({"name": "Customer Loyalty"}))).await;
+    let program = call(
+        Method::POST,
+        "/programs",
+        Some(json!({"name": "Customer Loyalty"})),
+    )
+    .await;
     assert_eq!(program.status, StatusCode::CREATED, "{}", program.body);
     assert_eq!(program.body["status"], "ACTIVE");
     let program_id = id(&program.body);
     let asset = app
-        .call_as(&app.key, auth, Method::POST, "/assets", Some(json!({
-            "program_id": program_id,
-            "name": "Points",
-            "symbol": "PTS",
-            "inventory_mode": "SIMPLE",
-            "issuance_policy": "UNLIMITED",
-            "scale": 0
-        })))
+        .call_as(
+            &app.key,
+            auth,
+            Method::POST,
+            "/assets",
+            Some(json!({
+                "program_id": program_id,
+                "name": "Points",
+                "symbol": "PTS",
+                "inventory_mode": "SIMPLE",
+                "issuance_policy": "UNLIMITED",
+                "scale": 0
+            })),
+        )
         .await;
     assert_eq!(asset.status, StatusCode::CREATED, "{}", asset.body);
     assert_eq!(asset.body["program_ids"], json!([program_id]));
@@ -30,12 +41,18 @@ async fn quickstart(app: &TestApp, auth: AuthHeader) {
 
     // 3. Define a Rule
     let rule = app
-        .call_as(&app.key, auth, Method::POST, "/rules", Some(json!({
-            "program_id": program_id,
-            "name": "10 Points per Purchase",
-            "condition": "event.type == \"purchase\"",
-            "actions": [{"type": "CREDIT", "asset_id": asset_id, "amount": "10"}]
-        })))
+        .call_as(
+            &app.key,
+            auth,
+            Method::POST,
+            "/rules",
+            Some(json!({
+                "program_id": program_id,
+                "name": "10 Points per Purchase",
+                "condition": "event.type == \"purchase\"",
+                "actions": [{"type": "CREDIT", "asset_id": asset_id, "amount": "10"}]
+            })),
+        )
         .await;
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.body);
     assert_eq!(rule.body["order"], 10);
@@ -47,13 +64,23 @@ async fn quickstart(app: &TestApp, auth: AuthHeader) {
         "idempotency_key": "first-purchase-001",
         "event_data": {"type": "purchase", "amount": 49.99}
     });
-    let event = app.call_as(&app.key, auth, Method::POST, "/events", Some(event_body.clone())).await;
+    let event = app
+        .call_as(
+            &app.key,
+            auth,
+            Method::POST,
+            "/events",
+            Some(event_body.clone()),
+        )
+        .await;
     assert_eq!(event.status, StatusCode::ACCEPTED, "{}", event.body);
     assert_eq!(event.body["status"], "PENDING");
     assert_eq!(event.body["external_id"], "user_123");
 
     // Retrying with the same key returns the original event instead of crediting again.
-    let retry = app.call_as(&app.key, auth, Method::POST, "/events", Some(event_body)).await;
+    let retry = app
+        .call_as(&app.key, auth, Method::POST, "/events", Some(event_body))
+        .await;
     assert_eq!(retry.status, StatusCode::ACCEPTED);
     assert_eq!(retry.body["id"], event.body["id"]);
 
@@ -66,7 +93,10 @@ async fn quickstart(app: &TestApp, auth: AuthHeader) {
             let path = format!("/participants/{}/balances", id(participant));
             let balances = app.call_as(&app.key, auth, Method::GET, &path, None).await;
             assert_eq!(balances.status, StatusCode::OK);
-            if balances.body["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            if balances.body["data"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty())
+            {
                 break balances.body;
             }
         }
@@ -81,7 +111,10 @@ async fn quickstart(app: &TestApp, auth: AuthHeader) {
     let processed = app.processed(&id(&event.body)).await;
     assert_eq!(processed["status"], "COMPLETED");
     assert_eq!(processed["rule_evaluations"][0]["status"], "SUCCESS");
-    assert_eq!(processed["rule_evaluations"][0]["rule_name"], "10 Points per Purchase");
+    assert_eq!(
+        processed["rule_evaluations"][0]["rule_name"],
+        "10 Points per Purchase"
+    );
 
     // "recorded the transaction in the ledger"
     let journal = call(Method::GET, "/journal-entries", None).await;
@@ -90,8 +123,19 @@ async fn quickstart(app: &TestApp, auth: AuthHeader) {
     assert_eq!(entries.len(), 1, "{}", journal.body);
     assert_eq!(entries[0]["action_type"], "CREDIT");
     assert_eq!(entries[0]["event_id"], event.body["id"]);
-    let amounts: Vec<_> = entries[0]["postings"].as_array().into_iter().flatten().map(|p| (p["entity_type"].clone(), p["amount"].clone())).collect();
-    assert_eq!(amounts, [(json!("SYSTEM_ISSUANCE"), json!("-10")), (json!("PARTICIPANT"), json!("10"))]);
+    let amounts: Vec<_> = entries[0]["postings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["entity_type"].clone(), p["amount"].clone()))
+        .collect();
+    assert_eq!(
+        amounts,
+        [
+            (json!("SYSTEM_ISSUANCE"), json!("-10")),
+            (json!("PARTICIPANT"), json!("10"))
+        ]
+    );
     app.assert_ledger_consistent().await;
 }
 

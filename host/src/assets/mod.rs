@@ -43,7 +43,12 @@ impl Asset {
     /// Checks an amount moved in one transaction: positive, within scale, within `max_transaction_amount`.
     pub fn check_amount(&self, field: &str, amount: Decimal) -> Result<(), FieldError> {
         if amount <= Decimal::ZERO {
-            return Err(FieldError::invalid(field, "positive amount", Some(amount.to_string()), "amount must be positive"));
+            return Err(FieldError::invalid(
+                field,
+                "positive amount",
+                Some(amount.to_string()),
+                "amount must be positive",
+            ));
         }
         if !money::fits_scale(amount, self.scale) {
             return Err(FieldError::invalid(
@@ -113,55 +118,65 @@ pub struct AssetPatch {
 }
 
 pub async fn create(pool: &PgPool, actor: &Actor, new: NewAsset) -> Result<Asset> {
-    if let Some(max) = new.max_transaction_amount.filter(|m| !money::fits_scale(*m, new.scale)) {
-        return Err(Error::invalid(
-            FieldError::invalid(
-                "max_transaction_amount",
-                format!("at most {} decimal places", new.scale),
-                Some(max.to_string()),
-                "max_transaction_amount exceeds the asset's scale",
-            )
-            .with_reason("invalid_scale"),
-        ));
+    if let Some(max) = new.max_transaction_amount {
+        check_max_scale(max, new.scale)?;
     }
     crate::programs::get(pool, actor, new.program_id).await?;
     let mut tx = pool.begin().await?;
     let id = Uuid::now_v7();
-    repo::insert(&mut tx, actor.organization_id, id, &new).await.on_constraint("assets_symbol_unique", || {
-        Error::Conflict { code: "conflict", message: format!("an asset with symbol {} already exists", new.symbol) }
-    })?;
+    repo::insert(&mut tx, actor.organization_id, id, &new)
+        .await
+        .on_constraint("assets_symbol_unique", || {
+            Error::conflict(format!(
+                "an asset with symbol {} already exists",
+                new.symbol
+            ))
+        })?;
     tx.commit().await?;
     get(pool, actor, id).await
 }
 
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Asset> {
-    repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("asset"))
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("asset"))
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: AssetFilter) -> Result<Page<Asset>> {
-    let order = Order { column: "a.created_at", sql_type: "timestamptz", descending: true };
+    let order = Order {
+        column: "a.created_at",
+        sql_type: "timestamptz",
+        descending: true,
+    };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
-    Ok(Page::from_rows(rows, filter.limit, |a| Cursor::new(crate::time_key(a.created_at), a.id)))
+    Ok(Page::from_rows(rows, filter.limit, |a| {
+        Cursor::new(crate::time_key(a.created_at), a.id)
+    }))
 }
 
 pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: AssetPatch) -> Result<Asset> {
     let current = get(pool, actor, id).await?;
     if let Patch::Set(max) = patch.max_transaction_amount {
-        if !money::fits_scale(max, current.scale) {
-            return Err(Error::invalid(
-                FieldError::invalid(
-                    "max_transaction_amount",
-                    format!("at most {} decimal places", current.scale),
-                    Some(max.to_string()),
-                    "max_transaction_amount exceeds the asset's scale",
-                )
-                .with_reason("invalid_scale"),
-            ));
-        }
+        check_max_scale(max, current.scale)?;
     }
     if current.status == "ARCHIVED" {
         return Err(Error::conflict("archived assets cannot be changed"));
     }
     repo::update(pool, actor.organization_id, id, &patch).await?;
     get(pool, actor, id).await
+}
+
+fn check_max_scale(max: Decimal, scale: i16) -> Result<()> {
+    if money::fits_scale(max, scale) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        FieldError::invalid(
+            "max_transaction_amount",
+            format!("at most {scale} decimal places"),
+            Some(max.to_string()),
+            "max_transaction_amount exceeds the asset's scale",
+        )
+        .with_reason("invalid_scale"),
+    ))
 }

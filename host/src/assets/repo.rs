@@ -10,7 +10,12 @@ const SELECT: &str = "SELECT a.id, a.name, a.symbol, a.inventory_mode, a.issuanc
             AS program_ids
    FROM assets a";
 
-pub async fn insert(conn: &mut PgConnection, organization_id: Uuid, id: Uuid, new: &NewAsset) -> sqlx::Result<()> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    new: &NewAsset,
+) -> sqlx::Result<()> {
     sqlx::query(
         "WITH asset AS (
             INSERT INTO assets (id, organization_id, name, symbol, inventory_mode, issuance_policy, scale,
@@ -33,11 +38,13 @@ pub async fn insert(conn: &mut PgConnection, organization_id: Uuid, id: Uuid, ne
 }
 
 pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Asset>> {
-    sqlx::query_as(&format!("{SELECT} WHERE a.id = $1 AND a.organization_id = $2"))
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE a.id = $1 AND a.organization_id = $2"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// An asset of the organization that is linked to `program_id`.
@@ -58,9 +65,15 @@ pub async fn find_linked(
     .await
 }
 
-pub async fn list(pool: &PgPool, organization_id: Uuid, f: &AssetFilter, order: Order) -> sqlx::Result<Vec<Asset>> {
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    f: &AssetFilter,
+    order: Order,
+) -> sqlx::Result<Vec<Asset>> {
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
-    q.push(" WHERE a.organization_id = ").push_bind(organization_id);
+    q.push(" WHERE a.organization_id = ")
+        .push_bind(organization_id);
     if let Some(program_id) = f.program_id {
         q.push(" AND EXISTS (SELECT 1 FROM program_assets pa WHERE pa.asset_id = a.id AND pa.program_id = ");
         q.push_bind(program_id).push(")");
@@ -77,7 +90,12 @@ pub async fn list(pool: &PgPool, organization_id: Uuid, f: &AssetFilter, order: 
     q.build_query_as().fetch_all(pool).await
 }
 
-pub async fn update(pool: &PgPool, organization_id: Uuid, id: Uuid, patch: &AssetPatch) -> sqlx::Result<()> {
+pub async fn update(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+    patch: &AssetPatch,
+) -> sqlx::Result<()> {
     let (set_max, max) = match &patch.max_transaction_amount {
         Patch::Absent => (false, None),
         Patch::Null => (true, None),

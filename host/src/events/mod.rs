@@ -136,7 +136,11 @@ pub async fn ingest(pool: &PgPool, actor: &Actor, new: NewEvent) -> Result<Ack> 
 
 /// Ingests each item on its own; a bad item is reported and does not stop the others. A repeated key with the
 /// same payload returns the original event, with a different payload it is an error for that item.
-pub async fn ingest_batch(pool: &PgPool, actor: &Actor, items: Vec<Result<NewEvent, String>>) -> Result<Vec<Ingested>> {
+pub async fn ingest_batch(
+    pool: &PgPool,
+    actor: &Actor,
+    items: Vec<Result<NewEvent, String>>,
+) -> Result<Vec<Ingested>> {
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         let new = match item {
@@ -170,11 +174,14 @@ async fn check_references(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Resul
     if !repo::program_exists(pool, actor.organization_id, new.program_id).await? {
         return Err(Error::NotFound("program"));
     }
-    for identity in [Some(&new.participant), new.recipient.as_ref()].into_iter().flatten() {
-        if let Identity::Id(id) = identity {
-            if !repo::participant_exists(pool, actor.organization_id, *id).await? {
-                return Err(Error::NotFound("participant"));
-            }
+    for identity in [Some(&new.participant), new.recipient.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Identity::Id(id) = identity
+            && !repo::participant_exists(pool, actor.organization_id, *id).await?
+        {
+            return Err(Error::NotFound("participant"));
         }
     }
     Ok(())
@@ -184,9 +191,17 @@ async fn store(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Result<(Event, b
     if let Some(event) = repo::insert(pool, actor, Uuid::now_v7(), new).await? {
         return Ok((event, true));
     }
-    let existing = repo::find_by_key(pool, actor.organization_id, new.program_id, &new.idempotency_key).await?;
+    let existing = repo::find_by_key(
+        pool,
+        actor.organization_id,
+        new.program_id,
+        &new.idempotency_key,
+    )
+    .await?;
     // The conflicting row is committed (ON CONFLICT waited for it), so it is visible here.
-    existing.map(|e| (e, false)).ok_or_else(|| Error::Internal("idempotent event vanished".into()))
+    existing
+        .map(|e| (e, false))
+        .ok_or_else(|| Error::Internal("idempotent event vanished".into()))
 }
 
 fn same_payload(stored: &Event, new: &NewEvent) -> bool {
@@ -199,12 +214,24 @@ fn same_payload(stored: &Event, new: &NewEvent) -> bool {
         Some(Identity::Id(id)) => stored.recipient_id == Some(*id),
         Some(Identity::External(x)) => stored.recipient_external_id.as_ref() == Some(x),
     };
-    let timestamp = new.event_timestamp.is_none_or(|t| t == stored.event_timestamp);
-    identity && recipient && timestamp && stored.event_data.0 == Value::Object(new.event_data.clone())
+    let timestamp = new
+        .event_timestamp
+        .is_none_or(|t| t == stored.event_timestamp);
+    identity
+        && recipient
+        && timestamp
+        && stored.event_data.0 == Value::Object(new.event_data.clone())
 }
 
-pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid, include_skipped: bool) -> Result<EventDetail> {
-    let event = repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("event"))?;
+pub async fn get(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    include_skipped: bool,
+) -> Result<EventDetail> {
+    let event = repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("event"))?;
     detail(pool, event, include_skipped).await
 }
 
@@ -215,19 +242,28 @@ pub async fn get_by_key(
     key: &str,
     include_skipped: bool,
 ) -> Result<EventDetail> {
-    let event = repo::find_by_key(pool, actor.organization_id, program_id, key).await?.ok_or(Error::NotFound("event"))?;
+    let event = repo::find_by_key(pool, actor.organization_id, program_id, key)
+        .await?
+        .ok_or(Error::NotFound("event"))?;
     detail(pool, event, include_skipped).await
 }
 
 async fn detail(pool: &PgPool, event: Event, include_skipped: bool) -> Result<EventDetail> {
     let rule_evaluations = repo::evaluations(pool, event.id, include_skipped).await?;
-    Ok(EventDetail { event, rule_evaluations })
+    Ok(EventDetail {
+        event,
+        rule_evaluations,
+    })
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: EventFilter) -> Result<Page<Event>> {
     let order = Order {
         column: filter.sort_by,
-        sql_type: if filter.sort_by == "status" { "text" } else { "timestamptz" },
+        sql_type: if filter.sort_by == "status" {
+            "text"
+        } else {
+            "timestamptz"
+        },
         descending: !filter.ascending,
     };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;

@@ -9,7 +9,12 @@ const COLUMNS: &str = "id, program_id, participant_id, external_id, recipient_id
     updated_at, processed_at";
 
 /// Inserts the event unless its key is taken; `None` means another event holds the key.
-pub async fn insert(pool: &PgPool, actor: &Actor, id: Uuid, e: &NewEvent) -> sqlx::Result<Option<Event>> {
+pub async fn insert(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    e: &NewEvent,
+) -> sqlx::Result<Option<Event>> {
     let (participant_id, external_id) = split(&e.participant);
     let (recipient_id, recipient_external_id) = e.recipient.as_ref().map(split).unwrap_or_default();
     sqlx::query_as(&format!(
@@ -45,30 +50,45 @@ fn split(identity: &Identity) -> (Option<Uuid>, Option<String>) {
 }
 
 pub async fn program_exists(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM programs WHERE id = $1 AND organization_id = $2)")
-        .bind(id)
-        .bind(organization_id)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM programs WHERE id = $1 AND organization_id = $2)",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .fetch_one(pool)
+    .await
 }
 
-pub async fn participant_exists(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM participants WHERE id = $1 AND organization_id = $2)")
-        .bind(id)
-        .bind(organization_id)
-        .fetch_one(pool)
-        .await
+pub async fn participant_exists(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM participants WHERE id = $1 AND organization_id = $2)",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .fetch_one(pool)
+    .await
 }
 
 pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Event>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM events WHERE id = $1 AND organization_id = $2"))
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events WHERE id = $1 AND organization_id = $2"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
 }
 
-pub async fn find_by_key(pool: &PgPool, organization_id: Uuid, program_id: Uuid, key: &str) -> sqlx::Result<Option<Event>> {
+pub async fn find_by_key(
+    pool: &PgPool,
+    organization_id: Uuid,
+    program_id: Uuid,
+    key: &str,
+) -> sqlx::Result<Option<Event>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM events WHERE program_id = $1 AND idempotency_key = $2 AND organization_id = $3"
     ))
@@ -79,7 +99,11 @@ pub async fn find_by_key(pool: &PgPool, organization_id: Uuid, program_id: Uuid,
     .await
 }
 
-pub async fn evaluations(pool: &PgPool, event_id: Uuid, include_skipped: bool) -> sqlx::Result<Vec<Evaluation>> {
+pub async fn evaluations(
+    pool: &PgPool,
+    event_id: Uuid,
+    include_skipped: bool,
+) -> sqlx::Result<Vec<Evaluation>> {
     sqlx::query_as(
         "SELECT v.id, v.rule_id, h.snapshot->>'name' AS rule_name, v.rule_history_id, v.status, v.reason,
                 v.stopped_by_rule_id, v.error_message, v.results, v.created_at
@@ -94,8 +118,15 @@ pub async fn evaluations(pool: &PgPool, event_id: Uuid, include_skipped: bool) -
     .await
 }
 
-pub async fn list(pool: &PgPool, organization_id: Uuid, f: &EventFilter, order: Order) -> sqlx::Result<Vec<Event>> {
-    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM events WHERE organization_id = "));
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    f: &EventFilter,
+    order: Order,
+) -> sqlx::Result<Vec<Event>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS} FROM events WHERE organization_id = "
+    ));
     q.push_bind(organization_id);
     if let Some(program_id) = f.program_id {
         q.push(" AND program_id = ").push_bind(program_id);
@@ -117,10 +148,16 @@ pub async fn list(pool: &PgPool, organization_id: Uuid, f: &EventFilter, order: 
         q.push(" AND v.rule_id = ").push_bind(rule_id).push(")");
     }
     if let Some((from, to)) = f.created {
-        q.push(" AND created_at BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+        q.push(" AND created_at BETWEEN ")
+            .push_bind(from)
+            .push(" AND ")
+            .push_bind(to);
     }
     if let Some((from, to)) = f.happened {
-        q.push(" AND event_timestamp BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+        q.push(" AND event_timestamp BETWEEN ")
+            .push_bind(from)
+            .push(" AND ")
+            .push_bind(to);
     }
     order.push(&mut q, "id", f.cursor.clone(), f.limit);
     q.build_query_as().fetch_all(pool).await

@@ -29,7 +29,12 @@ const BATCH_SIZE: i64 = 50;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown` turns true, finishing the batch in hand.
-pub async fn run(pool: PgPool, cache: Arc<RuleCache>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    pool: PgPool,
+    cache: Arc<RuleCache>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     while !*shutdown.borrow() {
         // Registered before looking for work, so a notification during the claim is not lost.
         let notified = wake.notified();
@@ -99,14 +104,22 @@ pub async fn process_batch(pool: &PgPool, cache: &RuleCache) -> sqlx::Result<usi
     program_ids.sort();
     program_ids.dedup();
     let programs = load_programs(&mut tx, &program_ids).await?;
-    let rules = rules::active_rules(&mut tx, cache, &program_ids).await.map_err(into_sqlx)?;
+    let rules = rules::active_rules(&mut tx, cache, &program_ids)
+        .await
+        .map_err(into_sqlx)?;
     let now = Utc::now();
     for event in &events {
-        let Some(program) = programs.get(&event.program_id) else { continue };
-        let program_rules: Vec<&CompiledRule> =
-            rules.iter().filter(|r| r.program_id == event.program_id).map(|r| &**r).collect();
+        let Some(program) = programs.get(&event.program_id) else {
+            continue;
+        };
+        let program_rules: Vec<&CompiledRule> = rules
+            .iter()
+            .filter(|r| r.program_id == event.program_id)
+            .map(|r| &**r)
+            .collect();
         let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-        let outcome = match process_event(&mut savepoint, event, program, &program_rules, now).await {
+        let outcome = match process_event(&mut savepoint, event, program, &program_rules, now).await
+        {
             Ok(outcome) => outcome,
             Err(err) if is_contention(&err) || is_connection(&err) => return Err(err),
             Err(err) => {
@@ -160,12 +173,16 @@ async fn claim(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Claimed>
     .await
 }
 
-async fn load_programs(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<HashMap<Uuid, ProgramRow>> {
-    let rows: Vec<ProgramRow> =
-        sqlx::query_as("SELECT id, status, on_unknown_participant FROM programs WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(conn)
-            .await?;
+async fn load_programs(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<HashMap<Uuid, ProgramRow>> {
+    let rows: Vec<ProgramRow> = sqlx::query_as(
+        "SELECT id, status, on_unknown_participant FROM programs WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
     Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }
 
@@ -178,7 +195,11 @@ struct Outcome {
 
 impl Outcome {
     fn failed(message: String, evaluations: Vec<EvaluationRecord>) -> Self {
-        Outcome { error: Some(message), participant_id: None, evaluations }
+        Outcome {
+            error: Some(message),
+            participant_id: None,
+            evaluations,
+        }
     }
 
     fn is_failed(&self) -> bool {
@@ -218,11 +239,22 @@ async fn process_event(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Outcome> {
     if program.status != "ACTIVE" {
-        return Ok(Outcome::failed(format!("program is {}", program.status), Vec::new()));
+        return Ok(Outcome::failed(
+            format!("program is {}", program.status),
+            Vec::new(),
+        ));
     }
     let create = program.on_unknown_participant == "CREATE";
     let org = event.organization_id;
-    let participant = match resolve(conn, org, event.participant_id, event.external_id.as_deref(), create).await? {
+    let participant = match resolve(
+        conn,
+        org,
+        event.participant_id,
+        event.external_id.as_deref(),
+        create,
+    )
+    .await?
+    {
         Ok(id) => id,
         Err(message) => return Ok(Outcome::failed(message, Vec::new())),
     };
@@ -230,7 +262,9 @@ async fn process_event(
         (None, None) => None,
         (id, external_id) => match resolve(conn, org, id, external_id, create).await? {
             Ok(id) => Some(id),
-            Err(message) => return Ok(Outcome::failed(format!("recipient: {message}"), Vec::new())),
+            Err(message) => {
+                return Ok(Outcome::failed(format!("recipient: {message}"), Vec::new()));
+            }
         },
     };
     let mut ids = vec![participant];
@@ -302,7 +336,11 @@ async fn process_event(
             }
         }
     }
-    Ok(Outcome { error: None, participant_id: Some(participant), evaluations })
+    Ok(Outcome {
+        error: None,
+        participant_id: Some(participant),
+        evaluations,
+    })
 }
 
 /// The participant's id, creating it from `external_id` when the program allows; `Err` says why not.
@@ -350,7 +388,13 @@ async fn execute(
     if target.status != "ACTIVE" {
         return Ok(Err(format!("participant is {}", target.status)));
     }
-    let Some(asset) = crate::assets::find_linked(conn, event.organization_id, event.program_id, action.asset_id).await?
+    let Some(asset) = crate::assets::find_linked(
+        conn,
+        event.organization_id,
+        event.program_id,
+        action.asset_id,
+    )
+    .await?
     else {
         return Ok(Err("asset not found or not linked to the program".into()));
     };
@@ -363,7 +407,9 @@ async fn execute(
             Ok(amount) => amount,
             Err(err) => return Ok(Err(format!("amount expression failed: {err}"))),
         },
-        Amount::Expression(Err(compile_error)) => return Ok(Err(format!("amount does not compile: {compile_error}"))),
+        Amount::Expression(Err(compile_error)) => {
+            return Ok(Err(format!("amount does not compile: {compile_error}")));
+        }
     };
     if let Err(problem) = asset.check_amount("amount", amount) {
         return Ok(Err(problem.message));
@@ -396,22 +442,41 @@ fn entry_for(
     participant: Uuid,
     amount: Decimal,
 ) -> NewEntry {
-    let source = if asset.issuance_policy == "PREFUNDED" { Owner::Program(event.program_id) } else { Owner::Issuance };
-    let account = |owner| AccountKey { owner, asset_id: asset.id, bucket: "AVAILABLE" };
-    let signed = if action.kind == "DEBIT" { -amount } else { amount };
+    let source = if asset.issuance_policy == "PREFUNDED" {
+        Owner::Program(event.program_id)
+    } else {
+        Owner::Issuance
+    };
+    let account = |owner| AccountKey {
+        owner,
+        asset_id: asset.id,
+        bucket: "AVAILABLE",
+    };
+    let signed = if action.kind == "DEBIT" {
+        -amount
+    } else {
+        amount
+    };
     let description = action
         .description
         .clone()
         .unwrap_or_else(|| format!("{}: {} {}", rule.name, asset.format(amount), asset.symbol));
     NewEntry {
         program_id: event.program_id,
-        action_type: if action.kind == "DEBIT" { "DEBIT" } else { "CREDIT" },
+        action_type: if action.kind == "DEBIT" {
+            "DEBIT"
+        } else {
+            "CREDIT"
+        },
         description: Some(description),
         event_id: Some(event.id),
         rule_id: Some(rule.id),
         reference_id: None,
         created_by_api_key_id: None,
-        postings: vec![(account(Owner::Participant(participant)), signed), (account(source), -signed)],
+        postings: vec![
+            (account(Owner::Participant(participant)), signed),
+            (account(source), -signed),
+        ],
         allow_negative: action.allow_negative,
     }
 }
@@ -419,7 +484,8 @@ fn entry_for(
 async fn record(conn: &mut PgConnection, event: &Claimed, outcome: &Outcome) -> sqlx::Result<()> {
     let n = outcome.evaluations.len();
     let mut ids = Vec::with_capacity(n);
-    let (mut rule_ids, mut history_ids, mut statuses, mut reasons) = (vec![], vec![], vec![], vec![]);
+    let (mut rule_ids, mut history_ids, mut statuses, mut reasons) =
+        (vec![], vec![], vec![], vec![]);
     let (mut stoppers, mut messages, mut results) = (vec![], vec![], vec![]);
     for e in &outcome.evaluations {
         ids.push(Uuid::now_v7());
@@ -429,7 +495,17 @@ async fn record(conn: &mut PgConnection, event: &Claimed, outcome: &Outcome) -> 
         reasons.push(e.reason);
         stoppers.push(e.stopped_by_rule_id);
         messages.push(e.error_message.clone());
-        results.push(Value::Array(e.results.clone()));
+        let mut executed = e.results.clone();
+        if outcome.is_failed() {
+            // The savepoint was rolled back: keep what was computed, not links to entries that no longer exist.
+            executed
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .for_each(|r| {
+                    r.remove("journal_entry_id");
+                });
+        }
+        results.push(Value::Array(executed));
     }
     sqlx::query(
         "WITH evaluations AS (
@@ -473,11 +549,21 @@ fn is_contention(err: &sqlx::Error) -> bool {
 }
 
 fn is_connection(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed)
+    matches!(
+        err,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 fn jitter_ms(min: u64, max: u64) -> u64 {
     let mut byte = [0u8; 2];
-    let spread = if getrandom::fill(&mut byte).is_ok() { u64::from(u16::from_le_bytes(byte)) } else { 0 };
+    let spread = if getrandom::fill(&mut byte).is_ok() {
+        u64::from(u16::from_le_bytes(byte))
+    } else {
+        0
+    };
     min + spread % (max - min)
 }

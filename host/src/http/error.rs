@@ -2,16 +2,20 @@
 //! `details.fields` lists all of them. Internal errors are logged and never shown to the client.
 
 use crate::error::Error;
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, body) = match self {
             Error::Invalid(fields) => {
-                let code = if fields.iter().any(|f| f.reason == "invalid_scale") { "invalid_scale" } else { "bad_request" };
+                let code = if fields.iter().any(|f| f.reason == "invalid_scale") {
+                    "invalid_scale"
+                } else {
+                    "bad_request"
+                };
                 let message = match fields.as_slice() {
                     [only] => format!("{}: {}", only.field, only.message),
                     _ => "Invalid request parameters".to_string(),
@@ -21,12 +25,19 @@ impl IntoResponse for Error {
                 if let Some(object) = details.as_object_mut() {
                     object.insert("fields".into(), json!(fields));
                 }
-                (StatusCode::BAD_REQUEST, json!({"code": code, "message": message, "details": details}))
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"code": code, "message": message, "details": details}),
+                )
             }
-            Error::NotFound(what) => {
-                (StatusCode::NOT_FOUND, json!({"code": "not_found", "message": format!("{what} not found")}))
-            }
-            Error::Conflict { code, message } => (StatusCode::CONFLICT, json!({"code": code, "message": message})),
+            Error::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                json!({"code": "not_found", "message": format!("{what} not found")}),
+            ),
+            Error::Conflict { code, message } => (
+                StatusCode::CONFLICT,
+                json!({"code": code, "message": message}),
+            ),
             Error::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 json!({"code": "unauthorized", "message": "invalid or revoked API key"}),
@@ -45,5 +56,8 @@ impl IntoResponse for Error {
 }
 
 fn internal() -> (StatusCode, serde_json::Value) {
-    (StatusCode::INTERNAL_SERVER_ERROR, json!({"code": "internal_error", "message": "internal server error"}))
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"code": "internal_error", "message": "internal server error"}),
+    )
 }

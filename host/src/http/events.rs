@@ -2,7 +2,6 @@
 
 use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
-use super::programs::{ascending, page_params};
 use crate::error::{Error, Result};
 use crate::events::{self, EventFilter, Identity, Ingested, NewEvent};
 use crate::validation::{Fields, Validator};
@@ -23,47 +22,72 @@ pub fn routes() -> Router<AppState> {
 
 const BATCH_MAX: usize = 100;
 
+/// One party of an event, named by an external id or a participant id but not both. `Ok(None)` when neither
+/// was sent; `Err` when the field was invalid (already recorded).
+fn identity(f: &Fields<'_>, external_key: &str, id_key: &str) -> Result<Option<Identity>, ()> {
+    match (f.opt_str(external_key, 1, 255), f.opt_uuid(id_key)) {
+        (Some(external_id), None) => Ok(Some(Identity::External(external_id))),
+        (None, Some(id)) => Ok(Some(Identity::Id(id))),
+        (Some(_), Some(_)) => {
+            let expected = format!("one of {external_key}, {id_key}");
+            f.reject(
+                id_key,
+                &expected,
+                format!("send {external_key} or {id_key}, not both"),
+            );
+            Err(())
+        }
+        (None, None) if f.raw(external_key).is_some() || f.raw(id_key).is_some() => Err(()),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The fields of one event (E82 body, or one item of E83).
 fn parse_event(f: &Fields<'_>) -> Option<NewEvent> {
-    let participant = match (f.opt_str("external_id", 1, 255), f.opt_uuid("participant_id")) {
-        (Some(external_id), None) => Some(Identity::External(external_id)),
-        (None, Some(id)) => Some(Identity::Id(id)),
-        (Some(_), Some(_)) => {
-            f.reject("participant_id", "exactly one of external_id, participant_id", "send external_id or participant_id, not both");
-            None
-        }
-        (None, None) => {
-            if f.raw("external_id").is_none() && f.raw("participant_id").is_none() {
-                f.reject("external_id", "exactly one of external_id, participant_id", "external_id or participant_id is required");
-            }
-            None
-        }
-    };
-    let recipient = match (f.opt_str("recipient_external_id", 1, 255), f.opt_uuid("recipient_id")) {
-        (Some(external_id), None) => Some(Identity::External(external_id)),
-        (None, Some(id)) => Some(Identity::Id(id)),
-        (Some(_), Some(_)) => {
-            f.reject("recipient_id", "at most one of recipient_id, recipient_external_id", "send recipient_id or recipient_external_id, not both");
-            None
-        }
-        (None, None) => None,
-    };
+    let participant = identity(f, "external_id", "participant_id");
+    if let Ok(None) = participant {
+        let expected = "one of external_id, participant_id";
+        f.reject(
+            "external_id",
+            expected,
+            "external_id or participant_id is required",
+        );
+    }
+    let recipient = identity(f, "recipient_external_id", "recipient_id");
     let program_id = f.req_uuid("program_id");
     let idempotency_key = f.req_str("idempotency_key", 1, 255);
     let event_timestamp = f.opt_time("event_timestamp");
     let event_data = f.req_object("event_data").cloned();
-    Some(NewEvent { program_id, participant: participant?, recipient, idempotency_key, event_timestamp, event_data: event_data? })
+    Some(NewEvent {
+        program_id,
+        participant: participant.ok().flatten()?,
+        recipient: recipient.ok()?,
+        idempotency_key,
+        event_timestamp,
+        event_data: event_data?,
+    })
 }
 
-async fn ingest(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+async fn ingest(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let new = parse_event(&v.body(&body)?);
     v.finish()?;
     let new = new.ok_or_else(|| Error::Internal("validated event is incomplete".into()))?;
-    Ok((StatusCode::ACCEPTED, Json(events::ingest(&s.pool, &actor, new).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(events::ingest(&s.pool, &actor, new).await?),
+    ))
 }
 
-async fn ingest_batch(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+async fn ingest_batch(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
     let items = match f.opt_array("events") {
@@ -73,7 +97,11 @@ async fn ingest_batch(State(s): State<AppState>, Auth(actor): Auth, JsonBody(bod
         }
         None => Vec::new(),
         Some(items) if items.is_empty() || items.len() > BATCH_MAX => {
-            f.reject("events", "array of 1 to 100 events", "a batch holds 1 to 100 events");
+            f.reject(
+                "events",
+                "array of 1 to 100 events",
+                "a batch holds 1 to 100 events",
+            );
             Vec::new()
         }
         Some(items) => items.iter().map(parse_item).collect(),
@@ -88,7 +116,10 @@ async fn ingest_batch(State(s): State<AppState>, Auth(actor): Auth, JsonBody(bod
             Ingested::Rejected(error) => json!({"index": index, "status": "error", "error": error}),
         })
         .collect();
-    let accepted = outcomes.iter().filter(|o| matches!(o, Ingested::Accepted(_))).count();
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ingested::Accepted(_)))
+        .count();
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -103,21 +134,30 @@ async fn ingest_batch(State(s): State<AppState>, Auth(actor): Auth, JsonBody(bod
 /// Validates one batch item on its own, so its errors do not fail the batch.
 fn parse_item(item: &Value) -> Result<NewEvent, String> {
     let v = Validator::new();
-    let parsed = v.body(item).map_err(|e| e.to_string()).map(|f| parse_event(&f))?;
+    let parsed = v
+        .body(item)
+        .map_err(|e| e.to_string())
+        .map(|f| parse_event(&f))?;
     match (v.finish(), parsed) {
         (Ok(()), Some(new)) => Ok(new),
-        (Err(Error::Invalid(errors)), _) => {
-            Err(errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))
-        }
+        (Err(Error::Invalid(errors)), _) => Err(errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")),
         (Err(other), _) => Err(other.to_string()),
         (Ok(()), None) => Err("invalid event".into()),
     }
 }
 
-async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn list(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
+    let (cursor, limit) = q.page();
     let happened = (q.opt_time("event_from"), q.opt_time("event_to"));
     let filter = EventFilter {
         program_id: q.opt_uuid("program_id"),
@@ -131,12 +171,18 @@ async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): Quer
             (Some(from), Some(to)) => Some((from, to)),
             (None, None) => None,
             _ => {
-                q.reject("event_to", "RFC 3339 timestamp", "event_from and event_to must be given together");
+                q.reject(
+                    "event_to",
+                    "RFC 3339 timestamp",
+                    "event_from and event_to must be given together",
+                );
                 None
             }
         },
-        sort_by: q.opt_enum("sort_by", events::SORT_KEYS).unwrap_or("created_at"),
-        ascending: ascending(&q),
+        sort_by: q
+            .opt_enum("sort_by", events::SORT_KEYS)
+            .unwrap_or("created_at"),
+        ascending: q.ascending(),
         cursor,
         limit,
     };
@@ -153,15 +199,23 @@ async fn get_one(
     let v = Validator::new();
     let include_skipped = v.query(&q).opt_bool("include_skipped").unwrap_or(false);
     v.finish()?;
-    Ok(Json(events::get(&s.pool, &actor, id, include_skipped).await?))
+    Ok(Json(
+        events::get(&s.pool, &actor, id, include_skipped).await?,
+    ))
 }
 
-async fn by_key(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn by_key(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
     let program_id = q.req_uuid("program_id");
     let key = q.req_str("idempotency_key", 1, 255);
     let include_skipped = q.opt_bool("include_skipped").unwrap_or(false);
     v.finish()?;
-    Ok(Json(events::get_by_key(&s.pool, &actor, program_id, &key, include_skipped).await?))
+    Ok(Json(
+        events::get_by_key(&s.pool, &actor, program_id, &key, include_skipped).await?,
+    ))
 }

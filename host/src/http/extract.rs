@@ -18,9 +18,19 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         let key = header("x-api-key")
-            .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim))
+            .or_else(|| {
+                header("authorization")
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim)
+            })
             .ok_or(Error::Unauthorized)?;
         Ok(Auth(organizations::authenticate(&state.pool, key).await?))
     }
@@ -34,13 +44,23 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            Error::invalid(FieldError::invalid("body", "JSON object", None, format!("cannot read the body: {e}")))
+            Error::invalid(FieldError::invalid(
+                "body",
+                "JSON object",
+                None,
+                format!("cannot read the body: {e}"),
+            ))
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            Error::invalid(FieldError::invalid("body", "JSON object", None, format!("malformed JSON: {e}")))
+            Error::invalid(FieldError::invalid(
+                "body",
+                "JSON object",
+                None,
+                format!("malformed JSON: {e}"),
+            ))
         })
     }
 }
@@ -52,9 +72,15 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        let Query(pairs) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map_err(|e| {
-            Error::invalid(FieldError::invalid("query", "URL-encoded parameters", None, e.body_text()))
-        })?;
+        let Query(pairs) =
+            Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map_err(|e| {
+                Error::invalid(FieldError::invalid(
+                    "query",
+                    "URL-encoded parameters",
+                    None,
+                    e.body_text(),
+                ))
+            })?;
         Ok(QueryParams(validation::query_map(pairs)))
     }
 }
@@ -69,8 +95,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| Error::invalid(FieldError::invalid("id", "uuid", None, e.body_text())))?;
-        Uuid::parse_str(&raw)
-            .map(PathId)
-            .map_err(|_| Error::invalid(FieldError::invalid("id", "uuid", Some(raw), "id must be a UUID")))
+        Uuid::parse_str(&raw).map(PathId).map_err(|_| {
+            Error::invalid(FieldError::invalid(
+                "id",
+                "uuid",
+                Some(raw),
+                "id must be a UUID",
+            ))
+        })
     }
 }

@@ -2,7 +2,6 @@
 
 use super::AppState;
 use super::extract::{Auth, PathId, QueryParams};
-use super::programs::page_params;
 use crate::error::Result;
 use crate::ledger::{self, EntryFilter};
 use crate::reports::{self, ActivityQuery};
@@ -19,10 +18,14 @@ pub fn routes() -> Router<AppState> {
         .route("/reports/program-activity", get(program_activity))
 }
 
-async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn list(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
+    let (cursor, limit) = q.page();
     let filter = EntryFilter {
         program_id: q.opt_uuid("program_id"),
         event_id: q.opt_uuid("event_id"),
@@ -40,23 +43,45 @@ async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): Quer
         cursor,
         limit,
     };
-    let entity_filters = ["participant_id", "group_id", "external_id"].iter().filter(|k| q.raw(k).is_some()).count();
+    let entity_filters = ["participant_id", "group_id", "external_id"]
+        .iter()
+        .filter(|k| q.raw(k).is_some())
+        .count();
     if entity_filters > 1 {
-        q.reject("participant_id", "at most one of participant_id, group_id, external_id", "participant_id, group_id and external_id are mutually exclusive");
+        q.reject(
+            "participant_id",
+            "at most one of participant_id, group_id, external_id",
+            "participant_id, group_id and external_id are mutually exclusive",
+        );
     }
     v.finish()?;
     Ok(Json(ledger::list(&s.pool, &actor, filter).await?))
 }
 
-async fn get_one(State(s): State<AppState>, Auth(actor): Auth, PathId(id): PathId) -> Result<impl IntoResponse> {
+async fn get_one(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse> {
     Ok(Json(ledger::get(&s.pool, &actor, id).await?))
 }
 
-async fn program_activity(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn program_activity(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
-    let query = ActivityQuery { since: q.opt_time("since"), window: q.window(), cursor, limit };
+    let (cursor, limit) = q.page();
+    let query = ActivityQuery {
+        since: q.opt_time("since"),
+        window: q.window(),
+        cursor,
+        limit,
+    };
     v.finish()?;
-    Ok(Json(reports::program_activity(&s.pool, &actor, query).await?))
+    Ok(Json(
+        reports::program_activity(&s.pool, &actor, query).await?,
+    ))
 }

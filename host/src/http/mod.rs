@@ -33,7 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async {
-            (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"code": "method_not_allowed", "message": "method not allowed"})))
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({"code": "method_not_allowed", "message": "method not allowed"})),
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(TraceLayer::new_for_http())

@@ -2,7 +2,6 @@
 
 use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
-use super::programs::{ascending, page_params};
 use crate::error::Result;
 use crate::participants::{self, ParticipantFilter, Profile, Upsert};
 use crate::validation::Validator;
@@ -19,11 +18,18 @@ pub fn routes() -> Router<AppState> {
         .route("/participants/{id}/balances", get(balances))
 }
 
-async fn upsert(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+async fn upsert(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
     let email = f.opt_str("email", 1, 255);
-    if let Some(problem) = email.as_deref().and_then(|e| participants::check_email("email", e).err()) {
+    if let Some(problem) = email
+        .as_deref()
+        .and_then(|e| participants::check_email("email", e).err())
+    {
         v.push(problem);
     }
     let input = Upsert {
@@ -42,22 +48,32 @@ async fn upsert(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): Js
     };
     v.finish()?;
     let (participant, created) = participants::upsert(&s.pool, &actor, input).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(participant)))
 }
 
-async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn list(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
+    let (cursor, limit) = q.page();
     let filter = ParticipantFilter {
         external_id: q.opt_str("external_id", 1, 255),
         program_id: q.opt_uuid("program_id"),
         status: q.opt_enum("status", participants::STATUSES),
         search: q.opt_str("search", 1, 255),
         created: q.window(),
-        sort_by: q.opt_enum("sort_by", participants::SORT_KEYS).unwrap_or("created_at"),
-        ascending: ascending(&q),
+        sort_by: q
+            .opt_enum("sort_by", participants::SORT_KEYS)
+            .unwrap_or("created_at"),
+        ascending: q.ascending(),
         cursor,
         limit,
     };
@@ -65,7 +81,11 @@ async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): Quer
     Ok(Json(participants::list(&s.pool, &actor, filter).await?))
 }
 
-async fn get_one(State(s): State<AppState>, Auth(actor): Auth, PathId(id): PathId) -> Result<impl IntoResponse> {
+async fn get_one(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse> {
     Ok(Json(participants::get(&s.pool, &actor, id).await?))
 }
 
@@ -77,8 +97,10 @@ async fn balances(
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
+    let (cursor, limit) = q.page();
     let asset_id = q.opt_uuid("asset_id");
     v.finish()?;
-    Ok(Json(participants::balances(&s.pool, &actor, id, asset_id, cursor, limit).await?))
+    Ok(Json(
+        participants::balances(&s.pool, &actor, id, asset_id, cursor, limit).await?,
+    ))
 }

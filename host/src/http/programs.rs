@@ -4,9 +4,8 @@ use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::assets::{self, AssetFilter, AssetPatch, NewAsset};
 use crate::error::Result;
-use crate::pagination::{Cursor, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::programs::{self, NewProgram, ProgramFilter, ProgramPatch};
-use crate::validation::{Fields, Patch, Validator};
+use crate::validation::{Patch, Validator};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -17,44 +16,52 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/programs", get(list_programs).post(create_program))
         .route("/programs/{id}", get(get_program).patch(update_program))
-        .route("/programs/{id}/assets", get(list_program_assets).post(link_asset))
+        .route(
+            "/programs/{id}/assets",
+            get(list_program_assets).post(link_asset),
+        )
         .route("/assets", get(list_assets).post(create_asset))
         .route("/assets/{id}", get(get_asset).patch(update_asset))
 }
 
-/// `cursor` and `limit`, shared by every list.
-pub fn page_params(q: &Fields<'_>) -> Result<(Option<Cursor>, i64)> {
-    let cursor = q.opt_str("cursor", 1, 1000).map(|c| Cursor::decode(&c)).transpose()?;
-    Ok((cursor, q.limit(DEFAULT_LIMIT, MAX_LIMIT)))
-}
-
-/// `sort_dir`: `asc` or `desc` (the default).
-pub fn ascending(q: &Fields<'_>) -> bool {
-    q.opt_enum("sort_dir", &["asc", "desc"]) == Some("asc")
-}
-
-async fn create_program(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+async fn create_program(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
     let new = NewProgram {
         name: f.req_str("name", 1, 255),
         description: f.opt_str("description", 0, 1000),
-        on_unknown_participant: f.opt_enum("on_unknown_participant", programs::UNKNOWN_PARTICIPANT_POLICIES).unwrap_or("CREATE"),
+        on_unknown_participant: f
+            .opt_enum(
+                "on_unknown_participant",
+                programs::UNKNOWN_PARTICIPANT_POLICIES,
+            )
+            .unwrap_or("CREATE"),
     };
     v.finish()?;
-    Ok((StatusCode::CREATED, Json(programs::create(&s.pool, &actor, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(programs::create(&s.pool, &actor, new).await?),
+    ))
 }
 
-async fn list_programs(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn list_programs(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
+    let (cursor, limit) = q.page();
     let filter = ProgramFilter {
         include_archived: q.opt_bool("include_archived").unwrap_or(false),
         status: q.opt_enum("status", programs::STATUSES),
         search: q.opt_str("search", 1, 255),
         sort_by_name: q.opt_enum("sort_by", &["created_at", "name"]) == Some("name"),
-        ascending: ascending(&q),
+        ascending: q.ascending(),
         cursor,
         limit,
     };
@@ -62,7 +69,11 @@ async fn list_programs(State(s): State<AppState>, Auth(actor): Auth, QueryParams
     Ok(Json(programs::list(&s.pool, &actor, filter).await?))
 }
 
-async fn get_program(State(s): State<AppState>, Auth(actor): Auth, PathId(id): PathId) -> Result<impl IntoResponse> {
+async fn get_program(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse> {
     Ok(Json(programs::get(&s.pool, &actor, id).await?))
 }
 
@@ -77,14 +88,15 @@ async fn update_program(
     let patch = ProgramPatch {
         name: f.opt_str("name", 1, 255),
         description: f.patch("description", |f, k| f.opt_str(k, 0, 1000)),
-        on_unknown_participant: f.opt_enum("on_unknown_participant", programs::UNKNOWN_PARTICIPANT_POLICIES),
+        on_unknown_participant: f.opt_enum(
+            "on_unknown_participant",
+            programs::UNKNOWN_PARTICIPANT_POLICIES,
+        ),
         status: f.opt_enum("status", programs::STATUSES),
         redemption_target_type: f.opt_enum("redemption_target_type", programs::REDEMPTION_TARGETS),
         redemption_target_entity_id: f.patch("redemption_target_entity_id", |f, k| f.opt_uuid(k)),
     };
-    if f.is_empty() {
-        f.reject("body", "at least one field", "at least one field must be given");
-    }
+    f.require_any();
     let entity_given = matches!(patch.redemption_target_entity_id, Patch::Set(_));
     match patch.redemption_target_type {
         Some("LEDGER_ENTITY") if !entity_given => f.reject(
@@ -117,7 +129,9 @@ async fn link_asset(
     let v = Validator::new();
     let asset_id = v.body(&body)?.req_uuid("asset_id");
     v.finish()?;
-    Ok(Json(programs::link_asset(&s.pool, &actor, id, asset_id).await?))
+    Ok(Json(
+        programs::link_asset(&s.pool, &actor, id, asset_id).await?,
+    ))
 }
 
 async fn list_program_assets(
@@ -127,17 +141,27 @@ async fn list_program_assets(
     QueryParams(q): QueryParams,
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
-    let (cursor, limit) = page_params(&v.query(&q))?;
+    let (cursor, limit) = v.query(&q).page();
     v.finish()?;
-    Ok(Json(programs::list_assets(&s.pool, &actor, id, cursor, limit).await?))
+    Ok(Json(
+        programs::list_assets(&s.pool, &actor, id, cursor, limit).await?,
+    ))
 }
 
-async fn create_asset(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+async fn create_asset(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
     let symbol = f.req_str("symbol", 1, 16);
     if !symbol.chars().all(|c| c.is_ascii_alphanumeric()) {
-        f.reject("symbol", "alphanumeric string", "symbol must contain only letters and digits");
+        f.reject(
+            "symbol",
+            "alphanumeric string",
+            "symbol must contain only letters and digits",
+        );
     }
     let new = NewAsset {
         program_id: f.req_uuid("program_id"),
@@ -149,13 +173,20 @@ async fn create_asset(State(s): State<AppState>, Auth(actor): Auth, JsonBody(bod
         max_transaction_amount: f.opt_positive_decimal("max_transaction_amount"),
     };
     v.finish()?;
-    Ok((StatusCode::CREATED, Json(assets::create(&s.pool, &actor, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(assets::create(&s.pool, &actor, new).await?),
+    ))
 }
 
-async fn list_assets(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn list_assets(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
+    let (cursor, limit) = q.page();
     let filter = AssetFilter {
         program_id: q.opt_uuid("program_id"),
         status: q.opt_enum("status", &["ACTIVE", "ARCHIVED"]),
@@ -167,7 +198,11 @@ async fn list_assets(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q
     Ok(Json(assets::list(&s.pool, &actor, filter).await?))
 }
 
-async fn get_asset(State(s): State<AppState>, Auth(actor): Auth, PathId(id): PathId) -> Result<impl IntoResponse> {
+async fn get_asset(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse> {
     Ok(Json(assets::get(&s.pool, &actor, id).await?))
 }
 
@@ -179,9 +214,19 @@ async fn update_asset(
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
-    for immutable in ["inventory_mode", "issuance_policy", "scale", "symbol", "program_id"] {
+    for immutable in [
+        "inventory_mode",
+        "issuance_policy",
+        "scale",
+        "symbol",
+        "program_id",
+    ] {
         if f.contains(immutable) {
-            f.reject(immutable, "absent", format!("{immutable} cannot be changed after the asset is created"));
+            f.reject(
+                immutable,
+                "absent",
+                format!("{immutable} cannot be changed after the asset is created"),
+            );
         }
     }
     let archive = match f.raw("status") {
@@ -193,10 +238,7 @@ async fn update_asset(
         archive,
         max_transaction_amount: f.patch("max_transaction_amount", |f, k| f.opt_positive_decimal(k)),
     };
-    if f.is_empty() {
-        f.reject("body", "at least one field", "at least one field must be given");
-    }
+    f.require_any();
     v.finish()?;
     Ok(Json(assets::update(&s.pool, &actor, id, patch).await?))
 }
-

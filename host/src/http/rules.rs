@@ -2,7 +2,6 @@
 
 use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
-use super::programs::page_params;
 use crate::error::Result;
 use crate::rules::{self, Action, NewRule, RuleFilter, RulePatch};
 use crate::validation::{Fields, Validator};
@@ -13,41 +12,80 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/rules", get(list).post(create)).route("/rules/{id}", get(get_one).patch(update))
+    Router::new()
+        .route("/rules", get(list).post(create))
+        .route("/rules/{id}", get(get_one).patch(update))
 }
 
 /// Every action type of the spec's catalogue, so an unknown type and a not-yet-supported one read differently.
 const CATALOGUE: &[&str] = &[
-    "CREDIT", "DEBIT", "HOLD", "RELEASE", "FORFEIT", "VOID_HOLD", "TAG", "UNTAG", "COUNTER", "SET_ATTRIBUTE",
-    "SET_TIER", "SCHEDULE_EVENT", "BROADCAST",
+    "CREDIT",
+    "DEBIT",
+    "HOLD",
+    "RELEASE",
+    "FORFEIT",
+    "VOID_HOLD",
+    "TAG",
+    "UNTAG",
+    "COUNTER",
+    "SET_ATTRIBUTE",
+    "SET_TIER",
+    "SCHEDULE_EVENT",
+    "BROADCAST",
 ];
-const ACTION_FIELDS: &[&str] = &["type", "asset_id", "amount", "description", "allow_negative"];
+const ACTION_FIELDS: &[&str] = &[
+    "type",
+    "asset_id",
+    "amount",
+    "description",
+    "allow_negative",
+];
 
 fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
     let Some(items) = f.opt_array("actions") else {
         if required && f.raw("actions").is_none() {
-            f.reject("actions", "non-empty array of actions", "actions is required");
+            f.reject(
+                "actions",
+                "non-empty array of actions",
+                "actions is required",
+            );
         }
         return None;
     };
     if items.is_empty() {
-        f.reject("actions", "non-empty array of actions", "a rule needs at least one action");
+        f.reject(
+            "actions",
+            "non-empty array of actions",
+            "a rule needs at least one action",
+        );
         return None;
     }
     let mut actions = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = format!("actions[{i}]");
         let Some(map) = item.as_object() else {
-            f.reject("actions", "array of objects", format!("{path} must be an object"));
+            f.reject(
+                "actions",
+                "array of objects",
+                format!("{path} must be an object"),
+            );
             continue;
         };
         let a = f.nested(map, path);
         let kind = a.req_enum("type", CATALOGUE);
         if !kind.is_empty() && !rules::ACTION_TYPES.contains(&kind) {
-            a.reject("type", &rules::ACTION_TYPES.join("|"), format!("action type {kind} is not supported yet"));
+            a.reject(
+                "type",
+                &rules::ACTION_TYPES.join("|"),
+                format!("action type {kind} is not supported yet"),
+            );
         }
         for key in map.keys().filter(|k| !ACTION_FIELDS.contains(&k.as_str())) {
-            a.reject(key, "absent", format!("{key} is not supported on {kind} actions yet"));
+            a.reject(
+                key,
+                "absent",
+                format!("{key} is not supported on {kind} actions yet"),
+            );
         }
         actions.push(Action {
             asset_id: a.req_uuid("asset_id"),
@@ -66,7 +104,11 @@ fn reject_budgets(f: &Fields<'_>) {
     }
 }
 
-async fn create(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+async fn create(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
     reject_budgets(&f);
@@ -76,25 +118,40 @@ async fn create(State(s): State<AppState>, Auth(actor): Auth, JsonBody(body): Js
         description: f.opt_str("description", 0, 1000),
         condition: f.req_str("condition", 1, rules::cel::MAX_LENGTH),
         actions: parse_actions(&f, true).unwrap_or_default(),
-        order: f.opt_int("order", 1, i64::from(i32::MAX)).and_then(|o| i32::try_from(o).ok()),
+        order: f
+            .opt_int("order", 1, i64::from(i32::MAX))
+            .and_then(|o| i32::try_from(o).ok()),
         stop_after_match: f.opt_bool("stop_after_match").unwrap_or(false),
         active_from: f.opt_time("active_from"),
         active_to: f.opt_time("active_to"),
-        status: f.opt_enum("status", &["ACTIVE", "SUSPENDED"]).unwrap_or("ACTIVE"),
+        status: f
+            .opt_enum("status", &["ACTIVE", "SUSPENDED"])
+            .unwrap_or("ACTIVE"),
     };
-    if let (Some(from), Some(to)) = (new.active_from, new.active_to) {
-        if from > to {
-            f.reject("active_to", "timestamp after active_from", "active_to must not be before active_from");
-        }
+    if let (Some(from), Some(to)) = (new.active_from, new.active_to)
+        && from > to
+    {
+        f.reject(
+            "active_to",
+            "timestamp after active_from",
+            "active_to must not be before active_from",
+        );
     }
     v.finish()?;
-    Ok((StatusCode::CREATED, Json(rules::create(&s.pool, &actor, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(rules::create(&s.pool, &actor, new).await?),
+    ))
 }
 
-async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams) -> Result<impl IntoResponse> {
+async fn list(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let q = v.query(&q);
-    let (cursor, limit) = page_params(&q)?;
+    let (cursor, limit) = q.page();
     let filter = RuleFilter {
         program_id: q.opt_uuid("program_id"),
         include_archived: q.opt_bool("include_archived").unwrap_or(false),
@@ -107,7 +164,11 @@ async fn list(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): Quer
     Ok(Json(rules::list(&s.pool, &actor, filter).await?))
 }
 
-async fn get_one(State(s): State<AppState>, Auth(actor): Auth, PathId(id): PathId) -> Result<impl IntoResponse> {
+async fn get_one(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse> {
     Ok(Json(rules::get(&s.pool, &actor, id).await?))
 }
 
@@ -119,16 +180,16 @@ async fn update(
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
-    if f.is_empty() {
-        f.reject("body", "at least one field", "at least one field must be given");
-    }
+    f.require_any();
     reject_budgets(&f);
     let patch = RulePatch {
         name: f.opt_str("name", 1, 255),
         description: f.patch("description", |f, k| f.opt_str(k, 0, 1000)),
         condition: f.opt_str("condition", 1, rules::cel::MAX_LENGTH),
         actions: parse_actions(&f, false),
-        order: f.opt_int("order", 1, i64::from(i32::MAX)).and_then(|o| i32::try_from(o).ok()),
+        order: f
+            .opt_int("order", 1, i64::from(i32::MAX))
+            .and_then(|o| i32::try_from(o).ok()),
         stop_after_match: f.opt_bool("stop_after_match"),
         active_from: f.patch("active_from", |f, k| f.opt_time(k)),
         active_to: f.patch("active_to", |f, k| f.opt_time(k)),

@@ -77,7 +77,11 @@ pub enum PostError {
 }
 
 /// Writes one balanced entry and applies it to the materialised balances, in the caller's transaction.
-pub async fn post(conn: &mut PgConnection, organization_id: Uuid, entry: &NewEntry) -> Result<Uuid, PostError> {
+pub async fn post(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    entry: &NewEntry,
+) -> Result<Uuid, PostError> {
     let mut per_asset: BTreeMap<Uuid, Decimal> = BTreeMap::new();
     for (key, amount) in &entry.postings {
         *per_asset.entry(key.asset_id).or_default() += *amount;
@@ -207,9 +211,15 @@ pub struct EntryFilter {
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: EntryFilter) -> Result<Page<JournalEntry>> {
-    let order = Order { column: "e.created_at", sql_type: "timestamptz", descending: true };
+    let order = Order {
+        column: "e.created_at",
+        sql_type: "timestamptz",
+        descending: true,
+    };
     let rows = repo::list_entries(pool, actor.organization_id, &filter, order).await?;
-    let page = Page::from_rows(rows, filter.limit, |e| Cursor::new(crate::time_key(e.created_at), e.id));
+    let page = Page::from_rows(rows, filter.limit, |e| {
+        Cursor::new(crate::time_key(e.created_at), e.id)
+    });
     let ids: Vec<Uuid> = page.data.iter().map(|e| e.id).collect();
     let mut postings = group_postings(repo::postings_of(pool, &ids).await?);
     Ok(page.map(|entry| {
@@ -219,23 +229,41 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: EntryFilter) -> Result<P
 }
 
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<JournalEntry> {
-    let entry = repo::find_entry(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("journal entry"))?;
-    let postings = repo::postings_of(pool, &[id]).await?.into_iter().map(Posting::from).collect();
+    let entry = repo::find_entry(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("journal entry"))?;
+    let postings = repo::postings_of(pool, &[id])
+        .await?
+        .into_iter()
+        .map(Posting::from)
+        .collect();
     Ok(JournalEntry { entry, postings })
 }
 
 /// The entries an event produced, oldest first.
-pub async fn entries_of_event(pool: &PgPool, actor: &Actor, event_id: Uuid) -> Result<Vec<JournalEntry>> {
-    let filter = EntryFilter { event_id: Some(event_id), limit: 10_000, ..Default::default() };
+pub async fn entries_of_event(
+    pool: &PgPool,
+    actor: &Actor,
+    event_id: Uuid,
+) -> Result<Vec<JournalEntry>> {
+    let filter = EntryFilter {
+        event_id: Some(event_id),
+        limit: 10_000,
+        ..Default::default()
+    };
     let mut entries = list(pool, actor, filter).await?.data;
     entries.reverse();
     Ok(entries)
 }
 
 fn group_postings(rows: Vec<PostingRow>) -> std::collections::HashMap<Uuid, Vec<Posting>> {
-    let mut grouped: std::collections::HashMap<Uuid, Vec<Posting>> = std::collections::HashMap::new();
+    let mut grouped: std::collections::HashMap<Uuid, Vec<Posting>> =
+        std::collections::HashMap::new();
     for row in rows {
-        grouped.entry(row.journal_entry_id).or_default().push(Posting::from(row));
+        grouped
+            .entry(row.journal_entry_id)
+            .or_default()
+            .push(Posting::from(row));
     }
     grouped
 }

@@ -44,11 +44,18 @@ pub async fn resolve_accounts(
     .bind(&buckets)
     .fetch_all(&mut *conn)
     .await?;
-    let found: HashMap<(String, Option<Uuid>, Uuid, String), Uuid> =
-        rows.into_iter().map(|(id, t, e, a, b)| ((t, e, a, b), id)).collect();
+    let found: HashMap<(String, Option<Uuid>, Uuid, String), Uuid> = rows
+        .into_iter()
+        .map(|(id, t, e, a, b)| ((t, e, a, b), id))
+        .collect();
     let mut accounts = HashMap::with_capacity(keys.len());
     for key in keys {
-        let identity = (key.owner.entity_type().to_owned(), key.owner.entity_id(), key.asset_id, key.bucket.to_owned());
+        let identity = (
+            key.owner.entity_type().to_owned(),
+            key.owner.entity_id(),
+            key.asset_id,
+            key.bucket.to_owned(),
+        );
         match found.get(&identity) {
             Some(id) => {
                 accounts.insert(*key, *id);
@@ -115,10 +122,15 @@ pub async fn insert_entry(
     .await
 }
 
-const ENTRY_COLUMNS: &str = "e.id, e.program_id, p.name AS program_name, e.action_type, e.description, e.event_id,
+const ENTRY_COLUMNS: &str =
+    "e.id, e.program_id, p.name AS program_name, e.action_type, e.description, e.event_id,
     e.rule_id, e.reference_id, e.created_by_api_key_id, e.entry_hash, e.created_at";
 
-pub async fn find_entry(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<EntryRow>> {
+pub async fn find_entry(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<EntryRow>> {
     sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS} FROM journal_entries e JOIN programs p ON p.id = e.program_id
           WHERE e.id = $1 AND e.organization_id = $2"
@@ -140,16 +152,22 @@ pub async fn list_entries(
           WHERE e.organization_id = "
     ));
     q.push_bind(organization_id);
-    for (column, value) in [("e.program_id", f.program_id), ("e.event_id", f.event_id), ("e.rule_id", f.rule_id)] {
+    for (column, value) in [
+        ("e.program_id", f.program_id),
+        ("e.event_id", f.event_id),
+        ("e.rule_id", f.rule_id),
+    ] {
         if let Some(value) = value {
             q.push(format_args!(" AND {column} = ")).push_bind(value);
         }
     }
     if let Some(action_type) = &f.action_type {
-        q.push(" AND e.action_type = ").push_bind(action_type.clone());
+        q.push(" AND e.action_type = ")
+            .push_bind(action_type.clone());
     }
     if let Some(reference_id) = &f.reference_id {
-        q.push(" AND e.reference_id = ").push_bind(reference_id.clone());
+        q.push(" AND e.reference_id = ")
+            .push_bind(reference_id.clone());
     }
     if let Some(from) = f.created.0 {
         q.push(" AND e.created_at >= ").push_bind(from);
@@ -170,15 +188,22 @@ pub async fn list_entries(
             q.push(" AND x.asset_id = ").push_bind(asset_id);
         }
         if let Some(id) = f.participant_id {
-            q.push(" AND x.entity_type = 'PARTICIPANT' AND x.entity_id = ").push_bind(id);
+            q.push(" AND x.entity_type = 'PARTICIPANT' AND x.entity_id = ")
+                .push_bind(id);
         }
         if let Some(id) = f.group_id {
-            q.push(" AND x.entity_type = 'GROUP' AND x.entity_id = ").push_bind(id);
+            q.push(" AND x.entity_type = 'GROUP' AND x.entity_id = ")
+                .push_bind(id);
         }
         if let Some(external_id) = &f.external_id {
-            q.push(" AND x.entity_type = 'PARTICIPANT' AND x.entity_id = (SELECT id FROM participants");
-            q.push(" WHERE organization_id = ").push_bind(organization_id);
-            q.push(" AND external_id = ").push_bind(external_id.clone()).push(")");
+            q.push(
+                " AND x.entity_type = 'PARTICIPANT' AND x.entity_id = (SELECT id FROM participants",
+            );
+            q.push(" WHERE organization_id = ")
+                .push_bind(organization_id);
+            q.push(" AND external_id = ")
+                .push_bind(external_id.clone())
+                .push(")");
         }
         if let Some(bucket) = f.bucket {
             q.push(" AND x.bucket = ").push_bind(bucket);

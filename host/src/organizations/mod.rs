@@ -26,17 +26,24 @@ pub struct NewKey {
 pub async fn create_api_key(pool: &PgPool, organization: &str) -> Result<NewKey> {
     let name = organization.trim();
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(Error::Internal("organization name must be 1 to 255 characters".into()));
+        return Err(Error::Internal(
+            "organization name must be 1 to 255 characters".into(),
+        ));
     }
     let mut secret = [0u8; 24];
-    getrandom::fill(&mut secret).map_err(|e| Error::Internal(format!("no randomness available: {e}")))?;
+    getrandom::fill(&mut secret)
+        .map_err(|e| Error::Internal(format!("no randomness available: {e}")))?;
     let key = format!("sk_{}", hex(&secret));
     let mut tx = pool.begin().await?;
     let organization_id = repo::find_or_create_organization(&mut tx, Uuid::now_v7(), name).await?;
     let api_key_id = Uuid::now_v7();
     repo::insert_api_key(&mut tx, api_key_id, organization_id, &hash(&key), &key[..7]).await?;
     tx.commit().await?;
-    Ok(NewKey { organization_id, api_key_id, key })
+    Ok(NewKey {
+        organization_id,
+        api_key_id,
+        key,
+    })
 }
 
 /// Resolves a presented key to its organization; unknown and revoked keys are `Unauthorized`.
@@ -46,7 +53,10 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Actor> {
     }
     repo::find_active_key(pool, &hash(key))
         .await?
-        .map(|(api_key_id, organization_id)| Actor { organization_id, api_key_id })
+        .map(|(api_key_id, organization_id)| Actor {
+            organization_id,
+            api_key_id,
+        })
         .ok_or(Error::Unauthorized)
 }
 

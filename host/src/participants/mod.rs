@@ -117,7 +117,8 @@ pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Deta
         crate::programs::get(pool, actor, program_id).await?;
     }
     let mut tx = pool.begin().await?;
-    let (id, created) = repo::upsert(&mut tx, actor.organization_id, Uuid::now_v7(), &input).await?;
+    let (id, created) =
+        repo::upsert(&mut tx, actor.organization_id, Uuid::now_v7(), &input).await?;
     if let Some(tags) = &input.tags {
         repo::replace_tags(&mut tx, id, &normalize_tags(tags)).await?;
     }
@@ -130,9 +131,11 @@ pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Deta
 }
 
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Detail> {
-    let participant = repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("participant"))?;
+    let participant = repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("participant"))?;
     let (tags, attributes, counters, program_ids) = repo::inline_state(pool, id).await?;
-    let balances = repo::balances(pool, actor.organization_id, id, None, None, i64::MAX - 1).await?;
+    let balances = repo::balances(pool, actor.organization_id, id, None, None, None).await?;
     Ok(Detail {
         participant,
         attributes: attributes.0,
@@ -144,10 +147,18 @@ pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Detail> {
     })
 }
 
-pub async fn list(pool: &PgPool, actor: &Actor, filter: ParticipantFilter) -> Result<Page<Participant>> {
+pub async fn list(
+    pool: &PgPool,
+    actor: &Actor,
+    filter: ParticipantFilter,
+) -> Result<Page<Participant>> {
     let order = Order {
         column: filter.sort_by,
-        sql_type: if filter.sort_by == "created_at" { "timestamptz" } else { "text" },
+        sql_type: if filter.sort_by == "created_at" {
+            "timestamptz"
+        } else {
+            "text"
+        },
         descending: !filter.ascending,
     };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
@@ -167,10 +178,22 @@ pub async fn balances(
     cursor: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<BalanceRow>> {
-    repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("participant"))?;
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("participant"))?;
     let after = cursor.map(|c| c.id);
-    let rows = repo::balances(pool, actor.organization_id, id, asset_id, after, limit).await?;
-    Ok(Page::from_rows(rows, limit, |b| Cursor::new("", b.asset_id)))
+    let rows = repo::balances(
+        pool,
+        actor.organization_id,
+        id,
+        asset_id,
+        after,
+        Some(limit + 1),
+    )
+    .await?;
+    Ok(Page::from_rows(rows, limit, |b| {
+        Cursor::new("", b.asset_id)
+    }))
 }
 
 /// Finds the participant by `external_id`, creating it when `create` allows. Returns `None` when it does not
@@ -187,7 +210,9 @@ pub async fn resolve_external(
     if !create {
         return Ok(None);
     }
-    Ok(Some(insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await?))
+    Ok(Some(
+        insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await?,
+    ))
 }
 
 /// Tags are case-insensitive: stored lower case, without duplicates.
@@ -214,6 +239,11 @@ pub fn check_email(field: &str, email: &str) -> Result<(), FieldError> {
     if valid {
         Ok(())
     } else {
-        Err(FieldError::invalid(field, "email address", Some(email.into()), "email must be a valid email address"))
+        Err(FieldError::invalid(
+            field,
+            "email address",
+            Some(email.into()),
+            "email must be a valid email address",
+        ))
     }
 }

@@ -4,11 +4,15 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-const COLUMNS: &str =
-    "id, external_id, status, email, phone, first_name, last_name, display_name, created_at, updated_at";
+const COLUMNS: &str = "id, external_id, status, email, phone, first_name, last_name, display_name, created_at, updated_at";
 
 /// Inserts or updates by `(organization, external_id)`; fields not supplied keep their value on update.
-pub async fn upsert(conn: &mut PgConnection, organization_id: Uuid, id: Uuid, u: &Upsert) -> sqlx::Result<(Uuid, bool)> {
+pub async fn upsert(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    u: &Upsert,
+) -> sqlx::Result<(Uuid, bool)> {
     sqlx::query_as(
         "INSERT INTO participants (id, organization_id, external_id, status, email, phone, first_name, last_name,
                                    display_name)
@@ -61,11 +65,13 @@ pub async fn find_by_external_id(
     organization_id: Uuid,
     external_id: &str,
 ) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM participants WHERE organization_id = $1 AND external_id = $2")
-        .bind(organization_id)
-        .bind(external_id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT id FROM participants WHERE organization_id = $1 AND external_id = $2",
+    )
+    .bind(organization_id)
+    .bind(external_id)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn replace_tags(conn: &mut PgConnection, id: Uuid, tags: &[String]) -> sqlx::Result<()> {
@@ -80,11 +86,16 @@ pub async fn replace_tags(conn: &mut PgConnection, id: Uuid, tags: &[String]) ->
     Ok(())
 }
 
-pub async fn merge_attributes(conn: &mut PgConnection, id: Uuid, pairs: &[(String, String)]) -> sqlx::Result<()> {
+pub async fn merge_attributes(
+    conn: &mut PgConnection,
+    id: Uuid,
+    pairs: &[(String, String)],
+) -> sqlx::Result<()> {
     if pairs.is_empty() {
         return Ok(());
     }
-    let (keys, values): (Vec<&str>, Vec<&str>) = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
+    let (keys, values): (Vec<&str>, Vec<&str>) =
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
     sqlx::query(
         "INSERT INTO participant_attributes (participant_id, key, value)
          SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)
@@ -99,7 +110,11 @@ pub async fn merge_attributes(conn: &mut PgConnection, id: Uuid, pairs: &[(Strin
 }
 
 /// Enrolls the participant in the program, reactivating an inactive enrollment.
-pub async fn enroll(conn: &mut PgConnection, participant_id: Uuid, program_id: Uuid) -> sqlx::Result<()> {
+pub async fn enroll(
+    conn: &mut PgConnection,
+    participant_id: Uuid,
+    program_id: Uuid,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO participant_programs (participant_id, program_id) VALUES ($1, $2)
          ON CONFLICT (participant_id, program_id) DO UPDATE SET status = 'ACTIVE'
@@ -112,15 +127,26 @@ pub async fn enroll(conn: &mut PgConnection, participant_id: Uuid, program_id: U
     Ok(())
 }
 
-pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Participant>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM participants WHERE id = $1 AND organization_id = $2"))
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(pool)
-        .await
+pub async fn find(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Participant>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM participants WHERE id = $1 AND organization_id = $2"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
 }
 
-type InlineState = (Vec<String>, Json<Map<String, Value>>, Json<Map<String, Value>>, Vec<Uuid>);
+type InlineState = (
+    Vec<String>,
+    Json<Map<String, Value>>,
+    Json<Map<String, Value>>,
+    Vec<Uuid>,
+);
 
 const STATE_COLUMNS: &str = "
     ARRAY(SELECT tag FROM participant_tags WHERE participant_id = p.id ORDER BY tag) AS tags,
@@ -142,7 +168,11 @@ pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> 
 }
 
 /// Locks the participants in id order (the one lock order every writer uses) and reads their state.
-pub async fn lock_state(conn: &mut PgConnection, organization_id: Uuid, ids: &[Uuid]) -> sqlx::Result<Vec<State>> {
+pub async fn lock_state(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<State>> {
     sqlx::query_as(&format!(
         "WITH locked AS (
             SELECT id FROM participants WHERE id = ANY($1) AND organization_id = $2 ORDER BY id FOR UPDATE)
@@ -161,14 +191,18 @@ pub async fn list(
     f: &ParticipantFilter,
     order: Order,
 ) -> sqlx::Result<Vec<Participant>> {
-    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM participants WHERE organization_id = "));
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS} FROM participants WHERE organization_id = "
+    ));
     q.push_bind(organization_id);
     if let Some(external_id) = &f.external_id {
         q.push(" AND external_id = ").push_bind(external_id.clone());
     }
     if let Some(program_id) = f.program_id {
         q.push(" AND EXISTS (SELECT 1 FROM participant_programs pp WHERE pp.participant_id = participants.id");
-        q.push(" AND pp.program_id = ").push_bind(program_id).push(")");
+        q.push(" AND pp.program_id = ")
+            .push_bind(program_id)
+            .push(")");
     }
     if let Some(status) = f.status {
         q.push(" AND status = ").push_bind(status);
@@ -176,29 +210,44 @@ pub async fn list(
     if let Some(search) = &f.search {
         let pattern = crate::like_pattern(search);
         q.push(" AND (");
-        for (i, column) in ["external_id", "email", "phone", "first_name", "last_name", "display_name"].iter().enumerate() {
+        for (i, column) in [
+            "external_id",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "display_name",
+        ]
+        .iter()
+        .enumerate()
+        {
             if i > 0 {
                 q.push(" OR ");
             }
-            q.push(format_args!("{column} ILIKE ")).push_bind(pattern.clone());
+            q.push(format_args!("{column} ILIKE "))
+                .push_bind(pattern.clone());
         }
         q.push(")");
     }
     if let Some((from, to)) = f.created {
-        q.push(" AND created_at BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+        q.push(" AND created_at BETWEEN ")
+            .push_bind(from)
+            .push(" AND ")
+            .push_bind(to);
     }
     order.push(&mut q, "id", f.cursor.clone(), f.limit);
     q.build_query_as().fetch_all(pool).await
 }
 
-/// Balances per asset, from the materialised participant accounts, ordered by asset id after `after`.
+/// Balances per asset, from the materialised participant accounts, ordered by asset id after `after`;
+/// `limit` `None` reads them all.
 pub async fn balances(
     pool: &PgPool,
     organization_id: Uuid,
     id: Uuid,
     asset_id: Option<Uuid>,
     after: Option<Uuid>,
-    limit: i64,
+    limit: Option<i64>,
 ) -> sqlx::Result<Vec<BalanceRow>> {
     sqlx::query_as(
         "SELECT a.asset_id, s.scale,
@@ -211,7 +260,7 @@ pub async fn balances(
             AND ($4::uuid IS NULL OR a.asset_id > $4)
           GROUP BY a.asset_id, s.scale
           ORDER BY a.asset_id
-          LIMIT $5 + 1",
+          LIMIT $5",
     )
     .bind(organization_id)
     .bind(id)

@@ -63,25 +63,46 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewProgram) -> Result<Pro
 }
 
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Program> {
-    repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("program"))
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("program"))
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: ProgramFilter) -> Result<Page<Program>> {
     let order = Order {
-        column: if filter.sort_by_name { "name" } else { "created_at" },
-        sql_type: if filter.sort_by_name { "text" } else { "timestamptz" },
+        column: if filter.sort_by_name {
+            "name"
+        } else {
+            "created_at"
+        },
+        sql_type: if filter.sort_by_name {
+            "text"
+        } else {
+            "timestamptz"
+        },
         descending: !filter.ascending,
     };
     let limit = filter.limit;
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
     Ok(Page::from_rows(rows, limit, |p| {
-        if filter.sort_by_name { Cursor::new(&p.name, p.id) } else { Cursor::new(crate::time_key(p.created_at), p.id) }
+        if filter.sort_by_name {
+            Cursor::new(&p.name, p.id)
+        } else {
+            Cursor::new(crate::time_key(p.created_at), p.id)
+        }
     }))
 }
 
-pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: ProgramPatch) -> Result<Program> {
+pub async fn update(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    patch: ProgramPatch,
+) -> Result<Program> {
     let mut tx = pool.begin().await?;
-    let mut program = lock_for_update(&mut tx, actor.organization_id, id).await?.ok_or(Error::NotFound("program"))?;
+    let mut program = lock_for_update(&mut tx, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
     if let Some(name) = patch.name {
         program.name = name;
     }
@@ -114,12 +135,19 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: ProgramPatch)
 }
 
 /// Links an existing asset of the organization to the program; linking twice is a conflict.
-pub async fn link_asset(pool: &PgPool, actor: &Actor, program_id: Uuid, asset_id: Uuid) -> Result<Asset> {
+pub async fn link_asset(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    asset_id: Uuid,
+) -> Result<Asset> {
     get(pool, actor, program_id).await?;
     assets::get(pool, actor, asset_id).await?;
     repo::link_asset(pool, actor.organization_id, program_id, asset_id)
         .await
-        .on_constraint("program_assets_pkey", || Error::conflict("asset is already linked to this program"))?;
+        .on_constraint("program_assets_pkey", || {
+            Error::conflict("asset is already linked to this program")
+        })?;
     assets::get(pool, actor, asset_id).await
 }
 
@@ -131,6 +159,11 @@ pub async fn list_assets(
     limit: i64,
 ) -> Result<Page<Asset>> {
     get(pool, actor, program_id).await?;
-    let filter = assets::AssetFilter { program_id: Some(program_id), cursor, limit, ..Default::default() };
+    let filter = assets::AssetFilter {
+        program_id: Some(program_id),
+        cursor,
+        limit,
+        ..Default::default()
+    };
     assets::list(pool, actor, filter).await
 }

@@ -6,7 +6,12 @@ use uuid::Uuid;
 const COLUMNS: &str = "id, name, description, on_unknown_participant, status, redemption_target_type, \
                        redemption_target_entity_id, created_at, updated_at, deleted_at";
 
-pub async fn insert(pool: &PgPool, organization_id: Uuid, id: Uuid, new: &NewProgram) -> sqlx::Result<Program> {
+pub async fn insert(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+    new: &NewProgram,
+) -> sqlx::Result<Program> {
     sqlx::query_as(&format!(
         "INSERT INTO programs (id, organization_id, name, description, on_unknown_participant)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
@@ -21,19 +26,27 @@ pub async fn insert(pool: &PgPool, organization_id: Uuid, id: Uuid, new: &NewPro
 }
 
 pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Program>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2"))
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
 }
 
-pub async fn lock_for_update(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Program>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2 FOR UPDATE"))
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(conn)
-        .await
+pub async fn lock_for_update(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Program>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2 FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn list(
@@ -42,7 +55,9 @@ pub async fn list(
     filter: &ProgramFilter,
     order: Order,
 ) -> sqlx::Result<Vec<Program>> {
-    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM programs WHERE organization_id = "));
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS} FROM programs WHERE organization_id = "
+    ));
     q.push_bind(organization_id);
     match filter.status {
         Some(status) => {
@@ -54,7 +69,8 @@ pub async fn list(
         None => {}
     }
     if let Some(search) = &filter.search {
-        q.push(" AND name ILIKE ").push_bind(crate::like_pattern(search));
+        q.push(" AND name ILIKE ")
+            .push_bind(crate::like_pattern(search));
     }
     order.push(&mut q, "id", filter.cursor.clone(), filter.limit);
     q.build_query_as().fetch_all(pool).await
@@ -78,12 +94,19 @@ pub async fn save(conn: &mut PgConnection, p: &Program) -> sqlx::Result<Program>
     .await
 }
 
-pub async fn link_asset(pool: &PgPool, organization_id: Uuid, program_id: Uuid, asset_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO program_assets (program_id, asset_id, organization_id) VALUES ($1, $2, $3)")
-        .bind(program_id)
-        .bind(asset_id)
-        .bind(organization_id)
-        .execute(pool)
-        .await?;
+pub async fn link_asset(
+    pool: &PgPool,
+    organization_id: Uuid,
+    program_id: Uuid,
+    asset_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO program_assets (program_id, asset_id, organization_id) VALUES ($1, $2, $3)",
+    )
+    .bind(program_id)
+    .bind(asset_id)
+    .bind(organization_id)
+    .execute(pool)
+    .await?;
     Ok(())
 }

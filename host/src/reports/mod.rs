@@ -62,7 +62,13 @@ pub struct ActivityQuery {
 
 /// E119. `total_issued` is value credited to participants; `total_redeemed` is value taken back from them by
 /// DEBIT actions and redemptions; `unique_participants` counts those who earned or redeemed.
-pub async fn program_activity(pool: &PgPool, actor: &Actor, query: ActivityQuery) -> Result<Page<ActivityRow>> {
+pub async fn program_activity(
+    pool: &PgPool,
+    actor: &Actor,
+    query: ActivityQuery,
+) -> Result<Page<ActivityRow>> {
     let rows = repo::program_activity(pool, actor.organization_id, &query).await?;
-    Ok(Page::from_rows(rows, query.limit, |r| Cursor::new(crate::time_key(r.created_at), r.program_id)))
+    Ok(Page::from_rows(rows, query.limit, |r| {
+        Cursor::new(crate::time_key(r.created_at), r.program_id)
+    }))
 }

@@ -2,9 +2,18 @@ use super::{ActivityQuery, ActivityRow};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub async fn program_activity(pool: &PgPool, organization_id: Uuid, q: &ActivityQuery) -> sqlx::Result<Vec<ActivityRow>> {
-    let (from, to) = q.window.map_or((None, None), |(from, to)| (Some(from), Some(to)));
-    let (after_key, after_id) = q.cursor.as_ref().map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
+pub async fn program_activity(
+    pool: &PgPool,
+    organization_id: Uuid,
+    q: &ActivityQuery,
+) -> sqlx::Result<Vec<ActivityRow>> {
+    let (from, to) = q
+        .window
+        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
+    let (after_key, after_id) = q
+        .cursor
+        .as_ref()
+        .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
     sqlx::query_as(
         "WITH program AS (
              SELECT id, name, created_at FROM programs

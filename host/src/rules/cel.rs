@@ -37,7 +37,9 @@ pub fn compile(source: &str) -> Result<Expression, String> {
         return Err(format!("expression is longer than {MAX_LENGTH} characters"));
     }
     if nesting(source) > MAX_NESTING {
-        return Err(format!("expression nests brackets deeper than {MAX_NESTING} levels"));
+        return Err(format!(
+            "expression nests brackets deeper than {MAX_NESTING} levels"
+        ));
     }
     let text = source.to_owned();
     let parsed = std::thread::Builder::new()
@@ -48,7 +50,9 @@ pub fn compile(source: &str) -> Result<Expression, String> {
         .join()
         .map_err(|_| "the expression could not be parsed".to_string())??;
     if depth(parsed.expression()) > MAX_TREE_DEPTH {
-        return Err(format!("expression is nested deeper than {MAX_TREE_DEPTH} operations"));
+        return Err(format!(
+            "expression is nested deeper than {MAX_TREE_DEPTH} operations"
+        ));
     }
     Ok(Expression(Arc::new(parsed)))
 }
@@ -92,7 +96,10 @@ impl Expression {
     pub fn condition(&self, vars: &Variables) -> Result<bool, EvalError> {
         match self.evaluate(vars) {
             Ok(Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(EvalError::Failed(format!("condition returned {}, not a bool", kind(&other)))),
+            Ok(other) => Err(EvalError::Failed(format!(
+                "condition returned {}, not a bool",
+                kind(&other)
+            ))),
             Err(EvalError::MissingField(_)) => Ok(false),
             Err(err) => Err(err),
         }
@@ -103,9 +110,15 @@ impl Expression {
         match self.evaluate(vars)? {
             Value::Int(i) => Ok(Decimal::from(i)),
             Value::UInt(u) => Ok(Decimal::from(u)),
-            Value::Float(f) => crate::money::from_f64(f)
-                .ok_or_else(|| EvalError::Failed(format!("amount expression returned {f}, not a finite number"))),
-            other => Err(EvalError::Failed(format!("amount expression returned {}, not a number", kind(&other)))),
+            Value::Float(f) => crate::money::from_f64(f).ok_or_else(|| {
+                EvalError::Failed(format!(
+                    "amount expression returned {f}, not a finite number"
+                ))
+            }),
+            other => Err(EvalError::Failed(format!(
+                "amount expression returned {}, not a number",
+                kind(&other)
+            ))),
         }
     }
 }
@@ -117,9 +130,12 @@ pub fn from_json(value: &serde_json::Value) -> Value {
         serde_json::Value::Bool(b) => Value::Bool(*b),
         serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(from_json).collect()))
+        }
         serde_json::Value::Object(map) => {
-            let entries: HashMap<String, Value> = map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
+            let entries: HashMap<String, Value> =
+                map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
             Value::from(entries)
         }
     }
@@ -175,11 +191,30 @@ fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
         }
     }
     match &node.expr {
-        Expr::Call(call) => call.target.iter().map(|t| &**t).chain(call.args.iter()).collect(),
-        Expr::Comprehension(c) => vec![&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result],
+        Expr::Call(call) => call
+            .target
+            .iter()
+            .map(|t| &**t)
+            .chain(call.args.iter())
+            .collect(),
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
         Expr::List(list) => list.elements.iter().collect(),
-        Expr::Map(map) => map.entries.iter().flat_map(|e| entry_children(&e.expr)).collect(),
-        Expr::Struct(s) => s.entries.iter().flat_map(|e| entry_children(&e.expr)).collect(),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .flat_map(|e| entry_children(&e.expr))
+            .collect(),
+        Expr::Struct(s) => s
+            .entries
+            .iter()
+            .flat_map(|e| entry_children(&e.expr))
+            .collect(),
         Expr::Select(select) => vec![&select.operand],
         Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => Vec::new(),
     }
@@ -191,13 +226,20 @@ mod tests {
     use serde_json::json;
 
     fn vars(event: serde_json::Value) -> Variables {
-        Variables { event: from_json(&event), participant: from_json(&json!({"tags": []})), now: Utc::now() }
+        Variables {
+            event: from_json(&event),
+            participant: from_json(&json!({"tags": []})),
+            now: Utc::now(),
+        }
     }
 
     #[test]
     fn quickstart_condition() {
         let c = compile(r#"event.type == "purchase""#).expect("compiles");
-        assert_eq!(c.condition(&vars(json!({"type": "purchase", "amount": 49.99}))), Ok(true));
+        assert_eq!(
+            c.condition(&vars(json!({"type": "purchase", "amount": 49.99}))),
+            Ok(true)
+        );
         assert_eq!(c.condition(&vars(json!({"type": "refund"}))), Ok(false));
     }
 
@@ -210,7 +252,10 @@ mod tests {
     #[test]
     fn amounts_keep_decimal_digits() {
         let a = compile("event.amount * 10.0").expect("compiles");
-        assert_eq!(a.amount(&vars(json!({"amount": 2.5}))), Ok(Decimal::from(25)));
+        assert_eq!(
+            a.amount(&vars(json!({"amount": 2.5}))),
+            Ok(Decimal::from(25))
+        );
     }
 
     #[test]

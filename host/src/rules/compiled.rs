@@ -1,7 +1,7 @@
 //! Rules as workers run them: expressions compiled once per rule version and shared across events.
 
-use super::cel::{self, Expression};
 use super::Rule;
+use super::cel::{self, Expression};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -81,7 +81,11 @@ pub struct RuleCache {
 
 impl RuleCache {
     pub fn get_or_compile(&self, rule: Rule) -> Arc<CompiledRule> {
-        let cached = self.rules.read().ok().and_then(|map| map.get(&rule.history_id).cloned());
+        let cached = self
+            .rules
+            .read()
+            .ok()
+            .and_then(|map| map.get(&rule.history_id).cloned());
         if let Some(compiled) = cached {
             return compiled;
         }

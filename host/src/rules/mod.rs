@@ -125,7 +125,9 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
         .await?
         .ok_or(Error::NotFound("program"))?;
     if program.status == "ARCHIVED" {
-        return Err(Error::conflict("rules cannot be added to an archived program"));
+        return Err(Error::conflict(
+            "rules cannot be added to an archived program",
+        ));
     }
     check_expressions(&mut tx, actor, new.program_id, &new.condition, &new.actions).await?;
     let order = match new.order {
@@ -149,40 +151,66 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
         updated_at: Utc::now(),
         deleted_at: None,
     };
-    let rule = repo::insert(&mut tx, actor.organization_id, &rule).await.on_constraint("rules_active_order_unique", || order_taken(order))?;
+    let rule = repo::insert(&mut tx, actor.organization_id, &rule)
+        .await
+        .on_constraint("rules_active_order_unique", || order_taken(order))?;
     repo::insert_history(&mut tx, actor, &rule, "created", json!({})).await?;
     tx.commit().await?;
     Ok(rule)
 }
 
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Rule> {
-    repo::find(pool, actor.organization_id, id).await?.ok_or(Error::NotFound("rule"))
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("rule"))
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: RuleFilter) -> Result<Page<Rule>> {
-    let order = Order { column: "\"order\"", sql_type: "integer", descending: false };
+    let order = Order {
+        column: "\"order\"",
+        sql_type: "integer",
+        descending: false,
+    };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
-    Ok(Page::from_rows(rows, filter.limit, |r| Cursor::new(r.order, r.id)))
+    Ok(Page::from_rows(rows, filter.limit, |r| {
+        Cursor::new(r.order, r.id)
+    }))
 }
 
 pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) -> Result<Rule> {
     let mut tx = pool.begin().await?;
-    let before = repo::lock(&mut tx, actor.organization_id, id).await?.ok_or(Error::NotFound("rule"))?;
+    let before = repo::lock(&mut tx, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("rule"))?;
     if before.status == "ARCHIVED" {
         return Err(Error::conflict("archived rules cannot be modified"));
     }
-    let program = crate::programs::lock_for_update(&mut tx, actor.organization_id, before.program_id)
-        .await?
-        .ok_or(Error::NotFound("program"))?;
+    let program =
+        crate::programs::lock_for_update(&mut tx, actor.organization_id, before.program_id)
+            .await?
+            .ok_or(Error::NotFound("program"))?;
     if program.status == "ARCHIVED" {
-        return Err(Error::conflict("rules of an archived program cannot be modified"));
+        return Err(Error::conflict(
+            "rules of an archived program cannot be modified",
+        ));
     }
     let mut rule = before.clone();
     apply(&mut rule, patch);
     if rule.condition != before.condition || rule.actions != before.actions {
-        check_expressions(&mut tx, actor, rule.program_id, &rule.condition, &rule.actions).await?;
+        check_expressions(
+            &mut tx,
+            actor,
+            rule.program_id,
+            &rule.condition,
+            &rule.actions,
+        )
+        .await?;
     }
-    rule.deleted_at = if rule.status == "ARCHIVED" { Some(Utc::now()) } else { None };
+    rule.deleted_at = if rule.status == "ARCHIVED" {
+        Some(Utc::now())
+    } else {
+        None
+    };
     rule.history_id = Uuid::now_v7();
     let change_type = match (before.status.as_str(), rule.status.as_str()) {
         (old, "ARCHIVED") if old != "ARCHIVED" => "archived",
@@ -192,7 +220,9 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
     };
     let changes = diff(&before.to_json(), &rule.to_json());
     let order = rule.order;
-    let rule = repo::save(&mut tx, &rule).await.on_constraint("rules_active_order_unique", || order_taken(order))?;
+    let rule = repo::save(&mut tx, &rule)
+        .await
+        .on_constraint("rules_active_order_unique", || order_taken(order))?;
     repo::insert_history(&mut tx, actor, &rule, change_type, changes).await?;
     tx.commit().await?;
     Ok(rule)
@@ -233,16 +263,22 @@ fn apply(rule: &mut Rule, patch: RulePatch) {
 
 /// `{field: {old, new}}` for every top-level field that changed.
 fn diff(before: &Value, after: &Value) -> Value {
-    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else { return json!({}) };
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return json!({});
+    };
     let changed = after
         .iter()
-        .filter(|(k, v)| !matches!(k.as_str(), "updated_at" | "deleted_at") && before.get(*k) != Some(*v))
+        .filter(|(k, v)| {
+            !matches!(k.as_str(), "updated_at" | "deleted_at") && before.get(*k) != Some(*v)
+        })
         .map(|(k, v)| (k.clone(), json!({"old": before.get(k), "new": v})));
     Value::Object(changed.collect())
 }
 
 fn order_taken(order: i32) -> Error {
-    Error::conflict(format!("order {order} is already used by another active rule in this program"))
+    Error::conflict(format!(
+        "order {order} is already used by another active rule in this program"
+    ))
 }
 
 /// Compiles the condition and amount expressions and checks every action's asset and literal amount.
@@ -255,10 +291,17 @@ async fn check_expressions(
 ) -> Result<()> {
     let mut errors = Vec::new();
     if let Err(message) = cel::compile(condition) {
-        errors.push(FieldError::invalid("condition", "CEL expression", Some(condition.into()), message));
+        errors.push(FieldError::invalid(
+            "condition",
+            "CEL expression",
+            Some(condition.into()),
+            message,
+        ));
     }
     for (i, action) in actions.iter().enumerate() {
-        let asset = crate::assets::find_linked(conn, actor.organization_id, program_id, action.asset_id).await?;
+        let asset =
+            crate::assets::find_linked(conn, actor.organization_id, program_id, action.asset_id)
+                .await?;
         let field = |name: &str| format!("actions[{i}].{name}");
         match asset {
             None => errors.push(FieldError::invalid(
@@ -267,21 +310,37 @@ async fn check_expressions(
                 Some(action.asset_id.to_string()),
                 "asset not found or not linked to this program",
             )),
-            Some(asset) => errors.extend(check_amount(&asset, &action.amount, &field("amount")).err()),
+            Some(asset) => {
+                errors.extend(check_amount(&asset, &action.amount, &field("amount")).err())
+            }
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(errors))
+    }
 }
 
 fn check_amount(asset: &Asset, amount: &str, field: &str) -> Result<(), FieldError> {
     if asset.status == "ARCHIVED" {
-        return Err(FieldError::invalid(field, "active asset", None, "the asset is archived"));
+        return Err(FieldError::invalid(
+            field,
+            "active asset",
+            None,
+            "the asset is archived",
+        ));
     }
     match money::parse(amount) {
         Some(literal) => asset.check_amount(field, literal),
-        None => cel::compile(amount)
-            .map(|_| ())
-            .map_err(|message| FieldError::invalid(field, "decimal string or CEL expression", Some(amount.into()), message)),
+        None => cel::compile(amount).map(|_| ()).map_err(|message| {
+            FieldError::invalid(
+                field,
+                "decimal string or CEL expression",
+                Some(amount.into()),
+                message,
+            )
+        }),
     }
 }
 
@@ -292,5 +351,8 @@ pub async fn active_rules(
     program_ids: &[Uuid],
 ) -> Result<Vec<std::sync::Arc<CompiledRule>>> {
     let rows = repo::active(conn, program_ids).await?;
-    Ok(rows.into_iter().map(|rule| cache.get_or_compile(rule)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|rule| cache.get_or_compile(rule))
+        .collect())
 }

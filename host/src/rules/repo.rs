@@ -8,7 +8,11 @@ use uuid::Uuid;
 const COLUMNS: &str = "id, program_id, name, description, condition, actions, \"order\", stop_after_match, \
                        active_from, active_to, status, history_id, created_at, updated_at, deleted_at";
 
-pub async fn insert(conn: &mut PgConnection, organization_id: Uuid, r: &Rule) -> sqlx::Result<Rule> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    r: &Rule,
+) -> sqlx::Result<Rule> {
     sqlx::query_as(&format!(
         "INSERT INTO rules (id, organization_id, program_id, name, description, condition, actions, \"order\",
                             stop_after_match, active_from, active_to, status, history_id)
@@ -87,23 +91,38 @@ pub async fn highest_order(conn: &mut PgConnection, program_id: Uuid) -> sqlx::R
 }
 
 pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Rule>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2"))
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(pool)
+    .await
 }
 
-pub async fn lock(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> sqlx::Result<Option<Rule>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2 FOR UPDATE"))
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(conn)
-        .await
+pub async fn lock(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Rule>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2 FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(conn)
+    .await
 }
 
-pub async fn list(pool: &PgPool, organization_id: Uuid, f: &RuleFilter, order: Order) -> sqlx::Result<Vec<Rule>> {
-    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM rules WHERE organization_id = "));
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    f: &RuleFilter,
+    order: Order,
+) -> sqlx::Result<Vec<Rule>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS} FROM rules WHERE organization_id = "
+    ));
     q.push_bind(organization_id);
     if let Some(program_id) = f.program_id {
         q.push(" AND program_id = ").push_bind(program_id);
@@ -118,7 +137,8 @@ pub async fn list(pool: &PgPool, organization_id: Uuid, f: &RuleFilter, order: O
         None => {}
     }
     if let Some(search) = &f.search {
-        q.push(" AND name ILIKE ").push_bind(crate::like_pattern(search));
+        q.push(" AND name ILIKE ")
+            .push_bind(crate::like_pattern(search));
     }
     order.push(&mut q, "id", f.cursor.clone(), f.limit);
     q.build_query_as().fetch_all(pool).await
