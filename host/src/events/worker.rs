@@ -3,6 +3,8 @@
 //! and status change commit together or not at all. The row locks are the claim, so a process killed
 //! mid-batch loses nothing (its transaction rolls back and the events are PENDING again) and doubles nothing;
 //! any number of `scrip serve` processes can share one database.
+//! Because the claim and the work share one transaction, an event is never seen committed as PROCESSING:
+//! it goes from PENDING straight to COMPLETED or FAILED.
 //!
 //! Whole-event atomicity: when any action of any rule fails, the event's savepoint is rolled back, so a FAILED
 //! event leaves no ledger entries or state changes behind and retrying it can never double-credit. Its
@@ -107,9 +109,25 @@ pub async fn process_batch(pool: &PgPool, cache: &RuleCache) -> sqlx::Result<usi
     let rules = rules::active_rules(&mut tx, cache, &program_ids)
         .await
         .map_err(into_sqlx)?;
+    // Every writer locks participants in id order; taking the batch's known participants up front keeps two
+    // batches from locking the same participants in opposite orders.
+    let mut known: Vec<Uuid> = events
+        .iter()
+        .flat_map(|e| [e.participant_id, e.recipient_id])
+        .flatten()
+        .collect();
+    known.sort();
+    known.dedup();
+    participants::lock(&mut tx, &known).await?;
     let now = Utc::now();
     for event in &events {
         let Some(program) = programs.get(&event.program_id) else {
+            record(
+                &mut tx,
+                event,
+                &Outcome::failed("program not found".into(), Vec::new()),
+            )
+            .await?;
             continue;
         };
         let program_rules: Vec<&CompiledRule> = rules

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use repo::{enroll, find_by_external_id, insert_if_absent, lock_state};
+pub use repo::{enroll, find_by_external_id, insert_if_absent, lock, lock_state};
 
 pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "CLOSED"];
 

@@ -167,7 +167,16 @@ pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> 
     .await
 }
 
-/// Locks the participants in id order (the one lock order every writer uses) and reads their state.
+/// Locks the participants in id order, the one lock order every writer uses.
+pub async fn lock(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("SELECT id FROM participants WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Locks the participants in id order, like [`lock`], and reads their state.
 pub async fn lock_state(
     conn: &mut PgConnection,
     organization_id: Uuid,
