@@ -5,6 +5,7 @@ pub mod assets;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod duration;
 pub mod error;
 pub mod events;
 pub mod http;

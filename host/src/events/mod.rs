@@ -2,6 +2,7 @@
 //! asynchronously by workers (`worker`). Idempotency is per (program, idempotency_key): the first event wins,
 //! repeats return it and create nothing, also when they race.
 
+mod actions;
 mod repo;
 pub mod worker;
 

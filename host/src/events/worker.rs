@@ -10,13 +10,11 @@
 //! event leaves no ledger entries or state changes behind and retrying it can never double-credit. Its
 //! evaluations are still recorded, with the failing rule marked FAILED.
 
-use crate::assets::Asset;
-use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
+use super::actions::{self, EventContext};
 use crate::participants::{self, State};
 use crate::rules::cel::{self, Variables};
-use crate::rules::{self, Amount, CompiledAction, CompiledRule, RuleCache};
+use crate::rules::{self, CompiledRule, RuleCache};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
@@ -296,14 +294,19 @@ async fn process_event(
     let Some(state) = states.iter().find(|s| s.id == participant) else {
         return Ok(Outcome::failed("participant not found".into(), Vec::new()));
     };
-    let target_id = recipient.unwrap_or(participant);
-    let Some(target) = states.iter().find(|s| s.id == target_id) else {
-        return Ok(Outcome::failed("recipient not found".into(), Vec::new()));
-    };
     let vars = Variables {
         event: cel::from_json(&event.event_data.0),
         participant: participant_value(state),
         now: event.event_timestamp,
+    };
+    let mut ctx = EventContext {
+        event_id: event.id,
+        organization_id: org,
+        program_id: event.program_id,
+        create_unknown: create,
+        default_target: recipient.unwrap_or(participant),
+        vars: &vars,
+        participants: states.into_iter().map(|s| (s.id, s)).collect(),
     };
     let mut evaluations = Vec::with_capacity(rules.len());
     let mut stopped_by = None;
@@ -336,7 +339,7 @@ async fn process_event(
             Ok(true) => {
                 let mut record = EvaluationRecord::new(rule, "SUCCESS");
                 for action in &rule.actions {
-                    match execute(conn, event, rule, action, target, &vars).await? {
+                    match actions::execute(conn, &mut ctx, rule, action).await? {
                         Ok(result) => record.results.push(result),
                         Err(message) => {
                             let message = format!("action {} failed: {message}", action.kind);
@@ -392,111 +395,6 @@ fn participant_value(state: &State) -> ::cel::Value {
         "counters": state.counters.0,
         "tiers": {},
     }))
-}
-
-/// Runs one financial action; `Ok(Err(reason))` is a business failure that fails the event.
-async fn execute(
-    conn: &mut PgConnection,
-    event: &Claimed,
-    rule: &CompiledRule,
-    action: &CompiledAction,
-    target: &State,
-    vars: &Variables,
-) -> sqlx::Result<Result<Value, String>> {
-    if target.status != "ACTIVE" {
-        return Ok(Err(format!("participant is {}", target.status)));
-    }
-    let Some(asset) = crate::assets::find_linked(
-        conn,
-        event.organization_id,
-        event.program_id,
-        action.asset_id,
-    )
-    .await?
-    else {
-        return Ok(Err("asset not found or not linked to the program".into()));
-    };
-    if asset.status != "ACTIVE" {
-        return Ok(Err("asset is archived".into()));
-    }
-    let amount = match &action.amount {
-        Amount::Literal(amount) => *amount,
-        Amount::Expression(Ok(expression)) => match expression.amount(vars) {
-            Ok(amount) => amount,
-            Err(err) => return Ok(Err(format!("amount expression failed: {err}"))),
-        },
-        Amount::Expression(Err(compile_error)) => {
-            return Ok(Err(format!("amount does not compile: {compile_error}")));
-        }
-    };
-    if let Err(problem) = asset.check_amount("amount", amount) {
-        return Ok(Err(problem.message));
-    }
-    let entry = entry_for(event, rule, action, &asset, target.id, amount);
-    match ledger::post(conn, event.organization_id, &entry).await {
-        Ok(journal_entry_id) => Ok(Ok(json!({
-            "type": action.kind,
-            "asset_id": asset.id,
-            "amount": asset.format(amount),
-            "participant_id": target.id,
-            "journal_entry_id": journal_entry_id,
-        }))),
-        Err(PostError::InsufficientBalance) if action.kind == "CREDIT" => {
-            Ok(Err("insufficient program wallet balance".into()))
-        }
-        Err(PostError::InsufficientBalance) => Ok(Err("insufficient balance".into())),
-        Err(PostError::Unbalanced) => Ok(Err("postings do not balance".into())),
-        Err(PostError::Database(err)) => Err(err),
-    }
-}
-
-/// CREDIT issues value to the participant; DEBIT takes it back. Value comes from and returns to the system
-/// issuance account for UNLIMITED assets, and the program wallet for PREFUNDED ones.
-fn entry_for(
-    event: &Claimed,
-    rule: &CompiledRule,
-    action: &CompiledAction,
-    asset: &Asset,
-    participant: Uuid,
-    amount: Decimal,
-) -> NewEntry {
-    let source = if asset.issuance_policy == "PREFUNDED" {
-        Owner::Program(event.program_id)
-    } else {
-        Owner::Issuance
-    };
-    let account = |owner| AccountKey {
-        owner,
-        asset_id: asset.id,
-        bucket: "AVAILABLE",
-    };
-    let signed = if action.kind == "DEBIT" {
-        -amount
-    } else {
-        amount
-    };
-    let description = action
-        .description
-        .clone()
-        .unwrap_or_else(|| format!("{}: {} {}", rule.name, asset.format(amount), asset.symbol));
-    NewEntry {
-        program_id: event.program_id,
-        action_type: if action.kind == "DEBIT" {
-            "DEBIT"
-        } else {
-            "CREDIT"
-        },
-        description: Some(description),
-        event_id: Some(event.id),
-        rule_id: Some(rule.id),
-        reference_id: None,
-        created_by_api_key_id: None,
-        postings: vec![
-            (account(Owner::Participant(participant)), signed),
-            (account(source), -signed),
-        ],
-        allow_negative: action.allow_negative,
-    }
 }
 
 async fn record(conn: &mut PgConnection, event: &Claimed, outcome: &Outcome) -> sqlx::Result<()> {

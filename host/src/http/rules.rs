@@ -3,7 +3,7 @@
 use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
-use crate::rules::{self, Action, NewRule, RuleFilter, RulePatch};
+use crate::rules::{self, Action, NewRule, RuleFilter, RulePatch, Target};
 use crate::validation::{Fields, Validator};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -33,13 +33,17 @@ const CATALOGUE: &[&str] = &[
     "SCHEDULE_EVENT",
     "BROADCAST",
 ];
-const ACTION_FIELDS: &[&str] = &[
-    "type",
-    "asset_id",
-    "amount",
-    "description",
-    "allow_negative",
-];
+/// The fields each action type accepts, beyond `type` and `target`.
+fn fields_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "CREDIT" => &["asset_id", "amount", "description"],
+        "DEBIT" => &["asset_id", "amount", "description", "allow_negative"],
+        "TAG" | "UNTAG" => &["tag"],
+        "COUNTER" => &["key", "value", "reset_after"],
+        "SET_ATTRIBUTE" => &["key", "value"],
+        _ => &[],
+    }
+}
 
 fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
     let Some(items) = f.opt_array("actions") else {
@@ -71,7 +75,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             );
             continue;
         };
-        let a = f.nested(map, path);
+        let a = f.nested(map, path.clone());
         let kind = a.req_enum("type", CATALOGUE);
         if !kind.is_empty() && !rules::ACTION_TYPES.contains(&kind) {
             a.reject(
@@ -80,22 +84,82 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
                 format!("action type {kind} is not supported yet"),
             );
         }
-        for key in map.keys().filter(|k| !ACTION_FIELDS.contains(&k.as_str())) {
+        let allowed = fields_of(kind);
+        for key in map.keys().filter(|k| {
+            k.as_str() != "type" && k.as_str() != "target" && !allowed.contains(&k.as_str())
+        }) {
             a.reject(
                 key,
                 "absent",
-                format!("{key} is not supported on {kind} actions yet"),
+                format!("{key} is not supported on {kind} actions"),
             );
         }
-        actions.push(Action {
-            asset_id: a.req_uuid("asset_id"),
-            amount: a.req_str("amount", 1, rules::cel::MAX_LENGTH),
+        let required_str =
+            |name: &str, max: usize| allowed.contains(&name).then(|| a.req_str(name, 1, max));
+        let mut action = Action {
+            kind: kind.to_owned(),
+            asset_id: allowed
+                .contains(&"asset_id")
+                .then(|| a.req_uuid("asset_id")),
+            amount: required_str("amount", rules::cel::MAX_LENGTH),
             description: a.opt_str("description", 1, 500),
             allow_negative: a.opt_bool("allow_negative").unwrap_or(false),
-            kind: kind.to_owned(),
-        });
+            tag: required_str("tag", 255),
+            key: required_str("key", 255),
+            value: None,
+            reset_after: a.opt_str("reset_after", 1, 64),
+            target: parse_target(&a, map),
+        };
+        action.value = match kind {
+            "SET_ATTRIBUTE" => Some(a.req_str("value", 1, rules::cel::MAX_LENGTH)),
+            _ => a.opt_str("value", 1, rules::cel::MAX_LENGTH),
+        };
+        if let Some(window) = action.reset_after.as_deref() {
+            if crate::duration::parse(window).is_none() {
+                a.reject(
+                    "reset_after",
+                    "Go duration such as 24h",
+                    "reset_after must be a duration such as \"720h\"",
+                );
+            }
+        }
+        actions.push(action);
     }
     Some(actions)
+}
+
+/// `{type?: PARTICIPANT, id | participant_id | external_id}`; one way of naming the participant.
+fn parse_target(
+    a: &Fields<'_>,
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Target> {
+    let object = a.opt_object("target")?;
+    let t = a.nested(object, a.path("target"));
+    for key in object
+        .keys()
+        .filter(|k| !["type", "id", "participant_id", "external_id"].contains(&k.as_str()))
+    {
+        t.reject(key, "absent", format!("{key} is not a target field"));
+    }
+    let target = Target {
+        kind: t.opt_enum("type", &["PARTICIPANT"]).map(str::to_owned),
+        id: t.opt_uuid("id"),
+        participant_id: t.opt_str("participant_id", 1, rules::cel::MAX_LENGTH),
+        external_id: t.opt_str("external_id", 1, rules::cel::MAX_LENGTH),
+    };
+    let named = [
+        target.id.is_some(),
+        target.participant_id.is_some(),
+        target.external_id.is_some(),
+    ];
+    if named.iter().filter(|n| **n).count() != 1 && map.contains_key("target") {
+        t.reject(
+            "id",
+            "exactly one of id, participant_id, external_id",
+            "a target names its participant in exactly one way",
+        );
+    }
+    Some(target)
 }
 
 fn reject_budgets(f: &Fields<'_>) {

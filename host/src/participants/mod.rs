@@ -3,6 +3,7 @@
 //! updated by one transaction at a time; several participants are locked in id order.
 
 mod repo;
+pub mod state;
 
 use crate::error::{Error, FieldError, Result};
 use crate::money;
@@ -33,7 +34,8 @@ pub struct Participant {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What rules see of a participant (`participant.*` in CEL), read under the participant's lock.
+/// What rules see of a participant (`participant.*` in CEL), read under the participant's lock. Counters are
+/// numbers here, with windows applied.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct State {
     pub id: Uuid,
@@ -119,10 +121,18 @@ pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Deta
     let mut tx = pool.begin().await?;
     let (id, created) =
         repo::upsert(&mut tx, actor.organization_id, Uuid::now_v7(), &input).await?;
+    let origin = state::Origin {
+        organization_id: actor.organization_id,
+        program_id: input.program_id,
+        api_key_id: Some(actor.api_key_id),
+        ..Default::default()
+    };
     if let Some(tags) = &input.tags {
-        repo::replace_tags(&mut tx, id, &normalize_tags(tags)).await?;
+        state::replace_tags(&mut tx, &origin, id, &normalize_tags(tags)).await?;
     }
-    repo::merge_attributes(&mut tx, id, &input.attributes).await?;
+    for (key, value) in &input.attributes {
+        state::set_attribute(&mut tx, &origin, id, key, value).await?;
+    }
     if let Some(program_id) = input.program_id {
         enroll(&mut tx, id, program_id).await?;
     }
@@ -134,13 +144,19 @@ pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Detail> {
     let participant = repo::find(pool, actor.organization_id, id)
         .await?
         .ok_or(Error::NotFound("participant"))?;
-    let (tags, attributes, counters, program_ids) = repo::inline_state(pool, id).await?;
+    let (tags, attributes, program_ids) = repo::inline_state(pool, id).await?;
+    let mut conn = pool.acquire().await?;
+    let counters = state::counters(&mut conn, id)
+        .await?
+        .into_iter()
+        .map(|c| (c.key, Value::String(c.value.normalize().to_string())))
+        .collect();
     let balances = repo::balances(pool, actor.organization_id, id, None, None, None).await?;
     Ok(Detail {
         participant,
         attributes: attributes.0,
         tags,
-        counters: counters.0,
+        counters,
         balances,
         tiers: Map::new(),
         program_ids,

@@ -74,41 +74,6 @@ pub async fn find_by_external_id(
     .await
 }
 
-pub async fn replace_tags(conn: &mut PgConnection, id: Uuid, tags: &[String]) -> sqlx::Result<()> {
-    sqlx::query(
-        "WITH gone AS (DELETE FROM participant_tags WHERE participant_id = $1 AND tag <> ALL($2))
-         INSERT INTO participant_tags (participant_id, tag) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(tags)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn merge_attributes(
-    conn: &mut PgConnection,
-    id: Uuid,
-    pairs: &[(String, String)],
-) -> sqlx::Result<()> {
-    if pairs.is_empty() {
-        return Ok(());
-    }
-    let (keys, values): (Vec<&str>, Vec<&str>) =
-        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
-    sqlx::query(
-        "INSERT INTO participant_attributes (participant_id, key, value)
-         SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)
-         ON CONFLICT (participant_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-    )
-    .bind(id)
-    .bind(keys)
-    .bind(values)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Enrolls the participant in the program, reactivating an inactive enrollment.
 pub async fn enroll(
     conn: &mut PgConnection,
@@ -141,23 +106,16 @@ pub async fn find(
     .await
 }
 
-type InlineState = (
-    Vec<String>,
-    Json<Map<String, Value>>,
-    Json<Map<String, Value>>,
-    Vec<Uuid>,
-);
+type InlineState = (Vec<String>, Json<Map<String, Value>>, Vec<Uuid>);
 
-const STATE_COLUMNS: &str = "
+const TAGS_AND_ATTRIBUTES: &str = "
     ARRAY(SELECT tag FROM participant_tags WHERE participant_id = p.id ORDER BY tag) AS tags,
     (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM participant_attributes
-      WHERE participant_id = p.id) AS attributes,
-    (SELECT COALESCE(jsonb_object_agg(key, value::text), '{}') FROM participant_counters
-      WHERE participant_id = p.id) AS counters";
+      WHERE participant_id = p.id) AS attributes";
 
 pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> {
     sqlx::query_as(&format!(
-        "SELECT {STATE_COLUMNS},
+        "SELECT {TAGS_AND_ATTRIBUTES},
                 ARRAY(SELECT program_id FROM participant_programs WHERE participant_id = p.id
                        ORDER BY enrolled_at) AS program_ids
            FROM participants p WHERE p.id = $1"
@@ -185,7 +143,11 @@ pub async fn lock_state(
     sqlx::query_as(&format!(
         "WITH locked AS (
             SELECT id FROM participants WHERE id = ANY($1) AND organization_id = $2 ORDER BY id FOR UPDATE)
-         SELECT p.id, p.external_id, p.status, {STATE_COLUMNS}
+         SELECT p.id, p.external_id, p.status, {TAGS_AND_ATTRIBUTES},
+                (SELECT COALESCE(jsonb_object_agg(c.key, CASE WHEN c.reset_after_ms IS NOT NULL
+                        AND c.last_reset_at + c.reset_after_ms * interval '1 millisecond' <= now()
+                        THEN 0 ELSE c.value END), '{{}}')
+                   FROM participant_counters c WHERE c.participant_id = p.id) AS counters
            FROM participants p JOIN locked USING (id)"
     ))
     .bind(ids)

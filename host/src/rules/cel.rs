@@ -3,11 +3,21 @@
 //! Hostile input is bounded before and after parsing: a length cap and a bracket-nesting cap run before the
 //! parser sees the text, the parser runs on a thread with a large stack, and the parsed tree's depth is capped
 //! so evaluation (which recurses over the tree) cannot exhaust a worker's stack.
+//!
+//! Numbers: every JSON number is a double, and so is every integer literal a rule writes (they are rewritten
+//! after parsing), so `event.amount > 50` and `event.amount * 10` work as rule authors expect. Only `int()`
+//! and `size()` produce integers. Helpers beyond the standard library: `get(map, key, default)`,
+//! `round(x)`/`round(x, digits)` (half away from zero), `sets.contains(list, sub)` (all of `sub` in `list`),
+//! `sets.intersects(a, b)` (any in common), and the `math.*` extension.
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::{Context, Env, ExecutionError, Program, Value};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::common::types::{CelDouble, DYN_TYPE};
+use cel::common::value::{CowVal, Val};
+use cel::{Context, Env, ExecutionError, Value};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use rust_decimal::RoundingStrategy;
+use rust_decimal::prelude::ToPrimitive;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
@@ -16,11 +26,11 @@ pub const MAX_NESTING: usize = 32;
 const MAX_TREE_DEPTH: usize = 64;
 const COMPILE_STACK_BYTES: usize = 32 * 1024 * 1024;
 
-static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(environment()));
 
 /// A compiled expression, shared by every evaluation of one rule version.
 #[derive(Clone)]
-pub struct Expression(Arc<Program>);
+pub struct Expression(Arc<IdedExpr>);
 
 impl std::fmt::Debug for Expression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,15 +55,19 @@ pub fn compile(source: &str) -> Result<Expression, String> {
     let parsed = std::thread::Builder::new()
         .name("cel-compile".into())
         .stack_size(COMPILE_STACK_BYTES)
-        .spawn(move || ENV.compile(&text).map_err(|e| e.to_string()))
+        .spawn(move || -> Result<IdedExpr, String> {
+            let mut tree = ENV.parser().parse(&text).map_err(|e| e.to_string())?;
+            if depth(&tree) > MAX_TREE_DEPTH {
+                return Err(format!(
+                    "expression is nested deeper than {MAX_TREE_DEPTH} operations"
+                ));
+            }
+            ints_to_doubles(&mut tree);
+            Ok(tree)
+        })
         .map_err(|e| format!("cannot start the compiler: {e}"))?
         .join()
         .map_err(|_| "the expression could not be parsed".to_string())??;
-    if depth(parsed.expression()) > MAX_TREE_DEPTH {
-        return Err(format!(
-            "expression is nested deeper than {MAX_TREE_DEPTH} operations"
-        ));
-    }
     Ok(Expression(Arc::new(parsed)))
 }
 
@@ -86,7 +100,7 @@ impl Expression {
         context.add_variable_from_value("event", vars.event.clone());
         context.add_variable_from_value("participant", vars.participant.clone());
         context.add_variable_from_value("now", Value::Timestamp(vars.now.fixed_offset()));
-        self.0.execute(&context).map_err(|err| match err {
+        Value::resolve(&self.0, &context).map_err(|err| match err {
             ExecutionError::NoSuchKey(key) => EvalError::MissingField(key.to_string()),
             other => EvalError::Failed(other.to_string()),
         })
@@ -121,6 +135,66 @@ impl Expression {
             ))),
         }
     }
+}
+
+/// A field that is "static or CEL": an expression when it reads `event`, `participant` or `now` (or is a
+/// quoted CEL string), literal text otherwise, so `premium` and `user-123` mean themselves.
+#[derive(Debug, Clone)]
+pub enum Template {
+    Literal(String),
+    Expression(Expression),
+}
+
+impl Template {
+    pub fn parse(source: &str) -> Result<Template, String> {
+        if source.chars().count() > MAX_LENGTH {
+            return Err(format!("value is longer than {MAX_LENGTH} characters"));
+        }
+        Ok(match compile(source) {
+            Ok(expression) if reads_inputs(&expression.0) => Template::Expression(expression),
+            Ok(expression) => match &expression.0.expr {
+                Expr::Literal(LiteralValue::String(text)) => {
+                    Template::Literal(text.inner().to_string())
+                }
+                _ => Template::Literal(source.to_owned()),
+            },
+            Err(_) => Template::Literal(source.to_owned()),
+        })
+    }
+
+    /// The text, evaluating an expression; numbers render without a trailing `.0`.
+    pub fn render(&self, vars: &Variables) -> Result<String, EvalError> {
+        let expression = match self {
+            Template::Literal(text) => return Ok(text.clone()),
+            Template::Expression(expression) => expression,
+        };
+        match expression.evaluate(vars)? {
+            Value::String(text) => Ok(text.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Int(i) => Ok(i.to_string()),
+            Value::UInt(u) => Ok(u.to_string()),
+            Value::Float(f) => crate::money::from_f64(f)
+                .map(|d| d.normalize().to_string())
+                .ok_or_else(|| EvalError::Failed(format!("{f} is not a finite number"))),
+            other => Err(EvalError::Failed(format!(
+                "expected a string, got {}",
+                kind(&other)
+            ))),
+        }
+    }
+}
+
+fn reads_inputs(root: &IdedExpr) -> bool {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if let Expr::Ident(name) = &node.expr {
+            if matches!(name.as_str(), "event" | "participant" | "now") {
+                return true;
+            }
+        }
+        stack.extend(children(node));
+    }
+    false
 }
 
 /// JSON as CEL sees it. Every JSON number is a double, as in Scrip (`event.amount > 50.0`).
@@ -220,6 +294,176 @@ fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
     }
 }
 
+/// Integer literals become doubles, so they mix with JSON numbers in arithmetic. Map keys stay as written.
+/// Runs after the depth check, so the recursion is bounded.
+fn ints_to_doubles(node: &mut IdedExpr) {
+    match &mut node.expr {
+        Expr::Literal(LiteralValue::Int(i)) => {
+            node.expr = Expr::Literal(LiteralValue::Double(CelDouble::from(*i.inner() as f64)));
+        }
+        Expr::Call(call) => {
+            call.target.iter_mut().for_each(|t| ints_to_doubles(t));
+            call.args.iter_mut().for_each(ints_to_doubles);
+        }
+        Expr::Comprehension(c) => {
+            for child in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                ints_to_doubles(child);
+            }
+        }
+        Expr::List(list) => list.elements.iter_mut().for_each(ints_to_doubles),
+        Expr::Map(map) => map.entries.iter_mut().for_each(|e| {
+            if let EntryExpr::MapEntry(entry) = &mut e.expr {
+                ints_to_doubles(&mut entry.value);
+            }
+        }),
+        Expr::Struct(s) => s.entries.iter_mut().for_each(|e| {
+            if let EntryExpr::StructField(field) = &mut e.expr {
+                ints_to_doubles(&mut field.value);
+            }
+        }),
+        Expr::Select(select) => ints_to_doubles(&mut select.operand),
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
+    }
+}
+
+/// The standard library, the `math` extension, and the helpers Scrip's rule docs use.
+fn environment() -> Env {
+    let mut env = Env::stdlib();
+    let registered = env
+        .add_extension(cel::extensions::math)
+        .and_then(|()| {
+            env.add_overload("get", "scrip_get", vec![DYN_TYPE, DYN_TYPE, DYN_TYPE], get)
+        })
+        .and_then(|()| {
+            env.add_overload(
+                "round",
+                "scrip_round_digits",
+                vec![DYN_TYPE, DYN_TYPE],
+                round,
+            )
+        })
+        .and_then(|()| env.add_overload("round", "scrip_round", vec![DYN_TYPE], round))
+        .and_then(|()| {
+            env.add_overload(
+                "sets.contains",
+                "scrip_sets_contains",
+                vec![DYN_TYPE, DYN_TYPE],
+                sets_contains,
+            )
+        })
+        .and_then(|()| {
+            env.add_overload(
+                "sets.intersects",
+                "scrip_sets_intersects",
+                vec![DYN_TYPE, DYN_TYPE],
+                sets_intersects,
+            )
+        });
+    if let Err(err) = registered {
+        // Only a name clash with the standard library can fail here, which the unit tests rule out.
+        tracing::error!(error = %err, "CEL helpers not registered");
+    }
+    env
+}
+
+type Args<'b, 'v> = Vec<CowVal<'b, 'v>>;
+type Returned<'b, 'v> = Result<CowVal<'b, 'v>, ExecutionError>;
+
+fn values(args: &Args<'_, '_>) -> Result<Vec<Value>, ExecutionError> {
+    args.iter().map(|a| Value::try_from(a.as_ref())).collect()
+}
+
+fn returned<'b, 'v>(value: Value) -> Returned<'b, 'v> {
+    let boxed: Box<dyn Val> = value.try_into()?;
+    Ok(CowVal::from(boxed))
+}
+
+fn number(function: &str, value: &Value) -> Result<f64, ExecutionError> {
+    match value {
+        Value::Float(f) => Ok(*f),
+        Value::Int(i) => Ok(*i as f64),
+        Value::UInt(u) => Ok(*u as f64),
+        other => Err(ExecutionError::function_error(
+            function,
+            format!("expected a number, got {other:?}"),
+        )),
+    }
+}
+
+/// `get(map, key, default)`: the value under `key`, or `default` when the map lacks it.
+fn get<'b, 'v>(args: Args<'b, 'v>) -> Returned<'b, 'v> {
+    let [map, key, default]: [Value; 3] = values(&args)?
+        .try_into()
+        .map_err(|_| ExecutionError::invalid_argument_count(3, args.len()))?;
+    let found = match (&map, &key) {
+        (Value::Map(map), Value::String(key)) => map
+            .map
+            .get(&cel::objects::Key::String(key.clone()))
+            .cloned(),
+        (Value::Null, _) => None,
+        (Value::Map(_), _) => None,
+        (other, _) => {
+            return Err(ExecutionError::function_error(
+                "get",
+                format!("expected a map, got {other:?}"),
+            ));
+        }
+    };
+    returned(found.unwrap_or(default))
+}
+
+/// `round(x)` or `round(x, digits)`, half away from zero, computed in decimal so `round(2.675, 2)` is 2.68.
+fn round<'b, 'v>(args: Args<'b, 'v>) -> Returned<'b, 'v> {
+    let values = values(&args)?;
+    let x = number("round", &values[0])?;
+    let digits = match values.get(1) {
+        Some(d) => number("round", d)?,
+        None => 0.0,
+    };
+    if !(0.0..=18.0).contains(&digits) || digits.fract() != 0.0 {
+        return Err(ExecutionError::function_error(
+            "round",
+            "digits must be a whole number from 0 to 18",
+        ));
+    }
+    let rounded = crate::money::from_f64(x)
+        .map(|d| d.round_dp_with_strategy(digits as u32, RoundingStrategy::MidpointAwayFromZero))
+        .and_then(|d| d.to_f64())
+        .ok_or_else(|| ExecutionError::function_error("round", format!("cannot round {x}")))?;
+    returned(Value::Float(rounded))
+}
+
+fn two_lists(
+    function: &str,
+    args: &Args<'_, '_>,
+) -> Result<(Vec<Value>, Vec<Value>), ExecutionError> {
+    match <[Value; 2]>::try_from(values(args)?) {
+        Ok([Value::List(a), Value::List(b)]) => Ok((a.to_vec(), b.to_vec())),
+        _ => Err(ExecutionError::function_error(
+            function,
+            "expected two lists",
+        )),
+    }
+}
+
+/// `sets.contains(list, sub)`: every element of `sub` is in `list`.
+fn sets_contains<'b, 'v>(args: Args<'b, 'v>) -> Returned<'b, 'v> {
+    let (list, sub) = two_lists("sets.contains", &args)?;
+    returned(Value::Bool(sub.iter().all(|x| list.contains(x))))
+}
+
+/// `sets.intersects(a, b)`: the lists share at least one element.
+fn sets_intersects<'b, 'v>(args: Args<'b, 'v>) -> Returned<'b, 'v> {
+    let (a, b) = two_lists("sets.intersects", &args)?;
+    returned(Value::Bool(a.iter().any(|x| b.contains(x))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,7 +472,7 @@ mod tests {
     fn vars(event: serde_json::Value) -> Variables {
         Variables {
             event: from_json(&event),
-            participant: from_json(&json!({"tags": []})),
+            participant: from_json(&json!({"tags": [], "counters": {"visits": 3}})),
             now: Utc::now(),
         }
     }
@@ -256,6 +500,66 @@ mod tests {
             a.amount(&vars(json!({"amount": 2.5}))),
             Ok(Decimal::from(25))
         );
+    }
+
+    #[test]
+    fn numbers_mix_as_rule_authors_expect() {
+        let v = vars(
+            json!({"amount": 49.99, "items": [{"sku": "a"}, {"sku": "b"}], "tags": ["x", "y"]}),
+        );
+        let eval = |src: &str| compile(src).expect(src).evaluate(&v);
+        assert_eq!(eval("event.amount > 50"), Ok(Value::Bool(false)));
+        assert_eq!(
+            eval("event.amount * 10"),
+            Ok(Value::Float(499.90000000000003))
+        );
+        assert_eq!(eval("round(event.amount * 0.05, 2)"), Ok(Value::Float(2.5)));
+        assert_eq!(eval("round(2.675, 2)"), Ok(Value::Float(2.68)));
+        assert_eq!(eval("3 / 2"), Ok(Value::Float(1.5)));
+        assert_eq!(eval("event.items[1].sku"), Ok(Value::from("b")));
+        assert_eq!(eval("size(event.items) == 2"), Ok(Value::Bool(true)));
+        assert_eq!(
+            eval("event.items.exists_one(i, i.sku == 'a')"),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            eval("get(participant.counters, 'visits', 0) + 1"),
+            Ok(Value::Float(4.0))
+        );
+        assert_eq!(
+            eval("get(participant.counters, 'missing', 0) + 1"),
+            Ok(Value::Float(1.0))
+        );
+        assert_eq!(
+            eval("sets.contains(event.tags, ['x'])"),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            eval("sets.contains(event.tags, ['x', 'z'])"),
+            Ok(Value::Bool(false))
+        );
+        assert_eq!(
+            eval("sets.intersects(event.tags, ['z', 'y'])"),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(eval("math.greatest(1, 2.5)"), Ok(Value::Float(2.5)));
+        assert_eq!(eval("{1: 'one'}[1]"), Ok(Value::from("one")));
+        assert_eq!(eval("now - duration('24h') < now"), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn templates_are_literal_unless_they_read_inputs() {
+        let v = vars(json!({"referrer": "ref-9", "points": 5}));
+        let render = |src: &str| Template::parse(src).expect(src).render(&v);
+        assert_eq!(render("premium"), Ok("premium".into()));
+        assert_eq!(render("user-123"), Ok("user-123".into()));
+        assert_eq!(render("'quoted'"), Ok("quoted".into()));
+        assert_eq!(render("event.referrer"), Ok("ref-9".into()));
+        assert_eq!(render("event.points * 2"), Ok("10".into()));
+        assert!(matches!(
+            render("event.missing"),
+            Err(EvalError::MissingField(_))
+        ));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Rules as workers run them: expressions compiled once per rule version and shared across events.
 
-use super::Rule;
-use super::cel::{self, Expression};
+use super::cel::{self, Expression, Template};
+use super::{Action, Rule, Target};
+use crate::participants::state::Window;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -24,36 +25,116 @@ pub struct CompiledRule {
 
 #[derive(Debug)]
 pub struct CompiledAction {
+    /// The action type as written (`CREDIT`, `TAG`, …), for results and messages.
     pub kind: String,
-    pub asset_id: Uuid,
-    pub amount: Amount,
-    pub description: Option<String>,
-    pub allow_negative: bool,
+    pub step: Step,
+    pub target: TargetRef,
 }
 
+/// What an action does, with its expressions compiled.
+#[derive(Debug)]
+pub enum Step {
+    Money {
+        debit: bool,
+        asset_id: Uuid,
+        amount: Amount,
+        description: Option<String>,
+        allow_negative: bool,
+    },
+    Tag {
+        tag: String,
+        add: bool,
+    },
+    Counter {
+        key: String,
+        delta: Amount,
+        window: Option<Window>,
+    },
+    Attribute {
+        key: String,
+        value: Template,
+    },
+}
+
+#[derive(Debug)]
+pub enum TargetRef {
+    /// The event's recipient if it has one, else its participant.
+    Event,
+    Id(Uuid),
+    ParticipantId(Template),
+    ExternalId(Template),
+}
+
+/// A decimal literal or a CEL expression producing a number. A compile error is kept, not panicked on: it
+/// fails the event with that reason.
 #[derive(Debug)]
 pub enum Amount {
     Literal(Decimal),
     Expression(Result<Expression, String>),
 }
 
+impl Amount {
+    fn compile(source: &str) -> Amount {
+        match crate::money::parse(source) {
+            Some(literal) => Amount::Literal(literal),
+            None => Amount::Expression(cel::compile(source)),
+        }
+    }
+}
+
+/// Builds the executable form of an action the API already validated; a field that is missing anyway
+/// becomes a step that fails with a reason rather than a panic.
+fn compile_action(a: Action) -> CompiledAction {
+    let template = |text: Option<&str>| {
+        Template::parse(text.unwrap_or_default())
+            .unwrap_or_else(|_| Template::Literal(String::new()))
+    };
+    let target = match &a.target {
+        None => TargetRef::Event,
+        Some(Target { id: Some(id), .. }) => TargetRef::Id(*id),
+        Some(Target {
+            participant_id: Some(p),
+            ..
+        }) => TargetRef::ParticipantId(template(Some(p))),
+        Some(Target {
+            external_id: Some(x),
+            ..
+        }) => TargetRef::ExternalId(template(Some(x))),
+        Some(_) => TargetRef::Event,
+    };
+    let key = a.key.clone().unwrap_or_default();
+    let step = match a.kind.as_str() {
+        "TAG" | "UNTAG" => Step::Tag {
+            tag: a.tag.clone().unwrap_or_default().to_lowercase(),
+            add: a.kind == "TAG",
+        },
+        "COUNTER" => Step::Counter {
+            key,
+            delta: Amount::compile(a.value.as_deref().unwrap_or("1")),
+            window: a.reset_after.as_deref().and_then(Window::parse),
+        },
+        "SET_ATTRIBUTE" => Step::Attribute {
+            key,
+            value: template(a.value.as_deref()),
+        },
+        _ => Step::Money {
+            debit: a.kind == "DEBIT",
+            asset_id: a.asset_id.unwrap_or_default(),
+            amount: Amount::compile(a.amount.as_deref().unwrap_or_default()),
+            description: a.description.clone(),
+            allow_negative: a.allow_negative,
+        },
+    };
+    CompiledAction {
+        kind: a.kind,
+        step,
+        target,
+    }
+}
+
 impl CompiledRule {
     fn compile(rule: Rule) -> Self {
-        let actions = rule
-            .actions
-            .0
-            .into_iter()
-            .map(|a| CompiledAction {
-                amount: match crate::money::parse(&a.amount) {
-                    Some(literal) => Amount::Literal(literal),
-                    None => Amount::Expression(cel::compile(&a.amount)),
-                },
-                kind: a.kind,
-                asset_id: a.asset_id,
-                description: a.description,
-                allow_negative: a.allow_negative,
-            })
-            .collect();
+        let actions = rule.actions.0.into_iter().map(compile_action).collect();
         CompiledRule {
             id: rule.id,
             program_id: rule.program_id,

@@ -5,7 +5,6 @@ pub mod cel;
 mod compiled;
 mod repo;
 
-use crate::assets::Asset;
 use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
 use crate::organizations::Actor;
@@ -17,24 +16,59 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use compiled::{Amount, CompiledAction, CompiledRule, RuleCache};
+pub use compiled::{Amount, CompiledAction, CompiledRule, RuleCache, Step, TargetRef};
 
 pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
-/// Action types this server executes. The rest of the catalogue (HOLD, TAG, COUNTER, …) is refused at
-/// create time until it is implemented, so no rule is ever accepted that would do nothing.
-pub const ACTION_TYPES: &[&str] = &["CREDIT", "DEBIT"];
+/// Action types this server executes. The rest of the catalogue (HOLD, SET_TIER, SCHEDULE_EVENT, …) is refused
+/// at create time until it is implemented, so no rule is ever accepted that would do nothing.
+pub const ACTION_TYPES: &[&str] = &[
+    "CREDIT",
+    "DEBIT",
+    "TAG",
+    "UNTAG",
+    "COUNTER",
+    "SET_ATTRIBUTE",
+];
+/// Actions a SUSPENDED or CLOSED participant cannot be the target of.
+pub const BLOCKED_WHEN_INACTIVE: &[&str] = &["CREDIT", "DEBIT", "COUNTER"];
 
-/// An action as the client wrote it; `amount` is a decimal literal or a CEL expression.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// An action as the client wrote it. `amount` and COUNTER's `value` are decimal literals or CEL;
+/// SET_ATTRIBUTE's `value` and the target's ids are static or CEL (see `cel::Template`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Action {
     #[serde(rename = "type")]
     pub kind: String,
-    pub asset_id: Uuid,
-    pub amount: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_negative: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
+/// Whom an action applies to; the event's participant (or its recipient) when absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Target {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -281,7 +315,8 @@ fn order_taken(order: i32) -> Error {
     ))
 }
 
-/// Compiles the condition and amount expressions and checks every action's asset and literal amount.
+/// Compiles the condition and every expression of the actions, and checks each money action's asset and
+/// literal amount against that asset.
 async fn check_expressions(
     conn: &mut PgConnection,
     actor: &Actor,
@@ -299,19 +334,46 @@ async fn check_expressions(
         ));
     }
     for (i, action) in actions.iter().enumerate() {
-        let asset =
-            crate::assets::find_linked(conn, actor.organization_id, program_id, action.asset_id)
-                .await?;
         let field = |name: &str| format!("actions[{i}].{name}");
-        match asset {
-            None => errors.push(FieldError::invalid(
-                field("asset_id"),
-                "asset linked to the rule's program",
-                Some(action.asset_id.to_string()),
-                "asset not found or not linked to this program",
-            )),
-            Some(asset) => {
-                errors.extend(check_amount(&asset, &action.amount, &field("amount")).err())
+        let expression = |name: &str, source: &str| {
+            cel::compile(source).err().map(|message| {
+                FieldError::invalid(
+                    field(name),
+                    "decimal string or CEL expression",
+                    Some(source.into()),
+                    message,
+                )
+            })
+        };
+        if let (Some(asset_id), Some(amount)) = (action.asset_id, &action.amount) {
+            match crate::assets::find_linked(conn, actor.organization_id, program_id, asset_id)
+                .await?
+            {
+                None => errors.push(FieldError::invalid(
+                    field("asset_id"),
+                    "asset linked to the rule's program",
+                    Some(asset_id.to_string()),
+                    "asset not found or not linked to this program",
+                )),
+                Some(asset) if asset.status == "ARCHIVED" => {
+                    errors.push(FieldError::invalid(
+                        field("asset_id"),
+                        "active asset",
+                        None,
+                        "the asset is archived",
+                    ));
+                }
+                Some(asset) => match money::parse(amount) {
+                    Some(literal) => {
+                        errors.extend(asset.check_amount(&field("amount"), literal).err())
+                    }
+                    None => errors.extend(expression("amount", amount)),
+                },
+            }
+        }
+        if let Some(value) = action.value.as_deref().filter(|_| action.kind == "COUNTER") {
+            if money::parse(value).is_none() {
+                errors.extend(expression("value", value));
             }
         }
     }
@@ -319,28 +381,6 @@ async fn check_expressions(
         Ok(())
     } else {
         Err(Error::Invalid(errors))
-    }
-}
-
-fn check_amount(asset: &Asset, amount: &str, field: &str) -> Result<(), FieldError> {
-    if asset.status == "ARCHIVED" {
-        return Err(FieldError::invalid(
-            field,
-            "active asset",
-            None,
-            "the asset is archived",
-        ));
-    }
-    match money::parse(amount) {
-        Some(literal) => asset.check_amount(field, literal),
-        None => cel::compile(amount).map(|_| ()).map_err(|message| {
-            FieldError::invalid(
-                field,
-                "decimal string or CEL expression",
-                Some(amount.into()),
-                message,
-            )
-        }),
     }
 }
 

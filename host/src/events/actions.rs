@@ -1,0 +1,259 @@
+//! Executing one rule action inside an event's transaction. `Ok(Err(reason))` is a business failure: the
+//! caller fails the whole event with it.
+
+use crate::assets::Asset;
+use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
+use crate::participants::state::{self, Origin, WindowChange};
+use crate::participants::{self, State};
+use crate::rules::cel::{Template, Variables};
+use crate::rules::{Amount, BLOCKED_WHEN_INACTIVE, CompiledAction, CompiledRule, Step, TargetRef};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Everything the actions of one event share.
+pub struct EventContext<'a> {
+    pub event_id: Uuid,
+    pub organization_id: Uuid,
+    pub program_id: Uuid,
+    /// Whether an unknown `external_id` in a target creates the participant (the program's policy).
+    pub create_unknown: bool,
+    /// Who actions apply to without a `target`: the recipient if the event has one, else its participant.
+    pub default_target: Uuid,
+    pub vars: &'a Variables,
+    /// Participants this event has locked, with their state as the event began.
+    pub participants: HashMap<Uuid, State>,
+}
+
+type Outcome = sqlx::Result<Result<Value, String>>;
+
+pub async fn execute(
+    conn: &mut PgConnection,
+    ctx: &mut EventContext<'_>,
+    rule: &CompiledRule,
+    action: &CompiledAction,
+) -> Outcome {
+    let target = match resolve_target(conn, ctx, &action.target).await? {
+        Ok(target) => target,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let status = ctx
+        .participants
+        .get(&target)
+        .map_or("CLOSED", |p| p.status.as_str());
+    if status != "ACTIVE" && BLOCKED_WHEN_INACTIVE.contains(&action.kind.as_str()) {
+        return Ok(Err(format!("participant is {status}")));
+    }
+    let origin = Origin {
+        organization_id: ctx.organization_id,
+        program_id: Some(ctx.program_id),
+        event_id: Some(ctx.event_id),
+        rule_id: Some(rule.id),
+        api_key_id: None,
+    };
+    let result = match &action.step {
+        Step::Money { .. } => return money(conn, ctx, rule, action, target).await,
+        Step::Tag { tag, add: true } => {
+            let changed = state::add_tag(conn, &origin, target, tag).await?;
+            json!({"type": action.kind, "participant_id": target, "tag": tag, "changed": changed})
+        }
+        Step::Tag { tag, add: false } => {
+            let changed = state::remove_tag(conn, &origin, target, tag).await?;
+            json!({"type": action.kind, "participant_id": target, "tag": tag, "changed": changed})
+        }
+        Step::Counter { key, delta, window } => {
+            let delta = match evaluate(delta, ctx.vars) {
+                Ok(delta) => delta,
+                Err(reason) => return Ok(Err(format!("value {reason}"))),
+            };
+            let window = window.clone().map_or(WindowChange::Keep, WindowChange::Set);
+            let (old, new) =
+                state::increment_counter(conn, &origin, target, key, delta, window).await?;
+            json!({"type": action.kind, "participant_id": target, "key": key,
+                   "previous": old.normalize().to_string(), "value": new.normalize().to_string()})
+        }
+        Step::Attribute { key, value } => {
+            let value = match value.render(ctx.vars) {
+                Ok(value) if !value.is_empty() && value.chars().count() <= 1000 => value,
+                Ok(_) => return Ok(Err("attribute values must be 1 to 1000 characters".into())),
+                Err(err) => return Ok(Err(format!("value expression failed: {err}"))),
+            };
+            let previous = state::set_attribute(conn, &origin, target, key, &value).await?;
+            json!({"type": action.kind, "participant_id": target, "key": key, "value": value, "previous": previous})
+        }
+    };
+    Ok(Ok(result))
+}
+
+/// CREDIT issues value to the participant; DEBIT takes it back. Value comes from and returns to the system
+/// issuance account for UNLIMITED assets, and the program wallet for PREFUNDED ones.
+async fn money(
+    conn: &mut PgConnection,
+    ctx: &EventContext<'_>,
+    rule: &CompiledRule,
+    action: &CompiledAction,
+    participant: Uuid,
+) -> Outcome {
+    let Step::Money {
+        debit,
+        asset_id,
+        amount,
+        description,
+        allow_negative,
+    } = &action.step
+    else {
+        return Ok(Err("not a money action".into()));
+    };
+    let Some(asset) =
+        crate::assets::find_linked(conn, ctx.organization_id, ctx.program_id, *asset_id).await?
+    else {
+        return Ok(Err("asset not found or not linked to the program".into()));
+    };
+    if asset.status != "ACTIVE" {
+        return Ok(Err("asset is archived".into()));
+    }
+    let amount = match evaluate(amount, ctx.vars) {
+        Ok(amount) => amount,
+        Err(reason) => return Ok(Err(format!("amount {reason}"))),
+    };
+    if let Err(problem) = asset.check_amount("amount", amount) {
+        return Ok(Err(problem.message));
+    }
+    let entry = money_entry(
+        ctx,
+        rule,
+        *debit,
+        description.clone(),
+        *allow_negative,
+        &asset,
+        participant,
+        amount,
+    );
+    match ledger::post(conn, ctx.organization_id, &entry).await {
+        Ok(journal_entry_id) => Ok(Ok(json!({
+            "type": action.kind,
+            "asset_id": asset.id,
+            "amount": asset.format(amount),
+            "participant_id": participant,
+            "journal_entry_id": journal_entry_id,
+        }))),
+        Err(PostError::InsufficientBalance) if !debit => {
+            Ok(Err("insufficient program wallet balance".into()))
+        }
+        Err(PostError::InsufficientBalance) => Ok(Err("insufficient balance".into())),
+        Err(PostError::Unbalanced) => Ok(Err("postings do not balance".into())),
+        Err(PostError::Database(err)) => Err(err),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn money_entry(
+    ctx: &EventContext<'_>,
+    rule: &CompiledRule,
+    debit: bool,
+    description: Option<String>,
+    allow_negative: bool,
+    asset: &Asset,
+    participant: Uuid,
+    amount: Decimal,
+) -> NewEntry {
+    let source = if asset.issuance_policy == "PREFUNDED" {
+        Owner::Program(ctx.program_id)
+    } else {
+        Owner::Issuance
+    };
+    let account = |owner| AccountKey {
+        owner,
+        asset_id: asset.id,
+        bucket: "AVAILABLE",
+    };
+    let signed = if debit { -amount } else { amount };
+    NewEntry {
+        program_id: ctx.program_id,
+        action_type: if debit { "DEBIT" } else { "CREDIT" },
+        description: Some(description.unwrap_or_else(|| {
+            format!("{}: {} {}", rule.name, asset.format(amount), asset.symbol)
+        })),
+        event_id: Some(ctx.event_id),
+        rule_id: Some(rule.id),
+        reference_id: None,
+        created_by_api_key_id: None,
+        postings: vec![
+            (account(Owner::Participant(participant)), signed),
+            (account(source), -signed),
+        ],
+        allow_negative,
+    }
+}
+
+/// A number from a literal or an expression; `Err` says why not, to follow the field's name.
+fn evaluate(amount: &Amount, vars: &Variables) -> Result<Decimal, String> {
+    match amount {
+        Amount::Literal(amount) => Ok(*amount),
+        Amount::Expression(Ok(expression)) => expression
+            .amount(vars)
+            .map_err(|err| format!("expression failed: {err}")),
+        Amount::Expression(Err(compile_error)) => Err(format!("does not compile: {compile_error}")),
+    }
+}
+
+/// The participant an action applies to, locked and enrolled in the event's program.
+async fn resolve_target(
+    conn: &mut PgConnection,
+    ctx: &mut EventContext<'_>,
+    target: &TargetRef,
+) -> sqlx::Result<Result<Uuid, String>> {
+    let render = |template: &Template| {
+        template
+            .render(ctx.vars)
+            .map_err(|err| format!("target expression failed: {err}"))
+    };
+    let id = match target {
+        TargetRef::Event => return Ok(Ok(ctx.default_target)),
+        TargetRef::Id(id) => *id,
+        TargetRef::ParticipantId(template) => {
+            match render(template).map(|text| Uuid::parse_str(&text)) {
+                Ok(Ok(id)) => id,
+                Ok(Err(_)) => return Ok(Err("target participant_id is not a UUID".into())),
+                Err(reason) => return Ok(Err(reason)),
+            }
+        }
+        TargetRef::ExternalId(template) => {
+            let external_id = match render(template) {
+                Ok(external_id) if !external_id.is_empty() => external_id,
+                Ok(_) => return Ok(Err("target external_id is empty".into())),
+                Err(reason) => return Ok(Err(reason)),
+            };
+            match participants::resolve_external(
+                conn,
+                ctx.organization_id,
+                &external_id,
+                ctx.create_unknown,
+            )
+            .await
+            {
+                Ok(Some(id)) => id,
+                Ok(None) => {
+                    return Ok(Err(format!(
+                        "target participant with external_id {external_id} not found"
+                    )));
+                }
+                Err(crate::error::Error::Database(err)) => return Err(err),
+                Err(other) => return Ok(Err(other.to_string())),
+            }
+        }
+    };
+    if !ctx.participants.contains_key(&id) {
+        let Some(state) = participants::lock_state(conn, ctx.organization_id, &[id])
+            .await?
+            .pop()
+        else {
+            return Ok(Err(format!("target participant {id} not found")));
+        };
+        participants::enroll(conn, id, ctx.program_id).await?;
+        ctx.participants.insert(id, state);
+    }
+    Ok(Ok(id))
+}

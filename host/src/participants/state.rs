@@ -1,0 +1,536 @@
+//! Participant state: tags, attributes and counters, changed by rules and by the API alike. Every change is
+//! recorded in the state history with what caused it. Callers hold the participant's lock.
+
+use crate::pagination::{Cursor, Page};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// What caused a change: a rule processing an event, or an API key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin {
+    pub organization_id: Uuid,
+    pub program_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub rule_id: Option<Uuid>,
+    pub api_key_id: Option<Uuid>,
+}
+
+/// A counter window: the Go duration as written and its length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub text: String,
+    pub millis: i64,
+}
+
+impl Window {
+    pub fn parse(text: &str) -> Option<Window> {
+        let length = crate::duration::parse(text)?;
+        Some(Window {
+            text: text.to_owned(),
+            millis: length.num_milliseconds().max(1),
+        })
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Counter {
+    pub key: String,
+    /// The effective value: 0 once the window has passed, even before the reset is written.
+    pub value: Decimal,
+    pub reset_after: Option<String>,
+    pub last_reset_at: Option<DateTime<Utc>>,
+}
+
+impl Serialize for Counter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "key": self.key,
+            "value": self.value.normalize().to_string(),
+            "reset_after": self.reset_after,
+            "last_reset_at": self.last_reset_at,
+        })
+        .serialize(s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub id: Uuid,
+    pub state_type: String,
+    pub key: String,
+    pub operation: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub program_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub rule_id: Option<Uuid>,
+    pub changed_by_api_key_id: Option<Uuid>,
+    pub changed_at: DateTime<Utc>,
+}
+
+struct Change<'a> {
+    state_type: &'static str,
+    key: &'a str,
+    operation: &'static str,
+    old_value: Option<String>,
+    new_value: Option<String>,
+}
+
+async fn record(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    c: Change<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO state_history (id, organization_id, participant_id, state_type, key, operation, old_value,
+                                    new_value, program_id, event_id, rule_id, changed_by_api_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(origin.organization_id)
+    .bind(participant)
+    .bind(c.state_type)
+    .bind(c.key)
+    .bind(c.operation)
+    .bind(c.old_value)
+    .bind(c.new_value)
+    .bind(origin.program_id)
+    .bind(origin.event_id)
+    .bind(origin.rule_id)
+    .bind(origin.api_key_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds a (lower-cased) tag; `false` when it was already there.
+pub async fn add_tag(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    tag: &str,
+) -> sqlx::Result<bool> {
+    let tag = tag.to_lowercase();
+    let added: Option<String> = sqlx::query_scalar(
+        "INSERT INTO participant_tags (participant_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING tag",
+    )
+    .bind(participant)
+    .bind(&tag)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if added.is_some() {
+        let change = Change {
+            state_type: "tag",
+            key: &tag,
+            operation: "add",
+            old_value: None,
+            new_value: Some(tag.clone()),
+        };
+        record(conn, origin, participant, change).await?;
+    }
+    Ok(added.is_some())
+}
+
+/// Removes a tag; `false` when it was not there.
+pub async fn remove_tag(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    tag: &str,
+) -> sqlx::Result<bool> {
+    let tag = tag.to_lowercase();
+    let removed: Option<String> = sqlx::query_scalar(
+        "DELETE FROM participant_tags WHERE participant_id = $1 AND tag = $2 RETURNING tag",
+    )
+    .bind(participant)
+    .bind(&tag)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if removed.is_some() {
+        let change = Change {
+            state_type: "tag",
+            key: &tag,
+            operation: "remove",
+            old_value: Some(tag.clone()),
+            new_value: None,
+        };
+        record(conn, origin, participant, change).await?;
+    }
+    Ok(removed.is_some())
+}
+
+pub async fn tags(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT tag FROM participant_tags WHERE participant_id = $1 ORDER BY tag")
+        .bind(participant)
+        .fetch_all(conn)
+        .await
+}
+
+/// Makes the tag set exactly `wanted` (already normalised), recording each addition and removal.
+pub async fn replace_tags(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    wanted: &[String],
+) -> sqlx::Result<()> {
+    let current = tags(conn, participant).await?;
+    for gone in current.iter().filter(|t| !wanted.contains(t)) {
+        remove_tag(conn, origin, participant, gone).await?;
+    }
+    for new in wanted.iter().filter(|t| !current.contains(t)) {
+        add_tag(conn, origin, participant, new).await?;
+    }
+    Ok(())
+}
+
+/// Sets an attribute, recording the change when the value differs. Returns the previous value.
+pub async fn set_attribute(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    key: &str,
+    value: &str,
+) -> sqlx::Result<Option<String>> {
+    let old: Option<String> = sqlx::query_scalar(
+        "SELECT value FROM participant_attributes WHERE participant_id = $1 AND key = $2",
+    )
+    .bind(participant)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if old.as_deref() == Some(value) {
+        return Ok(old);
+    }
+    sqlx::query(
+        "INSERT INTO participant_attributes (participant_id, key, value) VALUES ($1, $2, $3)
+         ON CONFLICT (participant_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+    )
+    .bind(participant)
+    .bind(key)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    let change = Change {
+        state_type: "attribute",
+        key,
+        operation: "set",
+        old_value: old.clone(),
+        new_value: Some(value.into()),
+    };
+    record(conn, origin, participant, change).await?;
+    Ok(old)
+}
+
+/// Removes an attribute; `false` when it was not there.
+pub async fn remove_attribute(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    key: &str,
+) -> sqlx::Result<bool> {
+    let old: Option<String> = sqlx::query_scalar(
+        "DELETE FROM participant_attributes WHERE participant_id = $1 AND key = $2 RETURNING value",
+    )
+    .bind(participant)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let removed = old.is_some();
+    if removed {
+        let change = Change {
+            state_type: "attribute",
+            key,
+            operation: "delete",
+            old_value: old,
+            new_value: None,
+        };
+        record(conn, origin, participant, change).await?;
+    }
+    Ok(removed)
+}
+
+pub async fn attributes(
+    conn: &mut PgConnection,
+    participant: Uuid,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT key, value FROM participant_attributes WHERE participant_id = $1 ORDER BY key",
+    )
+    .bind(participant)
+    .fetch_all(conn)
+    .await
+}
+
+const COUNTER_COLUMNS: &str = "key,
+    CASE WHEN reset_after_ms IS NOT NULL AND last_reset_at + reset_after_ms * interval '1 millisecond' <= now()
+         THEN 0 ELSE value END AS value,
+    reset_after, last_reset_at";
+
+pub async fn counters(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Vec<Counter>> {
+    sqlx::query_as(&format!(
+        "SELECT {COUNTER_COLUMNS} FROM participant_counters WHERE participant_id = $1 ORDER BY key"
+    ))
+    .bind(participant)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn counter(
+    conn: &mut PgConnection,
+    participant: Uuid,
+    key: &str,
+) -> sqlx::Result<Option<Counter>> {
+    sqlx::query_as(&format!(
+        "SELECT {COUNTER_COLUMNS} FROM participant_counters WHERE participant_id = $1 AND key = $2"
+    ))
+    .bind(participant)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+}
+
+/// How a write treats the counter's window.
+pub enum WindowChange {
+    Keep,
+    Clear,
+    Set(Window),
+}
+
+/// Adds `delta` (the COUNTER action), creating the counter at 0. A counter whose window has passed is reset
+/// first, and the reset is recorded as `auto_reset`. Returns the old and new effective values.
+pub async fn increment_counter(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    key: &str,
+    delta: Decimal,
+    window: WindowChange,
+) -> sqlx::Result<(Decimal, Decimal)> {
+    let stored = stored_counter(conn, participant, key).await?;
+    let old = stored.as_ref().map_or(Decimal::ZERO, |c| c.value);
+    let new = old + delta;
+    write_counter(conn, origin, participant, key, new, window, stored).await?;
+    Ok((old, new))
+}
+
+/// Sets the counter to `value` (the API's absolute set), restarting its window.
+pub async fn set_counter(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    key: &str,
+    value: Decimal,
+    window: WindowChange,
+) -> sqlx::Result<Counter> {
+    let stored = stored_counter(conn, participant, key).await?;
+    write_counter(
+        conn,
+        origin,
+        participant,
+        key,
+        value,
+        window,
+        stored.map(|c| Stored { restart: true, ..c }),
+    )
+    .await?;
+    counter(conn, participant, key)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
+}
+
+pub async fn delete_counter(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    key: &str,
+) -> sqlx::Result<bool> {
+    let old: Option<Decimal> = sqlx::query_scalar(
+        "DELETE FROM participant_counters WHERE participant_id = $1 AND key = $2 RETURNING value",
+    )
+    .bind(participant)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let removed = old.is_some();
+    if removed {
+        let change = Change {
+            state_type: "counter",
+            key,
+            operation: "delete",
+            old_value: old.map(text),
+            new_value: None,
+        };
+        record(conn, origin, participant, change).await?;
+    }
+    Ok(removed)
+}
+
+struct Stored {
+    /// The effective value (0 after an auto-reset).
+    value: Decimal,
+    expired: bool,
+    /// Whether the write restarts the window (a reset, or an explicit set).
+    restart: bool,
+}
+
+/// The counter as stored, with its window applied: a passed window is reset here and recorded.
+async fn stored_counter(
+    conn: &mut PgConnection,
+    participant: Uuid,
+    key: &str,
+) -> sqlx::Result<Option<Stored>> {
+    let row: Option<(Decimal, bool)> = sqlx::query_as(
+        "SELECT value, (reset_after_ms IS NOT NULL
+                        AND last_reset_at + reset_after_ms * interval '1 millisecond' <= now()) AS expired
+           FROM participant_counters WHERE participant_id = $1 AND key = $2",
+    )
+    .bind(participant)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(value, expired)| Stored {
+        value: if expired { Decimal::ZERO } else { value },
+        expired,
+        restart: expired,
+    }))
+}
+
+async fn write_counter(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    key: &str,
+    value: Decimal,
+    window: WindowChange,
+    stored: Option<Stored>,
+) -> sqlx::Result<()> {
+    if let Some(s) = stored.as_ref().filter(|s| s.expired) {
+        let old: Decimal = sqlx::query_scalar(
+            "SELECT value FROM participant_counters WHERE participant_id = $1 AND key = $2",
+        )
+        .bind(participant)
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
+        let change = Change {
+            state_type: "counter",
+            key,
+            operation: "auto_reset",
+            old_value: Some(text(old)),
+            new_value: Some(text(s.value)),
+        };
+        record(conn, origin, participant, change).await?;
+    }
+    let (set_window, window_text, window_ms) = match window {
+        WindowChange::Keep => (false, None, None),
+        WindowChange::Clear => (true, None, None),
+        WindowChange::Set(w) => (true, Some(w.text), Some(w.millis)),
+    };
+    let restart = stored.as_ref().is_none_or(|s| s.restart);
+    sqlx::query(
+        "INSERT INTO participant_counters (participant_id, key, value, reset_after, reset_after_ms, last_reset_at)
+         VALUES ($1, $2, $3, $5, $6, now())
+         ON CONFLICT (participant_id, key) DO UPDATE SET
+             value = EXCLUDED.value,
+             reset_after = CASE WHEN $4 THEN EXCLUDED.reset_after ELSE participant_counters.reset_after END,
+             reset_after_ms = CASE WHEN $4 THEN EXCLUDED.reset_after_ms ELSE participant_counters.reset_after_ms END,
+             last_reset_at = CASE WHEN $7 THEN now() ELSE participant_counters.last_reset_at END,
+             updated_at = now()",
+    )
+    .bind(participant)
+    .bind(key)
+    .bind(value)
+    .bind(set_window)
+    .bind(window_text)
+    .bind(window_ms)
+    .bind(restart)
+    .execute(&mut *conn)
+    .await?;
+    let old = stored.map(|s| text(s.value));
+    let change = Change {
+        state_type: "counter",
+        key,
+        operation: "set",
+        old_value: old,
+        new_value: Some(text(value)),
+    };
+    record(conn, origin, participant, change).await
+}
+
+fn text(value: Decimal) -> String {
+    value.normalize().to_string()
+}
+
+#[derive(Debug, Default)]
+pub struct HistoryFilter {
+    pub state_type: Option<&'static str>,
+    pub key: Option<String>,
+    pub operation: Option<&'static str>,
+    pub program_id: Option<Uuid>,
+    pub changed: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// E47, newest first.
+pub async fn history(
+    pool: &PgPool,
+    participant: Uuid,
+    f: &HistoryFilter,
+) -> sqlx::Result<Page<HistoryEntry>> {
+    let (from, to) = f
+        .changed
+        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
+    let (after_key, after_id) = f
+        .cursor
+        .as_ref()
+        .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
+    let rows: Vec<HistoryEntry> = sqlx::query_as(
+        "SELECT id, state_type, key, operation, old_value, new_value, program_id, event_id, rule_id,
+                changed_by_api_key_id, changed_at
+           FROM state_history
+          WHERE participant_id = $1
+            AND ($2::text IS NULL OR state_type = $2) AND ($3::text IS NULL OR key = $3)
+            AND ($4::text IS NULL OR operation = $4) AND ($5::uuid IS NULL OR program_id = $5)
+            AND ($6::timestamptz IS NULL OR changed_at BETWEEN $6 AND $7)
+            AND ($8::text IS NULL OR (changed_at, id) < ($8::timestamptz, $9::uuid))
+          ORDER BY changed_at DESC, id DESC
+          LIMIT $10 + 1",
+    )
+    .bind(participant)
+    .bind(f.state_type)
+    .bind(&f.key)
+    .bind(f.operation)
+    .bind(f.program_id)
+    .bind(from)
+    .bind(to)
+    .bind(after_key)
+    .bind(after_id)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_rows(rows, f.limit, |h| {
+        Cursor::new(crate::time_key(h.changed_at), h.id)
+    }))
+}
+
+/// State changes an event's rules made, oldest first (for E87).
+pub async fn changes_of_event(
+    pool: &PgPool,
+    organization_id: Uuid,
+    event_id: Uuid,
+) -> sqlx::Result<Vec<HistoryEntry>> {
+    sqlx::query_as(
+        "SELECT id, state_type, key, operation, old_value, new_value, program_id, event_id, rule_id,
+                changed_by_api_key_id, changed_at
+           FROM state_history WHERE event_id = $1 AND organization_id = $2 ORDER BY changed_at, id",
+    )
+    .bind(event_id)
+    .bind(organization_id)
+    .fetch_all(pool)
+    .await
+}
