@@ -50,6 +50,21 @@ impl<T> Page<T> {
     }
 }
 
+/// Pages a small list already sorted by a unique text key (participant state), keyed by that text.
+pub fn page_by_key<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Page<T> {
+    let rows: Vec<T> = items
+        .into_iter()
+        .filter(|item| cursor.as_ref().is_none_or(|c| key(item) > c.key.as_str()))
+        .take(usize::try_from(limit).unwrap_or(0) + 1)
+        .collect();
+    Page::from_rows(rows, limit, |item| Cursor::new(key(item), Uuid::nil()))
+}
+
 /// Position after a row: its sort key rendered as text (cast back in SQL) and its id as tie-breaker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {

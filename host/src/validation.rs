@@ -385,6 +385,11 @@ impl<'v> Fields<'v> {
 
     /// `cursor` and `limit` of a list.
     pub fn page(&self) -> (Option<Cursor>, i64) {
+        self.page_within(DEFAULT_LIMIT, MAX_LIMIT)
+    }
+
+    /// `cursor` and `limit` of a list whose pages hold at most `max` rows.
+    pub fn page_within(&self, default: i64, max: i64) -> (Option<Cursor>, i64) {
         let cursor = self.opt_str("cursor", 1, 1000).and_then(|text| {
             let cursor = Cursor::decode(&text);
             if cursor.is_none() {
@@ -397,7 +402,7 @@ impl<'v> Fields<'v> {
             }
             cursor
         });
-        (cursor, self.limit(DEFAULT_LIMIT, MAX_LIMIT))
+        (cursor, self.limit(default, max))
     }
 
     /// `sort_dir`: `asc`, or `desc` (the default).
@@ -423,26 +428,31 @@ impl<'v> Fields<'v> {
 
     /// Both or neither of `from` and `to`, with `from <= to`.
     pub fn window(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-        let (from, to) = (self.opt_time("from"), self.opt_time("to"));
-        match (self.raw("from").is_some(), self.raw("to").is_some()) {
+        self.pair("from", "to")
+    }
+
+    /// Two timestamps bounding a range: both or neither, the first not after the second.
+    pub fn pair(&self, start: &str, end: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let (from, to) = (self.opt_time(start), self.opt_time(end));
+        match (self.raw(start).is_some(), self.raw(end).is_some()) {
             (true, false) => self.reject(
-                "to",
+                end,
                 "RFC 3339 timestamp",
-                "to is required when from is given",
+                format!("{end} is required when {start} is given"),
             ),
             (false, true) => self.reject(
-                "from",
+                start,
                 "RFC 3339 timestamp",
-                "from is required when to is given",
+                format!("{start} is required when {end} is given"),
             ),
             _ => {}
         }
         let (from, to) = (from?, to?);
         if from > to {
             self.reject(
-                "to",
-                "timestamp not before from",
-                "to must not be before from",
+                end,
+                &format!("timestamp not before {start}"),
+                format!("{end} must not be before {start}"),
             );
             return None;
         }

@@ -7,4 +7,5 @@ mod isolation;
 mod pipeline;
 mod process;
 mod quickstart;
+mod state;
 mod validation;

@@ -275,3 +275,24 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: EventFilter) -> Result<P
         _ => Cursor::new(crate::time_key(e.created_at), e.id),
     }))
 }
+
+/// E46: the events of one participant.
+pub async fn list_for_participant(
+    pool: &PgPool,
+    actor: &Actor,
+    participant_id: Uuid,
+    filter: EventFilter,
+) -> Result<Page<Event>> {
+    if !repo::participant_exists(pool, actor.organization_id, participant_id).await? {
+        return Err(Error::NotFound("participant"));
+    }
+    list(
+        pool,
+        actor,
+        EventFilter {
+            participant_id: Some(participant_id),
+            ..filter
+        },
+    )
+    .await
+}

@@ -158,7 +158,6 @@ async fn list(
     let v = Validator::new();
     let q = v.query(&q);
     let (cursor, limit) = q.page();
-    let happened = (q.opt_time("event_from"), q.opt_time("event_to"));
     let filter = EventFilter {
         program_id: q.opt_uuid("program_id"),
         status: q.opt_enum("status", events::STATUSES),
@@ -167,18 +166,7 @@ async fn list(
         external_id: q.opt_str("external_id", 1, 255),
         rule_id: q.opt_uuid("rule_id"),
         created: q.window(),
-        happened: match happened {
-            (Some(from), Some(to)) => Some((from, to)),
-            (None, None) => None,
-            _ => {
-                q.reject(
-                    "event_to",
-                    "RFC 3339 timestamp",
-                    "event_from and event_to must be given together",
-                );
-                None
-            }
-        },
+        happened: q.pair("event_from", "event_to"),
         sort_by: q
             .opt_enum("sort_by", events::SORT_KEYS)
             .unwrap_or("created_at"),

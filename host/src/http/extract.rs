@@ -94,14 +94,36 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| Error::invalid(FieldError::invalid("id", "uuid", None, e.body_text())))?;
-        Uuid::parse_str(&raw).map(PathId).map_err(|_| {
-            Error::invalid(FieldError::invalid(
-                "id",
-                "uuid",
-                Some(raw),
-                "id must be a UUID",
-            ))
-        })
+            .map_err(path_error)?;
+        Ok(PathId(parse_id(raw)?))
     }
+}
+
+/// A resource id and a key below it (`/participants/{id}/state/tags/{tag}`).
+pub struct PathIdKey(pub Uuid, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIdKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path((raw, key)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(path_error)?;
+        Ok(PathIdKey(parse_id(raw)?, key))
+    }
+}
+
+fn parse_id(raw: String) -> Result<Uuid, Error> {
+    Uuid::parse_str(&raw).map_err(|_| {
+        Error::invalid(FieldError::invalid(
+            "id",
+            "uuid",
+            Some(raw),
+            "id must be a UUID",
+        ))
+    })
+}
+
+fn path_error(e: axum::extract::rejection::PathRejection) -> Error {
+    Error::invalid(FieldError::invalid("id", "uuid", None, e.body_text()))
 }

@@ -7,6 +7,7 @@ mod ledger;
 mod participants;
 mod programs;
 mod rules;
+mod state;
 
 use crate::error::Error;
 use axum::http::StatusCode;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(programs::routes())
         .merge(participants::routes())
+        .merge(state::routes())
         .merge(events::routes())
         .merge(rules::routes())
         .merge(ledger::routes());

@@ -3,8 +3,8 @@
 use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
-use crate::participants::{self, ParticipantFilter, Profile, Upsert};
-use crate::validation::Validator;
+use crate::participants::{self, ParticipantFilter, Profile, ProfilePatch, Upsert};
+use crate::validation::{Fields, Validator};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -14,7 +14,7 @@ use axum::{Json, Router};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/participants", get(list).post(upsert))
-        .route("/participants/{id}", get(get_one))
+        .route("/participants/{id}", get(get_one).patch(update))
         .route("/participants/{id}/balances", get(balances))
 }
 
@@ -102,5 +102,50 @@ async fn balances(
     v.finish()?;
     Ok(Json(
         participants::balances(&s.pool, &actor, id, asset_id, cursor, limit).await?,
+    ))
+}
+
+/// E20's body.
+fn parse_profile_patch(f: &Fields<'_>) -> ProfilePatch {
+    let optional = |key: &str, max: usize| f.opt_str(key, 0, max);
+    let patch = ProfilePatch {
+        external_id: f.opt_str("external_id", 1, 255),
+        profile: participants::Profile {
+            email: optional("email", 255),
+            phone: optional("phone", 50),
+            first_name: optional("first_name", 255),
+            last_name: optional("last_name", 255),
+            display_name: optional("display_name", 255),
+        },
+        attributes: f.opt_string_map("attributes", 1000).unwrap_or_default(),
+        tags: f.opt_string_list("tags", 255),
+    };
+    if let Some(email) = patch.profile.email.as_deref().filter(|e| !e.is_empty()) {
+        if let Err(problem) = participants::check_email("email", email) {
+            f.reject("email", &problem.expected, problem.message);
+        }
+    }
+    if f.contains("status") {
+        f.reject(
+            "status",
+            "absent",
+            "change status with PATCH /v1/participants/{id}/status",
+        );
+    }
+    f.require_any();
+    patch
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let patch = parse_profile_patch(&v.body(&body)?);
+    v.finish()?;
+    Ok(Json(
+        participants::update(&s.pool, &actor, id, patch).await?,
     ))
 }

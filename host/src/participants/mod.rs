@@ -5,7 +5,7 @@
 mod repo;
 pub mod state;
 
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
@@ -262,4 +262,164 @@ pub fn check_email(field: &str, email: &str) -> Result<(), FieldError> {
             "email must be a valid email address",
         ))
     }
+}
+
+/// Profile changes of E20; `Some("")` clears a field.
+#[derive(Default)]
+pub struct ProfilePatch {
+    pub external_id: Option<String>,
+    pub profile: Profile,
+    pub attributes: Vec<(String, String)>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// A transaction holding the participant's lock, and the origin its state changes record.
+async fn locked(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, state::Origin)> {
+    let mut tx = pool.begin().await?;
+    if lock_state(&mut tx, actor.organization_id, &[id])
+        .await?
+        .is_empty()
+    {
+        return Err(Error::NotFound("participant"));
+    }
+    let origin = state::Origin {
+        organization_id: actor.organization_id,
+        api_key_id: Some(actor.api_key_id),
+        ..Default::default()
+    };
+    Ok((tx, origin))
+}
+
+pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: ProfilePatch) -> Result<Detail> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    repo::update_profile(&mut tx, id, patch.external_id.as_deref(), &patch.profile)
+        .await
+        .on_constraint("participants_external_id_unique", || {
+            Error::conflict("another participant already has this external_id")
+        })?;
+    if let Some(tags) = &patch.tags {
+        state::replace_tags(&mut tx, &origin, id, &normalize_tags(tags)).await?;
+    }
+    for (key, value) in &patch.attributes {
+        state::set_attribute(&mut tx, &origin, id, key, value).await?;
+    }
+    tx.commit().await?;
+    get(pool, actor, id).await
+}
+
+pub async fn set_status(pool: &PgPool, actor: &Actor, id: Uuid, status: &str) -> Result<Detail> {
+    let (mut tx, _) = locked(pool, actor, id).await?;
+    repo::set_status(&mut tx, id, status).await?;
+    tx.commit().await?;
+    get(pool, actor, id).await
+}
+
+pub async fn tags(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Vec<String>> {
+    let (mut tx, _) = locked(pool, actor, id).await?;
+    Ok(state::tags(&mut tx, id).await?)
+}
+
+pub async fn replace_tags(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    tags: &[String],
+) -> Result<Vec<String>> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    state::replace_tags(&mut tx, &origin, id, &normalize_tags(tags)).await?;
+    let tags = state::tags(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(tags)
+}
+
+/// Adds a tag; `true` when it was not there before.
+pub async fn add_tag(pool: &PgPool, actor: &Actor, id: Uuid, tag: &str) -> Result<bool> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    let added = state::add_tag(&mut tx, &origin, id, tag).await?;
+    tx.commit().await?;
+    Ok(added)
+}
+
+pub async fn remove_tag(pool: &PgPool, actor: &Actor, id: Uuid, tag: &str) -> Result<()> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    state::remove_tag(&mut tx, &origin, id, tag).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn attributes(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Vec<(String, String)>> {
+    let (mut tx, _) = locked(pool, actor, id).await?;
+    Ok(state::attributes(&mut tx, id).await?)
+}
+
+/// Sets each attribute given (E27, E28); returns all attributes.
+pub async fn set_attributes(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, String)>> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    for (key, value) in pairs {
+        state::set_attribute(&mut tx, &origin, id, key, value).await?;
+    }
+    let attributes = state::attributes(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(attributes)
+}
+
+pub async fn remove_attribute(pool: &PgPool, actor: &Actor, id: Uuid, key: &str) -> Result<()> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    state::remove_attribute(&mut tx, &origin, id, key).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn counters(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Vec<state::Counter>> {
+    let (mut tx, _) = locked(pool, actor, id).await?;
+    Ok(state::counters(&mut tx, id).await?)
+}
+
+pub async fn counter(pool: &PgPool, actor: &Actor, id: Uuid, key: &str) -> Result<state::Counter> {
+    let (mut tx, _) = locked(pool, actor, id).await?;
+    state::counter(&mut tx, id, key)
+        .await?
+        .ok_or(Error::NotFound("counter"))
+}
+
+pub async fn set_counter(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    key: &str,
+    value: Decimal,
+    window: state::WindowChange,
+) -> Result<state::Counter> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    let counter = state::set_counter(&mut tx, &origin, id, key, value, window).await?;
+    tx.commit().await?;
+    Ok(counter)
+}
+
+pub async fn delete_counter(pool: &PgPool, actor: &Actor, id: Uuid, key: &str) -> Result<()> {
+    let (mut tx, origin) = locked(pool, actor, id).await?;
+    state::delete_counter(&mut tx, &origin, id, key).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn state_history(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    filter: state::HistoryFilter,
+) -> Result<Page<state::HistoryEntry>> {
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("participant"))?;
+    Ok(state::history(pool, id, &filter).await?)
 }

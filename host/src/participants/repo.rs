@@ -241,3 +241,42 @@ pub async fn balances(
     .fetch_all(pool)
     .await
 }
+
+/// E20's profile fields: `None` keeps a field, `Some("")` clears it.
+pub async fn update_profile(
+    conn: &mut PgConnection,
+    id: Uuid,
+    external_id: Option<&str>,
+    p: &super::Profile,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE participants SET
+            external_id = COALESCE($2, external_id),
+            email = CASE WHEN $3::text IS NULL THEN email ELSE NULLIF($3, '') END,
+            phone = CASE WHEN $4::text IS NULL THEN phone ELSE NULLIF($4, '') END,
+            first_name = CASE WHEN $5::text IS NULL THEN first_name ELSE NULLIF($5, '') END,
+            last_name = CASE WHEN $6::text IS NULL THEN last_name ELSE NULLIF($6, '') END,
+            display_name = CASE WHEN $7::text IS NULL THEN display_name ELSE NULLIF($7, '') END,
+            updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(external_id)
+    .bind(&p.email)
+    .bind(&p.phone)
+    .bind(&p.first_name)
+    .bind(&p.last_name)
+    .bind(&p.display_name)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE participants SET status = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
