@@ -50,8 +50,12 @@ pub struct Running {
     tasks: JoinSet<()>,
 }
 
-/// Serves the API on `addr` and starts `workers` event workers on `pool`.
-pub async fn start(pool: PgPool, addr: SocketAddr, workers: usize) -> Result<Running, BoxError> {
+/// Serves the API on `addr` and starts the event workers of `pipeline` on `pool`.
+pub async fn start(
+    pool: PgPool,
+    addr: SocketAddr,
+    pipeline: events::worker::Pipeline,
+) -> Result<Running, BoxError> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = watch::channel(false);
@@ -73,15 +77,17 @@ pub async fn start(pool: PgPool, addr: SocketAddr, workers: usize) -> Result<Run
         wake.clone(),
         stopped.clone(),
     ));
-    for _ in 0..workers {
-        tasks.spawn(events::worker::run(
+    for _ in 0..pipeline.workers {
+        let worker = events::worker::run(
             pool.clone(),
             cache.clone(),
             wake.clone(),
+            pipeline.retry_backoff,
             stopped.clone(),
-        ));
+        );
+        tasks.spawn(worker);
     }
-    tracing::info!(%addr, workers, "scrip is serving");
+    tracing::info!(%addr, workers = pipeline.workers, "scrip is serving");
     Ok(Running {
         addr,
         shutdown,

@@ -34,9 +34,13 @@ impl TestApp {
             .connect_with(connect)
             .await
             .expect("test database");
-        let running = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), 2)
-            .await
-            .expect("server starts");
+        let running = scrip::start(
+            pool.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+            test_pipeline(2),
+        )
+        .await
+        .expect("server starts");
         let key = scrip::organizations::create_api_key(&pool, "test-org")
             .await
             .expect("api key")
@@ -230,6 +234,14 @@ impl TestApp {
             counts.push((table, count));
         }
         counts
+    }
+}
+
+/// Workers as in production, but retrying failed attempts after 10, 20, 40, 80 and 160 ms.
+pub fn test_pipeline(workers: usize) -> scrip::events::worker::Pipeline {
+    scrip::events::worker::Pipeline {
+        workers,
+        retry_backoff: Duration::from_millis(10),
     }
 }
 

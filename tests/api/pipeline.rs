@@ -645,3 +645,140 @@ async fn events_and_journal_can_be_read_and_filtered(_: PgPoolOptions, connect: 
     app.assert_ledger_consistent().await;
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn failed_attempts_are_retried_then_failed_events_can_be_retried_by_hand(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let program = id(&app
+        .created(
+            "/programs",
+            json!({"name": "Strict", "on_unknown_participant": "REJECT"}),
+        )
+        .await);
+    let points = id(&app
+        .created(
+            "/assets",
+            json!({"program_id": program, "name": "Points", "symbol": "PTS",
+        "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}),
+        )
+        .await);
+    app.rule(
+        &program,
+        "earn",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "10"}]),
+    )
+    .await;
+
+    let event = app.event(&program, "late", "l1", json!({})).await;
+    let failed = app.processed(&event).await;
+    assert_eq!(failed["status"], "FAILED");
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 6, "the first attempt and five automatic retries");
+    assert_eq!(failed["processed_at"].is_string(), true);
+
+    // Once the cause is fixed, a manual retry processes it; nothing else can be retried.
+    app.created("/participants", json!({"external_id": "late"}))
+        .await;
+    let retried = app.post(&format!("/events/{event}/retry"), json!({})).await;
+    assert_eq!(retried.status.as_u16(), 200, "{}", retried.body);
+    assert_eq!(retried.body["status"], "PENDING");
+    assert_eq!(retried.body["previous_status"], "FAILED");
+    assert_eq!(retried.body["message"], "Event queued for retry");
+    assert!(
+        retried.body["previous_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("late"))
+    );
+    let completed = app.processed(&event).await;
+    assert_eq!(completed["status"], "COMPLETED");
+    assert_eq!(
+        completed["rule_evaluations"].as_array().map(Vec::len),
+        Some(1),
+        "only the latest attempt's evaluations"
+    );
+    let late = app.participant_id("late").await;
+    assert_eq!(app.available(&late, &points).await, "10");
+    let again = app.post(&format!("/events/{event}/retry"), json!({})).await;
+    assert_eq!(
+        (again.status.as_u16(), again.body["code"].clone()),
+        (409, json!("conflict"))
+    );
+    assert_eq!(
+        app.post(
+            &format!("/events/{}/retry", uuid::Uuid::now_v7()),
+            json!({})
+        )
+        .await
+        .status
+        .as_u16(),
+        404
+    );
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn impact_shows_what_an_event_caused(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Impact", "PTS").await;
+    let rule = app
+        .rule(
+            &program,
+            "earn",
+            "true",
+            json!([
+        {"type": "CREDIT", "asset_id": points, "amount": "10"},
+        {"type": "DEBIT", "asset_id": points, "amount": "3"},
+        {"type": "TAG", "tag": "active"},
+        {"type": "COUNTER", "key": "events"}]),
+        )
+        .await;
+    let event = app.event(&program, "ivy", "i1", json!({})).await;
+    app.processed(&event).await;
+    let ivy = app.participant_id("ivy").await;
+    let impact = app.get(&format!("/events/{event}/impact")).await.body;
+    assert_eq!(impact["id"], event.as_str());
+    assert_eq!(impact["rule_evaluations"][0]["status"], "SUCCESS");
+    assert_eq!(impact["journal_entries"].as_array().map(Vec::len), Some(2));
+    let changes: Vec<_> = impact["state_changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["state_type"].clone(),
+                c["operation"].clone(),
+                c["rule_id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (json!("tag"), json!("add"), json!(rule)),
+            (json!("counter"), json!("set"), json!(rule))
+        ]
+    );
+    assert_eq!(
+        impact["balance_impact"],
+        json!([
+            {"entity_type": "PARTICIPANT", "entity_id": ivy, "asset_symbol": "PTS", "bucket": "AVAILABLE", "amount": "7"},
+            {"entity_type": "SYSTEM_ISSUANCE", "entity_id": null, "asset_symbol": "PTS", "bucket": "AVAILABLE", "amount": "-7"},
+        ])
+    );
+    assert_eq!(
+        app.get(&format!("/events/{}/impact", uuid::Uuid::now_v7()))
+            .await
+            .status
+            .as_u16(),
+        404
+    );
+    app.stop().await;
+}

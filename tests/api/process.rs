@@ -1,6 +1,6 @@
 //! The `scrip` binary itself: `scrip dev` from nothing, and a server killed mid-batch.
 
-use crate::common::{database_url, id};
+use crate::common::{database_url, id, test_pipeline};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::process::Stdio;
@@ -131,9 +131,13 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
         .connect_with(connect.clone())
         .await
         .expect("pool");
-    let ingest_only = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), 0)
-        .await
-        .expect("server");
+    let ingest_only = scrip::start(
+        pool.clone(),
+        "127.0.0.1:0".parse().expect("addr"),
+        test_pipeline(0),
+    )
+    .await
+    .expect("server");
     let key = scrip::organizations::create_api_key(&pool, "crash")
         .await
         .expect("key")
@@ -195,6 +199,7 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
         .env("DATABASE_URL", database_url(&connect))
         .env("SCRIP_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("SCRIP_WORKERS", "2")
+        .env("SCRIP_RETRY_BACKOFF_MS", "10")
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -221,7 +226,7 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
             .await
             .expect("pool");
         finishers.push(
-            scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), 2)
+            scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), test_pipeline(2))
                 .await
                 .expect("server"),
         );

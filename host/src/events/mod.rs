@@ -296,3 +296,64 @@ pub async fn list_for_participant(
     )
     .await
 }
+
+#[derive(Debug, Serialize)]
+pub struct Retried {
+    pub event_id: Uuid,
+    pub status: &'static str,
+    pub previous_status: &'static str,
+    pub previous_error: Option<String>,
+    pub message: &'static str,
+}
+
+/// E88: a FAILED event goes back to PENDING with a fresh set of attempts; any other status is a conflict.
+pub async fn retry(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Retried> {
+    match repo::requeue_failed(pool, actor.organization_id, id).await? {
+        Some(previous_error) => Ok(Retried {
+            event_id: id,
+            status: "PENDING",
+            previous_status: "FAILED",
+            previous_error,
+            message: "Event queued for retry",
+        }),
+        None => match repo::find(pool, actor.organization_id, id).await? {
+            None => Err(Error::NotFound("event")),
+            Some(event) => Err(Error::conflict(format!(
+                "event is {}; only FAILED events can be retried",
+                event.status
+            ))),
+        },
+    }
+}
+
+/// E87: everything the event caused. Empty until processing has finished.
+#[derive(Debug, Serialize)]
+pub struct Impact {
+    #[serde(flatten)]
+    pub event: Event,
+    pub rule_evaluations: Vec<Evaluation>,
+    pub journal_entries: Vec<crate::ledger::JournalEntry>,
+    pub state_changes: Vec<crate::participants::state::HistoryEntry>,
+    pub balance_impact: Vec<crate::ledger::BalanceImpact>,
+}
+
+pub async fn impact(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Impact> {
+    let event = repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("event"))?;
+    let mut impact = Impact {
+        event,
+        rule_evaluations: Vec::new(),
+        journal_entries: Vec::new(),
+        state_changes: Vec::new(),
+        balance_impact: Vec::new(),
+    };
+    if matches!(impact.event.status.as_str(), "COMPLETED" | "FAILED") {
+        impact.rule_evaluations = repo::evaluations(pool, id, true).await?;
+        impact.journal_entries = crate::ledger::entries_of_event(pool, actor, id).await?;
+        impact.state_changes =
+            crate::participants::state::changes_of_event(pool, actor.organization_id, id).await?;
+        impact.balance_impact = crate::ledger::balance_impact(pool, actor, id).await?;
+    }
+    Ok(impact)
+}

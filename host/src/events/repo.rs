@@ -162,3 +162,31 @@ pub async fn list(
     order.push(&mut q, "id", f.cursor.clone(), f.limit);
     q.build_query_as().fetch_all(pool).await
 }
+
+/// Puts a FAILED event back in the queue; `None` when it is not FAILED (or not this organization's).
+/// Returns the error of its last attempt.
+pub async fn requeue_failed(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Option<String>>> {
+    let mut tx = pool.begin().await?;
+    let previous: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), processed_at = NULL,
+                updated_at = now()
+          WHERE id = $1 AND organization_id = $2 AND status = 'FAILED'
+         RETURNING error_message",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if previous.is_some() {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(super::worker::CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(previous)
+}

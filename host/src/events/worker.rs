@@ -6,9 +6,11 @@
 //! Because the claim and the work share one transaction, an event is never seen committed as PROCESSING:
 //! it goes from PENDING straight to COMPLETED or FAILED.
 //!
-//! Whole-event atomicity: when any action of any rule fails, the event's savepoint is rolled back, so a FAILED
-//! event leaves no ledger entries or state changes behind and retrying it can never double-credit. Its
-//! evaluations are still recorded, with the failing rule marked FAILED.
+//! Whole-event atomicity: when any action of any rule fails, the event's savepoint is rolled back, so a failed
+//! attempt leaves no ledger entries or state changes behind and retrying it can never double-credit. Its
+//! evaluations are still recorded, with the failing rule marked FAILED. A failed attempt is retried
+//! automatically after 2, 4, 8, 16 and 32 s (the event stays PENDING, with the reason in `error_message`);
+//! after the sixth attempt the event is FAILED. Evaluations describe the latest attempt.
 
 use super::actions::{self, EventContext};
 use crate::participants::{self, State};
@@ -27,12 +29,33 @@ use uuid::Uuid;
 pub const CHANNEL: &str = "scrip_events";
 const BATCH_SIZE: i64 = 50;
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The first attempt and five automatic retries; then the event is FAILED until retried by hand (E88).
+const MAX_ATTEMPTS: i32 = 6;
+
+/// How events are processed.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline {
+    /// Workers per process.
+    pub workers: usize,
+    /// Delay before the first automatic retry; each next one waits twice as long (2, 4, 8, 16, 32 s).
+    pub retry_backoff: Duration,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline {
+            workers: 2,
+            retry_backoff: Duration::from_secs(2),
+        }
+    }
+}
 
 /// Runs until `shutdown` turns true, finishing the batch in hand.
 pub async fn run(
     pool: PgPool,
     cache: Arc<RuleCache>,
     wake: Arc<Notify>,
+    retry_backoff: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     while !*shutdown.borrow() {
@@ -40,11 +63,13 @@ pub async fn run(
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match process_batch(&pool, &cache).await {
+        match process_batch(&pool, &cache, retry_backoff).await {
             Ok(0) => {
+                // Sleep until woken, or until the earliest scheduled retry if that comes sooner.
+                let nap = next_retry_in(&pool).await.unwrap_or(IDLE_POLL).min(IDLE_POLL);
                 tokio::select! {
                     _ = notified => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.changed() => {}
                 }
             }
@@ -59,6 +84,19 @@ pub async fn run(
             }
         }
     }
+}
+
+/// How long until the earliest pending event is due; `None` when there is none or the query fails.
+async fn next_retry_in(pool: &PgPool) -> Option<Duration> {
+    let millis: Option<f64> = sqlx::query_scalar(
+        "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_attempt_at) - now()) * 1000)::float8
+           FROM events WHERE status = 'PENDING'",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
+    .flatten();
+    millis.map(|ms| Duration::from_millis(ms as u64))
 }
 
 /// Wakes the workers whenever events are inserted. Polling covers notifications lost while reconnecting.
@@ -93,7 +131,11 @@ pub async fn listen(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiv
 }
 
 /// Processes one batch; returns how many events it finished (completed or failed).
-pub async fn process_batch(pool: &PgPool, cache: &RuleCache) -> sqlx::Result<usize> {
+pub async fn process_batch(
+    pool: &PgPool,
+    cache: &RuleCache,
+    retry_backoff: Duration,
+) -> sqlx::Result<usize> {
     let mut tx = pool.begin().await?;
     let events = claim(&mut tx, BATCH_SIZE).await?;
     if events.is_empty() {
@@ -120,12 +162,8 @@ pub async fn process_batch(pool: &PgPool, cache: &RuleCache) -> sqlx::Result<usi
     let now = Utc::now();
     for event in &events {
         let Some(program) = programs.get(&event.program_id) else {
-            record(
-                &mut tx,
-                event,
-                &Outcome::failed("program not found".into(), Vec::new()),
-            )
-            .await?;
+            let outcome = Outcome::failed("program not found".into(), Vec::new());
+            record(&mut tx, event, &outcome, retry_backoff).await?;
             continue;
         };
         let program_rules: Vec<&CompiledRule> = rules
@@ -148,7 +186,7 @@ pub async fn process_batch(pool: &PgPool, cache: &RuleCache) -> sqlx::Result<usi
         } else {
             savepoint.commit().await?;
         }
-        record(&mut tx, event, &outcome).await?;
+        record(&mut tx, event, &outcome, retry_backoff).await?;
     }
     tx.commit().await?;
     Ok(events.len())
@@ -165,6 +203,7 @@ struct Claimed {
     recipient_external_id: Option<String>,
     event_data: sqlx::types::Json<Value>,
     event_timestamp: DateTime<Utc>,
+    attempts: i32,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -177,7 +216,7 @@ struct ProgramRow {
 async fn claim(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Claimed>> {
     sqlx::query_as(
         "SELECT id, organization_id, program_id, participant_id, external_id, recipient_id, recipient_external_id,
-                event_data, event_timestamp
+                event_data, event_timestamp, attempts
            FROM events
           WHERE status = 'PENDING' AND next_attempt_at <= now()
           ORDER BY next_attempt_at, created_at
@@ -397,7 +436,24 @@ fn participant_value(state: &State) -> ::cel::Value {
     }))
 }
 
-async fn record(conn: &mut PgConnection, event: &Claimed, outcome: &Outcome) -> sqlx::Result<()> {
+/// Writes the attempt's evaluations (replacing an earlier attempt's) and the event's new status: COMPLETED,
+/// PENDING again after a backoff while attempts remain, or FAILED.
+async fn record(
+    conn: &mut PgConnection,
+    event: &Claimed,
+    outcome: &Outcome,
+    retry_backoff: Duration,
+) -> sqlx::Result<()> {
+    let attempt = event.attempts + 1;
+    let (status, retry_in) = match &outcome.error {
+        None => ("COMPLETED", None),
+        Some(_) if attempt < MAX_ATTEMPTS => (
+            "PENDING",
+            Some(retry_backoff * 2u32.pow(attempt.unsigned_abs() - 1)),
+        ),
+        Some(_) => ("FAILED", None),
+    };
+    let retry_in_ms = retry_in.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let n = outcome.evaluations.len();
     let mut ids = Vec::with_capacity(n);
     let (mut rule_ids, mut history_ids, mut statuses, mut reasons) =
@@ -424,19 +480,23 @@ async fn record(conn: &mut PgConnection, event: &Claimed, outcome: &Outcome) -> 
         results.push(Value::Array(executed));
     }
     sqlx::query(
-        "WITH evaluations AS (
+        "WITH earlier AS (DELETE FROM rule_evaluations WHERE event_id = $1),
+         evaluations AS (
              INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
                                            stopped_by_rule_id, error_message, results)
              SELECT t.id, $2, $1, t.rule_id, t.history_id, t.status, t.reason, t.stopper, t.message, t.results
                FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::uuid[], $12::text[],
                            $13::jsonb[]) AS t(id, rule_id, history_id, status, reason, stopper, message, results))
          UPDATE events SET status = $3, error_message = $4, participant_id = COALESCE($5, participant_id),
-                attempts = attempts + 1, processed_at = now(), updated_at = now()
+                attempts = attempts + 1, updated_at = now(),
+                next_attempt_at = CASE WHEN $14::bigint IS NULL THEN next_attempt_at
+                                       ELSE now() + $14 * interval '1 millisecond' END,
+                processed_at = CASE WHEN $3 = 'PENDING' THEN NULL ELSE now() END
           WHERE id = $1",
     )
     .bind(event.id)
     .bind(event.organization_id)
-    .bind(if outcome.is_failed() { "FAILED" } else { "COMPLETED" })
+    .bind(status)
     .bind(&outcome.error)
     .bind(outcome.participant_id)
     .bind(&ids)
@@ -447,6 +507,7 @@ async fn record(conn: &mut PgConnection, event: &Claimed, outcome: &Outcome) -> 
     .bind(&stoppers)
     .bind(&messages)
     .bind(&results)
+    .bind(retry_in_ms)
     .execute(conn)
     .await?;
     Ok(())

@@ -18,6 +18,8 @@ pub fn routes() -> Router<AppState> {
         .route("/events/batch", post(ingest_batch))
         .route("/events/by-key", get(by_key))
         .route("/events/{id}", get(get_one))
+        .route("/events/{id}/impact", get(impact))
+        .route("/events/{id}/retry", post(retry))
 }
 
 const BATCH_MAX: usize = 100;
@@ -206,4 +208,20 @@ async fn by_key(
     Ok(Json(
         events::get_by_key(&s.pool, &actor, program_id, &key, include_skipped).await?,
     ))
+}
+
+async fn impact(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse> {
+    Ok(Json(events::impact(&s.pool, &actor, id).await?))
+}
+
+async fn retry(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse> {
+    Ok(Json(events::retry(&s.pool, &actor, id).await?))
 }

@@ -268,6 +268,39 @@ fn group_postings(rows: Vec<PostingRow>) -> std::collections::HashMap<Uuid, Vec<
     grouped
 }
 
+/// The net change an event made to one account: entities, system accounts included, per asset and bucket.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BalanceImpact {
+    pub entity_type: String,
+    pub entity_id: Option<Uuid>,
+    pub asset_symbol: String,
+    pub scale: i16,
+    pub bucket: String,
+    pub amount: Decimal,
+}
+
+impl Serialize for BalanceImpact {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "entity_type": self.entity_type,
+            "entity_id": self.entity_id,
+            "asset_symbol": self.asset_symbol,
+            "bucket": self.bucket,
+            "amount": crate::money::format(self.amount, self.scale),
+        })
+        .serialize(s)
+    }
+}
+
+/// Net changes of an event's entries; lines that net to zero are left out.
+pub async fn balance_impact(
+    pool: &PgPool,
+    actor: &Actor,
+    event_id: Uuid,
+) -> Result<Vec<BalanceImpact>> {
+    Ok(repo::balance_impact(pool, actor.organization_id, event_id).await?)
+}
+
 /// What the invariant check found wrong; empty when the ledger is consistent.
 #[derive(Debug, Default, Serialize)]
 pub struct Inconsistencies {

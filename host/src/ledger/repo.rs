@@ -253,3 +253,24 @@ pub async fn drifted_balances(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Decimal,
     .fetch_all(pool)
     .await
 }
+
+pub async fn balance_impact(
+    pool: &PgPool,
+    organization_id: Uuid,
+    event_id: Uuid,
+) -> sqlx::Result<Vec<super::BalanceImpact>> {
+    sqlx::query_as(
+        "SELECT x.entity_type, x.entity_id, s.symbol AS asset_symbol, s.scale, x.bucket, sum(x.amount) AS amount
+           FROM postings x
+           JOIN journal_entries j ON j.id = x.journal_entry_id
+           JOIN assets s ON s.id = x.asset_id
+          WHERE j.event_id = $1 AND j.organization_id = $2
+          GROUP BY x.entity_type, x.entity_id, s.symbol, s.scale, x.bucket
+         HAVING sum(x.amount) <> 0
+          ORDER BY x.entity_type, x.entity_id, s.symbol, x.bucket",
+    )
+    .bind(event_id)
+    .bind(organization_id)
+    .fetch_all(pool)
+    .await
+}
