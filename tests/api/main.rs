@@ -7,5 +7,6 @@ mod isolation;
 mod pipeline;
 mod process;
 mod quickstart;
+mod rules;
 mod state;
 mod validation;

@@ -66,7 +66,10 @@ pub async fn run(
         match process_batch(&pool, &cache, retry_backoff).await {
             Ok(0) => {
                 // Sleep until woken, or until the earliest scheduled retry if that comes sooner.
-                let nap = next_retry_in(&pool).await.unwrap_or(IDLE_POLL).min(IDLE_POLL);
+                let nap = next_retry_in(&pool)
+                    .await
+                    .unwrap_or(IDLE_POLL)
+                    .min(IDLE_POLL);
                 tokio::select! {
                     _ = notified => {}
                     _ = tokio::time::sleep(nap) => {}

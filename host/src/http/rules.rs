@@ -14,7 +14,10 @@ use axum::{Json, Router};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/rules", get(list).post(create))
+        .route("/rules/validate", axum::routing::post(validate))
         .route("/rules/{id}", get(get_one).patch(update))
+        .route("/rules/{id}/history", get(history))
+        .route("/rules/{id}/simulate", axum::routing::post(simulate))
 }
 
 /// Every action type of the spec's catalogue, so an unknown type and a not-yet-supported one read differently.
@@ -261,4 +264,57 @@ async fn update(
     };
     v.finish()?;
     Ok(Json(rules::update(&s.pool, &actor, id, patch).await?))
+}
+
+async fn history(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let q = v.query(&q);
+    // Rule history pages hold 20 by default, 100 at most.
+    let (cursor, limit) = q.page_within(20, 100);
+    let filter = rules::HistoryFilter {
+        change_type: q.opt_enum("change_type", rules::CHANGE_TYPES),
+        changed: q.window(),
+        cursor,
+        limit,
+    };
+    v.finish()?;
+    Ok(Json(rules::history(&s.pool, &actor, id, filter).await?))
+}
+
+async fn simulate(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let f = v.body(&body)?;
+    let event = f.req_object("event").cloned().unwrap_or_default();
+    let state = match f.opt_object("participant_state") {
+        None => rules::SampleState::default(),
+        Some(object) => {
+            let p = f.nested(object, f.path("participant_state"));
+            rules::SampleState {
+                tags: p.opt_string_list("tags", 255).unwrap_or_default(),
+                counters: p.opt_object("counters").cloned().unwrap_or_default(),
+                attributes: p.opt_object("attributes").cloned().unwrap_or_default(),
+            }
+        }
+    };
+    v.finish()?;
+    Ok(Json(
+        rules::simulate(&s.pool, &actor, id, serde_json::Value::Object(event), state).await?,
+    ))
+}
+
+async fn validate(Auth(_): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let condition = v.body(&body)?.req_str("condition", 1, usize::MAX);
+    v.finish()?;
+    Ok(Json(rules::validate(&condition)))
 }

@@ -133,7 +133,7 @@ fn compile_action(a: Action) -> CompiledAction {
 }
 
 impl CompiledRule {
-    fn compile(rule: Rule) -> Self {
+    pub(crate) fn compile(rule: Rule) -> Self {
         let actions = rule.actions.0.into_iter().map(compile_action).collect();
         CompiledRule {
             id: rule.id,

@@ -4,6 +4,7 @@
 pub mod cel;
 mod compiled;
 mod repo;
+mod simulate;
 
 use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
@@ -17,6 +18,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use compiled::{Amount, CompiledAction, CompiledRule, RuleCache, Step, TargetRef};
+pub use simulate::SampleState;
 
 pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
 /// Action types this server executes. The rest of the catalogue (HOLD, SET_TIER, SCHEDULE_EVENT, …) is refused
@@ -395,4 +397,63 @@ pub async fn active_rules(
         .into_iter()
         .map(|rule| cache.get_or_compile(rule))
         .collect())
+}
+
+/// E95: the rule run against a sample event and state; nothing is written.
+pub async fn simulate(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    event: Value,
+    state: SampleState,
+) -> Result<Value> {
+    let rule = get(pool, actor, id).await?;
+    simulate::simulate(pool, actor, rule, event, state).await
+}
+
+/// E96: whether a condition compiles. An invalid condition is an answer, not an error.
+pub fn validate(condition: &str) -> Value {
+    match cel::compile(condition) {
+        Ok(_) => json!({"valid": true, "message": "CEL condition is valid",
+                        "note": "Only syntax was checked; field references are resolved against each event at run time."}),
+        Err(message) => json!({"valid": false, "message": message}),
+    }
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub id: Uuid,
+    pub rule_id: Uuid,
+    pub program_id: Uuid,
+    pub change_type: String,
+    pub changed_at: DateTime<Utc>,
+    pub changed_by_api_key_id: Option<Uuid>,
+    /// Changes made from the dashboard would carry a user; this server has API keys only.
+    pub changed_by_user_id: Option<Uuid>,
+    pub changes: sqlx::types::Json<Value>,
+    pub snapshot: sqlx::types::Json<Value>,
+}
+
+#[derive(Debug, Default)]
+pub struct HistoryFilter {
+    pub change_type: Option<&'static str>,
+    pub changed: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+pub const CHANGE_TYPES: &[&str] = &["created", "updated", "archived", "suspended", "activated"];
+
+/// E93, newest first.
+pub async fn history(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    filter: HistoryFilter,
+) -> Result<Page<HistoryEntry>> {
+    get(pool, actor, id).await?;
+    let rows = repo::history(pool, id, &filter).await?;
+    Ok(Page::from_rows(rows, filter.limit, |h| {
+        Cursor::new(crate::time_key(h.changed_at), h.id)
+    }))
 }

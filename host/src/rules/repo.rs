@@ -152,3 +152,36 @@ pub async fn active(conn: &mut PgConnection, program_ids: &[Uuid]) -> sqlx::Resu
     .fetch_all(conn)
     .await
 }
+
+pub async fn history(
+    pool: &PgPool,
+    rule_id: Uuid,
+    f: &super::HistoryFilter,
+) -> sqlx::Result<Vec<super::HistoryEntry>> {
+    let (from, to) = f
+        .changed
+        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
+    let (after_key, after_id) = f
+        .cursor
+        .as_ref()
+        .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
+    sqlx::query_as(
+        "SELECT id, rule_id, program_id, change_type, changed_at, changed_by_api_key_id,
+                NULL::uuid AS changed_by_user_id, changes, snapshot
+           FROM rule_history
+          WHERE rule_id = $1 AND ($2::text IS NULL OR change_type = $2)
+            AND ($3::timestamptz IS NULL OR changed_at BETWEEN $3 AND $4)
+            AND ($5::text IS NULL OR (changed_at, id) < ($5::timestamptz, $6::uuid))
+          ORDER BY changed_at DESC, id DESC
+          LIMIT $7 + 1",
+    )
+    .bind(rule_id)
+    .bind(f.change_type)
+    .bind(from)
+    .bind(to)
+    .bind(after_key)
+    .bind(after_id)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await
+}
