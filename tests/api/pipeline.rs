@@ -48,6 +48,12 @@ async fn rules_run_in_order_and_stop_after_match_skips_the_rest(
         "order": 10, "stop_after_match": true, "actions": credit("1")})).await;
     app.created("/rules", json!({"program_id": program, "name": "two", "condition": "true", "order": 20, "actions": credit("2")})).await;
     let default_order = app.created("/rules", json!({"program_id": program, "name": "last", "condition": "false", "actions": credit("9")})).await;
+    app.created(
+        "/rules",
+        json!({"program_id": program, "name": "expired promo", "condition": "true", "order": 5,
+        "active_to": "2020-01-01T00:00:00Z", "actions": credit("100")}),
+    )
+    .await;
     assert_eq!(
         default_order["order"], 40,
         "omitted order is the highest + 10"
@@ -62,8 +68,13 @@ async fn rules_run_in_order_and_stop_after_match_skips_the_rest(
         .await;
     assert_eq!(stopped["status"], "COMPLETED");
     assert_eq!(
+        stopped["rule_evaluations"][0]["reason"],
+        "OUTSIDE_TIME_WINDOW"
+    );
+    assert_eq!(
         statuses(&stopped),
         pairs(&[
+            ("expired promo", "SKIPPED"),
             ("big spender", "SUCCESS"),
             ("two", "SKIPPED"),
             ("three", "SKIPPED"),
@@ -73,7 +84,7 @@ async fn rules_run_in_order_and_stop_after_match_skips_the_rest(
     for skipped in &stopped["rule_evaluations"]
         .as_array()
         .cloned()
-        .unwrap_or_default()[1..]
+        .unwrap_or_default()[2..]
     {
         assert_eq!(skipped["reason"], "STOPPED_BY_RULE");
         assert_eq!(skipped["stopped_by_rule_id"], big["id"]);
@@ -90,6 +101,7 @@ async fn rules_run_in_order_and_stop_after_match_skips_the_rest(
     assert_eq!(
         statuses(&flowed),
         pairs(&[
+            ("expired promo", "SKIPPED"),
             ("big spender", "NO_MATCH"),
             ("two", "SUCCESS"),
             ("three", "SUCCESS"),
@@ -104,7 +116,7 @@ async fn rules_run_in_order_and_stop_after_match_skips_the_rest(
     );
 
     // A clash of `order` among active rules is a conflict; a suspended rule frees its slot.
-    let two_id = id(&app.get(&format!("/rules?program_id={program}")).await.body["data"][1]);
+    let two_id = id(&app.get(&format!("/rules?program_id={program}")).await.body["data"][2]);
     assert_eq!(
         app.patch(&format!("/rules/{two_id}"), json!({"order": 10}))
             .await
@@ -132,6 +144,7 @@ async fn rules_run_in_order_and_stop_after_match_skips_the_rest(
     assert_eq!(
         listed,
         [
+            (json!("expired promo"), json!(5)),
             (json!("big spender"), json!(10)),
             (json!("two"), json!(10)),
             (json!("three"), json!(30)),

@@ -5,6 +5,7 @@ use crate::assets::Asset;
 use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
 use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, State};
+use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
 use crate::rules::{Amount, BLOCKED_WHEN_INACTIVE, CompiledAction, CompiledRule, Step, TargetRef};
 use rust_decimal::Decimal;
@@ -25,9 +26,14 @@ pub struct EventContext<'a> {
     pub vars: &'a Variables,
     /// Participants this event has locked, with their state as the event began.
     pub participants: HashMap<Uuid, State>,
+    /// The budget slot this batch draws from first (see `rules::budgets`).
+    pub budget_slot: i16,
 }
 
 type Outcome = sqlx::Result<Result<Value, String>>;
+
+/// Marks a credit the rule's budget could not cover: the rule matched, the credit was not made.
+pub const SUPPRESSED: &str = "BUDGET_EXCEEDED";
 
 pub async fn execute(
     conn: &mut PgConnection,
@@ -120,6 +126,15 @@ async fn money(
     };
     if let Err(problem) = asset.check_amount("amount", amount) {
         return Ok(Err(problem.message));
+    }
+    if !debit && !budgets::draw(conn, rule.id, asset.id, amount, ctx.budget_slot).await? {
+        return Ok(Ok(json!({
+            "type": action.kind,
+            "asset_id": asset.id,
+            "amount": asset.format(amount),
+            "participant_id": participant,
+            "suppressed": SUPPRESSED,
+        })));
     }
     let entry = money_entry(
         ctx,

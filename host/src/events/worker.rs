@@ -163,6 +163,8 @@ pub async fn process_batch(
     known.dedup();
     participants::lock(&mut tx, &known).await?;
     let now = Utc::now();
+    // One preferred budget slot per batch: concurrent batches then mostly draw from different rows.
+    let budget_slot = i16::try_from(jitter_ms(0, 1 << 15)).unwrap_or(0);
     for event in &events {
         let Some(program) = programs.get(&event.program_id) else {
             let outcome = Outcome::failed("program not found".into(), Vec::new());
@@ -175,7 +177,15 @@ pub async fn process_batch(
             .map(|r| &**r)
             .collect();
         let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-        let outcome = match process_event(&mut savepoint, event, program, &program_rules, now).await
+        let outcome = match process_event(
+            &mut savepoint,
+            event,
+            program,
+            &program_rules,
+            now,
+            budget_slot,
+        )
+        .await
         {
             Ok(outcome) => outcome,
             Err(err) if is_contention(&err) || is_connection(&err) => return Err(err),
@@ -295,6 +305,7 @@ async fn process_event(
     program: &ProgramRow,
     rules: &[&CompiledRule],
     now: DateTime<Utc>,
+    budget_slot: i16,
 ) -> sqlx::Result<Outcome> {
     if program.status != "ACTIVE" {
         return Ok(Outcome::failed(
@@ -349,6 +360,7 @@ async fn process_event(
         default_target: recipient.unwrap_or(participant),
         vars: &vars,
         participants: states.into_iter().map(|s| (s.id, s)).collect(),
+        budget_slot,
     };
     let mut evaluations = Vec::with_capacity(rules.len());
     let mut stopped_by = None;
@@ -390,6 +402,17 @@ async fn process_event(
                             evaluations.push(record);
                             return Ok(Outcome::failed(message, evaluations));
                         }
+                    }
+                }
+                let suppressed = record
+                    .results
+                    .iter()
+                    .filter(|r| r["suppressed"] == actions::SUPPRESSED)
+                    .count();
+                if suppressed > 0 {
+                    record.reason = Some(actions::SUPPRESSED);
+                    if suppressed == record.results.len() {
+                        record.status = "SKIPPED";
                     }
                 }
                 evaluations.push(record);

@@ -3,6 +3,7 @@
 use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
+use crate::rules::budgets::{BudgetSpec, Schedule};
 use crate::rules::{self, Action, NewRule, RuleFilter, RulePatch, Target};
 use crate::validation::{Fields, Validator};
 use axum::extract::State;
@@ -18,6 +19,10 @@ pub fn routes() -> Router<AppState> {
         .route("/rules/{id}", get(get_one).patch(update))
         .route("/rules/{id}/history", get(history))
         .route("/rules/{id}/simulate", axum::routing::post(simulate))
+        .route(
+            "/rules/{id}/reset-budget",
+            axum::routing::post(reset_budget),
+        )
 }
 
 /// Every action type of the spec's catalogue, so an unknown type and a not-yet-supported one read differently.
@@ -165,10 +170,83 @@ fn parse_target(
     Some(target)
 }
 
-fn reject_budgets(f: &Fields<'_>) {
-    if f.opt_array("budgets").is_some_and(|b| !b.is_empty()) {
-        f.reject("budgets", "[]", "rule budgets are not supported yet");
+/// `budgets`: `[{asset_id, limit, schedule_type?: CRON|INTERVAL, cron_expression?, interval?}]`.
+fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
+    let items = f.opt_array("budgets")?;
+    let mut specs = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Some(map) = item.as_object() else {
+            f.reject(
+                "budgets",
+                "array of objects",
+                format!("budgets[{i}] must be an object"),
+            );
+            continue;
+        };
+        let b = f.nested(map, format!("budgets[{i}]"));
+        let asset_id = b.req_uuid("asset_id");
+        let limit = b.opt_positive_decimal("limit");
+        if b.raw("limit").is_none() {
+            b.reject("limit", "positive decimal string", "limit is required");
+        }
+        let cron = b.opt_str("cron_expression", 1, 255);
+        let interval = b.opt_str("interval", 1, 64);
+        let schedule = match b.opt_enum("schedule_type", &["CRON", "INTERVAL"]) {
+            Some("CRON") => match cron.as_deref().map(Schedule::cron) {
+                Some(Ok(schedule)) => Some(schedule),
+                Some(Err(message)) => {
+                    b.reject(
+                        "cron_expression",
+                        "cron expression such as 0 0 1 * *",
+                        message,
+                    );
+                    None
+                }
+                None => {
+                    b.reject(
+                        "cron_expression",
+                        "cron expression such as 0 0 1 * *",
+                        "CRON budgets need a cron_expression",
+                    );
+                    None
+                }
+            },
+            Some(_) => match interval
+                .as_deref()
+                .map(|text| (text, crate::duration::parse(text)))
+            {
+                Some((text, Some(length))) => Some(Schedule::Interval {
+                    text: text.to_owned(),
+                    millis: length.num_milliseconds().max(1),
+                }),
+                _ => {
+                    b.reject(
+                        "interval",
+                        "Go duration such as 720h",
+                        "INTERVAL budgets need an interval such as \"720h\"",
+                    );
+                    None
+                }
+            },
+            None if cron.is_some() || interval.is_some() => {
+                b.reject(
+                    "schedule_type",
+                    "CRON|INTERVAL",
+                    "schedule_type is required with cron_expression or interval",
+                );
+                None
+            }
+            None => Some(Schedule::Lifetime),
+        };
+        if let (Some(limit), Some(schedule)) = (limit, schedule) {
+            specs.push(BudgetSpec {
+                asset_id,
+                limit,
+                schedule,
+            });
+        }
     }
+    Some(specs)
 }
 
 async fn create(
@@ -178,7 +256,6 @@ async fn create(
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
-    reject_budgets(&f);
     let new = NewRule {
         program_id: f.req_uuid("program_id"),
         name: f.req_str("name", 1, 255),
@@ -194,6 +271,7 @@ async fn create(
         status: f
             .opt_enum("status", &["ACTIVE", "SUSPENDED"])
             .unwrap_or("ACTIVE"),
+        budgets: parse_budgets(&f).unwrap_or_default(),
     };
     if let (Some(from), Some(to)) = (new.active_from, new.active_to)
         && from > to
@@ -248,7 +326,6 @@ async fn update(
     let v = Validator::new();
     let f = v.body(&body)?;
     f.require_any();
-    reject_budgets(&f);
     let patch = RulePatch {
         name: f.opt_str("name", 1, 255),
         description: f.patch("description", |f, k| f.opt_str(k, 0, 1000)),
@@ -261,6 +338,7 @@ async fn update(
         active_from: f.patch("active_from", |f, k| f.opt_time(k)),
         active_to: f.patch("active_to", |f, k| f.opt_time(k)),
         status: f.opt_enum("status", rules::STATUSES),
+        budgets: parse_budgets(&f),
     };
     v.finish()?;
     Ok(Json(rules::update(&s.pool, &actor, id, patch).await?))
@@ -317,4 +395,18 @@ async fn validate(Auth(_): Auth, JsonBody(body): JsonBody) -> Result<impl IntoRe
     let condition = v.body(&body)?.req_str("condition", 1, usize::MAX);
     v.finish()?;
     Ok(Json(rules::validate(&condition)))
+}
+
+async fn reset_budget(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let asset_id = v.query(&q).req_uuid("asset_id");
+    v.finish()?;
+    Ok(Json(
+        rules::reset_budget(&s.pool, &actor, id, asset_id).await?,
+    ))
 }

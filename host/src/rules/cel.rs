@@ -62,6 +62,10 @@ pub fn compile(source: &str) -> Result<Expression, String> {
                     "expression is nested deeper than {MAX_TREE_DEPTH} operations"
                 ));
             }
+            if nested_comprehension(&tree) {
+                // One loop over event data is linear in its size; a loop inside a loop is not.
+                return Err("macros such as all(), exists() and map() cannot be nested".into());
+            }
             ints_to_doubles(&mut tree);
             Ok(tree)
         })
@@ -255,6 +259,22 @@ fn depth(root: &IdedExpr) -> usize {
         stack.extend(children(node).into_iter().map(|child| (child, d + 1)));
     }
     deepest
+}
+
+fn nested_comprehension(root: &IdedExpr) -> bool {
+    let mut stack = vec![(root, false)];
+    while let Some((node, inside)) = stack.pop() {
+        let here = matches!(node.expr, Expr::Comprehension(_));
+        if here && inside {
+            return true;
+        }
+        stack.extend(
+            children(node)
+                .into_iter()
+                .map(|child| (child, inside || here)),
+        );
+    }
+    false
 }
 
 fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
@@ -570,5 +590,7 @@ mod tests {
         let chain = vec!["1"; 1500].join(" + ");
         assert!(compile(&chain).is_err());
         assert!(compile("event.type = 'x'").is_err());
+        assert!(compile("event.items.all(x, event.items.exists(y, y == x))").is_err());
+        assert!(compile("event.items.all(x, x > 0) && event.tags.exists(t, t == 'a')").is_ok());
     }
 }

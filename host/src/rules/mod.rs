@@ -1,6 +1,7 @@
 //! Rules: a CEL condition and actions, evaluated per event in ascending `order`. Every version of a rule is
 //! a `rule_history` row; evaluations record the version they ran with.
 
+pub mod budgets;
 pub mod cel;
 mod compiled;
 mod repo;
@@ -90,6 +91,8 @@ pub struct Rule {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    #[sqlx(skip)]
+    pub budgets: Vec<budgets::Budget>,
 }
 
 impl Rule {
@@ -105,7 +108,7 @@ impl Rule {
             "stop_after_match": self.stop_after_match,
             "active_from": self.active_from,
             "active_to": self.active_to,
-            "budgets": [],
+            "budgets": self.budgets,
             "status": self.status,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -131,6 +134,7 @@ pub struct NewRule {
     pub active_from: Option<DateTime<Utc>>,
     pub active_to: Option<DateTime<Utc>>,
     pub status: &'static str,
+    pub budgets: Vec<budgets::BudgetSpec>,
 }
 
 pub struct RulePatch {
@@ -143,6 +147,8 @@ pub struct RulePatch {
     pub active_from: Patch<DateTime<Utc>>,
     pub active_to: Patch<DateTime<Utc>>,
     pub status: Option<&'static str>,
+    /// Replaces every budget when present; `[]` removes them.
+    pub budgets: Option<Vec<budgets::BudgetSpec>>,
 }
 
 #[derive(Default)]
@@ -186,18 +192,27 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
         created_at: Utc::now(),
         updated_at: Utc::now(),
         deleted_at: None,
+        budgets: Vec::new(),
     };
-    let rule = repo::insert(&mut tx, actor.organization_id, &rule)
+    let budgets = check_budgets(&mut tx, actor, new.program_id, &new.budgets).await?;
+    let mut rule = repo::insert(&mut tx, actor.organization_id, &rule)
         .await
         .on_constraint("rules_active_order_unique", || order_taken(order))?;
+    budgets::replace(&mut tx, actor.organization_id, rule.id, &budgets).await?;
+    rule.budgets = budgets::of_rules(&mut tx, &[rule.id]).await?;
     repo::insert_history(&mut tx, actor, &rule, "created", json!({})).await?;
     tx.commit().await?;
     Ok(rule)
 }
 
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Rule> {
-    repo::find(pool, actor.organization_id, id)
+    let rule = repo::find(pool, actor.organization_id, id)
         .await?
+        .ok_or(Error::NotFound("rule"))?;
+    with_budgets(pool, vec![rule])
+        .await?
+        .into_iter()
+        .next()
         .ok_or(Error::NotFound("rule"))
 }
 
@@ -207,7 +222,11 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: RuleFilter) -> Result<Pa
         sql_type: "integer",
         descending: false,
     };
-    let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
+    let rows = with_budgets(
+        pool,
+        repo::list(pool, actor.organization_id, &filter, order).await?,
+    )
+    .await?;
     Ok(Page::from_rows(rows, filter.limit, |r| {
         Cursor::new(r.order, r.id)
     }))
@@ -215,9 +234,10 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: RuleFilter) -> Result<Pa
 
 pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) -> Result<Rule> {
     let mut tx = pool.begin().await?;
-    let before = repo::lock(&mut tx, actor.organization_id, id)
+    let mut before = repo::lock(&mut tx, actor.organization_id, id)
         .await?
         .ok_or(Error::NotFound("rule"))?;
+    before.budgets = budgets::of_rules(&mut tx, &[id]).await?;
     if before.status == "ARCHIVED" {
         return Err(Error::conflict("archived rules cannot be modified"));
     }
@@ -230,8 +250,16 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
             "rules of an archived program cannot be modified",
         ));
     }
+    let new_budgets = match &patch.budgets {
+        Some(specs) => Some(check_budgets(&mut tx, actor, before.program_id, specs).await?),
+        None => None,
+    };
     let mut rule = before.clone();
     apply(&mut rule, patch);
+    if let Some(specs) = &new_budgets {
+        budgets::replace(&mut tx, actor.organization_id, id, specs).await?;
+        rule.budgets = budgets::of_rules(&mut tx, &[id]).await?;
+    }
     if rule.condition != before.condition || rule.actions != before.actions {
         check_expressions(
             &mut tx,
@@ -256,12 +284,95 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
     };
     let changes = diff(&before.to_json(), &rule.to_json());
     let order = rule.order;
-    let rule = repo::save(&mut tx, &rule)
+    let budgets = std::mem::take(&mut rule.budgets);
+    let mut rule = repo::save(&mut tx, &rule)
         .await
         .on_constraint("rules_active_order_unique", || order_taken(order))?;
+    rule.budgets = budgets;
     repo::insert_history(&mut tx, actor, &rule, change_type, changes).await?;
     tx.commit().await?;
     Ok(rule)
+}
+
+/// Each budget's asset must be linked to the program and its limit within the asset's scale; one budget
+/// per asset. Returns the specs with their asset's scale.
+async fn check_budgets(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    program_id: Uuid,
+    specs: &[budgets::BudgetSpec],
+) -> Result<Vec<(budgets::BudgetSpec, i16)>> {
+    let mut errors = Vec::new();
+    let mut checked = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let field = |name: &str| format!("budgets[{i}].{name}");
+        if specs[..i]
+            .iter()
+            .any(|earlier| earlier.asset_id == spec.asset_id)
+        {
+            errors.push(FieldError::invalid(
+                field("asset_id"),
+                "one budget per asset",
+                Some(spec.asset_id.to_string()),
+                "this asset already has a budget in this rule",
+            ));
+            continue;
+        }
+        match crate::assets::find_linked(conn, actor.organization_id, program_id, spec.asset_id)
+            .await?
+        {
+            None => errors.push(FieldError::invalid(
+                field("asset_id"),
+                "asset linked to the rule's program",
+                Some(spec.asset_id.to_string()),
+                "asset not found or not linked to this program",
+            )),
+            Some(asset) if !money::fits_scale(spec.limit, asset.scale) => errors.push(
+                FieldError::invalid(
+                    field("limit"),
+                    format!("at most {} decimal places", asset.scale),
+                    Some(spec.limit.to_string()),
+                    "limit exceeds the asset's scale",
+                )
+                .with_reason("invalid_scale"),
+            ),
+            Some(asset) => checked.push((spec.clone(), asset.scale)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(checked)
+    } else {
+        Err(Error::Invalid(errors))
+    }
+}
+
+/// E94: refills one budget of the rule and starts its next period.
+pub async fn reset_budget(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    asset_id: Uuid,
+) -> Result<budgets::Budget> {
+    get(pool, actor, id).await?;
+    let mut tx = pool.begin().await?;
+    let budget = budgets::reset(&mut tx, id, asset_id)
+        .await?
+        .ok_or(Error::NotFound("budget"))?;
+    tx.commit().await?;
+    Ok(budget)
+}
+
+/// Fills in the budgets of rules read from the database.
+async fn with_budgets(pool: &PgPool, mut rules: Vec<Rule>) -> Result<Vec<Rule>> {
+    let ids: Vec<Uuid> = rules.iter().map(|r| r.id).collect();
+    let mut conn = pool.acquire().await?;
+    let mut all = budgets::of_rules(&mut conn, &ids).await?;
+    for rule in &mut rules {
+        let (mine, rest) = all.into_iter().partition(|b| b.rule_id == rule.id);
+        rule.budgets = mine;
+        all = rest;
+    }
+    Ok(rules)
 }
 
 fn apply(rule: &mut Rule, patch: RulePatch) {
