@@ -1,6 +1,7 @@
 //! Go duration syntax (`"24h"`, `"1h30m"`, `"90s"`, `"1.5h"`), as the API uses for windows and expiries.
 
 use chrono::Duration;
+use rust_decimal::prelude::ToPrimitive;
 
 /// Parses a positive Go duration; units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`. `None` when malformed or not positive.
 pub fn parse(text: &str) -> Option<Duration> {
@@ -29,7 +30,7 @@ pub fn parse(text: &str) -> Option<Duration> {
         };
         let value = rust_decimal::Decimal::from_str_exact(number).ok()?;
         let ns = (value * rust_decimal::Decimal::from(scale)).trunc();
-        total_ns += i128::try_from(ns.mantissa() / 10i128.pow(ns.scale())).ok()?;
+        total_ns += ns.to_i128()?;
         rest = next;
     }
     let ns = i64::try_from(total_ns).ok().filter(|ns| *ns > 0)?;

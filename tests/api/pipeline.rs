@@ -694,7 +694,7 @@ async fn failed_attempts_are_retried_then_failed_events_can_be_retried_by_hand(
         .await
         .expect("attempts");
     assert_eq!(attempts, 6, "the first attempt and five automatic retries");
-    assert_eq!(failed["processed_at"].is_string(), true);
+    assert!(failed["processed_at"].is_string());
 
     // Once the cause is fixed, a manual retry processes it; nothing else can be retried.
     app.created("/participants", json!({"external_id": "late"}))

@@ -1,6 +1,6 @@
 //! Rule history (E93), simulation (E95) and validation (E96).
 
-use crate::common::{TestApp, id};
+use crate::common::TestApp;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 

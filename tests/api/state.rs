@@ -519,6 +519,37 @@ async fn participant_profile_and_state_endpoints(_: PgPoolOptions, connect: PgCo
         404
     );
 
+    // Search spans external_id and profile fields; filters AND together.
+    app.created(
+        "/participants",
+        json!({"external_id": "quinn", "last_name": "Patterson"}),
+    )
+    .await;
+    let names = |body: Value| -> Vec<Value> {
+        data(&body)
+            .iter()
+            .map(|p| p["external_id"].clone())
+            .collect()
+    };
+    let found = names(
+        app.get("/participants?search=pat&sort_by=external_id&sort_dir=asc")
+            .await
+            .body,
+    );
+    assert_eq!(found, [json!("pat"), json!("quinn")]);
+    assert_eq!(
+        names(
+            app.get(&format!("/participants?search=pat&program_id={program}"))
+                .await
+                .body
+        ),
+        [json!("pat")]
+    );
+    assert_eq!(
+        names(app.get("/participants?status=CLOSED").await.body),
+        Vec::<Value>::new()
+    );
+
     // History records API changes with the key that made them; E46 lists the participant's events.
     let history = data(
         &app.get(&format!("{base}/activity/state-history?limit=100"))

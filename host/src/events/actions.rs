@@ -61,12 +61,8 @@ pub async fn execute(
     };
     let result = match &action.step {
         Step::Money { .. } => return money(conn, ctx, rule, action, target).await,
-        Step::Tag { tag, add: true } => {
-            let changed = state::add_tag(conn, &origin, target, tag).await?;
-            json!({"type": action.kind, "participant_id": target, "tag": tag, "changed": changed})
-        }
-        Step::Tag { tag, add: false } => {
-            let changed = state::remove_tag(conn, &origin, target, tag).await?;
+        Step::Tag { tag, add } => {
+            let changed = state::set_tag(conn, &origin, target, tag, *add).await?;
             json!({"type": action.kind, "participant_id": target, "tag": tag, "changed": changed})
         }
         Step::Counter { key, delta, window } => {

@@ -120,10 +120,10 @@ fn parse_profile_patch(f: &Fields<'_>) -> ProfilePatch {
         attributes: f.opt_string_map("attributes", 1000).unwrap_or_default(),
         tags: f.opt_string_list("tags", 255),
     };
-    if let Some(email) = patch.profile.email.as_deref().filter(|e| !e.is_empty()) {
-        if let Err(problem) = participants::check_email("email", email) {
-            f.reject("email", &problem.expected, problem.message);
-        }
+    if let Some(email) = patch.profile.email.as_deref().filter(|e| !e.is_empty())
+        && let Err(problem) = participants::check_email("email", email)
+    {
+        f.reject("email", &problem.expected, problem.message);
     }
     if f.contains("status") {
         f.reject(

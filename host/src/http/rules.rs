@@ -122,14 +122,14 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             "SET_ATTRIBUTE" => Some(a.req_str("value", 1, rules::cel::MAX_LENGTH)),
             _ => a.opt_str("value", 1, rules::cel::MAX_LENGTH),
         };
-        if let Some(window) = action.reset_after.as_deref() {
-            if crate::duration::parse(window).is_none() {
-                a.reject(
-                    "reset_after",
-                    "Go duration such as 24h",
-                    "reset_after must be a duration such as \"720h\"",
-                );
-            }
+        if let Some(window) = action.reset_after.as_deref()
+            && crate::duration::parse(window).is_none()
+        {
+            a.reject(
+                "reset_after",
+                "Go duration such as 24h",
+                "reset_after must be a duration such as \"720h\"",
+            );
         }
         actions.push(action);
     }

@@ -339,14 +339,14 @@ pub async fn replace_tags(
 /// Adds a tag; `true` when it was not there before.
 pub async fn add_tag(pool: &PgPool, actor: &Actor, id: Uuid, tag: &str) -> Result<bool> {
     let (mut tx, origin) = locked(pool, actor, id).await?;
-    let added = state::add_tag(&mut tx, &origin, id, tag).await?;
+    let added = state::set_tag(&mut tx, &origin, id, tag, true).await?;
     tx.commit().await?;
     Ok(added)
 }
 
 pub async fn remove_tag(pool: &PgPool, actor: &Actor, id: Uuid, tag: &str) -> Result<()> {
     let (mut tx, origin) = locked(pool, actor, id).await?;
-    state::remove_tag(&mut tx, &origin, id, tag).await?;
+    state::set_tag(&mut tx, &origin, id, tag, false).await?;
     tx.commit().await?;
     Ok(())
 }

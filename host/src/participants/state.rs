@@ -107,60 +107,41 @@ async fn record(
     Ok(())
 }
 
-/// Adds a (lower-cased) tag; `false` when it was already there.
-pub async fn add_tag(
+/// Adds (`present`) or removes a tag, lower-cased; `false` when it already was, or was not, there.
+pub async fn set_tag(
     conn: &mut PgConnection,
     origin: &Origin,
     participant: Uuid,
     tag: &str,
+    present: bool,
 ) -> sqlx::Result<bool> {
     let tag = tag.to_lowercase();
-    let added: Option<String> = sqlx::query_scalar(
-        "INSERT INTO participant_tags (participant_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING tag",
-    )
-    .bind(participant)
-    .bind(&tag)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if added.is_some() {
+    let sql = if present {
+        "INSERT INTO participant_tags (participant_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING tag"
+    } else {
+        "DELETE FROM participant_tags WHERE participant_id = $1 AND tag = $2 RETURNING tag"
+    };
+    let changed: Option<String> = sqlx::query_scalar(sql)
+        .bind(participant)
+        .bind(&tag)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if changed.is_some() {
+        let (operation, old_value, new_value) = if present {
+            ("add", None, Some(tag.clone()))
+        } else {
+            ("remove", Some(tag.clone()), None)
+        };
         let change = Change {
             state_type: "tag",
             key: &tag,
-            operation: "add",
-            old_value: None,
-            new_value: Some(tag.clone()),
+            operation,
+            old_value,
+            new_value,
         };
         record(conn, origin, participant, change).await?;
     }
-    Ok(added.is_some())
-}
-
-/// Removes a tag; `false` when it was not there.
-pub async fn remove_tag(
-    conn: &mut PgConnection,
-    origin: &Origin,
-    participant: Uuid,
-    tag: &str,
-) -> sqlx::Result<bool> {
-    let tag = tag.to_lowercase();
-    let removed: Option<String> = sqlx::query_scalar(
-        "DELETE FROM participant_tags WHERE participant_id = $1 AND tag = $2 RETURNING tag",
-    )
-    .bind(participant)
-    .bind(&tag)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if removed.is_some() {
-        let change = Change {
-            state_type: "tag",
-            key: &tag,
-            operation: "remove",
-            old_value: Some(tag.clone()),
-            new_value: None,
-        };
-        record(conn, origin, participant, change).await?;
-    }
-    Ok(removed.is_some())
+    Ok(changed.is_some())
 }
 
 pub async fn tags(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Vec<String>> {
@@ -179,10 +160,10 @@ pub async fn replace_tags(
 ) -> sqlx::Result<()> {
     let current = tags(conn, participant).await?;
     for gone in current.iter().filter(|t| !wanted.contains(t)) {
-        remove_tag(conn, origin, participant, gone).await?;
+        set_tag(conn, origin, participant, gone, false).await?;
     }
     for new in wanted.iter().filter(|t| !current.contains(t)) {
-        add_tag(conn, origin, participant, new).await?;
+        set_tag(conn, origin, participant, new, true).await?;
     }
     Ok(())
 }

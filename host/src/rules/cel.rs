@@ -191,10 +191,10 @@ impl Template {
 fn reads_inputs(root: &IdedExpr) -> bool {
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
-        if let Expr::Ident(name) = &node.expr {
-            if matches!(name.as_str(), "event" | "participant" | "now") {
-                return true;
-            }
+        if let Expr::Ident(name) = &node.expr
+            && matches!(name.as_str(), "event" | "participant" | "now")
+        {
+            return true;
         }
         stack.extend(children(node));
     }

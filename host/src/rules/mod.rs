@@ -484,10 +484,10 @@ async fn check_expressions(
                 },
             }
         }
-        if let Some(value) = action.value.as_deref().filter(|_| action.kind == "COUNTER") {
-            if money::parse(value).is_none() {
-                errors.extend(expression("value", value));
-            }
+        if let Some(value) = action.value.as_deref().filter(|_| action.kind == "COUNTER")
+            && money::parse(value).is_none()
+        {
+            errors.extend(expression("value", value));
         }
     }
     if errors.is_empty() {
