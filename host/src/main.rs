@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use scrip::config::Settings;
-use scrip::{BoxError, db, dev, organizations};
+use scrip::{BoxError, db, dev, ledger, organizations};
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +24,8 @@ enum Commands {
     },
     /// Create the database if needed and apply pending migrations.
     Migrate,
+    /// Check the hash chain and the ledger's invariants; print what was checked and what is wrong.
+    Verify,
     /// Manage API keys.
     ApiKey {
         #[command(subcommand)]
@@ -80,6 +82,12 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             result?;
         }
+        Commands::Verify => {
+            let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
+            if !verify(&pool).await? {
+                std::process::exit(1);
+            }
+        }
         Commands::Migrate => {
             db::connect_and_migrate(&settings.database_url, 2).await?;
             println!("migrations applied");
@@ -107,4 +115,59 @@ async fn serve_dev(settings: &Settings) -> Result<(), BoxError> {
     println!("scrip dev is serving on http://{}", running.addr);
     running.until_signal().await;
     Ok(())
+}
+
+/// Prints one line per check; `false` when anything is wrong.
+async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
+    let chain = ledger::chain::verify(pool).await?;
+    let found = ledger::check_invariants(pool).await?;
+    println!("organizations: {}", chain.organizations);
+    let line = |what: &str, problems: usize| {
+        println!("{}: {what}", if problems == 0 { "ok  " } else { "FAIL" });
+        problems == 0
+    };
+    let checks = [
+        line(
+            &format!(
+                "hash chain recomputed over {} sealed entries ({} not sealed yet)",
+                chain.sealed_entries, chain.unsealed_entries
+            ),
+            chain.breaks.len(),
+        ),
+        line(
+            "every journal entry sums to zero per asset",
+            found.unbalanced_entries.len(),
+        ),
+        line(
+            "every materialised balance equals the sum of its postings",
+            found.drifted_balances.len(),
+        ),
+        line(
+            "no account but a participant's is below zero",
+            found.negative_balances.len(),
+        ),
+        line(
+            "only completed events have ledger entries",
+            found.effects_of_unfinished_events.len(),
+        ),
+    ];
+    for b in &chain.breaks {
+        println!(
+            "  chain break: organization {} entry {} (chain_seq {}): {}",
+            b.organization_id, b.journal_entry_id, b.chain_seq, b.problem
+        );
+    }
+    for (entry, asset, sum) in &found.unbalanced_entries {
+        println!("  unbalanced: entry {entry} asset {asset} sums to {sum}");
+    }
+    for (account, stored, posted) in &found.drifted_balances {
+        println!("  drifted: account {account} holds {stored} but its postings sum to {posted}");
+    }
+    for (account, balance) in &found.negative_balances {
+        println!("  negative: account {account} is at {balance}");
+    }
+    for event in &found.effects_of_unfinished_events {
+        println!("  unfinished event {event} has ledger entries");
+    }
+    Ok(checks.iter().all(|ok| *ok))
 }

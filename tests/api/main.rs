@@ -5,6 +5,7 @@ mod budgets;
 mod common;
 mod idempotency;
 mod isolation;
+mod ledger;
 mod pipeline;
 mod process;
 mod quickstart;

@@ -6,6 +6,7 @@
 //! redemption) are shared by every event of an organization, so their balance is never stored: it is the sum
 //! of their postings. No row is updated by every entry.
 
+pub mod chain;
 mod repo;
 
 use crate::error::{Error, Result};
@@ -304,20 +305,32 @@ pub async fn balance_impact(
 /// What the invariant check found wrong; empty when the ledger is consistent.
 #[derive(Debug, Default, Serialize)]
 pub struct Inconsistencies {
+    /// (entry, asset, sum) for entries whose postings do not sum to zero.
     pub unbalanced_entries: Vec<(Uuid, Uuid, Decimal)>,
+    /// (account, stored balance, sum of postings).
     pub drifted_balances: Vec<(Uuid, Decimal, Decimal)>,
+    /// (account, balance) for accounts other than participants' below zero (only participants may overdraw).
+    pub negative_balances: Vec<(Uuid, Decimal)>,
+    /// Events that are not COMPLETED yet have ledger entries: a failed attempt left effects behind.
+    pub effects_of_unfinished_events: Vec<Uuid>,
 }
 
 impl Inconsistencies {
     pub fn is_empty(&self) -> bool {
-        self.unbalanced_entries.is_empty() && self.drifted_balances.is_empty()
+        self.unbalanced_entries.is_empty()
+            && self.drifted_balances.is_empty()
+            && self.negative_balances.is_empty()
+            && self.effects_of_unfinished_events.is_empty()
     }
 }
 
-/// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings.
+/// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings; only participants below
+/// zero; only completed events have effects.
 pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
     Ok(Inconsistencies {
         unbalanced_entries: repo::unbalanced_entries(pool).await?,
         drifted_balances: repo::drifted_balances(pool).await?,
+        negative_balances: repo::negative_balances(pool).await?,
+        effects_of_unfinished_events: repo::effects_of_unfinished_events(pool).await?,
     })
 }

@@ -274,3 +274,19 @@ pub async fn balance_impact(
     .fetch_all(pool)
     .await
 }
+
+pub async fn negative_balances(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Decimal)>> {
+    sqlx::query_as(
+        "SELECT id, balance FROM accounts WHERE balance < 0 AND entity_type <> 'PARTICIPANT'",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn effects_of_unfinished_events(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT e.id FROM events e JOIN journal_entries j ON j.event_id = e.id WHERE e.status <> 'COMPLETED'",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,121 @@
+//! The journal: append-only in the database, sealed into a hash chain, checked by `scrip verify`.
+
+use crate::common::{TestApp, database_url};
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::time::{Duration, Instant};
+
+async fn verify(connect: &PgConnectOptions) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scrip"))
+        .arg("verify")
+        .env("DATABASE_URL", database_url(connect))
+        .output()
+        .await
+        .expect("scrip verify runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn the_journal_is_append_only_chained_and_verified(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect.clone()).await;
+    let (program, points) = app.program_with_points("Chained", "PTS").await;
+    app.rule(
+        &program,
+        "earn",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "10"}]),
+    )
+    .await;
+    for n in 0..5 {
+        app.processed(
+            &app.event(
+                &program,
+                &format!("u{}", n % 2),
+                &format!("c{n}"),
+                json!({}),
+            )
+            .await,
+        )
+        .await;
+    }
+    // The sealer runs beside the workers; every entry gets its hash shortly after it commits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let entries = loop {
+        let entries = app.get("/journal-entries").await.body["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if entries.len() == 5 && entries.iter().all(|e| e["entry_hash"].is_string()) {
+            break entries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "entries were not sealed: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut hashes: Vec<String> = entries
+        .iter()
+        .map(|e| e["entry_hash"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        hashes
+            .iter()
+            .all(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+    );
+    hashes.dedup();
+    assert_eq!(hashes.len(), 5);
+    let (ok, report) = verify(&connect).await;
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("ok  : hash chain recomputed over 5 sealed entries (0 not sealed yet)"),
+        "{report}"
+    );
+
+    // The database refuses to change or remove what the journal holds.
+    for statement in [
+        "UPDATE postings SET amount = amount * 2",
+        "DELETE FROM postings",
+        "UPDATE journal_entries SET description = 'rewritten'",
+        "DELETE FROM journal_entries",
+    ] {
+        let refused = sqlx::query(statement).execute(&app.pool).await;
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("append-only")),
+            "{statement} was allowed"
+        );
+    }
+
+    // Someone with the power to bypass that is still caught by the chain.
+    let target = entries[2]["id"].as_str().expect("id").to_owned();
+    for statement in [
+        "ALTER TABLE journal_entries DISABLE TRIGGER journal_entries_append_only".to_string(),
+        format!("UPDATE journal_entries SET description = 'tampered' WHERE id = '{target}'"),
+        "ALTER TABLE journal_entries ENABLE TRIGGER journal_entries_append_only".to_string(),
+    ] {
+        sqlx::query(&statement)
+            .execute(&app.pool)
+            .await
+            .expect("tampering as superuser");
+    }
+    let (ok, report) = verify(&connect).await;
+    assert!(!ok, "{report}");
+    assert!(report.contains("FAIL: hash chain"), "{report}");
+    assert!(report.contains(&format!("entry {target}")), "{report}");
+    assert_eq!(
+        report.matches("chain break").count(),
+        1,
+        "one altered entry is one break: {report}"
+    );
+    assert!(
+        report.contains("ok  : every journal entry sums to zero per asset"),
+        "{report}"
+    );
+    app.stop().await;
+}
