@@ -16,6 +16,9 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("invalid or revoked API key")]
     Unauthorized,
+    /// The balance cannot cover the operation (422 `insufficient_balance`).
+    #[error("{0}")]
+    Insufficient(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("{0}")]

@@ -2,6 +2,7 @@
 //! (CEL today) decide what they earn, and a double-entry ledger on Postgres records every movement.
 
 pub mod assets;
+pub mod balances;
 pub mod config;
 pub mod db;
 pub mod dev;
@@ -9,6 +10,7 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod idempotency;
 pub mod ledger;
 pub mod money;
 pub mod organizations;

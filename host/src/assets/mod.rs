@@ -36,6 +36,16 @@ pub struct Asset {
 }
 
 impl Asset {
+    /// Where credits of this asset in `program_id` come from, and debits return to: the program wallet for
+    /// PREFUNDED assets, the organization's issuance account for UNLIMITED ones.
+    pub fn source(&self, program_id: Uuid) -> crate::ledger::Owner {
+        if self.issuance_policy == "PREFUNDED" {
+            crate::ledger::Owner::Program(program_id)
+        } else {
+            crate::ledger::Owner::Issuance
+        }
+    }
+
     pub fn format(&self, amount: Decimal) -> String {
         money::format(amount, self.scale)
     }

@@ -170,11 +170,7 @@ fn money_entry(
     participant: Uuid,
     amount: Decimal,
 ) -> NewEntry {
-    let source = if asset.issuance_policy == "PREFUNDED" {
-        Owner::Program(ctx.program_id)
-    } else {
-        Owner::Issuance
-    };
+    let source = asset.source(ctx.program_id);
     let account = |owner| AccountKey {
         owner,
         asset_id: asset.id,

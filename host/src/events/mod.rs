@@ -9,6 +9,7 @@ pub mod worker;
 use crate::error::{Error, Result};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
+pub use crate::participants::Party;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -21,18 +22,11 @@ pub const SORT_KEYS: &[&str] = &["created_at", "event_timestamp", "status"];
 /// Evaluations hidden from E85 unless `include_skipped=true`.
 pub const HIDDEN_EVALUATIONS: &[&str] = &["SKIPPED_ERROR", "SKIPPED_TIMEOUT"];
 
-/// Who the event is about, as the client identified them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Identity {
-    External(String),
-    Id(Uuid),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub program_id: Uuid,
-    pub participant: Identity,
-    pub recipient: Option<Identity>,
+    pub participant: Party,
+    pub recipient: Option<Party>,
     pub idempotency_key: String,
     /// `None` when the client did not send one: the event happened when it was received.
     pub event_timestamp: Option<DateTime<Utc>>,
@@ -179,7 +173,7 @@ async fn check_references(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Resul
         .into_iter()
         .flatten()
     {
-        if let Identity::Id(id) = identity
+        if let Party::Id(id) = identity
             && !repo::participant_exists(pool, actor.organization_id, *id).await?
         {
             return Err(Error::NotFound("participant"));
@@ -207,13 +201,13 @@ async fn store(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Result<(Event, b
 
 fn same_payload(stored: &Event, new: &NewEvent) -> bool {
     let identity = match &new.participant {
-        Identity::External(external_id) => stored.external_id.as_ref() == Some(external_id),
-        Identity::Id(id) => stored.participant_id == Some(*id) && stored.external_id.is_none(),
+        Party::External(external_id) => stored.external_id.as_ref() == Some(external_id),
+        Party::Id(id) => stored.participant_id == Some(*id) && stored.external_id.is_none(),
     };
     let recipient = match &new.recipient {
         None => stored.recipient_id.is_none() && stored.recipient_external_id.is_none(),
-        Some(Identity::Id(id)) => stored.recipient_id == Some(*id),
-        Some(Identity::External(x)) => stored.recipient_external_id.as_ref() == Some(x),
+        Some(Party::Id(id)) => stored.recipient_id == Some(*id),
+        Some(Party::External(x)) => stored.recipient_external_id.as_ref() == Some(x),
     };
     let timestamp = new
         .event_timestamp

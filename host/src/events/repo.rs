@@ -1,4 +1,4 @@
-use super::{Evaluation, Event, EventFilter, Identity, NewEvent};
+use super::{Evaluation, Event, EventFilter, NewEvent, Party};
 use crate::organizations::Actor;
 use crate::pagination::Order;
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -42,10 +42,10 @@ pub async fn insert(
     .await
 }
 
-fn split(identity: &Identity) -> (Option<Uuid>, Option<String>) {
+fn split(identity: &Party) -> (Option<Uuid>, Option<String>) {
     match identity {
-        Identity::Id(id) => (Some(*id), None),
-        Identity::External(external_id) => (None, Some(external_id.clone())),
+        Party::Id(id) => (Some(*id), None),
+        Party::External(external_id) => (None, Some(external_id.clone())),
     }
 }
 

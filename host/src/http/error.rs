@@ -11,11 +11,12 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, body) = match self {
             Error::Invalid(fields) => {
-                let code = if fields.iter().any(|f| f.reason == "invalid_scale") {
-                    "invalid_scale"
-                } else {
-                    "bad_request"
-                };
+                // Some reasons are codes of their own in the spec; otherwise it is a plain bad request.
+                let code = fields
+                    .iter()
+                    .map(|f| f.reason)
+                    .find(|reason| matches!(*reason, "invalid_scale" | "self_transfer"))
+                    .unwrap_or("bad_request");
                 let message = match fields.as_slice() {
                     [only] => format!("{}: {}", only.field, only.message),
                     _ => "Invalid request parameters".to_string(),
@@ -33,6 +34,10 @@ impl IntoResponse for Error {
             Error::NotFound(what) => (
                 StatusCode::NOT_FOUND,
                 json!({"code": "not_found", "message": format!("{what} not found")}),
+            ),
+            Error::Insufficient(message) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"code": "insufficient_balance", "message": message}),
             ),
             Error::Conflict { code, message } => (
                 StatusCode::CONFLICT,

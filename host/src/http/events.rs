@@ -3,7 +3,7 @@
 use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::{Error, Result};
-use crate::events::{self, EventFilter, Identity, Ingested, NewEvent};
+use crate::events::{self, EventFilter, Ingested, NewEvent, Party};
 use crate::validation::{Fields, Validator};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -26,10 +26,10 @@ const BATCH_MAX: usize = 100;
 
 /// One party of an event, named by an external id or a participant id but not both. `Ok(None)` when neither
 /// was sent; `Err` when the field was invalid (already recorded).
-fn identity(f: &Fields<'_>, external_key: &str, id_key: &str) -> Result<Option<Identity>, ()> {
+fn identity(f: &Fields<'_>, external_key: &str, id_key: &str) -> Result<Option<Party>, ()> {
     match (f.opt_str(external_key, 1, 255), f.opt_uuid(id_key)) {
-        (Some(external_id), None) => Ok(Some(Identity::External(external_id))),
-        (None, Some(id)) => Ok(Some(Identity::Id(id))),
+        (Some(external_id), None) => Ok(Some(Party::External(external_id))),
+        (None, Some(id)) => Ok(Some(Party::Id(id))),
         (Some(_), Some(_)) => {
             let expected = format!("one of {external_key}, {id_key}");
             f.reject(

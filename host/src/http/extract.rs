@@ -113,6 +113,18 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIdKey {
     }
 }
 
+/// Two resource ids (`/programs/{id}/assets/{asset_id}/fund`).
+pub struct PathIds(pub Uuid, pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let PathIdKey(id, other) = PathIdKey::from_request_parts(parts, state).await?;
+        Ok(PathIds(id, parse_id(other)?))
+    }
+}
+
 fn parse_id(raw: String) -> Result<Uuid, Error> {
     Uuid::parse_str(&raw).map_err(|_| {
         Error::invalid(FieldError::invalid(

@@ -1,5 +1,6 @@
 //! The REST API. Handlers parse the request, call one service function and map its result; nothing else.
 
+mod balances;
 mod error;
 mod events;
 mod extract;
@@ -25,6 +26,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(programs::routes())
+        .merge(balances::routes())
         .merge(participants::routes())
         .merge(state::routes())
         .merge(events::routes())

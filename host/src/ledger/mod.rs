@@ -27,6 +27,7 @@ pub enum Owner {
     Participant(Uuid),
     Program(Uuid),
     Issuance,
+    Breakage,
 }
 
 impl Owner {
@@ -35,13 +36,14 @@ impl Owner {
             Owner::Participant(_) => "PARTICIPANT",
             Owner::Program(_) => "PROGRAM",
             Owner::Issuance => "SYSTEM_ISSUANCE",
+            Owner::Breakage => "SYSTEM_BREAKAGE",
         }
     }
 
     pub fn entity_id(self) -> Option<Uuid> {
         match self {
             Owner::Participant(id) | Owner::Program(id) => Some(id),
-            Owner::Issuance => None,
+            Owner::Issuance | Owner::Breakage => None,
         }
     }
 }
@@ -51,6 +53,52 @@ pub struct AccountKey {
     pub owner: Owner,
     pub asset_id: Uuid,
     pub bucket: &'static str,
+}
+
+impl AccountKey {
+    pub fn new(owner: Owner, asset_id: Uuid, bucket: &'static str) -> Self {
+        AccountKey {
+            owner,
+            asset_id,
+            bucket,
+        }
+    }
+}
+
+/// A holder's balance of one asset, per bucket.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct Snapshot {
+    pub available: Decimal,
+    pub held: Decimal,
+    pub deferred: Decimal,
+}
+
+impl Snapshot {
+    pub fn bucket(&self, bucket: &str) -> Decimal {
+        match bucket {
+            "HELD" => self.held,
+            "DEFERRED" => self.deferred,
+            _ => self.available,
+        }
+    }
+
+    pub fn to_json(&self, scale: i16) -> serde_json::Value {
+        serde_json::json!({
+            "available": crate::money::format(self.available, scale),
+            "held": crate::money::format(self.held, scale),
+            "deferred": crate::money::format(self.deferred, scale),
+        })
+    }
+}
+
+/// The balances of a participant's or program wallet's accounts in one asset, read in the caller's transaction.
+pub async fn snapshot(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    owner: Owner,
+    asset_id: Uuid,
+) -> Result<Snapshot> {
+    Ok(repo::snapshot(conn, organization_id, owner, asset_id).await?)
 }
 
 #[derive(Debug, Clone)]
@@ -332,5 +380,110 @@ pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
         drifted_balances: repo::drifted_balances(pool).await?,
         negative_balances: repo::negative_balances(pool).await?,
         effects_of_unfinished_events: repo::effects_of_unfinished_events(pool).await?,
+    })
+}
+
+/// Filters of an account holder's activity (E11, E45) and statement (E12, E48).
+#[derive(Debug, Default)]
+pub struct ActivityFilter {
+    pub asset_id: Option<Uuid>,
+    pub bucket: Option<&'static str>,
+    /// On the entry's `created_at`.
+    pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// On the originating event's `event_timestamp` (the entry's `created_at` when there is no event).
+    pub happened: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// One posting on a holder's account, with its entry's context.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActivityRow {
+    pub posting_id: Uuid,
+    pub journal_entry_id: Uuid,
+    pub action_type: String,
+    pub amount: Decimal,
+    pub scale: i16,
+    pub asset_id: Uuid,
+    pub bucket: String,
+    pub description: Option<String>,
+    pub event_id: Option<Uuid>,
+    pub event_timestamp: Option<DateTime<Utc>>,
+    pub created_by_api_key_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    /// Statements only: the balance after this posting, over the holder's whole history.
+    pub running_balance: Option<Decimal>,
+}
+
+impl Serialize for ActivityRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut row = serde_json::json!({
+            "posting_id": self.posting_id,
+            "journal_entry_id": self.journal_entry_id,
+            "action_type": self.action_type,
+            "amount": crate::money::format(self.amount, self.scale),
+            "asset_id": self.asset_id,
+            "bucket": self.bucket,
+            "description": self.description,
+            "event_id": self.event_id,
+            "event_timestamp": self.event_timestamp,
+            "created_by_api_key_id": self.created_by_api_key_id,
+            "created_at": self.created_at,
+        });
+        if let Some(running) = self.running_balance {
+            row["running_balance"] = serde_json::json!(crate::money::format(running, self.scale));
+        }
+        row.serialize(s)
+    }
+}
+
+/// A holder's postings, newest first.
+pub async fn history(
+    pool: &PgPool,
+    actor: &Actor,
+    owner: Owner,
+    filter: ActivityFilter,
+) -> Result<Page<ActivityRow>> {
+    let rows = repo::history(pool, actor.organization_id, owner, &filter).await?;
+    Ok(Page::from_rows(rows, filter.limit, |r| {
+        Cursor::new(crate::time_key(r.created_at), r.posting_id)
+    }))
+}
+
+/// A statement: the holder's postings of one asset in the window, oldest first, with running balances and the
+/// balances at the window's ends computed over the full history.
+#[derive(Debug, Serialize)]
+pub struct Statement {
+    pub asset_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<&'static str>,
+    pub opening_balance: String,
+    pub closing_balance: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub page: Page<ActivityRow>,
+}
+
+pub async fn statement(
+    pool: &PgPool,
+    actor: &Actor,
+    owner: Owner,
+    asset: &crate::assets::Asset,
+    filter: ActivityFilter,
+) -> Result<Statement> {
+    let (opening, closing) =
+        repo::statement_bounds(pool, actor.organization_id, owner, asset.id, &filter).await?;
+    let rows = repo::statement_lines(pool, actor.organization_id, owner, asset.id, &filter).await?;
+    Ok(Statement {
+        asset_id: asset.id,
+        bucket: filter.bucket,
+        opening_balance: asset.format(opening),
+        closing_balance: asset.format(closing),
+        from: filter.created.map(|(from, _)| from),
+        to: filter.created.map(|(_, to)| to),
+        page: Page::from_rows(rows, filter.limit, |r| {
+            Cursor::new(crate::time_key(r.created_at), r.posting_id)
+        }),
     })
 }

@@ -290,3 +290,143 @@ pub async fn effects_of_unfinished_events(pool: &PgPool) -> sqlx::Result<Vec<Uui
     .fetch_all(pool)
     .await
 }
+
+pub async fn snapshot(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    owner: super::Owner,
+    asset_id: Uuid,
+) -> sqlx::Result<super::Snapshot> {
+    sqlx::query_as(
+        "SELECT COALESCE(sum(balance) FILTER (WHERE bucket = 'AVAILABLE'), 0) AS available,
+                COALESCE(sum(balance) FILTER (WHERE bucket = 'HELD'), 0) AS held,
+                COALESCE(sum(balance) FILTER (WHERE bucket = 'DEFERRED'), 0) AS deferred
+           FROM accounts
+          WHERE organization_id = $1 AND entity_type = $2 AND entity_id = $3 AND asset_id = $4",
+    )
+    .bind(organization_id)
+    .bind(owner.entity_type())
+    .bind(owner.entity_id())
+    .bind(asset_id)
+    .fetch_one(conn)
+    .await
+}
+
+const ACTIVITY_COLUMNS: &str =
+    "x.id AS posting_id, x.journal_entry_id, j.action_type, x.amount, s.scale, x.asset_id,
+    x.bucket, j.description, j.event_id, e.event_timestamp, j.created_by_api_key_id, x.created_at";
+
+const ACTIVITY_FROM: &str = "FROM postings x
+    JOIN journal_entries j ON j.id = x.journal_entry_id
+    JOIN assets s ON s.id = x.asset_id
+    LEFT JOIN events e ON e.id = j.event_id
+   WHERE x.organization_id = $1 AND x.entity_type = $2 AND x.entity_id = $3
+     AND ($4::uuid IS NULL OR x.asset_id = $4) AND ($5::text IS NULL OR x.bucket = $5)";
+
+type Window = (
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+fn ends(window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>) -> Window {
+    window.map_or((None, None), |(from, to)| (Some(from), Some(to)))
+}
+
+pub async fn history(
+    pool: &PgPool,
+    organization_id: Uuid,
+    owner: super::Owner,
+    f: &super::ActivityFilter,
+) -> sqlx::Result<Vec<super::ActivityRow>> {
+    let (from, to) = ends(f.created);
+    let (event_from, event_to) = ends(f.happened);
+    let (after_key, after_id) = f
+        .cursor
+        .as_ref()
+        .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
+    sqlx::query_as(&format!(
+        "SELECT {ACTIVITY_COLUMNS}, NULL::numeric AS running_balance {ACTIVITY_FROM}
+            AND ($6::timestamptz IS NULL OR x.created_at BETWEEN $6 AND $7)
+            AND ($8::timestamptz IS NULL OR COALESCE(e.event_timestamp, x.created_at) BETWEEN $8 AND $9)
+            AND ($10::text IS NULL OR (x.created_at, x.id) < ($10::timestamptz, $11::uuid))
+          ORDER BY x.created_at DESC, x.id DESC
+          LIMIT $12 + 1"
+    ))
+    .bind(organization_id)
+    .bind(owner.entity_type())
+    .bind(owner.entity_id())
+    .bind(f.asset_id)
+    .bind(f.bucket)
+    .bind(from)
+    .bind(to)
+    .bind(event_from)
+    .bind(event_to)
+    .bind(after_key)
+    .bind(after_id)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The balance before the window and at its end (the whole history without one).
+pub async fn statement_bounds(
+    pool: &PgPool,
+    organization_id: Uuid,
+    owner: super::Owner,
+    asset_id: Uuid,
+    f: &super::ActivityFilter,
+) -> sqlx::Result<(Decimal, Decimal)> {
+    let (from, to) = ends(f.created);
+    sqlx::query_as(
+        "SELECT COALESCE(sum(amount) FILTER (WHERE $6::timestamptz IS NOT NULL AND created_at < $6), 0),
+                COALESCE(sum(amount) FILTER (WHERE $7::timestamptz IS NULL OR created_at <= $7), 0)
+           FROM postings
+          WHERE organization_id = $1 AND entity_type = $2 AND entity_id = $3 AND asset_id = $4
+            AND ($5::text IS NULL OR bucket = $5)",
+    )
+    .bind(organization_id)
+    .bind(owner.entity_type())
+    .bind(owner.entity_id())
+    .bind(asset_id)
+    .bind(f.bucket)
+    .bind(from)
+    .bind(to)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn statement_lines(
+    pool: &PgPool,
+    organization_id: Uuid,
+    owner: super::Owner,
+    asset_id: Uuid,
+    f: &super::ActivityFilter,
+) -> sqlx::Result<Vec<super::ActivityRow>> {
+    let (from, to) = ends(f.created);
+    let (after_key, after_id) = f
+        .cursor
+        .as_ref()
+        .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
+    sqlx::query_as(&format!(
+        "WITH lines AS (
+             SELECT {ACTIVITY_COLUMNS}, sum(x.amount) OVER (ORDER BY x.created_at, x.id) AS running_balance
+             {ACTIVITY_FROM})
+         SELECT * FROM lines
+          WHERE ($6::timestamptz IS NULL OR created_at BETWEEN $6 AND $7)
+            AND ($8::text IS NULL OR (created_at, posting_id) > ($8::timestamptz, $9::uuid))
+          ORDER BY created_at, posting_id
+          LIMIT $10 + 1"
+    ))
+    .bind(organization_id)
+    .bind(owner.entity_type())
+    .bind(owner.entity_id())
+    .bind(Some(asset_id))
+    .bind(f.bucket)
+    .bind(from)
+    .bind(to)
+    .bind(after_key)
+    .bind(after_id)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await
+}

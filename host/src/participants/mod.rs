@@ -20,6 +20,39 @@ pub use repo::{enroll, find_by_external_id, insert_if_absent, lock, lock_state};
 
 pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "CLOSED"];
 
+/// A participant as a client names one: by our id or by their own external id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Party {
+    External(String),
+    Id(Uuid),
+}
+
+impl std::fmt::Display for Party {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Party::External(external_id) => write!(f, "external_id:{external_id}"),
+            Party::Id(id) => write!(f, "participant_id:{id}"),
+        }
+    }
+}
+
+/// The id of an existing participant of the organization; `NotFound` otherwise.
+pub async fn find_party(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    party: &Party,
+) -> Result<Uuid> {
+    let found = match party {
+        Party::Id(id) => repo::exists(conn, organization_id, *id)
+            .await?
+            .then_some(*id),
+        Party::External(external_id) => {
+            find_by_external_id(conn, organization_id, external_id).await?
+        }
+    };
+    found.ok_or(Error::NotFound("participant"))
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Participant {
     pub id: Uuid,

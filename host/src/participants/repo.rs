@@ -280,3 +280,17 @@ pub async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> sqlx
         .await?;
     Ok(())
 }
+
+pub async fn exists(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM participants WHERE id = $1 AND organization_id = $2)",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .fetch_one(conn)
+    .await
+}

@@ -8,6 +8,7 @@ use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
 use crate::validation::Patch;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -166,4 +167,118 @@ pub async fn list_assets(
         ..Default::default()
     };
     assets::list(pool, actor, filter).await
+}
+
+/// Whether the program exists and is ACTIVE, read in the caller's transaction.
+pub async fn is_active(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> {
+    Ok(repo::status(conn, id).await?.as_deref() == Some("ACTIVE"))
+}
+
+/// E8 (fund) moves value from issuance into the program's wallet; E9 (burn) moves it to breakage. Only
+/// PREFUNDED assets have a wallet.
+pub async fn move_wallet(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    asset_id: Uuid,
+    amount: Decimal,
+    description: Option<String>,
+    fund: bool,
+) -> Result<serde_json::Value> {
+    use crate::ledger::{AccountKey, NewEntry, Owner, PostError};
+    let mut tx = pool.begin().await?;
+    lock_for_update(&mut tx, actor.organization_id, program_id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
+    let asset = crate::assets::find_linked(&mut tx, actor.organization_id, program_id, asset_id)
+        .await?
+        .ok_or(Error::NotFound("asset"))?;
+    if asset.issuance_policy != "PREFUNDED" {
+        return Err(Error::invalid(crate::error::FieldError::invalid(
+            "asset_id",
+            "PREFUNDED asset",
+            Some(asset_id.to_string()),
+            "only PREFUNDED assets have a program wallet; UNLIMITED assets are issued without one",
+        )));
+    }
+    asset
+        .check_amount("amount", amount)
+        .map_err(Error::invalid)?;
+    let wallet = AccountKey::new(Owner::Program(program_id), asset.id, "AVAILABLE");
+    let other = AccountKey::new(
+        if fund {
+            Owner::Issuance
+        } else {
+            Owner::Breakage
+        },
+        asset.id,
+        "AVAILABLE",
+    );
+    let signed = if fund { amount } else { -amount };
+    let entry = NewEntry {
+        program_id,
+        action_type: if fund { "FUND" } else { "BURN" },
+        description,
+        event_id: None,
+        rule_id: None,
+        reference_id: None,
+        created_by_api_key_id: Some(actor.api_key_id),
+        postings: vec![(wallet, signed), (other, -signed)],
+        allow_negative: false,
+    };
+    let journal_entry_id = crate::ledger::post(&mut tx, actor.organization_id, &entry)
+        .await
+        .map_err(|e| match e {
+            PostError::InsufficientBalance => {
+                Error::Insufficient("the program wallet holds less than that".into())
+            }
+            PostError::Unbalanced => Error::Internal("postings do not balance".into()),
+            PostError::Database(err) => Error::Database(err),
+        })?;
+    let balance = crate::ledger::snapshot(
+        &mut tx,
+        actor.organization_id,
+        Owner::Program(program_id),
+        asset.id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(serde_json::json!({
+        "available": asset.format(balance.available),
+        "journal_entry_id": journal_entry_id,
+        "message": if fund { "Program funded successfully" } else { "Program balance burned successfully" },
+    }))
+}
+
+/// E10: the wallet of every PREFUNDED asset linked to the program (or of `asset_id`).
+pub async fn wallet_balances(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    asset_id: Option<Uuid>,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Page<serde_json::Value>> {
+    let assets = list_assets(pool, actor, program_id, None, 200).await?.data;
+    let mut conn = pool.acquire().await?;
+    let mut rows = Vec::new();
+    let mut prefunded: Vec<&Asset> = assets
+        .iter()
+        .filter(|a| a.issuance_policy == "PREFUNDED" && asset_id.is_none_or(|id| id == a.id))
+        .filter(|a| cursor.as_ref().is_none_or(|c| a.id > c.id))
+        .collect();
+    prefunded.sort_by_key(|a| a.id);
+    for asset in prefunded
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(0) + 1)
+    {
+        let owner = crate::ledger::Owner::Program(program_id);
+        let balance =
+            crate::ledger::snapshot(&mut conn, actor.organization_id, owner, asset.id).await?;
+        let mut row = balance.to_json(asset.scale);
+        row["asset_id"] = serde_json::json!(asset.id);
+        row["issuance_policy"] = serde_json::json!(asset.issuance_policy);
+        rows.push((asset.id, row));
+    }
+    Ok(Page::from_rows(rows, limit, |(id, _)| Cursor::new("", *id)).map(|(_, row)| row))
 }

@@ -110,3 +110,10 @@ pub async fn link_asset(
     .await?;
     Ok(())
 }
+
+pub async fn status(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT status FROM programs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}

@@ -1,0 +1,376 @@
+//! Program wallets (E8–E12), participant balance operations (E40–E43), history and statement (E45, E48),
+//! and transfers (E106).
+
+use super::AppState;
+use super::extract::{Auth, JsonBody, PathId, PathIds, QueryParams};
+use crate::balances::{self, Adjustment, Operation, OperationRequest, Transfer};
+use crate::error::Result;
+use crate::ledger::{self, ActivityFilter, ActivityRow, Owner, Statement};
+use crate::pagination::Page;
+use crate::participants::Party;
+use crate::validation::{Fields, Validator};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/programs/{id}/assets/{asset_id}/fund", post(fund))
+        .route("/programs/{id}/assets/{asset_id}/burn", post(burn))
+        .route("/programs/{id}/balance", get(wallet_balance))
+        .route("/programs/{id}/history", get(wallet_history))
+        .route("/programs/{id}/statement", get(wallet_statement))
+        .route("/participants/{id}/balances/adjust", post(adjust))
+        .route("/participants/{id}/balances/hold", post(hold))
+        .route("/participants/{id}/balances/release", post(release))
+        .route("/participants/{id}/balances/forfeit", post(forfeit))
+        .route(
+            "/participants/{id}/activity/history",
+            get(participant_history),
+        )
+        .route("/participants/{id}/statement", get(participant_statement))
+        .route("/transfers", post(transfer))
+}
+
+async fn fund(
+    s: State<AppState>,
+    auth: Auth,
+    ids: PathIds,
+    body: JsonBody,
+) -> Result<impl IntoResponse> {
+    move_wallet(s, auth, ids, body, true).await
+}
+
+async fn burn(
+    s: State<AppState>,
+    auth: Auth,
+    ids: PathIds,
+    body: JsonBody,
+) -> Result<impl IntoResponse> {
+    move_wallet(s, auth, ids, body, false).await
+}
+
+async fn move_wallet(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIds(program_id, asset_id): PathIds,
+    JsonBody(body): JsonBody,
+    fund: bool,
+) -> Result<Json<Value>> {
+    let v = Validator::new();
+    let f = v.body(&body)?;
+    let amount = f.opt_positive_decimal("amount");
+    if f.raw("amount").is_none() {
+        f.reject("amount", "positive decimal string", "amount is required");
+    }
+    let description = f.opt_str("description", 0, 500);
+    v.finish()?;
+    let amount = amount.unwrap_or_default();
+    Ok(Json(
+        crate::programs::move_wallet(
+            &s.pool,
+            &actor,
+            program_id,
+            asset_id,
+            amount,
+            description,
+            fund,
+        )
+        .await?,
+    ))
+}
+
+async fn wallet_balance(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let q = v.query(&q);
+    let (cursor, limit) = q.page();
+    let asset_id = q.opt_uuid("asset_id");
+    v.finish()?;
+    Ok(Json(
+        crate::programs::wallet_balances(&s.pool, &actor, id, asset_id, cursor, limit).await?,
+    ))
+}
+
+/// Filters shared by the history and statement endpoints.
+fn activity_filter(q: &Fields<'_>) -> ActivityFilter {
+    let (cursor, limit) = q.page();
+    ActivityFilter {
+        asset_id: q.opt_uuid("asset_id"),
+        bucket: q.opt_enum("bucket", ledger::BUCKETS),
+        created: q.window(),
+        happened: q.pair("event_from", "event_to"),
+        cursor,
+        limit,
+    }
+}
+
+async fn history(
+    s: &AppState,
+    actor: &crate::organizations::Actor,
+    owner: Owner,
+    q: Map<String, Value>,
+) -> Result<Json<Page<ActivityRow>>> {
+    let v = Validator::new();
+    let filter = activity_filter(&v.query(&q));
+    v.finish()?;
+    Ok(Json(ledger::history(&s.pool, actor, owner, filter).await?))
+}
+
+async fn statement(
+    s: &AppState,
+    actor: &crate::organizations::Actor,
+    owner: Owner,
+    q: Map<String, Value>,
+) -> Result<Json<Statement>> {
+    let v = Validator::new();
+    let fields = v.query(&q);
+    let asset_id = fields.req_uuid("asset_id");
+    let filter = activity_filter(&fields);
+    v.finish()?;
+    let asset = crate::assets::get(&s.pool, actor, asset_id).await?;
+    Ok(Json(
+        ledger::statement(&s.pool, actor, owner, &asset, filter).await?,
+    ))
+}
+
+async fn wallet_history(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    crate::programs::get(&s.pool, &actor, id).await?;
+    history(&s, &actor, Owner::Program(id), q).await
+}
+
+async fn wallet_statement(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    crate::programs::get(&s.pool, &actor, id).await?;
+    statement(&s, &actor, Owner::Program(id), q).await
+}
+
+async fn participant_history(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    crate::participants::get(&s.pool, &actor, id).await?;
+    history(&s, &actor, Owner::Participant(id), q).await
+}
+
+async fn participant_statement(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    crate::participants::get(&s.pool, &actor, id).await?;
+    statement(&s, &actor, Owner::Participant(id), q).await
+}
+
+async fn adjust(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let f = v.body(&body)?;
+    let kind = f.req_enum("type", &["CREDIT", "DEBIT"]);
+    let amount = f.opt_positive_decimal("amount");
+    if f.raw("amount").is_none() {
+        f.reject("amount", "positive decimal string", "amount is required");
+    }
+    let allow_negative = f.opt_bool("allow_negative").unwrap_or(false);
+    if allow_negative && kind == "CREDIT" {
+        f.reject(
+            "allow_negative",
+            "false for CREDIT",
+            "allow_negative applies to DEBIT adjustments only",
+        );
+    }
+    let adjustment = Adjustment {
+        program_id: f.req_uuid("program_id"),
+        asset_id: f.req_uuid("asset_id"),
+        debit: kind == "DEBIT",
+        amount: amount.unwrap_or_default(),
+        description: f.req_str("description", 1, 500),
+        bucket: f
+            .opt_enum("bucket", &["AVAILABLE", "HELD"])
+            .unwrap_or("AVAILABLE"),
+        allow_negative,
+    };
+    v.finish()?;
+    Ok(Json(
+        balances::adjust(&s.pool, &actor, id, adjustment).await?,
+    ))
+}
+
+/// The common body of hold, release and forfeit (BalanceOperationRequest).
+fn operation_request(f: &Fields<'_>) -> OperationRequest {
+    for lot_only in ["earned_from", "earned_to", "lot_ids", "reference_id"] {
+        if f.contains(lot_only) {
+            f.reject(
+                lot_only,
+                "absent",
+                format!("{lot_only} selects lots of LOT assets, which are not supported yet"),
+            );
+        }
+    }
+    OperationRequest {
+        program_id: f.req_uuid("program_id"),
+        asset_id: f.req_uuid("asset_id"),
+        description: f.req_str("description", 1, 500),
+        amount: f.opt_positive_decimal("amount"),
+        idempotency_key: f.opt_str("idempotency_key", 1, 255),
+    }
+}
+
+async fn operate(
+    s: &AppState,
+    actor: &crate::organizations::Actor,
+    id: Uuid,
+    body: &Value,
+    op: impl FnOnce(&Fields<'_>) -> Operation,
+) -> Result<Json<Value>> {
+    let v = Validator::new();
+    let f = v.body(body)?;
+    let request = operation_request(&f);
+    let op = op(&f);
+    v.finish()?;
+    let (response, _) = balances::operate(&s.pool, actor, id, op, request).await?;
+    Ok(Json(response))
+}
+
+async fn hold(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    operate(&s, &actor, id, &body, |_| Operation::Hold).await
+}
+
+async fn release(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    operate(&s, &actor, id, &body, |_| Operation::Release).await
+}
+
+async fn forfeit(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    operate(&s, &actor, id, &body, |f| Operation::Forfeit {
+        bucket: f.req_enum("bucket", &["AVAILABLE", "HELD"]),
+    })
+    .await
+}
+
+/// `external_id` or `participant_id` (with `prefix`); groups are not supported yet.
+fn party(f: &Fields<'_>, prefix: &str) -> Option<Party> {
+    let (external_key, id_key, group_key) = (
+        format!("{prefix}external_id"),
+        format!("{prefix}participant_id"),
+        format!("{prefix}group_id"),
+    );
+    if f.contains(&group_key) {
+        f.reject(&group_key, "absent", "groups are not supported yet");
+    }
+    match (f.opt_str(&external_key, 1, 255), f.opt_uuid(&id_key)) {
+        (Some(external_id), None) => Some(Party::External(external_id)),
+        (None, Some(id)) => Some(Party::Id(id)),
+        _ => {
+            f.reject(
+                &id_key,
+                &format!("exactly one of {external_key}, {id_key}"),
+                format!("name the participant by exactly one of {external_key} and {id_key}"),
+            );
+            None
+        }
+    }
+}
+
+async fn transfer(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let f = v.body(&body)?;
+    let source = party(&f, "source_");
+    let mut recipients = Vec::new();
+    match f.opt_array("recipients") {
+        Some(items) if (1..=100).contains(&items.len()) => {
+            for (i, item) in items.iter().enumerate() {
+                let Some(map) = item.as_object() else {
+                    f.reject(
+                        "recipients",
+                        "array of objects",
+                        format!("recipients[{i}] must be an object"),
+                    );
+                    continue;
+                };
+                let r = f.nested(map, format!("recipients[{i}]"));
+                let amount = r.opt_positive_decimal("amount");
+                if r.raw("amount").is_none() {
+                    r.reject("amount", "positive decimal string", "amount is required");
+                }
+                if let (Some(party), Some(amount)) = (party(&r, ""), amount) {
+                    recipients.push((party, amount));
+                }
+            }
+        }
+        _ => f.reject(
+            "recipients",
+            "array of 1 to 100 recipients",
+            "a transfer has 1 to 100 recipients",
+        ),
+    }
+    let program_id = f.req_uuid("program_id");
+    let asset_id = f.req_uuid("asset_id");
+    let description = f.req_str("description", 1, 500);
+    let idempotency_key = f.opt_str("idempotency_key", 1, 255);
+    v.finish()?;
+    let Some(source) = source else {
+        return Err(crate::error::Error::Internal(
+            "validated source missing".into(),
+        ));
+    };
+    let transfer = Transfer {
+        program_id,
+        asset_id,
+        description,
+        source,
+        recipients,
+        idempotency_key,
+    };
+    let (response, replayed) = balances::transfer(&s.pool, &actor, transfer).await?;
+    Ok((
+        if replayed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(response),
+    ))
+}
