@@ -75,6 +75,7 @@ pub async fn start(
     let cache = Arc::new(rules::RuleCache::default());
     let wake = Arc::new(Notify::new());
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
+    tasks.spawn(ledger::lots::run_jobs(pool.clone(), stopped.clone()));
     tasks.spawn(events::worker::listen(
         pool.clone(),
         wake.clone(),

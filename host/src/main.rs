@@ -166,6 +166,11 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
     for (account, balance) in &found.negative_balances {
         println!("  negative: account {account} is at {balance}");
     }
+    for (participant, asset, bucket, balance, lots) in &found.lot_mismatches {
+        println!(
+            "  lots: participant {participant} asset {asset} {bucket} balance {balance} but lots hold {lots}"
+        );
+    }
     for event in &found.effects_of_unfinished_events {
         println!("  unfinished event {event} has ledger entries");
     }

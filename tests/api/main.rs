@@ -7,6 +7,7 @@ mod common;
 mod idempotency;
 mod isolation;
 mod ledger;
+mod lots;
 mod pipeline;
 mod process;
 mod quickstart;

@@ -1,10 +1,12 @@
-//! Direct balance operations on a participant (E40–E43) and transfers between participants (E106), for
-//! SIMPLE assets. Each is one balanced journal entry written under the participants' locks; hold, release,
-//! forfeit and transfer accept an `idempotency_key`.
+//! Direct balance operations on a participant (E40–E43) and transfers between participants (E106), for SIMPLE
+//! and LOT assets. Each is one balanced journal entry written under the participants' locks; on LOT assets the
+//! lots are settled (expired, matured), spent oldest first and linked to the entry. Hold, release, forfeit and
+//! transfer accept an `idempotency_key`.
 
 use crate::assets::Asset;
 use crate::error::{Error, FieldError, Result};
 use crate::idempotency::{self, Claim, Key};
+use crate::ledger::lots::{self, LotSpec, Plan, Selector};
 use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
 use crate::organizations::Actor;
 use crate::participants;
@@ -54,8 +56,10 @@ pub struct OperationRequest {
     pub program_id: Uuid,
     pub asset_id: Uuid,
     pub description: String,
-    /// `None`: the whole balance of the bucket the value leaves.
+    /// `None`: everything selected (the whole bucket of a SIMPLE asset).
     pub amount: Option<Decimal>,
+    /// Which lots (LOT assets only): `reference_id`, `lot_ids`, `earned_from`/`earned_to`.
+    pub lots: Selector,
     pub idempotency_key: Option<String>,
 }
 
@@ -79,35 +83,77 @@ pub async fn adjust(
     asset
         .check_amount("amount", a.amount)
         .map_err(Error::invalid)?;
+    let holder = Owner::Participant(participant);
+    let overdraft = a.allow_negative && a.bucket == "AVAILABLE";
+    let mut spent = None;
+    let mut debt = Decimal::ZERO;
+    if asset.inventory_mode == "LOT" {
+        lots::settle(&mut tx, participant, asset.id).await?;
+        if a.debit {
+            let plan = lots::plan(
+                &mut tx,
+                participant,
+                asset.id,
+                a.bucket,
+                Some(a.amount),
+                &Selector::default(),
+            )
+            .await?;
+            if plan.total < a.amount && !overdraft {
+                return Err(Error::Insufficient("insufficient balance".into()));
+            }
+            spent = Some(plan);
+        } else {
+            debt = debt_of(&mut tx, actor, participant, &asset).await?;
+        }
+    }
     let signed = if a.debit { -a.amount } else { a.amount };
-    let entry = NewEntry {
-        program_id: a.program_id,
-        action_type: if a.debit { "DEBIT" } else { "CREDIT" },
-        description: Some(a.description),
-        event_id: None,
-        rule_id: None,
-        reference_id: None,
-        created_by_api_key_id: Some(actor.api_key_id),
-        postings: vec![
-            (
-                AccountKey::new(Owner::Participant(participant), asset.id, a.bucket),
-                signed,
-            ),
+    let entry = api_entry(
+        actor,
+        a.program_id,
+        if a.debit { "DEBIT" } else { "CREDIT" },
+        a.description,
+        vec![
+            (AccountKey::new(holder, asset.id, a.bucket), signed),
             (
                 AccountKey::new(asset.source(a.program_id), asset.id, "AVAILABLE"),
                 -signed,
             ),
         ],
-        allow_negative: a.allow_negative,
-    };
-    let journal_entry_id = post(&mut tx, actor, &entry).await?;
-    let balance = ledger::snapshot(
+    );
+    let journal_entry_id = post(
         &mut tx,
-        actor.organization_id,
-        Owner::Participant(participant),
-        asset.id,
+        actor,
+        &NewEntry {
+            allow_negative: overdraft,
+            ..entry
+        },
     )
     .await?;
+    match &spent {
+        Some(plan) => lots::consume(&mut tx, journal_entry_id, plan).await?,
+        None if asset.inventory_mode == "LOT" => {
+            // A credit straight into HELD is a provisional accrual, which void-hold may cancel.
+            let lot = NewLot {
+                program_id: a.program_id,
+                participant,
+                amount: a.amount,
+                bucket: a.bucket,
+                debt,
+            };
+            create_lot(
+                &mut tx,
+                actor,
+                &asset,
+                journal_entry_id,
+                lot,
+                a.bucket == "HELD",
+            )
+            .await?;
+        }
+        None => {}
+    }
+    let balance = ledger::snapshot(&mut tx, actor.organization_id, holder, asset.id).await?;
     tx.commit().await?;
     Ok(json!({
         "amount": asset.format(a.amount),
@@ -130,6 +176,7 @@ pub async fn operate(
     r: OperationRequest,
 ) -> Result<(Value, bool)> {
     let mut tx = pool.begin().await?;
+    let (from_bucket, to, to_bucket) = op.movement(participant);
     let key = r.idempotency_key.as_deref().map(|key| Key {
         organization_id: actor.organization_id,
         program_id: r.program_id,
@@ -137,64 +184,111 @@ pub async fn operate(
         key,
     });
     let request = json!({"participant_id": participant, "asset_id": r.asset_id, "description": r.description,
-        "amount": r.amount.map(|a| a.normalize().to_string()), "operation": op.name(),
-        "bucket": op.movement(participant).0});
+        "amount": r.amount.map(|a| a.normalize().to_string()), "bucket": from_bucket,
+        "reference_id": r.lots.reference_id, "lot_ids": r.lots.lot_ids,
+        "earned": r.lots.earned.map(|(from, to)| [crate::time_key(from), crate::time_key(to)])});
     if let Some(key) = &key {
         if let Claim::Replay(response) = idempotency::claim(&mut tx, key, &request).await? {
             return Ok((response, true));
         }
     }
     // Forfeits are how value leaves a closed account, so they are allowed whatever the participant's status.
-    let allow_inactive = matches!(op, Operation::Forfeit { .. });
+    let require_active = !matches!(op, Operation::Forfeit { .. });
     let asset = prepare(
         &mut tx,
         actor,
         &[participant],
         r.program_id,
         r.asset_id,
-        !allow_inactive,
+        require_active,
     )
     .await?;
-    let (from_bucket, to, to_bucket) = op.movement(participant);
-    let before = ledger::snapshot(
-        &mut tx,
-        actor.organization_id,
-        Owner::Participant(participant),
-        asset.id,
-    )
-    .await?;
-    let amount = match r.amount {
-        Some(amount) => {
-            asset
-                .check_amount("amount", amount)
-                .map_err(Error::invalid)?;
-            amount
+    if let Some(amount) = r.amount {
+        asset
+            .check_amount("amount", amount)
+            .map_err(Error::invalid)?;
+    }
+    let plan = match asset.inventory_mode.as_str() {
+        "LOT" => {
+            lots::settle(&mut tx, participant, asset.id).await?;
+            // A hold stamps the lots it takes with its reference; release and forfeit select by it.
+            let selection = match op {
+                Operation::Hold => Selector {
+                    reference_id: None,
+                    ..r.lots.clone()
+                },
+                _ => r.lots.clone(),
+            };
+            Some(
+                lots::plan(
+                    &mut tx,
+                    participant,
+                    asset.id,
+                    from_bucket,
+                    r.amount,
+                    &selection,
+                )
+                .await?,
+            )
         }
-        None => before.bucket(from_bucket),
+        _ if r.lots.is_set() => return Err(lot_fields_on_simple()),
+        _ => None,
+    };
+    let amount = match (&plan, r.amount) {
+        (Some(plan), Some(amount)) if plan.total < amount => {
+            return Err(Error::Insufficient(format!(
+                "the selected lots hold {}",
+                asset.format(plan.total)
+            )));
+        }
+        (Some(plan), _) => plan.total,
+        (None, Some(amount)) => amount,
+        (None, None) => ledger::snapshot(
+            &mut tx,
+            actor.organization_id,
+            Owner::Participant(participant),
+            asset.id,
+        )
+        .await?
+        .bucket(from_bucket),
     };
     if amount <= Decimal::ZERO {
         return Err(Error::Insufficient(format!(
             "there is nothing in {from_bucket} to process"
         )));
     }
-    let entry = NewEntry {
-        program_id: r.program_id,
-        action_type: op.name(),
-        description: Some(r.description),
-        event_id: None,
-        rule_id: None,
-        reference_id: None,
-        created_by_api_key_id: Some(actor.api_key_id),
-        postings: vec![
+    let entry = api_entry(
+        actor,
+        r.program_id,
+        op.name(),
+        r.description,
+        vec![
             (
                 AccountKey::new(Owner::Participant(participant), asset.id, from_bucket),
                 -amount,
             ),
             (AccountKey::new(to, asset.id, to_bucket), amount),
         ],
-        allow_negative: false,
-    };
+    );
     let journal_entry_id = post(&mut tx, actor, &entry).await?;
+    if let Some(plan) = &plan {
+        match op {
+            Operation::Hold => {
+                lots::shift(
+                    &mut tx,
+                    journal_entry_id,
+                    plan,
+                    "HELD",
+                    r.lots.reference_id.as_deref(),
+                )
+                .await?
+            }
+            Operation::Release => {
+                lots::shift(&mut tx, journal_entry_id, plan, "AVAILABLE", None).await?
+            }
+            Operation::Forfeit { .. } => lots::consume(&mut tx, journal_entry_id, plan).await?,
+        }
+    }
     let balance = ledger::snapshot(
         &mut tx,
         actor.organization_id,
@@ -202,7 +296,7 @@ pub async fn operate(
         asset.id,
     )
     .await?;
-    let response = json!({
+    let mut response = json!({
         "operation": op.name(),
         "amount_processed": asset.format(amount),
         "asset_id": asset.id,
@@ -211,6 +305,10 @@ pub async fn operate(
         "balance": balance.to_json(asset.scale),
         "message": format!("Processed {}", asset.format(amount)),
     });
+    if let Some(plan) = &plan {
+        response["lots_processed"] = json!(plan.processed(asset.scale));
+        response["reference_id"] = json!(r.lots.reference_id);
+    }
     if let Some(key) = &key {
         idempotency::remember(&mut tx, key, &response).await?;
     }
@@ -227,7 +325,8 @@ pub struct Transfer {
     pub idempotency_key: Option<String>,
 }
 
-/// E106: one entry moving value from the source's AVAILABLE to every recipient's, all or nothing.
+/// E106: one entry moving value from the source's AVAILABLE to every recipient's, all or nothing. On LOT
+/// assets the source's lots are spent oldest first and every recipient gets a fresh lot (no expiry carried).
 pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Value, bool)> {
     let mut tx = pool.begin().await?;
     let key = t.idempotency_key.as_deref().map(|key| Key {
@@ -279,18 +378,29 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
         AccountKey::new(Owner::Participant(source), asset.id, "AVAILABLE"),
         -total,
     ));
-    let entry = NewEntry {
-        program_id: t.program_id,
-        action_type: "TRANSFER",
-        description: Some(t.description),
-        event_id: None,
-        rule_id: None,
-        reference_id: None,
-        created_by_api_key_id: Some(actor.api_key_id),
-        postings,
-        allow_negative: false,
+    let spent = match asset.inventory_mode.as_str() {
+        "LOT" => Some(spend_lots(&mut tx, actor, &asset, source, &recipients, total).await?),
+        _ => None,
     };
-    let journal_entry_id = post(&mut tx, actor, &entry).await?;
+    let journal_entry_id = post(
+        &mut tx,
+        actor,
+        &api_entry(actor, t.program_id, "TRANSFER", t.description, postings),
+    )
+    .await?;
+    if let Some((plan, debts)) = &spent {
+        lots::consume(&mut tx, journal_entry_id, plan).await?;
+        for ((participant, amount), debt) in recipients.iter().zip(debts) {
+            let lot = NewLot {
+                program_id: t.program_id,
+                participant: *participant,
+                amount: *amount,
+                bucket: "AVAILABLE",
+                debt: *debt,
+            };
+            create_lot(&mut tx, actor, &asset, journal_entry_id, lot, false).await?;
+        }
+    }
     let response = json!({
         "asset_id": asset.id,
         "journal_entry_id": journal_entry_id,
@@ -303,6 +413,116 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
     }
     tx.commit().await?;
     Ok((response, false))
+}
+
+/// The source's lots covering `total`, and each recipient's overdraft that their new lot repays first.
+async fn spend_lots(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    asset: &Asset,
+    source: Uuid,
+    recipients: &[(Uuid, Decimal)],
+    total: Decimal,
+) -> Result<(Plan, Vec<Decimal>)> {
+    lots::settle(conn, source, asset.id).await?;
+    let plan = lots::plan(
+        conn,
+        source,
+        asset.id,
+        "AVAILABLE",
+        Some(total),
+        &Selector::default(),
+    )
+    .await?;
+    if plan.total < total {
+        return Err(Error::Insufficient("insufficient balance".into()));
+    }
+    let mut debts = Vec::with_capacity(recipients.len());
+    for (id, _) in recipients {
+        debts.push(debt_of(conn, actor, *id, asset).await?);
+    }
+    Ok((plan, debts))
+}
+
+/// What a participant's AVAILABLE balance is below zero: an overdraft the next credit repays first.
+async fn debt_of(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    participant: Uuid,
+    asset: &Asset,
+) -> Result<Decimal> {
+    let available = ledger::snapshot(
+        conn,
+        actor.organization_id,
+        Owner::Participant(participant),
+        asset.id,
+    )
+    .await?
+    .available;
+    Ok(-available.min(Decimal::ZERO))
+}
+
+struct NewLot {
+    program_id: Uuid,
+    participant: Uuid,
+    amount: Decimal,
+    bucket: &'static str,
+    debt: Decimal,
+}
+
+async fn create_lot(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    asset: &Asset,
+    entry_id: Uuid,
+    lot: NewLot,
+    provisional: bool,
+) -> Result<()> {
+    lots::create(
+        conn,
+        actor.organization_id,
+        lot.program_id,
+        lot.participant,
+        asset.id,
+        entry_id,
+        lot.amount,
+        lot.bucket,
+        &LotSpec::default(),
+        provisional,
+        lot.debt,
+    )
+    .await?;
+    Ok(())
+}
+
+/// An entry made by an API call rather than a rule.
+fn api_entry(
+    actor: &Actor,
+    program_id: Uuid,
+    action_type: &'static str,
+    description: String,
+    postings: Vec<(AccountKey, Decimal)>,
+) -> NewEntry {
+    NewEntry {
+        program_id,
+        action_type,
+        description: Some(description),
+        event_id: None,
+        rule_id: None,
+        reference_id: None,
+        created_by_api_key_id: Some(actor.api_key_id),
+        postings,
+        allow_negative: false,
+    }
+}
+
+fn lot_fields_on_simple() -> Error {
+    Error::invalid(FieldError::invalid(
+        "reference_id",
+        "absent",
+        None,
+        "reference_id, lot_ids, earned_from and earned_to select lots, which only LOT assets have",
+    ))
 }
 
 fn self_transfer(i: usize) -> Error {
@@ -318,7 +538,7 @@ fn self_transfer(i: usize) -> Error {
 }
 
 /// Locks the participants (404 if one is unknown), checks they are ACTIVE unless `require_active` is false,
-/// and returns the asset, which must be linked to the program. LOT assets wait for lot support.
+/// and returns the asset, which must be linked to the program and active.
 async fn prepare(
     conn: &mut PgConnection,
     actor: &Actor,
@@ -345,14 +565,6 @@ async fn prepare(
         .ok_or(Error::NotFound("asset"))?;
     if asset.status != "ACTIVE" {
         return Err(Error::conflict("the asset is archived"));
-    }
-    if asset.inventory_mode == "LOT" {
-        return Err(Error::invalid(FieldError::invalid(
-            "asset_id",
-            "SIMPLE asset",
-            Some(asset_id.to_string()),
-            "balance operations on LOT assets are not supported yet",
-        )));
     }
     Ok(asset)
 }

@@ -2,6 +2,7 @@
 //! caller fails the whole event with it.
 
 use crate::assets::Asset;
+use crate::ledger::lots::{self, LotSpec, Selector};
 use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
 use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, State};
@@ -104,6 +105,7 @@ async fn money(
         amount,
         description,
         allow_negative,
+        lot,
     } = &action.step
     else {
         return Ok(Err("not a money action".into()));
@@ -132,6 +134,48 @@ async fn money(
             "suppressed": SUPPRESSED,
         })));
     }
+    // LOT assets: spend from lots (oldest first), credit into a new lot after repaying any overdraft.
+    let holder = Owner::Participant(participant);
+    let (mut plan, mut debt) = (None, Decimal::ZERO);
+    if asset.inventory_mode == "LOT" {
+        lots::settle(conn, participant, asset.id).await?;
+        if *debit {
+            let taken = lots::plan(
+                conn,
+                participant,
+                asset.id,
+                "AVAILABLE",
+                Some(amount),
+                &Selector::default(),
+            )
+            .await?;
+            if taken.total < amount && !allow_negative {
+                return Ok(Err("insufficient balance".into()));
+            }
+            plan = Some(taken);
+        } else {
+            debt = -ledger::snapshot(conn, ctx.organization_id, holder, asset.id)
+                .await?
+                .available
+                .min(Decimal::ZERO);
+        }
+    }
+    // A credit's lot: its dates count from the event's time; DEFERRED until it matures.
+    let mut spec = LotSpec::default();
+    let mut bucket = "AVAILABLE";
+    if !*debit && asset.inventory_mode == "LOT" {
+        spec.expires_at = lot.expires.as_ref().map(|when| when.from(ctx.vars.now));
+        spec.matures_at = lot.matures.as_ref().map(|when| when.from(ctx.vars.now));
+        spec.reference_id = match lot.reference.as_ref().map(|r| r.render(ctx.vars)) {
+            Some(Ok(reference)) => Some(reference),
+            Some(Err(err)) => return Ok(Err(format!("reference_id expression failed: {err}"))),
+            None => None,
+        };
+        bucket = spec.bucket(
+            if lot.held { "HELD" } else { "AVAILABLE" },
+            chrono::Utc::now(),
+        );
+    }
     let entry = money_entry(
         ctx,
         rule,
@@ -141,15 +185,38 @@ async fn money(
         &asset,
         participant,
         amount,
+        bucket,
     );
     match ledger::post(conn, ctx.organization_id, &entry).await {
-        Ok(journal_entry_id) => Ok(Ok(json!({
-            "type": action.kind,
-            "asset_id": asset.id,
-            "amount": asset.format(amount),
-            "participant_id": participant,
-            "journal_entry_id": journal_entry_id,
-        }))),
+        Ok(journal_entry_id) => {
+            match &plan {
+                Some(plan) => lots::consume(conn, journal_entry_id, plan).await?,
+                None if asset.inventory_mode == "LOT" => {
+                    lots::create(
+                        conn,
+                        ctx.organization_id,
+                        ctx.program_id,
+                        participant,
+                        asset.id,
+                        journal_entry_id,
+                        amount,
+                        bucket,
+                        &spec,
+                        lot.held,
+                        debt,
+                    )
+                    .await?;
+                }
+                None => {}
+            }
+            Ok(Ok(json!({
+                "type": action.kind,
+                "asset_id": asset.id,
+                "amount": asset.format(amount),
+                "participant_id": participant,
+                "journal_entry_id": journal_entry_id,
+            })))
+        }
         Err(PostError::InsufficientBalance) if !debit => {
             Ok(Err("insufficient program wallet balance".into()))
         }
@@ -169,13 +236,10 @@ fn money_entry(
     asset: &Asset,
     participant: Uuid,
     amount: Decimal,
+    bucket: &'static str,
 ) -> NewEntry {
     let source = asset.source(ctx.program_id);
-    let account = |owner| AccountKey {
-        owner,
-        asset_id: asset.id,
-        bucket: "AVAILABLE",
-    };
+    let account = |owner, bucket| AccountKey::new(owner, asset.id, bucket);
     let signed = if debit { -amount } else { amount };
     NewEntry {
         program_id: ctx.program_id,
@@ -188,8 +252,8 @@ fn money_entry(
         reference_id: None,
         created_by_api_key_id: None,
         postings: vec![
-            (account(Owner::Participant(participant)), signed),
-            (account(source), -signed),
+            (account(Owner::Participant(participant), bucket), signed),
+            (account(source, "AVAILABLE"), -signed),
         ],
         allow_negative,
     }

@@ -5,6 +5,7 @@ use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, PathIds, QueryParams};
 use crate::balances::{self, Adjustment, Operation, OperationRequest, Transfer};
 use crate::error::Result;
+use crate::ledger::lots::Selector;
 use crate::ledger::{self, ActivityFilter, ActivityRow, Owner, Statement};
 use crate::pagination::Page;
 use crate::participants::Party;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/programs/{id}/balance", get(wallet_balance))
         .route("/programs/{id}/history", get(wallet_history))
         .route("/programs/{id}/statement", get(wallet_statement))
+        .route("/participants/{id}/balances/lots", get(lots))
         .route("/participants/{id}/balances/adjust", post(adjust))
         .route("/participants/{id}/balances/hold", post(hold))
         .route("/participants/{id}/balances/release", post(release))
@@ -222,20 +224,43 @@ async fn adjust(
 
 /// The common body of hold, release and forfeit (BalanceOperationRequest).
 fn operation_request(f: &Fields<'_>) -> OperationRequest {
-    for lot_only in ["earned_from", "earned_to", "lot_ids", "reference_id"] {
-        if f.contains(lot_only) {
+    let reference_id = f.opt_str("reference_id", 1, 255);
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:@-".contains(c);
+    if reference_id
+        .as_deref()
+        .is_some_and(|r| !r.chars().all(allowed))
+    {
+        f.reject(
+            "reference_id",
+            "letters, digits and ._:@-",
+            "reference_id may contain letters, digits and ._:@- only",
+        );
+    }
+    let lot_ids = f.opt_array("lot_ids").map(|ids| {
+        let parsed: Vec<Option<Uuid>> = ids
+            .iter()
+            .map(|id| id.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+            .collect();
+        if parsed.iter().any(Option::is_none) {
             f.reject(
-                lot_only,
-                "absent",
-                format!("{lot_only} selects lots of LOT assets, which are not supported yet"),
+                "lot_ids",
+                "array of UUIDs",
+                "lot_ids must hold lot ids (UUIDs)",
             );
         }
-    }
+        parsed.into_iter().flatten().collect()
+    });
     OperationRequest {
         program_id: f.req_uuid("program_id"),
         asset_id: f.req_uuid("asset_id"),
         description: f.req_str("description", 1, 500),
         amount: f.opt_positive_decimal("amount"),
+        lots: Selector {
+            reference_id,
+            lot_ids,
+            earned: f.pair("earned_from", "earned_to"),
+            provisional_only: false,
+        },
         idempotency_key: f.opt_str("idempotency_key", 1, 255),
     }
 }
@@ -372,5 +397,32 @@ async fn transfer(
             StatusCode::CREATED
         },
         Json(response),
+    ))
+}
+
+async fn lots(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams,
+) -> Result<impl IntoResponse> {
+    let v = Validator::new();
+    let q = v.query(&q);
+    let (cursor, limit) = q.page();
+    let asset_id = q.req_uuid("asset_id");
+    let filter = crate::ledger::lots::LotFilter {
+        program_id: q.opt_uuid("program_id"),
+        status: q.opt_enum(
+            "status",
+            &["AVAILABLE", "HELD", "DEFERRED", "CONSUMED", "EXPIRED"],
+        ),
+        expires: (q.opt_time("expires_before"), q.opt_time("expires_after")),
+        reference_id: q.opt_str("reference_id", 1, 255),
+        after: cursor.map(|c| c.id),
+        limit,
+    };
+    v.finish()?;
+    Ok(Json(
+        crate::participants::lots(&s.pool, &actor, id, asset_id, filter).await?,
     ))
 }

@@ -44,7 +44,15 @@ const CATALOGUE: &[&str] = &[
 /// The fields each action type accepts, beyond `type` and `target`.
 fn fields_of(kind: &str) -> &'static [&'static str] {
     match kind {
-        "CREDIT" => &["asset_id", "amount", "description"],
+        "CREDIT" => &[
+            "asset_id",
+            "amount",
+            "description",
+            "bucket",
+            "expires_at",
+            "matures_at",
+            "reference_id",
+        ],
         "DEBIT" => &["asset_id", "amount", "description", "allow_negative"],
         "TAG" | "UNTAG" => &["tag"],
         "COUNTER" => &["key", "value", "reset_after"],
@@ -117,6 +125,12 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             value: None,
             reset_after: a.opt_str("reset_after", 1, 64),
             target: parse_target(&a, map),
+            bucket: a
+                .opt_enum("bucket", &["AVAILABLE", "HELD"])
+                .map(str::to_owned),
+            expires_at: when(&a, "expires_at"),
+            matures_at: when(&a, "matures_at"),
+            reference_id: a.opt_str("reference_id", 1, rules::cel::MAX_LENGTH),
         };
         action.value = match kind {
             "SET_ATTRIBUTE" => Some(a.req_str("value", 1, rules::cel::MAX_LENGTH)),
@@ -134,6 +148,19 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
         actions.push(action);
     }
     Some(actions)
+}
+
+/// A lot date: a Go duration from the event's time, or a timestamp.
+fn when(a: &Fields<'_>, name: &str) -> Option<String> {
+    let text = a.opt_str(name, 1, 64)?;
+    if rules::When::parse(&text).is_none() {
+        a.reject(
+            name,
+            "Go duration such as 8760h, or RFC 3339 timestamp",
+            format!("{name} must be a duration such as \"8760h\" or a timestamp"),
+        );
+    }
+    Some(text)
 }
 
 /// `{type?: PARTICIPANT, id | participant_id | external_id}`; one way of naming the participant.

@@ -7,6 +7,7 @@
 //! of their postings. No row is updated by every entry.
 
 pub mod chain;
+pub mod lots;
 mod repo;
 
 use crate::error::{Error, Result};
@@ -97,8 +98,8 @@ pub async fn snapshot(
     organization_id: Uuid,
     owner: Owner,
     asset_id: Uuid,
-) -> Result<Snapshot> {
-    Ok(repo::snapshot(conn, organization_id, owner, asset_id).await?)
+) -> sqlx::Result<Snapshot> {
+    repo::snapshot(conn, organization_id, owner, asset_id).await
 }
 
 #[derive(Debug, Clone)]
@@ -361,6 +362,8 @@ pub struct Inconsistencies {
     pub negative_balances: Vec<(Uuid, Decimal)>,
     /// Events that are not COMPLETED yet have ledger entries: a failed attempt left effects behind.
     pub effects_of_unfinished_events: Vec<Uuid>,
+    /// (participant, asset, bucket, balance, lots) where a LOT asset's balance is not what its lots hold.
+    pub lot_mismatches: Vec<(Uuid, Uuid, String, Decimal, Decimal)>,
 }
 
 impl Inconsistencies {
@@ -369,6 +372,7 @@ impl Inconsistencies {
             && self.drifted_balances.is_empty()
             && self.negative_balances.is_empty()
             && self.effects_of_unfinished_events.is_empty()
+            && self.lot_mismatches.is_empty()
     }
 }
 
@@ -380,6 +384,7 @@ pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
         drifted_balances: repo::drifted_balances(pool).await?,
         negative_balances: repo::negative_balances(pool).await?,
         effects_of_unfinished_events: repo::effects_of_unfinished_events(pool).await?,
+        lot_mismatches: lots::mismatches(pool).await?,
     })
 }
 

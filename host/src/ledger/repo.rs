@@ -430,3 +430,77 @@ pub async fn statement_lines(
     .fetch_all(pool)
     .await
 }
+
+/// Inserts many balanced entries in a few statements (background jobs over thousands of lots).
+pub async fn insert_entries(
+    conn: &mut PgConnection,
+    entries: &[(Uuid, Uuid, NewEntry)],
+) -> sqlx::Result<()> {
+    let mut by_org: HashMap<Uuid, Vec<AccountKey>> = HashMap::new();
+    for (org, _, entry) in entries {
+        by_org
+            .entry(*org)
+            .or_default()
+            .extend(entry.postings.iter().map(|(key, _)| *key));
+    }
+    let mut accounts: HashMap<(Uuid, AccountKey), Uuid> = HashMap::new();
+    for (org, mut keys) in by_org {
+        keys.sort();
+        keys.dedup();
+        for (key, id) in resolve_accounts(conn, org, &keys).await? {
+            accounts.insert((org, key), id);
+        }
+    }
+    let (mut entry_ids, mut orgs, mut programs, mut actions, mut descriptions) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut posting_ids, mut posting_entries, mut posting_orgs, mut posting_accounts, mut amounts) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (org, id, entry) in entries {
+        entry_ids.push(*id);
+        orgs.push(*org);
+        programs.push(entry.program_id);
+        actions.push(entry.action_type);
+        descriptions.push(entry.description.clone());
+        for (key, amount) in &entry.postings {
+            posting_ids.push(Uuid::now_v7());
+            posting_entries.push(*id);
+            posting_orgs.push(*org);
+            posting_accounts.push(accounts.get(&(*org, *key)).copied().unwrap_or_default());
+            amounts.push(*amount);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO journal_entries (id, organization_id, program_id, action_type, description)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])",
+    )
+    .bind(&entry_ids)
+    .bind(&orgs)
+    .bind(&programs)
+    .bind(&actions)
+    .bind(&descriptions)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "WITH input AS (
+             SELECT t.*, a.asset_id, a.entity_type, a.entity_id, a.bucket, j.program_id
+               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::numeric[])
+                    AS t(id, entry_id, organization_id, account_id, amount)
+               JOIN accounts a ON a.id = t.account_id
+               JOIN journal_entries j ON j.id = t.entry_id),
+         posted AS (
+             INSERT INTO postings (id, journal_entry_id, organization_id, account_id, program_id, asset_id,
+                                   entity_type, entity_id, bucket, amount)
+             SELECT id, entry_id, organization_id, account_id, program_id, asset_id, entity_type, entity_id,
+                    bucket, amount FROM input),
+         delta AS (SELECT account_id, sum(amount) AS amount FROM input WHERE entity_id IS NOT NULL GROUP BY account_id)
+         UPDATE accounts a SET balance = a.balance + delta.amount FROM delta WHERE a.id = delta.account_id",
+    )
+    .bind(&posting_ids)
+    .bind(&posting_entries)
+    .bind(&posting_orgs)
+    .bind(&posting_accounts)
+    .bind(&amounts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

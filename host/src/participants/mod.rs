@@ -456,3 +456,21 @@ pub async fn state_history(
         .ok_or(Error::NotFound("participant"))?;
     Ok(state::history(pool, id, &filter).await?)
 }
+
+/// E39: the participant's lots of one asset.
+pub async fn lots(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    asset_id: Uuid,
+    filter: crate::ledger::lots::LotFilter,
+) -> Result<Page<crate::ledger::lots::LotView>> {
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("participant"))?;
+    let asset = crate::assets::get(pool, actor, asset_id).await?;
+    let mut conn = pool.acquire().await?;
+    let rows = crate::ledger::lots::list(&mut conn, id, asset_id, &filter).await?;
+    let page = Page::from_rows(rows, filter.limit, |lot| Cursor::new("", lot.id));
+    Ok(page.map(|lot| crate::ledger::lots::LotView::new(lot, asset.scale)))
+}

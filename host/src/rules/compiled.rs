@@ -1,7 +1,7 @@
 //! Rules as workers run them: expressions compiled once per rule version and shared across events.
 
 use super::cel::{self, Expression, Template};
-use super::{Action, Rule, Target};
+use super::{Action, Rule, Target, When};
 use crate::participants::state::Window;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -40,6 +40,7 @@ pub enum Step {
         amount: Amount,
         description: Option<String>,
         allow_negative: bool,
+        lot: LotFields,
     },
     Tag {
         tag: String,
@@ -54,6 +55,15 @@ pub enum Step {
         key: String,
         value: Template,
     },
+}
+
+/// What a CREDIT says about the lot it creates (LOT assets).
+#[derive(Debug, Default)]
+pub struct LotFields {
+    pub held: bool,
+    pub expires: Option<When>,
+    pub matures: Option<When>,
+    pub reference: Option<Template>,
 }
 
 #[derive(Debug)]
@@ -123,6 +133,12 @@ fn compile_action(a: Action) -> CompiledAction {
             amount: Amount::compile(a.amount.as_deref().unwrap_or_default()),
             description: a.description.clone(),
             allow_negative: a.allow_negative,
+            lot: LotFields {
+                held: a.bucket.as_deref() == Some("HELD"),
+                expires: a.expires_at.as_deref().and_then(When::parse),
+                matures: a.matures_at.as_deref().and_then(When::parse),
+                reference: a.reference_id.as_deref().map(|r| template(Some(r))),
+            },
         },
     };
     CompiledAction {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use compiled::{Amount, CompiledAction, CompiledRule, RuleCache, Step, TargetRef};
+pub use compiled::{Amount, CompiledAction, CompiledRule, LotFields, RuleCache, Step, TargetRef};
 pub use simulate::SampleState;
 
 pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
@@ -59,6 +59,51 @@ pub struct Action {
     pub reset_after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// CREDIT on LOT assets: `AVAILABLE` (default) or `HELD` (a provisional accrual).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// CREDIT on LOT assets: a Go duration from the event's time, or an RFC 3339 timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matures_at: Option<String>,
+    /// CREDIT on LOT assets: stamps the lot (static or CEL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_id: Option<String>,
+}
+
+/// When a lot expires or matures: after a duration from the event's time, or at a fixed time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum When {
+    After(chrono::Duration),
+    At(DateTime<Utc>),
+}
+
+impl When {
+    pub fn parse(text: &str) -> Option<When> {
+        crate::duration::parse(text).map(When::After).or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| When::At(t.to_utc()))
+        })
+    }
+
+    pub fn from(&self, event_time: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            When::After(length) => event_time + *length,
+            When::At(at) => *at,
+        }
+    }
+}
+
+impl Action {
+    /// Whether the action says anything about the lot its credit creates.
+    pub fn shapes_lot(&self) -> bool {
+        self.bucket.is_some()
+            || self.expires_at.is_some()
+            || self.matures_at.is_some()
+            || self.reference_id.is_some()
+    }
 }
 
 /// Whom an action applies to; the event's participant (or its recipient) when absent.
@@ -476,6 +521,12 @@ async fn check_expressions(
                         "the asset is archived",
                     ));
                 }
+                Some(asset) if asset.inventory_mode != "LOT" && action.shapes_lot() => errors.push(FieldError::invalid(
+                    field("asset_id"),
+                    "LOT asset",
+                    Some(asset_id.to_string()),
+                    "bucket, expires_at, matures_at and reference_id describe lots, which only LOT assets have",
+                )),
                 Some(asset) => match money::parse(amount) {
                     Some(literal) => {
                         errors.extend(asset.check_amount(&field("amount"), literal).err())

@@ -1,0 +1,550 @@
+//! Lots of LOT assets (see the migration for the invariant). Operations plan which lots they take before the
+//! journal entry is written — the entry needs the total — and apply the plan after, linking each lot to it.
+//! Callers hold the participant's lock; before planning they `settle` the holder, so no expired lot is ever
+//! spent and every matured lot is spendable on time.
+
+use super::{AccountKey, NewEntry, Owner, repo};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgConnection;
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// What a credit says about the lot it creates.
+#[derive(Debug, Clone, Default)]
+pub struct LotSpec {
+    pub expires_at: Option<DateTime<Utc>>,
+    pub matures_at: Option<DateTime<Utc>>,
+    pub reference_id: Option<String>,
+}
+
+impl LotSpec {
+    /// The bucket a credit lands in: DEFERRED until it matures, otherwise the one requested.
+    pub fn bucket(&self, requested: &'static str, now: DateTime<Utc>) -> &'static str {
+        if self.matures_at.is_some_and(|t| t > now) {
+            "DEFERRED"
+        } else {
+            requested
+        }
+    }
+}
+
+/// Which lots an operation may take.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub reference_id: Option<String>,
+    pub lot_ids: Option<Vec<Uuid>>,
+    pub earned: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Only lots credited straight into HELD (void-hold).
+    pub provisional_only: bool,
+}
+
+impl Selector {
+    /// Whether the request named lots at all (only LOT assets may).
+    pub fn is_set(&self) -> bool {
+        self.reference_id.is_some() || self.lot_ids.is_some() || self.earned.is_some()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Lot {
+    pub id: Uuid,
+    pub asset_id: Uuid,
+    pub program_id: Uuid,
+    pub amount: Decimal,
+    pub remaining: Decimal,
+    pub status: String,
+    pub reference_id: Option<String>,
+    pub provisional: bool,
+    pub earned_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub matures_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The lots an operation will take, oldest first, and how much of each.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub takes: Vec<(Lot, Decimal)>,
+    pub total: Decimal,
+}
+
+impl Plan {
+    /// `[{id, amount}]` as balance-operation responses show it.
+    pub fn processed(&self, scale: i16) -> Vec<serde_json::Value> {
+        self.takes
+            .iter()
+            .map(|(lot, take)| serde_json::json!({"id": lot.id, "amount": crate::money::format(*take, scale)}))
+            .collect()
+    }
+}
+
+const LOT_COLUMNS: &str = "id, asset_id, program_id, amount, remaining, status, reference_id, provisional, earned_at, \
+                           expires_at, matures_at, created_at";
+
+/// Plans taking up to `amount` (everything selected when `None`) from the holder's lots in `status`.
+pub async fn plan(
+    conn: &mut PgConnection,
+    participant: Uuid,
+    asset_id: Uuid,
+    status: &str,
+    amount: Option<Decimal>,
+    selector: &Selector,
+) -> sqlx::Result<Plan> {
+    let (from, to) = selector
+        .earned
+        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
+    let lots: Vec<Lot> = sqlx::query_as(&format!(
+        "SELECT {LOT_COLUMNS} FROM lots
+          WHERE participant_id = $1 AND asset_id = $2 AND status = $3 AND remaining > 0
+            AND (expires_at IS NULL OR expires_at > now())
+            AND ($4::text IS NULL OR reference_id = $4)
+            AND ($5::uuid[] IS NULL OR id = ANY($5))
+            AND ($6::timestamptz IS NULL OR earned_at BETWEEN $6 AND $7)
+            AND (NOT $8 OR provisional)
+          ORDER BY earned_at, id
+            FOR UPDATE"
+    ))
+    .bind(participant)
+    .bind(asset_id)
+    .bind(status)
+    .bind(&selector.reference_id)
+    .bind(&selector.lot_ids)
+    .bind(from)
+    .bind(to)
+    .bind(selector.provisional_only)
+    .fetch_all(conn)
+    .await?;
+    let mut plan = Plan::default();
+    for lot in lots {
+        let left = amount.map_or(lot.remaining, |a| a - plan.total);
+        if left <= Decimal::ZERO {
+            break;
+        }
+        let take = lot.remaining.min(left);
+        plan.total += take;
+        plan.takes.push((lot, take));
+    }
+    Ok(plan)
+}
+
+/// The value leaves the lots for good (debit, forfeit, transfer out, void).
+pub async fn consume(conn: &mut PgConnection, entry_id: Uuid, plan: &Plan) -> sqlx::Result<()> {
+    let (ids, takes): (Vec<Uuid>, Vec<Decimal>) =
+        plan.takes.iter().map(|(lot, take)| (lot.id, *take)).unzip();
+    sqlx::query(
+        "UPDATE lots l SET remaining = l.remaining - t.take,
+                status = CASE WHEN l.remaining = t.take THEN 'CONSUMED' ELSE l.status END
+           FROM unnest($1::uuid[], $2::numeric[]) AS t(id, take) WHERE l.id = t.id",
+    )
+    .bind(&ids)
+    .bind(&takes)
+    .execute(&mut *conn)
+    .await?;
+    link(conn, entry_id, &ids, &takes).await
+}
+
+/// The value changes bucket (hold, release): a lot taken whole changes status; a lot taken in part is split,
+/// the part keeping the lot's earn time and dates. `stamp` sets the reference of what moved.
+pub async fn shift(
+    conn: &mut PgConnection,
+    entry_id: Uuid,
+    plan: &Plan,
+    to: &str,
+    stamp: Option<&str>,
+) -> sqlx::Result<()> {
+    for (lot, take) in &plan.takes {
+        if *take == lot.remaining {
+            sqlx::query("UPDATE lots SET status = $2, reference_id = COALESCE($3, reference_id) WHERE id = $1")
+                .bind(lot.id)
+                .bind(to)
+                .bind(stamp)
+                .execute(&mut *conn)
+                .await?;
+            continue;
+        }
+        sqlx::query(
+            "WITH parent AS (UPDATE lots SET remaining = remaining - $3 WHERE id = $1 RETURNING *)
+             INSERT INTO lots (id, organization_id, participant_id, asset_id, program_id, journal_entry_id,
+                               parent_lot_id, amount, remaining, status, reference_id, provisional, earned_at,
+                               expires_at, matures_at)
+             SELECT $2, organization_id, participant_id, asset_id, program_id, $4, id, $3, $3, $5,
+                    COALESCE($6, reference_id), provisional, earned_at, expires_at, matures_at
+               FROM parent",
+        )
+        .bind(lot.id)
+        .bind(Uuid::now_v7())
+        .bind(take)
+        .bind(entry_id)
+        .bind(to)
+        .bind(stamp)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates the lot of a credit of `amount` just posted into `bucket`. An AVAILABLE credit first repays the
+/// holder's overdraft (`debt`), recorded as consumed by the same entry.
+#[allow(clippy::too_many_arguments)]
+pub async fn create(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    program_id: Uuid,
+    participant: Uuid,
+    asset_id: Uuid,
+    entry_id: Uuid,
+    amount: Decimal,
+    bucket: &str,
+    spec: &LotSpec,
+    provisional: bool,
+    debt: Decimal,
+) -> sqlx::Result<Uuid> {
+    let repaid = if bucket == "AVAILABLE" {
+        debt.max(Decimal::ZERO).min(amount)
+    } else {
+        Decimal::ZERO
+    };
+    let remaining = amount - repaid;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO lots (id, organization_id, participant_id, asset_id, program_id, journal_entry_id, amount,
+                           remaining, status, reference_id, provisional, earned_at, expires_at, matures_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 0 THEN 'CONSUMED' ELSE $9 END, $10, $11, now(),
+                 $12, $13)",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .bind(participant)
+    .bind(asset_id)
+    .bind(program_id)
+    .bind(entry_id)
+    .bind(amount)
+    .bind(remaining)
+    .bind(bucket)
+    .bind(&spec.reference_id)
+    .bind(provisional)
+    .bind(spec.expires_at)
+    .bind(spec.matures_at)
+    .execute(&mut *conn)
+    .await?;
+    if repaid > Decimal::ZERO {
+        link(conn, entry_id, &[id], &[repaid]).await?;
+    }
+    Ok(id)
+}
+
+async fn link(
+    conn: &mut PgConnection,
+    entry_id: Uuid,
+    ids: &[Uuid],
+    takes: &[Decimal],
+) -> sqlx::Result<()> {
+    let link_ids: Vec<Uuid> = ids.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        "INSERT INTO lot_consumptions (id, lot_id, journal_entry_id, amount)
+         SELECT id, lot_id, $1, amount FROM unnest($2::uuid[], $3::uuid[], $4::numeric[]) AS t(id, lot_id, amount)",
+    )
+    .bind(entry_id)
+    .bind(&link_ids)
+    .bind(ids)
+    .bind(takes)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct DueLot {
+    id: Uuid,
+    organization_id: Uuid,
+    participant_id: Uuid,
+    asset_id: Uuid,
+    program_id: Uuid,
+    status: String,
+    remaining: Decimal,
+}
+
+/// Which background pass: lots past `matures_at` become AVAILABLE (MATURITY entries); lots past
+/// `expires_at` lose what remains to breakage (EXPIRATION entries).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Due {
+    Maturity,
+    Expiry,
+}
+
+/// Processes up to `limit` due lots — of one holder when `holder` is given — in the caller's transaction:
+/// one entry per participant, asset and program. Returns how many lots it processed; rerunning it finds
+/// nothing done twice, since processed lots are no longer due.
+pub async fn settle_due(
+    conn: &mut PgConnection,
+    due: Due,
+    holder: Option<(Uuid, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<usize> {
+    let condition = match due {
+        Due::Maturity => "status = 'DEFERRED' AND matures_at <= now()",
+        Due::Expiry => {
+            "remaining > 0 AND status IN ('AVAILABLE', 'HELD', 'DEFERRED') AND expires_at <= now()"
+        }
+    };
+    let (participant, asset) = holder.map_or((None, None), |(p, a)| (Some(p), Some(a)));
+    // Find first, lock participants in id order, then lock the lots: the lock order every writer uses.
+    let found: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT participant_id FROM lots WHERE {condition}
+            AND ($1::uuid IS NULL OR (participant_id = $1 AND asset_id = $2))
+          ORDER BY participant_id LIMIT $3"
+    ))
+    .bind(participant)
+    .bind(asset)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if found.is_empty() {
+        return Ok(0);
+    }
+    let mut participants = found;
+    participants.dedup();
+    if holder.is_none() {
+        sqlx::query("SELECT id FROM participants WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&participants)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let lots: Vec<DueLot> = sqlx::query_as(&format!(
+        "SELECT id, organization_id, participant_id, asset_id, program_id, status, remaining FROM lots
+          WHERE {condition} AND participant_id = ANY($1)
+            AND ($2::uuid IS NULL OR asset_id = $2)
+          ORDER BY participant_id, id LIMIT $3 FOR UPDATE"
+    ))
+    .bind(&participants)
+    .bind(asset)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut groups: BTreeMap<(Uuid, Uuid, Uuid, Uuid), Vec<&DueLot>> = BTreeMap::new();
+    for lot in &lots {
+        groups
+            .entry((
+                lot.organization_id,
+                lot.participant_id,
+                lot.asset_id,
+                lot.program_id,
+            ))
+            .or_default()
+            .push(lot);
+    }
+    let mut entries = Vec::with_capacity(groups.len());
+    let mut entry_of: HashMap<Uuid, Uuid> = HashMap::new();
+    for ((organization_id, participant, asset_id, program_id), group) in &groups {
+        let mut per_bucket: BTreeMap<&'static str, Decimal> = BTreeMap::new();
+        for lot in group {
+            let bucket = match lot.status.as_str() {
+                "HELD" => "HELD",
+                "DEFERRED" => "DEFERRED",
+                _ => "AVAILABLE",
+            };
+            *per_bucket.entry(bucket).or_default() += lot.remaining;
+        }
+        let holder = |bucket| AccountKey::new(Owner::Participant(*participant), *asset_id, bucket);
+        let mut postings = Vec::new();
+        for (bucket, sum) in per_bucket {
+            postings.push((holder(bucket), -sum));
+            let to = match due {
+                Due::Maturity => holder("AVAILABLE"),
+                Due::Expiry => AccountKey::new(Owner::Breakage, *asset_id, "AVAILABLE"),
+            };
+            postings.push((to, sum));
+        }
+        let entry = NewEntry {
+            program_id: *program_id,
+            action_type: if due == Due::Maturity {
+                "MATURITY"
+            } else {
+                "EXPIRATION"
+            },
+            description: Some(
+                if due == Due::Maturity {
+                    "Lots matured"
+                } else {
+                    "Lots expired"
+                }
+                .into(),
+            ),
+            event_id: None,
+            rule_id: None,
+            reference_id: None,
+            created_by_api_key_id: None,
+            postings,
+            allow_negative: false,
+        };
+        let entry_id = Uuid::now_v7();
+        for lot in group {
+            entry_of.insert(lot.id, entry_id);
+        }
+        entries.push((*organization_id, entry_id, entry));
+    }
+    repo::insert_entries(conn, &entries).await?;
+    let ids: Vec<Uuid> = lots.iter().map(|l| l.id).collect();
+    match due {
+        Due::Maturity => {
+            sqlx::query("UPDATE lots SET status = 'AVAILABLE' WHERE id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Due::Expiry => {
+            let takes: Vec<Decimal> = lots.iter().map(|l| l.remaining).collect();
+            let entry_ids: Vec<Uuid> = lots
+                .iter()
+                .map(|l| entry_of.get(&l.id).copied().unwrap_or_default())
+                .collect();
+            let link_ids: Vec<Uuid> = lots.iter().map(|_| Uuid::now_v7()).collect();
+            sqlx::query(
+                "WITH expired AS (UPDATE lots SET remaining = 0, status = 'EXPIRED' WHERE id = ANY($1))
+                 INSERT INTO lot_consumptions (id, lot_id, journal_entry_id, amount)
+                 SELECT * FROM unnest($2::uuid[], $1::uuid[], $3::uuid[], $4::numeric[])",
+            )
+            .bind(&ids)
+            .bind(&link_ids)
+            .bind(&entry_ids)
+            .bind(&takes)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(lots.len())
+}
+
+/// A lot as E39 lists it.
+#[derive(Debug, Serialize)]
+pub struct LotView {
+    pub id: Uuid,
+    pub asset_id: Uuid,
+    pub program_id: Uuid,
+    pub amount: String,
+    pub remaining: String,
+    pub status: String,
+    pub reference_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub matures_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl LotView {
+    pub fn new(lot: Lot, scale: i16) -> Self {
+        LotView {
+            id: lot.id,
+            asset_id: lot.asset_id,
+            program_id: lot.program_id,
+            amount: crate::money::format(lot.amount, scale),
+            remaining: crate::money::format(lot.remaining, scale),
+            status: lot.status,
+            reference_id: lot.reference_id,
+            expires_at: lot.expires_at,
+            matures_at: lot.matures_at,
+            created_at: lot.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LotFilter {
+    pub program_id: Option<Uuid>,
+    pub status: Option<&'static str>,
+    pub expires: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    pub reference_id: Option<String>,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// E39: a holder's lots of one asset, oldest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    participant: Uuid,
+    asset_id: Uuid,
+    f: &LotFilter,
+) -> sqlx::Result<Vec<Lot>> {
+    sqlx::query_as(&format!(
+        "SELECT {LOT_COLUMNS} FROM lots
+          WHERE participant_id = $1 AND asset_id = $2
+            AND ($3::uuid IS NULL OR program_id = $3) AND ($4::text IS NULL OR status = $4)
+            AND ($5::timestamptz IS NULL OR expires_at < $5) AND ($6::timestamptz IS NULL OR expires_at > $6)
+            AND ($7::text IS NULL OR reference_id = $7) AND ($8::uuid IS NULL OR id > $8)
+          ORDER BY id LIMIT $9 + 1"
+    ))
+    .bind(participant)
+    .bind(asset_id)
+    .bind(f.program_id)
+    .bind(f.status)
+    .bind(f.expires.0)
+    .bind(f.expires.1)
+    .bind(&f.reference_id)
+    .bind(f.after)
+    .bind(f.limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Holders whose bucket balances differ from the remaining value of their lots: (participant, asset, bucket,
+/// balance, lots).
+pub async fn mismatches(
+    pool: &sqlx::PgPool,
+) -> sqlx::Result<Vec<(Uuid, Uuid, String, Decimal, Decimal)>> {
+    sqlx::query_as(
+        "WITH held AS (
+             SELECT a.entity_id AS participant_id, a.asset_id, a.bucket, a.balance
+               FROM accounts a JOIN assets s ON s.id = a.asset_id
+              WHERE s.inventory_mode = 'LOT' AND a.entity_type = 'PARTICIPANT'),
+         lotted AS (
+             SELECT participant_id, asset_id, status AS bucket, sum(remaining) AS remaining
+               FROM lots WHERE status IN ('AVAILABLE', 'HELD', 'DEFERRED') GROUP BY 1, 2, 3)
+         SELECT COALESCE(h.participant_id, l.participant_id), COALESCE(h.asset_id, l.asset_id),
+                COALESCE(h.bucket, l.bucket), COALESCE(h.balance, 0), COALESCE(l.remaining, 0)
+           FROM held h FULL JOIN lotted l USING (participant_id, asset_id, bucket)
+          WHERE GREATEST(COALESCE(h.balance, 0), 0) <> COALESCE(l.remaining, 0)",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Expires, then matures, whatever of one holder's lots is due, so an operation sees exactly what is
+/// spendable now. Runs under the holder's lock.
+pub async fn settle(
+    conn: &mut PgConnection,
+    participant: Uuid,
+    asset_id: Uuid,
+) -> sqlx::Result<()> {
+    settle_due(conn, Due::Expiry, Some((participant, asset_id)), i64::MAX).await?;
+    settle_due(conn, Due::Maturity, Some((participant, asset_id)), i64::MAX).await?;
+    Ok(())
+}
+
+const JOB_BATCH: i64 = 5000;
+
+/// Expires and matures lots in bounded batches, each its own transaction, until `shutdown`.
+pub async fn run_jobs(pool: sqlx::PgPool, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        match run_once(&pool).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "lot expiry or maturity failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// One batch of expiries and one of maturities; returns how many lots they processed.
+pub async fn run_once(pool: &sqlx::PgPool) -> sqlx::Result<usize> {
+    let mut done = 0;
+    for due in [Due::Expiry, Due::Maturity] {
+        let mut tx = pool.begin().await?;
+        done += settle_due(&mut tx, due, None, JOB_BATCH).await?;
+        tx.commit().await?;
+    }
+    Ok(done)
+}

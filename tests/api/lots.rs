@@ -1,0 +1,285 @@
+//! LOT assets: lots created by credits, spent oldest first, expiring and maturing, held and released by
+//! reference, transferred as fresh lots, and overdrafts repaid by the next credit.
+
+use crate::common::{TestApp, assert_error, id};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::time::{Duration, Instant};
+
+fn lots(body: &Value) -> Vec<(Value, Value, Value)> {
+    body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["amount"].clone(),
+                l["remaining"].clone(),
+                l["status"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn send(app: &TestApp, program: &str, key: &str, kind: &str, points: i64) -> Value {
+    let event = app
+        .event(program, "lou", key, json!({"kind": kind, "points": points}))
+        .await;
+    app.processed(&event).await
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn lots_are_spent_oldest_first_expire_and_mature(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let program = id(&app.created("/programs", json!({"name": "Miles"})).await);
+    let miles = id(&app
+        .created(
+            "/assets",
+            json!({"program_id": program, "name": "Miles", "symbol": "MI",
+        "inventory_mode": "LOT", "issuance_policy": "UNLIMITED", "scale": 0}),
+        )
+        .await);
+    let credit = |extra: Value| {
+        let mut action = json!({"type": "CREDIT", "asset_id": miles, "amount": "event.points"});
+        if let (Some(a), Some(e)) = (action.as_object_mut(), extra.as_object()) {
+            a.extend(e.clone());
+        }
+        json!([action])
+    };
+    app.rule(&program, "long", "event.kind == 'long'", credit(json!({})))
+        .await;
+    app.rule(
+        &program,
+        "short",
+        "event.kind == 'short'",
+        credit(json!({"expires_at": "700ms"})),
+    )
+    .await;
+    app.rule(
+        &program,
+        "vesting",
+        "event.kind == 'vest'",
+        credit(json!({"matures_at": "700ms"})),
+    )
+    .await;
+    app.rule(
+        &program,
+        "spend",
+        "event.kind == 'spend'",
+        json!([{"type": "DEBIT", "asset_id": miles, "amount": "event.points"}]),
+    )
+    .await;
+    for (n, (kind, points)) in [("long", 50), ("short", 30), ("vest", 20), ("spend", 40)]
+        .into_iter()
+        .enumerate()
+    {
+        let done = send(&app, &program, &format!("e{n}"), kind, points).await;
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+    }
+    let lou = app.participant_id("lou").await;
+    let lots_path = format!("/participants/{lou}/balances/lots?asset_id={miles}");
+    assert_eq!(
+        lots(&app.get(&lots_path).await.body),
+        [
+            (json!("50"), json!("10"), json!("AVAILABLE")),
+            (json!("30"), json!("30"), json!("AVAILABLE")),
+            (json!("20"), json!("20"), json!("DEFERRED")),
+        ],
+        "the spend took the oldest lot first"
+    );
+    let balance = |body: Value| body["data"][0].clone();
+    assert_eq!(
+        balance(app.get(&format!("/participants/{lou}/balances")).await.body),
+        json!({"asset_id": miles, "available": "40", "held": "0", "deferred": "20"})
+    );
+
+    // The background job expires the short lot and matures the vesting one.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = balance(app.get(&format!("/participants/{lou}/balances")).await.body);
+        if now["available"] == "30" && now["deferred"] == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lots did not expire and mature: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        lots(&app.get(&lots_path).await.body)[1],
+        (json!("30"), json!("0"), json!("EXPIRED"))
+    );
+    let kinds: Vec<Value> = app.get("/journal-entries").await.body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["action_type"].clone())
+        .collect();
+    assert!(
+        kinds.contains(&json!("EXPIRATION")) && kinds.contains(&json!("MATURITY")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        scrip::ledger::lots::run_once(&app.pool)
+            .await
+            .expect("rerun"),
+        0,
+        "a rerun finds nothing left to do"
+    );
+    let refused = send(&app, &program, "e-late-spend", "spend", 35).await;
+    assert_eq!(
+        refused["error_message"], "action DEBIT failed: insufficient balance",
+        "expired value is never spent"
+    );
+
+    // A hold splits what it needs from the oldest lots and stamps them; a release by reference returns them.
+    let base = format!("/participants/{lou}/balances");
+    let op = |extra: Value| {
+        let mut body = json!({"program_id": program, "asset_id": miles, "description": "test"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    let held = app
+        .post(
+            &format!("{base}/hold"),
+            op(json!({"amount": "25", "reference_id": "order-9"})),
+        )
+        .await;
+    assert_eq!(held.status.as_u16(), 200, "{}", held.body);
+    let processed: Vec<Value> = held.body["lots_processed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| l["amount"].clone())
+        .collect();
+    assert_eq!(processed, [json!("10"), json!("15")]);
+    assert_eq!(
+        held.body["balance"],
+        json!({"available": "5", "held": "25", "deferred": "0"})
+    );
+    let stamped = app
+        .get(&format!("{lots_path}&reference_id=order-9&status=HELD"))
+        .await
+        .body;
+    assert_eq!(stamped["data"].as_array().map(Vec::len), Some(2));
+    let released = app
+        .post(
+            &format!("{base}/release"),
+            op(json!({"reference_id": "order-9"})),
+        )
+        .await;
+    assert_eq!(
+        (
+            released.body["amount_processed"].clone(),
+            released.body["balance"]["available"].clone()
+        ),
+        (json!("25"), json!("30"))
+    );
+    assert_error(
+        "release more than held",
+        &app.post(&format!("{base}/release"), op(json!({"amount": "1"})))
+            .await,
+        422,
+        "insufficient_balance",
+        None,
+    );
+    let forfeited = app
+        .post(
+            &format!("{base}/forfeit"),
+            op(json!({"bucket": "AVAILABLE", "amount": "5"})),
+        )
+        .await;
+    assert_eq!(forfeited.body["balance"]["available"], "25");
+
+    // A transfer spends the sender's lots and mints a fresh lot for the recipient.
+    app.created("/participants", json!({"external_id": "kim"}))
+        .await;
+    let sent = app
+        .post(
+            "/transfers",
+            json!({"program_id": program, "asset_id": miles, "description": "gift",
+        "source_external_id": "lou", "recipients": [{"external_id": "kim", "amount": "10"}]}),
+        )
+        .await;
+    assert_eq!(sent.status.as_u16(), 201, "{}", sent.body);
+    let kim = app.participant_id("kim").await;
+    let kim_lots = app
+        .get(&format!(
+            "/participants/{kim}/balances/lots?asset_id={miles}"
+        ))
+        .await
+        .body;
+    assert_eq!(
+        lots(&kim_lots),
+        [(json!("10"), json!("10"), json!("AVAILABLE"))]
+    );
+    assert_eq!(kim_lots["data"][0]["expires_at"], Value::Null);
+
+    // An overdraft consumes every lot; the next credit repays it before it makes a lot.
+    let clawed = app
+        .post(
+            &format!("{base}/adjust"),
+            op(json!({"type": "DEBIT", "amount": "100", "allow_negative": true})),
+        )
+        .await;
+    assert_eq!(clawed.body["balance"]["available"], "-85");
+    let repaid = send(&app, &program, "e-repay", "long", 90).await;
+    assert_eq!(repaid["status"], "COMPLETED");
+    let all = app.get(&format!("{lots_path}&limit=200")).await.body;
+    assert_eq!(
+        lots(&all).last(),
+        Some(&(json!("90"), json!("5"), json!("AVAILABLE")))
+    );
+    assert_eq!(
+        balance(app.get(&format!("/participants/{lou}/balances")).await.body)["available"],
+        "5"
+    );
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn lot_fields_need_a_lot_asset(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Simple", "PTS").await;
+    let rule = |action: Value| json!({"program_id": program, "name": "r", "condition": "true", "actions": [action]});
+    let on_simple = app
+        .post(
+            "/rules",
+            rule(json!({"type": "CREDIT", "asset_id": points, "amount": "1", "expires_at": "24h"})),
+        )
+        .await;
+    assert_error(
+        "expires_at on SIMPLE",
+        &on_simple,
+        400,
+        "bad_request",
+        Some("actions[0].asset_id"),
+    );
+    let bad_date = app.post("/rules", rule(json!({"type": "CREDIT", "asset_id": points, "amount": "1", "matures_at": "next week"}))).await;
+    assert_error(
+        "bad matures_at",
+        &bad_date,
+        400,
+        "bad_request",
+        Some("actions[0].matures_at"),
+    );
+    let pid = id(&app
+        .created("/participants", json!({"external_id": "s"}))
+        .await);
+    let lots = app.get(&format!("/participants/{pid}/balances/lots")).await;
+    assert_error(
+        "lots need asset_id",
+        &lots,
+        400,
+        "bad_request",
+        Some("asset_id"),
+    );
+    app.stop().await;
+}
