@@ -283,3 +283,165 @@ async fn lot_fields_need_a_lot_asset(_: PgPoolOptions, connect: PgConnectOptions
     );
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let program = id(&app.created("/programs", json!({"name": "Card"})).await);
+    let cash = id(&app
+        .created(
+            "/assets",
+            json!({"program_id": program, "name": "Cashback", "symbol": "CB",
+        "inventory_mode": "LOT", "issuance_policy": "UNLIMITED", "scale": 2}),
+        )
+        .await);
+    let on = |kind: &str| format!("event.kind == '{kind}'");
+    app.rule(
+        &program,
+        "auth",
+        &on("auth"),
+        json!([{"type": "CREDIT", "asset_id": cash, "amount": "event.amount",
+        "bucket": "HELD", "reference_id": "event.auth_id"}]),
+    )
+    .await;
+    app.rule(
+        &program,
+        "settle",
+        &on("settle"),
+        json!([{"type": "CREDIT", "asset_id": cash, "amount": "event.amount",
+        "reference_id": "event.auth_id"}]),
+    )
+    .await;
+    app.rule(
+        &program,
+        "void",
+        &on("void"),
+        json!([{"type": "VOID_HOLD", "asset_id": cash, "reference_id": "event.auth_id"}]),
+    )
+    .await;
+    app.rule(&program, "hold", &on("hold"), json!([{"type": "HOLD", "asset_id": cash, "amount": "event.amount", "reference_id": "event.order"}])).await;
+    app.rule(
+        &program,
+        "release",
+        &on("release"),
+        json!([{"type": "RELEASE", "asset_id": cash, "reference_id": "event.order"}]),
+    )
+    .await;
+    app.rule(&program, "forfeit", &on("forfeit"), json!([{"type": "FORFEIT", "asset_id": cash, "amount": "event.amount", "bucket": "AVAILABLE"}])).await;
+    let mut n = 0;
+    let mut events = Vec::new();
+    for (kind, data) in [
+        ("auth", json!({"auth_id": "A1", "amount": 10})),
+        ("settle", json!({"auth_id": "A1", "amount": 12.5})),
+        ("auth", json!({"auth_id": "A2", "amount": 5})),
+        ("void", json!({"auth_id": "A2"})),
+        ("hold", json!({"order": "O1", "amount": 2.5})),
+        ("release", json!({"order": "O1"})),
+        ("forfeit", json!({"amount": 1})),
+        ("auth", json!({"auth_id": "A3", "amount": 3})),
+    ] {
+        n += 1;
+        let mut data = data;
+        data["kind"] = json!(kind);
+        let done = app
+            .processed(
+                &app.event(&program, "cardholder", &format!("c{n}"), data)
+                    .await,
+            )
+            .await;
+        assert_eq!(done["status"], "COMPLETED", "{kind}: {done}");
+        events.push(done);
+    }
+    let settle = &events[1]["rule_evaluations"][1]["results"][0];
+    assert_eq!(
+        settle["settle"],
+        json!({"held_amount": "10.00", "delta": "2.50"})
+    );
+    let holder = app.participant_id("cardholder").await;
+    let balances = app
+        .get(&format!("/participants/{holder}/balances"))
+        .await
+        .body["data"][0]
+        .clone();
+    assert_eq!(
+        (balances["available"].clone(), balances["held"].clone()),
+        (json!("11.50"), json!("3.00"))
+    );
+    let impact = app
+        .get(&format!(
+            "/events/{}/impact",
+            events[3]["id"].as_str().unwrap_or("")
+        ))
+        .await
+        .body;
+    assert_eq!(impact["journal_entries"][0]["action_type"], "VOID_HOLD");
+
+    // The API voids the last provisional accrual; a hold of earned value is not provisional and is untouched.
+    let base = format!("/participants/{holder}/balances");
+    let body = |reference: &str| json!({"program_id": program, "asset_id": cash, "description": "merchant void", "reference_id": reference});
+    let voided = app.post(&format!("{base}/void-hold"), body("A3")).await;
+    assert_eq!(
+        (
+            voided.status.as_u16(),
+            voided.body["amount_processed"].clone()
+        ),
+        (200, json!("3.00")),
+        "{}",
+        voided.body
+    );
+    app.post(
+        &format!("{base}/hold"),
+        json!({"program_id": program, "asset_id": cash, "description": "fraud review",
+        "amount": "1.50", "reference_id": "R1"}),
+    )
+    .await;
+    assert_error(
+        "void a plain hold",
+        &app.post(&format!("{base}/void-hold"), body("R1")).await,
+        422,
+        "insufficient_balance",
+        None,
+    );
+    assert_error(
+        "void-hold takes no amount",
+        &app.post(
+            &format!("{base}/void-hold"),
+            json!({"program_id": program,
+        "asset_id": cash, "description": "x", "reference_id": "R1", "amount": "1"}),
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("amount"),
+    );
+
+    let (simple_program, points) = app.program_with_points("Plain", "PTS").await;
+    let rule = |action: Value| json!({"program_id": simple_program, "name": "r", "condition": "true", "actions": [action]});
+    assert_error(
+        "VOID_HOLD on SIMPLE",
+        &app.post(
+            "/rules",
+            rule(json!({"type": "VOID_HOLD", "asset_id": points, "reference_id": "x"})),
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("actions[0].asset_id"),
+    );
+    assert_error(
+        "FORFEIT needs a bucket",
+        &app.post(
+            "/rules",
+            rule(json!({"type": "FORFEIT", "asset_id": points})),
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("actions[0].bucket"),
+    );
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}

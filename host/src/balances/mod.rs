@@ -25,29 +25,58 @@ pub struct Adjustment {
     pub allow_negative: bool,
 }
 
-/// HOLD moves AVAILABLE to HELD, RELEASE the reverse, FORFEIT takes `bucket` to breakage.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// HOLD moves AVAILABLE to HELD, RELEASE the reverse, FORFEIT takes `bucket` to breakage, VOID_HOLD returns
+/// provisional HELD lots (credited straight into HELD) to where they came from.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Operation {
     Hold,
     Release,
     Forfeit { bucket: &'static str },
+    VoidHold,
 }
 
 impl Operation {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Operation::Hold => "HOLD",
             Operation::Release => "RELEASE",
             Operation::Forfeit { .. } => "FORFEIT",
+            Operation::VoidHold => "VOID_HOLD",
         }
     }
 
+    /// Forfeit and void-hold are how value leaves a closed account, so they work whatever the status.
+    pub fn requires_active(self) -> bool {
+        matches!(self, Operation::Hold | Operation::Release)
+    }
+
     /// The bucket the value leaves, and where it goes.
-    fn movement(self, participant: Uuid) -> (&'static str, Owner, &'static str) {
+    fn movement(self, participant: Uuid, source: Owner) -> (&'static str, Owner, &'static str) {
         match self {
             Operation::Hold => ("AVAILABLE", Owner::Participant(participant), "HELD"),
             Operation::Release => ("HELD", Owner::Participant(participant), "AVAILABLE"),
             Operation::Forfeit { bucket } => (bucket, Owner::Breakage, "AVAILABLE"),
+            Operation::VoidHold => ("HELD", source, "AVAILABLE"),
+        }
+    }
+}
+
+/// Who makes an operation, for its journal entry: an API key, or a rule processing an event.
+#[derive(Debug, Clone, Copy)]
+pub struct By {
+    pub organization_id: Uuid,
+    pub api_key_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub rule_id: Option<Uuid>,
+}
+
+impl By {
+    pub fn api(actor: &Actor) -> Self {
+        By {
+            organization_id: actor.organization_id,
+            api_key_id: Some(actor.api_key_id),
+            event_id: None,
+            rule_id: None,
         }
     }
 }
@@ -167,7 +196,7 @@ pub async fn adjust(
     }))
 }
 
-/// E41–E43. Returns the result and whether it is a replay of an earlier request with the same key.
+/// E41–E44. Returns the result and whether it is a replay of an earlier request with the same key.
 pub async fn operate(
     pool: &PgPool,
     actor: &Actor,
@@ -176,7 +205,6 @@ pub async fn operate(
     r: OperationRequest,
 ) -> Result<(Value, bool)> {
     let mut tx = pool.begin().await?;
-    let (from_bucket, to, to_bucket) = op.movement(participant);
     let key = r.idempotency_key.as_deref().map(|key| Key {
         organization_id: actor.organization_id,
         program_id: r.program_id,
@@ -184,7 +212,7 @@ pub async fn operate(
         key,
     });
     let request = json!({"participant_id": participant, "asset_id": r.asset_id, "description": r.description,
-        "amount": r.amount.map(|a| a.normalize().to_string()), "bucket": from_bucket,
+        "amount": r.amount.map(|a| a.normalize().to_string()), "operation": op,
         "reference_id": r.lots.reference_id, "lot_ids": r.lots.lot_ids,
         "earned": r.lots.earned.map(|(from, to)| [crate::time_key(from), crate::time_key(to)])});
     if let Some(key) = &key {
@@ -192,49 +220,83 @@ pub async fn operate(
             return Ok((response, true));
         }
     }
-    // Forfeits are how value leaves a closed account, so they are allowed whatever the participant's status.
-    let require_active = !matches!(op, Operation::Forfeit { .. });
     let asset = prepare(
         &mut tx,
         actor,
         &[participant],
         r.program_id,
         r.asset_id,
-        require_active,
+        op.requires_active(),
     )
     .await?;
-    if let Some(amount) = r.amount {
+    let response = apply(
+        &mut tx,
+        By::api(actor),
+        r.program_id,
+        participant,
+        &asset,
+        op,
+        r.description,
+        r.amount,
+        &r.lots,
+    )
+    .await?;
+    if let Some(key) = &key {
+        idempotency::remember(&mut tx, key, &response).await?;
+    }
+    tx.commit().await?;
+    Ok((response, false))
+}
+
+/// Performs a hold, release, forfeit or void-hold in the caller's transaction. The participant is locked and
+/// the asset checked by the caller; the API and rule actions share this.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    conn: &mut PgConnection,
+    by: By,
+    program_id: Uuid,
+    participant: Uuid,
+    asset: &Asset,
+    op: Operation,
+    description: String,
+    amount: Option<Decimal>,
+    selector: &Selector,
+) -> Result<Value> {
+    let (from_bucket, to, to_bucket) = op.movement(participant, asset.source(program_id));
+    if let Some(amount) = amount {
         asset
             .check_amount("amount", amount)
             .map_err(Error::invalid)?;
     }
     let plan = match asset.inventory_mode.as_str() {
         "LOT" => {
-            lots::settle(&mut tx, participant, asset.id).await?;
-            // A hold stamps the lots it takes with its reference; release and forfeit select by it.
+            lots::settle(conn, participant, asset.id).await?;
+            // A hold stamps the lots it takes with its reference; the others select by it.
             let selection = match op {
                 Operation::Hold => Selector {
                     reference_id: None,
-                    ..r.lots.clone()
+                    ..selector.clone()
                 },
-                _ => r.lots.clone(),
+                Operation::VoidHold => Selector {
+                    provisional_only: true,
+                    ..selector.clone()
+                },
+                _ => selector.clone(),
             };
-            Some(
-                lots::plan(
-                    &mut tx,
-                    participant,
-                    asset.id,
-                    from_bucket,
-                    r.amount,
-                    &selection,
-                )
-                .await?,
-            )
+            Some(lots::plan(conn, participant, asset.id, from_bucket, amount, &selection).await?)
         }
-        _ if r.lots.is_set() => return Err(lot_fields_on_simple()),
+        _ if op == Operation::VoidHold => {
+            return Err(Error::invalid(FieldError::invalid(
+                "asset_id",
+                "LOT asset",
+                Some(asset.id.to_string()),
+                "void-hold cancels provisional lots, which only LOT assets have",
+            )));
+        }
+        _ if selector.is_set() => return Err(lot_fields_on_simple()),
         _ => None,
     };
-    let amount = match (&plan, r.amount) {
+    let amount = match (&plan, amount) {
         (Some(plan), Some(amount)) if plan.total < amount => {
             return Err(Error::Insufficient(format!(
                 "the selected lots hold {}",
@@ -244,8 +306,8 @@ pub async fn operate(
         (Some(plan), _) => plan.total,
         (None, Some(amount)) => amount,
         (None, None) => ledger::snapshot(
-            &mut tx,
-            actor.organization_id,
+            conn,
+            by.organization_id,
             Owner::Participant(participant),
             asset.id,
         )
@@ -257,41 +319,47 @@ pub async fn operate(
             "there is nothing in {from_bucket} to process"
         )));
     }
-    let entry = api_entry(
-        actor,
-        r.program_id,
-        op.name(),
-        r.description,
-        vec![
+    let entry = NewEntry {
+        program_id,
+        action_type: op.name(),
+        description: Some(description),
+        event_id: by.event_id,
+        rule_id: by.rule_id,
+        reference_id: selector.reference_id.clone(),
+        created_by_api_key_id: by.api_key_id,
+        postings: vec![
             (
                 AccountKey::new(Owner::Participant(participant), asset.id, from_bucket),
                 -amount,
             ),
             (AccountKey::new(to, asset.id, to_bucket), amount),
         ],
-    );
-    let journal_entry_id = post(&mut tx, actor, &entry).await?;
+        allow_negative: false,
+    };
+    let journal_entry_id = post_by(conn, by.organization_id, &entry).await?;
     if let Some(plan) = &plan {
         match op {
             Operation::Hold => {
                 lots::shift(
-                    &mut tx,
+                    conn,
                     journal_entry_id,
                     plan,
                     "HELD",
-                    r.lots.reference_id.as_deref(),
+                    selector.reference_id.as_deref(),
                 )
                 .await?
             }
             Operation::Release => {
-                lots::shift(&mut tx, journal_entry_id, plan, "AVAILABLE", None).await?
+                lots::shift(conn, journal_entry_id, plan, "AVAILABLE", None).await?
             }
-            Operation::Forfeit { .. } => lots::consume(&mut tx, journal_entry_id, plan).await?,
+            Operation::Forfeit { .. } | Operation::VoidHold => {
+                lots::consume(conn, journal_entry_id, plan).await?
+            }
         }
     }
     let balance = ledger::snapshot(
-        &mut tx,
-        actor.organization_id,
+        conn,
+        by.organization_id,
         Owner::Participant(participant),
         asset.id,
     )
@@ -300,20 +368,16 @@ pub async fn operate(
         "operation": op.name(),
         "amount_processed": asset.format(amount),
         "asset_id": asset.id,
-        "program_id": r.program_id,
+        "program_id": program_id,
         "journal_entry_id": journal_entry_id,
         "balance": balance.to_json(asset.scale),
         "message": format!("Processed {}", asset.format(amount)),
     });
     if let Some(plan) = &plan {
         response["lots_processed"] = json!(plan.processed(asset.scale));
-        response["reference_id"] = json!(r.lots.reference_id);
+        response["reference_id"] = json!(selector.reference_id);
     }
-    if let Some(key) = &key {
-        idempotency::remember(&mut tx, key, &response).await?;
-    }
-    tx.commit().await?;
-    Ok((response, false))
+    Ok(response)
 }
 
 pub struct Transfer {
@@ -570,7 +634,11 @@ async fn prepare(
 }
 
 async fn post(conn: &mut PgConnection, actor: &Actor, entry: &NewEntry) -> Result<Uuid> {
-    ledger::post(conn, actor.organization_id, entry)
+    post_by(conn, actor.organization_id, entry).await
+}
+
+async fn post_by(conn: &mut PgConnection, organization_id: Uuid, entry: &NewEntry) -> Result<Uuid> {
+    ledger::post(conn, organization_id, entry)
         .await
         .map_err(|err| match err {
             PostError::InsufficientBalance => Error::Insufficient("insufficient balance".into()),

@@ -2,6 +2,8 @@
 //! caller fails the whole event with it.
 
 use crate::assets::Asset;
+use crate::balances::{self, By};
+use crate::error::Error;
 use crate::ledger::lots::{self, LotSpec, Selector};
 use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
 use crate::participants::state::{self, Origin, WindowChange};
@@ -62,6 +64,65 @@ pub async fn execute(
     };
     let result = match &action.step {
         Step::Money { .. } => return money(conn, ctx, rule, action, target).await,
+        Step::Operation {
+            op,
+            asset_id,
+            amount,
+            description,
+            reference,
+        } => {
+            let Some(asset) =
+                crate::assets::find_linked(conn, ctx.organization_id, ctx.program_id, *asset_id)
+                    .await?
+            else {
+                return Ok(Err("asset not found or not linked to the program".into()));
+            };
+            let amount = match amount.as_ref().map(|a| evaluate(a, ctx.vars)) {
+                Some(Ok(amount)) => Some(amount),
+                Some(Err(reason)) => return Ok(Err(format!("amount {reason}"))),
+                None => None,
+            };
+            let reference_id = match reference.as_ref().map(|r| r.render(ctx.vars)) {
+                Some(Ok(reference)) => Some(reference),
+                Some(Err(err)) => return Ok(Err(format!("reference_id expression failed: {err}"))),
+                None => None,
+            };
+            let by = By {
+                organization_id: ctx.organization_id,
+                api_key_id: None,
+                event_id: Some(ctx.event_id),
+                rule_id: Some(rule.id),
+            };
+            let description = description
+                .clone()
+                .unwrap_or_else(|| format!("{}: {}", rule.name, op.name()));
+            let selector = Selector {
+                reference_id,
+                ..Selector::default()
+            };
+            return match balances::apply(
+                conn,
+                by,
+                ctx.program_id,
+                target,
+                &asset,
+                *op,
+                description,
+                amount,
+                &selector,
+            )
+            .await
+            {
+                Ok(result) => Ok(Ok(result)),
+                Err(Error::Database(err)) => Err(err),
+                Err(Error::Invalid(problems)) => Ok(Err(problems
+                    .into_iter()
+                    .map(|p| p.message)
+                    .collect::<Vec<_>>()
+                    .join("; "))),
+                Err(other) => Ok(Err(other.to_string())),
+            };
+        }
         Step::Tag { tag, add } => {
             let changed = state::set_tag(conn, &origin, target, tag, *add).await?;
             json!({"type": action.kind, "participant_id": target, "tag": tag, "changed": changed})
@@ -176,7 +237,7 @@ async fn money(
             chrono::Utc::now(),
         );
     }
-    let entry = money_entry(
+    let mut entry = money_entry(
         ctx,
         rule,
         *debit,
@@ -187,8 +248,32 @@ async fn money(
         amount,
         bucket,
     );
+    // Settlement: an AVAILABLE credit with the reference of provisional HELD lots replaces them. What was held
+    // goes back to its source in the same entry; `delta` is what the settlement differs from the hold.
+    let mut settled = None;
+    if let (false, "AVAILABLE", Some(reference)) = (*debit, bucket, spec.reference_id.clone()) {
+        let selector = Selector {
+            reference_id: Some(reference),
+            provisional_only: true,
+            ..Selector::default()
+        };
+        let held = lots::plan(conn, participant, asset.id, "HELD", None, &selector).await?;
+        if held.total > Decimal::ZERO {
+            entry
+                .postings
+                .push((AccountKey::new(holder, asset.id, "HELD"), -held.total));
+            entry.postings.push((
+                AccountKey::new(asset.source(ctx.program_id), asset.id, "AVAILABLE"),
+                held.total,
+            ));
+            settled = Some(held);
+        }
+    }
     match ledger::post(conn, ctx.organization_id, &entry).await {
         Ok(journal_entry_id) => {
+            if let Some(held) = &settled {
+                lots::consume(conn, journal_entry_id, held).await?;
+            }
             match &plan {
                 Some(plan) => lots::consume(conn, journal_entry_id, plan).await?,
                 None if asset.inventory_mode == "LOT" => {
@@ -209,13 +294,17 @@ async fn money(
                 }
                 None => {}
             }
-            Ok(Ok(json!({
+            let mut result = json!({
                 "type": action.kind,
                 "asset_id": asset.id,
                 "amount": asset.format(amount),
                 "participant_id": participant,
                 "journal_entry_id": journal_entry_id,
-            })))
+            });
+            if let Some(held) = &settled {
+                result["settle"] = json!({"held_amount": asset.format(held.total), "delta": asset.format(amount - held.total)});
+            }
+            Ok(Ok(result))
         }
         Err(PostError::InsufficientBalance) if !debit => {
             Ok(Err("insufficient program wallet balance".into()))

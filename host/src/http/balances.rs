@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/participants/{id}/balances/hold", post(hold))
         .route("/participants/{id}/balances/release", post(release))
         .route("/participants/{id}/balances/forfeit", post(forfeit))
+        .route("/participants/{id}/balances/void-hold", post(void_hold))
         .route(
             "/participants/{id}/activity/history",
             get(participant_history),
@@ -425,4 +426,35 @@ async fn lots(
     Ok(Json(
         crate::participants::lots(&s.pool, &actor, id, asset_id, filter).await?,
     ))
+}
+
+/// E44: the whole provisional accrual of a reference; amount and lot selectors do not apply.
+async fn void_hold(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    operate(&s, &actor, id, &body, |f| {
+        for field in ["amount", "lot_ids", "earned_from", "earned_to"] {
+            if f.contains(field) {
+                f.reject(
+                    field,
+                    "absent",
+                    format!(
+                        "void-hold cancels the whole accrual of a reference; {field} does not apply"
+                    ),
+                );
+            }
+        }
+        if f.raw("reference_id").is_none() {
+            f.reject(
+                "reference_id",
+                "reference of a provisional accrual",
+                "reference_id is required",
+            );
+        }
+        Operation::VoidHold
+    })
+    .await
 }

@@ -53,6 +53,9 @@ fn fields_of(kind: &str) -> &'static [&'static str] {
             "matures_at",
             "reference_id",
         ],
+        "HOLD" | "RELEASE" => &["asset_id", "amount", "description", "reference_id"],
+        "FORFEIT" => &["asset_id", "amount", "description", "bucket"],
+        "VOID_HOLD" => &["asset_id", "description", "reference_id"],
         "DEBIT" => &["asset_id", "amount", "description", "allow_negative"],
         "TAG" | "UNTAG" => &["tag"],
         "COUNTER" => &["key", "value", "reset_after"],
@@ -117,7 +120,11 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             asset_id: allowed
                 .contains(&"asset_id")
                 .then(|| a.req_uuid("asset_id")),
-            amount: required_str("amount", rules::cel::MAX_LENGTH),
+            // Operations on balances take everything selected when they name no amount.
+            amount: match kind {
+                "CREDIT" | "DEBIT" => required_str("amount", rules::cel::MAX_LENGTH),
+                _ => a.opt_str("amount", 1, rules::cel::MAX_LENGTH),
+            },
             description: a.opt_str("description", 1, 500),
             allow_negative: a.opt_bool("allow_negative").unwrap_or(false),
             tag: required_str("tag", 255),
@@ -132,6 +139,20 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             matures_at: when(&a, "matures_at"),
             reference_id: a.opt_str("reference_id", 1, rules::cel::MAX_LENGTH),
         };
+        if kind == "FORFEIT" && action.bucket.is_none() && a.raw("bucket").is_none() {
+            a.reject(
+                "bucket",
+                "AVAILABLE|HELD",
+                "FORFEIT actions need the bucket to forfeit from",
+            );
+        }
+        if kind == "VOID_HOLD" && action.reference_id.is_none() && a.raw("reference_id").is_none() {
+            a.reject(
+                "reference_id",
+                "reference of a provisional accrual",
+                "VOID_HOLD actions need a reference_id",
+            );
+        }
         action.value = match kind {
             "SET_ATTRIBUTE" => Some(a.req_str("value", 1, rules::cel::MAX_LENGTH)),
             _ => a.opt_str("value", 1, rules::cel::MAX_LENGTH),

@@ -42,6 +42,14 @@ pub enum Step {
         allow_negative: bool,
         lot: LotFields,
     },
+    /// HOLD, RELEASE, FORFEIT or VOID_HOLD on the target's balance.
+    Operation {
+        op: crate::balances::Operation,
+        asset_id: Uuid,
+        amount: Option<Amount>,
+        description: Option<String>,
+        reference: Option<Template>,
+    },
     Tag {
         tag: String,
         add: bool,
@@ -122,6 +130,24 @@ fn compile_action(a: Action) -> CompiledAction {
             key,
             delta: Amount::compile(a.value.as_deref().unwrap_or("1")),
             window: a.reset_after.as_deref().and_then(Window::parse),
+        },
+        "HOLD" | "RELEASE" | "FORFEIT" | "VOID_HOLD" => Step::Operation {
+            op: match a.kind.as_str() {
+                "HOLD" => crate::balances::Operation::Hold,
+                "RELEASE" => crate::balances::Operation::Release,
+                "VOID_HOLD" => crate::balances::Operation::VoidHold,
+                _ => crate::balances::Operation::Forfeit {
+                    bucket: if a.bucket.as_deref() == Some("HELD") {
+                        "HELD"
+                    } else {
+                        "AVAILABLE"
+                    },
+                },
+            },
+            asset_id: a.asset_id.unwrap_or_default(),
+            amount: a.amount.as_deref().map(Amount::compile),
+            description: a.description.clone(),
+            reference: a.reference_id.as_deref().map(|r| template(Some(r))),
         },
         "SET_ATTRIBUTE" => Step::Attribute {
             key,

@@ -22,18 +22,23 @@ pub use compiled::{Amount, CompiledAction, CompiledRule, LotFields, RuleCache, S
 pub use simulate::SampleState;
 
 pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
-/// Action types this server executes. The rest of the catalogue (HOLD, SET_TIER, SCHEDULE_EVENT, …) is refused
+/// Action types this server executes. The rest of the catalogue (SET_TIER, SCHEDULE_EVENT, BROADCAST) is refused
 /// at create time until it is implemented, so no rule is ever accepted that would do nothing.
 pub const ACTION_TYPES: &[&str] = &[
     "CREDIT",
     "DEBIT",
+    "HOLD",
+    "RELEASE",
+    "FORFEIT",
+    "VOID_HOLD",
     "TAG",
     "UNTAG",
     "COUNTER",
     "SET_ATTRIBUTE",
 ];
 /// Actions a SUSPENDED or CLOSED participant cannot be the target of.
-pub const BLOCKED_WHEN_INACTIVE: &[&str] = &["CREDIT", "DEBIT", "COUNTER"];
+pub const BLOCKED_WHEN_INACTIVE: &[&str] =
+    &["CREDIT", "DEBIT", "HOLD", "RELEASE", "FORFEIT", "COUNTER"];
 
 /// An action as the client wrote it. `amount` and COUNTER's `value` are decimal literals or CEL;
 /// SET_ATTRIBUTE's `value` and the target's ids are static or CEL (see `cel::Template`).
@@ -97,12 +102,19 @@ impl When {
 }
 
 impl Action {
-    /// Whether the action says anything about the lot its credit creates.
-    pub fn shapes_lot(&self) -> bool {
-        self.bucket.is_some()
-            || self.expires_at.is_some()
-            || self.matures_at.is_some()
-            || self.reference_id.is_some()
+    /// Whether the action can only work on a LOT asset's lots.
+    pub fn needs_lots(&self) -> bool {
+        match self.kind.as_str() {
+            "CREDIT" => {
+                self.bucket.as_deref() == Some("HELD")
+                    || self.expires_at.is_some()
+                    || self.matures_at.is_some()
+                    || self.reference_id.is_some()
+            }
+            "HOLD" | "RELEASE" => self.reference_id.is_some(),
+            "VOID_HOLD" => true,
+            _ => false,
+        }
     }
 }
 
@@ -503,7 +515,7 @@ async fn check_expressions(
                 )
             })
         };
-        if let (Some(asset_id), Some(amount)) = (action.asset_id, &action.amount) {
+        if let Some(asset_id) = action.asset_id {
             match crate::assets::find_linked(conn, actor.organization_id, program_id, asset_id)
                 .await?
             {
@@ -521,17 +533,16 @@ async fn check_expressions(
                         "the asset is archived",
                     ));
                 }
-                Some(asset) if asset.inventory_mode != "LOT" && action.shapes_lot() => errors.push(FieldError::invalid(
+                Some(asset) if asset.inventory_mode != "LOT" && action.needs_lots() => errors.push(FieldError::invalid(
                     field("asset_id"),
                     "LOT asset",
                     Some(asset_id.to_string()),
-                    "bucket, expires_at, matures_at and reference_id describe lots, which only LOT assets have",
+                    "this action works on lots (reference_id, expires_at, matures_at, bucket HELD, VOID_HOLD), which only LOT assets have",
                 )),
-                Some(asset) => match money::parse(amount) {
-                    Some(literal) => {
-                        errors.extend(asset.check_amount(&field("amount"), literal).err())
-                    }
-                    None => errors.extend(expression("amount", amount)),
+                Some(asset) => match action.amount.as_deref().map(|amount| (amount, money::parse(amount))) {
+                    None => {}
+                    Some((_, Some(literal))) => errors.extend(asset.check_amount(&field("amount"), literal).err()),
+                    Some((amount, None)) => errors.extend(expression("amount", amount)),
                 },
             }
         }

@@ -57,6 +57,32 @@ pub async fn simulate(
                         let asset = crate::assets::get(pool, actor, *asset_id).await.ok();
                         money_result(*debit, amount, asset.as_ref(), &vars)
                     }
+                    Step::Operation {
+                        op: crate::balances::Operation::VoidHold,
+                        ..
+                    } => {
+                        json!({"description": "VOID_HOLD cannot be simulated"})
+                    }
+                    Step::Operation {
+                        op,
+                        asset_id,
+                        amount,
+                        ..
+                    } => {
+                        match (
+                            crate::assets::get(pool, actor, *asset_id).await.ok(),
+                            amount.as_ref().map(|a| evaluate(a, &vars)),
+                        ) {
+                            (None, _) => json!({"error": "asset not found"}),
+                            (Some(asset), None) => json!({"asset_symbol": asset.symbol,
+                                "description": format!("{} all selected {}", op.name(), asset.symbol)}),
+                            (Some(asset), Some(Ok(amount))) => {
+                                json!({"amount": asset.format(amount), "asset_symbol": asset.symbol,
+                                "description": format!("{} {} {}", op.name(), asset.format(amount), asset.symbol)})
+                            }
+                            (Some(_), Some(Err(err))) => json!({"error": err}),
+                        }
+                    }
                     Step::Counter { key, delta, .. } => {
                         let current = number(state.counters.get(key));
                         match evaluate(delta, &vars) {
