@@ -289,12 +289,17 @@ pub async fn settle_due(
             "remaining > 0 AND status IN ('AVAILABLE', 'HELD', 'DEFERRED') AND expires_at <= now()"
         }
     };
+    // Walk the date's index: ordering a whole backlog by participant would make every batch read all of it.
+    let order = match due {
+        Due::Maturity => "matures_at",
+        Due::Expiry => "expires_at",
+    };
     let (participant, asset) = holder.map_or((None, None), |(p, a)| (Some(p), Some(a)));
     // Find first, lock participants in id order, then lock the lots: the lock order every writer uses.
     let found: Vec<Uuid> = sqlx::query_scalar(&format!(
         "SELECT participant_id FROM lots WHERE {condition}
             AND ($1::uuid IS NULL OR (participant_id = $1 AND asset_id = $2))
-          ORDER BY participant_id LIMIT $3"
+          ORDER BY {order} LIMIT $3"
     ))
     .bind(participant)
     .bind(asset)
@@ -305,6 +310,7 @@ pub async fn settle_due(
         return Ok(0);
     }
     let mut participants = found;
+    participants.sort();
     participants.dedup();
     if holder.is_none() {
         sqlx::query("SELECT id FROM participants WHERE id = ANY($1) ORDER BY id FOR UPDATE")
