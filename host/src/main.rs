@@ -171,6 +171,12 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
             "  lots: participant {participant} asset {asset} {bucket} balance {balance} but lots hold {lots}"
         );
     }
+    for lot in &found.spent_after_expiry {
+        println!("  expired lot {lot} was spent");
+    }
+    for key in &found.idempotency_violations {
+        println!("  idempotency key {key} does not map to exactly one journal entry");
+    }
     for event in &found.effects_of_unfinished_events {
         println!("  unfinished event {event} has ledger entries");
     }

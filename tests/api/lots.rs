@@ -189,6 +189,45 @@ async fn lots_are_spent_oldest_first_expire_and_mature(
         "insufficient_balance",
         None,
     );
+    // Lots can be picked by id or by when they were earned.
+    let available: Vec<Value> =
+        app.get(&format!("{lots_path}&status=AVAILABLE")).await.body["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+    let newest = available.last().cloned().unwrap_or_default();
+    let picked = app
+        .post(
+            &format!("{base}/hold"),
+            op(json!({"lot_ids": [newest["id"]], "idempotency_key": "pick-1"})),
+        )
+        .await;
+    assert_eq!(
+        picked.body["lots_processed"],
+        json!([{"id": newest["id"], "amount": newest["remaining"]}]),
+        "{}",
+        picked.body
+    );
+    let none_earned = app
+        .post(
+            &format!("{base}/release"),
+            op(json!({"earned_from": "2000-01-01T00:00:00Z", "earned_to": "2000-12-31T00:00:00Z"})),
+        )
+        .await;
+    assert_error(
+        "nothing earned in 2000",
+        &none_earned,
+        422,
+        "insufficient_balance",
+        None,
+    );
+    let all_earned = app
+        .post(
+            &format!("{base}/release"),
+            op(json!({"earned_from": "2000-01-01T00:00:00Z", "earned_to": "2100-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(all_earned.body["amount_processed"], newest["remaining"]);
     let forfeited = app
         .post(
             &format!("{base}/forfeit"),

@@ -364,6 +364,10 @@ pub struct Inconsistencies {
     pub effects_of_unfinished_events: Vec<Uuid>,
     /// (participant, asset, bucket, balance, lots) where a LOT asset's balance is not what its lots hold.
     pub lot_mismatches: Vec<(Uuid, Uuid, String, Decimal, Decimal)>,
+    /// Lots that something other than expiry took from after they expired.
+    pub spent_after_expiry: Vec<Uuid>,
+    /// Idempotency keys whose recorded effect is not exactly one existing journal entry of their own.
+    pub idempotency_violations: Vec<String>,
 }
 
 impl Inconsistencies {
@@ -373,6 +377,8 @@ impl Inconsistencies {
             && self.negative_balances.is_empty()
             && self.effects_of_unfinished_events.is_empty()
             && self.lot_mismatches.is_empty()
+            && self.spent_after_expiry.is_empty()
+            && self.idempotency_violations.is_empty()
     }
 }
 
@@ -385,6 +391,8 @@ pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
         negative_balances: repo::negative_balances(pool).await?,
         effects_of_unfinished_events: repo::effects_of_unfinished_events(pool).await?,
         lot_mismatches: lots::mismatches(pool).await?,
+        spent_after_expiry: repo::spent_after_expiry(pool).await?,
+        idempotency_violations: repo::idempotency_violations(pool).await?,
     })
 }
 

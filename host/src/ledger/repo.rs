@@ -504,3 +504,27 @@ pub async fn insert_entries(
     .await?;
     Ok(())
 }
+
+pub async fn spent_after_expiry(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT l.id FROM lot_consumptions c
+           JOIN lots l ON l.id = c.lot_id
+           JOIN journal_entries j ON j.id = c.journal_entry_id
+          WHERE j.action_type <> 'EXPIRATION' AND l.expires_at IS NOT NULL AND j.created_at > l.expires_at",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A key whose response names no entry, an entry that does not exist, or an entry another key also names.
+pub async fn idempotency_violations(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "WITH effects AS (
+             SELECT k.operation || ':' || k.key AS key, (k.response->>'journal_entry_id')::uuid AS entry
+               FROM idempotency_keys k WHERE k.response IS NOT NULL)
+         SELECT e.key FROM effects e LEFT JOIN journal_entries j ON j.id = e.entry
+          WHERE j.id IS NULL OR (SELECT count(*) FROM effects o WHERE o.entry = e.entry) > 1",
+    )
+    .fetch_all(pool)
+    .await
+}
