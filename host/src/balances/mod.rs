@@ -215,10 +215,10 @@ pub async fn operate(
         "amount": r.amount.map(|a| a.normalize().to_string()), "operation": op,
         "reference_id": r.lots.reference_id, "lot_ids": r.lots.lot_ids,
         "earned": r.lots.earned.map(|(from, to)| [crate::time_key(from), crate::time_key(to)])});
-    if let Some(key) = &key {
-        if let Claim::Replay(response) = idempotency::claim(&mut tx, key, &request).await? {
-            return Ok((response, true));
-        }
+    if let Some(key) = &key
+        && let Claim::Replay(response) = idempotency::claim(&mut tx, key, &request).await?
+    {
+        return Ok((response, true));
     }
     let asset = prepare(
         &mut tx,
@@ -401,10 +401,10 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
     });
     let request = json!({"asset_id": t.asset_id, "description": t.description, "source": t.source.to_string(),
         "recipients": t.recipients.iter().map(|(p, a)| json!([p.to_string(), a.normalize().to_string()])).collect::<Vec<_>>()});
-    if let Some(key) = &key {
-        if let Claim::Replay(response) = idempotency::claim(&mut tx, key, &request).await? {
-            return Ok((response, true));
-        }
+    if let Some(key) = &key
+        && let Claim::Replay(response) = idempotency::claim(&mut tx, key, &request).await?
+    {
+        return Ok((response, true));
     }
     let source = participants::find_party(&mut tx, actor.organization_id, &t.source).await?;
     let mut recipients = Vec::with_capacity(t.recipients.len());

@@ -130,7 +130,7 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
     let mut tips: HashMap<Uuid, (i64, String)> = HashMap::new();
     let (mut seqs, mut hashes) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
     for entry in &entries {
-        if !tips.contains_key(&entry.organization_id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = tips.entry(entry.organization_id) {
             let tip: Option<(i64, String)> = sqlx::query_as(
                 "SELECT chain_seq, entry_hash FROM journal_entries
                   WHERE organization_id = $1 AND chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
@@ -138,7 +138,7 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
             .bind(entry.organization_id)
             .fetch_optional(&mut *tx)
             .await?;
-            tips.insert(entry.organization_id, tip.unwrap_or((0, String::new())));
+            e.insert(tip.unwrap_or((0, String::new())));
         }
         let Some((seq, previous)) = tips.get_mut(&entry.organization_id) else {
             continue;
