@@ -19,17 +19,47 @@ async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let events: usize = args.next().map_or(Ok(20_000), |n| n.parse())?;
     let workers: usize = args.next().map_or(Ok(4), |n| n.parse())?;
-    let server = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/scrip_bench".into());
-    let url = format!("{}/scrip_bench_{}", server.rsplit_once('/').map_or(server.as_str(), |(s, _)| s), Uuid::now_v7().simple());
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/scrip_bench".into());
+    let url = format!(
+        "{}/scrip_bench_{}",
+        server.rsplit_once('/').map_or(server.as_str(), |(s, _)| s),
+        Uuid::now_v7().simple()
+    );
     let pool = scrip::db::connect_and_migrate(&url, 16).await?;
-    let key = scrip::organizations::create_api_key(&pool, "bench").await?.key;
-    let api = scrip::start(pool.clone(), "127.0.0.1:0".parse()?, Pipeline { workers: 0, ..Pipeline::default() }).await?;
+    let key = scrip::organizations::create_api_key(&pool, "bench")
+        .await?
+        .key;
+    let api = scrip::start(
+        pool.clone(),
+        "127.0.0.1:0".parse()?,
+        Pipeline {
+            workers: 0,
+            ..Pipeline::default()
+        },
+    )
+    .await?;
     let base = format!("http://{}/v1", api.addr);
     let client = reqwest::Client::new();
-    let post = |path: &str, body: serde_json::Value| client.post(format!("{base}{path}")).bearer_auth(&key).json(&body).send();
-    let program: serde_json::Value = post("/programs", json!({"name": "Bench"})).await?.json().await?;
-    let asset: serde_json::Value = post("/assets", json!({"program_id": program["id"], "name": "Points", "symbol": "PTS",
-        "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0})).await?.json().await?;
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let program: serde_json::Value = post("/programs", json!({"name": "Bench"}))
+        .await?
+        .json()
+        .await?;
+    let asset: serde_json::Value = post(
+        "/assets",
+        json!({"program_id": program["id"], "name": "Points", "symbol": "PTS",
+        "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}),
+    )
+    .await?
+    .json()
+    .await?;
     post("/rules", json!({"program_id": program["id"], "name": "10 per purchase", "condition": "event.type == \"purchase\"",
         "actions": [{"type": "CREDIT", "asset_id": asset["id"], "amount": "10"}]})).await?;
     let queued = Instant::now();
@@ -40,19 +70,36 @@ async fn main() -> Result<(), BoxError> {
             .collect();
         post("/events/batch", json!({"events": batch})).await?;
     }
-    println!("queued {events} events through the batch API in {:.1} s", queued.elapsed().as_secs_f64());
+    println!(
+        "queued {events} events through the batch API in {:.1} s",
+        queued.elapsed().as_secs_f64()
+    );
 
     let started = Instant::now();
-    let processing = scrip::start(pool.clone(), "127.0.0.1:0".parse()?, Pipeline { workers, ..Pipeline::default() }).await?;
+    let processing = scrip::start(
+        pool.clone(),
+        "127.0.0.1:0".parse()?,
+        Pipeline {
+            workers,
+            ..Pipeline::default()
+        },
+    )
+    .await?;
     loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE status = 'COMPLETED'").fetch_one(&pool).await?;
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE status = 'COMPLETED'")
+                .fetch_one(&pool)
+                .await?;
         if done as usize >= events {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("{workers} workers completed {events} events in {seconds:.1} s: {:.0} events/s", events as f64 / seconds);
+    println!(
+        "{workers} workers completed {events} events in {seconds:.1} s: {:.0} events/s",
+        events as f64 / seconds
+    );
     processing.stop().await;
     api.stop().await;
     let found = scrip::ledger::check_invariants(&pool).await?;

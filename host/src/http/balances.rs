@@ -5,9 +5,8 @@ use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, PathIds, QueryParams};
 use crate::balances::{self, Adjustment, Operation, OperationRequest, Transfer};
 use crate::error::Result;
+use crate::ledger::{self, ActivityFilter};
 use crate::ledger::lots::Selector;
-use crate::ledger::{self, ActivityFilter, ActivityRow, Owner, Statement};
-use crate::pagination::Page;
 use crate::participants::Party;
 use crate::validation::{Fields, Validator};
 use axum::extract::State;
@@ -116,33 +115,21 @@ fn activity_filter(q: &Fields<'_>) -> ActivityFilter {
     }
 }
 
-async fn history(
-    s: &AppState,
-    actor: &crate::organizations::Actor,
-    owner: Owner,
-    q: Map<String, Value>,
-) -> Result<Json<Page<ActivityRow>>> {
+fn history_filter(q: &Map<String, Value>) -> Result<ActivityFilter> {
     let v = Validator::new();
-    let filter = activity_filter(&v.query(&q));
+    let filter = activity_filter(&v.query(q));
     v.finish()?;
-    Ok(Json(ledger::history(&s.pool, actor, owner, filter).await?))
+    Ok(filter)
 }
 
-async fn statement(
-    s: &AppState,
-    actor: &crate::organizations::Actor,
-    owner: Owner,
-    q: Map<String, Value>,
-) -> Result<Json<Statement>> {
+/// `asset_id` (required) and the filters of a statement.
+fn statement_filter(q: &Map<String, Value>) -> Result<(Uuid, ActivityFilter)> {
     let v = Validator::new();
-    let fields = v.query(&q);
+    let fields = v.query(q);
     let asset_id = fields.req_uuid("asset_id");
     let filter = activity_filter(&fields);
     v.finish()?;
-    let asset = crate::assets::get(&s.pool, actor, asset_id).await?;
-    Ok(Json(
-        ledger::statement(&s.pool, actor, owner, &asset, filter).await?,
-    ))
+    Ok((asset_id, filter))
 }
 
 async fn wallet_history(
@@ -151,8 +138,9 @@ async fn wallet_history(
     PathId(id): PathId,
     QueryParams(q): QueryParams,
 ) -> Result<impl IntoResponse> {
-    crate::programs::get(&s.pool, &actor, id).await?;
-    history(&s, &actor, Owner::Program(id), q).await
+    Ok(Json(
+        crate::programs::wallet_history(&s.pool, &actor, id, history_filter(&q)?).await?,
+    ))
 }
 
 async fn wallet_statement(
@@ -161,8 +149,10 @@ async fn wallet_statement(
     PathId(id): PathId,
     QueryParams(q): QueryParams,
 ) -> Result<impl IntoResponse> {
-    crate::programs::get(&s.pool, &actor, id).await?;
-    statement(&s, &actor, Owner::Program(id), q).await
+    let (asset_id, filter) = statement_filter(&q)?;
+    Ok(Json(
+        crate::programs::wallet_statement(&s.pool, &actor, id, asset_id, filter).await?,
+    ))
 }
 
 async fn participant_history(
@@ -171,8 +161,9 @@ async fn participant_history(
     PathId(id): PathId,
     QueryParams(q): QueryParams,
 ) -> Result<impl IntoResponse> {
-    crate::participants::get(&s.pool, &actor, id).await?;
-    history(&s, &actor, Owner::Participant(id), q).await
+    Ok(Json(
+        crate::participants::history(&s.pool, &actor, id, history_filter(&q)?).await?,
+    ))
 }
 
 async fn participant_statement(
@@ -181,8 +172,10 @@ async fn participant_statement(
     PathId(id): PathId,
     QueryParams(q): QueryParams,
 ) -> Result<impl IntoResponse> {
-    crate::participants::get(&s.pool, &actor, id).await?;
-    statement(&s, &actor, Owner::Participant(id), q).await
+    let (asset_id, filter) = statement_filter(&q)?;
+    Ok(Json(
+        crate::participants::statement(&s.pool, &actor, id, asset_id, filter).await?,
+    ))
 }
 
 async fn adjust(

@@ -474,3 +474,38 @@ pub async fn lots(
     let page = Page::from_rows(rows, filter.limit, |lot| Cursor::new("", lot.id));
     Ok(page.map(|lot| crate::ledger::lots::LotView::new(lot, asset.scale)))
 }
+
+/// E45: the participant's postings, newest first.
+pub async fn history(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<Page<crate::ledger::ActivityRow>> {
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("participant"))?;
+    crate::ledger::history(pool, actor, crate::ledger::Owner::Participant(id), filter).await
+}
+
+/// E48: the participant's statement for one asset.
+pub async fn statement(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    asset_id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<crate::ledger::Statement> {
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("participant"))?;
+    let asset = crate::assets::get(pool, actor, asset_id).await?;
+    crate::ledger::statement(
+        pool,
+        actor,
+        crate::ledger::Owner::Participant(id),
+        &asset,
+        filter,
+    )
+    .await
+}

@@ -282,3 +282,34 @@ pub async fn wallet_balances(
     }
     Ok(Page::from_rows(rows, limit, |(id, _)| Cursor::new("", *id)).map(|(_, row)| row))
 }
+
+/// E11: the program wallet's postings, newest first.
+pub async fn wallet_history(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<Page<crate::ledger::ActivityRow>> {
+    get(pool, actor, id).await?;
+    crate::ledger::history(pool, actor, crate::ledger::Owner::Program(id), filter).await
+}
+
+/// E12: the program wallet's statement for one asset.
+pub async fn wallet_statement(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    asset_id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<crate::ledger::Statement> {
+    get(pool, actor, id).await?;
+    let asset = crate::assets::get(pool, actor, asset_id).await?;
+    crate::ledger::statement(
+        pool,
+        actor,
+        crate::ledger::Owner::Program(id),
+        &asset,
+        filter,
+    )
+    .await
+}
