@@ -268,3 +268,72 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
         .expect("invariants");
     assert!(found.is_empty(), "{found:?}");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn api_keys_come_from_the_cli_and_reuse_the_organization(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let run = |args: &'static [&'static str]| {
+        let url = database_url(&connect);
+        async move {
+            let out = Command::new(SCRIP)
+                .args(args)
+                .env("DATABASE_URL", url)
+                .output()
+                .await
+                .expect("scrip runs");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    assert_eq!(
+        run(&["migrate"]).await,
+        "migrations applied",
+        "migrating twice is a no-op"
+    );
+    let first = run(&["api-key", "create", "--org", "acme"]).await;
+    let second = run(&["api-key", "create", "--org", "acme"]).await;
+    let key = |out: &str| out.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        key(&first).starts_with("sk_") && key(&second).starts_with("sk_"),
+        "{first}\n{second}"
+    );
+    assert_ne!(key(&first), key(&second));
+
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(connect)
+        .await
+        .expect("pool");
+    let a = scrip::organizations::authenticate(&pool, &key(&first))
+        .await
+        .expect("first key works");
+    let b = scrip::organizations::authenticate(&pool, &key(&second))
+        .await
+        .expect("second key works");
+    assert_eq!(
+        a.organization_id, b.organization_id,
+        "the organization is created once"
+    );
+    let stored: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT key_hash FROM api_keys ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .expect("hashes");
+    let digest = |out: &str| <sha2::Sha256 as sha2::Digest>::digest(key(out).as_bytes()).to_vec();
+    assert_eq!(
+        stored,
+        [digest(&first), digest(&second)],
+        "only SHA-256 hashes of the keys are stored"
+    );
+    assert!(
+        scrip::organizations::authenticate(&pool, "sk_forged")
+            .await
+            .is_err()
+    );
+}
