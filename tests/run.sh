@@ -31,5 +31,8 @@ if [ "$(psql "$server_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '${db
     psql "$server_url" -qc "CREATE DATABASE \"${db_name}\""
 fi
 
+say "building the example wasm rules"
+rules-examples/build.sh
+
 say "building and testing"
 cargo test --workspace --locked

@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod ledger;
+pub mod modules;
 pub mod money;
 pub mod organizations;
 pub mod pagination;
@@ -62,7 +63,11 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let app = http::router(http::AppState { pool: pool.clone() });
+    let runtime = Arc::new(rules::wasm::Runtime::new()?);
+    let app = http::router(http::AppState {
+        pool: pool.clone(),
+        runtime: runtime.clone(),
+    });
     let mut http_stopped = stopped.clone();
     tasks.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -72,7 +77,7 @@ pub async fn start(
             tracing::error!(error = %err, "HTTP server failed");
         }
     });
-    let cache = Arc::new(rules::RuleCache::default());
+    let cache = Arc::new(rules::RuleCache::new(runtime));
     let wake = Arc::new(Notify::new());
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
     tasks.spawn(ledger::lots::run_jobs(pool.clone(), stopped.clone()));

@@ -14,3 +14,4 @@ mod quickstart;
 mod rules;
 mod state;
 mod validation;
+mod wasm;

@@ -90,6 +90,11 @@ pub struct Evaluation {
     pub stopped_by_rule_id: Option<Uuid>,
     pub error_message: Option<String>,
     pub results: sqlx::types::Json<Value>,
+    /// Wasm rules only: the fuel the evaluation burned and what the module printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_consumed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -106,7 +106,7 @@ pub async fn evaluations(
 ) -> sqlx::Result<Vec<Evaluation>> {
     sqlx::query_as(
         "SELECT v.id, v.rule_id, h.snapshot->>'name' AS rule_name, v.rule_history_id, v.status, v.reason,
-                v.stopped_by_rule_id, v.error_message, v.results, v.created_at
+                v.stopped_by_rule_id, v.error_message, v.results, v.fuel_consumed, v.logs, v.created_at
            FROM rule_evaluations v JOIN rule_history h ON h.id = v.rule_history_id
           WHERE v.event_id = $1 AND ($2 OR v.status <> ALL($3))
           ORDER BY v.created_at, v.id",

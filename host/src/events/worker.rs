@@ -15,7 +15,8 @@
 use super::actions::{self, EventContext};
 use crate::participants::{self, State};
 use crate::rules::cel::{self, Variables};
-use crate::rules::{self, CompiledRule, RuleCache};
+use crate::rules::wasm::{self, Runtime};
+use crate::rules::{self, CompiledAction, CompiledModule, CompiledRule, RuleCache};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -184,6 +185,7 @@ pub async fn process_batch(
             &program_rules,
             now,
             budget_slot,
+            cache.runtime(),
         )
         .await
         {
@@ -283,6 +285,9 @@ struct EvaluationRecord {
     stopped_by_rule_id: Option<Uuid>,
     error_message: Option<String>,
     results: Vec<Value>,
+    /// Wasm rules: fuel burned and what the module printed.
+    fuel: Option<i64>,
+    logs: Option<String>,
 }
 
 impl EvaluationRecord {
@@ -295,6 +300,8 @@ impl EvaluationRecord {
             stopped_by_rule_id: None,
             error_message: None,
             results: Vec::new(),
+            fuel: None,
+            logs: None,
         }
     }
 }
@@ -306,6 +313,7 @@ async fn process_event(
     rules: &[&CompiledRule],
     now: DateTime<Utc>,
     budget_slot: i16,
+    runtime: &Arc<Runtime>,
 ) -> sqlx::Result<Outcome> {
     if program.status != "ACTIVE" {
         return Ok(Outcome::failed(
@@ -344,12 +352,12 @@ async fn process_event(
     for id in &ids {
         participants::enroll(conn, *id, event.program_id).await?;
     }
-    let Some(state) = states.iter().find(|s| s.id == participant) else {
+    let Some(state) = states.iter().find(|s| s.id == participant).cloned() else {
         return Ok(Outcome::failed("participant not found".into(), Vec::new()));
     };
     let vars = Variables {
         event: cel::from_json(&event.event_data.0),
-        participant: participant_value(state),
+        participant: participant_value(&state),
         now: event.event_timestamp,
     };
     let mut ctx = EventContext {
@@ -392,7 +400,31 @@ async fn process_event(
             }
             Ok(true) => {
                 let mut record = EvaluationRecord::new(rule, "SUCCESS");
-                for action in &rule.actions {
+                let returned;
+                let actions = match &rule.module {
+                    None => &rule.actions,
+                    // Modules see the participant as the event began, as CEL conditions do.
+                    Some(module) => match run_module(runtime, module, event, &state).await {
+                        Ok((actions, fuel, logs)) => {
+                            (record.fuel, record.logs) = (Some(fuel), logs);
+                            returned = actions;
+                            &returned
+                        }
+                        Err((status, reason, fuel, logs)) => {
+                            record.status = status;
+                            record.reason = Some(if status == "SKIPPED_TIMEOUT" {
+                                "FUEL_EXHAUSTED"
+                            } else {
+                                "MODULE_ERROR"
+                            });
+                            (record.error_message, record.fuel, record.logs) =
+                                (Some(reason), Some(fuel), logs);
+                            evaluations.push(record);
+                            continue;
+                        }
+                    },
+                };
+                for action in actions {
                     match actions::execute(conn, &mut ctx, rule, action).await? {
                         Ok(result) => record.results.push(result),
                         Err(message) => {
@@ -427,6 +459,90 @@ async fn process_event(
         participant_id: Some(participant),
         evaluations,
     })
+}
+
+type ModuleRun =
+    Result<(Vec<CompiledAction>, i64, Option<String>), (&'static str, String, i64, Option<String>)>;
+
+/// Runs a wasm rule: its actions, or how it was stopped (SKIPPED_TIMEOUT when out of fuel, SKIPPED_ERROR for a
+/// trap, panic, memory limit, rule error or invalid output), with the fuel burned and what it printed.
+async fn run_module(
+    runtime: &Arc<Runtime>,
+    module: &CompiledModule,
+    event: &Claimed,
+    state: &State,
+) -> ModuleRun {
+    let prepared = match &module.prepared {
+        Ok(prepared) => prepared,
+        Err(reason) => {
+            return Err((
+                "SKIPPED_ERROR",
+                format!("module unavailable: {reason}"),
+                0,
+                None,
+            ));
+        }
+    };
+    let text = |map: &serde_json::Map<String, Value>| -> Vec<(String, String)> {
+        map.iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let input = wasm::Input {
+        event_id: event.id,
+        program_id: event.program_id,
+        timestamp: event.event_timestamp,
+        data: event.event_data.0.clone(),
+        participant_id: state.id,
+        external_id: state.external_id.clone(),
+        tags: state.tags.clone(),
+        attributes: text(&state.attributes.0),
+        counters: text(&state.counters.0),
+        config: module.config.clone(),
+    };
+    let logs = |text: String| (!text.is_empty()).then_some(text);
+    let fuel = |burned: u64| i64::try_from(burned).unwrap_or(i64::MAX);
+    match runtime.run(prepared.clone(), input, module.limits).await {
+        wasm::Outcome::Actions {
+            actions,
+            fuel: burned,
+            logs: printed,
+        } => {
+            let compiled: Result<Vec<CompiledAction>, String> =
+                actions.into_iter().map(CompiledAction::from_wasm).collect();
+            match compiled {
+                Ok(actions) => Ok((actions, fuel(burned), logs(printed))),
+                Err(reason) => Err((
+                    "SKIPPED_ERROR",
+                    format!("invalid output: {reason}"),
+                    fuel(burned),
+                    logs(printed),
+                )),
+            }
+        }
+        wasm::Outcome::Timeout {
+            fuel: burned,
+            logs: printed,
+        } => Err((
+            "SKIPPED_TIMEOUT",
+            format!(
+                "fuel exhausted: the rule used its {} units",
+                module.limits.fuel
+            ),
+            fuel(burned),
+            logs(printed),
+        )),
+        wasm::Outcome::Failed {
+            reason,
+            fuel: burned,
+            logs: printed,
+        } => Err(("SKIPPED_ERROR", reason, fuel(burned), logs(printed))),
+    }
 }
 
 /// The participant's id, creating it from `external_id` when the program allows; `Err` says why not.
@@ -485,6 +601,7 @@ async fn record(
     let (mut rule_ids, mut history_ids, mut statuses, mut reasons) =
         (vec![], vec![], vec![], vec![]);
     let (mut stoppers, mut messages, mut results) = (vec![], vec![], vec![]);
+    let (mut fuels, mut logs) = (vec![], vec![]);
     for e in &outcome.evaluations {
         ids.push(Uuid::now_v7());
         rule_ids.push(e.rule_id);
@@ -493,6 +610,8 @@ async fn record(
         reasons.push(e.reason);
         stoppers.push(e.stopped_by_rule_id);
         messages.push(e.error_message.clone());
+        fuels.push(e.fuel);
+        logs.push(e.logs.clone());
         let mut executed = e.results.clone();
         if outcome.is_failed() {
             // The savepoint was rolled back: keep what was computed, not links to entries that no longer exist.
@@ -509,10 +628,12 @@ async fn record(
         "WITH earlier AS (DELETE FROM rule_evaluations WHERE event_id = $1),
          evaluations AS (
              INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
-                                           stopped_by_rule_id, error_message, results)
-             SELECT t.id, $2, $1, t.rule_id, t.history_id, t.status, t.reason, t.stopper, t.message, t.results
+                                           stopped_by_rule_id, error_message, results, fuel_consumed, logs)
+             SELECT t.id, $2, $1, t.rule_id, t.history_id, t.status, t.reason, t.stopper, t.message, t.results,
+                    t.fuel, t.logs
                FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::uuid[], $12::text[],
-                           $13::jsonb[]) AS t(id, rule_id, history_id, status, reason, stopper, message, results))
+                           $13::jsonb[], $15::bigint[], $16::text[])
+                    AS t(id, rule_id, history_id, status, reason, stopper, message, results, fuel, logs))
          UPDATE events SET status = $3, error_message = $4, participant_id = COALESCE($5, participant_id),
                 attempts = attempts + 1, updated_at = now(),
                 next_attempt_at = CASE WHEN $14::bigint IS NULL THEN next_attempt_at
@@ -534,6 +655,8 @@ async fn record(
     .bind(&messages)
     .bind(&results)
     .bind(retry_in_ms)
+    .bind(&fuels)
+    .bind(&logs)
     .execute(conn)
     .await?;
     Ok(())

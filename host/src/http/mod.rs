@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod extract;
 mod ledger;
+mod modules;
 mod participants;
 mod programs;
 mod rules;
@@ -21,6 +22,7 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub runtime: std::sync::Arc<crate::rules::wasm::Runtime>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -31,7 +33,8 @@ pub fn router(state: AppState) -> Router {
         .merge(state::routes())
         .merge(events::routes())
         .merge(rules::routes())
-        .merge(ledger::routes());
+        .merge(ledger::routes())
+        .merge(modules::routes());
     Router::new()
         .nest("/v1", api)
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))

@@ -4,7 +4,10 @@ use super::AppState;
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
 use crate::rules::budgets::{BudgetSpec, Schedule};
-use crate::rules::{self, Action, NewRule, RuleFilter, RulePatch, Target};
+use crate::rules::wasm::Limits;
+use crate::rules::{
+    self, Action, ModuleLimits, ModulePatch, ModuleRef, NewRule, RuleFilter, RulePatch, Target,
+};
 use crate::validation::{Fields, Validator};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -288,6 +291,34 @@ fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
     Some(specs)
 }
 
+/// A wasm rule's `module_id`, `config` (any JSON object, handed to the module) and `limits`, each bounded
+/// by the operator's ceiling.
+fn parse_module(f: &Fields<'_>) -> ModulePatch {
+    let limits = f.opt_object("limits").map(|object| {
+        let l = f.nested(object, f.path("limits"));
+        let max = Limits::MAX;
+        let int = |key: &str, min: i64, max: usize| {
+            l.opt_int(key, min, i64::try_from(max).unwrap_or(i64::MAX))
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        ModuleLimits {
+            fuel: l
+                .opt_int("fuel", 1, i64::try_from(max.fuel).unwrap_or(i64::MAX))
+                .and_then(|n| u64::try_from(n).ok()),
+            memory_bytes: int("memory_bytes", 1 << 16, max.memory_bytes),
+            max_actions: int("max_actions", 1, max.max_actions),
+        }
+    });
+    ModulePatch {
+        id: f.opt_uuid("module_id"),
+        config: f
+            .opt_object("config")
+            .cloned()
+            .map(serde_json::Value::Object),
+        limits,
+    }
+}
+
 async fn create(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -295,12 +326,42 @@ async fn create(
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
+    let module = parse_module(&f);
+    let is_module_rule = module.id.is_some();
+    if !is_module_rule && (module.config.is_some() || module.limits.is_some()) {
+        let field = if module.config.is_some() {
+            "config"
+        } else {
+            "limits"
+        };
+        f.reject(
+            field,
+            "absent without module_id",
+            "config and limits apply to wasm rules (module_id)",
+        );
+    }
+    if is_module_rule && f.contains("actions") {
+        f.reject(
+            "actions",
+            "absent with module_id",
+            "a wasm rule's module returns its actions",
+        );
+    }
     let new = NewRule {
         program_id: f.req_uuid("program_id"),
         name: f.req_str("name", 1, 255),
         description: f.opt_str("description", 0, 1000),
-        condition: f.req_str("condition", 1, rules::cel::MAX_LENGTH),
-        actions: parse_actions(&f, true).unwrap_or_default(),
+        // A wasm rule decides inside its module; its condition only pre-filters and defaults to always.
+        condition: match is_module_rule {
+            true => f
+                .opt_str("condition", 1, rules::cel::MAX_LENGTH)
+                .unwrap_or_else(|| "true".into()),
+            false => f.req_str("condition", 1, rules::cel::MAX_LENGTH),
+        },
+        actions: match is_module_rule {
+            true => Vec::new(),
+            false => parse_actions(&f, true).unwrap_or_default(),
+        },
         order: f
             .opt_int("order", 1, i64::from(i32::MAX))
             .and_then(|o| i32::try_from(o).ok()),
@@ -311,6 +372,11 @@ async fn create(
             .opt_enum("status", &["ACTIVE", "SUSPENDED"])
             .unwrap_or("ACTIVE"),
         budgets: parse_budgets(&f).unwrap_or_default(),
+        module: module.id.map(|id| ModuleRef {
+            id,
+            config: module.config.unwrap_or_else(|| serde_json::json!({})),
+            limits: module.limits.unwrap_or_default(),
+        }),
     };
     if let (Some(from), Some(to)) = (new.active_from, new.active_to)
         && from > to
@@ -378,6 +444,7 @@ async fn update(
         active_to: f.patch("active_to", |f, k| f.opt_time(k)),
         status: f.opt_enum("status", rules::STATUSES),
         budgets: parse_budgets(&f),
+        module: parse_module(&f),
     };
     v.finish()?;
     Ok(Json(rules::update(&s.pool, &actor, id, patch).await?))

@@ -1,7 +1,7 @@
 //! Rules as workers run them: expressions compiled once per rule version and shared across events.
 
 use super::cel::{self, Expression, Template};
-use super::{Action, Rule, Target, When};
+use super::{Action, Rule, Target, When, wasm};
 use crate::participants::state::Window;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -21,6 +21,24 @@ pub struct CompiledRule {
     /// `Err` holds the compile error of a rule stored before a stricter compiler; it is skipped with that reason.
     pub condition: Result<Expression, String>,
     pub actions: Vec<CompiledAction>,
+    /// A wasm rule's module; `Err` holds why it could not be prepared (the rule is then skipped with it).
+    pub module: Option<CompiledModule>,
+}
+
+pub struct CompiledModule {
+    pub prepared: Result<wasm::Prepared, String>,
+    pub config: serde_json::Value,
+    pub limits: wasm::Limits,
+}
+
+impl std::fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("prepared", &self.prepared.as_ref().map(|_| "RulePre"))
+            .field("config", &self.config)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -176,6 +194,25 @@ fn compile_action(a: Action) -> CompiledAction {
 
 impl CompiledRule {
     pub(crate) fn compile(rule: Rule) -> Self {
+        Self::compile_with(rule, None, None)
+    }
+
+    /// Compiles a rule; a wasm rule's module is prepared by `runtime` from `bytes`.
+    fn compile_with(rule: Rule, runtime: Option<&wasm::Runtime>, bytes: Option<&[u8]>) -> Self {
+        let module = rule.module_id.map(|_| CompiledModule {
+            prepared: match (runtime, bytes) {
+                (Some(runtime), Some(bytes)) => runtime.prepare(bytes),
+                _ => Err("the module could not be loaded".into()),
+            },
+            config: rule
+                .module_config
+                .as_ref()
+                .map_or(serde_json::Value::Null, |c| c.0.clone()),
+            limits: rule
+                .module_limits
+                .map(|l| l.0.resolve())
+                .unwrap_or(wasm::Limits::DEFAULT),
+        });
         let actions = rule.actions.0.into_iter().map(compile_action).collect();
         CompiledRule {
             id: rule.id,
@@ -187,6 +224,7 @@ impl CompiledRule {
             active_to: rule.active_to,
             condition: cel::compile(&rule.condition),
             actions,
+            module,
         }
     }
 
@@ -197,26 +235,153 @@ impl CompiledRule {
 }
 
 /// Compiled rules by rule version. A version never changes, so entries never go stale.
-#[derive(Default)]
 pub struct RuleCache {
+    runtime: Arc<wasm::Runtime>,
     rules: RwLock<HashMap<Uuid, Arc<CompiledRule>>>,
 }
 
 impl RuleCache {
-    pub fn get_or_compile(&self, rule: Rule) -> Arc<CompiledRule> {
-        let cached = self
-            .rules
+    pub fn new(runtime: Arc<wasm::Runtime>) -> Self {
+        RuleCache {
+            runtime,
+            rules: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<wasm::Runtime> {
+        &self.runtime
+    }
+
+    pub fn get(&self, history_id: Uuid) -> Option<Arc<CompiledRule>> {
+        self.rules
             .read()
             .ok()
-            .and_then(|map| map.get(&rule.history_id).cloned());
-        if let Some(compiled) = cached {
-            return compiled;
-        }
+            .and_then(|map| map.get(&history_id).cloned())
+    }
+
+    /// Compiles and caches a rule version; `module` is the bytes of a wasm rule's module.
+    pub fn compile(&self, rule: Rule, module: Option<&[u8]>) -> Arc<CompiledRule> {
         let history_id = rule.history_id;
-        let compiled = Arc::new(CompiledRule::compile(rule));
+        let compiled = Arc::new(CompiledRule::compile_with(
+            rule,
+            Some(&self.runtime),
+            module,
+        ));
         if let Ok(mut map) = self.rules.write() {
             map.insert(history_id, compiled.clone());
         }
         compiled
+    }
+}
+
+impl CompiledAction {
+    /// An action a wasm rule returned. Its shape is checked here (an id that is not a UUID, an amount that
+    /// is not a decimal, a window that is not a duration: invalid output); what it does is validated when it
+    /// runs, exactly as a CEL rule's action is.
+    pub fn from_wasm(action: wasm::Action) -> Result<CompiledAction, String> {
+        use wasm::Action as A;
+        let uuid = |text: &str, what: &str| {
+            Uuid::parse_str(text).map_err(|_| format!("{what} {text:?} is not a UUID"))
+        };
+        let decimal = |text: &str, what: &str| {
+            crate::money::parse(text)
+                .map(Amount::Literal)
+                .ok_or_else(|| format!("{what} {text:?} is not a decimal"))
+        };
+        let target = |t: Option<wasm::Target>| -> Result<TargetRef, String> {
+            Ok(match t {
+                None => TargetRef::Event,
+                Some(wasm::Target::ParticipantId(id)) => {
+                    TargetRef::Id(uuid(&id, "target participant id")?)
+                }
+                Some(wasm::Target::ExternalId(external_id)) => {
+                    TargetRef::ExternalId(Template::Literal(external_id))
+                }
+            })
+        };
+        let money = |kind: &str,
+                     asset: &str,
+                     amount: &str,
+                     description,
+                     allow_negative,
+                     to|
+         -> Result<CompiledAction, String> {
+            Ok(CompiledAction {
+                kind: kind.into(),
+                step: Step::Money {
+                    debit: kind == "DEBIT",
+                    asset_id: uuid(asset, "asset id")?,
+                    amount: decimal(amount, "amount")?,
+                    description,
+                    allow_negative,
+                    lot: LotFields::default(),
+                },
+                target: target(to)?,
+            })
+        };
+        match action {
+            A::Credit(c) => money(
+                "CREDIT",
+                &c.asset_id,
+                &c.amount,
+                c.description,
+                false,
+                c.target,
+            ),
+            A::Debit(d) => money(
+                "DEBIT",
+                &d.asset_id,
+                &d.amount,
+                d.description,
+                d.allow_negative,
+                d.target,
+            ),
+            A::Tag(t) | A::Untag(t) if t.tag.is_empty() || t.tag.len() > 255 => {
+                Err("tags must be 1 to 255 characters".into())
+            }
+            A::Tag(t) => Ok(CompiledAction {
+                kind: "TAG".into(),
+                step: Step::Tag {
+                    tag: t.tag.to_lowercase(),
+                    add: true,
+                },
+                target: target(t.target)?,
+            }),
+            A::Untag(t) => Ok(CompiledAction {
+                kind: "UNTAG".into(),
+                step: Step::Tag {
+                    tag: t.tag.to_lowercase(),
+                    add: false,
+                },
+                target: target(t.target)?,
+            }),
+            A::Counter(c) => {
+                let window = match c.reset_after.as_deref() {
+                    Some(text) => Some(
+                        Window::parse(text)
+                            .ok_or_else(|| format!("reset_after {text:?} is not a duration"))?,
+                    ),
+                    None => None,
+                };
+                let delta = decimal(&c.value, "counter value")?;
+                Ok(CompiledAction {
+                    kind: "COUNTER".into(),
+                    step: Step::Counter {
+                        key: c.key,
+                        delta,
+                        window,
+                    },
+                    target: target(c.target)?,
+                })
+            }
+            A::SetAttribute(a) => Ok(CompiledAction {
+                kind: "SET_ATTRIBUTE".into(),
+                step: Step::Attribute {
+                    key: a.key,
+                    value: Template::Literal(a.value),
+                },
+                target: target(a.target)?,
+            }),
+        }
     }
 }

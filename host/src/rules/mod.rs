@@ -6,6 +6,7 @@ pub mod cel;
 mod compiled;
 mod repo;
 mod simulate;
+pub mod wasm;
 
 use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
@@ -18,7 +19,9 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use compiled::{Amount, CompiledAction, CompiledRule, LotFields, RuleCache, Step, TargetRef};
+pub use compiled::{
+    Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, RuleCache, Step, TargetRef,
+};
 pub use simulate::SampleState;
 
 pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
@@ -148,8 +151,54 @@ pub struct Rule {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// A wasm rule's module, its `config` (passed to the module as JSON) and its `limits`.
+    pub module_id: Option<Uuid>,
+    pub module_config: Option<sqlx::types::Json<Value>>,
+    pub module_limits: Option<sqlx::types::Json<ModuleLimits>>,
     #[sqlx(skip)]
     pub budgets: Vec<budgets::Budget>,
+}
+
+/// What one evaluation of a wasm rule may use; omitted fields take the defaults of `wasm::Limits`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModuleLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_actions: Option<u64>,
+}
+
+impl ModuleLimits {
+    /// The limits in force, as the API shows them.
+    fn resolve_json(&self) -> Value {
+        let l = self.resolve();
+        json!({"fuel": l.fuel, "memory_bytes": l.memory_bytes, "max_actions": l.max_actions})
+    }
+
+    pub fn resolve(&self) -> wasm::Limits {
+        let d = wasm::Limits::DEFAULT;
+        wasm::Limits {
+            fuel: self.fuel.unwrap_or(d.fuel),
+            memory_bytes: self
+                .memory_bytes
+                .and_then(|m| usize::try_from(m).ok())
+                .unwrap_or(d.memory_bytes),
+            max_actions: self
+                .max_actions
+                .and_then(|m| usize::try_from(m).ok())
+                .unwrap_or(d.max_actions),
+        }
+    }
+}
+
+/// A wasm rule's module with its configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleRef {
+    pub id: Uuid,
+    pub config: Value,
+    pub limits: ModuleLimits,
 }
 
 impl Rule {
@@ -166,6 +215,9 @@ impl Rule {
             "active_from": self.active_from,
             "active_to": self.active_to,
             "budgets": self.budgets,
+            "module_id": self.module_id,
+            "config": self.module_config.as_ref().map(|c| &c.0),
+            "limits": self.module_limits.as_ref().map(|l| l.0.resolve_json()),
             "status": self.status,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -192,6 +244,7 @@ pub struct NewRule {
     pub active_to: Option<DateTime<Utc>>,
     pub status: &'static str,
     pub budgets: Vec<budgets::BudgetSpec>,
+    pub module: Option<ModuleRef>,
 }
 
 pub struct RulePatch {
@@ -206,6 +259,15 @@ pub struct RulePatch {
     pub status: Option<&'static str>,
     /// Replaces every budget when present; `[]` removes them.
     pub budgets: Option<Vec<budgets::BudgetSpec>>,
+    /// Points the rule at another module (a new version, say) or changes its config or limits.
+    pub module: ModulePatch,
+}
+
+#[derive(Default)]
+pub struct ModulePatch {
+    pub id: Option<Uuid>,
+    pub config: Option<Value>,
+    pub limits: Option<ModuleLimits>,
 }
 
 #[derive(Default)]
@@ -229,6 +291,9 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
         ));
     }
     check_expressions(&mut tx, actor, new.program_id, &new.condition, &new.actions).await?;
+    if let Some(module) = &new.module {
+        check_module(&mut tx, actor, module.id).await?;
+    }
     let order = match new.order {
         Some(order) => order,
         None => repo::highest_order(&mut tx, new.program_id).await? + 10,
@@ -249,6 +314,12 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
         created_at: Utc::now(),
         updated_at: Utc::now(),
         deleted_at: None,
+        module_id: new.module.as_ref().map(|m| m.id),
+        module_config: new
+            .module
+            .as_ref()
+            .map(|m| sqlx::types::Json(m.config.clone())),
+        module_limits: new.module.as_ref().map(|m| sqlx::types::Json(m.limits)),
         budgets: Vec::new(),
     };
     let budgets = check_budgets(&mut tx, actor, new.program_id, &new.budgets).await?;
@@ -307,6 +378,31 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
             "rules of an archived program cannot be modified",
         ));
     }
+    if let Some(id) = patch.module.id {
+        check_module(&mut tx, actor, id).await?;
+    }
+    let is_module_rule = patch.module.id.or(before.module_id).is_some();
+    if !is_module_rule && (patch.module.config.is_some() || patch.module.limits.is_some()) {
+        let field = if patch.module.config.is_some() {
+            "config"
+        } else {
+            "limits"
+        };
+        return Err(Error::invalid(FieldError::invalid(
+            field,
+            "absent on CEL rules",
+            None,
+            "config and limits apply to wasm rules (module_id)",
+        )));
+    }
+    if is_module_rule && patch.actions.is_some() {
+        return Err(Error::invalid(FieldError::invalid(
+            "actions",
+            "absent on wasm rules",
+            None,
+            "a wasm rule's module returns its actions",
+        )));
+    }
     let new_budgets = match &patch.budgets {
         Some(specs) => Some(check_budgets(&mut tx, actor, before.program_id, specs).await?),
         None => None,
@@ -349,6 +445,19 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
     repo::insert_history(&mut tx, actor, &rule, change_type, changes).await?;
     tx.commit().await?;
     Ok(rule)
+}
+
+/// A wasm rule may only run a module of its own organization.
+async fn check_module(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Result<()> {
+    if crate::modules::exists(conn, actor.organization_id, id).await? {
+        return Ok(());
+    }
+    Err(Error::invalid(FieldError::invalid(
+        "module_id",
+        "id of an uploaded module",
+        Some(id.to_string()),
+        "module not found",
+    )))
 }
 
 /// Each budget's asset must be linked to the program and its limit within the asset's scale; one budget
@@ -433,6 +542,19 @@ async fn with_budgets(pool: &PgPool, mut rules: Vec<Rule>) -> Result<Vec<Rule>> 
 }
 
 fn apply(rule: &mut Rule, patch: RulePatch) {
+    if let Some(id) = patch.module.id {
+        rule.module_id = Some(id);
+        rule.actions = sqlx::types::Json(Vec::new());
+        rule.module_config
+            .get_or_insert_with(|| sqlx::types::Json(json!({})));
+        rule.module_limits.get_or_insert_with(Default::default);
+    }
+    if let Some(config) = patch.module.config {
+        rule.module_config = Some(sqlx::types::Json(config));
+    }
+    if let Some(limits) = patch.module.limits {
+        rule.module_limits = Some(sqlx::types::Json(limits));
+    }
     let set = |field: &mut Option<DateTime<Utc>>, value: Patch<DateTime<Utc>>| match value {
         Patch::Set(t) => *field = Some(t),
         Patch::Null => *field = None,
@@ -559,16 +681,39 @@ async fn check_expressions(
     }
 }
 
-/// The active rules of these programs, compiled, in evaluation order per program.
+/// The active rules of these programs, compiled, in evaluation order per program. Rule versions not seen
+/// before are compiled here, wasm modules loaded and prepared once.
 pub async fn active_rules(
     conn: &mut PgConnection,
     cache: &RuleCache,
     program_ids: &[Uuid],
 ) -> Result<Vec<std::sync::Arc<CompiledRule>>> {
     let rows = repo::active(conn, program_ids).await?;
+    let missing_modules: Vec<Uuid> = rows
+        .iter()
+        .filter(|rule| cache.get(rule.history_id).is_none())
+        .filter_map(|rule| rule.module_id)
+        .collect();
+    let modules: std::collections::HashMap<Uuid, Vec<u8>> = if missing_modules.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        crate::modules::bytes_of(conn, &missing_modules)
+            .await?
+            .into_iter()
+            .collect()
+    };
     Ok(rows
         .into_iter()
-        .map(|rule| cache.get_or_compile(rule))
+        .map(|rule| match cache.get(rule.history_id) {
+            Some(compiled) => compiled,
+            None => {
+                let bytes = rule
+                    .module_id
+                    .and_then(|id| modules.get(&id))
+                    .map(Vec::as_slice);
+                cache.compile(rule, bytes)
+            }
+        })
         .collect())
 }
 
@@ -581,6 +726,13 @@ pub async fn simulate(
     state: SampleState,
 ) -> Result<Value> {
     let rule = get(pool, actor, id).await?;
+    if rule.module_id.is_some() {
+        return Err(Error::Conflict {
+            code: "not_supported",
+            message: "wasm rules cannot be simulated yet; send events to a test program instead"
+                .into(),
+        });
+    }
     simulate::simulate(pool, actor, rule, event, state).await
 }
 

@@ -6,7 +6,8 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 const COLUMNS: &str = "id, program_id, name, description, condition, actions, \"order\", stop_after_match, \
-                       active_from, active_to, status, history_id, created_at, updated_at, deleted_at";
+                       active_from, active_to, status, history_id, created_at, updated_at, deleted_at, module_id, \
+                       module_config, module_limits";
 
 pub async fn insert(
     conn: &mut PgConnection,
@@ -15,8 +16,9 @@ pub async fn insert(
 ) -> sqlx::Result<Rule> {
     sqlx::query_as(&format!(
         "INSERT INTO rules (id, organization_id, program_id, name, description, condition, actions, \"order\",
-                            stop_after_match, active_from, active_to, status, history_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+                            stop_after_match, active_from, active_to, status, history_id, module_id, module_config,
+                            module_limits)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING {COLUMNS}"
     ))
     .bind(r.id)
     .bind(organization_id)
@@ -31,6 +33,9 @@ pub async fn insert(
     .bind(r.active_to)
     .bind(&r.status)
     .bind(r.history_id)
+    .bind(r.module_id)
+    .bind(&r.module_config)
+    .bind(r.module_limits)
     .fetch_one(conn)
     .await
 }
@@ -39,7 +44,7 @@ pub async fn save(conn: &mut PgConnection, r: &Rule) -> sqlx::Result<Rule> {
     sqlx::query_as(&format!(
         "UPDATE rules SET name = $2, description = $3, condition = $4, actions = $5, \"order\" = $6,
                 stop_after_match = $7, active_from = $8, active_to = $9, status = $10, history_id = $11,
-                deleted_at = $12, updated_at = now()
+                deleted_at = $12, module_id = $13, module_config = $14, module_limits = $15, updated_at = now()
           WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(r.id)
@@ -54,6 +59,9 @@ pub async fn save(conn: &mut PgConnection, r: &Rule) -> sqlx::Result<Rule> {
     .bind(&r.status)
     .bind(r.history_id)
     .bind(r.deleted_at)
+    .bind(r.module_id)
+    .bind(&r.module_config)
+    .bind(r.module_limits)
     .fetch_one(conn)
     .await
 }

@@ -1,0 +1,272 @@
+//! Write a Scrip rule in Rust, compile it to a WebAssembly component and upload it: the server runs it for
+//! every event of its program, in a fresh, fuel-limited sandbox, and applies the actions it returns exactly as
+//! it applies a CEL rule's.
+//!
+//! ```ignore
+//! use scrip_rule::{Action, Config, Event, Participant, Rule, RuleError, credit};
+//!
+//! struct PurchasePoints;
+//!
+//! impl Rule for PurchasePoints {
+//!     fn evaluate(event: &Event, _: &Participant, config: &Config) -> Result<Vec<Action>, RuleError> {
+//!         let kind: Option<String> = event.field("type")?;
+//!         Ok(match kind.as_deref() {
+//!             Some("purchase") => vec![credit(config.text("asset_id")?, "10")],
+//!             _ => vec![],
+//!         })
+//!     }
+//! }
+//!
+//! scrip_rule::export_rule!(PurchasePoints);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`. The component exports
+//! `scrip:rules/evaluator@0.1.0`; the server refuses components of another interface version.
+
+mod amount;
+
+pub use amount::Amount;
+
+/// Generated from `wit/rules.wit`; rules use the re-exports below instead.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "rule",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings",
+        default_bindings_module: "scrip_rule::bindings",
+    });
+}
+
+use bindings::scrip::rules::types as wit;
+pub use wit::{
+    Action, AttributeChange, CounterChange, Credit, Debit, RuleError, TagChange, Target,
+};
+
+/// The event being processed.
+pub struct Event {
+    pub id: String,
+    pub program_id: String,
+    /// RFC 3339.
+    pub timestamp: String,
+    data: serde_json::Value,
+}
+
+impl Event {
+    /// The client's `event_data`.
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
+    }
+
+    /// `event_data` read into your own type.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, RuleError> {
+        serde_json::from_value(self.data.clone())
+            .map_err(|e| RuleError::InvalidInput(e.to_string()))
+    }
+
+    /// One field of `event_data`; `None` when it is absent or null.
+    pub fn field<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, RuleError> {
+        match self.data.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value(value.clone())
+                .map(Some)
+                .map_err(|e| RuleError::InvalidInput(format!("{name}: {e}"))),
+        }
+    }
+
+    /// A numeric field as an exact decimal (JSON numbers keep the digits they were sent with).
+    pub fn amount(&self, name: &str) -> Result<Option<Amount>, RuleError> {
+        match self.data.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => Amount::from_json(value)
+                .map(Some)
+                .ok_or_else(|| RuleError::InvalidInput(format!("{name} is not a number"))),
+        }
+    }
+}
+
+/// The participant the event is about, as the event began.
+pub struct Participant {
+    pub id: String,
+    pub external_id: String,
+    pub tags: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+    pub counters: Vec<(String, String)>,
+}
+
+impl Participant {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t.eq_ignore_ascii_case(tag))
+    }
+
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A counter's value; zero when the participant has none.
+    pub fn counter(&self, key: &str) -> Amount {
+        self.counters
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| Amount::parse(v))
+            .unwrap_or(Amount::ZERO)
+    }
+}
+
+/// The rule's `config`: what this deployment of the module is set up with.
+pub struct Config(serde_json::Value);
+
+impl Config {
+    pub fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, RuleError> {
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value(value.clone())
+                .map(Some)
+                .map_err(|e| RuleError::InvalidInput(format!("config {name}: {e}"))),
+        }
+    }
+
+    /// A text setting the rule cannot do without (an asset id, say).
+    pub fn text(&self, name: &str) -> Result<String, RuleError> {
+        self.get::<String>(name)?
+            .ok_or_else(|| RuleError::InvalidInput(format!("config {name} is missing")))
+    }
+
+    /// A decimal setting, written as a string or a number.
+    pub fn amount(&self, name: &str) -> Result<Option<Amount>, RuleError> {
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => Amount::from_json(value)
+                .map(Some)
+                .ok_or_else(|| RuleError::InvalidInput(format!("config {name} is not a number"))),
+        }
+    }
+}
+
+/// A rule: what an event earns.
+pub trait Rule {
+    fn evaluate(
+        event: &Event,
+        participant: &Participant,
+        config: &Config,
+    ) -> Result<Vec<Action>, RuleError>;
+}
+
+/// Credits `amount` (a decimal string or an [`Amount`]) of the asset to the event's participant.
+pub fn credit(asset_id: impl Into<String>, amount: impl ToString) -> Action {
+    Action::Credit(Credit {
+        asset_id: asset_id.into(),
+        amount: amount.to_string(),
+        description: None,
+        target: None,
+    })
+}
+
+/// Credits another participant, named by their external id (a referrer, say).
+pub fn credit_to(target: Target, asset_id: impl Into<String>, amount: impl ToString) -> Action {
+    Action::Credit(Credit {
+        asset_id: asset_id.into(),
+        amount: amount.to_string(),
+        description: None,
+        target: Some(target),
+    })
+}
+
+pub fn debit(asset_id: impl Into<String>, amount: impl ToString) -> Action {
+    Action::Debit(Debit {
+        asset_id: asset_id.into(),
+        amount: amount.to_string(),
+        description: None,
+        allow_negative: false,
+        target: None,
+    })
+}
+
+pub fn tag(tag: impl Into<String>) -> Action {
+    Action::Tag(TagChange {
+        tag: tag.into(),
+        target: None,
+    })
+}
+
+pub fn untag(tag: impl Into<String>) -> Action {
+    Action::Untag(TagChange {
+        tag: tag.into(),
+        target: None,
+    })
+}
+
+/// Adds `value` to a counter.
+pub fn count(key: impl Into<String>, value: impl ToString) -> Action {
+    Action::Counter(CounterChange {
+        key: key.into(),
+        value: value.to_string(),
+        reset_after: None,
+        target: None,
+    })
+}
+
+pub fn set_attribute(key: impl Into<String>, value: impl Into<String>) -> Action {
+    Action::SetAttribute(AttributeChange {
+        key: key.into(),
+        value: value.into(),
+        target: None,
+    })
+}
+
+#[doc(hidden)]
+pub fn __event(e: wit::Event) -> Event {
+    let data = serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null);
+    Event {
+        id: e.id,
+        program_id: e.program_id,
+        timestamp: e.timestamp,
+        data,
+    }
+}
+
+#[doc(hidden)]
+pub fn __config(text: &str) -> Config {
+    Config(serde_json::from_str(text).unwrap_or(serde_json::Value::Null))
+}
+
+#[doc(hidden)]
+pub fn __participant(p: wit::Participant) -> Participant {
+    Participant {
+        id: p.id,
+        external_id: p.external_id,
+        tags: p.tags,
+        attributes: p.attributes,
+        counters: p.counters,
+    }
+}
+
+/// Exports a [`Rule`] as the component's `scrip:rules/evaluator@0.1.0`.
+#[macro_export]
+macro_rules! export_rule {
+    ($rule:ty) => {
+        #[doc(hidden)]
+        pub struct __ScripRule;
+
+        impl $crate::bindings::exports::scrip::rules::evaluator::Guest for __ScripRule {
+            fn evaluate(
+                event: $crate::bindings::scrip::rules::types::Event,
+                participant: $crate::bindings::scrip::rules::types::Participant,
+                config: String,
+            ) -> Result<Vec<$crate::Action>, $crate::RuleError> {
+                let (event, participant, config) =
+                    ($crate::__event(event), $crate::__participant(participant), $crate::__config(&config));
+                <$rule as $crate::Rule>::evaluate(&event, &participant, &config)
+            }
+        }
+
+        $crate::bindings::export_bindings!(__ScripRule with_types_in $crate::bindings);
+    };
+}

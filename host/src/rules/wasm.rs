@@ -1,0 +1,408 @@
+//! Wasm rules: WebAssembly components exporting `scrip:rules/evaluator@0.1.0` (see `wit/rules.wit`).
+//!
+//! One engine and one linker per process; one pre-instantiated component per module, cached by its
+//! SHA-256; a fresh store per evaluation, dropped afterwards (a trapped instance is never entered again).
+//! Guests get nothing ambient: no files, environment, arguments or network; the wall clock reads the event's
+//! time and randomness is seeded from the event id, so the same event always gives the same result. Fuel
+//! decides when a rule is stopped; memory, output and captured logs are capped.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+wasmtime::component::bindgen!({ path: "../wit", world: "rule" });
+
+pub use scrip::rules::types::{Action, RuleError, Target};
+use scrip::rules::types::{Event, Participant};
+
+/// The interface version modules must export.
+pub const INTERFACE: &str = "scrip:rules/evaluator@0.1.0";
+
+/// What one evaluation may use. Rules may ask for less; the operator's ceiling is [`Limits::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub fuel: u64,
+    pub memory_bytes: usize,
+    pub max_actions: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        fuel: 10_000_000,
+        memory_bytes: 16 << 20,
+        max_actions: 100,
+    };
+    pub const MAX: Limits = Limits {
+        fuel: 100_000_000,
+        memory_bytes: 64 << 20,
+        max_actions: 1000,
+    };
+}
+
+pub const MAX_COMPONENT_BYTES: usize = 2 << 20;
+const MAX_INPUT_BYTES: usize = 1 << 20;
+const LOG_BYTES: usize = 4096;
+const MAX_WASM_STACK: usize = 512 << 10;
+
+/// What a rule sees of the event, the participant and its configuration.
+pub struct Input {
+    pub event_id: uuid::Uuid,
+    pub program_id: uuid::Uuid,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    pub data: serde_json::Value,
+    pub participant_id: uuid::Uuid,
+    pub external_id: String,
+    pub tags: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+    pub counters: Vec<(String, String)>,
+    pub config: serde_json::Value,
+}
+
+/// How an evaluation ended. Every variant carries the fuel it burned and what the guest printed.
+#[derive(Debug)]
+pub enum Outcome {
+    Actions {
+        actions: Vec<Action>,
+        fuel: u64,
+        logs: String,
+    },
+    /// Out of fuel: recorded as SKIPPED_TIMEOUT.
+    Timeout { fuel: u64, logs: String },
+    /// Trapped, panicked, ran out of memory, returned a rule error or invalid output: SKIPPED_ERROR.
+    Failed {
+        reason: String,
+        fuel: u64,
+        logs: String,
+    },
+}
+
+/// What a rule's store holds; private to the runtime.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl scrip::rules::types::Host for State {}
+
+/// The event's time, forever: the guest's wall clock.
+struct FrozenClock(Duration);
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.0.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A module compiled and linked, ready to instantiate.
+pub type Prepared = Arc<RulePre<State>>;
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    prepared: RwLock<HashMap<String, Arc<RulePre<State>>>>,
+}
+
+impl Runtime {
+    pub fn new() -> wasmtime::Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(64)
+            .total_core_instances(256)
+            .total_memories(64)
+            .total_tables(128)
+            .max_memory_size(Limits::MAX.memory_bytes);
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .cranelift_nan_canonicalization(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            prepared: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Compiles and links a module; `Err` says, for the uploader, why it is not a usable rule.
+    pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
+        self.compile(bytes).map(|_| ())
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<RulePre<State>, String> {
+        if bytes.len() > MAX_COMPONENT_BYTES {
+            return Err(format!(
+                "the module is larger than {MAX_COMPONENT_BYTES} bytes"
+            ));
+        }
+        if !bytes.starts_with(b"\0asm") || bytes.get(4..8) != Some(&[0x0d, 0x00, 0x01, 0x00]) {
+            return Err("not a WebAssembly component (build with --target wasm32-wasip2)".into());
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| format!("not a valid component: {e}"))?;
+        let exports_interface = component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(name, _)| name == INTERFACE);
+        if !exports_interface {
+            return Err(format!(
+                "the component does not export {INTERFACE} (built with another SDK version?)"
+            ));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("the component cannot be linked: {e}"))?;
+        RulePre::new(pre).map_err(|e| format!("the component does not match {INTERFACE}: {e}"))
+    }
+
+    /// The prepared module for `bytes`, compiled once per content.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, String> {
+        let sha = sha256(bytes);
+        if let Some(pre) = self.prepared.read().ok().and_then(|m| m.get(&sha).cloned()) {
+            return Ok(pre);
+        }
+        let pre = Arc::new(self.compile(bytes)?);
+        if let Ok(mut map) = self.prepared.write() {
+            map.insert(sha, pre.clone());
+        }
+        Ok(pre)
+    }
+
+    /// Runs the rule once on a blocking thread: guest code must not stall the async workers, and WASI's
+    /// synchronous host calls (a guest printing, say) block on the Tokio runtime, which they may not do from
+    /// inside it. A host panic during the call becomes a failed evaluation, not a dead worker.
+    pub async fn run(self: &Arc<Self>, pre: Prepared, input: Input, limits: Limits) -> Outcome {
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.evaluate(&pre, &input, limits))
+            .await
+            .unwrap_or_else(|e| Outcome::Failed {
+                reason: format!("host error: {e}"),
+                fuel: 0,
+                logs: String::new(),
+            })
+    }
+
+    /// Runs the rule once, in a fresh store, on the calling thread.
+    pub fn evaluate(&self, pre: &RulePre<State>, input: &Input, limits: Limits) -> Outcome {
+        let stdout = MemoryOutputPipe::new(LOG_BYTES);
+        let stderr = MemoryOutputPipe::new(LOG_BYTES);
+        let since_epoch =
+            Duration::from_micros(u64::try_from(input.timestamp.timestamp_micros()).unwrap_or(0));
+        let seed = Sha256::digest(input.event_id.as_bytes()).to_vec();
+        let wasi = WasiCtxBuilder::new()
+            .wall_clock(FrozenClock(since_epoch))
+            .monotonic_clock(FrozenClock(Duration::ZERO))
+            .secure_random(wasmtime_wasi::Deterministic::new(seed.clone()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(seed))
+            .insecure_random_seed(input.event_id.as_u128())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let memory = limits.memory_bytes.min(Limits::MAX.memory_bytes);
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(memory)
+            .instances(32)
+            .tables(64)
+            .memories(8)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                wasi,
+                table: ResourceTable::new(),
+                limits: store_limits,
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        let fuel = limits.fuel.min(Limits::MAX.fuel);
+        let logs = || {
+            let mut text = String::from_utf8_lossy(&stdout.contents()).into_owned();
+            text.push_str(&String::from_utf8_lossy(&stderr.contents()));
+            text
+        };
+        if let Err(err) = store.set_fuel(fuel) {
+            return Outcome::Failed {
+                reason: format!("cannot set fuel: {err}"),
+                fuel: 0,
+                logs: String::new(),
+            };
+        }
+        let data = input.data.to_string();
+        if data.len() > MAX_INPUT_BYTES {
+            return Outcome::Failed {
+                reason: "event data too large for a wasm rule".into(),
+                fuel: 0,
+                logs: String::new(),
+            };
+        }
+        let event = Event {
+            id: input.event_id.to_string(),
+            program_id: input.program_id.to_string(),
+            timestamp: input.timestamp.to_rfc3339(),
+            data,
+        };
+        let participant = Participant {
+            id: input.participant_id.to_string(),
+            external_id: input.external_id.clone(),
+            tags: input.tags.clone(),
+            attributes: input.attributes.clone(),
+            counters: input.counters.clone(),
+        };
+        let result = pre.instantiate(&mut store).and_then(|rule| {
+            rule.scrip_rules_evaluator().call_evaluate(
+                &mut store,
+                &event,
+                &participant,
+                &input.config.to_string(),
+            )
+        });
+        let burned = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        match result {
+            Ok(Ok(actions)) if actions.len() > limits.max_actions.min(Limits::MAX.max_actions) => {
+                Outcome::Failed {
+                    reason: format!(
+                        "invalid output: {} actions, at most {} allowed",
+                        actions.len(),
+                        limits.max_actions
+                    ),
+                    fuel: burned,
+                    logs: logs(),
+                }
+            }
+            Ok(Ok(actions)) => Outcome::Actions {
+                actions,
+                fuel: burned,
+                logs: logs(),
+            },
+            Ok(Err(RuleError::InvalidInput(message))) => Outcome::Failed {
+                reason: format!("rule error: invalid input: {message}"),
+                fuel: burned,
+                logs: logs(),
+            },
+            Ok(Err(RuleError::Rejected(message))) => Outcome::Failed {
+                reason: format!("rule error: rejected: {message}"),
+                fuel: burned,
+                logs: logs(),
+            },
+            Err(err) => match err.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => Outcome::Timeout {
+                    fuel: burned,
+                    logs: logs(),
+                },
+                Some(Trap::StackOverflow) => Outcome::Failed {
+                    reason: "trap: stack overflow".into(),
+                    fuel: burned,
+                    logs: logs(),
+                },
+                Some(Trap::UnreachableCodeReached) => Outcome::Failed {
+                    reason: "trap: the rule panicked or aborted (out of memory included)".into(),
+                    fuel: burned,
+                    logs: logs(),
+                },
+                Some(trap) => Outcome::Failed {
+                    reason: format!("trap: {trap}"),
+                    fuel: burned,
+                    logs: logs(),
+                },
+                None => Outcome::Failed {
+                    reason: format!("error: {err:#}"),
+                    fuel: burned,
+                    logs: logs(),
+                },
+            },
+        }
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    crate::organizations::hex(&Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entropy(runtime: &Runtime, pre: &RulePre<State>, event_id: uuid::Uuid) -> String {
+        let input = Input {
+            event_id,
+            program_id: uuid::Uuid::nil(),
+            timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            data: serde_json::json!({}),
+            participant_id: uuid::Uuid::nil(),
+            external_id: "p".into(),
+            tags: vec![],
+            attributes: vec![],
+            counters: vec![],
+            config: serde_json::json!({"attack": "entropy"}),
+        };
+        match runtime.evaluate(pre, &input, Limits::DEFAULT) {
+            Outcome::Actions { actions, .. } => format!("{actions:?}"),
+            other => panic!("entropy rule failed: {other:?}"),
+        }
+    }
+
+    /// Clock and randomness come from the event, so evaluating the same event again gives the same actions.
+    #[test]
+    fn evaluation_is_deterministic_per_event() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../rules-examples/dist/hostile.wasm"
+        );
+        let bytes = std::fs::read(path).expect("rules-examples/build.sh has built the examples");
+        let runtime = Runtime::new().expect("runtime");
+        let pre = runtime.prepare(&bytes).expect("component prepares");
+        let (one, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let first = entropy(&runtime, &pre, one);
+        assert!(
+            first.contains("1700000000000000000-"),
+            "the clock reads the event's time: {first}"
+        );
+        assert_eq!(first, entropy(&runtime, &pre, one));
+        assert_ne!(
+            first,
+            entropy(&runtime, &pre, other),
+            "randomness is seeded per event"
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! Wasm rules (issue 3): modules uploaded over HTTP, run per event in the sandbox, contained when hostile.
+//! The components are the examples in `rules-examples/`, built by `rules-examples/build.sh`.
+
+use crate::common::{TestApp, assert_error, id};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+fn component(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../rules-examples/dist/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run rules-examples/build.sh)"))
+}
+
+impl TestApp {
+    async fn upload(&self, bytes: Vec<u8>) -> crate::common::Response {
+        let response = self
+            .client
+            .post(format!("{}/modules", self.base))
+            .header("Authorization", format!("Bearer {}", self.key))
+            .header("Content-Type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        crate::common::Response { status, body }
+    }
+
+    /// Uploads an example and creates a wasm rule running it with `config`.
+    async fn wasm_rule(
+        &self,
+        program: &str,
+        example: &str,
+        config: Value,
+        limits: Value,
+    ) -> String {
+        let module = self.upload(component(example)).await;
+        assert!(module.status.is_success(), "{}", module.body);
+        let body = json!({"program_id": program, "name": example, "module_id": id(&module.body),
+                          "config": config, "limits": limits});
+        id(&self.created("/rules", body).await)
+    }
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn uploaded_modules_are_checked_and_stored_once(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let bytes = component("purchase-points");
+    let first = app.upload(bytes.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["interface"], "scrip:rules/evaluator@0.1.0");
+    assert_eq!(first.body["size"], bytes.len());
+    let again = app.upload(bytes).await;
+    assert_eq!(
+        (again.status.as_u16(), id(&again.body)),
+        (200, id(&first.body)),
+        "same bytes, same module"
+    );
+    let fetched = app.get(&format!("/modules/{}", id(&first.body))).await;
+    assert_eq!(fetched.body["sha256"], first.body["sha256"]);
+
+    let not_wasm = app.upload(b"\0asm not really".to_vec()).await;
+    assert_error("garbage", &not_wasm, 400, "bad_request", Some("body"));
+    let core_module = app.upload(b"\0asm\x01\0\0\0".to_vec()).await;
+    assert_error(
+        "core module",
+        &core_module,
+        400,
+        "bad_request",
+        Some("body"),
+    );
+    let other = app.key_for("other-org").await;
+    let foreign = app
+        .call_as(
+            &other,
+            crate::common::AuthHeader::Bearer,
+            reqwest::Method::GET,
+            &format!("/modules/{}", id(&first.body)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        foreign.status, 404,
+        "modules are private to their organization"
+    );
+
+    let (program, _) = app.program_with_points("Modules", "PTS").await;
+    let missing = app
+        .post(
+            "/rules",
+            json!({"program_id": program, "name": "x", "module_id": uuid::Uuid::now_v7()}),
+        )
+        .await;
+    assert_error(
+        "unknown module",
+        &missing,
+        400,
+        "bad_request",
+        Some("module_id"),
+    );
+    let both = app
+        .post("/rules", json!({"program_id": program, "name": "x", "module_id": id(&first.body), "actions": []}))
+        .await;
+    assert_error(
+        "actions with a module",
+        &both,
+        400,
+        "bad_request",
+        Some("actions"),
+    );
+    let too_hungry = app
+        .post(
+            "/rules",
+            json!({"program_id": program, "name": "x", "module_id": id(&first.body),
+                               "limits": {"fuel": 1_000_000_000_000u64}}),
+        )
+        .await;
+    assert_error(
+        "fuel above the ceiling",
+        &too_hungry,
+        400,
+        "bad_request",
+        Some("limits.fuel"),
+    );
+    let cel_config = app
+        .post(
+            "/rules",
+            json!({"program_id": program, "name": "x", "condition": "true", "config": {},
+                               "actions": [{"type": "TAG", "tag": "t"}]}),
+        )
+        .await;
+    assert_error(
+        "config on a CEL rule",
+        &cel_config,
+        400,
+        "bad_request",
+        Some("config"),
+    );
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn example_rules_earn_what_they_promise(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Wasm", "PTS").await;
+    let cash = id(&app
+        .created(
+            "/assets",
+            json!({"program_id": program, "name": "Cashback", "symbol": "USD", "inventory_mode": "SIMPLE",
+                   "issuance_policy": "UNLIMITED", "scale": 2}),
+        )
+        .await);
+    let rule = app
+        .wasm_rule(
+            &program,
+            "purchase-points",
+            json!({"asset_id": points, "points": "25"}),
+            json!({}),
+        )
+        .await;
+    app.wasm_rule(
+        &program,
+        "tiered-cashback",
+        json!({"asset_id": cash}),
+        json!({}),
+    )
+    .await;
+    app.wasm_rule(
+        &program,
+        "referral-bonus",
+        json!({"asset_id": points}),
+        json!({}),
+    )
+    .await;
+    let shown = app.get(&format!("/rules/{rule}")).await.body;
+    assert_eq!(shown["config"], json!({"asset_id": points, "points": "25"}));
+    assert_eq!(shown["limits"]["fuel"], 10_000_000);
+    let simulated = app
+        .post(
+            &format!("/rules/{rule}/simulate"),
+            json!({"event": {"type": "purchase"}}),
+        )
+        .await;
+    assert_error(
+        "simulate a wasm rule",
+        &simulated,
+        409,
+        "not_supported",
+        None,
+    );
+
+    let purchase = app
+        .event(
+            &program,
+            "ann",
+            "p1",
+            json!({"type": "purchase", "amount": "149.99"}),
+        )
+        .await;
+    let done = app.processed(&purchase).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let evaluation = &done["rule_evaluations"][0];
+    assert_eq!(evaluation["status"], "SUCCESS");
+    assert!(
+        evaluation["fuel_consumed"].as_i64().is_some_and(|f| f > 0),
+        "{evaluation}"
+    );
+    let ann = app.participant_id("ann").await;
+    assert_eq!(app.available(&ann, &points).await, "25");
+    // 1.5 % of 100.00 + 3 % of 49.99 = 1.50 + 1.4997 → 3.00
+    assert_eq!(app.available(&ann, &cash).await, "3.00");
+
+    let signup = app
+        .event(
+            &program,
+            "bob",
+            "s1",
+            json!({"type": "signup", "referrer_id": "ann"}),
+        )
+        .await;
+    assert_eq!(app.processed(&signup).await["status"], "COMPLETED");
+    let bob = app.participant_id("bob").await;
+    assert_eq!(app.available(&bob, &points).await, "100");
+    assert_eq!(
+        app.available(&ann, &points).await,
+        "525",
+        "the referrer earns by external id"
+    );
+
+    // A new module version, swapped in by PATCH, applies to later events.
+    let vip = app.upload(component("vip-multiplier")).await;
+    let swapped = app
+        .patch(
+            &format!("/rules/{rule}"),
+            json!({"module_id": id(&vip.body), "config": {"asset_id": points}}),
+        )
+        .await;
+    assert_eq!(swapped.status, 200, "{}", swapped.body);
+    for n in 0..6 {
+        let e = app
+            .event(
+                &program,
+                "cy",
+                &format!("v{n}"),
+                json!({"type": "visit", "amount": "10"}),
+            )
+            .await;
+        assert_eq!(app.processed(&e).await["status"], "COMPLETED");
+    }
+    let cy = app.participant_id("cy").await;
+    // Five purchases at 10, then the sixth doubled once the fifth made cy a VIP.
+    assert_eq!(app.available(&cy, &points).await, "70");
+    let detail = app.get(&format!("/participants/{cy}")).await.body;
+    assert_eq!(detail["tags"], json!(["vip"]));
+    assert_eq!(detail["counters"]["purchases"], "6");
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn hostile_rules_are_contained(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Hostile", "PTS").await;
+    let cases = [
+        ("loop", "SKIPPED_TIMEOUT", "FUEL_EXHAUSTED"),
+        ("memory", "SKIPPED_ERROR", "MODULE_ERROR"),
+        ("recursion", "SKIPPED_ERROR", "MODULE_ERROR"),
+        ("panic", "SKIPPED_ERROR", "MODULE_ERROR"),
+        ("flood", "SKIPPED_ERROR", "MODULE_ERROR"),
+    ];
+    let mut rules = Vec::new();
+    for (attack, _, _) in cases {
+        // The hoarder and the flooder get fuel to spare, so the memory and output caps are what stop them.
+        let limits = match attack {
+            "memory" => json!({"fuel": 100_000_000, "memory_bytes": 4 << 20}),
+            "flood" => json!({"fuel": 100_000_000}),
+            _ => json!({"fuel": 5_000_000}),
+        };
+        rules.push(
+            app.wasm_rule(&program, "hostile", json!({"attack": attack}), limits)
+                .await,
+        );
+    }
+    // An honest rule after them still earns: one hostile rule never takes the event, or the server, down.
+    app.rule(
+        &program,
+        "honest",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "7"}]),
+    )
+    .await;
+    let event = app
+        .event(&program, "eve", "h1", json!({"type": "purchase"}))
+        .await;
+    let done = app.processed(&event).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let evaluations = done["rule_evaluations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for ((attack, status, reason), rule) in cases.iter().zip(&rules) {
+        let e = evaluations
+            .iter()
+            .find(|e| e["rule_id"] == json!(rule))
+            .unwrap_or_else(|| panic!("{attack}: {done}"));
+        assert_eq!(
+            (e["status"].as_str(), e["reason"].as_str()),
+            (Some(*status), Some(*reason)),
+            "{attack}: {e}"
+        );
+        assert!(e["error_message"].is_string(), "{attack}: {e}");
+    }
+    let panicked = evaluations
+        .iter()
+        .find(|e| e["rule_id"] == json!(rules[3]))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        panicked["logs"]
+            .as_str()
+            .is_some_and(|l| l.contains("panicked on purpose")),
+        "{panicked}"
+    );
+    let eve = app.participant_id("eve").await;
+    assert_eq!(app.available(&eve, &points).await, "7");
+    assert_eq!(
+        app.get(&format!("/participants/{eve}")).await.body["tags"],
+        json!([]),
+        "the flood applied nothing"
+    );
+
+    // Nothing ambient: no files, environment or arguments; the clock is the event's, not the host's.
+    app.wasm_rule(&program, "hostile", json!({"attack": "ambient"}), json!({}))
+        .await;
+    app.wasm_rule(&program, "hostile", json!({"attack": "entropy"}), json!({}))
+        .await;
+    for rule in rules {
+        app.patch(&format!("/rules/{rule}"), json!({"status": "SUSPENDED"}))
+            .await;
+    }
+    let body = json!({"program_id": program, "external_id": "fay", "idempotency_key": "h2",
+                      "event_timestamp": "2025-03-01T12:00:00Z", "event_data": {"type": "visit"}});
+    let event = id(&app.created("/events", body).await);
+    let done = app.processed(&event).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let fay = app.participant_id("fay").await;
+    let detail = app.get(&format!("/participants/{fay}")).await.body;
+    assert_eq!(detail["tags"], json!([]), "the probe reached nothing");
+    let entropy = detail["attributes"]["entropy"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(entropy.starts_with("1740830400000000000-"), "{entropy}");
+    assert_eq!(
+        app.get("/programs").await.status,
+        200,
+        "the server still serves"
+    );
+    app.stop().await;
+}
