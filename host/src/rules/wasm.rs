@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
@@ -127,6 +127,36 @@ impl HostMonotonicClock for FrozenClock {
     }
 }
 
+/// One evaluation's store, with its fuel set and its output captured.
+struct Sandbox {
+    store: Store<State>,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    fuel: u64,
+}
+
+/// The event, participant and config as the interface takes them; `Err` when the event is too large.
+fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
+    let data = input.data.to_string();
+    if data.len() > MAX_INPUT_BYTES {
+        return Err("event data too large for a wasm rule".into());
+    }
+    let event = Event {
+        id: input.event_id.to_string(),
+        program_id: input.program_id.to_string(),
+        timestamp: input.timestamp.to_rfc3339(),
+        data,
+    };
+    let participant = Participant {
+        id: input.participant_id.to_string(),
+        external_id: input.external_id.clone(),
+        tags: input.tags.clone(),
+        attributes: input.attributes.clone(),
+        counters: input.counters.clone(),
+    };
+    Ok((event, participant, input.config.to_string()))
+}
+
 /// A module compiled and linked, ready to instantiate.
 pub type Prepared = Arc<RulePre<State>>;
 
@@ -206,22 +236,8 @@ impl Runtime {
         Ok(pre)
     }
 
-    /// Runs the rule once on a blocking thread: guest code must not stall the async workers, and WASI's
-    /// synchronous host calls (a guest printing, say) block on the Tokio runtime, which they may not do from
-    /// inside it. A host panic during the call becomes a failed evaluation, not a dead worker.
-    pub async fn run(self: &Arc<Self>, pre: Prepared, input: Input, limits: Limits) -> Outcome {
-        let runtime = self.clone();
-        tokio::task::spawn_blocking(move || runtime.evaluate(&pre, &input, limits))
-            .await
-            .unwrap_or_else(|e| Outcome::Failed {
-                reason: format!("host error: {e}"),
-                fuel: 0,
-                logs: String::new(),
-            })
-    }
-
-    /// Runs the rule once, in a fresh store, on the calling thread.
-    pub fn evaluate(&self, pre: &RulePre<State>, input: &Input, limits: Limits) -> Outcome {
+    /// A fresh store: WASI with nothing ambient, the event's clock and seed, memory and fuel limits.
+    fn sandbox(&self, input: &Input, limits: Limits) -> wasmtime::Result<Sandbox> {
         let stdout = MemoryOutputPipe::new(LOG_BYTES);
         let stderr = MemoryOutputPipe::new(LOG_BYTES);
         let since_epoch =
@@ -246,57 +262,95 @@ impl Runtime {
             .tables(64)
             .memories(8)
             .build();
-        let mut store = Store::new(
-            &self.engine,
-            State {
-                wasi,
-                table: ResourceTable::new(),
-                limits: store_limits,
-            },
-        );
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limits: store_limits,
+        };
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         let fuel = limits.fuel.min(Limits::MAX.fuel);
+        store.set_fuel(fuel)?;
+        Ok(Sandbox {
+            store,
+            stdout,
+            stderr,
+            fuel,
+        })
+    }
+
+    /// Where one evaluation's time goes, for the benchmark: setting up the store, lowering the input,
+    /// instantiating, and the call itself.
+    pub fn phases(
+        &self,
+        pre: &RulePre<State>,
+        input: &Input,
+        limits: Limits,
+    ) -> wasmtime::Result<[Duration; 4]> {
+        let start = Instant::now();
+        let mut sandbox = self.sandbox(input, limits)?;
+        let stored = Instant::now();
+        let (event, participant, config) = arguments(input).map_err(wasmtime::Error::msg)?;
+        let lowered = Instant::now();
+        let rule = pre.instantiate(&mut sandbox.store)?;
+        let instantiated = Instant::now();
+        rule.scrip_rules_evaluator()
+            .call_evaluate(&mut sandbox.store, &event, &participant, &config)?
+            .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
+        let called = Instant::now();
+        Ok([
+            stored - start,
+            lowered - stored,
+            instantiated - lowered,
+            called - instantiated,
+        ])
+    }
+
+    /// Runs the rule once on a blocking thread: guest code must not stall the async workers, and WASI's
+    /// synchronous host calls (a guest printing, say) block on the Tokio runtime, which they may not do from
+    /// inside it. A host panic during the call becomes a failed evaluation, not a dead worker.
+    pub async fn run(self: &Arc<Self>, pre: Prepared, input: Input, limits: Limits) -> Outcome {
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.evaluate(&pre, &input, limits))
+            .await
+            .unwrap_or_else(|e| Outcome::Failed {
+                reason: format!("host error: {e}"),
+                fuel: 0,
+                logs: String::new(),
+            })
+    }
+
+    /// Runs the rule once, in a fresh store, on the calling thread.
+    pub fn evaluate(&self, pre: &RulePre<State>, input: &Input, limits: Limits) -> Outcome {
+        let failed = |reason: String| Outcome::Failed {
+            reason,
+            fuel: 0,
+            logs: String::new(),
+        };
+        let mut sandbox = match self.sandbox(input, limits) {
+            Ok(sandbox) => sandbox,
+            Err(err) => return failed(format!("cannot set up the sandbox: {err}")),
+        };
+        let (event, participant, config) = match arguments(input) {
+            Ok(arguments) => arguments,
+            Err(reason) => return failed(reason),
+        };
+        let store = &mut sandbox.store;
+        let result = pre.instantiate(&mut *store).and_then(|rule| {
+            rule.scrip_rules_evaluator()
+                .call_evaluate(&mut *store, &event, &participant, &config)
+        });
+        let Sandbox {
+            store,
+            stdout,
+            stderr,
+            fuel,
+        } = sandbox;
         let logs = || {
             let mut text = String::from_utf8_lossy(&stdout.contents()).into_owned();
             text.push_str(&String::from_utf8_lossy(&stderr.contents()));
             text
         };
-        if let Err(err) = store.set_fuel(fuel) {
-            return Outcome::Failed {
-                reason: format!("cannot set fuel: {err}"),
-                fuel: 0,
-                logs: String::new(),
-            };
-        }
-        let data = input.data.to_string();
-        if data.len() > MAX_INPUT_BYTES {
-            return Outcome::Failed {
-                reason: "event data too large for a wasm rule".into(),
-                fuel: 0,
-                logs: String::new(),
-            };
-        }
-        let event = Event {
-            id: input.event_id.to_string(),
-            program_id: input.program_id.to_string(),
-            timestamp: input.timestamp.to_rfc3339(),
-            data,
-        };
-        let participant = Participant {
-            id: input.participant_id.to_string(),
-            external_id: input.external_id.clone(),
-            tags: input.tags.clone(),
-            attributes: input.attributes.clone(),
-            counters: input.counters.clone(),
-        };
-        let result = pre.instantiate(&mut store).and_then(|rule| {
-            rule.scrip_rules_evaluator().call_evaluate(
-                &mut store,
-                &event,
-                &participant,
-                &input.config.to_string(),
-            )
-        });
         let burned = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         match result {
             Ok(Ok(actions)) if actions.len() > limits.max_actions.min(Limits::MAX.max_actions) => {
