@@ -18,6 +18,7 @@ pub mod organizations;
 pub mod pagination;
 pub mod participants;
 pub mod programs;
+pub mod push;
 pub mod reports;
 pub mod rules;
 pub mod validation;

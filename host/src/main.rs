@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
-use scrip::config::Settings;
-use scrip::{BoxError, db, dev, ledger, organizations};
+use scrip::config::{DEFAULT_ADDR, Settings};
+use scrip::{BoxError, db, dev, ledger, organizations, push};
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +31,39 @@ enum Commands {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Manage rules on a running server (SCRIP_URL, default http://127.0.0.1:8080; SCRIP_API_KEY).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Upload a wasm component and create a rule running it, or move an existing rule to it (--rule);
+    /// the rule's id is the last line printed.
+    Push {
+        file: PathBuf,
+        #[arg(long, required_unless_present = "rule")]
+        program: Option<String>,
+        /// Point this existing rule at the new module instead of creating a rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// The rule's name (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The rule's config, a JSON object handed to the module.
+        #[arg(long, value_parser = parse_json_object)]
+        config: Option<serde_json::Value>,
+    },
+}
+
+fn parse_json_object(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str(text) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err("config must be a JSON object".into()),
+        Err(e) => Err(format!("config is not JSON: {e}")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -99,6 +132,40 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let key = organizations::create_api_key(&pool, &org).await?;
             println!("organization {org} ({})", key.organization_id);
             println!("{}", key.key);
+        }
+        Commands::Rules {
+            command:
+                RulesCommand::Push {
+                    file,
+                    program,
+                    rule,
+                    name,
+                    config,
+                },
+        } => {
+            let url =
+                std::env::var("SCRIP_URL").unwrap_or_else(|_| format!("http://{}", DEFAULT_ADDR));
+            let api_key = std::env::var("SCRIP_API_KEY").map_err(|_| "SCRIP_API_KEY is not set")?;
+            let pushed = push::push(push::Push {
+                url: &url,
+                api_key: &api_key,
+                file: &file,
+                program_id: program.as_deref(),
+                rule_id: rule.as_deref(),
+                name: name.as_deref(),
+                config,
+            })
+            .await?;
+            let module = &pushed.module;
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            println!(
+                "module {} (sha256 {}, {} bytes)",
+                text(&module["id"]),
+                text(&module["sha256"]),
+                module["size"]
+            );
+            println!("rule \"{}\" runs it", text(&pushed.rule["name"]));
+            println!("{}", text(&pushed.rule["id"]));
         }
     }
     Ok(())

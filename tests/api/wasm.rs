@@ -361,3 +361,94 @@ async fn hostile_rules_are_contained(_: PgPoolOptions, connect: PgConnectOptions
     );
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn scrip_rules_push_uploads_and_creates_or_moves_a_rule(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Pushed", "PTS").await;
+    let file = format!(
+        "{}/../rules-examples/dist/purchase-points.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let push = |args: Vec<String>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_scrip"));
+        command
+            .args(["rules", "push", &file])
+            .args(args)
+            .env("SCRIP_URL", app.base.trim_end_matches("/v1"))
+            .env("SCRIP_API_KEY", &app.key);
+        async move { command.output().await.expect("scrip runs") }
+    };
+    let config = json!({"asset_id": points, "points": "3"}).to_string();
+    let created = push(vec![
+        "--program".into(),
+        program.clone(),
+        "--config".into(),
+        config,
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    assert!(
+        created.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let rule = stdout.lines().last().unwrap_or_default().to_owned();
+    let shown = app.get(&format!("/rules/{rule}")).await.body;
+    assert_eq!(shown["name"], "purchase-points", "named after the file");
+
+    let e = app
+        .event(&program, "gus", "e1", json!({"type": "purchase"}))
+        .await;
+    assert_eq!(app.processed(&e).await["status"], "COMPLETED");
+    let gus = app.participant_id("gus").await;
+    assert_eq!(app.available(&gus, &points).await, "3");
+
+    let config = json!({"asset_id": points, "points": "40"}).to_string();
+    let moved = push(vec![
+        "--rule".into(),
+        rule.clone(),
+        "--config".into(),
+        config,
+    ])
+    .await;
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    let e = app
+        .event(&program, "gus", "e2", json!({"type": "purchase"}))
+        .await;
+    assert_eq!(app.processed(&e).await["status"], "COMPLETED");
+    assert_eq!(
+        app.available(&gus, &points).await,
+        "43",
+        "the updated rule applies to later events"
+    );
+
+    let refused = push(vec![
+        "--program".into(),
+        program.clone(),
+        "--config".into(),
+        "[1]".into(),
+    ])
+    .await;
+    assert!(!refused.status.success(), "config must be an object");
+    let unauthorized = tokio::process::Command::new(env!("CARGO_BIN_EXE_scrip"))
+        .args(["rules", "push", &file, "--program", &program])
+        .env("SCRIP_URL", app.base.trim_end_matches("/v1"))
+        .env("SCRIP_API_KEY", "sk_wrong")
+        .output()
+        .await
+        .expect("scrip runs");
+    assert!(!unauthorized.status.success());
+    assert!(
+        String::from_utf8_lossy(&unauthorized.stderr).contains("401"),
+        "{unauthorized:?}"
+    );
+    app.stop().await;
+}
