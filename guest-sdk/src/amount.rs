@@ -3,7 +3,8 @@
 use std::fmt;
 
 /// A decimal number: `units × 10^-scale`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Equality and order are by value: `1.50 == 1.5`.
+#[derive(Debug, Clone, Copy)]
 pub struct Amount {
     units: i128,
     scale: u32,
@@ -65,6 +66,10 @@ impl Amount {
         self * p * Amount { units: 1, scale: 2 }
     }
 
+    pub fn is_positive(self) -> bool {
+        self.units > 0
+    }
+
     /// Rounds half away from zero to `scale` decimals.
     pub fn round(self, scale: u32) -> Amount {
         if self.scale <= scale {
@@ -82,32 +87,28 @@ impl Amount {
             scale,
         }
     }
+}
 
-    pub fn min(self, other: Amount) -> Amount {
-        if self.cmp_value(other).is_le() {
-            self
-        } else {
-            other
-        }
-    }
-
-    pub fn max(self, other: Amount) -> Amount {
-        if self.cmp_value(other).is_ge() {
-            self
-        } else {
-            other
-        }
-    }
-
-    pub fn is_positive(self) -> bool {
-        self.units > 0
-    }
-
-    fn cmp_value(self, other: Amount) -> std::cmp::Ordering {
+impl Ord for Amount {
+    fn cmp(&self, other: &Amount) -> std::cmp::Ordering {
         let scale = self.scale.max(other.scale);
         self.rescaled(scale).units.cmp(&other.rescaled(scale).units)
     }
 }
+
+impl PartialOrd for Amount {
+    fn partial_cmp(&self, other: &Amount) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Amount {
+    fn eq(&self, other: &Amount) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Amount {}
 
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,6 +175,8 @@ mod tests {
         assert_eq!(a("-2.675").round(2).to_string(), "-2.68");
         assert_eq!((a("250") - a("100")).max(Amount::ZERO).to_string(), "150");
         assert_eq!(a("0.05").to_string(), "0.05");
+        assert_eq!(a("1.50"), a("1.5"), "equal by value");
+        assert!(a("43") >= a("40.00") && a("9.99") < a("10"));
         assert_eq!(Amount::parse("1e3"), None);
     }
 }

@@ -96,6 +96,8 @@ pub struct Participant {
     pub tags: Vec<String>,
     pub attributes: Vec<(String, String)>,
     pub counters: Vec<(String, String)>,
+    pub balances: Vec<(String, String)>,
+    pub tiers: Vec<(String, String)>,
 }
 
 impl Participant {
@@ -104,20 +106,34 @@ impl Participant {
     }
 
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        lookup(&self.attributes, key)
+    }
+
+    /// The AVAILABLE balance in an asset; zero when the participant has none.
+    pub fn balance(&self, asset_id: &str) -> Amount {
+        lookup(&self.balances, asset_id)
+            .and_then(Amount::parse)
+            .unwrap_or(Amount::ZERO)
+    }
+
+    /// The participant's level in a tier, if any.
+    pub fn tier(&self, tier_id: &str) -> Option<&str> {
+        lookup(&self.tiers, tier_id)
     }
 
     /// A counter's value; zero when the participant has none.
     pub fn counter(&self, key: &str) -> Amount {
-        self.counters
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| Amount::parse(v))
+        lookup(&self.counters, key)
+            .and_then(Amount::parse)
             .unwrap_or(Amount::ZERO)
     }
+}
+
+fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The rule's `config`: what this deployment of the module is set up with.
@@ -245,6 +261,8 @@ pub fn __participant(p: wit::Participant) -> Participant {
         tags: p.tags,
         attributes: p.attributes,
         counters: p.counters,
+        balances: p.balances,
+        tiers: p.tiers,
     }
 }
 

@@ -32,6 +32,7 @@ fn main() -> Result<(), scrip::BoxError> {
         tags: vec!["vip".into()],
         attributes: vec![("segment".into(), "premium".into())],
         counters: vec![("purchases".into(), "4".into())],
+        balances: vec![(Uuid::nil().to_string(), "120".into())],
         config: json!({"asset_id": Uuid::nil(), "points": "10"}),
     };
 

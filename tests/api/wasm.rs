@@ -407,7 +407,8 @@ async fn scrip_rules_push_uploads_and_creates_or_moves_a_rule(
     let gus = app.participant_id("gus").await;
     assert_eq!(app.available(&gus, &points).await, "3");
 
-    let config = json!({"asset_id": points, "points": "40"}).to_string();
+    // The module sees the participant's balances: from max_balance on it credits nothing more.
+    let config = json!({"asset_id": points, "points": "40", "max_balance": "40"}).to_string();
     let moved = push(vec![
         "--rule".into(),
         rule.clone(),
@@ -428,6 +429,15 @@ async fn scrip_rules_push_uploads_and_creates_or_moves_a_rule(
         app.available(&gus, &points).await,
         "43",
         "the updated rule applies to later events"
+    );
+    let e = app
+        .event(&program, "gus", "e3", json!({"type": "purchase"}))
+        .await;
+    assert_eq!(app.processed(&e).await["status"], "COMPLETED");
+    assert_eq!(
+        app.available(&gus, &points).await,
+        "43",
+        "capped by the balance the module saw"
     );
 
     let refused = push(vec![

@@ -370,6 +370,11 @@ async fn process_event(
         participants: states.into_iter().map(|s| (s.id, s)).collect(),
         budget_slot,
     };
+    // Only modules see balances; CEL rules do not pay for the query.
+    let balances = match rules.iter().any(|r| r.module.is_some()) {
+        true => participants::available_balances(conn, org, participant).await?,
+        false => Vec::new(),
+    };
     let mut evaluations = Vec::with_capacity(rules.len());
     let mut stopped_by = None;
     for rule in rules {
@@ -404,25 +409,27 @@ async fn process_event(
                 let actions = match &rule.module {
                     None => &rule.actions,
                     // Modules see the participant as the event began, as CEL conditions do.
-                    Some(module) => match run_module(runtime, module, event, &state).await {
-                        Ok((actions, fuel, logs)) => {
-                            (record.fuel, record.logs) = (Some(fuel), logs);
-                            returned = actions;
-                            &returned
+                    Some(module) => {
+                        match run_module(runtime, module, event, &state, &balances).await {
+                            Ok((actions, fuel, logs)) => {
+                                (record.fuel, record.logs) = (Some(fuel), logs);
+                                returned = actions;
+                                &returned
+                            }
+                            Err((status, reason, fuel, logs)) => {
+                                record.status = status;
+                                record.reason = Some(if status == "SKIPPED_TIMEOUT" {
+                                    "FUEL_EXHAUSTED"
+                                } else {
+                                    "MODULE_ERROR"
+                                });
+                                (record.error_message, record.fuel, record.logs) =
+                                    (Some(reason), Some(fuel), logs);
+                                evaluations.push(record);
+                                continue;
+                            }
                         }
-                        Err((status, reason, fuel, logs)) => {
-                            record.status = status;
-                            record.reason = Some(if status == "SKIPPED_TIMEOUT" {
-                                "FUEL_EXHAUSTED"
-                            } else {
-                                "MODULE_ERROR"
-                            });
-                            (record.error_message, record.fuel, record.logs) =
-                                (Some(reason), Some(fuel), logs);
-                            evaluations.push(record);
-                            continue;
-                        }
-                    },
+                    }
                 };
                 for action in actions {
                     match actions::execute(conn, &mut ctx, rule, action).await? {
@@ -471,6 +478,7 @@ async fn run_module(
     module: &CompiledModule,
     event: &Claimed,
     state: &State,
+    balances: &[(String, String)],
 ) -> ModuleRun {
     let prepared = match &module.prepared {
         Ok(prepared) => prepared,
@@ -503,6 +511,7 @@ async fn run_module(
         tags: state.tags.clone(),
         attributes: text(&state.attributes.0),
         counters: text(&state.counters.0),
+        balances: balances.to_vec(),
         config: module.config.clone(),
     };
     let logs = |text: String| (!text.is_empty()).then_some(text);

@@ -219,6 +219,24 @@ pub async fn list(
     }))
 }
 
+/// What a wasm rule sees of the participant's balances: AVAILABLE per asset, at the asset's scale.
+pub async fn available_balances(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Vec<(String, String)>> {
+    let rows = repo::balances(conn, organization_id, id, None, None, None).await?;
+    Ok(rows
+        .into_iter()
+        .map(|b| {
+            (
+                b.asset_id.to_string(),
+                crate::money::format(b.available, b.scale),
+            )
+        })
+        .collect())
+}
+
 pub async fn balances(
     pool: &PgPool,
     actor: &Actor,

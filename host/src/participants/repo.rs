@@ -213,7 +213,7 @@ pub async fn list(
 /// Balances per asset, from the materialised participant accounts, ordered by asset id after `after`;
 /// `limit` `None` reads them all.
 pub async fn balances(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     organization_id: Uuid,
     id: Uuid,
     asset_id: Option<Uuid>,
@@ -238,7 +238,7 @@ pub async fn balances(
     .bind(asset_id)
     .bind(after)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 

@@ -65,6 +65,8 @@ pub struct Input {
     pub tags: Vec<String>,
     pub attributes: Vec<(String, String)>,
     pub counters: Vec<(String, String)>,
+    /// AVAILABLE balance per asset, at the asset's scale.
+    pub balances: Vec<(String, String)>,
     pub config: serde_json::Value,
 }
 
@@ -153,6 +155,9 @@ fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
         tags: input.tags.clone(),
         attributes: input.attributes.clone(),
         counters: input.counters.clone(),
+        balances: input.balances.clone(),
+        // Reserved in the interface until tiers exist.
+        tiers: Vec::new(),
     };
     Ok((event, participant, input.config.to_string()))
 }
@@ -164,10 +169,29 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<State>,
     prepared: RwLock<HashMap<String, Arc<RulePre<State>>>>,
+    /// Epoch ticks an evaluation may span before the backstop stops it.
+    backstop_ticks: u64,
+    ticker_stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How often the epoch advances: the backstop's resolution.
+const TICK: Duration = Duration::from_millis(10);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
+    /// Fuel decides when a rule stops; a wall-clock backstop of 5 s only catches what fuel cannot (a host
+    /// call that never returns, say), so results stay deterministic.
     pub fn new() -> wasmtime::Result<Runtime> {
+        Runtime::with_backstop(Duration::from_secs(5))
+    }
+
+    pub fn with_backstop(backstop: Duration) -> wasmtime::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(64)
             .total_core_instances(256)
@@ -177,6 +201,7 @@ impl Runtime {
         let mut config = Config::new();
         config
             .consume_fuel(true)
+            .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .max_wasm_stack(MAX_WASM_STACK)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -184,10 +209,24 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ticking, stop) = (engine.clone(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
         Ok(Runtime {
             engine,
             linker,
             prepared: RwLock::new(HashMap::new()),
+            backstop_ticks: u64::try_from(backstop.as_millis().div_ceil(TICK.as_millis()))
+                .unwrap_or(u64::MAX)
+                .max(1),
+            ticker_stop,
         })
     }
 
@@ -220,7 +259,20 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| format!("the component cannot be linked: {e}"))?;
-        RulePre::new(pre).map_err(|e| format!("the component does not match {INTERFACE}: {e}"))
+        let mismatch =
+            |e: wasmtime::Error| format!("the component does not match {INTERFACE}: {e}");
+        let pre = RulePre::new(pre).map_err(mismatch)?;
+        // Linking checks imports; the exported function's types are only checked when instantiating, so a
+        // component built against another revision of the interface is refused here, not at its first event.
+        let mut sandbox = self
+            .sandbox(
+                uuid::Uuid::nil(),
+                chrono::DateTime::UNIX_EPOCH,
+                Limits::DEFAULT,
+            )
+            .map_err(|e| format!("cannot set up the sandbox: {e}"))?;
+        pre.instantiate(&mut sandbox.store).map_err(mismatch)?;
+        Ok(pre)
     }
 
     /// The prepared module for `bytes`, compiled once per content.
@@ -237,18 +289,23 @@ impl Runtime {
     }
 
     /// A fresh store: WASI with nothing ambient, the event's clock and seed, memory and fuel limits.
-    fn sandbox(&self, input: &Input, limits: Limits) -> wasmtime::Result<Sandbox> {
+    fn sandbox(
+        &self,
+        event_id: uuid::Uuid,
+        timestamp: chrono::DateTime<chrono::Utc>,
+        limits: Limits,
+    ) -> wasmtime::Result<Sandbox> {
         let stdout = MemoryOutputPipe::new(LOG_BYTES);
         let stderr = MemoryOutputPipe::new(LOG_BYTES);
         let since_epoch =
-            Duration::from_micros(u64::try_from(input.timestamp.timestamp_micros()).unwrap_or(0));
-        let seed = Sha256::digest(input.event_id.as_bytes()).to_vec();
+            Duration::from_micros(u64::try_from(timestamp.timestamp_micros()).unwrap_or(0));
+        let seed = Sha256::digest(event_id.as_bytes()).to_vec();
         let wasi = WasiCtxBuilder::new()
             .wall_clock(FrozenClock(since_epoch))
             .monotonic_clock(FrozenClock(Duration::ZERO))
             .secure_random(wasmtime_wasi::Deterministic::new(seed.clone()))
             .insecure_random(wasmtime_wasi::Deterministic::new(seed))
-            .insecure_random_seed(input.event_id.as_u128())
+            .insecure_random_seed(event_id.as_u128())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -271,6 +328,7 @@ impl Runtime {
         store.limiter(|s| &mut s.limits);
         let fuel = limits.fuel.min(Limits::MAX.fuel);
         store.set_fuel(fuel)?;
+        store.set_epoch_deadline(self.backstop_ticks);
         Ok(Sandbox {
             store,
             stdout,
@@ -288,7 +346,7 @@ impl Runtime {
         limits: Limits,
     ) -> wasmtime::Result<[Duration; 4]> {
         let start = Instant::now();
-        let mut sandbox = self.sandbox(input, limits)?;
+        let mut sandbox = self.sandbox(input.event_id, input.timestamp, limits)?;
         let stored = Instant::now();
         let (event, participant, config) = arguments(input).map_err(wasmtime::Error::msg)?;
         let lowered = Instant::now();
@@ -327,7 +385,7 @@ impl Runtime {
             fuel: 0,
             logs: String::new(),
         };
-        let mut sandbox = match self.sandbox(input, limits) {
+        let mut sandbox = match self.sandbox(input.event_id, input.timestamp, limits) {
             Ok(sandbox) => sandbox,
             Err(err) => return failed(format!("cannot set up the sandbox: {err}")),
         };
@@ -384,6 +442,11 @@ impl Runtime {
                     fuel: burned,
                     logs: logs(),
                 },
+                Some(Trap::Interrupt) => Outcome::Failed {
+                    reason: "stopped by the wall-clock backstop before its fuel ran out".into(),
+                    fuel: burned,
+                    logs: logs(),
+                },
                 Some(Trap::StackOverflow) => Outcome::Failed {
                     reason: "trap: stack overflow".into(),
                     fuel: burned,
@@ -417,8 +480,8 @@ pub fn sha256(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn entropy(runtime: &Runtime, pre: &RulePre<State>, event_id: uuid::Uuid) -> String {
-        let input = Input {
+    fn input(event_id: uuid::Uuid, attack: &str) -> Input {
+        Input {
             event_id,
             program_id: uuid::Uuid::nil(),
             timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
@@ -428,11 +491,41 @@ mod tests {
             tags: vec![],
             attributes: vec![],
             counters: vec![],
-            config: serde_json::json!({"attack": "entropy"}),
-        };
-        match runtime.evaluate(pre, &input, Limits::DEFAULT) {
+            balances: vec![],
+            config: serde_json::json!({ "attack": attack }),
+        }
+    }
+
+    fn entropy(runtime: &Runtime, pre: &RulePre<State>, event_id: uuid::Uuid) -> String {
+        match runtime.evaluate(pre, &input(event_id, "entropy"), Limits::DEFAULT) {
             Outcome::Actions { actions, .. } => format!("{actions:?}"),
             other => panic!("entropy rule failed: {other:?}"),
+        }
+    }
+
+    fn hostile(runtime: &Runtime) -> Prepared {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../rules-examples/dist/hostile.wasm"
+        );
+        let bytes = std::fs::read(path).expect("rules-examples/build.sh has built the examples");
+        runtime.prepare(&bytes).expect("component prepares")
+    }
+
+    /// A rule with fuel to burn for longer than the backstop allows is stopped by the clock instead.
+    #[test]
+    fn the_backstop_stops_what_fuel_has_not_yet() {
+        let runtime = Runtime::with_backstop(Duration::from_millis(1)).expect("runtime");
+        match runtime.evaluate(
+            &hostile(&runtime),
+            &input(uuid::Uuid::now_v7(), "loop"),
+            Limits::MAX,
+        ) {
+            Outcome::Failed { reason, fuel, .. } => {
+                assert!(reason.contains("backstop"), "{reason}");
+                assert!(fuel < Limits::MAX.fuel, "stopped before its fuel ran out");
+            }
+            other => panic!("expected the backstop: {other:?}"),
         }
     }
 
