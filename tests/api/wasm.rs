@@ -332,7 +332,11 @@ async fn hostile_rules_are_contained(_: PgPoolOptions, connect: PgConnectOptions
         "the flood applied nothing"
     );
 
-    // Nothing ambient: no files, environment or arguments; the clock is the event's, not the host's.
+    // Nothing ambient: no files, environment, arguments or network; the clock is the event's, not the host's.
+    // A rule asleep in a host call burns no fuel: the wall-clock backstop (5 s) moves the event on.
+    let sleeper = app
+        .wasm_rule(&program, "hostile", json!({"attack": "sleep"}), json!({}))
+        .await;
     app.wasm_rule(&program, "hostile", json!({"attack": "ambient"}), json!({}))
         .await;
     app.wasm_rule(&program, "hostile", json!({"attack": "entropy"}), json!({}))
@@ -346,6 +350,20 @@ async fn hostile_rules_are_contained(_: PgPoolOptions, connect: PgConnectOptions
     let event = id(&app.created("/events", body).await);
     let done = app.processed(&event).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
+    let slept = done["rule_evaluations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["rule_id"] == json!(sleeper))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(slept["status"], "SKIPPED_ERROR", "{slept}");
+    assert!(
+        slept["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("backstop")),
+        "{slept}"
+    );
     let fay = app.participant_id("fay").await;
     let detail = app.get(&format!("/participants/{fay}")).await.body;
     assert_eq!(detail["tags"], json!([]), "the probe reached nothing");

@@ -169,7 +169,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<State>,
     prepared: RwLock<HashMap<String, Arc<RulePre<State>>>>,
-    /// Epoch ticks an evaluation may span before the backstop stops it.
+    /// How long an evaluation may take on the wall clock, and that in epoch ticks.
+    backstop: Duration,
     backstop_ticks: u64,
     ticker_stop: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -223,6 +224,7 @@ impl Runtime {
             engine,
             linker,
             prepared: RwLock::new(HashMap::new()),
+            backstop,
             backstop_ticks: u64::try_from(backstop.as_millis().div_ceil(TICK.as_millis()))
                 .unwrap_or(u64::MAX)
                 .max(1),
@@ -367,15 +369,26 @@ impl Runtime {
     /// Runs the rule once on a blocking thread: guest code must not stall the async workers, and WASI's
     /// synchronous host calls (a guest printing, say) block on the Tokio runtime, which they may not do from
     /// inside it. A host panic during the call becomes a failed evaluation, not a dead worker.
+    ///
+    /// The epoch deadline interrupts guest code only; a guest blocked in a host call (a WASI sleep, say) is
+    /// abandoned here when the backstop passes, so the event moves on while that thread finishes its wait.
     pub async fn run(self: &Arc<Self>, pre: Prepared, input: Input, limits: Limits) -> Outcome {
         let runtime = self.clone();
-        tokio::task::spawn_blocking(move || runtime.evaluate(&pre, &input, limits))
-            .await
-            .unwrap_or_else(|e| Outcome::Failed {
-                reason: format!("host error: {e}"),
-                fuel: 0,
-                logs: String::new(),
-            })
+        let evaluation =
+            tokio::task::spawn_blocking(move || runtime.evaluate(&pre, &input, limits));
+        let failed = |reason: String| Outcome::Failed {
+            reason,
+            fuel: 0,
+            logs: String::new(),
+        };
+        match tokio::time::timeout(self.backstop + TICK, evaluation).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => failed(format!("host error: {e}")),
+            Err(_) => failed(format!(
+                "stopped by the wall-clock backstop after {:?}, blocked in a host call",
+                self.backstop
+            )),
+        }
     }
 
     /// Runs the rule once, in a fresh store, on the calling thread.

@@ -1,6 +1,7 @@
 //! A rule that misbehaves on request, to show the sandbox contains it. `config.attack` picks the attack:
-//! `loop`, `memory`, `recursion`, `panic`, `flood` (oversized output), `ambient` (files, environment and
-//! arguments: it reports what it could reach as tags), `entropy` (its output depends on clock and randomness).
+//! `loop`, `memory`, `recursion`, `panic`, `sleep`, `flood` (oversized output), `ambient` (files, environment,
+//! arguments and network: it reports what it could reach as tags), `entropy` (its output depends on clock
+//! and randomness).
 
 use scrip_rule::{Action, Config, Event, Participant, Rule, RuleError, set_attribute, tag};
 use std::hash::{BuildHasher, Hasher};
@@ -24,6 +25,11 @@ impl Rule for Hostile {
             }
             "recursion" => Ok(vec![tag(format!("depth-{}", dive(0)))]),
             "panic" => panic!("the rule panicked on purpose"),
+            // Blocks in a host call, where fuel does not burn: only the wall-clock backstop ends it.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(vec![tag("woke-up")])
+            }
             "flood" => Ok((0..5_000).map(|i| tag(format!("t{i}"))).collect()),
             "ambient" => {
                 let mut reached = Vec::new();
@@ -32,6 +38,9 @@ impl Rule for Hostile {
                 }
                 if std::env::vars().next().is_some() || std::env::args().len() > 0 {
                     reached.push(tag("read-environment"));
+                }
+                if sockets() {
+                    reached.push(tag("used-network"));
                 }
                 println!("ambient probe done");
                 Ok(reached)
@@ -51,6 +60,31 @@ impl Rule for Hostile {
             other => Err(RuleError::InvalidInput(format!("unknown attack {other}"))),
         }
     }
+}
+
+/// Resolves a name and connects to Postgres' port through WASI sockets directly (Debian's wasi-libc has no
+/// sockets, so `std::net` cannot link there); `true` if either worked.
+fn sockets() -> bool {
+    use wasi::sockets::instance_network::instance_network;
+    use wasi::sockets::ip_name_lookup::resolve_addresses;
+    use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    use wasi::sockets::tcp_create_socket::create_tcp_socket;
+    let network = instance_network();
+    let resolved = resolve_addresses(&network, "localhost").is_ok_and(|stream| {
+        stream.subscribe().block();
+        matches!(stream.resolve_next_address(), Ok(Some(_)))
+    });
+    let connected = create_tcp_socket(IpAddressFamily::Ipv4).is_ok_and(|socket| {
+        let postgres = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+            port: 5432,
+            address: (127, 0, 0, 1),
+        });
+        socket.start_connect(&network, postgres).is_ok() && {
+            socket.subscribe().block();
+            socket.finish_connect().is_ok()
+        }
+    });
+    resolved || connected
 }
 
 // Recursing forever is the point: the host's stack limit must stop it.
