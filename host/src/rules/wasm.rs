@@ -529,11 +529,20 @@ mod tests {
     #[test]
     fn the_backstop_stops_what_fuel_has_not_yet() {
         let runtime = Runtime::with_backstop(Duration::from_millis(1)).expect("runtime");
-        match runtime.evaluate(
-            &hostile(&runtime),
-            &input(uuid::Uuid::now_v7(), "loop"),
-            Limits::MAX,
-        ) {
+        let pre = hostile(&runtime);
+        // Time runs fast here, so the loop cannot finish its fuel first however quick this machine is.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (engine, stopped) = (runtime.engine.clone(), stop.clone());
+        let clock = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                engine.increment_epoch();
+                std::thread::yield_now();
+            }
+        });
+        let outcome = runtime.evaluate(&pre, &input(uuid::Uuid::now_v7(), "loop"), Limits::MAX);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        clock.join().expect("clock thread");
+        match outcome {
             Outcome::Failed { reason, fuel, .. } => {
                 assert!(reason.contains("backstop"), "{reason}");
                 assert!(fuel < Limits::MAX.fuel, "stopped before its fuel ran out");
