@@ -410,21 +410,14 @@ async fn process_event(
                     None => &rule.actions,
                     // Modules see the participant as the event began, as CEL conditions do.
                     Some(module) => {
-                        match run_module(runtime, module, event, &state, &balances).await {
-                            Ok((actions, fuel, logs)) => {
-                                (record.fuel, record.logs) = (Some(fuel), logs);
+                        match run_module(runtime, module, event, &state, &balances, &mut record)
+                            .await
+                        {
+                            Some(actions) => {
                                 returned = actions;
                                 &returned
                             }
-                            Err((status, reason, fuel, logs)) => {
-                                record.status = status;
-                                record.reason = Some(if status == "SKIPPED_TIMEOUT" {
-                                    "FUEL_EXHAUSTED"
-                                } else {
-                                    "MODULE_ERROR"
-                                });
-                                (record.error_message, record.fuel, record.logs) =
-                                    (Some(reason), Some(fuel), logs);
+                            None => {
                                 evaluations.push(record);
                                 continue;
                             }
@@ -468,29 +461,17 @@ async fn process_event(
     })
 }
 
-type ModuleRun =
-    Result<(Vec<CompiledAction>, i64, Option<String>), (&'static str, String, i64, Option<String>)>;
-
-/// Runs a wasm rule: its actions, or how it was stopped (SKIPPED_TIMEOUT when out of fuel, SKIPPED_ERROR for a
-/// trap, panic, memory limit, rule error or invalid output), with the fuel burned and what it printed.
+/// Runs a wasm rule and records the fuel it burned and what it printed; `None` (with the record marked
+/// SKIPPED_TIMEOUT when out of fuel, SKIPPED_ERROR for a trap, panic, memory limit, rule error or invalid
+/// output) when it returned no actions to run.
 async fn run_module(
     runtime: &Arc<Runtime>,
     module: &CompiledModule,
     event: &Claimed,
     state: &State,
     balances: &[(String, String)],
-) -> ModuleRun {
-    let prepared = match &module.prepared {
-        Ok(prepared) => prepared,
-        Err(reason) => {
-            return Err((
-                "SKIPPED_ERROR",
-                format!("module unavailable: {reason}"),
-                0,
-                None,
-            ));
-        }
-    };
+    record: &mut EvaluationRecord,
+) -> Option<Vec<CompiledAction>> {
     let text = |map: &serde_json::Map<String, Value>| -> Vec<(String, String)> {
         map.iter()
             .map(|(k, v)| {
@@ -514,43 +495,48 @@ async fn run_module(
         balances: balances.to_vec(),
         config: module.config.clone(),
     };
-    let logs = |text: String| (!text.is_empty()).then_some(text);
-    let fuel = |burned: u64| i64::try_from(burned).unwrap_or(i64::MAX);
-    match runtime.run(prepared.clone(), input, module.limits).await {
-        wasm::Outcome::Actions {
-            actions,
-            fuel: burned,
-            logs: printed,
-        } => {
-            let compiled: Result<Vec<CompiledAction>, String> =
-                actions.into_iter().map(CompiledAction::from_wasm).collect();
-            match compiled {
-                Ok(actions) => Ok((actions, fuel(burned), logs(printed))),
-                Err(reason) => Err((
-                    "SKIPPED_ERROR",
-                    format!("invalid output: {reason}"),
-                    fuel(burned),
-                    logs(printed),
-                )),
-            }
-        }
-        wasm::Outcome::Timeout {
-            fuel: burned,
-            logs: printed,
-        } => Err((
+    // Err(None): out of fuel; Err(Some(reason)): any other failure.
+    let (outcome, fuel, logs) = match &module.prepared {
+        Err(reason) => (
+            Err(Some(format!("module unavailable: {reason}"))),
+            0,
+            String::new(),
+        ),
+        Ok(prepared) => match runtime.run(prepared.clone(), input, module.limits).await {
+            wasm::Outcome::Actions {
+                actions,
+                fuel,
+                logs,
+            } => (Ok(actions), fuel, logs),
+            wasm::Outcome::Timeout { fuel, logs } => (Err(None), fuel, logs),
+            wasm::Outcome::Failed { reason, fuel, logs } => (Err(Some(reason)), fuel, logs),
+        },
+    };
+    record.fuel = Some(i64::try_from(fuel).unwrap_or(i64::MAX));
+    record.logs = (!logs.is_empty()).then_some(logs);
+    let mut skip = |status, reason, message: String| {
+        (record.status, record.reason, record.error_message) =
+            (status, Some(reason), Some(message));
+        None
+    };
+    match outcome {
+        Ok(actions) => match actions.into_iter().map(CompiledAction::from_wasm).collect() {
+            Ok(actions) => Some(actions),
+            Err(reason) => skip(
+                "SKIPPED_ERROR",
+                "MODULE_ERROR",
+                format!("invalid output: {reason}"),
+            ),
+        },
+        Err(None) => skip(
             "SKIPPED_TIMEOUT",
+            "FUEL_EXHAUSTED",
             format!(
                 "fuel exhausted: the rule used its {} units",
                 module.limits.fuel
             ),
-            fuel(burned),
-            logs(printed),
-        )),
-        wasm::Outcome::Failed {
-            reason,
-            fuel: burned,
-            logs: printed,
-        } => Err(("SKIPPED_ERROR", reason, fuel(burned), logs(printed))),
+        ),
+        Err(Some(reason)) => skip("SKIPPED_ERROR", "MODULE_ERROR", reason),
     }
 }
 

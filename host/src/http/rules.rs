@@ -296,17 +296,15 @@ fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
 fn parse_module(f: &Fields<'_>) -> ModulePatch {
     let limits = f.opt_object("limits").map(|object| {
         let l = f.nested(object, f.path("limits"));
-        let max = Limits::MAX;
-        let int = |key: &str, min: i64, max: usize| {
+        let int = |key: &str, min: i64, max: u64| {
             l.opt_int(key, min, i64::try_from(max).unwrap_or(i64::MAX))
                 .and_then(|n| u64::try_from(n).ok())
         };
+        let max = Limits::MAX;
         ModuleLimits {
-            fuel: l
-                .opt_int("fuel", 1, i64::try_from(max.fuel).unwrap_or(i64::MAX))
-                .and_then(|n| u64::try_from(n).ok()),
-            memory_bytes: int("memory_bytes", 1 << 16, max.memory_bytes),
-            max_actions: int("max_actions", 1, max.max_actions),
+            fuel: int("fuel", 1, max.fuel),
+            memory_bytes: int("memory_bytes", 1 << 16, max.memory_bytes as u64),
+            max_actions: int("max_actions", 1, max.max_actions as u64),
         }
     });
     ModulePatch {
@@ -328,24 +326,8 @@ async fn create(
     let f = v.body(&body)?;
     let module = parse_module(&f);
     let is_module_rule = module.id.is_some();
-    if !is_module_rule && (module.config.is_some() || module.limits.is_some()) {
-        let field = if module.config.is_some() {
-            "config"
-        } else {
-            "limits"
-        };
-        f.reject(
-            field,
-            "absent without module_id",
-            "config and limits apply to wasm rules (module_id)",
-        );
-    }
-    if is_module_rule && f.contains("actions") {
-        f.reject(
-            "actions",
-            "absent with module_id",
-            "a wasm rule's module returns its actions",
-        );
+    if let Some(problem) = module.conflict(is_module_rule, f.contains("actions")) {
+        v.push(problem);
     }
     let new = NewRule {
         program_id: f.req_uuid("program_id"),

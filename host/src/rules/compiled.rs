@@ -194,16 +194,13 @@ fn compile_action(a: Action) -> CompiledAction {
 
 impl CompiledRule {
     pub(crate) fn compile(rule: Rule) -> Self {
-        Self::compile_with(rule, None, None)
+        Self::compile_with(rule, None)
     }
 
-    /// Compiles a rule; a wasm rule's module is prepared by `runtime` from `bytes`.
-    fn compile_with(rule: Rule, runtime: Option<&wasm::Runtime>, bytes: Option<&[u8]>) -> Self {
+    /// Compiles a rule; `prepared` is a wasm rule's module, ready to instantiate.
+    fn compile_with(rule: Rule, prepared: Option<Result<wasm::Prepared, String>>) -> Self {
         let module = rule.module_id.map(|_| CompiledModule {
-            prepared: match (runtime, bytes) {
-                (Some(runtime), Some(bytes)) => runtime.prepare(bytes),
-                _ => Err("the module could not be loaded".into()),
-            },
+            prepared: prepared.unwrap_or_else(|| Err("the module could not be loaded".into())),
             config: rule
                 .module_config
                 .as_ref()
@@ -259,14 +256,14 @@ impl RuleCache {
             .and_then(|map| map.get(&history_id).cloned())
     }
 
-    /// Compiles and caches a rule version; `module` is the bytes of a wasm rule's module.
-    pub fn compile(&self, rule: Rule, module: Option<&[u8]>) -> Arc<CompiledRule> {
+    /// Compiles and caches a rule version; `module` is a wasm rule's prepared module.
+    pub fn compile(
+        &self,
+        rule: Rule,
+        module: Option<Result<wasm::Prepared, String>>,
+    ) -> Arc<CompiledRule> {
         let history_id = rule.history_id;
-        let compiled = Arc::new(CompiledRule::compile_with(
-            rule,
-            Some(&self.runtime),
-            module,
-        ));
+        let compiled = Arc::new(CompiledRule::compile_with(rule, module));
         if let Ok(mut map) = self.rules.write() {
             map.insert(history_id, compiled.clone());
         }

@@ -270,6 +270,25 @@ pub struct ModulePatch {
     pub limits: Option<ModuleLimits>,
 }
 
+impl ModulePatch {
+    /// A rule runs either its module or its actions, and config and limits belong to modules: the field
+    /// that breaks this, if any.
+    pub fn conflict(&self, is_module_rule: bool, has_actions: bool) -> Option<FieldError> {
+        let (field, message) = match (is_module_rule, &self.config, &self.limits) {
+            (true, _, _) if has_actions => ("actions", "a wasm rule's module returns its actions"),
+            (false, Some(_), _) => ("config", "config applies to wasm rules (module_id)"),
+            (false, _, Some(_)) => ("limits", "limits apply to wasm rules (module_id)"),
+            _ => return None,
+        };
+        let expected = if is_module_rule {
+            "absent on wasm rules"
+        } else {
+            "absent on CEL rules"
+        };
+        Some(FieldError::invalid(field, expected, None, message))
+    }
+}
+
 #[derive(Default)]
 pub struct RuleFilter {
     pub program_id: Option<Uuid>,
@@ -382,26 +401,11 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
         check_module(&mut tx, actor, id).await?;
     }
     let is_module_rule = patch.module.id.or(before.module_id).is_some();
-    if !is_module_rule && (patch.module.config.is_some() || patch.module.limits.is_some()) {
-        let field = if patch.module.config.is_some() {
-            "config"
-        } else {
-            "limits"
-        };
-        return Err(Error::invalid(FieldError::invalid(
-            field,
-            "absent on CEL rules",
-            None,
-            "config and limits apply to wasm rules (module_id)",
-        )));
-    }
-    if is_module_rule && patch.actions.is_some() {
-        return Err(Error::invalid(FieldError::invalid(
-            "actions",
-            "absent on wasm rules",
-            None,
-            "a wasm rule's module returns its actions",
-        )));
+    if let Some(problem) = patch
+        .module
+        .conflict(is_module_rule, patch.actions.is_some())
+    {
+        return Err(Error::invalid(problem));
     }
     let new_budgets = match &patch.budgets {
         Some(specs) => Some(check_budgets(&mut tx, actor, before.program_id, specs).await?),
@@ -694,24 +698,27 @@ pub async fn active_rules(
         .filter(|rule| cache.get(rule.history_id).is_none())
         .filter_map(|rule| rule.module_id)
         .collect();
-    let modules: std::collections::HashMap<Uuid, Vec<u8>> = if missing_modules.is_empty() {
-        std::collections::HashMap::new()
-    } else {
-        crate::modules::bytes_of(conn, &missing_modules)
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let mut modules = std::collections::HashMap::new();
+    if !missing_modules.is_empty() {
+        let bytes = crate::modules::bytes_of(conn, &missing_modules).await?;
+        // Compiling a component takes a while: off the async workers (a no-op for content already prepared).
+        let runtime = cache.runtime().clone();
+        modules = tokio::task::spawn_blocking(move || {
+            bytes
+                .into_iter()
+                .map(|(id, bytes)| (id, runtime.prepare(&bytes)))
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("preparing modules: {e}")))?;
+    }
     Ok(rows
         .into_iter()
         .map(|rule| match cache.get(rule.history_id) {
             Some(compiled) => compiled,
             None => {
-                let bytes = rule
-                    .module_id
-                    .and_then(|id| modules.get(&id))
-                    .map(Vec::as_slice);
-                cache.compile(rule, bytes)
+                let module = rule.module_id.and_then(|id| modules.get(&id).cloned());
+                cache.compile(rule, module)
             }
         })
         .collect())

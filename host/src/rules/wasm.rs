@@ -88,6 +88,17 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A failure before the guest ran: no fuel burned, nothing printed.
+    fn failed(reason: String) -> Outcome {
+        Outcome::Failed {
+            reason,
+            fuel: 0,
+            logs: String::new(),
+        }
+    }
+}
+
 /// What a rule's store holds; private to the runtime.
 pub struct State {
     wasi: WasiCtx,
@@ -232,9 +243,10 @@ impl Runtime {
         })
     }
 
-    /// Compiles and links a module; `Err` says, for the uploader, why it is not a usable rule.
+    /// Compiles and links a module, keeping it for the rules that will use it; `Err` says, for the
+    /// uploader, why it is not a usable rule.
     pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
-        self.compile(bytes).map(|_| ())
+        self.prepare(bytes).map(|_| ())
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<RulePre<State>, String> {
@@ -376,15 +388,10 @@ impl Runtime {
         let runtime = self.clone();
         let evaluation =
             tokio::task::spawn_blocking(move || runtime.evaluate(&pre, &input, limits));
-        let failed = |reason: String| Outcome::Failed {
-            reason,
-            fuel: 0,
-            logs: String::new(),
-        };
         match tokio::time::timeout(self.backstop + TICK, evaluation).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => failed(format!("host error: {e}")),
-            Err(_) => failed(format!(
+            Ok(Err(e)) => Outcome::failed(format!("host error: {e}")),
+            Err(_) => Outcome::failed(format!(
                 "stopped by the wall-clock backstop after {:?}, blocked in a host call",
                 self.backstop
             )),
@@ -393,95 +400,55 @@ impl Runtime {
 
     /// Runs the rule once, in a fresh store, on the calling thread.
     pub fn evaluate(&self, pre: &RulePre<State>, input: &Input, limits: Limits) -> Outcome {
-        let failed = |reason: String| Outcome::Failed {
-            reason,
-            fuel: 0,
-            logs: String::new(),
-        };
         let mut sandbox = match self.sandbox(input.event_id, input.timestamp, limits) {
             Ok(sandbox) => sandbox,
-            Err(err) => return failed(format!("cannot set up the sandbox: {err}")),
+            Err(err) => return Outcome::failed(format!("cannot set up the sandbox: {err}")),
         };
         let (event, participant, config) = match arguments(input) {
             Ok(arguments) => arguments,
-            Err(reason) => return failed(reason),
+            Err(reason) => return Outcome::failed(reason),
         };
         let store = &mut sandbox.store;
         let result = pre.instantiate(&mut *store).and_then(|rule| {
             rule.scrip_rules_evaluator()
                 .call_evaluate(&mut *store, &event, &participant, &config)
         });
-        let Sandbox {
-            store,
-            stdout,
-            stderr,
-            fuel,
-        } = sandbox;
-        let logs = || {
-            let mut text = String::from_utf8_lossy(&stdout.contents()).into_owned();
-            text.push_str(&String::from_utf8_lossy(&stderr.contents()));
-            text
-        };
-        let burned = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        match result {
-            Ok(Ok(actions)) if actions.len() > limits.max_actions.min(Limits::MAX.max_actions) => {
-                Outcome::Failed {
-                    reason: format!(
-                        "invalid output: {} actions, at most {} allowed",
-                        actions.len(),
-                        limits.max_actions
-                    ),
-                    fuel: burned,
-                    logs: logs(),
-                }
+        let fuel = sandbox
+            .fuel
+            .saturating_sub(sandbox.store.get_fuel().unwrap_or(0));
+        let mut logs = String::from_utf8_lossy(&sandbox.stdout.contents()).into_owned();
+        logs.push_str(&String::from_utf8_lossy(&sandbox.stderr.contents()));
+        let max_actions = limits.max_actions.min(Limits::MAX.max_actions);
+        let reason = match result {
+            Ok(Ok(actions)) if actions.len() > max_actions => format!(
+                "invalid output: {} actions, at most {max_actions} allowed",
+                actions.len()
+            ),
+            Ok(Ok(actions)) => {
+                return Outcome::Actions {
+                    actions,
+                    fuel,
+                    logs,
+                };
             }
-            Ok(Ok(actions)) => Outcome::Actions {
-                actions,
-                fuel: burned,
-                logs: logs(),
-            },
-            Ok(Err(RuleError::InvalidInput(message))) => Outcome::Failed {
-                reason: format!("rule error: invalid input: {message}"),
-                fuel: burned,
-                logs: logs(),
-            },
-            Ok(Err(RuleError::Rejected(message))) => Outcome::Failed {
-                reason: format!("rule error: rejected: {message}"),
-                fuel: burned,
-                logs: logs(),
-            },
+            Ok(Err(RuleError::InvalidInput(message))) => {
+                format!("rule error: invalid input: {message}")
+            }
+            Ok(Err(RuleError::Rejected(message))) => format!("rule error: rejected: {message}"),
             Err(err) => match err.downcast_ref::<Trap>() {
-                Some(Trap::OutOfFuel) => Outcome::Timeout {
-                    fuel: burned,
-                    logs: logs(),
-                },
-                Some(Trap::Interrupt) => Outcome::Failed {
-                    reason: "stopped by the wall-clock backstop before its fuel ran out".into(),
-                    fuel: burned,
-                    logs: logs(),
-                },
-                Some(Trap::StackOverflow) => Outcome::Failed {
-                    reason: "trap: stack overflow".into(),
-                    fuel: burned,
-                    logs: logs(),
-                },
-                Some(Trap::UnreachableCodeReached) => Outcome::Failed {
-                    reason: "trap: the rule panicked or aborted (out of memory included)".into(),
-                    fuel: burned,
-                    logs: logs(),
-                },
-                Some(trap) => Outcome::Failed {
-                    reason: format!("trap: {trap}"),
-                    fuel: burned,
-                    logs: logs(),
-                },
-                None => Outcome::Failed {
-                    reason: format!("error: {err:#}"),
-                    fuel: burned,
-                    logs: logs(),
-                },
+                Some(Trap::OutOfFuel) => return Outcome::Timeout { fuel, logs },
+                Some(Trap::Interrupt) => {
+                    "stopped by the wall-clock backstop before its fuel ran out".into()
+                }
+                Some(Trap::StackOverflow) => "trap: stack overflow".into(),
+                Some(Trap::UnreachableCodeReached) => {
+                    "trap: the rule panicked or aborted (out of memory included)".into()
+                }
+                Some(trap) => format!("trap: {trap}"),
+                None => format!("error: {err:#}"),
             },
-        }
+        };
+        Outcome::Failed { reason, fuel, logs }
     }
 }
 
