@@ -54,8 +54,9 @@ fn main() -> Result<(), scrip::BoxError> {
         "input to WIT values",
         "instantiate",
         "call (lower, run, lift)",
+        "drop (reset the instance)",
     ];
-    let mut phases: [Vec<Duration>; 4] = Default::default();
+    let mut phases: [Vec<Duration>; 5] = Default::default();
     for _ in 0..iterations {
         let split = runtime.phases(&prepared, &input(Uuid::now_v7()), Limits::DEFAULT)?;
         for (times, took) in phases.iter_mut().zip(split) {

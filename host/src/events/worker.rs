@@ -461,9 +461,8 @@ async fn process_event(
     })
 }
 
-/// Runs a wasm rule and records the fuel it burned and what it printed; `None` (with the record marked
-/// SKIPPED_TIMEOUT when out of fuel, SKIPPED_ERROR for a trap, panic, memory limit, rule error or invalid
-/// output) when it returned no actions to run.
+/// Runs a wasm rule and records the fuel it burned and what it printed; `None`, with the record marked
+/// skipped and why, when it returned no actions to run.
 async fn run_module(
     runtime: &Arc<Runtime>,
     module: &CompiledModule,
@@ -472,16 +471,6 @@ async fn run_module(
     balances: &[(String, String)],
     record: &mut EvaluationRecord,
 ) -> Option<Vec<CompiledAction>> {
-    let text = |map: &serde_json::Map<String, Value>| -> Vec<(String, String)> {
-        map.iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                )
-            })
-            .collect()
-    };
     let input = wasm::Input {
         event_id: event.id,
         program_id: event.program_id,
@@ -490,53 +479,21 @@ async fn run_module(
         participant_id: state.id,
         external_id: state.external_id.clone(),
         tags: state.tags.clone(),
-        attributes: text(&state.attributes.0),
-        counters: text(&state.counters.0),
+        attributes: wasm::pairs(&state.attributes.0),
+        counters: wasm::pairs(&state.counters.0),
         balances: balances.to_vec(),
         config: module.config.clone(),
     };
-    // Err(None): out of fuel; Err(Some(reason)): any other failure.
-    let (outcome, fuel, logs) = match &module.prepared {
-        Err(reason) => (
-            Err(Some(format!("module unavailable: {reason}"))),
-            0,
-            String::new(),
-        ),
-        Ok(prepared) => match runtime.run(prepared.clone(), input, module.limits).await {
-            wasm::Outcome::Actions {
-                actions,
-                fuel,
-                logs,
-            } => (Ok(actions), fuel, logs),
-            wasm::Outcome::Timeout { fuel, logs } => (Err(None), fuel, logs),
-            wasm::Outcome::Failed { reason, fuel, logs } => (Err(Some(reason)), fuel, logs),
-        },
-    };
-    record.fuel = Some(i64::try_from(fuel).unwrap_or(i64::MAX));
-    record.logs = (!logs.is_empty()).then_some(logs);
-    let mut skip = |status, reason, message: String| {
-        (record.status, record.reason, record.error_message) =
-            (status, Some(reason), Some(message));
-        None
-    };
-    match outcome {
-        Ok(actions) => match actions.into_iter().map(CompiledAction::from_wasm).collect() {
-            Ok(actions) => Some(actions),
-            Err(reason) => skip(
-                "SKIPPED_ERROR",
-                "MODULE_ERROR",
-                format!("invalid output: {reason}"),
-            ),
-        },
-        Err(None) => skip(
-            "SKIPPED_TIMEOUT",
-            "FUEL_EXHAUSTED",
-            format!(
-                "fuel exhausted: the rule used its {} units",
-                module.limits.fuel
-            ),
-        ),
-        Err(Some(reason)) => skip("SKIPPED_ERROR", "MODULE_ERROR", reason),
+    let run = module.run(runtime, input).await;
+    record.fuel = Some(i64::try_from(run.fuel).unwrap_or(i64::MAX));
+    record.logs = (!run.logs.is_empty()).then_some(run.logs);
+    match run.result {
+        Ok(actions) => Some(actions.into_iter().map(|(_, action)| action).collect()),
+        Err(skipped) => {
+            (record.status, record.reason, record.error_message) =
+                (skipped.status, Some(skipped.reason), Some(skipped.message));
+            None
+        }
     }
 }
 

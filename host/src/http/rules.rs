@@ -474,7 +474,15 @@ async fn simulate(
     };
     v.finish()?;
     Ok(Json(
-        rules::simulate(&s.pool, &actor, id, serde_json::Value::Object(event), state).await?,
+        rules::simulate(
+            &s.pool,
+            &s.runtime,
+            &actor,
+            id,
+            serde_json::Value::Object(event),
+            state,
+        )
+        .await?,
     ))
 }
 

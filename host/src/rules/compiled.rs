@@ -31,6 +31,71 @@ pub struct CompiledModule {
     pub limits: wasm::Limits,
 }
 
+/// What running a wasm rule gave, with the fuel it burned and what it printed.
+pub struct ModuleRun {
+    pub fuel: u64,
+    pub logs: String,
+    /// Each action as the module returned it and compiled to run, or why the rule is skipped.
+    pub result: Result<Vec<(wasm::Action, CompiledAction)>, Skipped>,
+}
+
+/// Why a wasm rule returned nothing to run: `status` and `reason` as evaluation records name them.
+pub struct Skipped {
+    pub status: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl CompiledModule {
+    /// Runs the module: SKIPPED_TIMEOUT when it ran out of fuel; SKIPPED_ERROR for a trap, panic, memory
+    /// limit, rule error or invalid output.
+    pub async fn run(&self, runtime: &Arc<wasm::Runtime>, input: wasm::Input) -> ModuleRun {
+        let error = |message| Skipped {
+            status: "SKIPPED_ERROR",
+            reason: "MODULE_ERROR",
+            message,
+        };
+        let prepared = match &self.prepared {
+            Ok(prepared) => prepared.clone(),
+            Err(reason) => {
+                return ModuleRun {
+                    fuel: 0,
+                    logs: String::new(),
+                    result: Err(error(format!("module unavailable: {reason}"))),
+                };
+            }
+        };
+        let (result, fuel, logs) = match runtime.run(prepared, input, self.limits).await {
+            wasm::Outcome::Actions {
+                actions,
+                fuel,
+                logs,
+            } => {
+                let compiled = actions
+                    .into_iter()
+                    .map(|action| CompiledAction::from_wasm(&action).map(|c| (action, c)))
+                    .collect::<Result<_, _>>()
+                    .map_err(|reason| error(format!("invalid output: {reason}")));
+                (compiled, fuel, logs)
+            }
+            wasm::Outcome::Timeout { fuel, logs } => {
+                let message = format!(
+                    "fuel exhausted: the rule used its {} units",
+                    self.limits.fuel
+                );
+                let skipped = Skipped {
+                    status: "SKIPPED_TIMEOUT",
+                    reason: "FUEL_EXHAUSTED",
+                    message,
+                };
+                (Err(skipped), fuel, logs)
+            }
+            wasm::Outcome::Failed { reason, fuel, logs } => (Err(error(reason)), fuel, logs),
+        };
+        ModuleRun { fuel, logs, result }
+    }
+}
+
 impl std::fmt::Debug for CompiledModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompiledModule")
@@ -193,12 +258,8 @@ fn compile_action(a: Action) -> CompiledAction {
 }
 
 impl CompiledRule {
-    pub(crate) fn compile(rule: Rule) -> Self {
-        Self::compile_with(rule, None)
-    }
-
     /// Compiles a rule; `prepared` is a wasm rule's module, ready to instantiate.
-    fn compile_with(rule: Rule, prepared: Option<Result<wasm::Prepared, String>>) -> Self {
+    pub(crate) fn compile(rule: Rule, prepared: Option<Result<wasm::Prepared, String>>) -> Self {
         let module = rule.module_id.map(|_| CompiledModule {
             prepared: prepared.unwrap_or_else(|| Err("the module could not be loaded".into())),
             config: rule
@@ -263,7 +324,7 @@ impl RuleCache {
         module: Option<Result<wasm::Prepared, String>>,
     ) -> Arc<CompiledRule> {
         let history_id = rule.history_id;
-        let compiled = Arc::new(CompiledRule::compile_with(rule, module));
+        let compiled = Arc::new(CompiledRule::compile(rule, module));
         if let Ok(mut map) = self.rules.write() {
             map.insert(history_id, compiled.clone());
         }
@@ -275,7 +336,7 @@ impl CompiledAction {
     /// An action a wasm rule returned. Its shape is checked here (an id that is not a UUID, an amount that
     /// is not a decimal, a window that is not a duration: invalid output); what it does is validated when it
     /// runs, exactly as a CEL rule's action is.
-    pub fn from_wasm(action: wasm::Action) -> Result<CompiledAction, String> {
+    pub fn from_wasm(action: &wasm::Action) -> Result<CompiledAction, String> {
         use wasm::Action as A;
         let uuid = |text: &str, what: &str| {
             Uuid::parse_str(text).map_err(|_| format!("{what} {text:?} is not a UUID"))
@@ -285,21 +346,21 @@ impl CompiledAction {
                 .map(Amount::Literal)
                 .ok_or_else(|| format!("{what} {text:?} is not a decimal"))
         };
-        let target = |t: Option<wasm::Target>| -> Result<TargetRef, String> {
+        let target = |t: &Option<wasm::Target>| -> Result<TargetRef, String> {
             Ok(match t {
                 None => TargetRef::Event,
                 Some(wasm::Target::ParticipantId(id)) => {
-                    TargetRef::Id(uuid(&id, "target participant id")?)
+                    TargetRef::Id(uuid(id, "target participant id")?)
                 }
                 Some(wasm::Target::ExternalId(external_id)) => {
-                    TargetRef::ExternalId(Template::Literal(external_id))
+                    TargetRef::ExternalId(Template::Literal(external_id.clone()))
                 }
             })
         };
         let money = |kind: &str,
                      asset: &str,
                      amount: &str,
-                     description,
+                     description: &Option<String>,
                      allow_negative,
                      to|
          -> Result<CompiledAction, String> {
@@ -309,7 +370,7 @@ impl CompiledAction {
                     debit: kind == "DEBIT",
                     asset_id: uuid(asset, "asset id")?,
                     amount: decimal(amount, "amount")?,
-                    description,
+                    description: description.clone(),
                     allow_negative,
                     lot: LotFields::default(),
                 },
@@ -321,17 +382,17 @@ impl CompiledAction {
                 "CREDIT",
                 &c.asset_id,
                 &c.amount,
-                c.description,
+                &c.description,
                 false,
-                c.target,
+                &c.target,
             ),
             A::Debit(d) => money(
                 "DEBIT",
                 &d.asset_id,
                 &d.amount,
-                d.description,
+                &d.description,
                 d.allow_negative,
-                d.target,
+                &d.target,
             ),
             A::Tag(t) | A::Untag(t) if t.tag.is_empty() || t.tag.len() > 255 => {
                 Err("tags must be 1 to 255 characters".into())
@@ -342,7 +403,7 @@ impl CompiledAction {
                     tag: t.tag.to_lowercase(),
                     add: true,
                 },
-                target: target(t.target)?,
+                target: target(&t.target)?,
             }),
             A::Untag(t) => Ok(CompiledAction {
                 kind: "UNTAG".into(),
@@ -350,7 +411,7 @@ impl CompiledAction {
                     tag: t.tag.to_lowercase(),
                     add: false,
                 },
-                target: target(t.target)?,
+                target: target(&t.target)?,
             }),
             A::Counter(c) => {
                 let window = match c.reset_after.as_deref() {
@@ -364,20 +425,20 @@ impl CompiledAction {
                 Ok(CompiledAction {
                     kind: "COUNTER".into(),
                     step: Step::Counter {
-                        key: c.key,
+                        key: c.key.clone(),
                         delta,
                         window,
                     },
-                    target: target(c.target)?,
+                    target: target(&c.target)?,
                 })
             }
             A::SetAttribute(a) => Ok(CompiledAction {
                 kind: "SET_ATTRIBUTE".into(),
                 step: Step::Attribute {
-                    key: a.key,
-                    value: Template::Literal(a.value),
+                    key: a.key.clone(),
+                    value: Template::Literal(a.value.clone()),
                 },
-                target: target(a.target)?,
+                target: target(&a.target)?,
             }),
         }
     }

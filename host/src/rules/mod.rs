@@ -20,7 +20,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use compiled::{
-    Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, RuleCache, Step, TargetRef,
+    Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, ModuleRun, RuleCache, Skipped,
+    Step, TargetRef,
 };
 pub use simulate::SampleState;
 
@@ -698,20 +699,7 @@ pub async fn active_rules(
         .filter(|rule| cache.get(rule.history_id).is_none())
         .filter_map(|rule| rule.module_id)
         .collect();
-    let mut modules = std::collections::HashMap::new();
-    if !missing_modules.is_empty() {
-        let bytes = crate::modules::bytes_of(conn, &missing_modules).await?;
-        // Compiling a component takes a while: off the async workers (a no-op for content already prepared).
-        let runtime = cache.runtime().clone();
-        modules = tokio::task::spawn_blocking(move || {
-            bytes
-                .into_iter()
-                .map(|(id, bytes)| (id, runtime.prepare(&bytes)))
-                .collect()
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("preparing modules: {e}")))?;
-    }
+    let modules = prepare_modules(conn, cache.runtime(), &missing_modules).await?;
     Ok(rows
         .into_iter()
         .map(|rule| match cache.get(rule.history_id) {
@@ -724,23 +712,48 @@ pub async fn active_rules(
         .collect())
 }
 
-/// E95: the rule run against a sample event and state; nothing is written.
+/// Modules by id, compiled and linked (`Err` says why one cannot be used).
+async fn prepare_modules(
+    conn: &mut PgConnection,
+    runtime: &std::sync::Arc<wasm::Runtime>,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, std::result::Result<wasm::Prepared, String>>> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let bytes = crate::modules::bytes_of(conn, ids).await?;
+    // Compiling a component takes a while: off the async workers (a no-op for content already prepared).
+    let runtime = runtime.clone();
+    tokio::task::spawn_blocking(move || {
+        bytes
+            .into_iter()
+            .map(|(id, bytes)| (id, runtime.prepare(&bytes)))
+            .collect()
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("preparing modules: {e}")))
+}
+
+/// E95: the rule run against a sample event and state; nothing is written. A wasm rule's module runs as it
+/// would for an event, in its sandbox with its limits.
 pub async fn simulate(
     pool: &PgPool,
+    runtime: &std::sync::Arc<wasm::Runtime>,
     actor: &Actor,
     id: Uuid,
     event: Value,
     state: SampleState,
 ) -> Result<Value> {
     let rule = get(pool, actor, id).await?;
-    if rule.module_id.is_some() {
-        return Err(Error::Conflict {
-            code: "not_supported",
-            message: "wasm rules cannot be simulated yet; send events to a test program instead"
-                .into(),
-        });
-    }
-    simulate::simulate(pool, actor, rule, event, state).await
+    let module = match rule.module_id {
+        None => None,
+        Some(module_id) => {
+            let mut conn = pool.acquire().await?;
+            let mut modules = prepare_modules(&mut conn, runtime, &[module_id]).await?;
+            modules.remove(&module_id)
+        }
+    };
+    simulate::simulate(pool, runtime, actor, rule, module, event, state).await
 }
 
 /// E96: whether a condition compiles. An invalid condition is an answer, not an error.

@@ -1,15 +1,17 @@
 //! E95: evaluating a rule against a sample event and participant state. Reads the rule's assets; writes
-//! nothing.
+//! nothing. A wasm rule's module runs for real, in its sandbox, on the sample; it sees no balances.
 
-use super::Rule;
 use super::cel::{self, EvalError, Variables};
-use super::compiled::{Amount, CompiledRule, Step, TargetRef};
+use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
+use super::{Action, Rule, Target, wasm};
 use crate::error::Result;
 use crate::organizations::Actor;
 use chrono::Utc;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
+use std::sync::Arc;
+use uuid::Uuid;
 
 /// The participant state a simulation assumes (all optional in the request).
 #[derive(Debug, Default)]
@@ -21,108 +23,238 @@ pub struct SampleState {
 
 pub async fn simulate(
     pool: &PgPool,
+    runtime: &Arc<wasm::Runtime>,
     actor: &Actor,
     rule: Rule,
+    module: Option<std::result::Result<wasm::Prepared, String>>,
     event: Value,
     state: SampleState,
 ) -> Result<Value> {
     let summary = json!({"id": rule.id, "name": rule.name, "condition": rule.condition, "order": rule.order,
                          "stop_after_match": rule.stop_after_match});
     let written: Vec<Value> = rule.actions.0.iter().map(|a| json!(a)).collect();
-    let compiled = CompiledRule::compile(rule);
+    let program_id = rule.program_id;
+    let mut compiled = CompiledRule::compile(rule, module);
+    let now = Utc::now();
     let vars = Variables {
         event: cel::from_json(&event),
         participant: cel::from_json(&json!({"tags": state.tags, "counters": state.counters,
                                             "attributes": state.attributes, "tiers": {}})),
-        now: Utc::now(),
+        now,
     };
     let matched = match &compiled.condition {
         Ok(condition) => condition.condition(&vars).map_err(|e| e.to_string()),
         Err(compile_error) => Err(compile_error.clone()),
     };
-    let evaluation = match matched {
-        Err(reason) => json!({"matched": false, "status": "condition_failed", "reason": reason}),
-        Ok(false) => json!({"matched": false, "status": "evaluated"}),
-        Ok(true) => {
-            let mut results = Vec::with_capacity(compiled.actions.len());
-            for (action, written) in compiled.actions.iter().zip(written) {
-                let own = matches!(action.target, TargetRef::Event);
-                let result = match &action.step {
-                    Step::Money {
-                        debit,
-                        asset_id,
-                        amount,
-                        ..
-                    } => {
-                        let asset = crate::assets::get(pool, actor, *asset_id).await.ok();
-                        money_result(*debit, amount, asset.as_ref(), &vars)
-                    }
-                    Step::Operation {
-                        op: crate::balances::Operation::VoidHold,
-                        ..
-                    } => {
-                        json!({"description": "VOID_HOLD cannot be simulated"})
-                    }
-                    Step::Operation {
-                        op,
-                        asset_id,
-                        amount,
-                        ..
-                    } => {
-                        match (
-                            crate::assets::get(pool, actor, *asset_id).await.ok(),
-                            amount.as_ref().map(|a| evaluate(a, &vars)),
-                        ) {
-                            (None, _) => json!({"error": "asset not found"}),
-                            (Some(asset), None) => json!({"asset_symbol": asset.symbol,
-                                "description": format!("{} all selected {}", op.name(), asset.symbol)}),
-                            (Some(asset), Some(Ok(amount))) => {
-                                json!({"amount": asset.format(amount), "asset_symbol": asset.symbol,
-                                "description": format!("{} {} {}", op.name(), asset.format(amount), asset.symbol)})
-                            }
-                            (Some(_), Some(Err(err))) => json!({"error": err}),
-                        }
-                    }
-                    Step::Counter { key, delta, .. } => {
-                        let current = number(state.counters.get(key));
-                        match evaluate(delta, &vars) {
-                            Ok(delta) if own => {
-                                json!({"current_value": text(current), "projected_value": text(current + delta),
-                                "value": text(delta), "description": format!("Increment {key} by {}", text(delta))})
-                            }
-                            Ok(delta) => {
-                                json!({"value": text(delta), "description": format!("Increment {key} by {}", text(delta))})
-                            }
-                            Err(err) => json!({"error": err}),
-                        }
-                    }
-                    Step::Tag { tag, add } => {
-                        let present = state.tags.iter().any(|t| t.to_lowercase() == *tag);
-                        let verb = if *add { "Add tag" } else { "Remove tag" };
-                        let mut result = json!({"description": format!("{verb} {tag}")});
-                        if own {
-                            result["current_tags"] = json!(state.tags);
-                            result[if *add { "would_add" } else { "would_remove" }] =
-                                json!(present != *add);
-                        }
-                        result
-                    }
-                    Step::Attribute { key, value } => match value.render(&vars) {
-                        Ok(value) if own => {
-                            let current = state.attributes.get(key).and_then(Value::as_str);
-                            json!({"current_value": current, "would_change": current != Some(value.as_str()),
-                                   "description": format!("Set {key} to {value}")})
-                        }
-                        Ok(value) => json!({"description": format!("Set {key} to {value}")}),
-                        Err(err) => json!({"error": err.to_string()}),
-                    },
-                };
-                results.push(json!({"action": written, "result": result}));
-            }
+    let evaluation = match (matched, &compiled.module) {
+        (Err(reason), _) => {
+            json!({"matched": false, "status": "condition_failed", "reason": reason})
+        }
+        (Ok(false), _) => json!({"matched": false, "status": "evaluated"}),
+        (Ok(true), None) => {
+            let actions = written
+                .into_iter()
+                .zip(std::mem::take(&mut compiled.actions));
+            let results = results(pool, actor, &vars, &state, actions.collect()).await;
             json!({"matched": true, "status": "evaluated", "results": results})
+        }
+        (Ok(true), Some(module)) => {
+            let input = wasm::Input {
+                event_id: Uuid::now_v7(),
+                program_id,
+                timestamp: now,
+                data: event,
+                participant_id: Uuid::nil(),
+                external_id: String::new(),
+                tags: state.tags.clone(),
+                attributes: wasm::pairs(&state.attributes),
+                counters: wasm::pairs(&state.counters),
+                balances: Vec::new(),
+                config: module.config.clone(),
+            };
+            let run = module.run(runtime, input).await;
+            let mut evaluation = match run.result {
+                Ok(actions) => {
+                    let actions = actions
+                        .into_iter()
+                        .map(|(returned, action)| (json!(as_written(&returned)), action))
+                        .collect();
+                    let results = results(pool, actor, &vars, &state, actions).await;
+                    json!({"matched": true, "status": "evaluated", "results": results})
+                }
+                Err(skipped) => json!({"matched": true, "status": "module_failed",
+                                       "reason": skipped.message, "error_code": skipped.reason}),
+            };
+            evaluation["fuel_consumed"] = json!(run.fuel);
+            evaluation["logs"] = json!(run.logs);
+            evaluation
         }
     };
     Ok(json!({"rule": summary, "evaluation": evaluation}))
+}
+
+/// What each action would do, next to the action as written (or as the module returned it).
+async fn results(
+    pool: &PgPool,
+    actor: &Actor,
+    vars: &Variables,
+    state: &SampleState,
+    actions: Vec<(Value, CompiledAction)>,
+) -> Vec<Value> {
+    let mut results = Vec::with_capacity(actions.len());
+    for (written, action) in actions {
+        let own = matches!(action.target, TargetRef::Event);
+        let result = match &action.step {
+            Step::Money {
+                debit,
+                asset_id,
+                amount,
+                ..
+            } => {
+                let asset = crate::assets::get(pool, actor, *asset_id).await.ok();
+                money_result(*debit, amount, asset.as_ref(), vars)
+            }
+            Step::Operation {
+                op: crate::balances::Operation::VoidHold,
+                ..
+            } => {
+                json!({"description": "VOID_HOLD cannot be simulated"})
+            }
+            Step::Operation {
+                op,
+                asset_id,
+                amount,
+                ..
+            } => {
+                match (
+                    crate::assets::get(pool, actor, *asset_id).await.ok(),
+                    amount.as_ref().map(|a| evaluate(a, vars)),
+                ) {
+                    (None, _) => json!({"error": "asset not found"}),
+                    (Some(asset), None) => json!({"asset_symbol": asset.symbol,
+                        "description": format!("{} all selected {}", op.name(), asset.symbol)}),
+                    (Some(asset), Some(Ok(amount))) => {
+                        json!({"amount": asset.format(amount), "asset_symbol": asset.symbol,
+                        "description": format!("{} {} {}", op.name(), asset.format(amount), asset.symbol)})
+                    }
+                    (Some(_), Some(Err(err))) => json!({"error": err}),
+                }
+            }
+            Step::Counter { key, delta, .. } => {
+                let current = number(state.counters.get(key));
+                match evaluate(delta, vars) {
+                    Ok(delta) if own => {
+                        json!({"current_value": text(current), "projected_value": text(current + delta),
+                        "value": text(delta), "description": format!("Increment {key} by {}", text(delta))})
+                    }
+                    Ok(delta) => {
+                        json!({"value": text(delta), "description": format!("Increment {key} by {}", text(delta))})
+                    }
+                    Err(err) => json!({"error": err}),
+                }
+            }
+            Step::Tag { tag, add } => {
+                let present = state.tags.iter().any(|t| t.to_lowercase() == *tag);
+                let verb = if *add { "Add tag" } else { "Remove tag" };
+                let mut result = json!({"description": format!("{verb} {tag}")});
+                if own {
+                    result["current_tags"] = json!(state.tags);
+                    result[if *add { "would_add" } else { "would_remove" }] =
+                        json!(present != *add);
+                }
+                result
+            }
+            Step::Attribute { key, value } => match value.render(vars) {
+                Ok(value) if own => {
+                    let current = state.attributes.get(key).and_then(Value::as_str);
+                    json!({"current_value": current, "would_change": current != Some(value.as_str()),
+                           "description": format!("Set {key} to {value}")})
+                }
+                Ok(value) => json!({"description": format!("Set {key} to {value}")}),
+                Err(err) => json!({"error": err.to_string()}),
+            },
+        };
+        results.push(json!({"action": written, "result": result}));
+    }
+    results
+}
+
+/// A module's action in the shape the API writes actions in.
+fn as_written(action: &wasm::Action) -> Action {
+    use wasm::Action as A;
+    let target = |t: &Option<wasm::Target>| {
+        t.as_ref().map(|t| match t {
+            wasm::Target::ParticipantId(id) => Target {
+                participant_id: Some(id.clone()),
+                ..Target::default()
+            },
+            wasm::Target::ExternalId(id) => Target {
+                external_id: Some(id.clone()),
+                ..Target::default()
+            },
+        })
+    };
+    let (kind, fields) = match action {
+        A::Credit(c) => (
+            "CREDIT",
+            Action {
+                asset_id: c.asset_id.parse().ok(),
+                amount: Some(c.amount.clone()),
+                description: c.description.clone(),
+                target: target(&c.target),
+                ..Action::default()
+            },
+        ),
+        A::Debit(d) => (
+            "DEBIT",
+            Action {
+                asset_id: d.asset_id.parse().ok(),
+                amount: Some(d.amount.clone()),
+                description: d.description.clone(),
+                allow_negative: d.allow_negative,
+                target: target(&d.target),
+                ..Action::default()
+            },
+        ),
+        A::Tag(t) | A::Untag(t) => {
+            let kind = if matches!(action, A::Tag(_)) {
+                "TAG"
+            } else {
+                "UNTAG"
+            };
+            (
+                kind,
+                Action {
+                    tag: Some(t.tag.clone()),
+                    target: target(&t.target),
+                    ..Action::default()
+                },
+            )
+        }
+        A::Counter(c) => (
+            "COUNTER",
+            Action {
+                key: Some(c.key.clone()),
+                value: Some(c.value.clone()),
+                reset_after: c.reset_after.clone(),
+                target: target(&c.target),
+                ..Action::default()
+            },
+        ),
+        A::SetAttribute(a) => (
+            "SET_ATTRIBUTE",
+            Action {
+                key: Some(a.key.clone()),
+                value: Some(a.value.clone()),
+                target: target(&a.target),
+                ..Action::default()
+            },
+        ),
+    };
+    Action {
+        kind: kind.into(),
+        ..fields
+    }
 }
 
 fn money_result(

@@ -10,12 +10,13 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut,
+    StoreLimits, StoreLimitsBuilder, Trap,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -68,6 +69,19 @@ pub struct Input {
     /// AVAILABLE balance per asset, at the asset's scale.
     pub balances: Vec<(String, String)>,
     pub config: serde_json::Value,
+}
+
+/// A participant's attributes or counters as the interface takes them: text values as they are, others as
+/// JSON.
+pub fn pairs(map: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+            )
+        })
+        .collect()
 }
 
 /// How an evaluation ended. Every variant carries the fuel it burned and what the guest printed.
@@ -138,6 +152,36 @@ impl HostMonotonicClock for FrozenClock {
     fn now(&self) -> u64 {
         u64::try_from(self.0.as_nanos()).unwrap_or(u64::MAX)
     }
+}
+
+/// The monotonic clock's interface as wasmtime-wasi 48 links it (guests importing older 0.2 versions match it).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// A timer that has already fired. Time stands still for a rule, so its sleeps and timeouts are over as soon
+/// as they begin: a guest cannot hold a host thread by waiting, and a waiting loop burns fuel like any other.
+struct Elapsed;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Elapsed {
+    async fn ready(&mut self) {}
+}
+
+/// Replaces WASI's timers, which wait on the host's real clock, with [`Elapsed`] ones.
+fn freeze_timers(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    fn elapsed(
+        mut store: StoreContextMut<'_, State>,
+        _: (u64,),
+    ) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let table = &mut store.data_mut().table;
+        let timer = table.push(Elapsed)?;
+        Ok((wasmtime_wasi::p2::subscribe(table, timer)?,))
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap("subscribe-duration", elapsed)?;
+    clock.func_wrap("subscribe-instant", elapsed)?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// One evaluation's store, with its fuel set and its output captured.
@@ -220,6 +264,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        freeze_timers(&mut linker)?;
         Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ticking, stop) = (engine.clone(), ticker_stop.clone());
@@ -352,13 +397,13 @@ impl Runtime {
     }
 
     /// Where one evaluation's time goes, for the benchmark: setting up the store, lowering the input,
-    /// instantiating, and the call itself.
+    /// instantiating, the call itself, and dropping the store (which resets the instance's memory).
     pub fn phases(
         &self,
         pre: &RulePre<State>,
         input: &Input,
         limits: Limits,
-    ) -> wasmtime::Result<[Duration; 4]> {
+    ) -> wasmtime::Result<[Duration; 5]> {
         let start = Instant::now();
         let mut sandbox = self.sandbox(input.event_id, input.timestamp, limits)?;
         let stored = Instant::now();
@@ -370,11 +415,14 @@ impl Runtime {
             .call_evaluate(&mut sandbox.store, &event, &participant, &config)?
             .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
         let called = Instant::now();
+        drop(sandbox);
+        let dropped = Instant::now();
         Ok([
             stored - start,
             lowered - stored,
             instantiated - lowered,
             called - instantiated,
+            dropped - called,
         ])
     }
 
@@ -382,8 +430,9 @@ impl Runtime {
     /// synchronous host calls (a guest printing, say) block on the Tokio runtime, which they may not do from
     /// inside it. A host panic during the call becomes a failed evaluation, not a dead worker.
     ///
-    /// The epoch deadline interrupts guest code only; a guest blocked in a host call (a WASI sleep, say) is
-    /// abandoned here when the backstop passes, so the event moves on while that thread finishes its wait.
+    /// The epoch deadline interrupts guest code only. No host call is known to block (timers have fired
+    /// already, output goes to memory), but should one, the evaluation is abandoned here when the backstop
+    /// passes and the event moves on while that thread finishes.
     pub async fn run(self: &Arc<Self>, pre: Prepared, input: Input, limits: Limits) -> Outcome {
         let runtime = self.clone();
         let evaluation =

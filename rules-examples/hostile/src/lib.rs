@@ -25,11 +25,11 @@ impl Rule for Hostile {
             }
             "recursion" => Ok(vec![tag(format!("depth-{}", dive(0)))]),
             "panic" => panic!("the rule panicked on purpose"),
-            // Blocks in a host call, where fuel does not burn: only the wall-clock backstop ends it.
-            "sleep" => {
+            // Tries to hold the host's thread in a host call, where fuel does not burn. Time stands still for
+            // rules, so each sleep returns at once and the loop burns fuel like any other.
+            "sleep" => loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
-                Ok(vec![tag("woke-up")])
-            }
+            },
             "flood" => Ok((0..5_000).map(|i| tag(format!("t{i}"))).collect()),
             "ambient" => {
                 let mut reached = Vec::new();
