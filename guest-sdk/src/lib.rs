@@ -44,25 +44,78 @@ pub use wit::{
     Action, AttributeChange, CounterChange, Credit, Debit, RuleError, TagChange, Target,
 };
 
+/// JSON text from the host, parsed on first use: a rule that never reads it never pays for parsing.
+struct Json {
+    text: String,
+    value: std::cell::OnceCell<serde_json::Value>,
+}
+
+impl Json {
+    fn new(text: String) -> Json {
+        Json {
+            text,
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn value(&self) -> &serde_json::Value {
+        self.value
+            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A member; `None` when it is absent or null.
+    fn member(&self, name: &str) -> Option<&serde_json::Value> {
+        self.value().get(name).filter(|v| !v.is_null())
+    }
+
+    /// A member read into `T`; `what` names it in the error.
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, RuleError> {
+        self.member(name)
+            .map(|value| {
+                T::deserialize(value)
+                    .map_err(|e| RuleError::InvalidInput(format!("{what}{name}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// A member as an exact decimal, written as a string or a number.
+    fn amount(&self, name: &str, what: &str) -> Result<Option<Amount>, RuleError> {
+        self.member(name)
+            .map(|value| {
+                Amount::from_json(value)
+                    .ok_or_else(|| RuleError::InvalidInput(format!("{what}{name} is not a number")))
+            })
+            .transpose()
+    }
+}
+
 /// The event being processed.
 pub struct Event {
     pub id: String,
     pub program_id: String,
     /// RFC 3339.
     pub timestamp: String,
-    data: serde_json::Value,
+    data: Json,
 }
 
 impl Event {
     /// The client's `event_data`.
     pub fn data(&self) -> &serde_json::Value {
-        &self.data
+        self.data.value()
+    }
+
+    /// The client's `event_data` as the JSON text it arrived as.
+    pub fn data_text(&self) -> &str {
+        &self.data.text
     }
 
     /// `event_data` read into your own type.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, RuleError> {
-        serde_json::from_value(self.data.clone())
-            .map_err(|e| RuleError::InvalidInput(e.to_string()))
+        serde_json::from_str(&self.data.text).map_err(|e| RuleError::InvalidInput(e.to_string()))
     }
 
     /// One field of `event_data`; `None` when it is absent or null.
@@ -70,22 +123,12 @@ impl Event {
         &self,
         name: &str,
     ) -> Result<Option<T>, RuleError> {
-        match self.data.get(name) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value(value.clone())
-                .map(Some)
-                .map_err(|e| RuleError::InvalidInput(format!("{name}: {e}"))),
-        }
+        self.data.read(name, "")
     }
 
     /// A numeric field as an exact decimal (JSON numbers keep the digits they were sent with).
     pub fn amount(&self, name: &str) -> Result<Option<Amount>, RuleError> {
-        match self.data.get(name) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(value) => Amount::from_json(value)
-                .map(Some)
-                .ok_or_else(|| RuleError::InvalidInput(format!("{name} is not a number"))),
-        }
+        self.data.amount(name, "")
     }
 }
 
@@ -137,16 +180,11 @@ fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 /// The rule's `config`: what this deployment of the module is set up with.
-pub struct Config(serde_json::Value);
+pub struct Config(Json);
 
 impl Config {
     pub fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, RuleError> {
-        match self.0.get(name) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value(value.clone())
-                .map(Some)
-                .map_err(|e| RuleError::InvalidInput(format!("config {name}: {e}"))),
-        }
+        self.0.read(name, "config ")
     }
 
     /// A text setting the rule cannot do without (an asset id, say).
@@ -157,12 +195,7 @@ impl Config {
 
     /// A decimal setting, written as a string or a number.
     pub fn amount(&self, name: &str) -> Result<Option<Amount>, RuleError> {
-        match self.0.get(name) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(value) => Amount::from_json(value)
-                .map(Some)
-                .ok_or_else(|| RuleError::InvalidInput(format!("config {name} is not a number"))),
-        }
+        self.0.amount(name, "config ")
     }
 }
 
@@ -239,18 +272,17 @@ pub fn set_attribute(key: impl Into<String>, value: impl Into<String>) -> Action
 
 #[doc(hidden)]
 pub fn __event(e: wit::Event) -> Event {
-    let data = serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null);
     Event {
         id: e.id,
         program_id: e.program_id,
         timestamp: e.timestamp,
-        data,
+        data: Json::new(e.data),
     }
 }
 
 #[doc(hidden)]
-pub fn __config(text: &str) -> Config {
-    Config(serde_json::from_str(text).unwrap_or(serde_json::Value::Null))
+pub fn __config(text: String) -> Config {
+    Config(Json::new(text))
 }
 
 #[doc(hidden)]
@@ -280,7 +312,7 @@ macro_rules! export_rule {
                 config: String,
             ) -> Result<Vec<$crate::Action>, $crate::RuleError> {
                 let (event, participant, config) =
-                    ($crate::__event(event), $crate::__participant(participant), $crate::__config(&config));
+                    ($crate::__event(event), $crate::__participant(participant), $crate::__config(config));
                 <$rule as $crate::Rule>::evaluate(&event, &participant, &config)
             }
         }

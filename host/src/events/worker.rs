@@ -355,11 +355,11 @@ async fn process_event(
     let Some(state) = states.iter().find(|s| s.id == participant).cloned() else {
         return Ok(Outcome::failed("participant not found".into(), Vec::new()));
     };
-    let vars = Variables {
-        event: cel::from_json(&event.event_data.0),
-        participant: participant_value(&state),
-        now: event.event_timestamp,
-    };
+    let vars = Variables::new(
+        cel::from_json(&event.event_data.0),
+        participant_value(&state),
+        event.event_timestamp,
+    );
     let mut ctx = EventContext {
         event_id: event.id,
         organization_id: org,

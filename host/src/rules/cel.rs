@@ -75,11 +75,22 @@ pub fn compile(source: &str) -> Result<Expression, String> {
     Ok(Expression(Arc::new(parsed)))
 }
 
-/// The variables an expression sees: `event`, `participant` and `now` (the event's timestamp).
+/// The variables an expression sees: `event`, `participant` and `now` (the event's timestamp). They are
+/// bound once per event, not per expression: binding converts the whole event into the interpreter's
+/// representation, which costs more than evaluating a typical condition.
 pub struct Variables {
-    pub event: Value,
-    pub participant: Value,
     pub now: DateTime<Utc>,
+    context: Context<'static, 'static>,
+}
+
+impl Variables {
+    pub fn new(event: Value, participant: Value, now: DateTime<Utc>) -> Variables {
+        let mut context = Context::with_env(ENV.clone());
+        context.add_variable_from_value("event", event);
+        context.add_variable_from_value("participant", participant);
+        context.add_variable_from_value("now", Value::Timestamp(now.fixed_offset()));
+        Variables { now, context }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,11 +113,7 @@ impl std::fmt::Display for EvalError {
 
 impl Expression {
     pub fn evaluate(&self, vars: &Variables) -> Result<Value, EvalError> {
-        let mut context = Context::with_env(ENV.clone());
-        context.add_variable_from_value("event", vars.event.clone());
-        context.add_variable_from_value("participant", vars.participant.clone());
-        context.add_variable_from_value("now", Value::Timestamp(vars.now.fixed_offset()));
-        Value::resolve(&self.0, &context).map_err(|err| match err {
+        Value::resolve(&self.0, &vars.context).map_err(|err| match err {
             ExecutionError::NoSuchKey(key) => EvalError::MissingField(key.to_string()),
             other => EvalError::Failed(other.to_string()),
         })
@@ -492,11 +499,11 @@ mod tests {
     use serde_json::json;
 
     fn vars(event: serde_json::Value) -> Variables {
-        Variables {
-            event: from_json(&event),
-            participant: from_json(&json!({"tags": [], "counters": {"visits": 3}})),
-            now: Utc::now(),
-        }
+        Variables::new(
+            from_json(&event),
+            from_json(&json!({"tags": [], "counters": {"visits": 3}})),
+            Utc::now(),
+        )
     }
 
     #[test]

@@ -36,12 +36,9 @@ pub async fn simulate(
     let program_id = rule.program_id;
     let mut compiled = CompiledRule::compile(rule, module);
     let now = Utc::now();
-    let vars = Variables {
-        event: cel::from_json(&event),
-        participant: cel::from_json(&json!({"tags": state.tags, "counters": state.counters,
-                                            "attributes": state.attributes, "tiers": {}})),
-        now,
-    };
+    let participant = json!({"tags": state.tags, "counters": state.counters,
+                             "attributes": state.attributes, "tiers": {}});
+    let vars = Variables::new(cel::from_json(&event), cel::from_json(&participant), now);
     let matched = match &compiled.condition {
         Ok(condition) => condition.condition(&vars).map_err(|e| e.to_string()),
         Err(compile_error) => Err(compile_error.clone()),
