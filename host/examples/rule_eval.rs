@@ -9,7 +9,7 @@
 //! binding them is timed on its own.
 
 use scrip::rules::cel::{self, Variables};
-use scrip::rules::wasm::{Input, Limits, Outcome, Runtime};
+use scrip::rules::wasm::{Ceiling, Input, Limits, Outcome, Runtime};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -21,7 +21,7 @@ fn main() -> Result<(), scrip::BoxError> {
         "/../rules-examples/dist/purchase-points.wasm"
     );
     let bytes = std::fs::read(path)?;
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(Ceiling::DEFAULT)?;
     let prepared = runtime.prepare(&bytes)?;
     let event = json!({"type": "purchase", "amount": "49.99", "sku": "A-1"});
     let input = |id: Uuid| Input {

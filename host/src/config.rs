@@ -1,6 +1,7 @@
 //! Settings from the environment, with defaults that work on a developer machine.
 
 use crate::events::worker::Pipeline;
+use crate::rules::wasm::{Ceiling, Limits};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ pub struct Settings {
     pub database_url: String,
     /// `SCRIP_ADDR`
     pub addr: SocketAddr,
-    /// `SCRIP_WORKERS` (workers per process) and `SCRIP_RETRY_BACKOFF_MS` (first automatic retry delay).
+    /// `SCRIP_WORKERS` (workers per process), `SCRIP_RETRY_BACKOFF_MS` (first automatic retry delay) and the
+    /// ceiling of wasm rules: `SCRIP_WASM_MAX_FUEL`, `SCRIP_WASM_MAX_MEMORY_BYTES`, `SCRIP_WASM_MAX_ACTIONS`
+    /// (the most a rule may ask for) and `SCRIP_WASM_MAX_MODULE_BYTES` (the largest component accepted).
     pub pipeline: Pipeline,
     /// `SCRIP_DB_CONNECTIONS`: pool size.
     pub db_connections: u32,
@@ -32,10 +35,49 @@ impl Settings {
             pipeline: Pipeline {
                 workers: number("SCRIP_WORKERS", defaults.workers)?,
                 retry_backoff: Duration::from_millis(number("SCRIP_RETRY_BACKOFF_MS", backoff_ms)?),
+                wasm: wasm_ceiling()?,
             },
             db_connections: number("SCRIP_DB_CONNECTIONS", 16)?,
         })
     }
+}
+
+/// The operator's ceiling for wasm rules. It may not be below what a rule gets by default, so the limits the
+/// API shows for a rule are the ones in force.
+fn wasm_ceiling() -> Result<Ceiling, String> {
+    let (most, least) = (Ceiling::DEFAULT, Limits::DEFAULT);
+    let at_least = |name: &str, value: u64, floor: u64| {
+        if value < floor {
+            Err(format!(
+                "{name}={value} is below {floor}, what a rule gets by default"
+            ))
+        } else {
+            Ok(value)
+        }
+    };
+    let fuel = number("SCRIP_WASM_MAX_FUEL", most.limits.fuel)?;
+    let memory_bytes = number("SCRIP_WASM_MAX_MEMORY_BYTES", most.limits.memory_bytes)?;
+    let max_actions = number("SCRIP_WASM_MAX_ACTIONS", most.limits.max_actions)?;
+    let to_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    at_least("SCRIP_WASM_MAX_FUEL", fuel, least.fuel)?;
+    at_least(
+        "SCRIP_WASM_MAX_MEMORY_BYTES",
+        to_u64(memory_bytes),
+        to_u64(least.memory_bytes),
+    )?;
+    at_least(
+        "SCRIP_WASM_MAX_ACTIONS",
+        to_u64(max_actions),
+        to_u64(least.max_actions),
+    )?;
+    Ok(Ceiling {
+        limits: Limits {
+            fuel,
+            memory_bytes,
+            max_actions,
+        },
+        component_bytes: number("SCRIP_WASM_MAX_MODULE_BYTES", most.component_bytes)?,
+    })
 }
 
 fn var(name: &str) -> Option<String> {

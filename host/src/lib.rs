@@ -64,7 +64,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let runtime = Arc::new(rules::wasm::Runtime::new()?);
+    let runtime = Arc::new(rules::wasm::Runtime::new(pipeline.wasm)?);
     let app = http::router(http::AppState {
         pool: pool.clone(),
         runtime: runtime.clone(),

@@ -2,6 +2,7 @@
 //! (`#[sqlx::test]`), driven over HTTP with reqwest.
 
 use reqwest::{Method, StatusCode};
+use scrip::events::worker::Pipeline;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -29,6 +30,14 @@ pub struct Response {
 
 impl TestApp {
     pub async fn spawn(connect: PgConnectOptions) -> TestApp {
+        TestApp::spawn_with(connect, scrip::rules::wasm::Ceiling::DEFAULT).await
+    }
+
+    /// A server whose operator set `ceiling` for wasm rules.
+    pub async fn spawn_with(
+        connect: PgConnectOptions,
+        ceiling: scrip::rules::wasm::Ceiling,
+    ) -> TestApp {
         let pool = PgPoolOptions::new()
             .max_connections(12)
             .connect_with(connect)
@@ -37,7 +46,10 @@ impl TestApp {
         let running = scrip::start(
             pool.clone(),
             "127.0.0.1:0".parse().expect("addr"),
-            test_pipeline(2),
+            Pipeline {
+                wasm: ceiling,
+                ..test_pipeline(2)
+            },
         )
         .await
         .expect("server starts");
@@ -238,10 +250,11 @@ impl TestApp {
 }
 
 /// Workers as in production, but retrying failed attempts after 10, 20, 40, 80 and 160 ms.
-pub fn test_pipeline(workers: usize) -> scrip::events::worker::Pipeline {
-    scrip::events::worker::Pipeline {
+pub fn test_pipeline(workers: usize) -> Pipeline {
+    Pipeline {
         workers,
         retry_backoff: Duration::from_millis(10),
+        ..Pipeline::default()
     }
 }
 

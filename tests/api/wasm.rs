@@ -2,6 +2,7 @@
 //! The components are the examples in `rules-examples/`, built by `rules-examples/build.sh`.
 
 use crate::common::{TestApp, assert_error, id};
+use scrip::rules::wasm::{Ceiling, Limits};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -293,6 +294,55 @@ async fn example_rules_earn_what_they_promise(_: PgPoolOptions, connect: PgConne
     assert_eq!(detail["tags"], json!(["vip"]));
     assert_eq!(detail["counters"]["purchases"], "6");
     app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+/// The operator's ceiling (SCRIP_WASM_MAX_* in production) bounds what rules may ask for and what may be
+/// uploaded.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn the_operator_sets_the_ceiling(_: PgPoolOptions, connect: PgConnectOptions) {
+    let (small, large) = (component("referral-bonus"), component("hostile"));
+    assert!(large.len() > small.len(), "the examples differ in size");
+    let ceiling = Ceiling {
+        limits: Limits {
+            fuel: 20_000_000,
+            ..Ceiling::DEFAULT.limits
+        },
+        component_bytes: small.len(),
+    };
+    let app = TestApp::spawn_with(connect, ceiling).await;
+    let too_large = app.upload(large).await;
+    assert_error(
+        "over the size",
+        &too_large,
+        400,
+        "bad_request",
+        Some("body"),
+    );
+    let module = app.upload(small).await;
+    assert_eq!(module.status, 201, "{}", module.body);
+
+    let (program, _) = app.program_with_points("Ceiling", "PTS").await;
+    let rule = |fuel: u64| {
+        json!({"program_id": program, "name": "r", "module_id": id(&module.body),
+               "config": {}, "limits": {"fuel": fuel}})
+    };
+    let before = app.row_counts().await;
+    let hungry = app.post("/rules", rule(20_000_001)).await;
+    assert_error(
+        "over the fuel",
+        &hungry,
+        400,
+        "bad_request",
+        Some("limits.fuel"),
+    );
+    assert_eq!(
+        app.row_counts().await,
+        before,
+        "a refused rule writes nothing"
+    );
+    let at_ceiling = app.created("/rules", rule(20_000_000)).await;
+    assert_eq!(at_ceiling["limits"]["fuel"], 20_000_000);
     app.stop().await;
 }
 

@@ -40,6 +40,8 @@ pub struct Pipeline {
     pub workers: usize,
     /// Delay before the first automatic retry; each next one waits twice as long (2, 4, 8, 16, 32 s).
     pub retry_backoff: Duration,
+    /// The most a wasm rule may ask for, and the largest component accepted.
+    pub wasm: wasm::Ceiling,
 }
 
 impl Default for Pipeline {
@@ -47,6 +49,7 @@ impl Default for Pipeline {
         Pipeline {
             workers: 2,
             retry_backoff: Duration::from_secs(2),
+            wasm: wasm::Ceiling::DEFAULT,
         }
     }
 }

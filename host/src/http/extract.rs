@@ -36,6 +36,27 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The body as bytes; one that cannot be read (larger than the route allows, say) is a 400 naming `body`.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                Error::invalid(FieldError::invalid(
+                    "body",
+                    "a body within the size limit",
+                    None,
+                    format!("cannot read the body: {e}"),
+                ))
+            })
+    }
+}
+
 /// A JSON body, kept as a value so validation can name each bad field itself.
 pub struct JsonBody(pub Value);
 
@@ -43,14 +64,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            Error::invalid(FieldError::invalid(
-                "body",
-                "JSON object",
-                None,
-                format!("cannot read the body: {e}"),
-            ))
-        })?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }

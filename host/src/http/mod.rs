@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(rules::routes())
         .merge(ledger::routes())
-        .merge(modules::routes());
+        .merge(modules::routes(state.runtime.ceiling().component_bytes));
     Router::new()
         .nest("/v1", api)
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))

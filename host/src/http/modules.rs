@@ -1,22 +1,21 @@
 //! Rule modules: WebAssembly components uploaded as `application/wasm`, then named by wasm rules' `module_id`.
 
 use super::AppState;
-use super::extract::{Auth, PathId};
+use super::extract::{Auth, PathId, RawBody};
 use crate::error::Result;
 use crate::modules;
-use crate::rules::wasm::MAX_COMPONENT_BYTES;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-pub fn routes() -> Router<AppState> {
+/// `component_bytes`: the largest component the operator accepts.
+pub fn routes(component_bytes: usize) -> Router<AppState> {
     Router::new()
         .route(
             "/modules",
-            post(upload).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            post(upload).layer(DefaultBodyLimit::max(component_bytes)),
         )
         .route("/modules/{id}", get(get_one))
 }
@@ -25,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 async fn upload(
     State(s): State<AppState>,
     Auth(actor): Auth,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<impl IntoResponse> {
     let (module, created) =
         modules::upload(&s.pool, s.runtime.clone(), &actor, body.to_vec()).await?;

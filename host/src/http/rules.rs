@@ -293,14 +293,14 @@ fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
 
 /// A wasm rule's `module_id`, `config` (any JSON object, handed to the module) and `limits`, each bounded
 /// by the operator's ceiling.
-fn parse_module(f: &Fields<'_>) -> ModulePatch {
+fn parse_module(f: &Fields<'_>, ceiling: Limits) -> ModulePatch {
     let limits = f.opt_object("limits").map(|object| {
         let l = f.nested(object, f.path("limits"));
         let int = |key: &str, min: i64, max: u64| {
             l.opt_int(key, min, i64::try_from(max).unwrap_or(i64::MAX))
                 .and_then(|n| u64::try_from(n).ok())
         };
-        let max = Limits::MAX;
+        let max = ceiling;
         ModuleLimits {
             fuel: int("fuel", 1, max.fuel),
             memory_bytes: int("memory_bytes", 1 << 16, max.memory_bytes as u64),
@@ -324,7 +324,7 @@ async fn create(
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
-    let module = parse_module(&f);
+    let module = parse_module(&f, s.runtime.ceiling().limits);
     let is_module_rule = module.id.is_some();
     if let Some(problem) = module.conflict(is_module_rule, f.contains("actions")) {
         v.push(problem);
@@ -426,7 +426,7 @@ async fn update(
         active_to: f.patch("active_to", |f, k| f.opt_time(k)),
         status: f.opt_enum("status", rules::STATUSES),
         budgets: parse_budgets(&f),
-        module: parse_module(&f),
+        module: parse_module(&f, s.runtime.ceiling().limits),
     };
     v.finish()?;
     Ok(Json(rules::update(&s.pool, &actor, id, patch).await?))

@@ -29,7 +29,8 @@ use scrip::rules::types::{Event, Participant};
 /// The interface version modules must export.
 pub const INTERFACE: &str = "scrip:rules/evaluator@0.1.0";
 
-/// What one evaluation may use. Rules may ask for less; the operator's ceiling is [`Limits::MAX`].
+/// What one evaluation may use: [`Limits::DEFAULT`] unless the rule asks for other limits, within the
+/// operator's [`Ceiling`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub fuel: u64,
@@ -43,14 +44,34 @@ impl Limits {
         memory_bytes: 16 << 20,
         max_actions: 100,
     };
-    pub const MAX: Limits = Limits {
-        fuel: 100_000_000,
-        memory_bytes: 64 << 20,
-        max_actions: 1000,
-    };
+
+    /// Each limit, held to the ceiling's.
+    fn within(self, ceiling: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.min(ceiling.fuel),
+            memory_bytes: self.memory_bytes.min(ceiling.memory_bytes),
+            max_actions: self.max_actions.min(ceiling.max_actions),
+        }
+    }
 }
 
-pub const MAX_COMPONENT_BYTES: usize = 2 << 20;
+/// What the operator allows any rule: the most each rule may ask for, and the largest component accepted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ceiling {
+    pub limits: Limits,
+    pub component_bytes: usize,
+}
+
+impl Ceiling {
+    pub const DEFAULT: Ceiling = Ceiling {
+        limits: Limits {
+            fuel: 100_000_000,
+            memory_bytes: 64 << 20,
+            max_actions: 1000,
+        },
+        component_bytes: 2 << 20,
+    };
+}
 const MAX_INPUT_BYTES: usize = 1 << 20;
 const LOG_BYTES: usize = 4096;
 const MAX_WASM_STACK: usize = 512 << 10;
@@ -223,6 +244,7 @@ fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
 pub type Prepared = Arc<RulePre<State>>;
 
 pub struct Runtime {
+    ceiling: Ceiling,
     engine: Engine,
     linker: Linker<State>,
     prepared: RwLock<HashMap<String, Arc<RulePre<State>>>>,
@@ -245,17 +267,17 @@ impl Drop for Runtime {
 impl Runtime {
     /// Fuel decides when a rule stops; a wall-clock backstop of 5 s only catches what fuel cannot (a host
     /// call that never returns, say), so results stay deterministic.
-    pub fn new() -> wasmtime::Result<Runtime> {
-        Runtime::with_backstop(Duration::from_secs(5))
+    pub fn new(ceiling: Ceiling) -> wasmtime::Result<Runtime> {
+        Runtime::with_backstop(ceiling, Duration::from_secs(5))
     }
 
-    pub fn with_backstop(backstop: Duration) -> wasmtime::Result<Runtime> {
+    pub fn with_backstop(ceiling: Ceiling, backstop: Duration) -> wasmtime::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(64)
             .total_core_instances(256)
             .total_memories(64)
             .total_tables(128)
-            .max_memory_size(Limits::MAX.memory_bytes);
+            .max_memory_size(ceiling.limits.memory_bytes);
         // Returning an instance to the pool resets its memory. By default that unmaps the pages it touched,
         // and the next evaluation faults them back in: most of an evaluation's time. Where Linux can report
         // which pages were written (PAGEMAP_SCAN, 6.7+), only those are restored and all stay mapped. Without
@@ -288,6 +310,7 @@ impl Runtime {
                 }
             })?;
         Ok(Runtime {
+            ceiling,
             engine,
             linker,
             prepared: RwLock::new(HashMap::new()),
@@ -299,6 +322,10 @@ impl Runtime {
         })
     }
 
+    pub fn ceiling(&self) -> Ceiling {
+        self.ceiling
+    }
+
     /// Compiles and links a module, keeping it for the rules that will use it; `Err` says, for the
     /// uploader, why it is not a usable rule.
     pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
@@ -306,9 +333,10 @@ impl Runtime {
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<RulePre<State>, String> {
-        if bytes.len() > MAX_COMPONENT_BYTES {
+        if bytes.len() > self.ceiling.component_bytes {
             return Err(format!(
-                "the module is larger than {MAX_COMPONENT_BYTES} bytes"
+                "the module is larger than {} bytes",
+                self.ceiling.component_bytes
             ));
         }
         if !bytes.starts_with(b"\0asm") || bytes.get(4..8) != Some(&[0x0d, 0x00, 0x01, 0x00]) {
@@ -382,9 +410,9 @@ impl Runtime {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
-        let memory = limits.memory_bytes.min(Limits::MAX.memory_bytes);
+        let limits = limits.within(self.ceiling.limits);
         let store_limits = StoreLimitsBuilder::new()
-            .memory_size(memory)
+            .memory_size(limits.memory_bytes)
             .instances(32)
             .tables(64)
             .memories(8)
@@ -396,14 +424,13 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let fuel = limits.fuel.min(Limits::MAX.fuel);
-        store.set_fuel(fuel)?;
+        store.set_fuel(limits.fuel)?;
         store.set_epoch_deadline(self.backstop_ticks);
         Ok(Sandbox {
             store,
             stdout,
             stderr,
-            fuel,
+            fuel: limits.fuel,
         })
     }
 
@@ -478,7 +505,7 @@ impl Runtime {
             .saturating_sub(sandbox.store.get_fuel().unwrap_or(0));
         let mut logs = String::from_utf8_lossy(&sandbox.stdout.contents()).into_owned();
         logs.push_str(&String::from_utf8_lossy(&sandbox.stderr.contents()));
-        let max_actions = limits.max_actions.min(Limits::MAX.max_actions);
+        let max_actions = limits.within(self.ceiling.limits).max_actions;
         let reason = match result {
             Ok(Ok(actions)) if actions.len() > max_actions => format!(
                 "invalid output: {} actions, at most {max_actions} allowed",
@@ -555,7 +582,8 @@ mod tests {
     /// A rule with fuel to burn for longer than the backstop allows is stopped by the clock instead.
     #[test]
     fn the_backstop_stops_what_fuel_has_not_yet() {
-        let runtime = Runtime::with_backstop(Duration::from_millis(1)).expect("runtime");
+        let runtime =
+            Runtime::with_backstop(Ceiling::DEFAULT, Duration::from_millis(1)).expect("runtime");
         let pre = hostile(&runtime);
         // Time runs fast here, so the loop cannot finish its fuel first however quick this machine is.
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -566,13 +594,14 @@ mod tests {
                 std::thread::yield_now();
             }
         });
-        let outcome = runtime.evaluate(&pre, &input(uuid::Uuid::now_v7(), "loop"), Limits::MAX);
+        let most = Ceiling::DEFAULT.limits;
+        let outcome = runtime.evaluate(&pre, &input(uuid::Uuid::now_v7(), "loop"), most);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         clock.join().expect("clock thread");
         match outcome {
             Outcome::Failed { reason, fuel, .. } => {
                 assert!(reason.contains("backstop"), "{reason}");
-                assert!(fuel < Limits::MAX.fuel, "stopped before its fuel ran out");
+                assert!(fuel < most.fuel, "stopped before its fuel ran out");
             }
             other => panic!("expected the backstop: {other:?}"),
         }
@@ -586,7 +615,7 @@ mod tests {
             "/../rules-examples/dist/hostile.wasm"
         );
         let bytes = std::fs::read(path).expect("rules-examples/build.sh has built the examples");
-        let runtime = Runtime::new().expect("runtime");
+        let runtime = Runtime::new(Ceiling::DEFAULT).expect("runtime");
         let pre = runtime.prepare(&bytes).expect("component prepares");
         let (one, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
         let first = entropy(&runtime, &pre, one);
