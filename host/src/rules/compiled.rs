@@ -338,13 +338,25 @@ impl CompiledAction {
     /// runs, exactly as a CEL rule's action is.
     pub fn from_wasm(action: &wasm::Action) -> Result<CompiledAction, String> {
         use wasm::Action as A;
+        // Error messages quote what the module returned, but not all of a huge value.
+        let quote = |text: &str| match text.char_indices().nth(64) {
+            None => format!("{text:?}"),
+            Some((end, _)) => format!("{:?}…", &text[..end]),
+        };
+        let sized = |text: &str, what: &str, max: usize| {
+            if (1..=max).contains(&text.chars().count()) {
+                Ok(())
+            } else {
+                Err(format!("{what} must be 1 to {max} characters"))
+            }
+        };
         let uuid = |text: &str, what: &str| {
-            Uuid::parse_str(text).map_err(|_| format!("{what} {text:?} is not a UUID"))
+            Uuid::parse_str(text).map_err(|_| format!("{what} {} is not a UUID", quote(text)))
         };
         let decimal = |text: &str, what: &str| {
             crate::money::parse(text)
                 .map(Amount::Literal)
-                .ok_or_else(|| format!("{what} {text:?} is not a decimal"))
+                .ok_or_else(|| format!("{what} {} is not a decimal", quote(text)))
         };
         let target = |t: &Option<wasm::Target>| -> Result<TargetRef, String> {
             Ok(match t {
@@ -353,6 +365,7 @@ impl CompiledAction {
                     TargetRef::Id(uuid(id, "target participant id")?)
                 }
                 Some(wasm::Target::ExternalId(external_id)) => {
+                    sized(external_id, "target external id", 255)?;
                     TargetRef::ExternalId(Template::Literal(external_id.clone()))
                 }
             })
@@ -364,6 +377,9 @@ impl CompiledAction {
                      allow_negative,
                      to|
          -> Result<CompiledAction, String> {
+            if let Some(description) = description {
+                sized(description, "description", 500)?;
+            }
             Ok(CompiledAction {
                 kind: kind.into(),
                 step: Step::Money {
@@ -394,33 +410,27 @@ impl CompiledAction {
                 d.allow_negative,
                 &d.target,
             ),
-            A::Tag(t) | A::Untag(t) if t.tag.is_empty() || t.tag.len() > 255 => {
-                Err("tags must be 1 to 255 characters".into())
+            A::Tag(t) | A::Untag(t) => {
+                sized(&t.tag, "tag", 255)?;
+                let add = matches!(action, A::Tag(_));
+                Ok(CompiledAction {
+                    kind: if add { "TAG" } else { "UNTAG" }.into(),
+                    step: Step::Tag {
+                        tag: t.tag.to_lowercase(),
+                        add,
+                    },
+                    target: target(&t.target)?,
+                })
             }
-            A::Tag(t) => Ok(CompiledAction {
-                kind: "TAG".into(),
-                step: Step::Tag {
-                    tag: t.tag.to_lowercase(),
-                    add: true,
-                },
-                target: target(&t.target)?,
-            }),
-            A::Untag(t) => Ok(CompiledAction {
-                kind: "UNTAG".into(),
-                step: Step::Tag {
-                    tag: t.tag.to_lowercase(),
-                    add: false,
-                },
-                target: target(&t.target)?,
-            }),
             A::Counter(c) => {
-                let window = match c.reset_after.as_deref() {
-                    Some(text) => Some(
-                        Window::parse(text)
-                            .ok_or_else(|| format!("reset_after {text:?} is not a duration"))?,
-                    ),
-                    None => None,
-                };
+                sized(&c.key, "counter key", 255)?;
+                let window =
+                    match c.reset_after.as_deref() {
+                        Some(text) => Some(Window::parse(text).ok_or_else(|| {
+                            format!("reset_after {} is not a duration", quote(text))
+                        })?),
+                        None => None,
+                    };
                 let delta = decimal(&c.value, "counter value")?;
                 Ok(CompiledAction {
                     kind: "COUNTER".into(),
@@ -432,14 +442,49 @@ impl CompiledAction {
                     target: target(&c.target)?,
                 })
             }
-            A::SetAttribute(a) => Ok(CompiledAction {
-                kind: "SET_ATTRIBUTE".into(),
-                step: Step::Attribute {
-                    key: a.key.clone(),
-                    value: Template::Literal(a.value.clone()),
-                },
-                target: target(&a.target)?,
-            }),
+            A::SetAttribute(a) => {
+                sized(&a.key, "attribute key", 255)?;
+                Ok(CompiledAction {
+                    kind: "SET_ATTRIBUTE".into(),
+                    step: Step::Attribute {
+                        key: a.key.clone(),
+                        value: Template::Literal(a.value.clone()),
+                    },
+                    target: target(&a.target)?,
+                })
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a module returns is bounded like what an API client writes, and errors quote little of it.
+    #[test]
+    fn module_output_is_bounded() {
+        let attribute = |key: String| {
+            wasm::Action::SetAttribute(wasm::AttributeChange {
+                key,
+                value: "v".into(),
+                target: None,
+            })
+        };
+        assert!(CompiledAction::from_wasm(&attribute("plan".into())).is_ok());
+        let long = CompiledAction::from_wasm(&attribute("k".repeat(256)));
+        assert_eq!(
+            long.err().as_deref(),
+            Some("attribute key must be 1 to 255 characters")
+        );
+        let credit = wasm::Action::Credit(wasm::Credit {
+            asset_id: Uuid::nil().to_string(),
+            amount: "9".repeat(100_000) + "x",
+            description: None,
+            target: None,
+        });
+        let reason = CompiledAction::from_wasm(&credit).err().unwrap_or_default();
+        assert!(reason.ends_with("\"… is not a decimal"), "{reason}");
+        assert!(reason.len() < 100, "quotes 64 characters: {reason}");
     }
 }

@@ -23,7 +23,7 @@ use wasmtime_wasi::{
 
 wasmtime::component::bindgen!({ path: "../wit", world: "rule" });
 
-pub use scrip::rules::types::{Action, RuleError, Target};
+pub use scrip::rules::types::{Action, AttributeChange, Credit, RuleError, Target};
 use scrip::rules::types::{Event, Participant};
 
 /// The interface version modules must export.
