@@ -36,3 +36,6 @@ rules-examples/build.sh
 
 say "building and testing"
 cargo test --workspace --locked
+
+say "load harness, smoke mode (tiny numbers; see BENCHMARKS.md for real runs)"
+cargo run --quiet --locked -p scrip --example load -- --smoke

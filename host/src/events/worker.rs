@@ -593,7 +593,7 @@ async fn record(
                 attempts = attempts + 1, updated_at = now(),
                 next_attempt_at = CASE WHEN $14::bigint IS NULL THEN next_attempt_at
                                        ELSE now() + $14 * interval '1 millisecond' END,
-                processed_at = CASE WHEN $3 = 'PENDING' THEN NULL ELSE now() END
+                processed_at = CASE WHEN $3 = 'PENDING' THEN NULL ELSE clock_timestamp() END
           WHERE id = $1",
     )
     .bind(event.id)

@@ -313,10 +313,7 @@ pub async fn settle_due(
     participants.sort();
     participants.dedup();
     if holder.is_none() {
-        sqlx::query("SELECT id FROM participants WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&participants)
-            .execute(&mut *conn)
-            .await?;
+        crate::participants::lock(conn, &participants).await?;
     }
     let lots: Vec<DueLot> = sqlx::query_as(&format!(
         "SELECT id, organization_id, participant_id, asset_id, program_id, status, remaining FROM lots

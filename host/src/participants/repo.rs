@@ -125,9 +125,11 @@ pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> 
     .await
 }
 
-/// Locks the participants in id order, the one lock order every writer uses.
+/// Locks the participants in id order, the one lock order every writer uses. `FOR NO KEY UPDATE`, not
+/// `FOR UPDATE`: writers still exclude each other, but rows that merely reference a participant (an event
+/// being ingested) neither wait for the lock nor get caught in a deadlock with its holders.
 pub async fn lock(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query("SELECT id FROM participants WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+    sqlx::query("SELECT id FROM participants WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
         .bind(ids)
         .execute(conn)
         .await?;
@@ -142,7 +144,8 @@ pub async fn lock_state(
 ) -> sqlx::Result<Vec<State>> {
     sqlx::query_as(&format!(
         "WITH locked AS (
-            SELECT id FROM participants WHERE id = ANY($1) AND organization_id = $2 ORDER BY id FOR UPDATE)
+            SELECT id FROM participants WHERE id = ANY($1) AND organization_id = $2 ORDER BY id
+               FOR NO KEY UPDATE)
          SELECT p.id, p.external_id, p.status, {TAGS_AND_ATTRIBUTES},
                 (SELECT COALESCE(jsonb_object_agg(c.key, CASE WHEN c.reset_after_ms IS NOT NULL
                         AND c.last_reset_at + c.reset_after_ms * interval '1 millisecond' <= now()

@@ -41,7 +41,7 @@ pub async fn lock_for_update(
     id: Uuid,
 ) -> sqlx::Result<Option<Program>> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2 FOR UPDATE"
+        "SELECT {COLUMNS} FROM programs WHERE id = $1 AND organization_id = $2 FOR NO KEY UPDATE"
     ))
     .bind(id)
     .bind(organization_id)

@@ -114,7 +114,7 @@ pub async fn lock(
     id: Uuid,
 ) -> sqlx::Result<Option<Rule>> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2 FOR UPDATE"
+        "SELECT {COLUMNS} FROM rules WHERE id = $1 AND organization_id = $2 FOR NO KEY UPDATE"
     ))
     .bind(id)
     .bind(organization_id)
