@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 pub const STATUSES: &[&str] = &["RECEIVED", "PENDING", "PROCESSING", "COMPLETED", "FAILED"];
@@ -134,57 +135,118 @@ pub async fn ingest(pool: &PgPool, actor: &Actor, new: NewEvent) -> Result<Ack> 
     Ok(Ack::from(&event))
 }
 
-/// Ingests each item on its own; a bad item is reported and does not stop the others. A repeated key with the
-/// same payload returns the original event, with a different payload it is an error for that item.
+/// Ingests a batch with a few statements for all of it (one commit for the events). A bad item is reported
+/// and does not stop the others. A repeated key with the same payload returns the original event, with a
+/// different payload it is an error for that item.
 pub async fn ingest_batch(
     pool: &PgPool,
     actor: &Actor,
     items: Vec<Result<NewEvent, String>>,
 ) -> Result<Vec<Ingested>> {
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        let new = match item {
-            Ok(new) => new,
-            Err(message) => {
-                results.push(Ingested::Rejected(message));
-                continue;
+    let valid: Vec<&NewEvent> = items.iter().filter_map(|i| i.as_ref().ok()).collect();
+    let known = known_references(pool, actor, &valid).await?;
+    let planned: Vec<std::result::Result<(Uuid, &NewEvent), String>> = items
+        .iter()
+        .map(|item| {
+            let new = item.as_ref().map_err(Clone::clone)?;
+            match missing_reference(new, &known) {
+                Some(what) => Err(format!("invalid {what}_id: not found")),
+                None => Ok((Uuid::now_v7(), new)),
             }
-        };
-        match check_references(pool, actor, &new).await {
-            Err(Error::NotFound(what)) => {
-                results.push(Ingested::Rejected(format!("invalid {what}_id: not found")));
-                continue;
+        })
+        .collect();
+    let to_insert: Vec<(Uuid, &NewEvent)> = planned
+        .iter()
+        .filter_map(|p| p.as_ref().ok().copied())
+        .collect();
+    let inserted: HashMap<Uuid, Event> = repo::insert_many(pool, actor, &to_insert)
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+    // Keys already taken, by stored events or earlier items of this batch: committed by now, so visible.
+    let taken: Vec<(Uuid, String)> = to_insert
+        .iter()
+        .filter(|(id, _)| !inserted.contains_key(id))
+        .map(|(_, new)| (new.program_id, new.idempotency_key.clone()))
+        .collect();
+    let existing: HashMap<(Uuid, String), Event> = match taken.is_empty() {
+        true => HashMap::new(),
+        false => repo::find_by_keys(pool, actor.organization_id, &taken)
+            .await?
+            .into_iter()
+            .map(|e| ((e.program_id, e.idempotency_key.clone()), e))
+            .collect(),
+    };
+    planned
+        .into_iter()
+        .map(|plan| {
+            let (id, new) = match plan {
+                Err(message) => return Ok(Ingested::Rejected(message)),
+                Ok(plan) => plan,
+            };
+            if let Some(event) = inserted.get(&id) {
+                return Ok(Ingested::Accepted(Ack::from(event)));
             }
-            other => other?,
-        }
-        let (event, inserted) = store(pool, actor, &new).await?;
-        results.push(if inserted || same_payload(&event, &new) {
-            Ingested::Accepted(Ack::from(&event))
-        } else {
-            Ingested::Rejected(format!(
-                "idempotency_key {} was already used for a different event in this program",
-                new.idempotency_key
-            ))
-        });
+            match existing.get(&(new.program_id, new.idempotency_key.clone())) {
+                Some(event) if same_payload(event, new) => Ok(Ingested::Accepted(Ack::from(event))),
+                Some(_) => Ok(Ingested::Rejected(format!(
+                    "idempotency_key {} was already used for a different event in this program",
+                    new.idempotency_key
+                ))),
+                None => Err(Error::Internal("idempotent event vanished".into())),
+            }
+        })
+        .collect()
+}
+
+/// The programs, and participants named by id, of these events that exist: two queries for any number.
+struct Known {
+    programs: HashSet<Uuid>,
+    participants: HashSet<Uuid>,
+}
+
+async fn known_references(pool: &PgPool, actor: &Actor, events: &[&NewEvent]) -> Result<Known> {
+    let org = actor.organization_id;
+    let program_ids: Vec<Uuid> = events.iter().map(|e| e.program_id).collect();
+    let participant_ids: Vec<Uuid> = events
+        .iter()
+        .flat_map(|e| [Some(&e.participant), e.recipient.as_ref()])
+        .filter_map(|party| match party {
+            Some(Party::Id(id)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    Ok(Known {
+        programs: repo::existing_programs(pool, org, &program_ids)
+            .await?
+            .into_iter()
+            .collect(),
+        participants: repo::existing_participants(pool, org, &participant_ids)
+            .await?
+            .into_iter()
+            .collect(),
+    })
+}
+
+/// What `new` names that does not exist: `program` or `participant`.
+fn missing_reference(new: &NewEvent, known: &Known) -> Option<&'static str> {
+    if !known.programs.contains(&new.program_id) {
+        return Some("program");
     }
-    Ok(results)
+    [Some(&new.participant), new.recipient.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|party| matches!(party, Party::Id(id) if !known.participants.contains(id)))
+        .then_some("participant")
 }
 
 async fn check_references(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Result<()> {
-    if !repo::program_exists(pool, actor.organization_id, new.program_id).await? {
-        return Err(Error::NotFound("program"));
+    let known = known_references(pool, actor, &[new]).await?;
+    match missing_reference(new, &known) {
+        Some(what) => Err(Error::NotFound(what)),
+        None => Ok(()),
     }
-    for identity in [Some(&new.participant), new.recipient.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        if let Party::Id(id) = identity
-            && !repo::participant_exists(pool, actor.organization_id, *id).await?
-        {
-            return Err(Error::NotFound("participant"));
-        }
-    }
-    Ok(())
 }
 
 async fn store(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Result<(Event, bool)> {

@@ -1,6 +1,8 @@
 use super::{Evaluation, Event, EventFilter, NewEvent, Party};
 use crate::organizations::Actor;
 use crate::pagination::Order;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -49,14 +51,114 @@ fn split(identity: &Party) -> (Option<Uuid>, Option<String>) {
     }
 }
 
-pub async fn program_exists(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM programs WHERE id = $1 AND organization_id = $2)",
-    )
-    .bind(id)
-    .bind(organization_id)
-    .fetch_one(pool)
+/// Inserts events in one statement, so a batch costs one commit. An event whose key is taken (by a stored
+/// event or an earlier one of the same batch) is left out of the rows returned.
+pub async fn insert_many(
+    pool: &PgPool,
+    actor: &Actor,
+    events: &[(Uuid, &NewEvent)],
+) -> sqlx::Result<Vec<Event>> {
+    let mut columns = BatchColumns::default();
+    for (id, e) in events {
+        let (participant_id, external_id) = split(&e.participant);
+        let (recipient_id, recipient_external_id) =
+            e.recipient.as_ref().map(split).unwrap_or_default();
+        columns.ids.push(*id);
+        columns.programs.push(e.program_id);
+        columns.participant_ids.push(participant_id);
+        columns.external_ids.push(external_id);
+        columns.recipient_ids.push(recipient_id);
+        columns.recipient_external_ids.push(recipient_external_id);
+        columns.keys.push(e.idempotency_key.clone());
+        columns.data.push(Value::Object(e.event_data.clone()));
+        columns.timestamps.push(e.event_timestamp);
+    }
+    sqlx::query_as(&format!(
+        "INSERT INTO events (id, organization_id, program_id, participant_id, external_id, recipient_id,
+                             recipient_external_id, idempotency_key, event_data, event_timestamp, status,
+                             created_by_api_key_id)
+         SELECT t.id, $1, t.program_id,
+                COALESCE(t.participant_id, (SELECT p.id FROM participants p
+                                             WHERE p.organization_id = $1 AND p.external_id = t.external_id)),
+                t.external_id, t.recipient_id, t.recipient_external_id, t.key, t.data, COALESCE(t.at, now()),
+                'PENDING', $2
+           FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::uuid[], $8::text[], $9::text[],
+                       $10::jsonb[], $11::timestamptz[])
+                AS t(id, program_id, participant_id, external_id, recipient_id, recipient_external_id, key, data, at)
+         ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
+         RETURNING {COLUMNS}"
+    ))
+    .bind(actor.organization_id)
+    .bind(actor.api_key_id)
+    .bind(&columns.ids)
+    .bind(&columns.programs)
+    .bind(&columns.participant_ids)
+    .bind(&columns.external_ids)
+    .bind(&columns.recipient_ids)
+    .bind(&columns.recipient_external_ids)
+    .bind(&columns.keys)
+    .bind(&columns.data)
+    .bind(&columns.timestamps)
+    .fetch_all(pool)
     .await
+}
+
+#[derive(Default)]
+struct BatchColumns {
+    ids: Vec<Uuid>,
+    programs: Vec<Uuid>,
+    participant_ids: Vec<Option<Uuid>>,
+    external_ids: Vec<Option<String>>,
+    recipient_ids: Vec<Option<Uuid>>,
+    recipient_external_ids: Vec<Option<String>>,
+    keys: Vec<String>,
+    data: Vec<Value>,
+    timestamps: Vec<Option<DateTime<Utc>>>,
+}
+
+/// The events stored under these (program, idempotency key) pairs.
+pub async fn find_by_keys(
+    pool: &PgPool,
+    organization_id: Uuid,
+    keys: &[(Uuid, String)],
+) -> sqlx::Result<Vec<Event>> {
+    let (programs, keys): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events
+          WHERE organization_id = $1 AND (program_id, idempotency_key) IN
+                (SELECT * FROM unnest($2::uuid[], $3::text[]))"
+    ))
+    .bind(organization_id)
+    .bind(&programs)
+    .bind(&keys)
+    .fetch_all(pool)
+    .await
+}
+
+/// Which of these programs exist in the organization.
+pub async fn existing_programs(
+    pool: &PgPool,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM programs WHERE organization_id = $1 AND id = ANY($2)")
+        .bind(organization_id)
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+}
+
+/// Which of these participants exist in the organization.
+pub async fn existing_participants(
+    pool: &PgPool,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM participants WHERE organization_id = $1 AND id = ANY($2)")
+        .bind(organization_id)
+        .bind(ids)
+        .fetch_all(pool)
+        .await
 }
 
 pub async fn participant_exists(
