@@ -14,7 +14,7 @@ use crate::rules::{Amount, BLOCKED_WHEN_INACTIVE, CompiledAction, CompiledRule, 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Everything the actions of one event share.
@@ -29,8 +29,43 @@ pub struct EventContext<'a> {
     pub vars: &'a Variables,
     /// Participants this event has locked, with their state as the event began.
     pub participants: HashMap<Uuid, State>,
+    pub batch: &'a mut Batch,
+}
+
+/// What the events of one worker batch share, read once per batch rather than once per action.
+pub struct Batch {
     /// The budget slot this batch draws from first (see `rules::budgets`).
-    pub budget_slot: i16,
+    budget_slot: i16,
+    /// The (rule, asset) pairs that have a budget; credits of the others need no budget query.
+    budgeted: HashSet<(Uuid, Uuid)>,
+    /// Assets as linked to programs, by (program, asset); `None` when not linked. Actions never change
+    /// an asset, so what the batch read first stays true for it.
+    assets: HashMap<(Uuid, Uuid), Option<Asset>>,
+}
+
+impl Batch {
+    pub fn new(budget_slot: i16, budgeted: impl IntoIterator<Item = (Uuid, Uuid)>) -> Batch {
+        Batch {
+            budget_slot,
+            budgeted: budgeted.into_iter().collect(),
+            assets: HashMap::new(),
+        }
+    }
+
+    async fn asset(
+        &mut self,
+        conn: &mut PgConnection,
+        organization_id: Uuid,
+        program_id: Uuid,
+        asset_id: Uuid,
+    ) -> sqlx::Result<Option<Asset>> {
+        if let Some(known) = self.assets.get(&(program_id, asset_id)) {
+            return Ok(known.clone());
+        }
+        let found = crate::assets::find_linked(conn, organization_id, program_id, asset_id).await?;
+        self.assets.insert((program_id, asset_id), found.clone());
+        Ok(found)
+    }
 }
 
 type Outcome = sqlx::Result<Result<Value, String>>;
@@ -71,9 +106,10 @@ pub async fn execute(
             description,
             reference,
         } => {
-            let Some(asset) =
-                crate::assets::find_linked(conn, ctx.organization_id, ctx.program_id, *asset_id)
-                    .await?
+            let Some(asset) = ctx
+                .batch
+                .asset(conn, ctx.organization_id, ctx.program_id, *asset_id)
+                .await?
             else {
                 return Ok(Err("asset not found or not linked to the program".into()));
             };
@@ -155,7 +191,7 @@ pub async fn execute(
 /// issuance account for UNLIMITED assets, and the program wallet for PREFUNDED ones.
 async fn money(
     conn: &mut PgConnection,
-    ctx: &EventContext<'_>,
+    ctx: &mut EventContext<'_>,
     rule: &CompiledRule,
     action: &CompiledAction,
     participant: Uuid,
@@ -171,8 +207,10 @@ async fn money(
     else {
         return Ok(Err("not a money action".into()));
     };
-    let Some(asset) =
-        crate::assets::find_linked(conn, ctx.organization_id, ctx.program_id, *asset_id).await?
+    let Some(asset) = ctx
+        .batch
+        .asset(conn, ctx.organization_id, ctx.program_id, *asset_id)
+        .await?
     else {
         return Ok(Err("asset not found or not linked to the program".into()));
     };
@@ -186,7 +224,11 @@ async fn money(
     if let Err(problem) = asset.check_amount("amount", amount) {
         return Ok(Err(problem.message));
     }
-    if !debit && !budgets::draw(conn, rule.id, asset.id, amount, ctx.budget_slot).await? {
+    let budgeted = ctx.batch.budgeted.contains(&(rule.id, asset.id));
+    if !debit
+        && budgeted
+        && !budgets::draw(conn, rule.id, asset.id, amount, ctx.batch.budget_slot).await?
+    {
         return Ok(Ok(json!({
             "type": action.kind,
             "asset_id": asset.id,

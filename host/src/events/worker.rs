@@ -12,7 +12,7 @@
 //! automatically after 2, 4, 8, 16 and 32 s (the event stays PENDING, with the reason in `error_message`);
 //! after the sixth attempt the event is FAILED. Evaluations describe the latest attempt.
 
-use super::actions::{self, EventContext};
+use super::actions::{self, Batch, EventContext};
 use crate::participants::{self, State};
 use crate::rules::cel::{self, Variables};
 use crate::rules::wasm::{self, Runtime};
@@ -167,8 +167,14 @@ pub async fn process_batch(
     known.dedup();
     participants::lock(&mut tx, &known).await?;
     let now = Utc::now();
+    let rule_ids: Vec<Uuid> = rules.iter().map(|r| r.id).collect();
+    let budgeted = rules::budgets::of_rules(&mut tx, &rule_ids).await?;
     // One preferred budget slot per batch: concurrent batches then mostly draw from different rows.
     let budget_slot = i16::try_from(jitter_ms(0, 1 << 15)).unwrap_or(0);
+    let mut batch = Batch::new(
+        budget_slot,
+        budgeted.into_iter().map(|b| (b.rule_id, b.asset_id)),
+    );
     for event in &events {
         let Some(program) = programs.get(&event.program_id) else {
             let outcome = Outcome::failed("program not found".into(), Vec::new());
@@ -187,7 +193,7 @@ pub async fn process_batch(
             program,
             &program_rules,
             now,
-            budget_slot,
+            &mut batch,
             cache.runtime(),
         )
         .await
@@ -315,7 +321,7 @@ async fn process_event(
     program: &ProgramRow,
     rules: &[&CompiledRule],
     now: DateTime<Utc>,
-    budget_slot: i16,
+    batch: &mut Batch,
     runtime: &Arc<Runtime>,
 ) -> sqlx::Result<Outcome> {
     if program.status != "ACTIVE" {
@@ -371,7 +377,7 @@ async fn process_event(
         default_target: recipient.unwrap_or(participant),
         vars: &vars,
         participants: states.into_iter().map(|s| (s.id, s)).collect(),
-        budget_slot,
+        batch,
     };
     // Only modules see balances; CEL rules do not pay for the query.
     let balances = match rules.iter().any(|r| r.module.is_some()) {
