@@ -217,12 +217,13 @@ async fn known_references(pool: &PgPool, actor: &Actor, events: &[&NewEvent]) ->
             _ => None,
         })
         .collect();
+    let existing = |kind, ids| repo::existing(pool, kind, org, ids);
     Ok(Known {
-        programs: repo::existing_programs(pool, org, &program_ids)
+        programs: existing(repo::Referenced::Programs, &program_ids)
             .await?
             .into_iter()
             .collect(),
-        participants: repo::existing_participants(pool, org, &participant_ids)
+        participants: existing(repo::Referenced::Participants, &participant_ids)
             .await?
             .into_iter()
             .collect(),

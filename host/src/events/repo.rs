@@ -135,26 +135,29 @@ pub async fn find_by_keys(
     .await
 }
 
-/// Which of these programs exist in the organization.
-pub async fn existing_programs(
-    pool: &PgPool,
-    organization_id: Uuid,
-    ids: &[Uuid],
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM programs WHERE organization_id = $1 AND id = ANY($2)")
-        .bind(organization_id)
-        .bind(ids)
-        .fetch_all(pool)
-        .await
+/// What event references name: programs, or participants by id.
+#[derive(Clone, Copy)]
+pub enum Referenced {
+    Programs,
+    Participants,
 }
 
-/// Which of these participants exist in the organization.
-pub async fn existing_participants(
+/// Which of these ids exist in the organization.
+pub async fn existing(
     pool: &PgPool,
+    kind: Referenced,
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM participants WHERE organization_id = $1 AND id = ANY($2)")
+    let query = match kind {
+        Referenced::Programs => {
+            "SELECT id FROM programs WHERE organization_id = $1 AND id = ANY($2)"
+        }
+        Referenced::Participants => {
+            "SELECT id FROM participants WHERE organization_id = $1 AND id = ANY($2)"
+        }
+    };
+    sqlx::query_scalar(query)
         .bind(organization_id)
         .bind(ids)
         .fetch_all(pool)
