@@ -1,6 +1,6 @@
 //! Benchmark: one rule evaluation, wasm against CEL, without the database. Usage (numbers in BENCHMARKS.md):
 //!
-//!     rules-examples/build.sh && cargo run -p scrip --example rule_eval -- 5000
+//!     rules-examples/build.sh && cargo run --release -p scrip --example rule_eval -- 3000
 //!
 //! Wasm: the purchase-points component from `rules-examples/dist/`, each iteration a fresh store, instantiate
 //! and call, as the event pipeline does (`Runtime::evaluate`); then the same split into its phases

@@ -52,19 +52,24 @@ impl Batch {
         }
     }
 
+    /// The asset an action names, linked to the event's program; `Err` says it is not.
     async fn asset(
         &mut self,
         conn: &mut PgConnection,
         organization_id: Uuid,
         program_id: Uuid,
         asset_id: Uuid,
-    ) -> sqlx::Result<Option<Asset>> {
-        if let Some(known) = self.assets.get(&(program_id, asset_id)) {
-            return Ok(known.clone());
-        }
-        let found = crate::assets::find_linked(conn, organization_id, program_id, asset_id).await?;
-        self.assets.insert((program_id, asset_id), found.clone());
-        Ok(found)
+    ) -> sqlx::Result<Result<Asset, String>> {
+        let found = match self.assets.get(&(program_id, asset_id)) {
+            Some(known) => known.clone(),
+            None => {
+                let found =
+                    crate::assets::find_linked(conn, organization_id, program_id, asset_id).await?;
+                self.assets.insert((program_id, asset_id), found.clone());
+                found
+            }
+        };
+        Ok(found.ok_or_else(|| "asset not found or not linked to the program".to_string()))
     }
 }
 
@@ -106,12 +111,13 @@ pub async fn execute(
             description,
             reference,
         } => {
-            let Some(asset) = ctx
+            let asset = match ctx
                 .batch
                 .asset(conn, ctx.organization_id, ctx.program_id, *asset_id)
                 .await?
-            else {
-                return Ok(Err("asset not found or not linked to the program".into()));
+            {
+                Ok(asset) => asset,
+                Err(reason) => return Ok(Err(reason)),
             };
             let amount = match amount.as_ref().map(|a| evaluate(a, ctx.vars)) {
                 Some(Ok(amount)) => Some(amount),
@@ -207,12 +213,13 @@ async fn money(
     else {
         return Ok(Err("not a money action".into()));
     };
-    let Some(asset) = ctx
+    let asset = match ctx
         .batch
         .asset(conn, ctx.organization_id, ctx.program_id, *asset_id)
         .await?
-    else {
-        return Ok(Err("asset not found or not linked to the program".into()));
+    {
+        Ok(asset) => asset,
+        Err(reason) => return Ok(Err(reason)),
     };
     if asset.status != "ACTIVE" {
         return Ok(Err("asset is archived".into()));

@@ -217,16 +217,19 @@ async fn known_references(pool: &PgPool, actor: &Actor, events: &[&NewEvent]) ->
             _ => None,
         })
         .collect();
-    let existing = |kind, ids| repo::existing(pool, kind, org, ids);
+    let existing = async |kind, ids: &[Uuid]| -> Result<HashSet<Uuid>> {
+        // Events naming participants by external id need no participant query at all.
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        Ok(repo::existing(pool, kind, org, ids)
+            .await?
+            .into_iter()
+            .collect())
+    };
     Ok(Known {
-        programs: existing(repo::Referenced::Programs, &program_ids)
-            .await?
-            .into_iter()
-            .collect(),
-        participants: existing(repo::Referenced::Participants, &participant_ids)
-            .await?
-            .into_iter()
-            .collect(),
+        programs: existing(repo::Referenced::Programs, &program_ids).await?,
+        participants: existing(repo::Referenced::Participants, &participant_ids).await?,
     })
 }
 

@@ -212,7 +212,8 @@ struct Sandbox {
     store: Store<State>,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
-    fuel: u64,
+    /// The rule's limits held to the operator's ceiling: what this evaluation may use.
+    limits: Limits,
 }
 
 /// The event, participant and config as the interface takes them; `Err` when the event is too large.
@@ -430,7 +431,7 @@ impl Runtime {
             store,
             stdout,
             stderr,
-            fuel: limits.fuel,
+            limits,
         })
     }
 
@@ -501,11 +502,12 @@ impl Runtime {
                 .call_evaluate(&mut *store, &event, &participant, &config)
         });
         let fuel = sandbox
+            .limits
             .fuel
             .saturating_sub(sandbox.store.get_fuel().unwrap_or(0));
         let mut logs = String::from_utf8_lossy(&sandbox.stdout.contents()).into_owned();
         logs.push_str(&String::from_utf8_lossy(&sandbox.stderr.contents()));
-        let max_actions = limits.within(self.ceiling.limits).max_actions;
+        let max_actions = sandbox.limits.max_actions;
         let reason = match result {
             Ok(Ok(actions)) if actions.len() > max_actions => format!(
                 "invalid output: {} actions, at most {max_actions} allowed",
