@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: works on a fresh machine. Starts Postgres if it is not running (installing Debian's
-# server if it is missing), creates the database the tests' bookkeeping needs, builds, and runs every test.
+# server if it is missing), creates the database the tests' bookkeeping needs, builds, runs every test, then
+# schemathesis (installed from PyPI into a venv) against a running server and the load harness's smoke run.
 # Each test creates and migrates its own database from DATABASE_URL's server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,9 @@ rules-examples/build.sh
 
 say "building and testing"
 cargo test --workspace --locked
+
+say "contract: schemathesis against the served OpenAPI document"
+tests/contract.sh
 
 say "load harness, smoke mode (tiny numbers; see BENCHMARKS.md for real runs)"
 cargo run --quiet --locked -p scrip --example load -- --smoke

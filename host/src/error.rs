@@ -39,10 +39,12 @@ impl Error {
 }
 
 /// One invalid field, in the shape of the spec's `details` object.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldError {
+    #[schema(example = "asset_id")]
     pub field: String,
     /// `required`, `invalid`, `invalid_scale`, `out_of_range`, …
+    #[schema(value_type = String, example = "invalid")]
     pub reason: &'static str,
     pub expected: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@
 //! `idempotency_conflict`. Requests are compared by a hash of their meaning: key order, whitespace and
 //! trailing decimal zeros do not matter (callers normalise amounts before hashing).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OnConstraint, Result};
 use crate::organizations::hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -38,7 +38,10 @@ pub async fn claim(conn: &mut PgConnection, key: &Key<'_>, request: &Value) -> R
     .bind(key.key)
     .bind(&hash)
     .execute(&mut *conn)
-    .await?;
+    .await
+    .on_constraint("idempotency_keys_program_id_fkey", || {
+        Error::NotFound("program")
+    })?;
     if inserted.rows_affected() == 1 {
         return Ok(Claim::New);
     }

@@ -21,6 +21,7 @@ pub mod programs;
 pub mod push;
 pub mod reports;
 pub mod rules;
+pub mod schema;
 pub mod validation;
 
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -26,6 +26,8 @@ enum Commands {
     Migrate,
     /// Check the hash chain and the ledger's invariants; print what was checked and what is wrong.
     Verify,
+    /// Print the OpenAPI 3.1 document of the HTTP API (also served at /openapi.json).
+    Openapi,
     /// Manage API keys.
     ApiKey {
         #[command(subcommand)]
@@ -115,6 +117,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             result?;
         }
+        Commands::Openapi => println!("{}", scrip::http::document().to_pretty_json()?),
         Commands::Verify => {
             let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
             if !verify(&pool).await? {

@@ -18,6 +18,22 @@ pub fn parse(text: &str) -> Option<Decimal> {
     Decimal::from_str(text).ok()
 }
 
+/// An amount on the wire, in the document: a plain decimal string as `parse` reads it.
+pub struct Amount;
+
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$"))
+            .examples(["10.50"])
+            .description(Some("A decimal string; no exponent, at most the asset's scale in decimals."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Amount {}
+
 /// True when `amount` needs no more than `scale` decimal places (trailing zeros do not count).
 pub fn fits_scale(amount: Decimal, scale: i16) -> bool {
     i64::from(amount.normalize().scale()) <= i64::from(scale)

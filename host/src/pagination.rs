@@ -10,16 +10,30 @@ use uuid::Uuid;
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
 
-#[derive(Debug, Serialize)]
+/// A page of a list, newest first unless `sort_dir=asc`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub pagination: Pagination,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Pagination {
     pub has_more: bool,
+    /// Pass as `cursor` to get the next page; null on the last one.
     pub next_cursor: Option<String>,
+}
+
+/// `cursor` and `limit`, as every list reads them (`validation::Fields::page`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by the OpenAPI document only
+pub struct PageParams {
+    /// `pagination.next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
 }
 
 impl<T> Page<T> {

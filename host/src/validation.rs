@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
 
+crate::api_enum!(pub SortDir = SORT_DIRS ["asc", "desc"]);
+
 #[derive(Default)]
 pub struct Validator {
     // A Mutex, not a RefCell, so handlers holding `Fields` across an await stay `Send`.
@@ -407,7 +409,7 @@ impl<'v> Fields<'v> {
 
     /// `sort_dir`: `asc`, or `desc` (the default).
     pub fn ascending(&self) -> bool {
-        self.opt_enum("sort_dir", &["asc", "desc"]) == Some("asc")
+        self.opt_enum("sort_dir", SORT_DIRS) == Some("asc")
     }
 
     /// PATCH bodies must change something.

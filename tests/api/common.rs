@@ -93,12 +93,14 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> Response {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         request = match auth {
             AuthHeader::Bearer => request.header("Authorization", format!("Bearer {key}")),
             AuthHeader::XApiKey => request.header("X-API-Key", key),
         };
-        if let Some(body) = body {
+        if let Some(body) = &body {
             request = request
                 .header("Content-Type", "application/json")
                 .body(body.to_string());
@@ -106,12 +108,22 @@ impl TestApp {
         let response = request.send().await.expect("request sent");
         let status = response.status();
         let text = response.text().await.expect("body");
-        let body = if text.is_empty() {
+        let answer = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Response { status, body }
+        crate::contract::contract().check(
+            &method,
+            &format!("/v1{path}"),
+            body.as_ref(),
+            status,
+            &answer,
+        );
+        Response {
+            status,
+            body: answer,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {

@@ -85,7 +85,7 @@ async fn every_change_is_a_version_in_the_history(_: PgPoolOptions, connect: PgC
         400
     );
     assert_eq!(
-        app.get(&format!("/rules/{rule}?x=1")).await.body["status"],
+        app.get(&format!("/rules/{rule}")).await.body["status"],
         "ARCHIVED"
     );
     let listed = app.get(&format!("/rules?program_id={program}")).await.body;

@@ -16,19 +16,34 @@ use uuid::Uuid;
 
 pub use repo::find_linked;
 
-pub const INVENTORY_MODES: &[&str] = &["SIMPLE", "LOT"];
-pub const ISSUANCE_POLICIES: &[&str] = &["UNLIMITED", "PREFUNDED"];
+crate::api_enum!(
+    /// SIMPLE balances are one number; LOT balances are lots with their own expiry.
+    pub InventoryMode = INVENTORY_MODES ["SIMPLE", "LOT"]
+);
+crate::api_enum!(
+    /// UNLIMITED assets are issued on demand; PREFUNDED ones are drawn from the program wallet.
+    pub IssuancePolicy = ISSUANCE_POLICIES ["UNLIMITED", "PREFUNDED"]
+);
+crate::api_enum!(pub AssetStatus = STATUSES ["ACTIVE", "ARCHIVED"]);
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Asset {
     pub id: Uuid,
+    #[schema(example = "Points")]
     pub name: String,
+    #[schema(example = "PTS")]
     pub symbol: String,
+    #[schema(value_type = InventoryMode)]
     pub inventory_mode: String,
+    #[schema(value_type = IssuancePolicy)]
     pub issuance_policy: String,
+    #[schema(minimum = 0, maximum = 18)]
     pub scale: i16,
+    /// A decimal string at the asset's scale.
+    #[schema(value_type = Option<String>, example = "1000.00")]
     pub max_transaction_amount: Option<Decimal>,
     pub program_ids: Vec<Uuid>,
+    #[schema(value_type = AssetStatus)]
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -17,9 +17,9 @@ use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-pub const STATUSES: &[&str] = &["RECEIVED", "PENDING", "PROCESSING", "COMPLETED", "FAILED"];
-pub const EVENT_TYPES: &[&str] = &["EXTERNAL", "SYSTEM"];
-pub const SORT_KEYS: &[&str] = &["created_at", "event_timestamp", "status"];
+crate::api_enum!(pub EventStatus = STATUSES ["RECEIVED", "PENDING", "PROCESSING", "COMPLETED", "FAILED"]);
+crate::api_enum!(pub EventType = EVENT_TYPES ["EXTERNAL", "SYSTEM"]);
+crate::api_enum!(pub EventSort = SORT_KEYS ["created_at", "event_timestamp", "status"]);
 /// Evaluations hidden from E85 unless `include_skipped=true`.
 pub const HIDDEN_EVALUATIONS: &[&str] = &["SKIPPED_ERROR", "SKIPPED_TIMEOUT"];
 
@@ -34,7 +34,7 @@ pub struct NewEvent {
     pub event_data: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Event {
     pub id: Uuid,
     pub program_id: Uuid,
@@ -43,9 +43,12 @@ pub struct Event {
     pub recipient_id: Option<Uuid>,
     pub recipient_external_id: Option<String>,
     pub idempotency_key: String,
+    #[schema(value_type = EventType)]
     pub event_type: String,
+    #[schema(value_type = Object, example = json!({"type": "purchase", "amount": 49.99}))]
     pub event_data: sqlx::types::Json<Value>,
     pub event_timestamp: DateTime<Utc>,
+    #[schema(value_type = EventStatus)]
     pub status: String,
     pub error_message: Option<String>,
     pub received_at: DateTime<Utc>,
@@ -55,7 +58,7 @@ pub struct Event {
 }
 
 /// The acknowledgement of an ingest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Ack {
     pub id: Uuid,
     pub program_id: Uuid,
@@ -63,6 +66,7 @@ pub struct Ack {
     pub external_id: Option<String>,
     pub idempotency_key: String,
     pub event_timestamp: DateTime<Utc>,
+    #[schema(value_type = EventStatus)]
     pub status: String,
 }
 
@@ -80,16 +84,20 @@ impl From<&Event> for Ack {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Evaluation {
     pub id: Uuid,
     pub rule_id: Uuid,
     pub rule_name: String,
     pub rule_history_id: Uuid,
+    /// MATCHED, NOT_MATCHED, SKIPPED_*, …
+    #[schema(example = "MATCHED")]
     pub status: String,
     pub reason: Option<String>,
     pub stopped_by_rule_id: Option<Uuid>,
     pub error_message: Option<String>,
+    /// What each action did.
+    #[schema(value_type = Vec<Object>)]
     pub results: sqlx::types::Json<Value>,
     /// Wasm rules only: the fuel the evaluation burned and what the module printed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +107,7 @@ pub struct Evaluation {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventDetail {
     #[serde(flatten)]
     pub event: Event,
@@ -362,12 +370,15 @@ pub async fn list_for_participant(
     .await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Retried {
     pub event_id: Uuid,
+    #[schema(value_type = String, example = "PENDING")]
     pub status: &'static str,
+    #[schema(value_type = String, example = "FAILED")]
     pub previous_status: &'static str,
     pub previous_error: Option<String>,
+    #[schema(value_type = String)]
     pub message: &'static str,
 }
 
@@ -392,7 +403,7 @@ pub async fn retry(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Retried> {
 }
 
 /// E87: everything the event caused. Empty until processing has finished.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Impact {
     #[serde(flatten)]
     pub event: Event,

@@ -2,42 +2,264 @@
 //! and transfers (E106).
 
 use super::AppState;
+use super::error::{Conflict, Insufficient, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, PathIds, QueryParams};
 use crate::balances::{self, Adjustment, Operation, OperationRequest, Transfer};
 use crate::error::Result;
-use crate::ledger::lots::Selector;
-use crate::ledger::{self, ActivityFilter};
+use crate::ledger::lots::{LOT_STATUSES, LotView, Selector};
+use crate::ledger::{self, ActivityFilter, ActivityRow, Statement};
+use crate::pagination::{Page, PageParams};
 use crate::participants::Party;
 use crate::validation::{Fields, Validator};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/programs/{id}/assets/{asset_id}/fund", post(fund))
-        .route("/programs/{id}/assets/{asset_id}/burn", post(burn))
-        .route("/programs/{id}/balance", get(wallet_balance))
-        .route("/programs/{id}/history", get(wallet_history))
-        .route("/programs/{id}/statement", get(wallet_statement))
-        .route("/participants/{id}/balances/lots", get(lots))
-        .route("/participants/{id}/balances/adjust", post(adjust))
-        .route("/participants/{id}/balances/hold", post(hold))
-        .route("/participants/{id}/balances/release", post(release))
-        .route("/participants/{id}/balances/forfeit", post(forfeit))
-        .route("/participants/{id}/balances/void-hold", post(void_hold))
-        .route(
-            "/participants/{id}/activity/history",
-            get(participant_history),
-        )
-        .route("/participants/{id}/statement", get(participant_statement))
-        .route("/transfers", post(transfer))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(fund))
+        .routes(routes!(burn))
+        .routes(routes!(wallet_balance))
+        .routes(routes!(wallet_history))
+        .routes(routes!(wallet_statement))
+        .routes(routes!(lots))
+        .routes(routes!(adjust))
+        .routes(routes!(hold))
+        .routes(routes!(release))
+        .routes(routes!(forfeit))
+        .routes(routes!(void_hold))
+        .routes(routes!(participant_history))
+        .routes(routes!(participant_statement))
+        .routes(routes!(transfer))
 }
 
+crate::api_enum!(AdjustmentType = ADJUSTMENT_TYPES ["CREDIT", "DEBIT"]);
+crate::api_enum!(
+    /// The buckets a client may move value in or out of directly.
+    OperableBucket = OPERABLE_BUCKETS ["AVAILABLE", "HELD"]
+);
+
+/// Request bodies, query strings and answers as the document shows them; the handlers read requests with
+/// `Validator` and the services build the answers.
+#[allow(dead_code)]
+mod doc {
+    use super::{AdjustmentType, OperableBucket};
+    use crate::money::Amount;
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"amount": "10000", "description": "Q3 budget"}))]
+    pub struct WalletMove {
+        /// Positive, within the asset's scale.
+        amount: Amount,
+        #[schema(max_length = 500)]
+        description: Option<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct WalletMoved {
+        /// The wallet's AVAILABLE balance afterwards.
+        available: String,
+        journal_entry_id: Uuid,
+        message: String,
+    }
+
+    /// A program wallet's balance in one PREFUNDED asset.
+    #[derive(utoipa::ToSchema)]
+    pub struct WalletBalance {
+        asset_id: Uuid,
+        issuance_policy: String,
+        available: String,
+        held: String,
+        deferred: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Balance {
+        available: String,
+        held: String,
+        deferred: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000",
+        "asset_id": "550e8400-e29b-41d4-a716-446655440001", "type": "CREDIT", "amount": "100",
+        "description": "Goodwill credit"}))]
+    pub struct Adjust {
+        program_id: Uuid,
+        asset_id: Uuid,
+        #[schema(rename = "type")]
+        kind: AdjustmentType,
+        /// Positive, within the asset's scale.
+        amount: Amount,
+        #[schema(min_length = 1, max_length = 500)]
+        description: String,
+        /// Default AVAILABLE.
+        bucket: Option<OperableBucket>,
+        /// DEBIT only: let the balance go below zero.
+        allow_negative: Option<bool>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Adjusted {
+        amount: String,
+        asset_id: Uuid,
+        program_id: Uuid,
+        bucket: OperableBucket,
+        #[schema(rename = "type")]
+        kind: AdjustmentType,
+        journal_entry_id: Uuid,
+        balance: Balance,
+        message: String,
+    }
+
+    /// Hold, release and forfeit. On LOT assets the lots can be chosen by reference, ids or earning window.
+    #[derive(utoipa::ToSchema)]
+    pub struct Operate {
+        program_id: Uuid,
+        asset_id: Uuid,
+        #[schema(min_length = 1, max_length = 500)]
+        description: String,
+        /// Default: all that is selected.
+        amount: Option<Amount>,
+        /// Letters, digits and `._:@-`.
+        #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9._:@-]+$")]
+        reference_id: Option<String>,
+        lot_ids: Option<Vec<Uuid>>,
+        earned_from: Option<DateTime<Utc>>,
+        earned_to: Option<DateTime<Utc>>,
+        /// A repeat with the same key and body returns the first answer.
+        #[schema(min_length = 1, max_length = 255)]
+        idempotency_key: Option<String>,
+        /// Forfeit only, and required there: the bucket to forfeit from.
+        bucket: Option<OperableBucket>,
+    }
+
+    /// Cancels the whole provisional accrual of `reference_id`.
+    #[derive(utoipa::ToSchema)]
+    pub struct VoidHold {
+        program_id: Uuid,
+        asset_id: Uuid,
+        #[schema(min_length = 1, max_length = 500)]
+        description: String,
+        #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9._:@-]+$")]
+        reference_id: String,
+        #[schema(min_length = 1, max_length = 255)]
+        idempotency_key: Option<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct LotTaken {
+        id: Uuid,
+        amount: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Operated {
+        /// HOLD, RELEASE, FORFEIT or VOID_HOLD.
+        operation: String,
+        amount_processed: String,
+        asset_id: Uuid,
+        program_id: Uuid,
+        journal_entry_id: Uuid,
+        balance: Balance,
+        message: String,
+        /// LOT assets only.
+        lots_processed: Option<Vec<LotTaken>>,
+        reference_id: Option<String>,
+    }
+
+    /// One party, by `external_id` or `participant_id`.
+    #[derive(utoipa::ToSchema)]
+    pub struct Recipient {
+        #[schema(min_length = 1, max_length = 255)]
+        external_id: Option<String>,
+        participant_id: Option<Uuid>,
+        amount: Amount,
+    }
+
+    /// The source is named by `source_external_id` or `source_participant_id`.
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000",
+        "asset_id": "550e8400-e29b-41d4-a716-446655440001", "source_external_id": "user_123",
+        "recipients": [{"external_id": "user_456", "amount": "25"}], "description": "Gift"}))]
+    pub struct NewTransfer {
+        program_id: Uuid,
+        asset_id: Uuid,
+        #[schema(min_length = 1, max_length = 500)]
+        description: String,
+        #[schema(min_length = 1, max_length = 255)]
+        source_external_id: Option<String>,
+        source_participant_id: Option<Uuid>,
+        #[schema(min_items = 1, max_items = 100)]
+        recipients: Vec<Recipient>,
+        #[schema(min_length = 1, max_length = 255)]
+        idempotency_key: Option<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Transferred {
+        asset_id: Uuid,
+        journal_entry_id: Uuid,
+        recipient_count: i64,
+        source_id: Uuid,
+        total_amount: String,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct AssetQuery {
+        asset_id: Option<Uuid>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct HistoryQuery {
+        asset_id: Option<Uuid>,
+        #[param(inline)]
+        bucket: Option<crate::ledger::Bucket>,
+        /// Posted at or after; requires `to`.
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        /// The originating event happened at or after; requires `event_to`.
+        event_from: Option<DateTime<Utc>>,
+        event_to: Option<DateTime<Utc>>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct StatementQuery {
+        asset_id: Uuid,
+        #[param(inline)]
+        bucket: Option<crate::ledger::Bucket>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        event_from: Option<DateTime<Utc>>,
+        event_to: Option<DateTime<Utc>>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct LotQuery {
+        asset_id: Uuid,
+        program_id: Option<Uuid>,
+        #[param(inline)]
+        status: Option<crate::ledger::lots::LotStatus>,
+        expires_before: Option<DateTime<Utc>>,
+        expires_after: Option<DateTime<Utc>>,
+        #[param(min_length = 1, max_length = 255)]
+        reference_id: Option<String>,
+    }
+}
+
+#[utoipa::path(post, path = "/programs/{id}/assets/{asset_id}/fund", tag = "programs", params(("id" = Uuid, Path, description = "Program id"), ("asset_id" = Uuid, Path)), request_body = doc::WalletMove,
+    responses((status = 200, body = doc::WalletMoved), Rejected, NotFound))]
 async fn fund(
     s: State<AppState>,
     auth: Auth,
@@ -47,6 +269,8 @@ async fn fund(
     move_wallet(s, auth, ids, body, true).await
 }
 
+#[utoipa::path(post, path = "/programs/{id}/assets/{asset_id}/burn", tag = "programs", params(("id" = Uuid, Path, description = "Program id"), ("asset_id" = Uuid, Path)), request_body = doc::WalletMove,
+    responses((status = 200, body = doc::WalletMoved), Rejected, NotFound, Insufficient))]
 async fn burn(
     s: State<AppState>,
     auth: Auth,
@@ -86,6 +310,8 @@ async fn move_wallet(
     ))
 }
 
+#[utoipa::path(get, path = "/programs/{id}/balance", tag = "programs", params(PathId, PageParams, doc::AssetQuery),
+    responses((status = 200, body = Page<doc::WalletBalance>), Rejected, NotFound))]
 async fn wallet_balance(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -132,6 +358,8 @@ fn statement_filter(q: &Map<String, Value>) -> Result<(Uuid, ActivityFilter)> {
     Ok((asset_id, filter))
 }
 
+#[utoipa::path(get, path = "/programs/{id}/history", tag = "programs", params(PathId, PageParams, doc::HistoryQuery),
+    responses((status = 200, body = Page<ActivityRow>), Rejected, NotFound))]
 async fn wallet_history(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -143,6 +371,8 @@ async fn wallet_history(
     ))
 }
 
+#[utoipa::path(get, path = "/programs/{id}/statement", tag = "programs", params(PathId, PageParams, doc::StatementQuery),
+    responses((status = 200, body = Statement), Rejected, NotFound))]
 async fn wallet_statement(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -155,6 +385,8 @@ async fn wallet_statement(
     ))
 }
 
+#[utoipa::path(get, path = "/participants/{id}/activity/history", tag = "balances", params(PathId, PageParams, doc::HistoryQuery),
+    responses((status = 200, body = Page<ActivityRow>), Rejected, NotFound))]
 async fn participant_history(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -166,6 +398,8 @@ async fn participant_history(
     ))
 }
 
+#[utoipa::path(get, path = "/participants/{id}/statement", tag = "balances", params(PathId, PageParams, doc::StatementQuery),
+    responses((status = 200, body = Statement), Rejected, NotFound))]
 async fn participant_statement(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -178,6 +412,8 @@ async fn participant_statement(
     ))
 }
 
+#[utoipa::path(post, path = "/participants/{id}/balances/adjust", tag = "balances", params(PathId), request_body = doc::Adjust,
+    responses((status = 200, body = doc::Adjusted), Rejected, NotFound, Conflict, Insufficient))]
 async fn adjust(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -186,7 +422,7 @@ async fn adjust(
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let f = v.body(&body)?;
-    let kind = f.req_enum("type", &["CREDIT", "DEBIT"]);
+    let kind = f.req_enum("type", ADJUSTMENT_TYPES);
     let amount = f.opt_positive_decimal("amount");
     if f.raw("amount").is_none() {
         f.reject("amount", "positive decimal string", "amount is required");
@@ -206,7 +442,7 @@ async fn adjust(
         amount: amount.unwrap_or_default(),
         description: f.req_str("description", 1, 500),
         bucket: f
-            .opt_enum("bucket", &["AVAILABLE", "HELD"])
+            .opt_enum("bucket", OPERABLE_BUCKETS)
             .unwrap_or("AVAILABLE"),
         allow_negative,
     };
@@ -275,6 +511,8 @@ async fn operate(
     Ok(Json(response))
 }
 
+#[utoipa::path(post, path = "/participants/{id}/balances/hold", tag = "balances", params(PathId), request_body = doc::Operate,
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn hold(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -284,6 +522,8 @@ async fn hold(
     operate(&s, &actor, id, &body, |_| Operation::Hold).await
 }
 
+#[utoipa::path(post, path = "/participants/{id}/balances/release", tag = "balances", params(PathId), request_body = doc::Operate,
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn release(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -293,6 +533,8 @@ async fn release(
     operate(&s, &actor, id, &body, |_| Operation::Release).await
 }
 
+#[utoipa::path(post, path = "/participants/{id}/balances/forfeit", tag = "balances", params(PathId), request_body = doc::Operate,
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn forfeit(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -300,7 +542,7 @@ async fn forfeit(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse> {
     operate(&s, &actor, id, &body, |f| Operation::Forfeit {
-        bucket: f.req_enum("bucket", &["AVAILABLE", "HELD"]),
+        bucket: f.req_enum("bucket", OPERABLE_BUCKETS),
     })
     .await
 }
@@ -329,6 +571,10 @@ fn party(f: &Fields<'_>, prefix: &str) -> Option<Party> {
     }
 }
 
+#[utoipa::path(post, path = "/transfers", tag = "balances", request_body = doc::NewTransfer,
+    responses((status = 201, body = doc::Transferred),
+        (status = 200, description = "A replayed idempotency key: the first answer.", body = doc::Transferred),
+        Rejected, NotFound, Conflict, Insufficient))]
 async fn transfer(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -394,6 +640,8 @@ async fn transfer(
     ))
 }
 
+#[utoipa::path(get, path = "/participants/{id}/balances/lots", tag = "balances", params(PathId, PageParams, doc::LotQuery),
+    responses((status = 200, body = Page<LotView>), Rejected, NotFound))]
 async fn lots(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -406,10 +654,7 @@ async fn lots(
     let asset_id = q.req_uuid("asset_id");
     let filter = crate::ledger::lots::LotFilter {
         program_id: q.opt_uuid("program_id"),
-        status: q.opt_enum(
-            "status",
-            &["AVAILABLE", "HELD", "DEFERRED", "CONSUMED", "EXPIRED"],
-        ),
+        status: q.opt_enum("status", LOT_STATUSES),
         expires: (q.opt_time("expires_before"), q.opt_time("expires_after")),
         reference_id: q.opt_str("reference_id", 1, 255),
         after: cursor.map(|c| c.id),
@@ -422,6 +667,8 @@ async fn lots(
 }
 
 /// E44: the whole provisional accrual of a reference; amount and lot selectors do not apply.
+#[utoipa::path(post, path = "/participants/{id}/balances/void-hold", tag = "balances", params(PathId), request_body = doc::VoidHold,
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn void_hold(
     State(s): State<AppState>,
     Auth(actor): Auth,

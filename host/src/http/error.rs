@@ -1,11 +1,51 @@
 //! The error body of the spec: `{code, message, details}`, where `details` names the first bad field and
 //! `details.fields` lists all of them. Internal errors are logged and never shown to the client.
 
-use crate::error::Error;
+use crate::error::{Error, FieldError};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+use utoipa::{IntoResponses, ToSchema};
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "code": "bad_request",
+    "message": "asset_id: asset_id must be a UUID",
+    "details": {"field": "asset_id", "reason": "invalid", "expected": "uuid", "received": "abc",
+                "message": "asset_id must be a UUID",
+                "fields": [{"field": "asset_id", "reason": "invalid", "expected": "uuid", "received": "abc",
+                            "message": "asset_id must be a UUID"}]}
+}))]
+pub struct ErrorBody {
+    /// `bad_request`, `invalid_scale`, `self_transfer`, `unauthorized`, `not_found`, `insufficient_balance`,
+    /// `idempotency_conflict`, `conflict`, `method_not_allowed`, `internal_error`, …
+    code: String,
+    message: String,
+    /// Present on 400s: the first invalid field, and all of them in `fields`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<ErrorDetails>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetails {
+    #[serde(flatten)]
+    first: FieldError,
+    fields: Vec<FieldError>,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code: code.into(),
+            message: message.into(),
+            details: None,
+        }
+    }
+}
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
@@ -21,31 +61,32 @@ impl IntoResponse for Error {
                     [only] => format!("{}: {}", only.field, only.message),
                     _ => "Invalid request parameters".to_string(),
                 };
-                let first = fields.first().cloned();
-                let mut details = serde_json::to_value(first).unwrap_or_default();
-                if let Some(object) = details.as_object_mut() {
-                    object.insert("fields".into(), json!(fields));
-                }
+                let details = fields.first().cloned().map(|first| ErrorDetails {
+                    first,
+                    fields: fields.clone(),
+                });
                 (
                     StatusCode::BAD_REQUEST,
-                    json!({"code": code, "message": message, "details": details}),
+                    ErrorBody {
+                        details,
+                        ..ErrorBody::new(code, message)
+                    },
                 )
             }
             Error::NotFound(what) => (
                 StatusCode::NOT_FOUND,
-                json!({"code": "not_found", "message": format!("{what} not found")}),
+                ErrorBody::new("not_found", format!("{what} not found")),
             ),
             Error::Insufficient(message) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"code": "insufficient_balance", "message": message}),
+                ErrorBody::new("insufficient_balance", message),
             ),
-            Error::Conflict { code, message } => (
-                StatusCode::CONFLICT,
-                json!({"code": code, "message": message}),
-            ),
+            Error::Conflict { code, message } => {
+                (StatusCode::CONFLICT, ErrorBody::new(code, message))
+            }
             Error::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                json!({"code": "unauthorized", "message": "invalid or revoked API key"}),
+                ErrorBody::new("unauthorized", "invalid or revoked API key"),
             ),
             Error::Database(err) => {
                 tracing::error!(error = %err, "database error");
@@ -60,9 +101,67 @@ impl IntoResponse for Error {
     }
 }
 
-fn internal() -> (StatusCode, serde_json::Value) {
+fn internal() -> (StatusCode, ErrorBody) {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        json!({"code": "internal_error", "message": "internal server error"}),
+        ErrorBody::new("internal_error", "internal server error"),
     )
+}
+
+/// Error answers as OpenAPI responses, each with the `ErrorBody` schema.
+fn error_responses(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    statuses
+        .iter()
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+/// What any authenticated operation may answer: a bad parameter, field or body, or a bad key.
+pub struct Rejected;
+
+impl IntoResponses for Rejected {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        error_responses(&[
+            (400, "A path, query or body parameter is invalid; `details` names it."),
+            (401, "The API key is missing, invalid or revoked."),
+        ])
+    }
+}
+
+/// An operation on a resource named in the path, which may not exist in the caller's organization.
+pub struct NotFound;
+
+impl IntoResponses for NotFound {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        error_responses(&[(404, "A resource named in the request does not exist.")])
+    }
+}
+
+/// A write that the resource's current state refuses.
+pub struct Conflict;
+
+impl IntoResponses for Conflict {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        error_responses(&[(409, "The resource's state does not allow this.")])
+    }
+}
+
+/// A debit larger than the available balance.
+pub struct Insufficient;
+
+impl IntoResponses for Insufficient {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        error_responses(&[(422, "The available balance is too small.")])
+    }
 }

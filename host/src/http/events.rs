@@ -1,25 +1,126 @@
 //! Events (E82–E86).
 
 use super::AppState;
+use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::{Error, Result};
-use crate::events::{self, EventFilter, Ingested, NewEvent, Party};
+use crate::events::{
+    self, Ack, Event, EventDetail, EventFilter, Impact, Ingested, NewEvent, Party, Retried,
+};
+use crate::pagination::{Page, PageParams};
 use crate::validation::{Fields, Validator};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/events", get(list).post(ingest))
-        .route("/events/batch", post(ingest_batch))
-        .route("/events/by-key", get(by_key))
-        .route("/events/{id}", get(get_one))
-        .route("/events/{id}/impact", get(impact))
-        .route("/events/{id}/retry", post(retry))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, ingest))
+        .routes(routes!(ingest_batch))
+        .routes(routes!(by_key))
+        .routes(routes!(get_one))
+        .routes(routes!(impact))
+        .routes(routes!(retry))
+}
+
+/// E83's answer: one result per event, in the order sent.
+#[derive(Serialize, ToSchema)]
+struct BatchResult {
+    total: usize,
+    success_count: usize,
+    error_count: usize,
+    results: Vec<BatchItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum BatchItem {
+    Accepted { index: usize, event: Ack },
+    Error { index: usize, error: String },
+}
+
+/// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
+#[allow(dead_code)]
+mod doc {
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    /// The participant is named by `external_id` or `participant_id`, not both; so is the optional recipient.
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000", "external_id": "user_123",
+        "idempotency_key": "order-1001", "event_data": {"type": "purchase", "amount": 49.99}}))]
+    pub struct NewEvent {
+        program_id: Uuid,
+        #[schema(min_length = 1, max_length = 255)]
+        external_id: Option<String>,
+        participant_id: Option<Uuid>,
+        #[schema(min_length = 1, max_length = 255)]
+        recipient_external_id: Option<String>,
+        recipient_id: Option<Uuid>,
+        /// Unique per program: a repeat returns the original event.
+        #[schema(min_length = 1, max_length = 255)]
+        idempotency_key: String,
+        /// When it happened; default: when it was received.
+        event_timestamp: Option<DateTime<Utc>>,
+        /// What rules see as `event.*`.
+        #[schema(value_type = Object)]
+        event_data: serde_json::Value,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Batch {
+        /// Each item as the body of POST /v1/events (`NewEvent`). Items are validated one by one: an invalid
+        /// item is reported in its result and does not fail the batch.
+        #[schema(min_items = 1, max_items = 100, value_type = Vec<Object>)]
+        events: Vec<NewEvent>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct EventQuery {
+        program_id: Option<Uuid>,
+        #[param(inline)]
+        status: Option<crate::events::EventStatus>,
+        #[param(inline)]
+        event_type: Option<crate::events::EventType>,
+        participant_id: Option<Uuid>,
+        #[param(min_length = 1, max_length = 255)]
+        external_id: Option<String>,
+        /// Events a rule evaluated.
+        rule_id: Option<Uuid>,
+        /// Received at or after; requires `to`.
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        /// Happened at or after; requires `event_to`.
+        event_from: Option<DateTime<Utc>>,
+        event_to: Option<DateTime<Utc>>,
+        #[param(inline)]
+        sort_by: Option<crate::events::EventSort>,
+        #[param(inline)]
+        sort_dir: Option<crate::validation::SortDir>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct DetailQuery {
+        /// Include evaluations skipped by errors and timeouts.
+        include_skipped: Option<bool>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct KeyQuery {
+        program_id: Uuid,
+        #[param(min_length = 1, max_length = 255)]
+        idempotency_key: String,
+        include_skipped: Option<bool>,
+    }
 }
 
 const BATCH_MAX: usize = 100;
@@ -70,6 +171,9 @@ fn parse_event(f: &Fields<'_>) -> Option<NewEvent> {
     })
 }
 
+#[utoipa::path(post, path = "/events", tag = "events", request_body = doc::NewEvent,
+    responses((status = 202, description = "Stored durably and queued; a repeated idempotency key returns the original event.", body = Ack),
+        Rejected, NotFound, Conflict))]
 async fn ingest(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -85,6 +189,8 @@ async fn ingest(
     ))
 }
 
+#[utoipa::path(post, path = "/events/batch", tag = "events", request_body = doc::Batch,
+    responses((status = 202, body = BatchResult), Rejected, NotFound))]
 async fn ingest_batch(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -110,26 +216,27 @@ async fn ingest_batch(
     };
     v.finish()?;
     let outcomes = events::ingest_batch(&s.pool, &actor, items).await?;
-    let results: Vec<Value> = outcomes
-        .iter()
+    let total = outcomes.len();
+    let results: Vec<BatchItem> = outcomes
+        .into_iter()
         .enumerate()
         .map(|(index, outcome)| match outcome {
-            Ingested::Accepted(ack) => json!({"index": index, "status": "accepted", "event": ack}),
-            Ingested::Rejected(error) => json!({"index": index, "status": "error", "error": error}),
+            Ingested::Accepted(event) => BatchItem::Accepted { index, event },
+            Ingested::Rejected(error) => BatchItem::Error { index, error },
         })
         .collect();
-    let accepted = outcomes
+    let accepted = results
         .iter()
-        .filter(|o| matches!(o, Ingested::Accepted(_)))
+        .filter(|r| matches!(r, BatchItem::Accepted { .. }))
         .count();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "total": outcomes.len(),
-            "success_count": accepted,
-            "error_count": outcomes.len() - accepted,
-            "results": results,
-        })),
+        Json(BatchResult {
+            total,
+            success_count: accepted,
+            error_count: total - accepted,
+            results,
+        }),
     ))
 }
 
@@ -152,6 +259,8 @@ fn parse_item(item: &Value) -> Result<NewEvent, String> {
     }
 }
 
+#[utoipa::path(get, path = "/events", tag = "events", operation_id = "list_events", params(PageParams, doc::EventQuery),
+    responses((status = 200, body = Page<Event>), Rejected))]
 async fn list(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -180,6 +289,8 @@ async fn list(
     Ok(Json(events::list(&s.pool, &actor, filter).await?))
 }
 
+#[utoipa::path(get, path = "/events/{id}", tag = "events", operation_id = "get_event", params(PathId, doc::DetailQuery),
+    responses((status = 200, body = EventDetail), Rejected, NotFound))]
 async fn get_one(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -194,6 +305,8 @@ async fn get_one(
     ))
 }
 
+#[utoipa::path(get, path = "/events/by-key", tag = "events", params(doc::KeyQuery),
+    responses((status = 200, body = EventDetail), Rejected, NotFound))]
 async fn by_key(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -210,6 +323,8 @@ async fn by_key(
     ))
 }
 
+#[utoipa::path(get, path = "/events/{id}/impact", tag = "events", params(PathId),
+    responses((status = 200, description = "Empty lists until the event is COMPLETED or FAILED.", body = Impact), Rejected, NotFound))]
 async fn impact(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -218,6 +333,8 @@ async fn impact(
     Ok(Json(events::impact(&s.pool, &actor, id).await?))
 }
 
+#[utoipa::path(post, path = "/events/{id}/retry", tag = "events", params(PathId),
+    responses((status = 200, body = Retried), Rejected, NotFound, Conflict))]
 async fn retry(
     State(s): State<AppState>,
     Auth(actor): Auth,

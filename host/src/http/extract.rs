@@ -9,6 +9,8 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{KnownFormat, ObjectBuilder, Required, SchemaFormat, Type};
 use uuid::Uuid;
 
 /// The authenticated caller, from `Authorization: Bearer sk_…` or `X-API-Key: sk_…`.
@@ -136,6 +138,23 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIds {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let PathIdKey(id, other) = PathIdKey::from_request_parts(parts, state).await?;
         Ok(PathIds(id, parse_id(other)?))
+    }
+}
+
+impl utoipa::IntoParams for PathId {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+                ))
+                .build(),
+        ]
     }
 }
 

@@ -1,23 +1,91 @@
 //! Journal entries (E116–E117) and program activity (E119).
 
 use super::AppState;
+use super::error::{NotFound, Rejected};
 use super::extract::{Auth, PathId, QueryParams};
 use crate::error::Result;
-use crate::ledger::{self, EntryFilter};
+use crate::ledger::{self, EntryFilter, JournalEntry};
+use crate::pagination::{Page, PageParams};
 use crate::reports::{self, ActivityQuery};
 use crate::validation::Validator;
+use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/journal-entries", get(list))
-        .route("/journal-entries/{id}", get(get_one))
-        .route("/reports/program-activity", get(program_activity))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
+        .routes(routes!(program_activity))
 }
 
+/// Query strings and answers as the document shows them.
+#[allow(dead_code)]
+mod doc {
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct EntryQuery {
+        program_id: Option<Uuid>,
+        event_id: Option<Uuid>,
+        rule_id: Option<Uuid>,
+        asset_id: Option<Uuid>,
+        /// At most one of participant_id, group_id and external_id.
+        participant_id: Option<Uuid>,
+        group_id: Option<Uuid>,
+        #[param(min_length = 1, max_length = 255)]
+        external_id: Option<String>,
+        #[param(inline)]
+        bucket: Option<crate::ledger::Bucket>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        /// Entries with a posting of at least this size.
+        #[param(inline)]
+        min_amount: Option<crate::money::Amount>,
+        #[param(inline)]
+        max_amount: Option<crate::money::Amount>,
+        #[param(min_length = 1, max_length = 64)]
+        action_type: Option<String>,
+        #[param(min_length = 1, max_length = 255)]
+        reference_id: Option<String>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ActivityQuery {
+        /// Only programs with ledger activity after this instant.
+        since: Option<DateTime<Utc>>,
+        /// Scopes the counts and totals; requires `to`.
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    }
+
+    /// One program's activity; totals are decimal strings.
+    #[derive(utoipa::ToSchema)]
+    pub struct ProgramActivity {
+        program_id: Uuid,
+        program_name: String,
+        event_count: i64,
+        journal_count: i64,
+        #[schema(example = "1500")]
+        total_issued: String,
+        #[schema(example = "200")]
+        total_redeemed: String,
+        unique_participants: i64,
+        last_activity_at: Option<DateTime<Utc>>,
+        asset_count: i64,
+        rule_count: i64,
+        tier_count: i64,
+        reward_count: i64,
+    }
+}
+
+#[utoipa::path(get, path = "/journal-entries", tag = "ledger", operation_id = "list_journal_entries",
+    params(PageParams, doc::EntryQuery), responses((status = 200, body = Page<JournalEntry>), Rejected))]
 async fn list(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -58,6 +126,8 @@ async fn list(
     Ok(Json(ledger::list(&s.pool, &actor, filter).await?))
 }
 
+#[utoipa::path(get, path = "/journal-entries/{id}", tag = "ledger", operation_id = "get_journal_entry", params(PathId),
+    responses((status = 200, body = JournalEntry), Rejected, NotFound))]
 async fn get_one(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -66,6 +136,8 @@ async fn get_one(
     Ok(Json(ledger::get(&s.pool, &actor, id).await?))
 }
 
+#[utoipa::path(get, path = "/reports/program-activity", tag = "reports", params(PageParams, doc::ActivityQuery),
+    responses((status = 200, body = Page<doc::ProgramActivity>), Rejected))]
 async fn program_activity(
     State(s): State<AppState>,
     Auth(actor): Auth,

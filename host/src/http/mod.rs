@@ -1,4 +1,6 @@
 //! The REST API. Handlers parse the request, call one service function and map its result; nothing else.
+//! Each handler carries its OpenAPI description, and the router is built from the same `routes!` lists as
+//! the document, so the two cannot drift apart.
 
 mod balances;
 mod error;
@@ -6,6 +8,7 @@ mod events;
 mod extract;
 mod ledger;
 mod modules;
+mod openapi;
 mod participants;
 mod programs;
 mod rules;
@@ -15,9 +18,12 @@ use crate::error::Error;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use error::ErrorBody;
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,8 +31,9 @@ pub struct AppState {
     pub runtime: std::sync::Arc<crate::rules::wasm::Runtime>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// The API's routes with their document. `component_bytes`: the largest rule module the operator accepts.
+fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
         .merge(programs::routes())
         .merge(balances::routes())
         .merge(participants::routes())
@@ -34,15 +41,26 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(rules::routes())
         .merge(ledger::routes())
-        .merge(modules::routes(state.runtime.ceiling().component_bytes));
-    Router::new()
-        .nest("/v1", api)
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(modules::routes(component_bytes));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/v1", v1)
+        .routes(routes!(openapi::health))
+}
+
+/// The OpenAPI document this build serves (the body limit of module uploads does not show in it).
+pub fn document() -> utoipa::openapi::OpenApi {
+    api(crate::rules::wasm::Ceiling::DEFAULT.component_bytes).into_openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, document) = api(state.runtime.ceiling().component_bytes).split_for_parts();
+    api.route("/openapi.json", openapi::json(&document))
+        .route("/docs", get(openapi::docs))
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             (
                 StatusCode::METHOD_NOT_ALLOWED,
-                Json(json!({"code": "method_not_allowed", "message": "method not allowed"})),
+                Json(ErrorBody::new("method_not_allowed", "method not allowed")),
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))

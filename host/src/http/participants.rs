@@ -1,23 +1,112 @@
 //! Participants (E17–E19) and balances (E38).
 
 use super::AppState;
+use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
-use crate::participants::{self, ParticipantFilter, Profile, ProfilePatch, Upsert};
+use crate::pagination::{Page, PageParams};
+use crate::participants::{
+    self, BalanceRow, Detail, Participant, ParticipantFilter, Profile, ProfilePatch, Upsert,
+};
 use crate::validation::{Fields, Validator};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/participants", get(list).post(upsert))
-        .route("/participants/{id}", get(get_one).patch(update))
-        .route("/participants/{id}/balances", get(balances))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, upsert))
+        .routes(routes!(get_one, update))
+        .routes(routes!(balances))
 }
 
+/// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
+#[allow(dead_code)]
+mod doc {
+    use crate::participants::ParticipantStatus;
+    use std::collections::HashMap;
+    use uuid::Uuid;
+
+    /// Creates the participant, or updates the one with this `external_id`.
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"external_id": "user_123", "email": "ada@example.com",
+        "program_id": "550e8400-e29b-41d4-a716-446655440000", "tags": ["vip"]}))]
+    pub struct UpsertParticipant {
+        #[schema(min_length = 1, max_length = 255)]
+        external_id: String,
+        /// Enrolls the participant in this program.
+        program_id: Option<Uuid>,
+        status: Option<ParticipantStatus>,
+        #[schema(min_length = 1, max_length = 255, format = "email")]
+        email: Option<String>,
+        #[schema(min_length = 1, max_length = 50)]
+        phone: Option<String>,
+        #[schema(min_length = 1, max_length = 255)]
+        first_name: Option<String>,
+        #[schema(min_length = 1, max_length = 255)]
+        last_name: Option<String>,
+        #[schema(min_length = 1, max_length = 255)]
+        display_name: Option<String>,
+        /// String values of at most 1000 characters.
+        attributes: Option<HashMap<String, String>>,
+        /// Replaces the tags; each at most 255 characters.
+        tags: Option<Vec<String>>,
+    }
+
+    /// Only the fields given change; an empty string clears a profile field. Status has its own endpoint.
+    #[derive(utoipa::ToSchema)]
+    pub struct UpdateParticipant {
+        #[schema(min_length = 1, max_length = 255)]
+        external_id: Option<String>,
+        #[schema(max_length = 255)]
+        email: Option<String>,
+        #[schema(max_length = 50)]
+        phone: Option<String>,
+        #[schema(max_length = 255)]
+        first_name: Option<String>,
+        #[schema(max_length = 255)]
+        last_name: Option<String>,
+        #[schema(max_length = 255)]
+        display_name: Option<String>,
+        attributes: Option<HashMap<String, String>>,
+        tags: Option<Vec<String>>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ParticipantQuery {
+        #[param(min_length = 1, max_length = 255)]
+        external_id: Option<String>,
+        program_id: Option<Uuid>,
+        #[param(inline)]
+        status: Option<ParticipantStatus>,
+        /// Part of the external id, email or a name, case-insensitive.
+        #[param(min_length = 1, max_length = 255)]
+        search: Option<String>,
+        /// Created at or after; requires `to`.
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Created at or before; requires `from`.
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[param(inline)]
+        sort_by: Option<crate::participants::ParticipantSort>,
+        #[param(inline)]
+        sort_dir: Option<crate::validation::SortDir>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct AssetQuery {
+        asset_id: Option<Uuid>,
+    }
+}
+
+#[utoipa::path(post, path = "/participants", tag = "participants", request_body = doc::UpsertParticipant,
+    responses((status = 201, description = "Created.", body = Participant),
+        (status = 200, description = "The participant with this external_id, updated.", body = Participant),
+        Rejected, NotFound))]
 async fn upsert(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -56,6 +145,8 @@ async fn upsert(
     Ok((status, Json(participant)))
 }
 
+#[utoipa::path(get, path = "/participants", tag = "participants", operation_id = "list_participants",
+    params(PageParams, doc::ParticipantQuery), responses((status = 200, body = Page<Participant>), Rejected))]
 async fn list(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -81,6 +172,8 @@ async fn list(
     Ok(Json(participants::list(&s.pool, &actor, filter).await?))
 }
 
+#[utoipa::path(get, path = "/participants/{id}", tag = "participants", operation_id = "get_participant", params(PathId),
+    responses((status = 200, description = "Profile, state, balances and programs.", body = Detail), Rejected, NotFound))]
 async fn get_one(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -89,6 +182,8 @@ async fn get_one(
     Ok(Json(participants::get(&s.pool, &actor, id).await?))
 }
 
+#[utoipa::path(get, path = "/participants/{id}/balances", tag = "balances", operation_id = "participant_balances",
+    params(PathId, PageParams, doc::AssetQuery), responses((status = 200, body = Page<BalanceRow>), Rejected, NotFound))]
 async fn balances(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -136,6 +231,9 @@ fn parse_profile_patch(f: &Fields<'_>) -> ProfilePatch {
     patch
 }
 
+#[utoipa::path(patch, path = "/participants/{id}", tag = "participants", operation_id = "update_participant",
+    params(PathId), request_body = doc::UpdateParticipant,
+    responses((status = 200, body = Participant), Rejected, NotFound, Conflict))]
 async fn update(
     State(s): State<AppState>,
     Auth(actor): Auth,

@@ -1,29 +1,130 @@
 //! Programs (E1–E6) and assets (E13–E16).
 
 use super::AppState;
+use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
-use crate::assets::{self, AssetFilter, AssetPatch, NewAsset};
+use crate::assets::{self, Asset, AssetFilter, AssetPatch, NewAsset};
 use crate::error::Result;
-use crate::programs::{self, NewProgram, ProgramFilter, ProgramPatch};
+use crate::pagination::{Page, PageParams};
+use crate::programs::{self, NewProgram, Program, ProgramFilter, ProgramPatch};
 use crate::validation::{Patch, Validator};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/programs", get(list_programs).post(create_program))
-        .route("/programs/{id}", get(get_program).patch(update_program))
-        .route(
-            "/programs/{id}/assets",
-            get(list_program_assets).post(link_asset),
-        )
-        .route("/assets", get(list_assets).post(create_asset))
-        .route("/assets/{id}", get(get_asset).patch(update_asset))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_programs, create_program))
+        .routes(routes!(get_program, update_program))
+        .routes(routes!(list_program_assets, link_asset))
+        .routes(routes!(list_assets, create_asset))
+        .routes(routes!(get_asset, update_asset))
 }
 
+crate::api_enum!(ProgramSort = PROGRAM_SORT_KEYS ["created_at", "name"]);
+crate::api_enum!(ArchiveStatus = ARCHIVE ["ARCHIVED"]);
+
+/// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
+#[allow(dead_code)]
+mod doc {
+    use crate::money::Amount;
+    use crate::programs::{ProgramStatus, RedemptionTarget, UnknownParticipantPolicy};
+    use uuid::Uuid;
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"name": "Coffee Rewards", "description": "Earn points on every purchase"}))]
+    pub struct CreateProgram {
+        #[schema(min_length = 1, max_length = 255)]
+        name: String,
+        #[schema(max_length = 1000)]
+        description: Option<String>,
+        /// Default CREATE.
+        on_unknown_participant: Option<UnknownParticipantPolicy>,
+    }
+
+    /// Only the fields given change; at least one is required.
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"status": "SUSPENDED"}))]
+    pub struct UpdateProgram {
+        #[schema(min_length = 1, max_length = 255)]
+        name: Option<String>,
+        #[schema(max_length = 1000)]
+        description: Option<String>,
+        on_unknown_participant: Option<UnknownParticipantPolicy>,
+        status: Option<ProgramStatus>,
+        redemption_target_type: Option<RedemptionTarget>,
+        /// Required with LEDGER_ENTITY, omitted otherwise.
+        redemption_target_entity_id: Option<Uuid>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct LinkAsset {
+        asset_id: Uuid,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000", "name": "Points",
+        "symbol": "PTS", "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}))]
+    pub struct CreateAsset {
+        program_id: Uuid,
+        #[schema(min_length = 1, max_length = 255)]
+        name: String,
+        /// Letters and digits.
+        #[schema(min_length = 1, max_length = 16, pattern = "^[A-Za-z0-9]+$")]
+        symbol: String,
+        inventory_mode: crate::assets::InventoryMode,
+        issuance_policy: crate::assets::IssuancePolicy,
+        #[schema(minimum = 0, maximum = 18)]
+        scale: i64,
+        /// Positive.
+        max_transaction_amount: Option<Amount>,
+    }
+
+    /// Only `name`, `max_transaction_amount` and archiving can change; at least one is required.
+    #[derive(utoipa::ToSchema)]
+    pub struct UpdateAsset {
+        #[schema(min_length = 1, max_length = 255)]
+        name: Option<String>,
+        /// Archiving cannot be undone.
+        status: Option<super::ArchiveStatus>,
+        /// Positive; null removes the limit.
+        #[schema(nullable)]
+        max_transaction_amount: Option<Amount>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ProgramQuery {
+        /// Show archived programs too (a `status` filter does as well).
+        include_archived: Option<bool>,
+        #[param(inline)]
+        status: Option<ProgramStatus>,
+        /// Part of the name, case-insensitive.
+        #[param(min_length = 1, max_length = 255)]
+        search: Option<String>,
+        #[param(inline)]
+        sort_by: Option<super::ProgramSort>,
+        #[param(inline)]
+        sort_dir: Option<crate::validation::SortDir>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct AssetQuery {
+        program_id: Option<Uuid>,
+        #[param(inline)]
+        status: Option<crate::assets::AssetStatus>,
+        /// Part of the name or symbol, case-insensitive.
+        #[param(min_length = 1, max_length = 255)]
+        search: Option<String>,
+    }
+}
+
+#[utoipa::path(post, path = "/programs", tag = "programs", request_body = doc::CreateProgram,
+    responses((status = 201, description = "The program, ACTIVE.", body = Program), Rejected))]
 async fn create_program(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -48,6 +149,8 @@ async fn create_program(
     ))
 }
 
+#[utoipa::path(get, path = "/programs", tag = "programs", params(PageParams, doc::ProgramQuery),
+    responses((status = 200, body = Page<Program>), Rejected))]
 async fn list_programs(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -60,7 +163,7 @@ async fn list_programs(
         include_archived: q.opt_bool("include_archived").unwrap_or(false),
         status: q.opt_enum("status", programs::STATUSES),
         search: q.opt_str("search", 1, 255),
-        sort_by_name: q.opt_enum("sort_by", &["created_at", "name"]) == Some("name"),
+        sort_by_name: q.opt_enum("sort_by", PROGRAM_SORT_KEYS) == Some("name"),
         ascending: q.ascending(),
         cursor,
         limit,
@@ -69,6 +172,8 @@ async fn list_programs(
     Ok(Json(programs::list(&s.pool, &actor, filter).await?))
 }
 
+#[utoipa::path(get, path = "/programs/{id}", tag = "programs", params(PathId),
+    responses((status = 200, body = Program), Rejected, NotFound))]
 async fn get_program(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -77,6 +182,8 @@ async fn get_program(
     Ok(Json(programs::get(&s.pool, &actor, id).await?))
 }
 
+#[utoipa::path(patch, path = "/programs/{id}", tag = "programs", params(PathId), request_body = doc::UpdateProgram,
+    responses((status = 200, body = Program), Rejected, NotFound))]
 async fn update_program(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -120,6 +227,8 @@ async fn update_program(
     Ok(Json(programs::update(&s.pool, &actor, id, patch).await?))
 }
 
+#[utoipa::path(post, path = "/programs/{id}/assets", tag = "programs", params(PathId), request_body = doc::LinkAsset,
+    responses((status = 200, description = "The asset with its `program_ids`.", body = Asset), Rejected, NotFound, Conflict))]
 async fn link_asset(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -134,6 +243,8 @@ async fn link_asset(
     ))
 }
 
+#[utoipa::path(get, path = "/programs/{id}/assets", tag = "programs", params(PathId, PageParams),
+    responses((status = 200, body = Page<Asset>), Rejected, NotFound))]
 async fn list_program_assets(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -148,6 +259,8 @@ async fn list_program_assets(
     ))
 }
 
+#[utoipa::path(post, path = "/assets", tag = "assets", request_body = doc::CreateAsset,
+    responses((status = 201, description = "The asset, linked to `program_id`.", body = Asset), Rejected, NotFound, Conflict))]
 async fn create_asset(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -179,6 +292,8 @@ async fn create_asset(
     ))
 }
 
+#[utoipa::path(get, path = "/assets", tag = "assets", params(PageParams, doc::AssetQuery),
+    responses((status = 200, body = Page<Asset>), Rejected))]
 async fn list_assets(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -189,7 +304,7 @@ async fn list_assets(
     let (cursor, limit) = q.page();
     let filter = AssetFilter {
         program_id: q.opt_uuid("program_id"),
-        status: q.opt_enum("status", &["ACTIVE", "ARCHIVED"]),
+        status: q.opt_enum("status", assets::STATUSES),
         search: q.opt_str("search", 1, 255),
         cursor,
         limit,
@@ -198,6 +313,8 @@ async fn list_assets(
     Ok(Json(assets::list(&s.pool, &actor, filter).await?))
 }
 
+#[utoipa::path(get, path = "/assets/{id}", tag = "assets", params(PathId),
+    responses((status = 200, body = Asset), Rejected, NotFound))]
 async fn get_asset(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -206,6 +323,8 @@ async fn get_asset(
     Ok(Json(assets::get(&s.pool, &actor, id).await?))
 }
 
+#[utoipa::path(patch, path = "/assets/{id}", tag = "assets", params(PathId), request_body = doc::UpdateAsset,
+    responses((status = 200, body = Asset), Rejected, NotFound, Conflict))]
 async fn update_asset(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -231,7 +350,7 @@ async fn update_asset(
     }
     let archive = match f.raw("status") {
         None => false,
-        Some(_) => f.opt_enum("status", &["ARCHIVED"]).is_some(),
+        Some(_) => f.opt_enum("status", ARCHIVE).is_some(),
     };
     let patch = AssetPatch {
         name: f.opt_str("name", 1, 255),

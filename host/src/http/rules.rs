@@ -1,31 +1,249 @@
 //! Rules (E89–E92).
 
 use super::AppState;
+use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
+use crate::pagination::{Page, PageParams};
 use crate::rules::budgets::{BudgetSpec, Schedule};
 use crate::rules::wasm::Limits;
 use crate::rules::{
-    self, Action, ModuleLimits, ModulePatch, ModuleRef, NewRule, RuleFilter, RulePatch, Target,
+    self, Action, HistoryEntry, ModuleLimits, ModulePatch, ModuleRef, NewRule, RuleFilter,
+    RulePatch, Target,
 };
 use crate::validation::{Fields, Validator};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/rules", get(list).post(create))
-        .route("/rules/validate", axum::routing::post(validate))
-        .route("/rules/{id}", get(get_one).patch(update))
-        .route("/rules/{id}/history", get(history))
-        .route("/rules/{id}/simulate", axum::routing::post(simulate))
-        .route(
-            "/rules/{id}/reset-budget",
-            axum::routing::post(reset_budget),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(validate))
+        .routes(routes!(get_one, update))
+        .routes(routes!(history))
+        .routes(routes!(simulate))
+        .routes(routes!(reset_budget))
+}
+
+crate::api_enum!(NewRuleStatus = NEW_RULE_STATUSES ["ACTIVE", "SUSPENDED"]);
+crate::api_enum!(ScheduleType = SCHEDULE_TYPES ["CRON", "INTERVAL"]);
+
+/// Request bodies, query strings and answers as the document shows them; the handlers read requests with
+/// `Validator` and the services build the answers.
+#[allow(dead_code)]
+mod doc {
+    use crate::rules::{Action, ModuleLimits, RuleStatus};
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    #[derive(utoipa::ToSchema)]
+    pub struct BudgetInput {
+        asset_id: Uuid,
+        /// Positive: the most the rule may issue of the asset per period.
+        limit: crate::money::Amount,
+        /// Absent: one budget for the rule's lifetime.
+        schedule_type: Option<super::ScheduleType>,
+        /// CRON budgets: when the period rolls over, e.g. `0 0 1 * *`.
+        #[schema(min_length = 1, max_length = 255)]
+        cron_expression: Option<String>,
+        /// INTERVAL budgets: a duration such as `720h`.
+        #[schema(min_length = 1, max_length = 64)]
+        interval: Option<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Budget {
+        asset_id: Uuid,
+        limit: String,
+        /// Issued in the current period.
+        consumed: String,
+        schedule_type: Option<String>,
+        cron_expression: Option<String>,
+        interval: Option<String>,
+        next_reset_at: Option<DateTime<Utc>>,
+    }
+
+    /// A CEL rule has `condition` and `actions`; a wasm rule has `module_id` (and optionally `config`,
+    /// `limits`, and a `condition` that pre-filters).
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000", "name": "Purchase points",
+        "condition": "event.type == 'purchase'",
+        "actions": [{"type": "CREDIT", "asset_id": "550e8400-e29b-41d4-a716-446655440001",
+                     "amount": "event.amount * 10"}]}))]
+    pub struct NewRule {
+        program_id: Uuid,
+        #[schema(min_length = 1, max_length = 255)]
+        name: String,
+        #[schema(max_length = 1000)]
+        description: Option<String>,
+        /// CEL; required unless `module_id` is given.
+        #[schema(min_length = 1)]
+        condition: Option<String>,
+        /// Required unless `module_id` is given.
+        #[schema(min_items = 1)]
+        actions: Option<Vec<Action>>,
+        /// Evaluation order within the program; unique among active rules.
+        #[schema(minimum = 1, maximum = 2147483647)]
+        order: Option<i64>,
+        stop_after_match: Option<bool>,
+        active_from: Option<DateTime<Utc>>,
+        active_to: Option<DateTime<Utc>>,
+        /// Default ACTIVE.
+        status: Option<super::NewRuleStatus>,
+        budgets: Option<Vec<BudgetInput>>,
+        /// An uploaded module (POST /v1/modules): makes this a wasm rule.
+        module_id: Option<Uuid>,
+        /// Any JSON object, handed to the module.
+        #[schema(value_type = Option<Object>)]
+        config: Option<serde_json::Value>,
+        limits: Option<ModuleLimits>,
+    }
+
+    /// Only the fields given change; at least one is required.
+    #[derive(utoipa::ToSchema)]
+    pub struct RulePatch {
+        #[schema(min_length = 1, max_length = 255)]
+        name: Option<String>,
+        #[schema(max_length = 1000)]
+        description: Option<String>,
+        #[schema(min_length = 1)]
+        condition: Option<String>,
+        #[schema(min_items = 1)]
+        actions: Option<Vec<Action>>,
+        #[schema(minimum = 1, maximum = 2147483647)]
+        order: Option<i64>,
+        stop_after_match: Option<bool>,
+        active_from: Option<DateTime<Utc>>,
+        active_to: Option<DateTime<Utc>>,
+        status: Option<RuleStatus>,
+        budgets: Option<Vec<BudgetInput>>,
+        module_id: Option<Uuid>,
+        #[schema(value_type = Option<Object>)]
+        config: Option<serde_json::Value>,
+        limits: Option<ModuleLimits>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Rule {
+        id: Uuid,
+        program_id: Uuid,
+        name: String,
+        description: Option<String>,
+        condition: String,
+        /// Empty for wasm rules.
+        actions: Vec<Action>,
+        order: i32,
+        stop_after_match: bool,
+        active_from: Option<DateTime<Utc>>,
+        active_to: Option<DateTime<Utc>>,
+        budgets: Vec<Budget>,
+        module_id: Option<Uuid>,
+        #[schema(value_type = Option<Object>)]
+        config: Option<serde_json::Value>,
+        /// The limits in force for a wasm rule.
+        limits: Option<ModuleLimits>,
+        status: RuleStatus,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+        deleted_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct SampleState {
+        tags: Option<Vec<String>>,
+        #[schema(value_type = Option<Object>)]
+        counters: Option<serde_json::Value>,
+        #[schema(value_type = Option<Object>)]
+        attributes: Option<serde_json::Value>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"event": {"type": "purchase", "amount": 49.99}}))]
+    pub struct Simulate {
+        /// A sample `event_data`.
+        #[schema(value_type = Object)]
+        event: serde_json::Value,
+        participant_state: Option<SampleState>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct RuleSummary {
+        id: Uuid,
+        name: String,
+        condition: String,
+        order: i32,
+        stop_after_match: bool,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct SimulatedEvaluation {
+        matched: bool,
+        /// `evaluated`, `condition_failed` or `module_failed`.
+        status: String,
+        reason: Option<String>,
+        /// Wasm rules that failed: why they were stopped.
+        error_code: Option<String>,
+        /// What each action would do.
+        #[schema(value_type = Option<Vec<Object>>)]
+        results: Option<Vec<serde_json::Value>>,
+        /// Wasm rules only.
+        fuel_consumed: Option<u64>,
+        logs: Option<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Simulation {
+        rule: RuleSummary,
+        evaluation: SimulatedEvaluation,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Condition {
+        #[schema(min_length = 1)]
+        condition: String,
+    }
+
+    /// An invalid condition is an answer (`valid: false`), not an error.
+    #[derive(utoipa::ToSchema)]
+    pub struct Validity {
+        valid: bool,
+        message: String,
+        note: Option<String>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct RuleQuery {
+        program_id: Option<Uuid>,
+        include_archived: Option<bool>,
+        #[param(inline)]
+        status: Option<RuleStatus>,
+        #[param(min_length = 1, max_length = 255)]
+        search: Option<String>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct HistoryQuery {
+        #[param(inline)]
+        change_type: Option<crate::rules::ChangeType>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        /// Rule history pages hold 20 by default, at most 100.
+        #[param(minimum = 1, maximum = 100)]
+        limit: Option<i64>,
+        cursor: Option<String>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct BudgetQuery {
+        asset_id: Uuid,
+    }
 }
 
 /// Action types of the spec's catalogue this server does not run yet: refused as such, not as unknown.
@@ -127,7 +345,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             reset_after: a.opt_str("reset_after", 1, 64),
             target: parse_target(&a, map),
             bucket: a
-                .opt_enum("bucket", &["AVAILABLE", "HELD"])
+                .opt_enum("bucket", rules::CREDIT_BUCKETS)
                 .map(str::to_owned),
             expires_at: when(&a, "expires_at"),
             matures_at: when(&a, "matures_at"),
@@ -192,7 +410,7 @@ fn parse_target(
         t.reject(key, "absent", format!("{key} is not a target field"));
     }
     let target = Target {
-        kind: t.opt_enum("type", &["PARTICIPANT"]).map(str::to_owned),
+        kind: t.opt_enum("type", rules::TARGET_TYPES).map(str::to_owned),
         id: t.opt_uuid("id"),
         participant_id: t.opt_str("participant_id", 1, rules::cel::MAX_LENGTH),
         external_id: t.opt_str("external_id", 1, rules::cel::MAX_LENGTH),
@@ -233,7 +451,7 @@ fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
         }
         let cron = b.opt_str("cron_expression", 1, 255);
         let interval = b.opt_str("interval", 1, 64);
-        let schedule = match b.opt_enum("schedule_type", &["CRON", "INTERVAL"]) {
+        let schedule = match b.opt_enum("schedule_type", SCHEDULE_TYPES) {
             Some("CRON") => match cron.as_deref().map(Schedule::cron) {
                 Some(Ok(schedule)) => Some(schedule),
                 Some(Err(message)) => {
@@ -317,6 +535,8 @@ fn parse_module(f: &Fields<'_>, ceiling: Limits) -> ModulePatch {
     }
 }
 
+#[utoipa::path(post, path = "/rules", tag = "rules", operation_id = "create_rule", request_body = doc::NewRule,
+    responses((status = 201, body = doc::Rule), Rejected, NotFound, Conflict))]
 async fn create(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -351,7 +571,7 @@ async fn create(
         active_from: f.opt_time("active_from"),
         active_to: f.opt_time("active_to"),
         status: f
-            .opt_enum("status", &["ACTIVE", "SUSPENDED"])
+            .opt_enum("status", NEW_RULE_STATUSES)
             .unwrap_or("ACTIVE"),
         budgets: parse_budgets(&f).unwrap_or_default(),
         module: module.id.map(|id| ModuleRef {
@@ -376,6 +596,8 @@ async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/rules", tag = "rules", operation_id = "list_rules", params(PageParams, doc::RuleQuery),
+    responses((status = 200, body = Page<doc::Rule>), Rejected))]
 async fn list(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -396,6 +618,8 @@ async fn list(
     Ok(Json(rules::list(&s.pool, &actor, filter).await?))
 }
 
+#[utoipa::path(get, path = "/rules/{id}", tag = "rules", operation_id = "get_rule", params(PathId),
+    responses((status = 200, body = doc::Rule), Rejected, NotFound))]
 async fn get_one(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -404,6 +628,8 @@ async fn get_one(
     Ok(Json(rules::get(&s.pool, &actor, id).await?))
 }
 
+#[utoipa::path(patch, path = "/rules/{id}", tag = "rules", operation_id = "update_rule", params(PathId), request_body = doc::RulePatch,
+    responses((status = 200, body = doc::Rule), Rejected, NotFound, Conflict))]
 async fn update(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -432,6 +658,8 @@ async fn update(
     Ok(Json(rules::update(&s.pool, &actor, id, patch).await?))
 }
 
+#[utoipa::path(get, path = "/rules/{id}/history", tag = "rules", operation_id = "rule_history", params(PathId, doc::HistoryQuery),
+    responses((status = 200, body = Page<HistoryEntry>), Rejected, NotFound))]
 async fn history(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -452,6 +680,8 @@ async fn history(
     Ok(Json(rules::history(&s.pool, &actor, id, filter).await?))
 }
 
+#[utoipa::path(post, path = "/rules/{id}/simulate", tag = "rules", params(PathId), request_body = doc::Simulate,
+    responses((status = 200, description = "What the rule would do; nothing is written.", body = doc::Simulation), Rejected, NotFound))]
 async fn simulate(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -486,13 +716,17 @@ async fn simulate(
     ))
 }
 
-async fn validate(Auth(_): Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
+#[utoipa::path(post, path = "/rules/validate", tag = "rules", request_body = doc::Condition,
+    responses((status = 200, body = doc::Validity), Rejected))]
+async fn validate(_auth: Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
     let v = Validator::new();
     let condition = v.body(&body)?.req_str("condition", 1, usize::MAX);
     v.finish()?;
     Ok(Json(rules::validate(&condition)))
 }
 
+#[utoipa::path(post, path = "/rules/{id}/reset-budget", tag = "rules", params(PathId, doc::BudgetQuery),
+    responses((status = 200, description = "The budget, restarted.", body = doc::Budget), Rejected, NotFound))]
 async fn reset_budget(
     State(s): State<AppState>,
     Auth(actor): Auth,

@@ -1,53 +1,144 @@
 //! Participant status, profile updates, state (E20–E33) and activity (E46–E47).
 
 use super::AppState;
+use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, PathIdKey, QueryParams};
 use crate::error::Result;
-use crate::events::{self, EventFilter};
+use crate::events::{self, Event, EventFilter};
 use crate::money;
-use crate::pagination::page_by_key;
-use crate::participants;
-use crate::participants::state::{HistoryFilter, Window, WindowChange};
+use crate::pagination::{Page, PageParams, page_by_key};
+use crate::participants::state::{
+    Counter, HistoryEntry, HistoryFilter, STATE_OPERATIONS, STATE_TYPES, Window, WindowChange,
+};
+use crate::participants::{self, Detail};
 use crate::validation::Validator;
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, put};
-use serde_json::json;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/participants/{id}/status",
-            axum::routing::patch(set_status),
-        )
-        .route("/participants/{id}/state/tags", get(tags).put(replace_tags))
-        .route(
-            "/participants/{id}/state/tags/{tag}",
-            put(add_tag).delete(remove_tag),
-        )
-        .route(
-            "/participants/{id}/state/attributes",
-            get(attributes).patch(merge_attributes),
-        )
-        .route(
-            "/participants/{id}/state/attributes/{key}",
-            put(set_attribute).delete(remove_attribute),
-        )
-        .route("/participants/{id}/state/counters", get(counters))
-        .route(
-            "/participants/{id}/state/counters/{key}",
-            get(counter).put(set_counter).delete(delete_counter),
-        )
-        .route("/participants/{id}/activity/events", get(events))
-        .route(
-            "/participants/{id}/activity/state-history",
-            get(state_history),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(set_status))
+        .routes(routes!(tags, replace_tags))
+        .routes(routes!(add_tag, remove_tag))
+        .routes(routes!(attributes, merge_attributes))
+        .routes(routes!(set_attribute, remove_attribute))
+        .routes(routes!(counters))
+        .routes(routes!(counter, set_counter, delete_counter))
+        .routes(routes!(events))
+        .routes(routes!(state_history))
 }
 
+#[derive(Serialize, ToSchema)]
+struct Tag {
+    #[schema(example = "vip")]
+    tag: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Tags {
+    tags: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Attribute {
+    #[schema(example = "tier")]
+    key: String,
+    #[schema(example = "gold")]
+    value: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Attributes {
+    attributes: BTreeMap<String, String>,
+}
+
+/// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
+#[allow(dead_code)]
+mod doc {
+    use crate::participants::ParticipantStatus;
+    use crate::participants::state::{StateOperation, StateType};
+    use std::collections::HashMap;
+    use uuid::Uuid;
+
+    #[derive(utoipa::ToSchema)]
+    pub struct SetStatus {
+        status: ParticipantStatus,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"tags": ["vip", "newsletter"]}))]
+    pub struct ReplaceTags {
+        /// The new tags, each at most 255 characters; lower-cased.
+        tags: Vec<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"attributes": {"tier": "gold"}}))]
+    pub struct MergeAttributes {
+        /// Values of at most 1000 characters; keys not given keep their values.
+        attributes: HashMap<String, String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct SetAttribute {
+        #[schema(min_length = 1, max_length = 1000)]
+        value: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    #[schema(example = json!({"value": "3", "reset_after": "720h"}))]
+    pub struct SetCounter {
+        #[schema(min_length = 1, max_length = 64, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+        value: String,
+        /// A duration such as `24h`; an empty string removes the window.
+        #[schema(max_length = 64)]
+        reset_after: Option<String>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct EventQuery {
+        program_id: Option<Uuid>,
+        #[param(inline)]
+        status: Option<crate::events::EventStatus>,
+        /// Received at or after; requires `to`.
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Happened at or after; requires `event_to`.
+        event_from: Option<chrono::DateTime<chrono::Utc>>,
+        event_to: Option<chrono::DateTime<chrono::Utc>>,
+        #[param(inline)]
+        sort_dir: Option<crate::validation::SortDir>,
+    }
+
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct HistoryQuery {
+        #[param(inline)]
+        state_type: Option<StateType>,
+        #[param(min_length = 1, max_length = 255)]
+        key: Option<String>,
+        #[param(inline)]
+        operation: Option<StateOperation>,
+        program_id: Option<Uuid>,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// State history pages hold at most 100 rows.
+        #[param(minimum = 1, maximum = 100)]
+        limit: Option<i64>,
+        cursor: Option<String>,
+    }
+}
+
+#[utoipa::path(patch, path = "/participants/{id}/status", tag = "participants", params(PathId), request_body = doc::SetStatus,
+    responses((status = 200, body = Detail), Rejected, NotFound, Conflict))]
 async fn set_status(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -62,6 +153,8 @@ async fn set_status(
     ))
 }
 
+#[utoipa::path(get, path = "/participants/{id}/state/tags", tag = "state", params(PathId, PageParams),
+    responses((status = 200, body = Page<Tag>), Rejected, NotFound))]
 async fn tags(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -73,10 +166,12 @@ async fn tags(
     v.finish()?;
     let tags = participants::tags(&s.pool, &actor, id).await?;
     Ok(Json(
-        page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| json!({"tag": tag})),
+        page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag }),
     ))
 }
 
+#[utoipa::path(put, path = "/participants/{id}/state/tags", tag = "state", params(PathId), request_body = doc::ReplaceTags,
+    responses((status = 200, body = Tags), Rejected, NotFound, Conflict))]
 async fn replace_tags(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -91,9 +186,12 @@ async fn replace_tags(
     }
     v.finish()?;
     let tags = participants::replace_tags(&s.pool, &actor, id, &tags.unwrap_or_default()).await?;
-    Ok(Json(json!({"tags": tags})))
+    Ok(Json(Tags { tags }))
 }
 
+#[utoipa::path(put, path = "/participants/{id}/state/tags/{tag}", tag = "state", params(("id" = Uuid, Path), ("tag" = String, Path, description = "Matched case-insensitively.")),
+    responses((status = 201, description = "Added.", body = Tag), (status = 200, description = "Already there.", body = Tag),
+        Rejected, NotFound, Conflict))]
 async fn add_tag(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -107,10 +205,12 @@ async fn add_tag(
         } else {
             StatusCode::OK
         },
-        Json(json!({"tag": tag})),
+        Json(Tag { tag }),
     ))
 }
 
+#[utoipa::path(delete, path = "/participants/{id}/state/tags/{tag}", tag = "state", params(("id" = Uuid, Path), ("tag" = String, Path, description = "Matched case-insensitively.")),
+    responses((status = 204, description = "Removed, or was not there."), Rejected, NotFound, Conflict))]
 async fn remove_tag(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -120,6 +220,8 @@ async fn remove_tag(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/participants/{id}/state/attributes", tag = "state", params(PathId, PageParams),
+    responses((status = 200, body = Page<Attribute>), Rejected, NotFound))]
 async fn attributes(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -132,10 +234,12 @@ async fn attributes(
     let attributes = participants::attributes(&s.pool, &actor, id).await?;
     let page = page_by_key(attributes, |(k, _)| k.as_str(), cursor, limit);
     Ok(Json(
-        page.map(|(key, value)| json!({"key": key, "value": value})),
+        page.map(|(key, value)| Attribute { key, value }),
     ))
 }
 
+#[utoipa::path(patch, path = "/participants/{id}/state/attributes", tag = "state", params(PathId), request_body = doc::MergeAttributes,
+    responses((status = 200, description = "All attributes after the merge.", body = Attributes), Rejected, NotFound, Conflict))]
 async fn merge_attributes(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -150,10 +254,13 @@ async fn merge_attributes(
     }
     v.finish()?;
     let all = participants::set_attributes(&s.pool, &actor, id, &pairs.unwrap_or_default()).await?;
-    let all: serde_json::Map<_, _> = all.into_iter().map(|(k, v)| (k, v.into())).collect();
-    Ok(Json(json!({"attributes": all})))
+    Ok(Json(Attributes {
+        attributes: all.into_iter().collect(),
+    }))
 }
 
+#[utoipa::path(put, path = "/participants/{id}/state/attributes/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = doc::SetAttribute,
+    responses((status = 200, body = Attribute), Rejected, NotFound, Conflict))]
 async fn set_attribute(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -164,9 +271,11 @@ async fn set_attribute(
     let value = v.body(&body)?.req_str("value", 1, 1000);
     v.finish()?;
     participants::set_attributes(&s.pool, &actor, id, &[(key.clone(), value.clone())]).await?;
-    Ok(Json(json!({"key": key, "value": value})))
+    Ok(Json(Attribute { key, value }))
 }
 
+#[utoipa::path(delete, path = "/participants/{id}/state/attributes/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 204, description = "Removed."), Rejected, NotFound, Conflict))]
 async fn remove_attribute(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -176,6 +285,8 @@ async fn remove_attribute(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/participants/{id}/state/counters", tag = "state", params(PathId, PageParams),
+    responses((status = 200, body = Page<Counter>), Rejected, NotFound))]
 async fn counters(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -194,6 +305,8 @@ async fn counters(
     )))
 }
 
+#[utoipa::path(get, path = "/participants/{id}/state/counters/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 200, body = Counter), Rejected, NotFound))]
 async fn counter(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -204,6 +317,8 @@ async fn counter(
     ))
 }
 
+#[utoipa::path(put, path = "/participants/{id}/state/counters/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = doc::SetCounter,
+    responses((status = 200, body = Counter), Rejected, NotFound, Conflict))]
 async fn set_counter(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -242,6 +357,8 @@ async fn set_counter(
     ))
 }
 
+#[utoipa::path(delete, path = "/participants/{id}/state/counters/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 204, description = "Removed."), Rejected, NotFound, Conflict))]
 async fn delete_counter(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -251,6 +368,8 @@ async fn delete_counter(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/participants/{id}/activity/events", tag = "participants", operation_id = "participant_events",
+    params(PathId, PageParams, doc::EventQuery), responses((status = 200, body = Page<Event>), Rejected, NotFound))]
 async fn events(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -277,6 +396,8 @@ async fn events(
     ))
 }
 
+#[utoipa::path(get, path = "/participants/{id}/activity/state-history", tag = "participants",
+    params(PathId, doc::HistoryQuery), responses((status = 200, body = Page<HistoryEntry>), Rejected, NotFound))]
 async fn state_history(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -288,12 +409,9 @@ async fn state_history(
     // State history pages are smaller than other lists: at most 100.
     let (cursor, limit) = q.page_within(50, 100);
     let filter = HistoryFilter {
-        state_type: q.opt_enum("state_type", &["tag", "counter", "attribute", "tier"]),
+        state_type: q.opt_enum("state_type", STATE_TYPES),
         key: q.opt_str("key", 1, 255),
-        operation: q.opt_enum(
-            "operation",
-            &["set", "delete", "add", "remove", "auto_reset"],
-        ),
+        operation: q.opt_enum("operation", STATE_OPERATIONS),
         program_id: q.opt_uuid("program_id"),
         changed: q.window(),
         cursor,

@@ -420,14 +420,20 @@ pub async fn settle_due(
     Ok(lots.len())
 }
 
+crate::api_enum!(pub LotStatus = LOT_STATUSES ["AVAILABLE", "HELD", "DEFERRED", "CONSUMED", "EXPIRED"]);
+
 /// A lot as E39 lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Lot)]
 pub struct LotView {
     pub id: Uuid,
     pub asset_id: Uuid,
     pub program_id: Uuid,
+    #[schema(example = "100")]
     pub amount: String,
+    #[schema(example = "40")]
     pub remaining: String,
+    #[schema(value_type = LotStatus)]
     pub status: String,
     pub reference_id: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,

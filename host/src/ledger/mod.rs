@@ -20,7 +20,7 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-pub const BUCKETS: &[&str] = &["AVAILABLE", "HELD", "DEFERRED"];
+crate::api_enum!(pub Bucket = BUCKETS ["AVAILABLE", "HELD", "DEFERRED"]);
 
 /// Who owns an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,7 +152,7 @@ pub async fn post(
     Ok(id)
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EntryRow {
     pub id: Uuid,
     pub program_id: Uuid,
@@ -182,20 +182,24 @@ pub struct PostingRow {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JournalEntry {
     #[serde(flatten)]
     pub entry: EntryRow,
     pub postings: Vec<Posting>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Posting {
     pub id: Uuid,
+    /// Signed: a debit of the account is negative.
+    #[schema(example = "-50")]
     pub amount: String,
     pub asset_id: Uuid,
     pub asset_symbol: String,
+    #[schema(value_type = Bucket)]
     pub bucket: String,
+    /// PARTICIPANT, GROUP, PROGRAM, or a system account.
     pub entity_type: String,
     pub participant_id: Option<Uuid>,
     pub group_id: Option<Uuid>,
@@ -319,13 +323,16 @@ fn group_postings(rows: Vec<PostingRow>) -> std::collections::HashMap<Uuid, Vec<
 }
 
 /// The net change an event made to one account: entities, system accounts included, per asset and bucket.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BalanceImpact {
     pub entity_type: String,
     pub entity_id: Option<Uuid>,
     pub asset_symbol: String,
+    #[schema(ignore)]
     pub scale: i16,
+    #[schema(value_type = Bucket)]
     pub bucket: String,
+    #[schema(value_type = String, example = "50")]
     pub amount: Decimal,
 }
 
@@ -410,14 +417,17 @@ pub struct ActivityFilter {
 }
 
 /// One posting on a holder's account, with its entry's context.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ActivityRow {
     pub posting_id: Uuid,
     pub journal_entry_id: Uuid,
     pub action_type: String,
+    #[schema(value_type = String, example = "50")]
     pub amount: Decimal,
+    #[schema(ignore)]
     pub scale: i16,
     pub asset_id: Uuid,
+    #[schema(value_type = Bucket)]
     pub bucket: String,
     pub description: Option<String>,
     pub event_id: Option<Uuid>,
@@ -425,6 +435,7 @@ pub struct ActivityRow {
     pub created_by_api_key_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     /// Statements only: the balance after this posting, over the holder's whole history.
+    #[schema(value_type = Option<String>)]
     pub running_balance: Option<Decimal>,
 }
 
@@ -465,10 +476,11 @@ pub async fn history(
 
 /// A statement: the holder's postings of one asset in the window, oldest first, with running balances and the
 /// balances at the window's ends computed over the full history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Statement {
     pub asset_id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Bucket>)]
     pub bucket: Option<&'static str>,
     pub opening_balance: String,
     pub closing_balance: String,

@@ -10,11 +10,14 @@ use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Module {
     pub id: Uuid,
+    /// Hex digest of the component's bytes.
     pub sha256: String,
+    /// Bytes.
     pub size: i32,
+    #[schema(example = "scrip:rules/evaluator@0.1.0")]
     pub interface: String,
     pub created_at: DateTime<Utc>,
 }

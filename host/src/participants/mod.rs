@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 pub use repo::{enroll, find_by_external_id, insert_if_absent, lock, lock_state};
 
-pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "CLOSED"];
+crate::api_enum!(pub ParticipantStatus = STATUSES ["ACTIVE", "SUSPENDED", "CLOSED"]);
 
 /// A participant as a client names one: by our id or by their own external id.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,10 +53,12 @@ pub async fn find_party(
     found.ok_or(Error::NotFound("participant"))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Participant {
     pub id: Uuid,
+    #[schema(example = "user_123")]
     pub external_id: String,
+    #[schema(value_type = ParticipantStatus)]
     pub status: String,
     pub email: Option<String>,
     pub phone: Option<String>,
@@ -79,12 +81,17 @@ pub struct State {
     pub counters: sqlx::types::Json<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// One asset's balance of a holder, in decimal strings at the asset's scale.
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BalanceRow {
     pub asset_id: Uuid,
+    #[schema(ignore)]
     pub scale: i16,
+    #[schema(value_type = String, example = "150")]
     pub available: Decimal,
+    #[schema(value_type = String, example = "0")]
     pub held: Decimal,
+    #[schema(value_type = String, example = "0")]
     pub deferred: Decimal,
 }
 
@@ -101,14 +108,19 @@ impl Serialize for BalanceRow {
 }
 
 /// The detail view: profile, inline state, balances and enrolled programs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Detail {
     #[serde(flatten)]
     pub participant: Participant,
+    /// String values by key.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub attributes: Map<String, Value>,
     pub tags: Vec<String>,
+    /// Counter values (decimal strings) by key.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub counters: Map<String, Value>,
     pub balances: Vec<BalanceRow>,
+    #[schema(value_type = Object)]
     pub tiers: Map<String, Value>,
     pub program_ids: Vec<Uuid>,
 }
@@ -144,7 +156,7 @@ pub struct ParticipantFilter {
     pub limit: i64,
 }
 
-pub const SORT_KEYS: &[&str] = &["created_at", "external_id", "status"];
+crate::api_enum!(pub ParticipantSort = SORT_KEYS ["created_at", "external_id", "status"]);
 
 /// Creates the participant, or updates the one with the same `external_id`. Returns whether it was created.
 pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Detail, bool)> {

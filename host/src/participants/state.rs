@@ -35,11 +35,14 @@ impl Window {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Counter {
+    #[schema(example = "purchases")]
     pub key: String,
     /// The effective value: 0 once the window has passed, even before the reset is written.
+    #[schema(value_type = String, example = "3")]
     pub value: Decimal,
+    /// The reset window, a duration such as `720h`.
     pub reset_after: Option<String>,
     pub last_reset_at: Option<DateTime<Utc>>,
 }
@@ -56,11 +59,17 @@ impl Serialize for Counter {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+crate::api_enum!(pub StateType = STATE_TYPES ["tag", "counter", "attribute", "tier"]);
+crate::api_enum!(pub StateOperation = STATE_OPERATIONS ["set", "delete", "add", "remove", "auto_reset"]);
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = StateChange)]
 pub struct HistoryEntry {
     pub id: Uuid,
+    #[schema(value_type = StateType)]
     pub state_type: String,
     pub key: String,
+    #[schema(value_type = StateOperation)]
     pub operation: String,
     pub old_value: Option<String>,
     pub new_value: Option<String>,

@@ -15,17 +15,27 @@ use uuid::Uuid;
 
 pub use repo::lock_for_update;
 
-pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
-pub const UNKNOWN_PARTICIPANT_POLICIES: &[&str] = &["CREATE", "REJECT"];
-pub const REDEMPTION_TARGETS: &[&str] = &["SYSTEM_REDEMPTION", "SYSTEM_BREAKAGE", "LEDGER_ENTITY"];
+crate::api_enum!(pub ProgramStatus = STATUSES ["ACTIVE", "SUSPENDED", "ARCHIVED"]);
+crate::api_enum!(
+    /// What an event for an unknown `external_id` does: create the participant, or fail.
+    pub UnknownParticipantPolicy = UNKNOWN_PARTICIPANT_POLICIES ["CREATE", "REJECT"]
+);
+crate::api_enum!(
+    /// Where redeemed value goes.
+    pub RedemptionTarget = REDEMPTION_TARGETS ["SYSTEM_REDEMPTION", "SYSTEM_BREAKAGE", "LEDGER_ENTITY"]
+);
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Program {
     pub id: Uuid,
+    #[schema(example = "Coffee Rewards")]
     pub name: String,
     pub description: Option<String>,
+    #[schema(value_type = UnknownParticipantPolicy)]
     pub on_unknown_participant: String,
+    #[schema(value_type = ProgramStatus)]
     pub status: String,
+    #[schema(value_type = RedemptionTarget)]
     pub redemption_target_type: String,
     pub redemption_target_entity_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,

@@ -25,10 +25,10 @@ pub use compiled::{
 };
 pub use simulate::SampleState;
 
-pub const STATUSES: &[&str] = &["ACTIVE", "SUSPENDED", "ARCHIVED"];
-/// Action types this server executes. The rest of the catalogue (SET_TIER, SCHEDULE_EVENT, BROADCAST) is refused
-/// at create time until it is implemented, so no rule is ever accepted that would do nothing.
-pub const ACTION_TYPES: &[&str] = &[
+crate::api_enum!(pub RuleStatus = STATUSES ["ACTIVE", "SUSPENDED", "ARCHIVED"]);
+// Action types this server executes. The rest of the catalogue (SET_TIER, SCHEDULE_EVENT, BROADCAST) is refused
+// at create time until it is implemented, so no rule is ever accepted that would do nothing.
+crate::api_enum!(pub ActionType = ACTION_TYPES [
     "CREDIT",
     "DEBIT",
     "HOLD",
@@ -39,16 +39,19 @@ pub const ACTION_TYPES: &[&str] = &[
     "UNTAG",
     "COUNTER",
     "SET_ATTRIBUTE",
-];
+]);
+crate::api_enum!(pub TargetType = TARGET_TYPES ["PARTICIPANT"]);
+crate::api_enum!(pub CreditBucket = CREDIT_BUCKETS ["AVAILABLE", "HELD"]);
 /// Actions a SUSPENDED or CLOSED participant cannot be the target of.
 pub const BLOCKED_WHEN_INACTIVE: &[&str] =
     &["CREDIT", "DEBIT", "HOLD", "RELEASE", "FORFEIT", "COUNTER"];
 
 /// An action as the client wrote it. `amount` and COUNTER's `value` are decimal literals or CEL;
 /// SET_ATTRIBUTE's `value` and the target's ids are static or CEL (see `cel::Template`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Action {
     #[serde(rename = "type")]
+    #[schema(value_type = ActionType)]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset_id: Option<Uuid>,
@@ -68,8 +71,9 @@ pub struct Action {
     pub reset_after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
-    /// CREDIT on LOT assets: `AVAILABLE` (default) or `HELD` (a provisional accrual).
+    /// CREDIT on LOT assets: `AVAILABLE` (default) or `HELD` (a provisional accrual); FORFEIT: the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<CreditBucket>)]
     pub bucket: Option<String>,
     /// CREDIT on LOT assets: a Go duration from the event's time, or an RFC 3339 timestamp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,9 +127,10 @@ impl Action {
 }
 
 /// Whom an action applies to; the event's participant (or its recipient) when absent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Target {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<TargetType>)]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
@@ -161,7 +166,7 @@ pub struct Rule {
 }
 
 /// What one evaluation of a wasm rule may use; omitted fields take the defaults of `wasm::Limits`.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ModuleLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
@@ -765,17 +770,23 @@ pub fn validate(condition: &str) -> Value {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = RuleChange)]
 pub struct HistoryEntry {
     pub id: Uuid,
     pub rule_id: Uuid,
     pub program_id: Uuid,
+    #[schema(value_type = ChangeType)]
     pub change_type: String,
     pub changed_at: DateTime<Utc>,
     pub changed_by_api_key_id: Option<Uuid>,
     /// Changes made from the dashboard would carry a user; this server has API keys only.
     pub changed_by_user_id: Option<Uuid>,
+    /// `{field: {from, to}}` of an update.
+    #[schema(value_type = Object)]
     pub changes: sqlx::types::Json<Value>,
+    /// The rule as it was after the change.
+    #[schema(value_type = Object)]
     pub snapshot: sqlx::types::Json<Value>,
 }
 
@@ -787,7 +798,7 @@ pub struct HistoryFilter {
     pub limit: i64,
 }
 
-pub const CHANGE_TYPES: &[&str] = &["created", "updated", "archived", "suspended", "activated"];
+crate::api_enum!(pub ChangeType = CHANGE_TYPES ["created", "updated", "archived", "suspended", "activated"]);
 
 /// E93, newest first.
 pub async fn history(

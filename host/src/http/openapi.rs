@@ -1,0 +1,92 @@
+//! The OpenAPI 3.1 document: its frame (info, security schemes, shared schemas), and the two routes that
+//! publish it. The paths themselves come from each handler's `#[utoipa::path]` via `utoipa_axum::routes!`.
+
+use super::error::ErrorBody;
+use axum::Json;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::Html;
+use axum::routing::{MethodRouter, get};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Scrip",
+        description = "A self-hostable rewards engine that speaks the Scrip REST API. Send an API key \
+                       (`sk_…`) as `Authorization: Bearer sk_…` or as `X-API-Key: sk_…`; create one with \
+                       `scrip api-key create --org NAME`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    modifiers(&SecuritySchemes),
+    components(schemas(ErrorBody)),
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sk_…")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// `GET /openapi.json`: the document, serialized once at start-up.
+pub fn json<S: Clone + Send + Sync + 'static>(document: &utoipa::openapi::OpenApi) -> MethodRouter<S> {
+    let body = Bytes::from(document.to_json().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot serialize the OpenAPI document");
+        "{}".into()
+    }));
+    get(move || {
+        let body = body.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+    })
+}
+
+/// `GET /docs`: a browsable reference rendered from /openapi.json by Scalar, loaded from its CDN.
+pub async fn docs() -> Html<&'static str> {
+    Html(
+        r#"<!doctype html>
+<html>
+<head>
+  <title>Scrip API reference</title>
+  <meta charset="utf-8" />
+  <meta name="viewport" content="width=device-width, initial-scale=1" />
+</head>
+<body>
+  <script id="api-reference" data-url="/openapi.json"></script>
+  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
+</body>
+</html>
+"#,
+    )
+}
+
+/// The health check's answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness: the server answers. No key needed.
+#[utoipa::path(get, path = "/health", tag = "meta", security(()),
+    responses((status = 200, description = "The server is up.", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
