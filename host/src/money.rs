@@ -21,18 +21,39 @@ pub fn parse(text: &str) -> Option<Decimal> {
 /// An amount on the wire, in the document: a plain decimal string as `parse` reads it.
 pub struct Amount;
 
+/// An amount that must be greater than zero: some digit is not 0.
+pub struct PositiveAmount;
+
+fn decimal_schema(pattern: &str, description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(pattern))
+        .examples(["10.50"])
+        .description(Some(description))
+        .into()
+}
+
 impl utoipa::PartialSchema for Amount {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::Type::String)
-            .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$"))
-            .examples(["10.50"])
-            .description(Some("A decimal string; no exponent, at most the asset's scale in decimals."))
-            .into()
+        decimal_schema(
+            r"^-?[0-9]+(\.[0-9]+)?$",
+            "A decimal string; no exponent, at most the asset's scale in decimals.",
+        )
     }
 }
 
 impl utoipa::ToSchema for Amount {}
+
+impl utoipa::PartialSchema for PositiveAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        decimal_schema(
+            r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$",
+            "A positive decimal string; no exponent, at most the asset's scale in decimals.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for PositiveAmount {}
 
 /// True when `amount` needs no more than `scale` decimal places (trailing zeros do not count).
 pub fn fits_scale(amount: Decimal, scale: i16) -> bool {

@@ -30,6 +30,7 @@ pub struct Pagination {
 #[allow(dead_code)] // read by the OpenAPI document only
 pub struct PageParams {
     /// `pagination.next_cursor` of the previous page.
+    #[param(min_length = 1, max_length = 1000)]
     cursor: Option<String>,
     /// Rows per page (default 50).
     #[param(minimum = 1, maximum = 200)]

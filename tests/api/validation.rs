@@ -89,6 +89,12 @@ async fn bad_inputs_get_a_4xx_with_the_spec_error_body_and_write_nothing(
         case(M::POST, "/programs", Some(json!({"name": "x".repeat(256)})), 400, "bad_request", Some("name")),
         case(M::POST, "/programs", Some(json!({"name": "x", "on_unknown_participant": "MAYBE"})), 400, "bad_request", Some("on_unknown_participant")),
         case(M::POST, "/programs", Some(json!([1, 2])), 400, "bad_request", Some("body")),
+        // Postgres cannot store U+0000: refused wherever it appears, naming where (found by schemathesis).
+        case(M::POST, "/programs", Some(json!({"name": "a\u{0}b"})), 400, "bad_request", Some("name")),
+        case(M::GET, "/assets?search=%00", None, 400, "bad_request", Some("search")),
+        case(M::POST, "/events", Some(json!({"program_id": program, "external_id": "nul", "idempotency_key": "nul",
+                                             "event_data": {"items": [{"sku": "\u{0}"}]}})),
+             400, "bad_request", Some("event_data.items[0].sku")),
         case(M::PATCH, format!("/programs/{program}"), Some(json!({})), 400, "bad_request", Some("body")),
         case(M::PATCH, format!("/programs/{program}"), Some(json!({"status": "DELETED"})), 400, "bad_request", Some("status")),
         case(M::PATCH, format!("/programs/{program}"), Some(json!({"redemption_target_type": "LEDGER_ENTITY"})), 400, "bad_request", Some("redemption_target_entity_id")),

@@ -49,7 +49,7 @@ crate::api_enum!(
 #[allow(dead_code)]
 mod doc {
     use super::{AdjustmentType, OperableBucket};
-    use crate::money::Amount;
+    use crate::money::PositiveAmount;
     use chrono::{DateTime, Utc};
     use uuid::Uuid;
 
@@ -57,7 +57,7 @@ mod doc {
     #[schema(example = json!({"amount": "10000", "description": "Q3 budget"}))]
     pub struct WalletMove {
         /// Positive, within the asset's scale.
-        amount: Amount,
+        amount: PositiveAmount,
         #[schema(max_length = 500)]
         description: Option<String>,
     }
@@ -97,7 +97,7 @@ mod doc {
         #[schema(rename = "type")]
         kind: AdjustmentType,
         /// Positive, within the asset's scale.
-        amount: Amount,
+        amount: PositiveAmount,
         #[schema(min_length = 1, max_length = 500)]
         description: String,
         /// Default AVAILABLE.
@@ -127,7 +127,7 @@ mod doc {
         #[schema(min_length = 1, max_length = 500)]
         description: String,
         /// Default: all that is selected.
-        amount: Option<Amount>,
+        amount: Option<PositiveAmount>,
         /// Letters, digits and `._:@-`.
         #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9._:@-]+$")]
         reference_id: Option<String>,
@@ -181,7 +181,7 @@ mod doc {
         #[schema(min_length = 1, max_length = 255)]
         external_id: Option<String>,
         participant_id: Option<Uuid>,
-        amount: Amount,
+        amount: PositiveAmount,
     }
 
     /// The source is named by `source_external_id` or `source_participant_id`.

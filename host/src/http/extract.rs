@@ -70,15 +70,53 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             Error::invalid(FieldError::invalid(
                 "body",
                 "JSON object",
                 None,
                 format!("malformed JSON: {e}"),
             ))
-        })
+        })?;
+        match nul_in(&value) {
+            Some(field) => Err(nul_error(if field.is_empty() { "body".into() } else { field })),
+            None => Ok(JsonBody(value)),
+        }
     }
+}
+
+/// Where in `value` a string or key holds U+0000, which Postgres text and jsonb cannot store.
+fn nul_in(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => text.contains('\0').then(String::new),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            nul_in(item).map(|below| format!("[{i}]{}", dotted(&below)))
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(key.replace('\0', "\\u0000"));
+            }
+            nul_in(item).map(|below| format!("{key}{}", dotted(&below)))
+        }),
+        _ => None,
+    }
+}
+
+fn dotted(below: &str) -> String {
+    match below {
+        "" => String::new(),
+        index if index.starts_with('[') => index.to_owned(),
+        field => format!(".{field}"),
+    }
+}
+
+fn nul_error(field: String) -> Error {
+    Error::invalid(FieldError::invalid(
+        field.clone(),
+        "text without U+0000",
+        None,
+        format!("{field} must not contain the NUL character (U+0000)"),
+    ))
 }
 
 /// Query parameters as a map of strings, read through `validation::Fields`.
@@ -97,6 +135,12 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
                     e.body_text(),
                 ))
             })?;
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(nul_error(name.replace('\0', "\\u0000")));
+        }
         Ok(QueryParams(validation::query_map(pairs)))
     }
 }
@@ -125,6 +169,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIdKey {
         let Path((raw, key)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(path_error)?;
+        if key.contains('\0') {
+            return Err(nul_error("key".into()));
+        }
         Ok(PathIdKey(parse_id(raw)?, key))
     }
 }

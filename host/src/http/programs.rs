@@ -30,7 +30,7 @@ crate::api_enum!(ArchiveStatus = ARCHIVE ["ARCHIVED"]);
 /// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
 #[allow(dead_code)]
 mod doc {
-    use crate::money::Amount;
+    use crate::money::PositiveAmount;
     use crate::programs::{ProgramStatus, RedemptionTarget, UnknownParticipantPolicy};
     use uuid::Uuid;
 
@@ -80,7 +80,7 @@ mod doc {
         #[schema(minimum = 0, maximum = 18)]
         scale: i64,
         /// Positive.
-        max_transaction_amount: Option<Amount>,
+        max_transaction_amount: Option<PositiveAmount>,
     }
 
     /// Only `name`, `max_transaction_amount` and archiving can change; at least one is required.
@@ -92,7 +92,7 @@ mod doc {
         status: Option<super::ArchiveStatus>,
         /// Positive; null removes the limit.
         #[schema(nullable)]
-        max_transaction_amount: Option<Amount>,
+        max_transaction_amount: Option<PositiveAmount>,
     }
 
     #[derive(utoipa::IntoParams)]

@@ -44,7 +44,7 @@ mod doc {
     pub struct BudgetInput {
         asset_id: Uuid,
         /// Positive: the most the rule may issue of the asset per period.
-        limit: crate::money::Amount,
+        limit: crate::money::PositiveAmount,
         /// Absent: one budget for the rule's lifetime.
         schedule_type: Option<super::ScheduleType>,
         /// CRON budgets: when the period rolls over, e.g. `0 0 1 * *`.
@@ -236,6 +236,7 @@ mod doc {
         /// Rule history pages hold 20 by default, at most 100.
         #[param(minimum = 1, maximum = 100)]
         limit: Option<i64>,
+        #[param(min_length = 1, max_length = 1000)]
         cursor: Option<String>,
     }
 

@@ -133,6 +133,7 @@ mod doc {
         /// State history pages hold at most 100 rows.
         #[param(minimum = 1, maximum = 100)]
         limit: Option<i64>,
+        #[param(min_length = 1, max_length = 1000)]
         cursor: Option<String>,
     }
 }
