@@ -36,7 +36,7 @@ status=0
     --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
     --phases examples,coverage,fuzzing \
     --max-examples "${SCRIP_CONTRACT_EXAMPLES:-10}" \
-    --seed 1 \
+    --seed "${SCRIP_CONTRACT_SEED:-1}" \
     --wait-for-schema 30 \
     --suppress-health-check all \
     --report junit --report-dir "${TMPDIR:-/tmp}/scrip-schemathesis-report" || status=$?
