@@ -218,10 +218,10 @@ mod doc {
         asset_id: Option<Uuid>,
     }
 
+    /// The filters history and statements share (`activity_filter`).
     #[derive(utoipa::IntoParams)]
     #[into_params(parameter_in = Query)]
-    pub struct HistoryQuery {
-        asset_id: Option<Uuid>,
+    pub struct ActivityQuery {
         #[param(inline)]
         bucket: Option<crate::ledger::Bucket>,
         /// Posted at or after; requires `to`.
@@ -232,16 +232,11 @@ mod doc {
         event_to: Option<DateTime<Utc>>,
     }
 
+    /// A statement is of one asset.
     #[derive(utoipa::IntoParams)]
     #[into_params(parameter_in = Query)]
-    pub struct StatementQuery {
+    pub struct StatementAsset {
         asset_id: Uuid,
-        #[param(inline)]
-        bucket: Option<crate::ledger::Bucket>,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        event_from: Option<DateTime<Utc>>,
-        event_to: Option<DateTime<Utc>>,
     }
 
     #[derive(utoipa::IntoParams)]
@@ -358,7 +353,7 @@ fn statement_filter(q: &Map<String, Value>) -> Result<(Uuid, ActivityFilter)> {
     Ok((asset_id, filter))
 }
 
-#[utoipa::path(get, path = "/programs/{id}/history", tag = "programs", params(PathId, PageParams, doc::HistoryQuery),
+#[utoipa::path(get, path = "/programs/{id}/history", tag = "programs", params(PathId, PageParams, doc::AssetQuery, doc::ActivityQuery),
     responses((status = 200, body = Page<ActivityRow>), Rejected, NotFound))]
 async fn wallet_history(
     State(s): State<AppState>,
@@ -371,7 +366,7 @@ async fn wallet_history(
     ))
 }
 
-#[utoipa::path(get, path = "/programs/{id}/statement", tag = "programs", params(PathId, PageParams, doc::StatementQuery),
+#[utoipa::path(get, path = "/programs/{id}/statement", tag = "programs", params(PathId, PageParams, doc::StatementAsset, doc::ActivityQuery),
     responses((status = 200, body = Statement), Rejected, NotFound))]
 async fn wallet_statement(
     State(s): State<AppState>,
@@ -385,7 +380,7 @@ async fn wallet_statement(
     ))
 }
 
-#[utoipa::path(get, path = "/participants/{id}/activity/history", tag = "balances", params(PathId, PageParams, doc::HistoryQuery),
+#[utoipa::path(get, path = "/participants/{id}/activity/history", tag = "balances", params(PathId, PageParams, doc::AssetQuery, doc::ActivityQuery),
     responses((status = 200, body = Page<ActivityRow>), Rejected, NotFound))]
 async fn participant_history(
     State(s): State<AppState>,
@@ -398,7 +393,7 @@ async fn participant_history(
     ))
 }
 
-#[utoipa::path(get, path = "/participants/{id}/statement", tag = "balances", params(PathId, PageParams, doc::StatementQuery),
+#[utoipa::path(get, path = "/participants/{id}/statement", tag = "balances", params(PathId, PageParams, doc::StatementAsset, doc::ActivityQuery),
     responses((status = 200, body = Statement), Rejected, NotFound))]
 async fn participant_statement(
     State(s): State<AppState>,
