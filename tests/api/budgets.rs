@@ -117,7 +117,7 @@ async fn periodic_budgets_roll_over_and_budgets_are_validated(
     let rule = id(&app
         .created("/rules", json!({"program_id": program, "name": "per period", "condition": "true",
             "actions": [{"type": "CREDIT", "asset_id": points, "amount": "10"}, {"type": "TAG", "tag": "seen"}],
-            "budgets": [{"asset_id": points, "limit": "10", "schedule_type": "INTERVAL", "interval": "400ms"}]}))
+            "budgets": [{"asset_id": points, "limit": "10", "schedule_type": "INTERVAL", "interval": "2s"}]}))
         .await);
     let statuses = |event: &Value| {
         (
@@ -144,10 +144,11 @@ async fn periodic_budgets_roll_over_and_budgets_are_validated(
             budget["schedule_type"].clone(),
             budget["interval"].clone()
         ),
-        (json!("10"), json!("INTERVAL"), json!("400ms"))
+        (json!("10"), json!("INTERVAL"), json!("2s"))
     );
     assert!(budget["next_reset_at"].is_string());
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // A period long enough that each step below runs inside one, even on a loaded machine.
+    tokio::time::sleep(Duration::from_millis(2050)).await;
     assert_eq!(
         app.get(&format!("/rules/{rule}")).await.body["budgets"][0]["consumed"],
         "0",
