@@ -24,7 +24,10 @@ pub struct Amount;
 /// An amount that must be greater than zero: some digit is not 0.
 pub struct PositiveAmount;
 
-fn decimal_schema(pattern: &str, description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+fn decimal_schema(
+    pattern: &str,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)
         .pattern(Some(pattern))

@@ -66,9 +66,10 @@ async fn every_documented_operation_is_served(_: PgPoolOptions, connect: PgConne
                 .send()
                 .await
                 .expect("sent");
-            let open = operation["security"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|r| r.as_object().is_some_and(|o| o.is_empty())));
+            let open = operation["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
             let expected = if open {
                 StatusCode::OK
             } else {

@@ -133,7 +133,10 @@ pub struct Rejected;
 impl IntoResponses for Rejected {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         error_responses(&[
-            (400, "A path, query or body parameter is invalid; `details` names it."),
+            (
+                400,
+                "A path, query or body parameter is invalid; `details` names it.",
+            ),
             (401, "The API key is missing, invalid or revoked."),
         ])
     }

@@ -79,7 +79,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             ))
         })?;
         match nul_in(&value) {
-            Some(field) => Err(nul_error(if field.is_empty() { "body".into() } else { field })),
+            Some(field) => Err(nul_error(if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            })),
             None => Ok(JsonBody(value)),
         }
     }
@@ -89,9 +93,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 fn nul_in(value: &Value) -> Option<String> {
     match value {
         Value::String(text) => text.contains('\0').then(String::new),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-            nul_in(item).map(|below| format!("[{i}]{}", dotted(&below)))
-        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item).map(|below| format!("[{i}]{}", dotted(&below)))),
         Value::Object(map) => map.iter().find_map(|(key, item)| {
             if key.contains('\0') {
                 return Some(key.replace('\0', "\\u0000"));

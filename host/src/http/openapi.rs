@@ -47,7 +47,9 @@ impl Modify for SecuritySchemes {
 }
 
 /// `GET /openapi.json`: the document, serialized once at start-up.
-pub fn json<S: Clone + Send + Sync + 'static>(document: &utoipa::openapi::OpenApi) -> MethodRouter<S> {
+pub fn json<S: Clone + Send + Sync + 'static>(
+    document: &utoipa::openapi::OpenApi,
+) -> MethodRouter<S> {
     let body = Bytes::from(document.to_json().unwrap_or_else(|err| {
         tracing::error!(error = %err, "cannot serialize the OpenAPI document");
         "{}".into()

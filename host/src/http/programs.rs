@@ -25,7 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 crate::api_enum!(ProgramSort = PROGRAM_SORT_KEYS ["created_at", "name"]);
-crate::api_enum!(ArchiveStatus = ARCHIVE ["ARCHIVED"]);
+crate::api_enum!(ArchiveStatus = ARCHIVE["ARCHIVED"]);
 
 /// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
 #[allow(dead_code)]

@@ -571,9 +571,7 @@ async fn create(
         stop_after_match: f.opt_bool("stop_after_match").unwrap_or(false),
         active_from: f.opt_time("active_from"),
         active_to: f.opt_time("active_to"),
-        status: f
-            .opt_enum("status", NEW_RULE_STATUSES)
-            .unwrap_or("ACTIVE"),
+        status: f.opt_enum("status", NEW_RULE_STATUSES).unwrap_or("ACTIVE"),
         budgets: parse_budgets(&f).unwrap_or_default(),
         module: module.id.map(|id| ModuleRef {
             id,

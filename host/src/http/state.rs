@@ -234,9 +234,7 @@ async fn attributes(
     v.finish()?;
     let attributes = participants::attributes(&s.pool, &actor, id).await?;
     let page = page_by_key(attributes, |(k, _)| k.as_str(), cursor, limit);
-    Ok(Json(
-        page.map(|(key, value)| Attribute { key, value }),
-    ))
+    Ok(Json(page.map(|(key, value)| Attribute { key, value })))
 }
 
 #[utoipa::path(patch, path = "/participants/{id}/state/attributes", tag = "state", params(PathId), request_body = doc::MergeAttributes,
