@@ -78,7 +78,7 @@ mod doc {
         /// Each item as the body of POST /v1/events (`NewEvent`). Items are validated one by one: an invalid
         /// item is reported in its result and does not fail the batch.
         #[schema(min_items = 1, max_items = 100, value_type = Vec<Object>)]
-        events: Vec<NewEvent>,
+        events: Vec<serde_json::Value>,
     }
 
     #[derive(utoipa::IntoParams)]
