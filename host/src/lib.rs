@@ -28,7 +28,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Errors of start-up and the CLI: reported, never matched on.
@@ -66,9 +66,11 @@ pub async fn start(
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let runtime = Arc::new(rules::wasm::Runtime::new(pipeline.wasm)?);
+    let doorbell = events::worker::Doorbell::new();
     let app = http::router(http::AppState {
         pool: pool.clone(),
         runtime: runtime.clone(),
+        doorbell: doorbell.clone(),
     });
     let mut http_stopped = stopped.clone();
     tasks.spawn(async move {
@@ -80,19 +82,15 @@ pub async fn start(
         }
     });
     let cache = Arc::new(rules::RuleCache::new(runtime));
-    let wake = Arc::new(Notify::new());
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
     tasks.spawn(ledger::lots::run_jobs(pool.clone(), stopped.clone()));
-    tasks.spawn(events::worker::listen(
-        pool.clone(),
-        wake.clone(),
-        stopped.clone(),
-    ));
+    tasks.spawn(doorbell.clone().listen(pool.clone(), stopped.clone()));
+    tasks.spawn(doorbell.clone().broadcast(pool.clone(), stopped.clone()));
     for _ in 0..pipeline.workers {
         let worker = events::worker::run(
             pool.clone(),
             cache.clone(),
-            wake.clone(),
+            doorbell.clone(),
             pipeline.retry_backoff,
             stopped.clone(),
         );

@@ -638,11 +638,16 @@ async fn post(conn: &mut PgConnection, actor: &Actor, entry: &NewEntry) -> Resul
 }
 
 async fn post_by(conn: &mut PgConnection, organization_id: Uuid, entry: &NewEntry) -> Result<Uuid> {
-    ledger::post(conn, organization_id, entry)
-        .await
-        .map_err(|err| match err {
-            PostError::InsufficientBalance => Error::Insufficient("insufficient balance".into()),
-            PostError::Unbalanced => Error::Internal("postings do not balance".into()),
-            PostError::Database(err) => Error::Database(err),
-        })
+    ledger::post(
+        conn,
+        organization_id,
+        entry,
+        &ledger::KnownAccounts::default(),
+    )
+    .await
+    .map_err(|err| match err {
+        PostError::InsufficientBalance => Error::Insufficient("insufficient balance".into()),
+        PostError::Unbalanced => Error::Internal("postings do not balance".into()),
+        PostError::Database(err) => Error::Database(err),
+    })
 }

@@ -5,9 +5,9 @@ use crate::assets::Asset;
 use crate::balances::{self, By};
 use crate::error::Error;
 use crate::ledger::lots::{self, LotSpec, Selector};
-use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
+use crate::ledger::{self, AccountKey, KnownAccounts, NewEntry, Owner, PostError};
 use crate::participants::state::{self, Origin, WindowChange};
-use crate::participants::{self, State};
+use crate::participants::{self, State, Wait};
 use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
 use crate::rules::{Amount, BLOCKED_WHEN_INACTIVE, CompiledAction, CompiledRule, Step, TargetRef};
@@ -34,6 +34,12 @@ pub struct EventContext<'a> {
 
 /// What the events of one worker batch share, read once per batch rather than once per action.
 pub struct Batch {
+    /// Participants the batch locked up front, with their state as last read.
+    states: HashMap<Uuid, State>,
+    /// Participants whose state an event may have changed (or rolled back) since it was read.
+    stale: HashSet<Uuid>,
+    /// Accounts that existed when the batch began.
+    pub accounts: KnownAccounts,
     /// The budget slot this batch draws from first (see `rules::budgets`).
     budget_slot: i16,
     /// The (rule, asset) pairs that have a budget; credits of the others need no budget query.
@@ -44,12 +50,60 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(budget_slot: i16, budgeted: impl IntoIterator<Item = (Uuid, Uuid)>) -> Batch {
+    pub fn new(
+        budget_slot: i16,
+        budgeted: impl IntoIterator<Item = (Uuid, Uuid)>,
+        states: Vec<State>,
+        accounts: KnownAccounts,
+    ) -> Batch {
         Batch {
+            states: states.into_iter().map(|s| (s.id, s)).collect(),
+            stale: HashSet::new(),
+            accounts,
             budget_slot,
             budgeted: budgeted.into_iter().collect(),
             assets: HashMap::new(),
         }
+    }
+
+    /// Whether the batch locked this participant up front.
+    pub fn holds(&self, id: Uuid) -> bool {
+        self.states.contains_key(&id)
+    }
+
+    /// Brings a participant into an event: locked (most already are, by the batch), enrolled in the event's
+    /// program, and its current state. `None` when the organization has no such participant.
+    pub async fn enter(
+        &mut self,
+        conn: &mut PgConnection,
+        organization_id: Uuid,
+        program_id: Uuid,
+        id: Uuid,
+    ) -> sqlx::Result<Option<State>> {
+        let state = match self.states.get(&id) {
+            Some(_) if self.stale.remove(&id) => {
+                let fresh = participants::lock_states(conn, None, &[id], Wait::Block)
+                    .await?
+                    .pop();
+                match &fresh {
+                    Some(state) => self.states.insert(id, state.clone()),
+                    None => self.states.remove(&id),
+                };
+                fresh
+            }
+            Some(state) => Some(state.clone()),
+            None => participants::lock_state(conn, organization_id, &[id])
+                .await?
+                .pop(),
+        };
+        let Some(state) = state.filter(|s| s.organization_id == organization_id) else {
+            return Ok(None);
+        };
+        if !state.programs.contains(&program_id) {
+            participants::enroll(conn, id, program_id).await?;
+            self.stale.insert(id);
+        }
+        Ok(Some(state))
     }
 
     /// The asset an action names, linked to the event's program; `Err` says it is not.
@@ -166,6 +220,7 @@ pub async fn execute(
             };
         }
         Step::Tag { tag, add } => {
+            ctx.batch.stale.insert(target);
             let changed = state::set_tag(conn, &origin, target, tag, *add).await?;
             json!({"type": action.kind, "participant_id": target, "tag": tag, "changed": changed})
         }
@@ -175,6 +230,7 @@ pub async fn execute(
                 Err(reason) => return Ok(Err(format!("value {reason}"))),
             };
             let window = window.clone().map_or(WindowChange::Keep, WindowChange::Set);
+            ctx.batch.stale.insert(target);
             let (old, new) =
                 state::increment_counter(conn, &origin, target, key, delta, window).await?;
             json!({"type": action.kind, "participant_id": target, "key": key,
@@ -186,6 +242,7 @@ pub async fn execute(
                 Ok(_) => return Ok(Err("attribute values must be 1 to 1000 characters".into())),
                 Err(err) => return Ok(Err(format!("value expression failed: {err}"))),
             };
+            ctx.batch.stale.insert(target);
             let previous = state::set_attribute(conn, &origin, target, key, &value).await?;
             json!({"type": action.kind, "participant_id": target, "key": key, "value": value, "previous": previous})
         }
@@ -318,7 +375,7 @@ async fn money(
             settled = Some(held);
         }
     }
-    match ledger::post(conn, ctx.organization_id, &entry).await {
+    match ledger::post(conn, ctx.organization_id, &entry, &ctx.batch.accounts).await {
         Ok(journal_entry_id) => {
             if let Some(held) = &settled {
                 lots::consume(conn, journal_entry_id, held).await?;
@@ -455,13 +512,13 @@ async fn resolve_target(
         }
     };
     if !ctx.participants.contains_key(&id) {
-        let Some(state) = participants::lock_state(conn, ctx.organization_id, &[id])
+        let Some(state) = ctx
+            .batch
+            .enter(conn, ctx.organization_id, ctx.program_id, id)
             .await?
-            .pop()
         else {
             return Ok(Err(format!("target participant {id} not found")));
         };
-        participants::enroll(conn, id, ctx.program_id).await?;
         ctx.participants.insert(id, state);
     }
     Ok(Ok(id))

@@ -6,6 +6,8 @@ mod actions;
 mod repo;
 pub mod worker;
 
+use worker::Doorbell;
+
 use crate::error::{Error, Result};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
@@ -137,9 +139,17 @@ pub enum Ingested {
 }
 
 /// Stores the event, or returns the one already stored under its idempotency key.
-pub async fn ingest(pool: &PgPool, actor: &Actor, new: NewEvent) -> Result<Ack> {
+pub async fn ingest(
+    pool: &PgPool,
+    doorbell: &Doorbell,
+    actor: &Actor,
+    new: NewEvent,
+) -> Result<Ack> {
     check_references(pool, actor, &new).await?;
-    let (event, _) = store(pool, actor, &new).await?;
+    let (event, stored) = store(pool, actor, &new).await?;
+    if stored {
+        doorbell.ring();
+    }
     Ok(Ack::from(&event))
 }
 
@@ -148,6 +158,7 @@ pub async fn ingest(pool: &PgPool, actor: &Actor, new: NewEvent) -> Result<Ack> 
 /// different payload it is an error for that item.
 pub async fn ingest_batch(
     pool: &PgPool,
+    doorbell: &Doorbell,
     actor: &Actor,
     items: Vec<Result<NewEvent, String>>,
 ) -> Result<Vec<Ingested>> {
@@ -172,6 +183,9 @@ pub async fn ingest_batch(
         .into_iter()
         .map(|e| (e.id, e))
         .collect();
+    if !inserted.is_empty() {
+        doorbell.ring();
+    }
     // Keys already taken, by stored events or earlier items of this batch: committed by now, so visible.
     let taken: Vec<(Uuid, String)> = to_insert
         .iter()
@@ -383,15 +397,18 @@ pub struct Retried {
 }
 
 /// E88: a FAILED event goes back to PENDING with a fresh set of attempts; any other status is a conflict.
-pub async fn retry(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Retried> {
+pub async fn retry(pool: &PgPool, doorbell: &Doorbell, actor: &Actor, id: Uuid) -> Result<Retried> {
     match repo::requeue_failed(pool, actor.organization_id, id).await? {
-        Some(previous_error) => Ok(Retried {
-            event_id: id,
-            status: "PENDING",
-            previous_status: "FAILED",
-            previous_error,
-            message: "Event queued for retry",
-        }),
+        Some(previous_error) => {
+            doorbell.ring();
+            Ok(Retried {
+                event_id: id,
+                status: "PENDING",
+                previous_status: "FAILED",
+                previous_error,
+                message: "Event queued for retry",
+            })
+        }
         None => match repo::find(pool, actor.organization_id, id).await? {
             None => Err(Error::NotFound("event")),
             Some(event) => Err(Error::conflict(format!(

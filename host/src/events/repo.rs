@@ -275,8 +275,7 @@ pub async fn requeue_failed(
     organization_id: Uuid,
     id: Uuid,
 ) -> sqlx::Result<Option<Option<String>>> {
-    let mut tx = pool.begin().await?;
-    let previous: Option<Option<String>> = sqlx::query_scalar(
+    sqlx::query_scalar(
         "UPDATE events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), processed_at = NULL,
                 updated_at = now()
           WHERE id = $1 AND organization_id = $2 AND status = 'FAILED'
@@ -284,14 +283,6 @@ pub async fn requeue_failed(
     )
     .bind(id)
     .bind(organization_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if previous.is_some() {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(super::worker::CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(previous)
+    .fetch_optional(pool)
+    .await
 }

@@ -13,7 +13,8 @@
 //! after the sixth attempt the event is FAILED. Evaluations describe the latest attempt.
 
 use super::actions::{self, Batch, EventContext};
-use crate::participants::{self, State};
+use crate::ledger::KnownAccounts;
+use crate::participants::{self, State, Wait};
 use crate::rules::cel::{self, Variables};
 use crate::rules::wasm::{self, Runtime};
 use crate::rules::{self, CompiledAction, CompiledModule, CompiledRule, RuleCache};
@@ -28,7 +29,7 @@ use uuid::Uuid;
 
 /// Channel the events table notifies on insert (see the migration's trigger).
 pub const CHANNEL: &str = "scrip_events";
-const BATCH_SIZE: i64 = 50;
+const BATCH_SIZE: usize = 50;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The first attempt and five automatic retries; then the event is FAILED until retried by hand (E88).
 const MAX_ATTEMPTS: i32 = 6;
@@ -58,17 +59,17 @@ impl Default for Pipeline {
 pub async fn run(
     pool: PgPool,
     cache: Arc<RuleCache>,
-    wake: Arc<Notify>,
+    doorbell: Doorbell,
     retry_backoff: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     while !*shutdown.borrow() {
         // Registered before looking for work, so a notification during the claim is not lost.
-        let notified = wake.notified();
+        let notified = doorbell.local.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         match process_batch(&pool, &cache, retry_backoff).await {
-            Ok(0) => {
+            Ok(Progress { claimed: 0, .. }) => {
                 // Sleep until woken, or until the earliest scheduled retry if that comes sooner.
                 let nap = next_retry_in(&pool)
                     .await
@@ -80,6 +81,12 @@ pub async fn run(
                     _ = shutdown.changed() => {}
                 }
             }
+            // Every event waits on participants another batch holds: let that batch finish first.
+            Ok(Progress { finished: 0, .. }) => {
+                tokio::time::sleep(Duration::from_millis(jitter_ms(2, 20))).await;
+            }
+            // A full batch: more may be waiting, so another idle worker joins in.
+            Ok(Progress { claimed, .. }) if claimed == BATCH_SIZE => doorbell.local.notify_one(),
             Ok(_) => {}
             Err(err) if is_contention(&err) => {
                 tracing::debug!(error = %err, "batch rolled back on lock contention; retrying");
@@ -106,66 +113,132 @@ async fn next_retry_in(pool: &PgPool) -> Option<Duration> {
     millis.map(|ms| Duration::from_millis(ms as u64))
 }
 
-/// Wakes the workers whenever events are inserted. Polling covers notifications lost while reconnecting.
-pub async fn listen(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    while !*shutdown.borrow() {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for new events; workers will poll");
+/// Tells workers that events are waiting: this process's at once, other processes' through a NOTIFY sent at
+/// most once per [`NOTIFY_EVERY`] on its own connection. Never from inside an ingest transaction: Postgres
+/// serializes the commits of transactions that NOTIFY, which capped ingestion at a third of the INSERT ceiling.
+#[derive(Clone)]
+pub struct Doorbell {
+    local: Arc<Notify>,
+    remote: Arc<Notify>,
+    /// Sent as the payload, so this process's listener can ignore its own rings.
+    instance: Arc<str>,
+}
+
+const NOTIFY_EVERY: Duration = Duration::from_millis(10);
+
+impl Doorbell {
+    pub fn new() -> Self {
+        Doorbell {
+            local: Arc::new(Notify::new()),
+            remote: Arc::new(Notify::new()),
+            instance: Uuid::now_v7().to_string().into(),
+        }
+    }
+
+    /// New events are committed: one idle worker here takes them (it calls in another when its batch is
+    /// full), and other processes hear of it shortly.
+    pub fn ring(&self) {
+        self.local.notify_one();
+        self.remote.notify_one();
+    }
+
+    /// Sends the coalesced NOTIFYs until shutdown.
+    pub async fn broadcast(self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            tokio::select! {
+                _ = self.remote.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&*self.instance)
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %err, "NOTIFY failed; other processes' workers will poll");
+            }
+            tokio::time::sleep(NOTIFY_EVERY).await;
+        }
+    }
+
+    /// Wakes this process's workers when another process rings. Polling covers notifications lost while
+    /// reconnecting.
+    pub async fn listen(self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for new events; workers will poll");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            };
+            if let Err(err) = listener.listen(CHANNEL).await {
+                tracing::warn!(error = %err, "LISTEN failed; workers will poll");
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
-        };
-        if let Err(err) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %err, "LISTEN failed; workers will poll");
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            continue;
-        }
-        loop {
-            tokio::select! {
-                received = listener.recv() => match received {
-                    Ok(_) => wake.notify_waiters(),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "event notifications interrupted");
-                        break;
-                    }
-                },
-                _ = shutdown.changed() => return,
+            loop {
+                tokio::select! {
+                    received = listener.recv() => match received {
+                        Ok(n) if n.payload() == &*self.instance => {}
+                        Ok(_) => self.local.notify_one(),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "event notifications interrupted");
+                            break;
+                        }
+                    },
+                    _ = shutdown.changed() => return,
+                }
             }
         }
     }
 }
 
-/// Processes one batch; returns how many events it finished (completed or failed).
+impl Default for Doorbell {
+    fn default() -> Self {
+        Doorbell::new()
+    }
+}
+
+/// What one [`process_batch`] did: events claimed, and of those finished (completed, failed or rescheduled);
+/// the others wait on participants another batch holds and are claimed again once it commits.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub claimed: usize,
+    pub finished: usize,
+}
+
+/// Claims and processes one batch. Everything that can be read or written once for the whole batch is: the
+/// programs and rules, participants named by external id, the participants' locks and state, their accounts,
+/// and at the end every event's evaluations and status.
 pub async fn process_batch(
     pool: &PgPool,
     cache: &RuleCache,
     retry_backoff: Duration,
-) -> sqlx::Result<usize> {
+) -> sqlx::Result<Progress> {
     let mut tx = pool.begin().await?;
-    let events = claim(&mut tx, BATCH_SIZE).await?;
+    let events = claim(&mut tx, BATCH_SIZE as i64).await?;
     if events.is_empty() {
         tx.commit().await?;
-        return Ok(0);
+        return Ok(Progress::default());
     }
-    let mut program_ids: Vec<Uuid> = events.iter().map(|e| e.program_id).collect();
-    program_ids.sort();
-    program_ids.dedup();
+    let program_ids = sorted(events.iter().map(|e| e.program_id));
     let programs = load_programs(&mut tx, &program_ids).await?;
     let rules = rules::active_rules(&mut tx, cache, &program_ids)
         .await
         .map_err(into_sqlx)?;
-    // Every writer locks participants in id order; taking the batch's known participants up front keeps two
-    // batches from locking the same participants in opposite orders.
-    let mut known: Vec<Uuid> = events
+    let named = resolve_external_ids(&mut tx, &events).await?;
+    let parties: Vec<Result<Parties, String>> = events
         .iter()
-        .flat_map(|e| [e.participant_id, e.recipient_id])
-        .flatten()
+        .map(|event| parties(event, programs.get(&event.program_id), &named))
         .collect();
-    known.sort();
-    known.dedup();
-    participants::lock(&mut tx, &known).await?;
+    // Participants another batch holds are skipped, not waited for: their events wait for the next claim.
+    let wanted = sorted(parties.iter().flatten().flat_map(Parties::existing));
+    let states = participants::lock_states(&mut tx, None, &wanted, Wait::Skip).await?;
+    let owners: Vec<Uuid> = states.iter().map(|s| s.id).chain(program_ids).collect();
+    let organizations = sorted(events.iter().map(|e| e.organization_id));
+    let accounts = KnownAccounts::load(&mut tx, &organizations, &owners).await?;
     let now = Utc::now();
     let rule_ids: Vec<Uuid> = rules.iter().map(|r| r.id).collect();
     let budgeted = rules::budgets::of_rules(&mut tx, &rule_ids).await?;
@@ -174,12 +247,18 @@ pub async fn process_batch(
     let mut batch = Batch::new(
         budget_slot,
         budgeted.into_iter().map(|b| (b.rule_id, b.asset_id)),
+        states,
+        accounts,
     );
-    for event in &events {
-        let Some(program) = programs.get(&event.program_id) else {
-            let outcome = Outcome::failed("program not found".into(), Vec::new());
-            record(&mut tx, event, &outcome, retry_backoff).await?;
-            continue;
+    let mut finished = Vec::with_capacity(events.len());
+    for (event, parties) in events.iter().zip(parties) {
+        let parties = match parties {
+            Ok(parties) if parties.existing().all(|id| batch.holds(id)) => parties,
+            Ok(_) => continue,
+            Err(message) => {
+                finished.push((event, Outcome::failed(message, Vec::new())));
+                continue;
+            }
         };
         let program_rules: Vec<&CompiledRule> = rules
             .iter()
@@ -190,7 +269,7 @@ pub async fn process_batch(
         let outcome = match process_event(
             &mut savepoint,
             event,
-            program,
+            parties,
             &program_rules,
             now,
             &mut batch,
@@ -210,10 +289,113 @@ pub async fn process_batch(
         } else {
             savepoint.commit().await?;
         }
-        record(&mut tx, event, &outcome, retry_backoff).await?;
+        finished.push((event, outcome));
     }
+    record(&mut tx, &finished, retry_backoff).await?;
     tx.commit().await?;
-    Ok(events.len())
+    Ok(Progress {
+        claimed: events.len(),
+        finished: finished.len(),
+    })
+}
+
+fn sorted(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = ids.collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Who an event is about: its participant, and the recipient it names, if any.
+struct Parties {
+    participant: Who,
+    recipient: Option<Who>,
+    /// The program's policy for participants that actions name by an unknown external id.
+    create_unknown: bool,
+}
+
+enum Who {
+    Existing(Uuid),
+    /// Named by an external id no participant has yet, in a program that creates them: created when the event
+    /// is processed, inside its savepoint, so an event that fails leaves no participant behind.
+    New(String),
+}
+
+impl Parties {
+    /// The existing participants, which the batch locks up front.
+    fn existing(&self) -> impl Iterator<Item = Uuid> + use<'_> {
+        std::iter::once(&self.participant)
+            .chain(&self.recipient)
+            .filter_map(|who| match who {
+                Who::Existing(id) => Some(*id),
+                Who::New(_) => None,
+            })
+    }
+}
+
+type Named = HashMap<(Uuid, String), Uuid>;
+
+/// The ids of the participants that the batch's events name only by external id, for those that exist.
+async fn resolve_external_ids(conn: &mut PgConnection, events: &[Claimed]) -> sqlx::Result<Named> {
+    let (organizations, external_ids): (Vec<Uuid>, Vec<String>) = events
+        .iter()
+        .flat_map(|e| {
+            [
+                (e.participant_id, &e.external_id),
+                (e.recipient_id, &e.recipient_external_id),
+            ]
+            .into_iter()
+            .filter_map(|(id, external_id)| match (id, external_id) {
+                (None, Some(external_id)) => Some((e.organization_id, external_id.clone())),
+                _ => None,
+            })
+        })
+        .unzip();
+    if external_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = participants::find_by_external_ids(conn, &organizations, &external_ids).await?;
+    Ok(found
+        .into_iter()
+        .map(|(organization_id, external_id, id)| ((organization_id, external_id), id))
+        .collect())
+}
+
+/// The event's participant and recipient, or why the event cannot be processed.
+fn parties(
+    event: &Claimed,
+    program: Option<&ProgramRow>,
+    named: &Named,
+) -> Result<Parties, String> {
+    let program = program.ok_or("program not found")?;
+    if program.status != "ACTIVE" {
+        return Err(format!("program is {}", program.status));
+    }
+    let create_unknown = program.on_unknown_participant == "CREATE";
+    let find = |id: Option<Uuid>, external_id: &Option<String>| {
+        let external_id = external_id.as_deref().unwrap_or_default();
+        match id.or_else(|| {
+            named
+                .get(&(event.organization_id, external_id.to_owned()))
+                .copied()
+        }) {
+            Some(id) => Ok(Who::Existing(id)),
+            None if create_unknown => Ok(Who::New(external_id.to_owned())),
+            None => Err(format!(
+                "participant with external_id {external_id} not found and the program rejects unknown participants"
+            )),
+        }
+    };
+    let participant = find(event.participant_id, &event.external_id)?;
+    let recipient = match (event.recipient_id, &event.recipient_external_id) {
+        (None, None) => None,
+        (id, external_id) => Some(find(id, external_id).map_err(|m| format!("recipient: {m}"))?),
+    };
+    Ok(Parties {
+        participant,
+        recipient,
+        create_unknown,
+    })
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -318,50 +500,26 @@ impl EvaluationRecord {
 async fn process_event(
     conn: &mut PgConnection,
     event: &Claimed,
-    program: &ProgramRow,
+    parties: Parties,
     rules: &[&CompiledRule],
     now: DateTime<Utc>,
     batch: &mut Batch,
     runtime: &Arc<Runtime>,
 ) -> sqlx::Result<Outcome> {
-    if program.status != "ACTIVE" {
-        return Ok(Outcome::failed(
-            format!("program is {}", program.status),
-            Vec::new(),
-        ));
-    }
-    let create = program.on_unknown_participant == "CREATE";
     let org = event.organization_id;
-    let participant = match resolve(
-        conn,
-        org,
-        event.participant_id,
-        event.external_id.as_deref(),
-        create,
-    )
-    .await?
-    {
-        Ok(id) => id,
-        Err(message) => return Ok(Outcome::failed(message, Vec::new())),
+    let participant = who(conn, org, &parties.participant).await?;
+    let recipient = match &parties.recipient {
+        Some(recipient) => Some(who(conn, org, recipient).await?),
+        None => None,
     };
-    let recipient = match (event.recipient_id, event.recipient_external_id.as_deref()) {
-        (None, None) => None,
-        (id, external_id) => match resolve(conn, org, id, external_id, create).await? {
-            Ok(id) => Some(id),
-            Err(message) => {
-                return Ok(Outcome::failed(format!("recipient: {message}"), Vec::new()));
-            }
-        },
-    };
-    let mut ids = vec![participant];
-    ids.extend(recipient);
-    ids.sort();
-    ids.dedup();
-    let states = participants::lock_state(conn, org, &ids).await?;
-    for id in &ids {
-        participants::enroll(conn, *id, event.program_id).await?;
+    let mut states = HashMap::new();
+    for id in std::iter::once(participant).chain(recipient) {
+        match batch.enter(conn, org, event.program_id, id).await? {
+            Some(state) => states.insert(id, state),
+            None => return Ok(Outcome::failed("participant not found".into(), Vec::new())),
+        };
     }
-    let Some(state) = states.iter().find(|s| s.id == participant).cloned() else {
+    let Some(state) = states.get(&participant).cloned() else {
         return Ok(Outcome::failed("participant not found".into(), Vec::new()));
     };
     let vars = Variables::new(
@@ -373,10 +531,10 @@ async fn process_event(
         event_id: event.id,
         organization_id: org,
         program_id: event.program_id,
-        create_unknown: create,
+        create_unknown: parties.create_unknown,
         default_target: recipient.unwrap_or(participant),
         vars: &vars,
-        participants: states.into_iter().map(|s| (s.id, s)).collect(),
+        participants: states,
         batch,
     };
     // Only modules see balances; CEL rules do not pay for the query.
@@ -506,24 +664,13 @@ async fn run_module(
     }
 }
 
-/// The participant's id, creating it from `external_id` when the program allows; `Err` says why not.
-async fn resolve(
-    conn: &mut PgConnection,
-    organization_id: Uuid,
-    id: Option<Uuid>,
-    external_id: Option<&str>,
-    create: bool,
-) -> sqlx::Result<Result<Uuid, String>> {
-    if let Some(id) = id {
-        return Ok(Ok(id));
-    }
-    let external_id = external_id.unwrap_or_default();
-    match participants::resolve_external(conn, organization_id, external_id, create).await {
-        Ok(Some(id)) => Ok(Ok(id)),
-        Ok(None) => Ok(Err(format!(
-            "participant with external_id {external_id} not found and the program rejects unknown participants"
-        ))),
-        Err(err) => Err(into_sqlx(err)),
+/// The participant's id, creating a new one (or finding one another transaction created since).
+async fn who(conn: &mut PgConnection, organization_id: Uuid, who: &Who) -> sqlx::Result<Uuid> {
+    match who {
+        Who::Existing(id) => Ok(*id),
+        Who::New(external_id) => {
+            participants::insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await
+        }
     }
 }
 
@@ -539,42 +686,129 @@ fn participant_value(state: &State) -> ::cel::Value {
     }))
 }
 
-/// Writes the attempt's evaluations (replacing an earlier attempt's) and the event's new status: COMPLETED,
-/// PENDING again after a backoff while attempts remain, or FAILED.
+/// Writes the batch's evaluations (replacing an earlier attempt's) and each event's new status: COMPLETED,
+/// PENDING again after a backoff while attempts remain, or FAILED. One statement for the whole batch.
 async fn record(
     conn: &mut PgConnection,
-    event: &Claimed,
-    outcome: &Outcome,
+    finished: &[(&Claimed, Outcome)],
     retry_backoff: Duration,
 ) -> sqlx::Result<()> {
-    let attempt = event.attempts + 1;
-    let (status, retry_in) = match &outcome.error {
-        None => ("COMPLETED", None),
-        Some(_) if attempt < MAX_ATTEMPTS => (
-            "PENDING",
-            Some(retry_backoff * 2u32.pow(attempt.unsigned_abs() - 1)),
-        ),
-        Some(_) => ("FAILED", None),
-    };
-    let retry_in_ms = retry_in.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let n = outcome.evaluations.len();
-    let mut ids = Vec::with_capacity(n);
-    let (mut rule_ids, mut history_ids, mut statuses, mut reasons) =
-        (vec![], vec![], vec![], vec![]);
-    let (mut stoppers, mut messages, mut results) = (vec![], vec![], vec![]);
-    let (mut fuels, mut logs) = (vec![], vec![]);
-    for e in &outcome.evaluations {
-        ids.push(Uuid::now_v7());
-        rule_ids.push(e.rule_id);
-        history_ids.push(e.rule_history_id);
-        statuses.push(e.status);
-        reasons.push(e.reason);
-        stoppers.push(e.stopped_by_rule_id);
-        messages.push(e.error_message.clone());
-        fuels.push(e.fuel);
-        logs.push(e.logs.clone());
+    let mut events = EventColumns::default();
+    let mut evaluations = EvaluationColumns::default();
+    for (event, outcome) in finished {
+        let attempt = event.attempts + 1;
+        let (status, retry_in) = match &outcome.error {
+            None => ("COMPLETED", None),
+            Some(_) if attempt < MAX_ATTEMPTS => (
+                "PENDING",
+                Some(retry_backoff * 2u32.pow(attempt.unsigned_abs() - 1)),
+            ),
+            Some(_) => ("FAILED", None),
+        };
+        events.ids.push(event.id);
+        events.statuses.push(status);
+        events.errors.push(outcome.error.clone());
+        events.participants.push(outcome.participant_id);
+        events
+            .retry_in_ms
+            .push(retry_in.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+        for e in &outcome.evaluations {
+            evaluations.push(event, outcome.is_failed(), e);
+        }
+    }
+    let EvaluationColumns {
+        ids,
+        organizations,
+        events: evaluated,
+        rule_ids,
+        history_ids,
+        statuses,
+        reasons,
+        stoppers,
+        messages,
+        results,
+        fuels,
+        logs,
+    } = evaluations;
+    sqlx::query(
+        "WITH earlier AS (DELETE FROM rule_evaluations WHERE event_id = ANY($1)),
+         evaluations AS (
+             INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
+                                           stopped_by_rule_id, error_message, results, fuel_consumed, logs)
+             SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[],
+                                  $12::text[], $13::uuid[], $14::text[], $15::jsonb[], $16::bigint[], $17::text[]))
+         UPDATE events e SET status = u.status, error_message = u.error,
+                participant_id = COALESCE(u.participant_id, e.participant_id),
+                attempts = e.attempts + 1, updated_at = now(),
+                next_attempt_at = CASE WHEN u.retry_ms IS NULL THEN e.next_attempt_at
+                                       ELSE now() + u.retry_ms * interval '1 millisecond' END,
+                processed_at = CASE WHEN u.status = 'PENDING' THEN NULL ELSE clock_timestamp() END
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[])
+                AS u(id, status, error, participant_id, retry_ms)
+          WHERE e.id = u.id",
+    )
+    .bind(&events.ids)
+    .bind(&events.statuses)
+    .bind(&events.errors)
+    .bind(&events.participants)
+    .bind(&events.retry_in_ms)
+    .bind(&ids)
+    .bind(&organizations)
+    .bind(&evaluated)
+    .bind(&rule_ids)
+    .bind(&history_ids)
+    .bind(&statuses)
+    .bind(&reasons)
+    .bind(&stoppers)
+    .bind(&messages)
+    .bind(&results)
+    .bind(&fuels)
+    .bind(&logs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct EventColumns {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    errors: Vec<Option<String>>,
+    participants: Vec<Option<Uuid>>,
+    retry_in_ms: Vec<Option<i64>>,
+}
+
+#[derive(Default)]
+struct EvaluationColumns {
+    ids: Vec<Uuid>,
+    organizations: Vec<Uuid>,
+    events: Vec<Uuid>,
+    rule_ids: Vec<Uuid>,
+    history_ids: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    reasons: Vec<Option<&'static str>>,
+    stoppers: Vec<Option<Uuid>>,
+    messages: Vec<Option<String>>,
+    results: Vec<Value>,
+    fuels: Vec<Option<i64>>,
+    logs: Vec<Option<String>>,
+}
+
+impl EvaluationColumns {
+    fn push(&mut self, event: &Claimed, failed: bool, e: &EvaluationRecord) {
+        self.ids.push(Uuid::now_v7());
+        self.organizations.push(event.organization_id);
+        self.events.push(event.id);
+        self.rule_ids.push(e.rule_id);
+        self.history_ids.push(e.rule_history_id);
+        self.statuses.push(e.status);
+        self.reasons.push(e.reason);
+        self.stoppers.push(e.stopped_by_rule_id);
+        self.messages.push(e.error_message.clone());
+        self.fuels.push(e.fuel);
+        self.logs.push(e.logs.clone());
         let mut executed = e.results.clone();
-        if outcome.is_failed() {
+        if failed {
             // The savepoint was rolled back: keep what was computed, not links to entries that no longer exist.
             executed
                 .iter_mut()
@@ -583,44 +817,8 @@ async fn record(
                     r.remove("journal_entry_id");
                 });
         }
-        results.push(Value::Array(executed));
+        self.results.push(Value::Array(executed));
     }
-    sqlx::query(
-        "WITH earlier AS (DELETE FROM rule_evaluations WHERE event_id = $1),
-         evaluations AS (
-             INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
-                                           stopped_by_rule_id, error_message, results, fuel_consumed, logs)
-             SELECT t.id, $2, $1, t.rule_id, t.history_id, t.status, t.reason, t.stopper, t.message, t.results,
-                    t.fuel, t.logs
-               FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::uuid[], $12::text[],
-                           $13::jsonb[], $15::bigint[], $16::text[])
-                    AS t(id, rule_id, history_id, status, reason, stopper, message, results, fuel, logs))
-         UPDATE events SET status = $3, error_message = $4, participant_id = COALESCE($5, participant_id),
-                attempts = attempts + 1, updated_at = now(),
-                next_attempt_at = CASE WHEN $14::bigint IS NULL THEN next_attempt_at
-                                       ELSE now() + $14 * interval '1 millisecond' END,
-                processed_at = CASE WHEN $3 = 'PENDING' THEN NULL ELSE clock_timestamp() END
-          WHERE id = $1",
-    )
-    .bind(event.id)
-    .bind(event.organization_id)
-    .bind(status)
-    .bind(&outcome.error)
-    .bind(outcome.participant_id)
-    .bind(&ids)
-    .bind(&rule_ids)
-    .bind(&history_ids)
-    .bind(&statuses)
-    .bind(&reasons)
-    .bind(&stoppers)
-    .bind(&messages)
-    .bind(&results)
-    .bind(retry_in_ms)
-    .bind(&fuels)
-    .bind(&logs)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 fn into_sqlx(err: crate::error::Error) -> sqlx::Error {

@@ -185,7 +185,7 @@ async fn ingest(
     let new = new.ok_or_else(|| Error::Internal("validated event is incomplete".into()))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(events::ingest(&s.pool, &actor, new).await?),
+        Json(events::ingest(&s.pool, &s.doorbell, &actor, new).await?),
     ))
 }
 
@@ -215,7 +215,7 @@ async fn ingest_batch(
         Some(items) => items.iter().map(parse_item).collect(),
     };
     v.finish()?;
-    let outcomes = events::ingest_batch(&s.pool, &actor, items).await?;
+    let outcomes = events::ingest_batch(&s.pool, &s.doorbell, &actor, items).await?;
     let total = outcomes.len();
     let results: Vec<BatchItem> = outcomes
         .into_iter()
@@ -340,5 +340,5 @@ async fn retry(
     Auth(actor): Auth,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(events::retry(&s.pool, &actor, id).await?))
+    Ok(Json(events::retry(&s.pool, &s.doorbell, &actor, id).await?))
 }

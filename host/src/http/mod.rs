@@ -29,6 +29,7 @@ use utoipa_axum::routes;
 pub struct AppState {
     pub pool: PgPool,
     pub runtime: std::sync::Arc<crate::rules::wasm::Runtime>,
+    pub doorbell: crate::events::worker::Doorbell,
 }
 
 /// The API's routes with their document. `component_bytes`: the largest rule module the operator accepts.

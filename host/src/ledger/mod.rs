@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 crate::api_enum!(pub Bucket = BUCKETS ["AVAILABLE", "HELD", "DEFERRED"]);
@@ -45,6 +45,17 @@ impl Owner {
         match self {
             Owner::Participant(id) | Owner::Program(id) => Some(id),
             Owner::Issuance | Owner::Breakage => None,
+        }
+    }
+
+    /// The owner an account row names; `None` for kinds no code posts to by key.
+    fn from_row(entity_type: &str, entity_id: Option<Uuid>) -> Option<Owner> {
+        match (entity_type, entity_id) {
+            ("PARTICIPANT", Some(id)) => Some(Owner::Participant(id)),
+            ("PROGRAM", Some(id)) => Some(Owner::Program(id)),
+            ("SYSTEM_ISSUANCE", None) => Some(Owner::Issuance),
+            ("SYSTEM_BREAKAGE", None) => Some(Owner::Breakage),
+            _ => None,
         }
     }
 }
@@ -126,11 +137,37 @@ pub enum PostError {
     Database(#[from] sqlx::Error),
 }
 
+/// Ids of accounts known to exist, so posting to them needs no lookup. Accounts are never deleted, so an id
+/// read once stays true; accounts not in here are looked up, and created if missing, when posted to.
+#[derive(Debug, Default)]
+pub struct KnownAccounts(HashMap<AccountKey, Uuid>);
+
+impl KnownAccounts {
+    /// The accounts of these participants and program wallets, and the system accounts of these organizations.
+    pub async fn load(
+        conn: &mut PgConnection,
+        organization_ids: &[Uuid],
+        owners: &[Uuid],
+    ) -> sqlx::Result<Self> {
+        let rows = repo::accounts_of(conn, organization_ids, owners).await?;
+        Ok(KnownAccounts(
+            rows.into_iter()
+                .filter_map(|(id, entity_type, entity_id, asset_id, bucket)| {
+                    let owner = Owner::from_row(&entity_type, entity_id)?;
+                    let bucket = BUCKETS.iter().find(|b| **b == bucket)?;
+                    Some((AccountKey::new(owner, asset_id, bucket), id))
+                })
+                .collect(),
+        ))
+    }
+}
+
 /// Writes one balanced entry and applies it to the materialised balances, in the caller's transaction.
 pub async fn post(
     conn: &mut PgConnection,
     organization_id: Uuid,
     entry: &NewEntry,
+    known: &KnownAccounts,
 ) -> Result<Uuid, PostError> {
     let mut per_asset: BTreeMap<Uuid, Decimal> = BTreeMap::new();
     for (key, amount) in &entry.postings {
@@ -139,8 +176,21 @@ pub async fn post(
     if entry.postings.len() < 2 || per_asset.values().any(|sum| !sum.is_zero()) {
         return Err(PostError::Unbalanced);
     }
-    let keys: Vec<AccountKey> = entry.postings.iter().map(|(key, _)| *key).collect();
-    let accounts = repo::resolve_accounts(conn, organization_id, &keys).await?;
+    let unknown: Vec<AccountKey> = entry
+        .postings
+        .iter()
+        .map(|(key, _)| *key)
+        .filter(|key| !known.0.contains_key(key))
+        .collect();
+    let mut accounts = match unknown.is_empty() {
+        true => HashMap::new(),
+        false => repo::resolve_accounts(conn, organization_id, &unknown).await?,
+    };
+    for (key, _) in &entry.postings {
+        if let Some(id) = known.0.get(key) {
+            accounts.insert(*key, *id);
+        }
+    }
     let id = Uuid::now_v7();
     let balances = repo::insert_entry(conn, organization_id, id, entry, &accounts).await?;
     let overdrawn = balances.iter().any(|(owner_type, balance)| {

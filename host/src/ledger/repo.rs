@@ -67,6 +67,25 @@ pub async fn resolve_accounts(
     Ok(accounts)
 }
 
+/// `(id, entity_type, entity_id, asset_id, bucket)` of the accounts owned by `owners` (participants, programs)
+/// and of the system accounts of these organizations.
+pub async fn accounts_of(
+    conn: &mut PgConnection,
+    organization_ids: &[Uuid],
+    owners: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, String, Option<Uuid>, Uuid, String)>> {
+    sqlx::query_as(
+        "SELECT id, entity_type, entity_id, asset_id, bucket FROM accounts WHERE entity_id = ANY($2)
+         UNION ALL
+         SELECT id, entity_type, entity_id, asset_id, bucket FROM accounts
+          WHERE organization_id = ANY($1) AND entity_id IS NULL",
+    )
+    .bind(organization_ids)
+    .bind(owners)
+    .fetch_all(conn)
+    .await
+}
+
 /// Inserts the entry and its postings and applies them to materialised balances, in one statement.
 /// Returns `(entity_type, new balance)` for every materialised account it changed.
 pub async fn insert_entry(

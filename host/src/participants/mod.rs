@@ -16,7 +16,10 @@ use serde_json::{Map, Value};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use repo::{enroll, find_by_external_id, insert_if_absent, lock, lock_state};
+pub use repo::{
+    Wait, enroll, find_by_external_id, find_by_external_ids, insert_if_absent, lock, lock_state,
+    lock_states,
+};
 
 crate::api_enum!(pub ParticipantStatus = STATUSES ["ACTIVE", "SUSPENDED", "CLOSED"]);
 
@@ -74,11 +77,14 @@ pub struct Participant {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct State {
     pub id: Uuid,
+    pub organization_id: Uuid,
     pub external_id: String,
     pub status: String,
     pub tags: Vec<String>,
     pub attributes: sqlx::types::Json<Map<String, Value>>,
     pub counters: sqlx::types::Json<Map<String, Value>>,
+    /// Programs the participant is actively enrolled in.
+    pub programs: Vec<Uuid>,
 }
 
 /// One asset's balance of a holder, in decimal strings at the asset's scale.

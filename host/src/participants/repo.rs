@@ -142,19 +142,61 @@ pub async fn lock_state(
     organization_id: Uuid,
     ids: &[Uuid],
 ) -> sqlx::Result<Vec<State>> {
+    lock_states(conn, Some(organization_id), ids, Wait::Block).await
+}
+
+/// What to do about participants another transaction has locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    Block,
+    /// Leave them out: an event worker defers their events rather than wait for another batch's commit.
+    Skip,
+}
+
+/// Locks the participants (of any organization when `organization_id` is `None`) in id order and reads their
+/// state, including the programs they are actively enrolled in.
+pub async fn lock_states(
+    conn: &mut PgConnection,
+    organization_id: Option<Uuid>,
+    ids: &[Uuid],
+    wait: Wait,
+) -> sqlx::Result<Vec<State>> {
+    let skip = match wait {
+        Wait::Block => "",
+        Wait::Skip => "SKIP LOCKED",
+    };
     sqlx::query_as(&format!(
         "WITH locked AS (
-            SELECT id FROM participants WHERE id = ANY($1) AND organization_id = $2 ORDER BY id
-               FOR NO KEY UPDATE)
-         SELECT p.id, p.external_id, p.status, {TAGS_AND_ATTRIBUTES},
+            SELECT id FROM participants WHERE id = ANY($1) AND ($2::uuid IS NULL OR organization_id = $2)
+             ORDER BY id FOR NO KEY UPDATE {skip})
+         SELECT p.id, p.organization_id, p.external_id, p.status, {TAGS_AND_ATTRIBUTES},
                 (SELECT COALESCE(jsonb_object_agg(c.key, CASE WHEN c.reset_after_ms IS NOT NULL
                         AND c.last_reset_at + c.reset_after_ms * interval '1 millisecond' <= now()
                         THEN 0 ELSE c.value END), '{{}}')
-                   FROM participant_counters c WHERE c.participant_id = p.id) AS counters
+                   FROM participant_counters c WHERE c.participant_id = p.id) AS counters,
+                ARRAY(SELECT program_id FROM participant_programs
+                       WHERE participant_id = p.id AND status = 'ACTIVE') AS programs
            FROM participants p JOIN locked USING (id)"
     ))
     .bind(ids)
     .bind(organization_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// `(organization, external_id, id)` of the participants these pairs name.
+pub async fn find_by_external_ids(
+    conn: &mut PgConnection,
+    organizations: &[Uuid],
+    external_ids: &[String],
+) -> sqlx::Result<Vec<(Uuid, String, Uuid)>> {
+    sqlx::query_as(
+        "SELECT p.organization_id, p.external_id, p.id
+           FROM participants p JOIN unnest($1::uuid[], $2::text[]) AS t(organization_id, external_id)
+             ON p.organization_id = t.organization_id AND p.external_id = t.external_id",
+    )
+    .bind(organizations)
+    .bind(external_ids)
     .fetch_all(conn)
     .await
 }

@@ -236,15 +236,20 @@ pub async fn move_wallet(
         postings: vec![(wallet, signed), (other, -signed)],
         allow_negative: false,
     };
-    let journal_entry_id = crate::ledger::post(&mut tx, actor.organization_id, &entry)
-        .await
-        .map_err(|e| match e {
-            PostError::InsufficientBalance => {
-                Error::Insufficient("the program wallet holds less than that".into())
-            }
-            PostError::Unbalanced => Error::Internal("postings do not balance".into()),
-            PostError::Database(err) => Error::Database(err),
-        })?;
+    let journal_entry_id = crate::ledger::post(
+        &mut tx,
+        actor.organization_id,
+        &entry,
+        &crate::ledger::KnownAccounts::default(),
+    )
+    .await
+    .map_err(|e| match e {
+        PostError::InsufficientBalance => {
+            Error::Insufficient("the program wallet holds less than that".into())
+        }
+        PostError::Unbalanced => Error::Internal("postings do not balance".into()),
+        PostError::Database(err) => Error::Database(err),
+    })?;
     let balance = crate::ledger::snapshot(
         &mut tx,
         actor.organization_id,
