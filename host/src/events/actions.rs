@@ -5,7 +5,7 @@ use crate::assets::Asset;
 use crate::balances::{self, By};
 use crate::error::Error;
 use crate::ledger::lots::{self, LotSpec, Selector};
-use crate::ledger::{self, AccountKey, KnownAccounts, NewEntry, Owner, PostError};
+use crate::ledger::{self, AccountKey, Journal, KnownAccounts, NewEntry, Owner, PostError};
 use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, State, Wait};
 use crate::rules::budgets;
@@ -39,7 +39,13 @@ pub struct Batch {
     /// Participants whose state an event may have changed (or rolled back) since it was read.
     stale: HashSet<Uuid>,
     /// Accounts that existed when the batch began.
-    pub accounts: KnownAccounts,
+    accounts: KnownAccounts,
+    /// Credits written together when the batch ends, or before the first write of a later event.
+    journal: Journal,
+    /// Where the current event's deferred entries begin in `journal`.
+    event_start: usize,
+    /// Whether the current event has opened its savepoint, which it does before its first write.
+    writing: bool,
     /// The budget slot this batch draws from first (see `rules::budgets`).
     budget_slot: i16,
     /// The (rule, asset) pairs that have a budget; credits of the others need no budget query.
@@ -60,10 +66,79 @@ impl Batch {
             states: states.into_iter().map(|s| (s.id, s)).collect(),
             stale: HashSet::new(),
             accounts,
+            journal: Journal::default(),
+            event_start: 0,
+            writing: false,
             budget_slot,
             budgeted: budgeted.into_iter().collect(),
             assets: HashMap::new(),
         }
+    }
+
+    /// A new event begins; nothing of it is written yet.
+    pub fn start_event(&mut self) {
+        self.event_start = self.journal.len();
+        self.writing = false;
+    }
+
+    /// Before the current event's first write: the deferred entries of earlier events are written, then the
+    /// event's savepoint opens and its own deferred entries follow inside it, so a failure undoes this event
+    /// only. Events that write nothing but deferrable credits never pay for a savepoint.
+    pub async fn begin_writes(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        if self.writing {
+            return Ok(());
+        }
+        self.journal
+            .write_first(conn, self.event_start, &self.accounts)
+            .await?;
+        sqlx::query("SAVEPOINT event").execute(&mut *conn).await?;
+        self.writing = true;
+        self.event_start = 0;
+        let own = self.journal.len();
+        self.journal.write_first(conn, own, &self.accounts).await
+    }
+
+    /// The current event is over: its writes stay, or are undone when it failed.
+    pub async fn finish_event(
+        &mut self,
+        conn: &mut PgConnection,
+        failed: bool,
+    ) -> sqlx::Result<()> {
+        if failed {
+            self.journal.discard_after(self.event_start);
+        }
+        if self.writing {
+            if failed {
+                sqlx::query("ROLLBACK TO SAVEPOINT event")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query("RELEASE SAVEPOINT event")
+                .execute(&mut *conn)
+                .await?;
+        }
+        self.start_event();
+        Ok(())
+    }
+
+    /// The batch's events are over: the deferred entries are written.
+    pub async fn finish(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        let all = self.journal.len();
+        self.journal.write_first(conn, all, &self.accounts).await
+    }
+
+    /// Posts an entry of the current event: deferred when it can be, otherwise written now.
+    async fn post(
+        &mut self,
+        conn: &mut PgConnection,
+        organization_id: Uuid,
+        entry: NewEntry,
+    ) -> Result<Uuid, PostError> {
+        if !self.writing && Journal::can_defer(&entry) {
+            return self.journal.defer(organization_id, entry);
+        }
+        self.begin_writes(conn).await?;
+        ledger::post(conn, organization_id, &entry, &self.accounts).await
     }
 
     /// Whether the batch locked this participant up front.
@@ -92,14 +167,18 @@ impl Batch {
                 fresh
             }
             Some(state) => Some(state.clone()),
-            None => participants::lock_state(conn, organization_id, &[id])
-                .await?
-                .pop(),
+            None => {
+                self.begin_writes(conn).await?;
+                participants::lock_state(conn, organization_id, &[id])
+                    .await?
+                    .pop()
+            }
         };
         let Some(state) = state.filter(|s| s.organization_id == organization_id) else {
             return Ok(None);
         };
         if !state.programs.contains(&program_id) {
+            self.begin_writes(conn).await?;
             participants::enroll(conn, id, program_id).await?;
             self.stale.insert(id);
         }
@@ -138,6 +217,10 @@ pub async fn execute(
     rule: &CompiledRule,
     action: &CompiledAction,
 ) -> Outcome {
+    // Credits and debits decide for themselves (see `money`); every other action writes.
+    if !matches!(action.step, Step::Money { .. }) {
+        ctx.batch.begin_writes(conn).await?;
+    }
     let target = match resolve_target(conn, ctx, &action.target).await? {
         Ok(target) => target,
         Err(reason) => return Ok(Err(reason)),
@@ -289,6 +372,9 @@ async fn money(
         return Ok(Err(problem.message));
     }
     let budgeted = ctx.batch.budgeted.contains(&(rule.id, asset.id));
+    if budgeted || asset.inventory_mode == "LOT" {
+        ctx.batch.begin_writes(conn).await?;
+    }
     if !debit
         && budgeted
         && !budgets::draw(conn, rule.id, asset.id, amount, ctx.batch.budget_slot).await?
@@ -375,7 +461,7 @@ async fn money(
             settled = Some(held);
         }
     }
-    match ledger::post(conn, ctx.organization_id, &entry, &ctx.batch.accounts).await {
+    match ctx.batch.post(conn, ctx.organization_id, entry).await {
         Ok(journal_entry_id) => {
             if let Some(held) = &settled {
                 lots::consume(conn, journal_entry_id, held).await?;
@@ -476,8 +562,13 @@ async fn resolve_target(
             .render(ctx.vars)
             .map_err(|err| format!("target expression failed: {err}"))
     };
+    if matches!(target, TargetRef::Event) {
+        return Ok(Ok(ctx.default_target));
+    }
+    // Finding, creating or locking another participant writes.
+    ctx.batch.begin_writes(conn).await?;
     let id = match target {
-        TargetRef::Event => return Ok(Ok(ctx.default_target)),
+        TargetRef::Event => ctx.default_target,
         TargetRef::Id(id) => *id,
         TargetRef::ParticipantId(template) => {
             match render(template).map(|text| Uuid::parse_str(&text)) {

@@ -265,9 +265,9 @@ pub async fn process_batch(
             .filter(|r| r.program_id == event.program_id)
             .map(|r| &**r)
             .collect();
-        let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+        batch.start_event();
         let outcome = match process_event(
-            &mut savepoint,
+            &mut tx,
             event,
             parties,
             &program_rules,
@@ -284,13 +284,10 @@ pub async fn process_batch(
                 Outcome::failed(format!("internal error: {err}"), Vec::new())
             }
         };
-        if outcome.is_failed() {
-            savepoint.rollback().await?;
-        } else {
-            savepoint.commit().await?;
-        }
+        batch.finish_event(&mut tx, outcome.is_failed()).await?;
         finished.push((event, outcome));
     }
+    batch.finish(&mut tx).await?;
     record(&mut tx, &finished, retry_backoff).await?;
     tx.commit().await?;
     Ok(Progress {
@@ -507,9 +504,9 @@ async fn process_event(
     runtime: &Arc<Runtime>,
 ) -> sqlx::Result<Outcome> {
     let org = event.organization_id;
-    let participant = who(conn, org, &parties.participant).await?;
+    let participant = who(conn, batch, org, &parties.participant).await?;
     let recipient = match &parties.recipient {
-        Some(recipient) => Some(who(conn, org, recipient).await?),
+        Some(recipient) => Some(who(conn, batch, org, recipient).await?),
         None => None,
     };
     let mut states = HashMap::new();
@@ -539,7 +536,11 @@ async fn process_event(
     };
     // Only modules see balances; CEL rules do not pay for the query.
     let balances = match rules.iter().any(|r| r.module.is_some()) {
-        true => participants::available_balances(conn, org, participant).await?,
+        true => {
+            // Earlier events' deferred credits count.
+            ctx.batch.begin_writes(conn).await?;
+            participants::available_balances(conn, org, participant).await?
+        }
         false => Vec::new(),
     };
     let mut evaluations = Vec::with_capacity(rules.len());
@@ -665,10 +666,16 @@ async fn run_module(
 }
 
 /// The participant's id, creating a new one (or finding one another transaction created since).
-async fn who(conn: &mut PgConnection, organization_id: Uuid, who: &Who) -> sqlx::Result<Uuid> {
+async fn who(
+    conn: &mut PgConnection,
+    batch: &mut Batch,
+    organization_id: Uuid,
+    who: &Who,
+) -> sqlx::Result<Uuid> {
     match who {
         Who::Existing(id) => Ok(*id),
         Who::New(external_id) => {
+            batch.begin_writes(conn).await?;
             participants::insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await
         }
     }

@@ -3,7 +3,7 @@
 //! Callers hold the participant's lock; before planning they `settle` the holder, so no expired lot is ever
 //! spent and every matured lot is spendable on time.
 
-use super::{AccountKey, NewEntry, Owner, repo};
+use super::{AccountKey, KnownAccounts, NewEntry, Owner};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -386,9 +386,11 @@ pub async fn settle_due(
         for lot in group {
             entry_of.insert(lot.id, entry_id);
         }
-        entries.push((*organization_id, entry_id, entry));
+        entries.push((entry_id, *organization_id, entry));
     }
-    repo::insert_entries(conn, &entries).await?;
+    let entries: Vec<(Uuid, Uuid, &NewEntry)> =
+        entries.iter().map(|(id, org, e)| (*id, *org, e)).collect();
+    super::write(conn, &entries, &KnownAccounts::default()).await?;
     let ids: Vec<Uuid> = lots.iter().map(|l| l.id).collect();
     match due {
         Due::Maturity => {

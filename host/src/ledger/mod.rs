@@ -169,30 +169,9 @@ pub async fn post(
     entry: &NewEntry,
     known: &KnownAccounts,
 ) -> Result<Uuid, PostError> {
-    let mut per_asset: BTreeMap<Uuid, Decimal> = BTreeMap::new();
-    for (key, amount) in &entry.postings {
-        *per_asset.entry(key.asset_id).or_default() += *amount;
-    }
-    if entry.postings.len() < 2 || per_asset.values().any(|sum| !sum.is_zero()) {
-        return Err(PostError::Unbalanced);
-    }
-    let unknown: Vec<AccountKey> = entry
-        .postings
-        .iter()
-        .map(|(key, _)| *key)
-        .filter(|key| !known.0.contains_key(key))
-        .collect();
-    let mut accounts = match unknown.is_empty() {
-        true => HashMap::new(),
-        false => repo::resolve_accounts(conn, organization_id, &unknown).await?,
-    };
-    for (key, _) in &entry.postings {
-        if let Some(id) = known.0.get(key) {
-            accounts.insert(*key, *id);
-        }
-    }
+    check_balanced(entry)?;
     let id = Uuid::now_v7();
-    let balances = repo::insert_entry(conn, organization_id, id, entry, &accounts).await?;
+    let balances = write(conn, &[(id, organization_id, entry)], known).await?;
     let overdrawn = balances.iter().any(|(owner_type, balance)| {
         *balance < Decimal::ZERO && !(entry.allow_negative && owner_type == "PARTICIPANT")
     });
@@ -200,6 +179,106 @@ pub async fn post(
         return Err(PostError::InsufficientBalance);
     }
     Ok(id)
+}
+
+fn check_balanced(entry: &NewEntry) -> Result<(), PostError> {
+    let mut per_asset: BTreeMap<Uuid, Decimal> = BTreeMap::new();
+    for (key, amount) in &entry.postings {
+        *per_asset.entry(key.asset_id).or_default() += *amount;
+    }
+    if entry.postings.len() < 2 || per_asset.values().any(|sum| !sum.is_zero()) {
+        return Err(PostError::Unbalanced);
+    }
+    Ok(())
+}
+
+/// Writes `(id, organization, entry)`s in one statement, creating the accounts not known to exist; returns
+/// `(entity_type, new balance)` of every materialised account changed. The caller has checked that each entry
+/// balances (the database checks again at commit).
+pub(crate) async fn write(
+    conn: &mut PgConnection,
+    entries: &[(Uuid, Uuid, &NewEntry)],
+    known: &KnownAccounts,
+) -> sqlx::Result<Vec<(String, Decimal)>> {
+    let mut unknown: BTreeMap<Uuid, Vec<AccountKey>> = BTreeMap::new();
+    for (_, organization_id, entry) in entries {
+        for (key, _) in &entry.postings {
+            if !known.0.contains_key(key) {
+                unknown.entry(*organization_id).or_default().push(*key);
+            }
+        }
+    }
+    let mut accounts = HashMap::new();
+    for (organization_id, keys) in unknown {
+        accounts.extend(repo::resolve_accounts(conn, organization_id, &keys).await?);
+    }
+    let id_of = |key: &AccountKey| {
+        known
+            .0
+            .get(key)
+            .or_else(|| accounts.get(key))
+            .copied()
+            .unwrap_or_default()
+    };
+    repo::insert_entries(conn, entries, id_of).await
+}
+
+/// Entries a worker batch writes together, after its events ran: ones that only credit, taking value from
+/// system accounts, so no balance check can fail and nothing but their own event's outcome decides whether
+/// they are written. Ids are assigned when deferred, so results can name the entry at once.
+#[derive(Debug, Default)]
+pub struct Journal {
+    entries: Vec<(Uuid, Uuid, NewEntry)>,
+}
+
+impl Journal {
+    /// Whether `entry` may wait: no posting takes value from a materialised (balance-checked) account.
+    pub fn can_defer(entry: &NewEntry) -> bool {
+        entry
+            .postings
+            .iter()
+            .all(|(key, amount)| *amount > Decimal::ZERO || key.owner.entity_id().is_none())
+    }
+
+    pub fn defer(&mut self, organization_id: Uuid, entry: NewEntry) -> Result<Uuid, PostError> {
+        check_balanced(&entry)?;
+        let id = Uuid::now_v7();
+        self.entries.push((id, organization_id, entry));
+        Ok(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets the entries deferred after the first `len` (a failed event's).
+    pub fn discard_after(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
+    /// Writes the first `count` deferred entries, in one statement, and forgets them.
+    pub async fn write_first(
+        &mut self,
+        conn: &mut PgConnection,
+        count: usize,
+        known: &KnownAccounts,
+    ) -> sqlx::Result<()> {
+        let count = count.min(self.entries.len());
+        if count == 0 {
+            return Ok(());
+        }
+        let batch: Vec<(Uuid, Uuid, &NewEntry)> = self.entries[..count]
+            .iter()
+            .map(|(id, organization_id, entry)| (*id, *organization_id, entry))
+            .collect();
+        write(conn, &batch, known).await?;
+        self.entries.drain(..count);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]

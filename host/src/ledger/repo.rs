@@ -86,59 +86,95 @@ pub async fn accounts_of(
     .await
 }
 
-/// Inserts the entry and its postings and applies them to materialised balances, in one statement.
-/// Returns `(entity_type, new balance)` for every materialised account it changed.
-pub async fn insert_entry(
+/// Inserts `(id, organization, entry)`s with their postings and applies them to materialised balances, in one
+/// statement. Returns `(entity_type, new balance)` for every materialised account it changed.
+pub async fn insert_entries(
     conn: &mut PgConnection,
-    organization_id: Uuid,
-    id: Uuid,
-    e: &NewEntry,
-    accounts: &HashMap<AccountKey, Uuid>,
+    entries: &[(Uuid, Uuid, &NewEntry)],
+    account_id: impl Fn(&AccountKey) -> Uuid,
 ) -> sqlx::Result<Vec<(String, Decimal)>> {
-    let n = e.postings.len();
-    let mut posting_ids = Vec::with_capacity(n);
-    let mut account_ids = Vec::with_capacity(n);
-    let mut amounts = Vec::with_capacity(n);
-    for (key, amount) in &e.postings {
-        posting_ids.push(Uuid::now_v7());
-        account_ids.push(accounts.get(key).copied().unwrap_or_default());
-        amounts.push(*amount);
+    let mut e = EntryColumns::default();
+    let mut p = PostingColumns::default();
+    for (id, organization_id, entry) in entries {
+        e.ids.push(*id);
+        e.organizations.push(*organization_id);
+        e.programs.push(entry.program_id);
+        e.action_types.push(entry.action_type);
+        e.descriptions.push(entry.description.as_deref());
+        e.events.push(entry.event_id);
+        e.rules.push(entry.rule_id);
+        e.references.push(entry.reference_id.as_deref());
+        e.api_keys.push(entry.created_by_api_key_id);
+        for (key, amount) in &entry.postings {
+            p.ids.push(Uuid::now_v7());
+            p.entries.push(*id);
+            p.programs.push(entry.program_id);
+            p.accounts.push(account_id(key));
+            p.amounts.push(*amount);
+        }
     }
     sqlx::query_as(
-        "WITH entry AS (
+        "WITH entries AS (
              INSERT INTO journal_entries (id, organization_id, program_id, action_type, description, event_id,
                                           rule_id, reference_id, created_by_api_key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id),
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[],
+                                  $7::uuid[], $8::text[], $9::uuid[])),
          input AS (
-             SELECT t.posting_id, t.amount, a.id AS account_id, a.asset_id, a.entity_type, a.entity_id, a.bucket
-               FROM unnest($10::uuid[], $11::uuid[], $12::numeric[]) AS t(posting_id, account_id, amount)
+             SELECT t.posting_id, t.entry_id, t.program_id, t.amount, a.id AS account_id, a.organization_id,
+                    a.asset_id, a.entity_type, a.entity_id, a.bucket
+               FROM unnest($10::uuid[], $11::uuid[], $12::uuid[], $13::uuid[], $14::numeric[])
+                    AS t(posting_id, entry_id, program_id, account_id, amount)
                JOIN accounts a ON a.id = t.account_id),
          posted AS (
              INSERT INTO postings (id, journal_entry_id, organization_id, account_id, program_id, asset_id,
                                    entity_type, entity_id, bucket, amount)
-             SELECT i.posting_id, entry.id, $2, i.account_id, $3, i.asset_id, i.entity_type, i.entity_id,
-                    i.bucket, i.amount
-               FROM input i CROSS JOIN entry),
+             SELECT posting_id, entry_id, organization_id, account_id, program_id, asset_id, entity_type,
+                    entity_id, bucket, amount
+               FROM input),
          delta AS (
              SELECT account_id, sum(amount) AS amount FROM input WHERE entity_id IS NOT NULL GROUP BY account_id)
          UPDATE accounts a SET balance = a.balance + delta.amount
            FROM delta WHERE a.id = delta.account_id
          RETURNING a.entity_type, a.balance",
     )
-    .bind(id)
-    .bind(organization_id)
-    .bind(e.program_id)
-    .bind(e.action_type)
-    .bind(&e.description)
-    .bind(e.event_id)
-    .bind(e.rule_id)
-    .bind(&e.reference_id)
-    .bind(e.created_by_api_key_id)
-    .bind(&posting_ids)
-    .bind(&account_ids)
-    .bind(&amounts)
+    .bind(&e.ids)
+    .bind(&e.organizations)
+    .bind(&e.programs)
+    .bind(&e.action_types)
+    .bind(&e.descriptions)
+    .bind(&e.events)
+    .bind(&e.rules)
+    .bind(&e.references)
+    .bind(&e.api_keys)
+    .bind(&p.ids)
+    .bind(&p.entries)
+    .bind(&p.programs)
+    .bind(&p.accounts)
+    .bind(&p.amounts)
     .fetch_all(conn)
     .await
+}
+
+#[derive(Default)]
+struct EntryColumns<'a> {
+    ids: Vec<Uuid>,
+    organizations: Vec<Uuid>,
+    programs: Vec<Uuid>,
+    action_types: Vec<&'static str>,
+    descriptions: Vec<Option<&'a str>>,
+    events: Vec<Option<Uuid>>,
+    rules: Vec<Option<Uuid>>,
+    references: Vec<Option<&'a str>>,
+    api_keys: Vec<Option<Uuid>>,
+}
+
+#[derive(Default)]
+struct PostingColumns {
+    ids: Vec<Uuid>,
+    entries: Vec<Uuid>,
+    programs: Vec<Uuid>,
+    accounts: Vec<Uuid>,
+    amounts: Vec<Decimal>,
 }
 
 const ENTRY_COLUMNS: &str =
@@ -448,80 +484,6 @@ pub async fn statement_lines(
     .bind(f.limit)
     .fetch_all(pool)
     .await
-}
-
-/// Inserts many balanced entries in a few statements (background jobs over thousands of lots).
-pub async fn insert_entries(
-    conn: &mut PgConnection,
-    entries: &[(Uuid, Uuid, NewEntry)],
-) -> sqlx::Result<()> {
-    let mut by_org: HashMap<Uuid, Vec<AccountKey>> = HashMap::new();
-    for (org, _, entry) in entries {
-        by_org
-            .entry(*org)
-            .or_default()
-            .extend(entry.postings.iter().map(|(key, _)| *key));
-    }
-    let mut accounts: HashMap<(Uuid, AccountKey), Uuid> = HashMap::new();
-    for (org, mut keys) in by_org {
-        keys.sort();
-        keys.dedup();
-        for (key, id) in resolve_accounts(conn, org, &keys).await? {
-            accounts.insert((org, key), id);
-        }
-    }
-    let (mut entry_ids, mut orgs, mut programs, mut actions, mut descriptions) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut posting_ids, mut posting_entries, mut posting_orgs, mut posting_accounts, mut amounts) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for (org, id, entry) in entries {
-        entry_ids.push(*id);
-        orgs.push(*org);
-        programs.push(entry.program_id);
-        actions.push(entry.action_type);
-        descriptions.push(entry.description.clone());
-        for (key, amount) in &entry.postings {
-            posting_ids.push(Uuid::now_v7());
-            posting_entries.push(*id);
-            posting_orgs.push(*org);
-            posting_accounts.push(accounts.get(&(*org, *key)).copied().unwrap_or_default());
-            amounts.push(*amount);
-        }
-    }
-    sqlx::query(
-        "INSERT INTO journal_entries (id, organization_id, program_id, action_type, description)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])",
-    )
-    .bind(&entry_ids)
-    .bind(&orgs)
-    .bind(&programs)
-    .bind(&actions)
-    .bind(&descriptions)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "WITH input AS (
-             SELECT t.*, a.asset_id, a.entity_type, a.entity_id, a.bucket, j.program_id
-               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::numeric[])
-                    AS t(id, entry_id, organization_id, account_id, amount)
-               JOIN accounts a ON a.id = t.account_id
-               JOIN journal_entries j ON j.id = t.entry_id),
-         posted AS (
-             INSERT INTO postings (id, journal_entry_id, organization_id, account_id, program_id, asset_id,
-                                   entity_type, entity_id, bucket, amount)
-             SELECT id, entry_id, organization_id, account_id, program_id, asset_id, entity_type, entity_id,
-                    bucket, amount FROM input),
-         delta AS (SELECT account_id, sum(amount) AS amount FROM input WHERE entity_id IS NOT NULL GROUP BY account_id)
-         UPDATE accounts a SET balance = a.balance + delta.amount FROM delta WHERE a.id = delta.account_id",
-    )
-    .bind(&posting_ids)
-    .bind(&posting_entries)
-    .bind(&posting_orgs)
-    .bind(&posting_accounts)
-    .bind(&amounts)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 pub async fn spent_after_expiry(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
