@@ -138,19 +138,30 @@ pub enum Ingested {
     Rejected(String),
 }
 
-/// Stores the event, or returns the one already stored under its idempotency key.
+/// Stores the event, or returns the one already stored under its idempotency key. One statement when the
+/// event is new and its references exist; the other cases then find out which they are.
 pub async fn ingest(
     pool: &PgPool,
     doorbell: &Doorbell,
     actor: &Actor,
     new: NewEvent,
 ) -> Result<Ack> {
-    check_references(pool, actor, &new).await?;
-    let (event, stored) = store(pool, actor, &new).await?;
-    if stored {
+    if let Some(event) = repo::insert(pool, actor, Uuid::now_v7(), &new).await? {
         doorbell.ring();
+        return Ok(Ack::from(&event));
     }
-    Ok(Ack::from(&event))
+    check_references(pool, actor, &new).await?;
+    let existing = repo::find_by_key(
+        pool,
+        actor.organization_id,
+        new.program_id,
+        &new.idempotency_key,
+    )
+    .await?;
+    // The conflicting row is committed (ON CONFLICT waited for it), so it is visible here.
+    existing
+        .map(|e| Ack::from(&e))
+        .ok_or_else(|| Error::Internal("idempotent event vanished".into()))
 }
 
 /// Ingests a batch with a few statements for all of it (one commit for the events). A bad item is reported
@@ -273,23 +284,6 @@ async fn check_references(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Resul
         Some(what) => Err(Error::NotFound(what)),
         None => Ok(()),
     }
-}
-
-async fn store(pool: &PgPool, actor: &Actor, new: &NewEvent) -> Result<(Event, bool)> {
-    if let Some(event) = repo::insert(pool, actor, Uuid::now_v7(), new).await? {
-        return Ok((event, true));
-    }
-    let existing = repo::find_by_key(
-        pool,
-        actor.organization_id,
-        new.program_id,
-        &new.idempotency_key,
-    )
-    .await?;
-    // The conflicting row is committed (ON CONFLICT waited for it), so it is visible here.
-    existing
-        .map(|e| (e, false))
-        .ok_or_else(|| Error::Internal("idempotent event vanished".into()))
 }
 
 fn same_payload(stored: &Event, new: &NewEvent) -> bool {

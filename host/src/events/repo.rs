@@ -10,7 +10,8 @@ const COLUMNS: &str = "id, program_id, participant_id, external_id, recipient_id
     idempotency_key, event_type, event_data, event_timestamp, status, error_message, received_at, created_at,
     updated_at, processed_at";
 
-/// Inserts the event unless its key is taken; `None` means another event holds the key.
+/// Inserts the event unless its key is taken or the program, or a participant it names by id, is not the
+/// organization's; `None` when it was not inserted.
 pub async fn insert(
     pool: &PgPool,
     actor: &Actor,
@@ -23,9 +24,12 @@ pub async fn insert(
         "INSERT INTO events (id, organization_id, program_id, participant_id, external_id, recipient_id,
                              recipient_external_id, idempotency_key, event_data, event_timestamp, status,
                              created_by_api_key_id)
-         VALUES ($1, $2, $3,
-                 COALESCE($4, (SELECT id FROM participants WHERE organization_id = $2 AND external_id = $5)),
-                 $5, $6, $7, $8, $9, COALESCE($10, now()), 'PENDING', $11)
+         SELECT $1, $2, $3,
+                COALESCE($4, (SELECT id FROM participants WHERE organization_id = $2 AND external_id = $5)),
+                $5, $6, $7, $8, $9, COALESCE($10, now()), 'PENDING', $11
+          WHERE EXISTS (SELECT 1 FROM programs WHERE id = $3 AND organization_id = $2)
+            AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM participants WHERE id = $4 AND organization_id = $2))
+            AND ($6::uuid IS NULL OR EXISTS (SELECT 1 FROM participants WHERE id = $6 AND organization_id = $2))
          ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
          RETURNING {COLUMNS}"
     ))

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use crate::error::{Error, FieldError};
-use crate::organizations::{self, Actor};
+use crate::organizations::Actor;
 use crate::validation;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Auth {
                     .map(str::trim)
             })
             .ok_or(Error::Unauthorized)?;
-        Ok(Auth(organizations::authenticate(&state.pool, key).await?))
+        Ok(Auth(state.keys.authenticate(&state.pool, key).await?))
     }
 }
 

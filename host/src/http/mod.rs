@@ -30,6 +30,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub runtime: std::sync::Arc<crate::rules::wasm::Runtime>,
     pub doorbell: crate::events::worker::Doorbell,
+    pub keys: std::sync::Arc<crate::organizations::KeyCache>,
 }
 
 /// The API's routes with their document. `component_bytes`: the largest rule module the operator accepts.

@@ -6,6 +6,9 @@ mod repo;
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Who is making a request: the organization every query is scoped to, and the key recorded on writes.
@@ -58,6 +61,41 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Actor> {
             api_key_id,
         })
         .ok_or(Error::Unauthorized)
+}
+
+/// Keys recently found active, so most requests authenticate without a query. An entry is trusted for
+/// [`KeyCache::TTL`]: a key revoked in the database stops working within that time in every process.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    known: Mutex<HashMap<Vec<u8>, (Actor, Instant)>>,
+}
+
+impl KeyCache {
+    pub const TTL: Duration = Duration::from_secs(10);
+    /// Only active keys are kept, so this bounds nothing in practice; it is a guard, not an eviction policy.
+    const MAX: usize = 10_000;
+
+    /// [`authenticate`], answered from the cache while the entry is fresh.
+    pub async fn authenticate(&self, pool: &PgPool, key: &str) -> Result<Actor> {
+        let hashed = hash(key);
+        let cached = self.known.lock().ok().and_then(|known| {
+            known
+                .get(&hashed)
+                .filter(|(_, at)| at.elapsed() < Self::TTL)
+                .map(|(actor, _)| *actor)
+        });
+        if let Some(actor) = cached {
+            return Ok(actor);
+        }
+        let actor = authenticate(pool, key).await?;
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= Self::MAX {
+                known.clear();
+            }
+            known.insert(hashed, (actor, Instant::now()));
+        }
+        Ok(actor)
+    }
 }
 
 pub async fn organization_exists(pool: &PgPool) -> Result<bool> {
