@@ -71,6 +71,7 @@ pub async fn start(
         pool: pool.clone(),
         runtime: runtime.clone(),
         doorbell: doorbell.clone(),
+        intake: events::Intake::start(pool.clone(), doorbell.clone()),
         keys: Arc::default(),
     });
     let mut http_stopped = stopped.clone();

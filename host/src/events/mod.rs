@@ -3,8 +3,11 @@
 //! repeats return it and create nothing, also when they race.
 
 mod actions;
+mod intake;
 mod repo;
 pub mod worker;
+
+pub use intake::Intake;
 
 use worker::Doorbell;
 
@@ -138,19 +141,18 @@ pub enum Ingested {
     Rejected(String),
 }
 
-/// Stores the event, or returns the one already stored under its idempotency key. One statement when the
-/// event is new and its references exist; the other cases then find out which they are.
-pub async fn ingest(
+/// Stores the event, or returns the one already stored under its idempotency key. `inserted` is what storing
+/// it found: the event when it was new and its references exist; otherwise this finds out which case it is.
+async fn acknowledge(
     pool: &PgPool,
-    doorbell: &Doorbell,
     actor: &Actor,
-    new: NewEvent,
+    new: &NewEvent,
+    inserted: Option<Event>,
 ) -> Result<Ack> {
-    if let Some(event) = repo::insert(pool, actor, Uuid::now_v7(), &new).await? {
-        doorbell.ring();
+    if let Some(event) = inserted {
         return Ok(Ack::from(&event));
     }
-    check_references(pool, actor, &new).await?;
+    check_references(pool, actor, new).await?;
     let existing = repo::find_by_key(
         pool,
         actor.organization_id,
@@ -185,11 +187,11 @@ pub async fn ingest_batch(
             }
         })
         .collect();
-    let to_insert: Vec<(Uuid, &NewEvent)> = planned
+    let to_insert: Vec<(Uuid, &Actor, &NewEvent)> = planned
         .iter()
-        .filter_map(|p| p.as_ref().ok().copied())
+        .filter_map(|p| p.as_ref().ok().map(|(id, new)| (*id, actor, *new)))
         .collect();
-    let inserted: HashMap<Uuid, Event> = repo::insert_many(pool, actor, &to_insert)
+    let inserted: HashMap<Uuid, Event> = repo::insert_many(pool, &to_insert)
         .await?
         .into_iter()
         .map(|e| (e.id, e))
@@ -200,8 +202,8 @@ pub async fn ingest_batch(
     // Keys already taken, by stored events or earlier items of this batch: committed by now, so visible.
     let taken: Vec<(Uuid, String)> = to_insert
         .iter()
-        .filter(|(id, _)| !inserted.contains_key(id))
-        .map(|(_, new)| (new.program_id, new.idempotency_key.clone()))
+        .filter(|(id, _, _)| !inserted.contains_key(id))
+        .map(|(_, _, new)| (new.program_id, new.idempotency_key.clone()))
         .collect();
     let existing: HashMap<(Uuid, String), Event> = match taken.is_empty() {
         true => HashMap::new(),

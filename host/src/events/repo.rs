@@ -10,44 +10,6 @@ const COLUMNS: &str = "id, program_id, participant_id, external_id, recipient_id
     idempotency_key, event_type, event_data, event_timestamp, status, error_message, received_at, created_at,
     updated_at, processed_at";
 
-/// Inserts the event unless its key is taken or the program, or a participant it names by id, is not the
-/// organization's; `None` when it was not inserted.
-pub async fn insert(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    e: &NewEvent,
-) -> sqlx::Result<Option<Event>> {
-    let (participant_id, external_id) = split(&e.participant);
-    let (recipient_id, recipient_external_id) = e.recipient.as_ref().map(split).unwrap_or_default();
-    sqlx::query_as(&format!(
-        "INSERT INTO events (id, organization_id, program_id, participant_id, external_id, recipient_id,
-                             recipient_external_id, idempotency_key, event_data, event_timestamp, status,
-                             created_by_api_key_id)
-         SELECT $1, $2, $3,
-                COALESCE($4, (SELECT id FROM participants WHERE organization_id = $2 AND external_id = $5)),
-                $5, $6, $7, $8, $9, COALESCE($10, now()), 'PENDING', $11
-          WHERE EXISTS (SELECT 1 FROM programs WHERE id = $3 AND organization_id = $2)
-            AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM participants WHERE id = $4 AND organization_id = $2))
-            AND ($6::uuid IS NULL OR EXISTS (SELECT 1 FROM participants WHERE id = $6 AND organization_id = $2))
-         ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
-         RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(actor.organization_id)
-    .bind(e.program_id)
-    .bind(participant_id)
-    .bind(external_id)
-    .bind(recipient_id)
-    .bind(recipient_external_id)
-    .bind(&e.idempotency_key)
-    .bind(sqlx::types::Json(&e.event_data))
-    .bind(e.event_timestamp)
-    .bind(actor.api_key_id)
-    .fetch_optional(pool)
-    .await
-}
-
 fn split(identity: &Party) -> (Option<Uuid>, Option<String>) {
     match identity {
         Party::Id(id) => (Some(*id), None),
@@ -55,19 +17,21 @@ fn split(identity: &Party) -> (Option<Uuid>, Option<String>) {
     }
 }
 
-/// Inserts events in one statement, so a batch costs one commit. An event whose key is taken (by a stored
-/// event or an earlier one of the same batch) is left out of the rows returned.
+/// Inserts `(id, by, event)`s in one statement, so they cost one commit. An event is left out of the rows
+/// returned when its key is taken (by a stored event or an earlier one of the same statement), or when its
+/// program, or a participant it names by id, is not its organization's.
 pub async fn insert_many(
     pool: &PgPool,
-    actor: &Actor,
-    events: &[(Uuid, &NewEvent)],
+    events: &[(Uuid, &Actor, &NewEvent)],
 ) -> sqlx::Result<Vec<Event>> {
     let mut columns = BatchColumns::default();
-    for (id, e) in events {
+    for (id, actor, e) in events {
         let (participant_id, external_id) = split(&e.participant);
         let (recipient_id, recipient_external_id) =
             e.recipient.as_ref().map(split).unwrap_or_default();
         columns.ids.push(*id);
+        columns.organizations.push(actor.organization_id);
+        columns.api_keys.push(actor.api_key_id);
         columns.programs.push(e.program_id);
         columns.participant_ids.push(participant_id);
         columns.external_ids.push(external_id);
@@ -81,20 +45,26 @@ pub async fn insert_many(
         "INSERT INTO events (id, organization_id, program_id, participant_id, external_id, recipient_id,
                              recipient_external_id, idempotency_key, event_data, event_timestamp, status,
                              created_by_api_key_id)
-         SELECT t.id, $1, t.program_id,
+         SELECT t.id, t.org, t.program_id,
                 COALESCE(t.participant_id, (SELECT p.id FROM participants p
-                                             WHERE p.organization_id = $1 AND p.external_id = t.external_id)),
+                                             WHERE p.organization_id = t.org AND p.external_id = t.external_id)),
                 t.external_id, t.recipient_id, t.recipient_external_id, t.key, t.data, COALESCE(t.at, now()),
-                'PENDING', $2
-           FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::uuid[], $8::text[], $9::text[],
-                       $10::jsonb[], $11::timestamptz[])
-                AS t(id, program_id, participant_id, external_id, recipient_id, recipient_external_id, key, data, at)
+                'PENDING', t.api_key
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::uuid[],
+                       $8::text[], $9::text[], $10::jsonb[], $11::timestamptz[])
+                AS t(id, org, api_key, program_id, participant_id, external_id, recipient_id, recipient_external_id,
+                     key, data, at)
+          WHERE EXISTS (SELECT 1 FROM programs g WHERE g.id = t.program_id AND g.organization_id = t.org)
+            AND (t.participant_id IS NULL OR EXISTS (SELECT 1 FROM participants p
+                                                      WHERE p.id = t.participant_id AND p.organization_id = t.org))
+            AND (t.recipient_id IS NULL OR EXISTS (SELECT 1 FROM participants p
+                                                    WHERE p.id = t.recipient_id AND p.organization_id = t.org))
          ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
          RETURNING {COLUMNS}"
     ))
-    .bind(actor.organization_id)
-    .bind(actor.api_key_id)
     .bind(&columns.ids)
+    .bind(&columns.organizations)
+    .bind(&columns.api_keys)
     .bind(&columns.programs)
     .bind(&columns.participant_ids)
     .bind(&columns.external_ids)
@@ -110,6 +80,8 @@ pub async fn insert_many(
 #[derive(Default)]
 struct BatchColumns {
     ids: Vec<Uuid>,
+    organizations: Vec<Uuid>,
+    api_keys: Vec<Uuid>,
     programs: Vec<Uuid>,
     participant_ids: Vec<Option<Uuid>>,
     external_ids: Vec<Option<String>>,

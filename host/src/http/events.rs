@@ -185,7 +185,7 @@ async fn ingest(
     let new = new.ok_or_else(|| Error::Internal("validated event is incomplete".into()))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(events::ingest(&s.pool, &s.doorbell, &actor, new).await?),
+        Json(s.intake.ingest(&actor, new).await?),
     ))
 }
 

@@ -30,6 +30,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub runtime: std::sync::Arc<crate::rules::wasm::Runtime>,
     pub doorbell: crate::events::worker::Doorbell,
+    pub intake: crate::events::Intake,
     pub keys: std::sync::Arc<crate::organizations::KeyCache>,
 }
 
