@@ -40,10 +40,10 @@ pub struct Batch {
     stale: HashSet<Uuid>,
     /// Accounts that existed when the batch began.
     accounts: KnownAccounts,
-    /// Credits written together when the batch ends, or before the first write of a later event.
-    journal: Journal,
-    /// Where the current event's deferred entries begin in `journal`.
-    event_start: usize,
+    /// Writes that wait for the end of the batch, or for a later event's first other write.
+    deferred: Deferred,
+    /// Where the current event's deferred writes begin.
+    event_start: Mark,
     /// Whether the current event has opened its savepoint, which it does before its first write.
     writing: bool,
     /// The budget slot this batch draws from first (see `rules::budgets`).
@@ -66,8 +66,8 @@ impl Batch {
             states: states.into_iter().map(|s| (s.id, s)).collect(),
             stale: HashSet::new(),
             accounts,
-            journal: Journal::default(),
-            event_start: 0,
+            deferred: Deferred::default(),
+            event_start: Mark::default(),
             writing: false,
             budget_slot,
             budgeted: budgeted.into_iter().collect(),
@@ -77,25 +77,24 @@ impl Batch {
 
     /// A new event begins; nothing of it is written yet.
     pub fn start_event(&mut self) {
-        self.event_start = self.journal.len();
+        self.event_start = self.deferred.mark();
         self.writing = false;
     }
 
-    /// Before the current event's first write: the deferred entries of earlier events are written, then the
-    /// event's savepoint opens and its own deferred entries follow inside it, so a failure undoes this event
-    /// only. Events that write nothing but deferrable credits never pay for a savepoint.
+    /// Before the current event's first write: the deferred writes of earlier events go out, then the event's
+    /// savepoint opens and its own deferred writes follow inside it, so a failure undoes this event only.
+    /// Events whose only writes can be deferred never pay for a savepoint.
     pub async fn begin_writes(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
         if self.writing {
             return Ok(());
         }
-        self.journal
-            .write_first(conn, self.event_start, &self.accounts)
+        self.deferred
+            .write_before(conn, self.event_start, &self.accounts)
             .await?;
         sqlx::query("SAVEPOINT event").execute(&mut *conn).await?;
         self.writing = true;
-        self.event_start = 0;
-        let own = self.journal.len();
-        self.journal.write_first(conn, own, &self.accounts).await
+        self.event_start = Mark::default();
+        self.deferred.write_all(conn, &self.accounts).await
     }
 
     /// The current event is over: its writes stay, or are undone when it failed.
@@ -105,7 +104,9 @@ impl Batch {
         failed: bool,
     ) -> sqlx::Result<()> {
         if failed {
-            self.journal.discard_after(self.event_start);
+            // States read since may show enrollments that will never be written.
+            let undone = self.deferred.discard_after(self.event_start);
+            self.stale.extend(undone);
         }
         if self.writing {
             if failed {
@@ -121,10 +122,9 @@ impl Batch {
         Ok(())
     }
 
-    /// The batch's events are over: the deferred entries are written.
+    /// The batch's events are over: the deferred writes go out.
     pub async fn finish(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
-        let all = self.journal.len();
-        self.journal.write_first(conn, all, &self.accounts).await
+        self.deferred.write_all(conn, &self.accounts).await
     }
 
     /// Posts an entry of the current event: deferred when it can be, otherwise written now.
@@ -135,7 +135,7 @@ impl Batch {
         entry: NewEntry,
     ) -> Result<Uuid, PostError> {
         if !self.writing && Journal::can_defer(&entry) {
-            return self.journal.defer(organization_id, entry);
+            return self.deferred.journal.defer(organization_id, entry);
         }
         self.begin_writes(conn).await?;
         ledger::post(conn, organization_id, &entry, &self.accounts).await
@@ -174,13 +174,15 @@ impl Batch {
                     .pop()
             }
         };
-        let Some(state) = state.filter(|s| s.organization_id == organization_id) else {
+        let Some(mut state) = state.filter(|s| s.organization_id == organization_id) else {
             return Ok(None);
         };
         if !state.programs.contains(&program_id) {
-            self.begin_writes(conn).await?;
-            participants::enroll(conn, id, program_id).await?;
-            self.stale.insert(id);
+            self.deferred.enrollments.push((id, program_id));
+            state.programs.push(program_id);
+            if let Some(held) = self.states.get_mut(&id) {
+                held.programs.push(program_id);
+            }
         }
         Ok(Some(state))
     }
@@ -203,6 +205,61 @@ impl Batch {
             }
         };
         Ok(found.ok_or_else(|| "asset not found or not linked to the program".to_string()))
+    }
+}
+
+/// Writes a batch puts off: credits that cannot fail a balance check, and enrollments. Written in a few
+/// statements for many events; what a failed event deferred is dropped instead.
+#[derive(Default)]
+struct Deferred {
+    journal: Journal,
+    enrollments: Vec<(Uuid, Uuid)>,
+}
+
+/// How many deferred writes of each kind there were at some point.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Mark {
+    entries: usize,
+    enrollments: usize,
+}
+
+impl Deferred {
+    fn mark(&self) -> Mark {
+        Mark {
+            entries: self.journal.len(),
+            enrollments: self.enrollments.len(),
+        }
+    }
+
+    /// Drops what was deferred after `mark`; returns the participants whose enrollments were dropped.
+    fn discard_after(&mut self, mark: Mark) -> Vec<Uuid> {
+        self.journal.discard_after(mark.entries);
+        self.enrollments
+            .drain(mark.enrollments.min(self.enrollments.len())..)
+            .map(|(participant, _)| participant)
+            .collect()
+    }
+
+    /// Writes what was deferred before `mark`.
+    async fn write_before(
+        &mut self,
+        conn: &mut PgConnection,
+        mark: Mark,
+        known: &KnownAccounts,
+    ) -> sqlx::Result<()> {
+        self.journal.write_first(conn, mark.entries, known).await?;
+        let count = mark.enrollments.min(self.enrollments.len());
+        let enrollments: Vec<(Uuid, Uuid)> = self.enrollments.drain(..count).collect();
+        participants::enroll(conn, &enrollments).await
+    }
+
+    async fn write_all(
+        &mut self,
+        conn: &mut PgConnection,
+        known: &KnownAccounts,
+    ) -> sqlx::Result<()> {
+        let all = self.mark();
+        self.write_before(conn, all, known).await
     }
 }
 

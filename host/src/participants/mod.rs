@@ -185,7 +185,7 @@ pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Deta
         state::set_attribute(&mut tx, &origin, id, key, value).await?;
     }
     if let Some(program_id) = input.program_id {
-        enroll(&mut tx, id, program_id).await?;
+        enroll(&mut tx, &[(id, program_id)]).await?;
     }
     tx.commit().await?;
     Ok((get(pool, actor, id).await?, created))

@@ -74,19 +74,20 @@ pub async fn find_by_external_id(
     .await
 }
 
-/// Enrolls the participant in the program, reactivating an inactive enrollment.
-pub async fn enroll(
-    conn: &mut PgConnection,
-    participant_id: Uuid,
-    program_id: Uuid,
-) -> sqlx::Result<()> {
+/// Enrolls `(participant, program)` pairs, reactivating inactive enrollments; repeated pairs are fine.
+pub async fn enroll(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)]) -> sqlx::Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let (participants, programs): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     sqlx::query(
-        "INSERT INTO participant_programs (participant_id, program_id) VALUES ($1, $2)
+        "INSERT INTO participant_programs (participant_id, program_id)
+         SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[])
          ON CONFLICT (participant_id, program_id) DO UPDATE SET status = 'ACTIVE'
          WHERE participant_programs.status <> 'ACTIVE'",
     )
-    .bind(participant_id)
-    .bind(program_id)
+    .bind(&participants)
+    .bind(&programs)
     .execute(conn)
     .await?;
     Ok(())
