@@ -15,5 +15,6 @@ mod process;
 mod quickstart;
 mod rules;
 mod state;
+mod throughput;
 mod validation;
 mod wasm;

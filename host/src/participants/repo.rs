@@ -41,23 +41,31 @@ pub async fn upsert(
 }
 
 /// Creates a bare participant for an unknown `external_id`; when another transaction creates it first,
-/// returns that one.
+/// returns that one. Takes no row lock on an existing participant: `DO UPDATE` would lock it as a key update,
+/// which waits for (and deadlocked with) ingests whose foreign-key checks hold the same row.
 pub async fn insert_if_absent(
     conn: &mut PgConnection,
     organization_id: Uuid,
     id: Uuid,
     external_id: &str,
 ) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar(
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO participants (id, organization_id, external_id) VALUES ($1, $2, $3)
-         ON CONFLICT (organization_id, external_id) DO UPDATE SET external_id = EXCLUDED.external_id
+         ON CONFLICT (organization_id, external_id) DO NOTHING
          RETURNING id",
     )
     .bind(id)
     .bind(organization_id)
     .bind(external_id)
-    .fetch_one(conn)
-    .await
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        // The conflicting row is committed (ON CONFLICT waited for it), so this statement sees it.
+        None => find_by_external_id(conn, organization_id, external_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound),
+    }
 }
 
 pub async fn find_by_external_id(
