@@ -175,6 +175,24 @@ impl TestApp {
         id(&self.created("/rules", body).await)
     }
 
+    /// A rule that credits a fixed `amount` of `asset_id` when `condition` holds.
+    pub async fn credit_rule(
+        &self,
+        program_id: &str,
+        condition: &str,
+        asset_id: &str,
+        amount: &str,
+    ) -> String {
+        let credit = json!([{"type": "CREDIT", "asset_id": asset_id, "amount": amount}]);
+        self.rule(
+            program_id,
+            &format!("{amount} when {condition}"),
+            condition,
+            credit,
+        )
+        .await
+    }
+
     /// Ingests an event for `external_id` and returns its id.
     pub async fn event(
         &self,

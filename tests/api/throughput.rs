@@ -114,13 +114,7 @@ async fn a_failed_event_in_a_batch_leaves_nothing_while_the_others_keep_their_wr
 ) {
     let app = TestApp::spawn(connect).await;
     let (program, points) = app.program_with_points("Shared batch", "PTS").await;
-    app.rule(
-        &program,
-        "ten",
-        "true",
-        json!([{"type": "CREDIT", "asset_id": points, "amount": "10"}]),
-    )
-    .await;
+    app.credit_rule(&program, "true", &points, "10").await;
     app.rule(
         &program,
         "tagged",
@@ -202,13 +196,7 @@ async fn workers_of_several_servers_share_participants_without_losing_or_doublin
         .await
         .expect("server");
     let (program, points) = app.program_with_points("Contended", "PTS").await;
-    app.rule(
-        &program,
-        "ten",
-        "true",
-        json!([{"type": "CREDIT", "asset_id": points, "amount": "10"}]),
-    )
-    .await;
+    app.credit_rule(&program, "true", &points, "10").await;
     app.rule(
         &program,
         "count",
