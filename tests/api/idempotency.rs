@@ -116,13 +116,14 @@ async fn a_batch_reports_each_item(_: PgPoolOptions, connect: PgConnectOptions) 
             item("a", "b-1", 1),
             item("a", "b-1", 2),
             item("c", "b-2", 1),
-            {"program_id": uuid::Uuid::now_v7(), "external_id": "d", "idempotency_key": "x", "event_data": {}}
+            {"program_id": uuid::Uuid::now_v7(), "external_id": "d", "idempotency_key": "x", "event_data": {}},
+            {"program_id": program_id, "participant_id": uuid::Uuid::now_v7(), "idempotency_key": "y", "event_data": {}}
         ]}))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    assert_eq!(r.body["total"], 6);
+    assert_eq!(r.body["total"], 7);
     assert_eq!(r.body["success_count"], 3);
-    assert_eq!(r.body["error_count"], 3);
+    assert_eq!(r.body["error_count"], 4);
     let results = r.body["results"].as_array().cloned().unwrap_or_default();
     let statuses: Vec<_> = results
         .iter()
@@ -136,7 +137,8 @@ async fn a_batch_reports_each_item(_: PgPoolOptions, connect: PgConnectOptions) 
             (Some(2), Some("accepted")),
             (Some(3), Some("error")),
             (Some(4), Some("accepted")),
-            (Some(5), Some("error"))
+            (Some(5), Some("error")),
+            (Some(6), Some("error"))
         ]
     );
     assert!(
@@ -157,6 +159,10 @@ async fn a_batch_reports_each_item(_: PgPoolOptions, connect: PgConnectOptions) 
         results[5]["error"]
             .as_str()
             .is_some_and(|e| e.contains("program_id"))
+    );
+    assert_eq!(
+        results[6]["error"], "invalid participant_id: not found",
+        "checked by the shared insert, named by the follow-up"
     );
     for accepted in [&results[0], &results[4]] {
         assert_eq!(

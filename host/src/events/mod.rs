@@ -141,8 +141,8 @@ pub enum Ingested {
     Rejected(String),
 }
 
-/// Stores the event, or returns the one already stored under its idempotency key. `inserted` is what storing
-/// it found: the event when it was new and its references exist; otherwise this finds out which case it is.
+/// The answer to a single ingest, given what inserting it returned: the new event, or, when nothing was
+/// inserted, the event already stored under its key — unless the event names something missing (404).
 async fn acknowledge(
     pool: &PgPool,
     actor: &Actor,
@@ -166,8 +166,8 @@ async fn acknowledge(
         .ok_or_else(|| Error::Internal("idempotent event vanished".into()))
 }
 
-/// Ingests a batch with a few statements for all of it (one commit for the events). A bad item is reported
-/// and does not stop the others. A repeated key with the same payload returns the original event, with a
+/// Ingests a batch with one statement for all of it (one commit), and a few more only for items it did not
+/// insert. A bad item is reported and does not stop the others. A repeated key with the same payload returns the original event, with a
 /// different payload it is an error for that item.
 pub async fn ingest_batch(
     pool: &PgPool,
@@ -175,21 +175,14 @@ pub async fn ingest_batch(
     actor: &Actor,
     items: Vec<Result<NewEvent, String>>,
 ) -> Result<Vec<Ingested>> {
-    let valid: Vec<&NewEvent> = items.iter().filter_map(|i| i.as_ref().ok()).collect();
-    let known = known_references(pool, actor, &valid).await?;
-    let planned: Vec<std::result::Result<(Uuid, &NewEvent), String>> = items
+    let planned: Vec<std::result::Result<(Uuid, &NewEvent), &String>> = items
         .iter()
-        .map(|item| {
-            let new = item.as_ref().map_err(Clone::clone)?;
-            match missing_reference(new, &known) {
-                Some(what) => Err(format!("invalid {what}_id: not found")),
-                None => Ok((Uuid::now_v7(), new)),
-            }
-        })
+        .map(|item| item.as_ref().map(|new| (Uuid::now_v7(), new)))
         .collect();
     let to_insert: Vec<(Uuid, &Actor, &NewEvent)> = planned
         .iter()
-        .filter_map(|p| p.as_ref().ok().map(|(id, new)| (*id, actor, *new)))
+        .flatten()
+        .map(|(id, new)| (*id, actor, *new))
         .collect();
     let inserted: HashMap<Uuid, Event> = repo::insert_many(pool, &to_insert)
         .await?
@@ -199,11 +192,18 @@ pub async fn ingest_batch(
     if !inserted.is_empty() {
         doorbell.ring();
     }
-    // Keys already taken, by stored events or earlier items of this batch: committed by now, so visible.
-    let taken: Vec<(Uuid, String)> = to_insert
+    // The others name something missing, or use a key already taken (by a stored event or an earlier item of
+    // this batch): committed by now, so visible.
+    let rest: Vec<&NewEvent> = to_insert
         .iter()
         .filter(|(id, _, _)| !inserted.contains_key(id))
-        .map(|(_, _, new)| (new.program_id, new.idempotency_key.clone()))
+        .map(|(_, _, new)| *new)
+        .collect();
+    let known = known_references(pool, actor, &rest).await?;
+    let taken: Vec<(Uuid, String)> = rest
+        .iter()
+        .filter(|new| missing_reference(new, &known).is_none())
+        .map(|new| (new.program_id, new.idempotency_key.clone()))
         .collect();
     let existing: HashMap<(Uuid, String), Event> = match taken.is_empty() {
         true => HashMap::new(),
@@ -217,11 +217,14 @@ pub async fn ingest_batch(
         .into_iter()
         .map(|plan| {
             let (id, new) = match plan {
-                Err(message) => return Ok(Ingested::Rejected(message)),
+                Err(message) => return Ok(Ingested::Rejected(message.clone())),
                 Ok(plan) => plan,
             };
             if let Some(event) = inserted.get(&id) {
                 return Ok(Ingested::Accepted(Ack::from(event)));
+            }
+            if let Some(what) = missing_reference(new, &known) {
+                return Ok(Ingested::Rejected(format!("invalid {what}_id: not found")));
             }
             match existing.get(&(new.program_id, new.idempotency_key.clone())) {
                 Some(event) if same_payload(event, new) => Ok(Ingested::Accepted(Ack::from(event))),
@@ -235,7 +238,7 @@ pub async fn ingest_batch(
         .collect()
 }
 
-/// The programs, and participants named by id, of these events that exist: two queries for any number.
+/// The programs, and participants named by id, of these events that exist: at most two queries for any number.
 struct Known {
     programs: HashSet<Uuid>,
     participants: HashSet<Uuid>,
@@ -253,7 +256,7 @@ async fn known_references(pool: &PgPool, actor: &Actor, events: &[&NewEvent]) ->
         })
         .collect();
     let existing = async |kind, ids: &[Uuid]| -> Result<HashSet<Uuid>> {
-        // Events naming participants by external id need no participant query at all.
+        // Nothing to look up, no query: participants named by external id, or a batch stored whole.
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
