@@ -75,10 +75,14 @@ impl Batch {
         }
     }
 
-    /// A new event begins; nothing of it is written yet.
-    pub fn start_event(&mut self) {
-        self.event_start = self.deferred.mark();
-        self.writing = false;
+    /// Writes what earlier events deferred; the current event's deferred writes stay put. Needs no savepoint:
+    /// those events are over.
+    pub async fn write_earlier(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        self.deferred
+            .write_before(conn, self.event_start, &self.accounts)
+            .await?;
+        self.event_start = Mark::default();
+        Ok(())
     }
 
     /// Before the current event's first write: the deferred writes of earlier events go out, then the event's
@@ -88,16 +92,13 @@ impl Batch {
         if self.writing {
             return Ok(());
         }
-        self.deferred
-            .write_before(conn, self.event_start, &self.accounts)
-            .await?;
+        self.write_earlier(conn).await?;
         sqlx::query("SAVEPOINT event").execute(&mut *conn).await?;
         self.writing = true;
-        self.event_start = Mark::default();
         self.deferred.write_all(conn, &self.accounts).await
     }
 
-    /// The current event is over: its writes stay, or are undone when it failed.
+    /// The current event is over: its writes stay, or are undone when it failed. The next event starts here.
     pub async fn finish_event(
         &mut self,
         conn: &mut PgConnection,
@@ -118,7 +119,8 @@ impl Batch {
                 .execute(&mut *conn)
                 .await?;
         }
-        self.start_event();
+        self.event_start = self.deferred.mark();
+        self.writing = false;
         Ok(())
     }
 
@@ -619,13 +621,8 @@ async fn resolve_target(
             .render(ctx.vars)
             .map_err(|err| format!("target expression failed: {err}"))
     };
-    if matches!(target, TargetRef::Event) {
-        return Ok(Ok(ctx.default_target));
-    }
-    // Finding, creating or locking another participant writes.
-    ctx.batch.begin_writes(conn).await?;
     let id = match target {
-        TargetRef::Event => ctx.default_target,
+        TargetRef::Event => return Ok(Ok(ctx.default_target)),
         TargetRef::Id(id) => *id,
         TargetRef::ParticipantId(template) => {
             match render(template).map(|text| Uuid::parse_str(&text)) {
@@ -640,6 +637,8 @@ async fn resolve_target(
                 Ok(_) => return Ok(Err("target external_id is empty".into())),
                 Err(reason) => return Ok(Err(reason)),
             };
+            // It may create the participant.
+            ctx.batch.begin_writes(conn).await?;
             match participants::resolve_external(
                 conn,
                 ctx.organization_id,

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-/// Channel the events table notifies on insert (see the migration's trigger).
+/// Channel on which a server tells the others that events are waiting (see [`Doorbell`]).
 pub const CHANNEL: &str = "scrip_events";
 const BATCH_SIZE: usize = 50;
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -265,7 +265,6 @@ pub async fn process_batch(
             .filter(|r| r.program_id == event.program_id)
             .map(|r| &**r)
             .collect();
-        batch.start_event();
         let outcome = match process_event(
             &mut tx,
             event,
@@ -538,7 +537,7 @@ async fn process_event(
     let balances = match rules.iter().any(|r| r.module.is_some()) {
         true => {
             // Earlier events' deferred credits count.
-            ctx.batch.begin_writes(conn).await?;
+            ctx.batch.write_earlier(conn).await?;
             participants::available_balances(conn, org, participant).await?
         }
         false => Vec::new(),
