@@ -220,6 +220,22 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
             "only completed events have ledger entries",
             found.effects_of_unfinished_events.len(),
         ),
+        line(
+            "every LOT balance equals what its lots hold",
+            found.lot_mismatches.len(),
+        ),
+        line(
+            "no lot was spent after it expired",
+            found.spent_after_expiry.len(),
+        ),
+        line(
+            "every idempotency key maps to exactly one journal entry",
+            found.idempotency_violations.len(),
+        ),
+        line(
+            "every event, evaluation, entry and posting names existing rows of its organization",
+            found.broken_references.len(),
+        ),
     ];
     for b in &chain.breaks {
         println!(
@@ -249,6 +265,9 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
     }
     for event in &found.effects_of_unfinished_events {
         println!("  unfinished event {event} has ledger entries");
+    }
+    for row in &found.broken_references {
+        println!("  {row} names a row that does not exist or disagrees with it");
     }
     Ok(checks.iter().all(|ok| *ok))
 }

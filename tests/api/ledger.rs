@@ -78,16 +78,37 @@ async fn the_journal_is_append_only_chained_and_verified(
         "{report}"
     );
 
-    // The database refuses to change or remove what the journal holds.
-    for statement in [
-        "UPDATE postings SET amount = amount * 2",
-        "DELETE FROM postings",
-        "UPDATE journal_entries SET description = 'rewritten'",
-        "DELETE FROM journal_entries",
+    assert!(
+        report.contains(
+            "ok  : every event, evaluation, entry and posting names existing rows of its organization"
+        ),
+        "{report}"
+    );
+
+    // The database refuses to change or remove what the journal holds, to add a posting that unbalances
+    // an entry, or to delete a row the journal refers to.
+    for (statement, refusal) in [
+        ("UPDATE postings SET amount = amount * 2", "append-only"),
+        ("DELETE FROM postings", "append-only"),
+        (
+            "UPDATE journal_entries SET description = 'rewritten'",
+            "append-only",
+        ),
+        ("DELETE FROM journal_entries", "append-only"),
+        (
+            "INSERT INTO postings (id, journal_entry_id, organization_id, account_id, program_id, asset_id,
+                                   entity_type, entity_id, bucket, amount)
+             SELECT gen_random_uuid(), journal_entry_id, organization_id, account_id, program_id, asset_id,
+                    entity_type, entity_id, bucket, amount
+               FROM postings WHERE entity_id IS NOT NULL LIMIT 1",
+            "does not balance",
+        ),
+        ("DELETE FROM programs", "never deleted"),
+        ("DELETE FROM accounts", "never deleted"),
     ] {
         let refused = sqlx::query(statement).execute(&app.pool).await;
         assert!(
-            refused.is_err_and(|e| e.to_string().contains("append-only")),
+            refused.is_err_and(|e| e.to_string().contains(refusal)),
             "{statement} was allowed"
         );
     }
@@ -115,6 +136,40 @@ async fn the_journal_is_append_only_chained_and_verified(
     );
     assert!(
         report.contains("ok  : every journal entry sums to zero per asset"),
+        "{report}"
+    );
+
+    // A posting's copied references have no foreign keys; verify checks them against their sources.
+    let posting: uuid::Uuid = sqlx::query_scalar(
+        "SELECT x.id FROM postings x JOIN journal_entries j ON j.id = x.journal_entry_id
+          WHERE j.id <> $1::uuid LIMIT 1",
+    )
+    .bind(&target)
+    .fetch_one(&app.pool)
+    .await
+    .expect("a posting of another entry");
+    for statement in [
+        "ALTER TABLE postings DISABLE TRIGGER postings_append_only".to_string(),
+        format!("UPDATE postings SET program_id = gen_random_uuid() WHERE id = '{posting}'"),
+        "ALTER TABLE postings ENABLE TRIGGER postings_append_only".to_string(),
+    ] {
+        sqlx::query(&statement)
+            .execute(&app.pool)
+            .await
+            .expect("tampering as superuser");
+    }
+    let (ok, report) = verify(&connect).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(
+            "FAIL: every event, evaluation, entry and posting names existing rows of its organization"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "posting {posting} names a row that does not exist or disagrees with it"
+        )),
         "{report}"
     );
     app.stop().await;

@@ -157,6 +157,7 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewAsset) -> Result<Asset
                 new.symbol
             ))
         })?;
+    crate::ledger::open_system_accounts(&mut tx, actor.organization_id, id).await?;
     tx.commit().await?;
     get(pool, actor, id).await
 }

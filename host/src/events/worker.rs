@@ -21,7 +21,7 @@ use crate::rules::{self, CompiledAction, CompiledModule, CompiledRule, RuleCache
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -233,9 +233,26 @@ pub async fn process_batch(
         .iter()
         .map(|event| parties(event, programs.get(&event.program_id), &named))
         .collect();
-    // Participants another batch holds are skipped, not waited for: their events wait for the next claim.
+    // Participants another batch holds, or is creating, are skipped, not waited for: their events wait for
+    // the next claim.
     let wanted = sorted(parties.iter().flatten().flat_map(Parties::existing));
     let states = participants::lock_states(&mut tx, None, &wanted, Wait::Skip).await?;
+    let mut new_names: Vec<(Uuid, String)> = events
+        .iter()
+        .zip(&parties)
+        .filter_map(|(event, parties)| Some((event.organization_id, parties.as_ref().ok()?)))
+        .flat_map(|(organization_id, parties)| {
+            parties
+                .to_create()
+                .map(move |name| (organization_id, name.to_owned()))
+        })
+        .collect();
+    new_names.sort();
+    new_names.dedup();
+    let creatable: HashSet<(Uuid, String)> = participants::claim_names(&mut tx, &new_names)
+        .await?
+        .into_iter()
+        .collect();
     let owners: Vec<Uuid> = states.iter().map(|s| s.id).chain(program_ids).collect();
     let organizations = sorted(events.iter().map(|e| e.organization_id));
     let accounts = KnownAccounts::load(&mut tx, &organizations, &owners).await?;
@@ -252,8 +269,14 @@ pub async fn process_batch(
     );
     let mut finished = Vec::with_capacity(events.len());
     for (event, parties) in events.iter().zip(parties) {
+        let held = |parties: &Parties| {
+            parties.existing().all(|id| batch.holds(id))
+                && parties
+                    .to_create()
+                    .all(|name| creatable.contains(&(event.organization_id, name.to_owned())))
+        };
         let parties = match parties {
-            Ok(parties) if parties.existing().all(|id| batch.holds(id)) => parties,
+            Ok(parties) if held(&parties) => parties,
             Ok(_) => continue,
             Err(message) => {
                 finished.push((event, Outcome::failed(message, Vec::new())));
@@ -320,12 +343,22 @@ enum Who {
 impl Parties {
     /// The existing participants, which the batch locks up front.
     fn existing(&self) -> impl Iterator<Item = Uuid> + use<'_> {
-        std::iter::once(&self.participant)
-            .chain(&self.recipient)
-            .filter_map(|who| match who {
-                Who::Existing(id) => Some(*id),
-                Who::New(_) => None,
-            })
+        self.both().filter_map(|who| match who {
+            Who::Existing(id) => Some(*id),
+            Who::New(_) => None,
+        })
+    }
+
+    /// The external ids of participants to create, which the batch claims up front.
+    fn to_create(&self) -> impl Iterator<Item = &str> {
+        self.both().filter_map(|who| match who {
+            Who::Existing(_) => None,
+            Who::New(external_id) => Some(external_id.as_str()),
+        })
+    }
+
+    fn both(&self) -> impl Iterator<Item = &Who> {
+        std::iter::once(&self.participant).chain(&self.recipient)
     }
 }
 

@@ -162,6 +162,19 @@ impl KnownAccounts {
     }
 }
 
+/// Opens a new asset's system accounts (issuance, breakage) with it. Event batches then only ever find them:
+/// two batches creating the same shared account would each wait on the other's uncommitted insert.
+pub async fn open_system_accounts(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    asset_id: Uuid,
+) -> sqlx::Result<()> {
+    let keys = [Owner::Issuance, Owner::Breakage]
+        .map(|owner| AccountKey::new(owner, asset_id, "AVAILABLE"));
+    repo::resolve_accounts(conn, organization_id, &keys).await?;
+    Ok(())
+}
+
 /// Writes one balanced entry and applies it to the materialised balances, in the caller's transaction.
 pub async fn post(
     conn: &mut PgConnection,
@@ -194,7 +207,7 @@ fn check_balanced(entry: &NewEntry) -> Result<(), PostError> {
 
 /// Writes `(id, organization, entry)`s in one statement, creating the accounts not known to exist; returns
 /// `(entity_type, new balance)` of every materialised account changed. The caller has checked that each entry
-/// balances (the database checks again at commit).
+/// balances (the database checks again after the statement).
 pub(crate) async fn write(
     conn: &mut PgConnection,
     entries: &[(Uuid, Uuid, &NewEntry)],
@@ -504,6 +517,9 @@ pub struct Inconsistencies {
     pub spent_after_expiry: Vec<Uuid>,
     /// Idempotency keys whose recorded effect is not exactly one existing journal entry of their own.
     pub idempotency_violations: Vec<String>,
+    /// Events, evaluations, entries and postings naming an organization, program, rule, API key or account
+    /// that does not exist or disagrees with the row it was copied from.
+    pub broken_references: Vec<String>,
 }
 
 impl Inconsistencies {
@@ -515,11 +531,12 @@ impl Inconsistencies {
             && self.lot_mismatches.is_empty()
             && self.spent_after_expiry.is_empty()
             && self.idempotency_violations.is_empty()
+            && self.broken_references.is_empty()
     }
 }
 
 /// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings; only participants below
-/// zero; only completed events have effects.
+/// zero; only completed events have effects; every reference copied into the per-event tables holds.
 pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
     Ok(Inconsistencies {
         unbalanced_entries: repo::unbalanced_entries(pool).await?,
@@ -529,6 +546,7 @@ pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
         lot_mismatches: lots::mismatches(pool).await?,
         spent_after_expiry: repo::spent_after_expiry(pool).await?,
         idempotency_violations: repo::idempotency_violations(pool).await?,
+        broken_references: repo::broken_references(pool).await?,
     })
 }
 

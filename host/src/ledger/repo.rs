@@ -330,6 +330,46 @@ pub async fn balance_impact(
     .await
 }
 
+/// Rows written per event whose copied references name no row or disagree with their source (see migration
+/// 0009: these columns have no foreign keys). Each as "table id".
+pub async fn broken_references(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT 'posting ' || x.id FROM postings x
+           LEFT JOIN accounts a ON a.id = x.account_id
+           LEFT JOIN journal_entries j ON j.id = x.journal_entry_id
+          WHERE (a.organization_id, a.asset_id, a.entity_type, a.bucket, j.organization_id, j.program_id)
+                IS DISTINCT FROM (x.organization_id, x.asset_id, x.entity_type, x.bucket, x.organization_id,
+                                  x.program_id)
+             OR a.entity_id IS DISTINCT FROM x.entity_id
+         UNION ALL
+         SELECT 'journal entry ' || j.id FROM journal_entries j
+           LEFT JOIN programs g ON g.id = j.program_id
+          WHERE g.organization_id IS DISTINCT FROM j.organization_id
+             OR (j.rule_id IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM rules r WHERE r.id = j.rule_id AND r.organization_id = j.organization_id))
+             OR (j.created_by_api_key_id IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM api_keys k
+                     WHERE k.id = j.created_by_api_key_id AND k.organization_id = j.organization_id))
+         UNION ALL
+         SELECT 'event ' || e.id FROM events e
+           LEFT JOIN programs g ON g.id = e.program_id
+          WHERE g.organization_id IS DISTINCT FROM e.organization_id
+             OR (e.created_by_api_key_id IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM api_keys k
+                     WHERE k.id = e.created_by_api_key_id AND k.organization_id = e.organization_id))
+         UNION ALL
+         SELECT 'rule evaluation ' || v.id FROM rule_evaluations v
+           LEFT JOIN rule_history h ON h.id = v.rule_history_id
+           LEFT JOIN events e ON e.id = v.event_id
+          WHERE (h.rule_id, h.organization_id, e.organization_id)
+                IS DISTINCT FROM (v.rule_id, v.organization_id, v.organization_id)
+             OR (v.stopped_by_rule_id IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM rules r WHERE r.id = v.stopped_by_rule_id AND r.organization_id = v.organization_id))",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn negative_balances(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Decimal)>> {
     sqlx::query_as(
         "SELECT id, balance FROM accounts WHERE balance < 0 AND entity_type <> 'PARTICIPANT'",

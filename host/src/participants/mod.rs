@@ -17,8 +17,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use repo::{
-    Wait, enroll, find_by_external_id, find_by_external_ids, insert_if_absent, lock, lock_state,
-    lock_states,
+    Wait, claim_names, enroll, find_by_external_id, find_by_external_ids, insert_if_absent, lock,
+    lock_state, lock_states,
 };
 
 crate::api_enum!(pub ParticipantStatus = STATUSES ["ACTIVE", "SUSPENDED", "CLOSED"]);

@@ -68,6 +68,25 @@ pub async fn insert_if_absent(
     }
 }
 
+/// Of these `(organization, external id)`s, the ones this transaction may create a participant for: each is
+/// held (an advisory lock, until commit) by at most one transaction at a time, and one held elsewhere is left
+/// out instead of waited for. Two event batches creating the same participants in different orders would
+/// otherwise each wait on the other's uncommitted insert until the deadlock detector cancels one (1 s).
+pub async fn claim_names(
+    conn: &mut PgConnection,
+    names: &[(Uuid, String)],
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    let (organizations, external_ids): (Vec<Uuid>, Vec<String>) = names.iter().cloned().unzip();
+    sqlx::query_as(
+        "SELECT organization_id, external_id FROM unnest($1::uuid[], $2::text[]) AS t(organization_id, external_id)
+          WHERE pg_try_advisory_xact_lock(hashtextextended(organization_id::text || '/' || external_id, 0))",
+    )
+    .bind(&organizations)
+    .bind(&external_ids)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn find_by_external_id(
     conn: &mut PgConnection,
     organization_id: Uuid,
