@@ -233,7 +233,7 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
             found.idempotency_violations.len(),
         ),
         line(
-            "every event, evaluation, entry and posting names existing rows of its organization",
+            "every event, evaluation, entry, posting and lot names existing rows of its organization",
             found.broken_references.len(),
         ),
     ];

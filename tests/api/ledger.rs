@@ -80,7 +80,7 @@ async fn the_journal_is_append_only_chained_and_verified(
 
     assert!(
         report.contains(
-            "ok  : every event, evaluation, entry and posting names existing rows of its organization"
+            "ok  : every event, evaluation, entry, posting and lot names existing rows of its organization"
         ),
         "{report}"
     );
@@ -105,6 +105,7 @@ async fn the_journal_is_append_only_chained_and_verified(
         ),
         ("DELETE FROM programs", "never deleted"),
         ("DELETE FROM accounts", "never deleted"),
+        ("DELETE FROM participants", "never deleted"),
     ] {
         let refused = sqlx::query(statement).execute(&app.pool).await;
         assert!(
@@ -139,7 +140,7 @@ async fn the_journal_is_append_only_chained_and_verified(
         "{report}"
     );
 
-    // A posting's copied references have no foreign keys; verify checks them against their sources.
+    // References the per-event tables copy have no foreign keys; verify checks them against their sources.
     let posting: uuid::Uuid = sqlx::query_scalar(
         "SELECT x.id FROM postings x JOIN journal_entries j ON j.id = x.journal_entry_id
           WHERE j.id <> $1::uuid LIMIT 1",
@@ -148,10 +149,15 @@ async fn the_journal_is_append_only_chained_and_verified(
     .fetch_one(&app.pool)
     .await
     .expect("a posting of another entry");
+    let event: uuid::Uuid = sqlx::query_scalar("SELECT id FROM events LIMIT 1")
+        .fetch_one(&app.pool)
+        .await
+        .expect("an event");
     for statement in [
         "ALTER TABLE postings DISABLE TRIGGER postings_append_only".to_string(),
         format!("UPDATE postings SET program_id = gen_random_uuid() WHERE id = '{posting}'"),
         "ALTER TABLE postings ENABLE TRIGGER postings_append_only".to_string(),
+        format!("UPDATE events SET participant_id = gen_random_uuid() WHERE id = '{event}'"),
     ] {
         sqlx::query(&statement)
             .execute(&app.pool)
@@ -162,13 +168,19 @@ async fn the_journal_is_append_only_chained_and_verified(
     assert!(!ok, "{report}");
     assert!(
         report.contains(
-            "FAIL: every event, evaluation, entry and posting names existing rows of its organization"
+            "FAIL: every event, evaluation, entry, posting and lot names existing rows of its organization"
         ),
         "{report}"
     );
     assert!(
         report.contains(&format!(
             "posting {posting} names a row that does not exist or disagrees with it"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "event {event} names a row that does not exist or disagrees with it"
         )),
         "{report}"
     );

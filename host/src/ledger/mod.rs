@@ -517,8 +517,8 @@ pub struct Inconsistencies {
     pub spent_after_expiry: Vec<Uuid>,
     /// Idempotency keys whose recorded effect is not exactly one existing journal entry of their own.
     pub idempotency_violations: Vec<String>,
-    /// Events, evaluations, entries and postings naming an organization, program, rule, API key or account
-    /// that does not exist or disagrees with the row it was copied from.
+    /// Events, evaluations, entries, postings and lots naming an organization, program, asset, participant,
+    /// rule, API key or account that does not exist or disagrees with the row it was copied from.
     pub broken_references: Vec<String>,
 }
 

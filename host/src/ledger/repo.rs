@@ -330,8 +330,8 @@ pub async fn balance_impact(
     .await
 }
 
-/// Rows written per event whose copied references name no row or disagree with their source (see migration
-/// 0009: these columns have no foreign keys). Each as "table id".
+/// Rows written per event whose copied references name no row or disagree with their source (see migrations
+/// 0009 and 0010: these columns have no foreign keys). Each as "table id".
 pub async fn broken_references(pool: &PgPool) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT 'posting ' || x.id FROM postings x
@@ -354,9 +354,19 @@ pub async fn broken_references(pool: &PgPool) -> sqlx::Result<Vec<String>> {
          SELECT 'event ' || e.id FROM events e
            LEFT JOIN programs g ON g.id = e.program_id
           WHERE g.organization_id IS DISTINCT FROM e.organization_id
+             OR (e.participant_id IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM participants p
+                     WHERE p.id = e.participant_id AND p.organization_id = e.organization_id))
              OR (e.created_by_api_key_id IS NOT NULL AND NOT EXISTS (
                     SELECT 1 FROM api_keys k
                      WHERE k.id = e.created_by_api_key_id AND k.organization_id = e.organization_id))
+         UNION ALL
+         SELECT 'lot ' || l.id FROM lots l
+           LEFT JOIN assets s ON s.id = l.asset_id
+           LEFT JOIN programs g ON g.id = l.program_id
+           LEFT JOIN journal_entries j ON j.id = l.journal_entry_id
+          WHERE (s.organization_id, g.organization_id, j.organization_id)
+                IS DISTINCT FROM (l.organization_id, l.organization_id, l.organization_id)
          UNION ALL
          SELECT 'rule evaluation ' || v.id FROM rule_evaluations v
            LEFT JOIN rule_history h ON h.id = v.rule_history_id
