@@ -76,6 +76,9 @@ pub async fn claim_names(
     conn: &mut PgConnection,
     names: &[(Uuid, String)],
 ) -> sqlx::Result<Vec<(Uuid, String)>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     let (organizations, external_ids): (Vec<Uuid>, Vec<String>) = names.iter().cloned().unzip();
     sqlx::query_as(
         "SELECT organization_id, external_id FROM unnest($1::uuid[], $2::text[]) AS t(organization_id, external_id)
