@@ -192,51 +192,29 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
     let chain = ledger::chain::verify(pool).await?;
     let found = ledger::check_invariants(pool).await?;
     println!("organizations: {}", chain.organizations);
-    let line = |what: &str, problems: usize| {
-        println!("{}: {what}", if problems == 0 { "ok  " } else { "FAIL" });
-        problems == 0
-    };
     let checks = [
-        line(
-            &format!(
+        (
+            format!(
                 "hash chain recomputed over {} sealed entries ({} not sealed yet)",
                 chain.sealed_entries, chain.unsealed_entries
             ),
             chain.breaks.len(),
         ),
-        line(
-            "every journal entry sums to zero per asset",
-            found.unbalanced_entries.len(),
-        ),
-        line(
-            "every materialised balance equals the sum of its postings",
-            found.drifted_balances.len(),
-        ),
-        line(
-            "no account but a participant's is below zero",
-            found.negative_balances.len(),
-        ),
-        line(
-            "only completed events have ledger entries",
-            found.effects_of_unfinished_events.len(),
-        ),
-        line(
-            "every LOT balance equals what its lots hold",
-            found.lot_mismatches.len(),
-        ),
-        line(
-            "no lot was spent after it expired",
-            found.spent_after_expiry.len(),
-        ),
-        line(
-            "every idempotency key maps to exactly one journal entry",
-            found.idempotency_violations.len(),
-        ),
-        line(
-            "every event, evaluation, entry, posting and lot names existing rows of its organization",
+        ("every journal entry sums to zero per asset".into(), found.unbalanced_entries.len()),
+        ("every materialised balance equals the sum of its postings".into(), found.drifted_balances.len()),
+        ("no account but a participant's is below zero".into(), found.negative_balances.len()),
+        ("only completed events have ledger entries".into(), found.effects_of_unfinished_events.len()),
+        ("every LOT balance equals what its lots hold".into(), found.lot_mismatches.len()),
+        ("no lot was spent after it expired".into(), found.spent_after_expiry.len()),
+        ("every idempotency key maps to exactly one journal entry".into(), found.idempotency_violations.len()),
+        (
+            "every event, evaluation, entry, posting and lot names existing rows of its organization".into(),
             found.broken_references.len(),
         ),
     ];
+    for (what, problems) in &checks {
+        println!("{}: {what}", if *problems == 0 { "ok  " } else { "FAIL" });
+    }
     for b in &chain.breaks {
         println!(
             "  chain break: organization {} entry {} (chain_seq {}): {}",
@@ -269,5 +247,5 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
     for row in &found.broken_references {
         println!("  {row} names a row that does not exist or disagrees with it");
     }
-    Ok(checks.iter().all(|ok| *ok))
+    Ok(checks.iter().all(|(_, problems)| *problems == 0))
 }
