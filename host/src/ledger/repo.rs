@@ -337,10 +337,10 @@ pub async fn broken_references(pool: &PgPool) -> sqlx::Result<Vec<String>> {
         "SELECT 'posting ' || x.id FROM postings x
            LEFT JOIN accounts a ON a.id = x.account_id
            LEFT JOIN journal_entries j ON j.id = x.journal_entry_id
-          WHERE (a.organization_id, a.asset_id, a.entity_type, a.bucket, j.organization_id, j.program_id)
-                IS DISTINCT FROM (x.organization_id, x.asset_id, x.entity_type, x.bucket, x.organization_id,
-                                  x.program_id)
-             OR a.entity_id IS DISTINCT FROM x.entity_id
+          WHERE (a.organization_id, a.asset_id, a.entity_type, a.entity_id, a.bucket, j.organization_id,
+                 j.program_id)
+                IS DISTINCT FROM (x.organization_id, x.asset_id, x.entity_type, x.entity_id, x.bucket,
+                                  x.organization_id, x.program_id)
          UNION ALL
          SELECT 'journal entry ' || j.id FROM journal_entries j
            LEFT JOIN programs g ON g.id = j.program_id
