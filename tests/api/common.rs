@@ -257,8 +257,21 @@ impl TestApp {
         assert!(found.is_empty(), "ledger inconsistent: {found:?}");
     }
 
-    /// Row counts of every table, to show a rejected request wrote nothing.
+    /// Row counts of every table, to show a rejected request wrote nothing. Taken once every journal entry is
+    /// sealed, so the sealer's own inserts, which follow earlier requests, do not count against later ones.
     pub async fn row_counts(&self) -> Vec<(String, i64)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM journal_entries j
+                             WHERE NOT EXISTS (SELECT 1 FROM journal_seals s WHERE s.journal_entry_id = j.id))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("unsealed entries")
+        {
+            assert!(Instant::now() < deadline, "entries were not sealed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT table_name::text FROM information_schema.tables
               WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_sqlx%'

@@ -2,9 +2,12 @@
 //! `entry_hash = sha256(previous entry_hash ‖ canonical JSON of the entry and its postings)`, hex-encoded,
 //! with an empty previous hash for the first entry.
 //!
-//! Writers never touch the chain. A sealer seals entries after they commit, numbering them in the order it
-//! sees them; an entry whose transaction commits late is sealed in a later pass, after the current tip, so the
-//! chain never has to be rewritten. One sealer runs at a time (an advisory lock); every `scrip serve` offers.
+//! Writers never touch the chain. A sealer seals entries after they commit, one insert-only `journal_seals`
+//! row per entry, numbering them in the order it takes them: by the transaction that wrote them
+//! (`written_by`), then id. Every transaction with an id below the oldest one still running has ended, so
+//! the entries below that horizon are final and none can later appear behind the last one sealed
+//! (`journal_seal_cursor`); a transaction left open holds sealing back until it ends. One sealer runs at a
+//! time (an advisory lock); every `scrip serve` offers.
 
 use crate::organizations::hex;
 use chrono::{DateTime, Utc};
@@ -83,8 +86,8 @@ fn chain_hash(previous: &str, entry: &EntryRow, postings: &[&PostingRow]) -> Str
     hex(&hasher.finalize())
 }
 
-const ENTRY_COLUMNS: &str = "id, organization_id, program_id, action_type, description, event_id, rule_id, \
-                             reference_id, created_by_api_key_id, created_at";
+const ENTRY_COLUMNS: &str = "j.id, j.organization_id, j.program_id, j.action_type, j.description, j.event_id, \
+                             j.rule_id, j.reference_id, j.created_by_api_key_id, j.created_at";
 
 async fn postings_of(
     conn: &mut PgConnection,
@@ -104,6 +107,14 @@ async fn postings_of(
     Ok(grouped)
 }
 
+/// An entry the sealer may take, with its place in the sealing order.
+#[derive(sqlx::FromRow)]
+struct Final {
+    written_by: String,
+    #[sqlx(flatten)]
+    entry: EntryRow,
+}
+
 /// Seals up to one batch of committed, unsealed entries. Returns how many it sealed; 0 when another sealer
 /// holds the lock or there is nothing to seal.
 pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
@@ -115,55 +126,88 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
     if !locked {
         return Ok(0);
     }
-    let entries: Vec<EntryRow> = sqlx::query_as(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM journal_entries WHERE chain_seq IS NULL
-          ORDER BY organization_id, created_at, id LIMIT $1"
+    let (written_by, entry_id): (String, Uuid) =
+        sqlx::query_as("SELECT written_by::text, entry_id FROM journal_seal_cursor")
+            .fetch_one(&mut *tx)
+            .await?;
+    let entries: Vec<Final> = sqlx::query_as(&format!(
+        "SELECT j.written_by::text AS written_by, {ENTRY_COLUMNS} FROM journal_entries j
+          WHERE (j.written_by, j.id) > ($1::text::xid8, $2)
+            AND j.written_by < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY j.written_by, j.id LIMIT $3"
     ))
+    .bind(&written_by)
+    .bind(entry_id)
     .bind(SEAL_BATCH)
     .fetch_all(&mut *tx)
     .await?;
-    if entries.is_empty() {
+    let Some(last) = entries.last() else {
         return Ok(0);
-    }
-    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+    };
+    let cursor = (last.written_by.clone(), last.entry.id);
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.entry.id).collect();
     let postings = postings_of(&mut tx, &ids).await?;
-    let mut tips: HashMap<Uuid, (i64, String)> = HashMap::new();
-    let (mut seqs, mut hashes) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
-    for entry in &entries {
-        if let std::collections::hash_map::Entry::Vacant(e) = tips.entry(entry.organization_id) {
-            let tip: Option<(i64, String)> = sqlx::query_as(
-                "SELECT chain_seq, entry_hash FROM journal_entries
-                  WHERE organization_id = $1 AND chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
-            )
-            .bind(entry.organization_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            e.insert(tip.unwrap_or((0, String::new())));
-        }
-        let Some((seq, previous)) = tips.get_mut(&entry.organization_id) else {
-            continue;
-        };
+    let mut tips = tips(&mut tx, entries.iter().map(|e| e.entry.organization_id)).await?;
+    let mut seals = SealColumns::default();
+    for Final { entry, .. } in &entries {
+        let (seq, previous) = tips.entry(entry.organization_id).or_default();
         let own: Vec<&PostingRow> = postings
             .get(&entry.id)
             .map(|p| p.iter().collect())
             .unwrap_or_default();
         *seq += 1;
         *previous = chain_hash(previous, entry, &own);
-        seqs.push(*seq);
-        hashes.push(previous.clone());
+        seals.entries.push(entry.id);
+        seals.organizations.push(entry.organization_id);
+        seals.seqs.push(*seq);
+        seals.hashes.push(previous.clone());
     }
     sqlx::query(
-        "UPDATE journal_entries j SET chain_seq = t.seq, entry_hash = t.hash
-           FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(id, seq, hash)
-          WHERE j.id = t.id",
+        "WITH sealed AS (
+             INSERT INTO journal_seals (journal_entry_id, organization_id, chain_seq, entry_hash)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[]))
+         UPDATE journal_seal_cursor SET written_by = $5::text::xid8, entry_id = $6",
     )
-    .bind(&ids)
-    .bind(&seqs)
-    .bind(&hashes)
+    .bind(&seals.entries)
+    .bind(&seals.organizations)
+    .bind(&seals.seqs)
+    .bind(&seals.hashes)
+    .bind(&cursor.0)
+    .bind(cursor.1)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(entries.len())
+}
+
+#[derive(Default)]
+struct SealColumns {
+    entries: Vec<Uuid>,
+    organizations: Vec<Uuid>,
+    seqs: Vec<i64>,
+    hashes: Vec<String>,
+}
+
+/// The last seal of each of these organizations: its number and hash; absent for an empty chain.
+async fn tips(
+    conn: &mut PgConnection,
+    organizations: impl Iterator<Item = Uuid>,
+) -> sqlx::Result<HashMap<Uuid, (i64, String)>> {
+    let mut organizations: Vec<Uuid> = organizations.collect();
+    organizations.sort();
+    organizations.dedup();
+    let rows: Vec<(Uuid, i64, String)> = sqlx::query_as(
+        "SELECT o.id, t.chain_seq, t.entry_hash FROM unnest($1::uuid[]) AS o(id)
+           CROSS JOIN LATERAL (SELECT chain_seq, entry_hash FROM journal_seals s
+                                WHERE s.organization_id = o.id ORDER BY chain_seq DESC LIMIT 1) t",
+    )
+    .bind(&organizations)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(organization_id, seq, hash)| (organization_id, (seq, hash)))
+        .collect())
 }
 
 /// Seals continuously until `shutdown`.
@@ -207,33 +251,53 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<ChainReport> {
     let mut report = ChainReport {
         organizations: organizations.len(),
         unsealed_entries: sqlx::query_scalar(
-            "SELECT count(*) FROM journal_entries WHERE chain_seq IS NULL",
+            "SELECT count(*) FROM journal_entries j
+              WHERE NOT EXISTS (SELECT 1 FROM journal_seals s WHERE s.journal_entry_id = j.id)",
         )
         .fetch_one(&mut *conn)
         .await?,
         ..Default::default()
     };
+    let orphans: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "SELECT s.organization_id, s.journal_entry_id, s.chain_seq FROM journal_seals s
+          WHERE NOT EXISTS (SELECT 1 FROM journal_entries j
+                             WHERE j.id = s.journal_entry_id AND j.organization_id = s.organization_id)
+          ORDER BY s.organization_id, s.chain_seq",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    report.breaks.extend(orphans.into_iter().map(
+        |(organization_id, journal_entry_id, chain_seq)| Break {
+            organization_id,
+            journal_entry_id,
+            chain_seq,
+            problem: "sealed, but no such entry exists in the organization".into(),
+        },
+    ));
     for organization_id in organizations {
         let (mut expected_seq, mut previous) = (0i64, String::new());
         loop {
-            let rows: Vec<(i64, Option<String>, EntryRow)> =
-                sqlx::query_as::<_, SealedRow>(&format!(
-                    "SELECT chain_seq, entry_hash, {ENTRY_COLUMNS} FROM journal_entries
-                  WHERE organization_id = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT 5000"
-                ))
-                .bind(organization_id)
-                .bind(expected_seq)
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .map(|r| (r.chain_seq, r.entry_hash, r.entry))
-                .collect();
+            let rows: Vec<SealedRow> = sqlx::query_as(&format!(
+                "SELECT s.chain_seq, s.entry_hash, {ENTRY_COLUMNS}
+                   FROM journal_seals s
+                   JOIN journal_entries j ON j.id = s.journal_entry_id AND j.organization_id = s.organization_id
+                  WHERE s.organization_id = $1 AND s.chain_seq > $2 ORDER BY s.chain_seq LIMIT 5000"
+            ))
+            .bind(organization_id)
+            .bind(expected_seq)
+            .fetch_all(&mut *conn)
+            .await?;
             if rows.is_empty() {
                 break;
             }
-            let ids: Vec<Uuid> = rows.iter().map(|(_, _, e)| e.id).collect();
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.entry.id).collect();
             let postings = postings_of(&mut conn, &ids).await?;
-            for (seq, stored, entry) in rows {
+            for SealedRow {
+                chain_seq: seq,
+                entry_hash: stored,
+                entry,
+            } in rows
+            {
                 let own: Vec<&PostingRow> = postings
                     .get(&entry.id)
                     .map(|p| p.iter().collect())
@@ -252,7 +316,7 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<ChainReport> {
                         "chain_seq {seq} follows {expected_seq}: entries are missing"
                     ));
                 }
-                if stored.as_deref() != Some(recomputed.as_str()) {
+                if stored != recomputed {
                     broken(
                         "entry_hash does not match the entry, its postings and the previous hash"
                             .into(),
@@ -261,7 +325,7 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<ChainReport> {
                 report.sealed_entries += 1;
                 expected_seq = seq;
                 // Continue from what is stored, so one altered entry is reported once, not for every later one.
-                previous = stored.unwrap_or(recomputed);
+                previous = stored;
             }
         }
     }
@@ -271,7 +335,7 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<ChainReport> {
 #[derive(sqlx::FromRow)]
 struct SealedRow {
     chain_seq: i64,
-    entry_hash: Option<String>,
+    entry_hash: String,
     #[sqlx(flatten)]
     entry: EntryRow,
 }

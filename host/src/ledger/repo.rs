@@ -179,7 +179,8 @@ struct PostingColumns {
 
 const ENTRY_COLUMNS: &str =
     "e.id, e.program_id, p.name AS program_name, e.action_type, e.description, e.event_id,
-    e.rule_id, e.reference_id, e.created_by_api_key_id, e.entry_hash, e.created_at";
+    e.rule_id, e.reference_id, e.created_by_api_key_id,
+    (SELECT s.entry_hash FROM journal_seals s WHERE s.journal_entry_id = e.id) AS entry_hash, e.created_at";
 
 pub async fn find_entry(
     pool: &PgPool,
