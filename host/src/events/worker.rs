@@ -218,7 +218,7 @@ pub async fn process_batch(
     retry_backoff: Duration,
 ) -> sqlx::Result<Progress> {
     let mut tx = pool.begin().await?;
-    let events = claim(&mut tx, BATCH_SIZE as i64).await?;
+    let events = claim(&mut tx, BATCH_SIZE as i32).await?;
     if events.is_empty() {
         tx.commit().await?;
         return Ok(Progress::default());
@@ -448,15 +448,12 @@ struct ProgramRow {
     on_unknown_participant: String,
 }
 
-async fn claim(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Claimed>> {
+/// The oldest due events no other batch holds, locked (migration 0012 says why this is a function).
+async fn claim(conn: &mut PgConnection, limit: i32) -> sqlx::Result<Vec<Claimed>> {
     sqlx::query_as(
         "SELECT id, organization_id, program_id, participant_id, external_id, recipient_id, recipient_external_id,
                 event_data, event_timestamp, attempts
-           FROM events
-          WHERE status = 'PENDING' AND next_attempt_at <= now()
-          ORDER BY next_attempt_at, created_at
-          LIMIT $1
-          FOR UPDATE SKIP LOCKED",
+           FROM claim_pending_events($1)",
     )
     .bind(limit)
     .fetch_all(conn)
