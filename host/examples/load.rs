@@ -290,10 +290,9 @@ async fn run(
     // event's processed_at, not at the poll that noticed.
     let deadline = Instant::now() + Duration::from_secs(300).max(sending * 20);
     loop {
-        let pending: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE status = 'PENDING')")
-                .fetch_one(&pool)
-                .await?;
+        let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_queue)")
+            .fetch_one(&pool)
+            .await?;
         if !pending || Instant::now() > deadline {
             break;
         }

@@ -171,6 +171,8 @@ async fn the_journal_is_append_only_chained_and_verified(
             format!("UPDATE postings SET program_id = gen_random_uuid() WHERE id = '{posting}'"),
             "ALTER TABLE postings ENABLE TRIGGER postings_append_only".to_string(),
             format!("UPDATE events SET participant_id = gen_random_uuid() WHERE id = '{event}'"),
+            // A completed event queued again would be processed twice.
+            format!("INSERT INTO event_queue (next_attempt_at, event_id) VALUES ('infinity', '{event}')"),
         ],
     )
     .await;
@@ -192,6 +194,14 @@ async fn the_journal_is_append_only_chained_and_verified(
         report.contains(&format!(
             "event {event} names a row that does not exist or disagrees with it"
         )),
+        "{report}"
+    );
+    assert!(
+        report.contains("FAIL: every pending event is queued once, and no other event"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("event {event} is out of place in the queue")),
         "{report}"
     );
     app.stop().await;

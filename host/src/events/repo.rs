@@ -42,7 +42,8 @@ pub async fn insert_many(
         columns.timestamps.push(e.event_timestamp);
     }
     sqlx::query_as(&format!(
-        "INSERT INTO events (id, organization_id, program_id, participant_id, external_id, recipient_id,
+        "WITH stored AS (
+         INSERT INTO events (id, organization_id, program_id, participant_id, external_id, recipient_id,
                              recipient_external_id, idempotency_key, event_data, event_timestamp, status,
                              created_by_api_key_id)
          SELECT t.id, t.org, t.program_id,
@@ -60,7 +61,9 @@ pub async fn insert_many(
             AND (t.recipient_id IS NULL OR EXISTS (SELECT 1 FROM participants p
                                                     WHERE p.id = t.recipient_id AND p.organization_id = t.org))
          ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
-         RETURNING {COLUMNS}"
+         RETURNING {COLUMNS}),
+         queued AS (INSERT INTO event_queue (next_attempt_at, event_id) SELECT received_at, id FROM stored)
+         SELECT {COLUMNS} FROM stored"
     ))
     .bind(&columns.ids)
     .bind(&columns.organizations)
@@ -252,10 +255,12 @@ pub async fn requeue_failed(
     id: Uuid,
 ) -> sqlx::Result<Option<Option<String>>> {
     sqlx::query_scalar(
-        "UPDATE events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), processed_at = NULL,
-                updated_at = now()
-          WHERE id = $1 AND organization_id = $2 AND status = 'FAILED'
-         RETURNING error_message",
+        "WITH requeued AS (
+             UPDATE events SET status = 'PENDING', attempts = 0, processed_at = NULL, updated_at = now()
+              WHERE id = $1 AND organization_id = $2 AND status = 'FAILED'
+             RETURNING id, error_message),
+         queued AS (INSERT INTO event_queue (next_attempt_at, event_id) SELECT now(), id FROM requeued)
+         SELECT error_message FROM requeued",
     )
     .bind(id)
     .bind(organization_id)

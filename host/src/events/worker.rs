@@ -104,7 +104,7 @@ pub async fn run(
 async fn next_retry_in(pool: &PgPool) -> Option<Duration> {
     let millis: Option<f64> = sqlx::query_scalar(
         "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_attempt_at) - now()) * 1000)::float8
-           FROM events WHERE status = 'PENDING'",
+           FROM event_queue",
     )
     .fetch_one(pool)
     .await
@@ -439,6 +439,8 @@ struct Claimed {
     event_data: sqlx::types::Json<Value>,
     event_timestamp: DateTime<Utc>,
     attempts: i32,
+    /// Its queue row's key, with `id`.
+    next_attempt_at: DateTime<Utc>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -448,16 +450,13 @@ struct ProgramRow {
     on_unknown_participant: String,
 }
 
-/// The oldest due events no other batch holds, locked (migration 0012 says why this is a function).
+/// The oldest due events no other batch holds, oldest first; their queue rows stay locked until the batch
+/// commits (migrations 0012 and 0013 say why the claim is a function).
 async fn claim(conn: &mut PgConnection, limit: i32) -> sqlx::Result<Vec<Claimed>> {
-    sqlx::query_as(
-        "SELECT id, organization_id, program_id, participant_id, external_id, recipient_id, recipient_external_id,
-                event_data, event_timestamp, attempts
-           FROM claim_pending_events($1)",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    sqlx::query_as("SELECT * FROM claim_pending_events($1)")
+        .bind(limit)
+        .fetch_all(conn)
+        .await
 }
 
 async fn load_programs(
@@ -723,7 +722,8 @@ fn participant_value(state: &State) -> ::cel::Value {
 }
 
 /// Writes the batch's evaluations (replacing an earlier attempt's) and each event's new status: COMPLETED,
-/// PENDING again after a backoff while attempts remain, or FAILED. One statement for the whole batch.
+/// PENDING again after a backoff while attempts remain (queued anew for then), or FAILED; a finished event
+/// leaves the queue. One statement for the whole batch.
 async fn record(
     conn: &mut PgConnection,
     finished: &[(&Claimed, Outcome)],
@@ -742,6 +742,7 @@ async fn record(
             Some(_) => ("FAILED", None),
         };
         events.ids.push(event.id);
+        events.queued_at.push(event.next_attempt_at);
         events.statuses.push(status);
         events.errors.push(outcome.error.clone());
         events.participants.push(outcome.participant_id);
@@ -772,15 +773,20 @@ async fn record(
              INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
                                            stopped_by_rule_id, error_message, results, fuel_consumed, logs)
              SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[],
-                                  $12::text[], $13::uuid[], $14::text[], $15::jsonb[], $16::bigint[], $17::text[]))
+                                  $12::text[], $13::uuid[], $14::text[], $15::jsonb[], $16::bigint[], $17::text[])),
+         outcomes AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $18::timestamptz[])
+                    AS u(id, status, error, participant_id, retry_ms, queued_at)),
+         dequeued AS (
+             DELETE FROM event_queue q USING outcomes u WHERE q.next_attempt_at = u.queued_at AND q.event_id = u.id),
+         requeued AS (
+             INSERT INTO event_queue (next_attempt_at, event_id)
+             SELECT now() + u.retry_ms * interval '1 millisecond', u.id FROM outcomes u WHERE u.retry_ms IS NOT NULL)
          UPDATE events e SET status = u.status, error_message = u.error,
                 participant_id = COALESCE(u.participant_id, e.participant_id),
                 attempts = e.attempts + 1, updated_at = now(),
-                next_attempt_at = CASE WHEN u.retry_ms IS NULL THEN e.next_attempt_at
-                                       ELSE now() + u.retry_ms * interval '1 millisecond' END,
                 processed_at = CASE WHEN u.status = 'PENDING' THEN NULL ELSE clock_timestamp() END
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[])
-                AS u(id, status, error, participant_id, retry_ms)
+           FROM outcomes u
           WHERE e.id = u.id",
     )
     .bind(&events.ids)
@@ -800,6 +806,7 @@ async fn record(
     .bind(&results)
     .bind(&fuels)
     .bind(&logs)
+    .bind(&events.queued_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -808,6 +815,7 @@ async fn record(
 #[derive(Default)]
 struct EventColumns {
     ids: Vec<Uuid>,
+    queued_at: Vec<DateTime<Utc>>,
     statuses: Vec<&'static str>,
     errors: Vec<Option<String>>,
     participants: Vec<Option<Uuid>>,

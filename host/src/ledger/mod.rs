@@ -511,6 +511,8 @@ pub struct Inconsistencies {
     pub negative_balances: Vec<(Uuid, Decimal)>,
     /// Events that are not COMPLETED yet have ledger entries: a failed attempt left effects behind.
     pub effects_of_unfinished_events: Vec<Uuid>,
+    /// Events PENDING but not queued exactly once, or queued but not PENDING.
+    pub misqueued_events: Vec<Uuid>,
     /// (participant, asset, bucket, balance, lots) where a LOT asset's balance is not what its lots hold.
     pub lot_mismatches: Vec<(Uuid, Uuid, String, Decimal, Decimal)>,
     /// Lots that something other than expiry took from after they expired.
@@ -528,6 +530,7 @@ impl Inconsistencies {
             && self.drifted_balances.is_empty()
             && self.negative_balances.is_empty()
             && self.effects_of_unfinished_events.is_empty()
+            && self.misqueued_events.is_empty()
             && self.lot_mismatches.is_empty()
             && self.spent_after_expiry.is_empty()
             && self.idempotency_violations.is_empty()
@@ -536,13 +539,14 @@ impl Inconsistencies {
 }
 
 /// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings; only participants below
-/// zero; only completed events have effects; every reference copied into the per-event tables holds.
+/// zero; only completed events have effects; exactly the pending events are queued; every reference copied into the per-event tables holds.
 pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
     Ok(Inconsistencies {
         unbalanced_entries: repo::unbalanced_entries(pool).await?,
         drifted_balances: repo::drifted_balances(pool).await?,
         negative_balances: repo::negative_balances(pool).await?,
         effects_of_unfinished_events: repo::effects_of_unfinished_events(pool).await?,
+        misqueued_events: repo::misqueued_events(pool).await?,
         lot_mismatches: lots::mismatches(pool).await?,
         spent_after_expiry: repo::spent_after_expiry(pool).await?,
         idempotency_violations: repo::idempotency_violations(pool).await?,

@@ -397,6 +397,18 @@ pub async fn effects_of_unfinished_events(pool: &PgPool) -> sqlx::Result<Vec<Uui
     .await
 }
 
+/// Events out of place in the queue: PENDING but not queued exactly once, or queued but not PENDING.
+pub async fn misqueued_events(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(e.id, q.event_id)
+           FROM (SELECT event_id, count(*) AS times FROM event_queue GROUP BY event_id) q
+           FULL JOIN (SELECT id FROM events WHERE status = 'PENDING') e ON e.id = q.event_id
+          WHERE q.event_id IS NULL OR e.id IS NULL OR q.times <> 1",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn snapshot(
     conn: &mut PgConnection,
     organization_id: Uuid,
