@@ -172,7 +172,9 @@ async fn the_journal_is_append_only_chained_and_verified(
             "ALTER TABLE postings ENABLE TRIGGER postings_append_only".to_string(),
             format!("UPDATE events SET participant_id = gen_random_uuid() WHERE id = '{event}'"),
             // A completed event queued again would be processed twice.
-            format!("INSERT INTO event_queue (next_attempt_at, event_id) VALUES ('infinity', '{event}')"),
+            format!(
+                "INSERT INTO event_queue (next_attempt_at, event_id) VALUES ('infinity', '{event}')"
+            ),
         ],
     )
     .await;
