@@ -208,3 +208,83 @@ async fn the_journal_is_append_only_chained_and_verified(
     );
     app.stop().await;
 }
+
+/// The sealer numbers entries by the transaction that wrote them, so an entry whose transaction began before
+/// others' and commits after them must hold theirs back, not be passed over and left unsealed.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn an_entry_committed_late_is_sealed_with_those_it_held_back(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect.clone()).await;
+    let (program, points) = app.program_with_points("Late", "PTS").await;
+    app.rule(
+        &program,
+        "earn",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "10"}]),
+    )
+    .await;
+    let seals = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM journal_seals")
+            .fetch_one(&app.pool)
+            .await
+            .expect("seals")
+    };
+
+    // A transaction takes its id before the workers write anything, and writes its entry after they commit.
+    let mut late = app.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *late)
+        .await
+        .expect("transaction id");
+    for n in 0..3 {
+        app.processed(&app.event(&program, "u", &format!("e{n}"), json!({})).await)
+            .await;
+    }
+    // The sealer passes every 500 ms when idle; three passes see the workers' entries committed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        seals().await,
+        0,
+        "entries written after an open transaction began wait for it"
+    );
+    let entry = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO journal_entries (id, organization_id, program_id, action_type, description)
+         SELECT $1, organization_id, id, 'CREDIT', 'late' FROM programs WHERE id = $2::uuid",
+    )
+    .bind(entry)
+    .bind(&program)
+    .execute(&mut *late)
+    .await
+    .expect("late entry");
+    // Between the asset's two system accounts, whose balances are not materialised.
+    sqlx::query(
+        "INSERT INTO postings (id, journal_entry_id, organization_id, account_id, program_id, asset_id,
+                               entity_type, entity_id, bucket, amount)
+         SELECT gen_random_uuid(), $1, a.organization_id, a.id, $2::uuid, a.asset_id, a.entity_type, a.entity_id,
+                a.bucket, CASE a.entity_type WHEN 'SYSTEM_ISSUANCE' THEN -1 ELSE 1 END
+           FROM accounts a WHERE a.asset_id = $3::uuid AND a.entity_id IS NULL",
+    )
+    .bind(entry)
+    .bind(&program)
+    .bind(&points)
+    .execute(&mut *late)
+    .await
+    .expect("late postings");
+    late.commit().await.expect("commit");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seals().await < 4 {
+        assert!(Instant::now() < deadline, "entries were not sealed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, report) = verify(&connect).await;
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("ok  : hash chain recomputed over 4 sealed entries (0 not sealed yet)"),
+        "{report}"
+    );
+    app.stop().await;
+}

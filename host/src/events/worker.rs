@@ -1,7 +1,8 @@
-//! Event workers. A worker claims a batch of PENDING events with `FOR UPDATE SKIP LOCKED` and processes them
-//! inside that same transaction, each event under its own savepoint: an event's ledger entries, evaluations
-//! and status change commit together or not at all. The row locks are the claim, so a process killed
-//! mid-batch loses nothing (its transaction rolls back and the events are PENDING again) and doubles nothing;
+//! Event workers. A worker claims a batch of PENDING events by locking their `event_queue` rows with
+//! `FOR UPDATE SKIP LOCKED` and processes them inside that same transaction, each event under its own
+//! savepoint: an event's ledger entries, evaluations and status change commit together or not at all. The row
+//! locks are the claim, so a process killed mid-batch loses nothing (its transaction rolls back and the events
+//! are queued again) and doubles nothing;
 //! any number of `scrip serve` processes can share one database.
 //! Because the claim and the work share one transaction, an event is never seen committed as PROCESSING:
 //! it goes from PENDING straight to COMPLETED or FAILED.

@@ -6,7 +6,8 @@
 //! row per entry, numbering them in the order it takes them: by the transaction that wrote them
 //! (`written_by`), then id. Every transaction with an id below the oldest one still running has ended, so
 //! the entries below that horizon are final and none can later appear behind the last one sealed
-//! (`journal_seal_cursor`); a transaction left open holds sealing back until it ends. One sealer runs at a
+//! (`journal_seal_cursor`); a transaction left open anywhere on the server (transaction ids are server-wide)
+//! holds sealing back until it ends. One sealer runs at a
 //! time (an advisory lock); every `scrip serve` offers.
 
 use crate::organizations::hex;
@@ -157,7 +158,6 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
             .unwrap_or_default();
         *seq += 1;
         *previous = chain_hash(previous, entry, &own);
-        seals.entries.push(entry.id);
         seals.organizations.push(entry.organization_id);
         seals.seqs.push(*seq);
         seals.hashes.push(previous.clone());
@@ -168,7 +168,7 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[]))
          UPDATE journal_seal_cursor SET written_by = $5::text::xid8, entry_id = $6",
     )
-    .bind(&seals.entries)
+    .bind(&ids)
     .bind(&seals.organizations)
     .bind(&seals.seqs)
     .bind(&seals.hashes)
@@ -182,7 +182,6 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
 
 #[derive(Default)]
 struct SealColumns {
-    entries: Vec<Uuid>,
     organizations: Vec<Uuid>,
     seqs: Vec<i64>,
     hashes: Vec<String>,
