@@ -38,21 +38,27 @@ impl TestApp {
         connect: PgConnectOptions,
         ceiling: scrip::rules::wasm::Ceiling,
     ) -> TestApp {
+        let pipeline = Pipeline {
+            wasm: ceiling,
+            ..test_pipeline(2)
+        };
+        TestApp::spawn_with_pipeline(connect, pipeline).await
+    }
+
+    /// A server without workers: events wait until the test processes them with [`TestApp::process_batch`].
+    pub async fn spawn_without_workers(connect: PgConnectOptions) -> TestApp {
+        TestApp::spawn_with_pipeline(connect, test_pipeline(0)).await
+    }
+
+    async fn spawn_with_pipeline(connect: PgConnectOptions, pipeline: Pipeline) -> TestApp {
         let pool = PgPoolOptions::new()
             .max_connections(12)
             .connect_with(connect)
             .await
             .expect("test database");
-        let running = scrip::start(
-            pool.clone(),
-            "127.0.0.1:0".parse().expect("addr"),
-            Pipeline {
-                wasm: ceiling,
-                ..test_pipeline(2)
-            },
-        )
-        .await
-        .expect("server starts");
+        let running = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), pipeline)
+            .await
+            .expect("server starts");
         let key = scrip::organizations::create_api_key(&pool, "test-org")
             .await
             .expect("api key")
@@ -72,6 +78,16 @@ impl TestApp {
             .await
             .expect("api key")
             .key
+    }
+
+    /// Claims and processes one batch of queued events, as a worker does.
+    pub async fn process_batch(&self) -> scrip::events::worker::Progress {
+        let pipeline = test_pipeline(1);
+        let runtime = scrip::rules::wasm::Runtime::new(pipeline.wasm).expect("wasm runtime");
+        let cache = scrip::rules::RuleCache::new(std::sync::Arc::new(runtime));
+        scrip::events::worker::process_batch(&self.pool, &cache, pipeline.retry_backoff)
+            .await
+            .expect("batch processed")
     }
 
     pub async fn stop(mut self) {

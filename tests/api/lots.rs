@@ -21,6 +21,19 @@ fn lots(body: &Value) -> Vec<(Value, Value, Value)> {
         .collect()
 }
 
+/// A program with an UNLIMITED, scale-0 LOT asset.
+async fn program_with_miles(app: &TestApp) -> (String, String) {
+    let program = id(&app.created("/programs", json!({"name": "Miles"})).await);
+    let miles = id(&app
+        .created(
+            "/assets",
+            json!({"program_id": program, "name": "Miles", "symbol": "MI",
+        "inventory_mode": "LOT", "issuance_policy": "UNLIMITED", "scale": 0}),
+        )
+        .await);
+    (program, miles)
+}
+
 async fn send(app: &TestApp, program: &str, key: &str, kind: &str, points: i64) -> Value {
     let event = app
         .event(program, "lou", key, json!({"kind": kind, "points": points}))
@@ -34,14 +47,7 @@ async fn lots_are_spent_oldest_first_expire_and_mature(
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
-    let program = id(&app.created("/programs", json!({"name": "Miles"})).await);
-    let miles = id(&app
-        .created(
-            "/assets",
-            json!({"program_id": program, "name": "Miles", "symbol": "MI",
-        "inventory_mode": "LOT", "issuance_policy": "UNLIMITED", "scale": 0}),
-        )
-        .await);
+    let (program, miles) = program_with_miles(&app).await;
     let credit = |extra: Value| {
         let mut action = json!({"type": "CREDIT", "asset_id": miles, "amount": "event.points"});
         if let (Some(a), Some(e)) = (action.as_object_mut(), extra.as_object()) {
@@ -481,6 +487,83 @@ async fn provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit(
         "bad_request",
         Some("actions[0].bucket"),
     );
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+/// LOT credits in one worker batch: a holder with nothing to settle gets its lots with the batch's other
+/// writes, an overdrawn holder's credit still repays the overdraft first, and a failed event leaves no lot.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn lot_credits_of_one_batch_repay_overdrafts_and_leave_nothing_when_they_fail(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (program, miles) = program_with_miles(&app).await;
+    app.rule(
+        &program,
+        "earn",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": miles, "amount": "event.points", "expires_at": "24h"}]),
+    )
+    .await;
+    app.rule(
+        &program,
+        "broken",
+        "event.fail",
+        json!([{"type": "CREDIT", "asset_id": miles, "amount": "event.missing"}]),
+    )
+    .await;
+    let earn = |points: i64, fail: bool| json!({"points": points, "fail": fail});
+    for who in ["ann", "bob"] {
+        app.event(&program, who, &format!("{who}-0"), earn(10, false))
+            .await;
+    }
+    assert_eq!(app.process_batch().await.finished, 2);
+    let (ann, bob) = (
+        app.participant_id("ann").await,
+        app.participant_id("bob").await,
+    );
+    let overdraw = json!({"program_id": program, "asset_id": miles, "description": "clawback", "type": "DEBIT",
+                          "amount": "15", "allow_negative": true});
+    let clawed = app
+        .post(&format!("/participants/{bob}/balances/adjust"), overdraw)
+        .await;
+    assert_eq!(clawed.body["balance"]["available"], "-5", "{}", clawed.body);
+
+    for (who, key, points, fail) in [
+        ("ann", "ann-1", 20, false),
+        ("bob", "bob-1", 20, false),
+        ("ann", "ann-2", 40, true),
+        ("ann", "ann-3", 30, false),
+    ] {
+        app.event(&program, who, key, earn(points, fail)).await;
+    }
+    let batch = app.process_batch().await;
+    assert_eq!((batch.claimed, batch.finished), (4, 4), "one batch");
+    let lots_of = |participant: &str| {
+        let path = format!("/participants/{participant}/balances/lots?asset_id={miles}");
+        let app = &app;
+        async move { app.get(&path).await.body }
+    };
+    let ann_lots = lots_of(&ann).await;
+    assert_eq!(
+        lots(&ann_lots),
+        [
+            (json!("10"), json!("10"), json!("AVAILABLE")),
+            (json!("20"), json!("20"), json!("AVAILABLE")),
+            (json!("30"), json!("30"), json!("AVAILABLE")),
+        ],
+        "no lot of the failed event"
+    );
+    assert!(ann_lots["data"][2]["expires_at"].is_string(), "{ann_lots}");
+    assert_eq!(
+        lots(&lots_of(&bob).await).last(),
+        Some(&(json!("20"), json!("15"), json!("AVAILABLE"))),
+        "5 of the credit repaid the overdraft"
+    );
+    assert_eq!(app.available(&ann, &miles).await, "60");
+    assert_eq!(app.available(&bob, &miles).await, "15");
     app.assert_ledger_consistent().await;
     app.stop().await;
 }

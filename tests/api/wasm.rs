@@ -562,3 +562,55 @@ async fn scrip_rules_push_uploads_and_creates_or_moves_a_rule(
     );
     app.stop().await;
 }
+
+/// The events of one worker batch see one another's credits before the batch writes them, and never the credit
+/// of an event that failed.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_module_sees_the_credits_of_earlier_events_in_its_batch(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (program, points) = app.program_with_points("Capped", "PTS").await;
+    let config = json!({"asset_id": points, "points": "10", "max_balance": "30"});
+    app.wasm_rule(&program, "purchase-points", config, json!({}))
+        .await;
+    // Runs after the module; fails the event, so the module's credit in it is undone.
+    app.rule(
+        &program,
+        "broken",
+        "event.fail",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "event.missing"}]),
+    )
+    .await;
+    let purchase = |fail: bool| json!({"type": "purchase", "fail": fail});
+    // gus holds points before the batch that matters begins.
+    app.event(&program, "gus", "e0", purchase(false)).await;
+    assert_eq!(app.process_batch().await.finished, 1);
+    let gus = app.participant_id("gus").await;
+    assert_eq!(app.available(&gus, &points).await, "10");
+
+    let mut events = Vec::new();
+    for (key, fail) in [
+        ("e1", false),
+        ("e2", true),
+        ("e3", false),
+        ("e4", false),
+        ("e5", false),
+    ] {
+        events.push(app.event(&program, "gus", key, purchase(fail)).await);
+    }
+    let batch = app.process_batch().await;
+    assert_eq!((batch.claimed, batch.finished), (5, 5), "one batch");
+    // e1 saw 10 and credited; e2 failed; e3 saw 20 (not 30: e2's credit is gone) and credited; e4 and e5 saw
+    // 30, the cap.
+    assert_eq!(app.available(&gus, &points).await, "30");
+    let mut credited = Vec::new();
+    for event in &events {
+        let entries = app.get(&format!("/journal-entries?event_id={event}")).await;
+        credited.push(entries.body["data"].as_array().map_or(0, Vec::len));
+    }
+    assert_eq!(credited, [1, 0, 1, 0, 0]);
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}

@@ -6,7 +6,7 @@
 use crate::assets::Asset;
 use crate::error::{Error, FieldError, Result};
 use crate::idempotency::{self, Claim, Key};
-use crate::ledger::lots::{self, LotSpec, Plan, Selector};
+use crate::ledger::lots::{self, LotSpec, NewLot, Plan, Selector};
 use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
 use crate::organizations::Actor;
 use crate::participants;
@@ -162,23 +162,16 @@ pub async fn adjust(
     match &spent {
         Some(plan) => lots::consume(&mut tx, journal_entry_id, plan).await?,
         None if asset.inventory_mode == "LOT" => {
-            // A credit straight into HELD is a provisional accrual, which void-hold may cancel.
-            let lot = NewLot {
-                program_id: a.program_id,
-                participant,
-                amount: a.amount,
-                bucket: a.bucket,
-                debt,
-            };
-            create_lot(
-                &mut tx,
+            let lot = new_lot(
                 actor,
                 &asset,
-                journal_entry_id,
-                lot,
-                a.bucket == "HELD",
-            )
-            .await?;
+                a.program_id,
+                participant,
+                a.amount,
+                a.bucket,
+                debt,
+            );
+            lots::create(&mut tx, &[(journal_entry_id, &lot)]).await?;
         }
         None => {}
     }
@@ -454,16 +447,24 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
     .await?;
     if let Some((plan, debts)) = &spent {
         lots::consume(&mut tx, journal_entry_id, plan).await?;
-        for ((participant, amount), debt) in recipients.iter().zip(debts) {
-            let lot = NewLot {
-                program_id: t.program_id,
-                participant: *participant,
-                amount: *amount,
-                bucket: "AVAILABLE",
-                debt: *debt,
-            };
-            create_lot(&mut tx, actor, &asset, journal_entry_id, lot, false).await?;
-        }
+        let created: Vec<NewLot> = recipients
+            .iter()
+            .zip(debts)
+            .map(|((participant, amount), debt)| {
+                new_lot(
+                    actor,
+                    &asset,
+                    t.program_id,
+                    *participant,
+                    *amount,
+                    "AVAILABLE",
+                    *debt,
+                )
+            })
+            .collect();
+        let created: Vec<(Uuid, &NewLot)> =
+            created.iter().map(|lot| (journal_entry_id, lot)).collect();
+        lots::create(&mut tx, &created).await?;
     }
     let response = json!({
         "asset_id": asset.id,
@@ -526,37 +527,27 @@ async fn debt_of(
     Ok(-available.min(Decimal::ZERO))
 }
 
-struct NewLot {
+/// The lot of an API credit; one straight into HELD is a provisional accrual, which void-hold may cancel.
+fn new_lot(
+    actor: &Actor,
+    asset: &Asset,
     program_id: Uuid,
     participant: Uuid,
     amount: Decimal,
     bucket: &'static str,
     debt: Decimal,
-}
-
-async fn create_lot(
-    conn: &mut PgConnection,
-    actor: &Actor,
-    asset: &Asset,
-    entry_id: Uuid,
-    lot: NewLot,
-    provisional: bool,
-) -> Result<()> {
-    lots::create(
-        conn,
-        actor.organization_id,
-        lot.program_id,
-        lot.participant,
-        asset.id,
-        entry_id,
-        lot.amount,
-        lot.bucket,
-        &LotSpec::default(),
-        provisional,
-        lot.debt,
-    )
-    .await?;
-    Ok(())
+) -> NewLot {
+    NewLot {
+        organization_id: actor.organization_id,
+        program_id,
+        participant,
+        asset_id: asset.id,
+        amount,
+        bucket,
+        spec: LotSpec::default(),
+        provisional: bucket == "HELD",
+        debt,
+    }
 }
 
 /// An entry made by an API call rather than a rule.

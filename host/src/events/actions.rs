@@ -4,8 +4,9 @@
 use crate::assets::Asset;
 use crate::balances::{self, By};
 use crate::error::Error;
-use crate::ledger::lots::{self, LotSpec, Selector};
+use crate::ledger::lots::{self, LotSpec, NewLot, Selector};
 use crate::ledger::{self, AccountKey, Journal, KnownAccounts, NewEntry, Owner, PostError};
+use crate::money;
 use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, State, Wait};
 use crate::rules::budgets;
@@ -14,7 +15,7 @@ use crate::rules::{Amount, BLOCKED_WHEN_INACTIVE, CompiledAction, CompiledRule, 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 /// Everything the actions of one event share.
@@ -53,6 +54,14 @@ pub struct Batch {
     /// Assets as linked to programs, by (program, asset); `None` when not linked. Actions never change
     /// an asset, so what the batch read first stays true for it.
     assets: HashMap<(Uuid, Uuid), Option<Asset>>,
+    /// Participants the current event entered.
+    entered: Vec<Uuid>,
+    /// Participants whose balances events with a savepoint may have changed: what the batch read of their
+    /// accounts, plus its deferred entries, no longer tells their balance.
+    moved: HashSet<Uuid>,
+    /// The held participants' (participant, asset)s with lots due to expire or mature; read at the batch's
+    /// first LOT credit.
+    due_lots: Option<HashSet<(Uuid, Uuid)>>,
 }
 
 impl Batch {
@@ -72,12 +81,15 @@ impl Batch {
             budget_slot,
             budgeted: budgeted.into_iter().collect(),
             assets: HashMap::new(),
+            entered: Vec::new(),
+            moved: HashSet::new(),
+            due_lots: None,
         }
     }
 
     /// Writes what earlier events deferred; the current event's deferred writes stay put. Needs no savepoint:
     /// those events are over.
-    pub async fn write_earlier(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
+    async fn write_earlier(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
         self.deferred
             .write_before(conn, self.event_start, &self.accounts)
             .await?;
@@ -119,6 +131,10 @@ impl Batch {
                 .execute(&mut *conn)
                 .await?;
         }
+        if self.writing {
+            self.moved.extend(self.entered.drain(..));
+        }
+        self.entered.clear();
         self.event_start = self.deferred.mark();
         self.writing = false;
         Ok(())
@@ -129,18 +145,81 @@ impl Batch {
         self.deferred.write_all(conn, &self.accounts).await
     }
 
-    /// Posts an entry of the current event: deferred when it can be, otherwise written now.
+    /// Posts an entry of the current event, with the lot it credits: deferred when it can be, otherwise written
+    /// now.
     async fn post(
         &mut self,
         conn: &mut PgConnection,
         organization_id: Uuid,
         entry: NewEntry,
+        lot: Option<NewLot>,
     ) -> Result<Uuid, PostError> {
         if !self.writing && Journal::can_defer(&entry) {
-            return self.deferred.journal.defer(organization_id, entry);
+            let id = self.deferred.journal.defer(organization_id, entry)?;
+            self.deferred.lots.extend(lot.map(|lot| (id, lot)));
+            return Ok(id);
         }
         self.begin_writes(conn).await?;
-        ledger::post(conn, organization_id, &entry, &self.accounts).await
+        let id = ledger::post(conn, organization_id, &entry, &self.accounts).await?;
+        if let Some(lot) = &lot {
+            lots::create(conn, &[(id, lot)]).await?;
+        }
+        Ok(id)
+    }
+
+    /// A participant's AVAILABLE balance per asset, with its scale, from what the batch read and deferred;
+    /// `None` when only the database can tell (a participant not held from the start, or one an event with
+    /// a savepoint wrote to, including the current event).
+    fn known_available(&self, participant: Uuid) -> Option<BTreeMap<Uuid, (Decimal, i16)>> {
+        if self.writing || self.moved.contains(&participant) || !self.holds(participant) {
+            return None;
+        }
+        self.accounts.available(participant, &self.deferred.journal)
+    }
+
+    /// What a wasm rule sees of a participant's balances (see `participants::available_balances`). Most
+    /// events are answered from what the batch knows, without a query or writing earlier events' credits.
+    pub async fn available_balances(
+        &mut self,
+        conn: &mut PgConnection,
+        organization_id: Uuid,
+        participant: Uuid,
+    ) -> sqlx::Result<Vec<(String, String)>> {
+        if let Some(known) = self.known_available(participant) {
+            return Ok(known
+                .into_iter()
+                .map(|(asset, (amount, scale))| (asset.to_string(), money::format(amount, scale)))
+                .collect());
+        }
+        // Earlier events' deferred credits count.
+        self.write_earlier(conn).await?;
+        participants::available_balances(conn, organization_id, participant).await
+    }
+
+    /// Whether a LOT credit to this participant can be deferred like any other credit: the batch knows its
+    /// balance is not overdrawn (so the lot is the whole credit) and none of its lots is due (so nothing needs
+    /// settling first).
+    async fn defers_lot_credit(
+        &mut self,
+        conn: &mut PgConnection,
+        participant: Uuid,
+        asset_id: Uuid,
+    ) -> sqlx::Result<bool> {
+        let Some(available) = self.known_available(participant) else {
+            return Ok(false);
+        };
+        if available
+            .get(&asset_id)
+            .is_some_and(|(amount, _)| *amount < Decimal::ZERO)
+        {
+            return Ok(false);
+        }
+        if self.due_lots.is_none() {
+            let held: Vec<Uuid> = self.states.keys().copied().collect();
+            self.due_lots = Some(lots::due_holdings(conn, &held).await?);
+        }
+        let due = self.due_lots.as_ref();
+        Ok(!due.is_some_and(|due| due.contains(&(participant, asset_id))))
     }
 
     /// Whether the batch locked this participant up front.
@@ -179,6 +258,7 @@ impl Batch {
         let Some(mut state) = state.filter(|s| s.organization_id == organization_id) else {
             return Ok(None);
         };
+        self.entered.push(id);
         if !state.programs.contains(&program_id) {
             self.deferred.enrollments.push((id, program_id));
             state.programs.push(program_id);
@@ -210,11 +290,13 @@ impl Batch {
     }
 }
 
-/// Writes a batch puts off: credits that cannot fail a balance check, and enrollments. Written in a few
-/// statements for many events; what a failed event deferred is dropped instead.
+/// Writes a batch puts off: credits that cannot fail a balance check, the lots they create, and enrollments.
+/// Written in a few statements for many events; what a failed event deferred is dropped instead.
 #[derive(Default)]
 struct Deferred {
     journal: Journal,
+    /// Each with the deferred entry that credits it.
+    lots: Vec<(Uuid, NewLot)>,
     enrollments: Vec<(Uuid, Uuid)>,
 }
 
@@ -222,6 +304,7 @@ struct Deferred {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Mark {
     entries: usize,
+    lots: usize,
     enrollments: usize,
 }
 
@@ -229,6 +312,7 @@ impl Deferred {
     fn mark(&self) -> Mark {
         Mark {
             entries: self.journal.len(),
+            lots: self.lots.len(),
             enrollments: self.enrollments.len(),
         }
     }
@@ -236,6 +320,7 @@ impl Deferred {
     /// Drops what was deferred after `mark`; returns the participants whose enrollments were dropped.
     fn discard_after(&mut self, mark: Mark) -> Vec<Uuid> {
         self.journal.discard_after(mark.entries);
+        self.lots.truncate(mark.lots);
         self.enrollments
             .drain(mark.enrollments.min(self.enrollments.len())..)
             .map(|(participant, _)| participant)
@@ -250,6 +335,15 @@ impl Deferred {
         known: &KnownAccounts,
     ) -> sqlx::Result<()> {
         self.journal.write_first(conn, mark.entries, known).await?;
+        let count = mark.lots.min(self.lots.len());
+        if count > 0 {
+            let credited: Vec<(Uuid, &NewLot)> = self.lots[..count]
+                .iter()
+                .map(|(entry, lot)| (*entry, lot))
+                .collect();
+            lots::create(conn, &credited).await?;
+            self.lots.drain(..count);
+        }
         let count = mark.enrollments.min(self.enrollments.len());
         let enrollments: Vec<(Uuid, Uuid)> = self.enrollments.drain(..count).collect();
         participants::enroll(conn, &enrollments).await
@@ -431,7 +525,37 @@ async fn money(
         return Ok(Err(problem.message));
     }
     let budgeted = ctx.batch.budgeted.contains(&(rule.id, asset.id));
-    if budgeted || asset.inventory_mode == "LOT" {
+    let is_lot = asset.inventory_mode == "LOT";
+    // A credit's lot: its dates count from the event's time; DEFERRED until it matures.
+    let mut spec = LotSpec::default();
+    let mut bucket = "AVAILABLE";
+    if !*debit && is_lot {
+        spec.expires_at = lot.expires.as_ref().map(|when| when.from(ctx.vars.now));
+        spec.matures_at = lot.matures.as_ref().map(|when| when.from(ctx.vars.now));
+        spec.reference_id = match lot.reference.as_ref().map(|r| r.render(ctx.vars)) {
+            Some(Ok(reference)) => Some(reference),
+            Some(Err(err)) => return Ok(Err(format!("reference_id expression failed: {err}"))),
+            None => None,
+        };
+        bucket = spec.bucket(
+            if lot.held { "HELD" } else { "AVAILABLE" },
+            chrono::Utc::now(),
+        );
+    }
+    // A plain LOT credit waits with the batch's other credits when nothing about the holder's lots needs
+    // settling first. One that settles a hold, or whose lot is born expired, goes through the full path.
+    let born_expired = spec.expires_at.is_some_and(|at| at <= chrono::Utc::now());
+    let deferrable_lot = is_lot
+        && !*debit
+        && !budgeted
+        && spec.reference_id.is_none()
+        && !born_expired
+        && ctx
+            .batch
+            .defers_lot_credit(conn, participant, asset.id)
+            .await?;
+    let settles_lots = is_lot && !deferrable_lot;
+    if budgeted || settles_lots {
         ctx.batch.begin_writes(conn).await?;
     }
     if !debit
@@ -449,7 +573,7 @@ async fn money(
     // LOT assets: spend from lots (oldest first), credit into a new lot after repaying any overdraft.
     let holder = Owner::Participant(participant);
     let (mut plan, mut debt) = (None, Decimal::ZERO);
-    if asset.inventory_mode == "LOT" {
+    if settles_lots {
         lots::settle(conn, participant, asset.id).await?;
         if *debit {
             let taken = lots::plan(
@@ -471,22 +595,6 @@ async fn money(
                 .available
                 .min(Decimal::ZERO);
         }
-    }
-    // A credit's lot: its dates count from the event's time; DEFERRED until it matures.
-    let mut spec = LotSpec::default();
-    let mut bucket = "AVAILABLE";
-    if !*debit && asset.inventory_mode == "LOT" {
-        spec.expires_at = lot.expires.as_ref().map(|when| when.from(ctx.vars.now));
-        spec.matures_at = lot.matures.as_ref().map(|when| when.from(ctx.vars.now));
-        spec.reference_id = match lot.reference.as_ref().map(|r| r.render(ctx.vars)) {
-            Some(Ok(reference)) => Some(reference),
-            Some(Err(err)) => return Ok(Err(format!("reference_id expression failed: {err}"))),
-            None => None,
-        };
-        bucket = spec.bucket(
-            if lot.held { "HELD" } else { "AVAILABLE" },
-            chrono::Utc::now(),
-        );
     }
     let mut entry = money_entry(
         ctx,
@@ -520,30 +628,28 @@ async fn money(
             settled = Some(held);
         }
     }
-    match ctx.batch.post(conn, ctx.organization_id, entry).await {
+    let credited = (is_lot && !*debit).then_some(NewLot {
+        organization_id: ctx.organization_id,
+        program_id: ctx.program_id,
+        participant,
+        asset_id: asset.id,
+        amount,
+        bucket,
+        spec,
+        provisional: lot.held,
+        debt,
+    });
+    match ctx
+        .batch
+        .post(conn, ctx.organization_id, entry, credited)
+        .await
+    {
         Ok(journal_entry_id) => {
             if let Some(held) = &settled {
                 lots::consume(conn, journal_entry_id, held).await?;
             }
-            match &plan {
-                Some(plan) => lots::consume(conn, journal_entry_id, plan).await?,
-                None if asset.inventory_mode == "LOT" => {
-                    lots::create(
-                        conn,
-                        ctx.organization_id,
-                        ctx.program_id,
-                        participant,
-                        asset.id,
-                        journal_entry_id,
-                        amount,
-                        bucket,
-                        &spec,
-                        lot.held,
-                        debt,
-                    )
-                    .await?;
-                }
-                None => {}
+            if let Some(plan) = &plan {
+                lots::consume(conn, journal_entry_id, plan).await?;
             }
             let mut result = json!({
                 "type": action.kind,

@@ -565,11 +565,7 @@ async fn process_event(
     };
     // Only modules see balances; CEL rules do not pay for the query.
     let balances = match rules.iter().any(|r| r.module.is_some()) {
-        true => {
-            // Earlier events' deferred credits count.
-            ctx.batch.write_earlier(conn).await?;
-            participants::available_balances(conn, org, participant).await?
-        }
+        true => ctx.batch.available_balances(conn, org, participant).await?,
         false => Vec::new(),
     };
     let mut evaluations = Vec::with_capacity(rules.len());

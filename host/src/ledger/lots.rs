@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 /// What a credit says about the lot it creates.
@@ -142,7 +142,7 @@ pub async fn consume(conn: &mut PgConnection, entry_id: Uuid, plan: &Plan) -> sq
     .bind(&takes)
     .execute(&mut *conn)
     .await?;
-    link(conn, entry_id, &ids, &takes).await
+    link(conn, &vec![entry_id; ids.len()], &ids, &takes).await
 }
 
 /// The value changes bucket (hold, release): a lot taken whole changes status; a lot taken in part is split,
@@ -185,68 +185,121 @@ pub async fn shift(
     Ok(())
 }
 
-/// Creates the lot of a credit of `amount` just posted into `bucket`. An AVAILABLE credit first repays the
-/// holder's overdraft (`debt`), recorded as consumed by the same entry.
-#[allow(clippy::too_many_arguments)]
-pub async fn create(
-    conn: &mut PgConnection,
-    organization_id: Uuid,
-    program_id: Uuid,
-    participant: Uuid,
-    asset_id: Uuid,
-    entry_id: Uuid,
-    amount: Decimal,
-    bucket: &str,
-    spec: &LotSpec,
-    provisional: bool,
-    debt: Decimal,
-) -> sqlx::Result<Uuid> {
-    let repaid = if bucket == "AVAILABLE" {
-        debt.max(Decimal::ZERO).min(amount)
-    } else {
-        Decimal::ZERO
-    };
-    let remaining = amount - repaid;
-    let id = Uuid::now_v7();
+/// A credit's lot, created once the credit's entry is posted.
+#[derive(Debug, Clone)]
+pub struct NewLot {
+    pub organization_id: Uuid,
+    pub program_id: Uuid,
+    pub participant: Uuid,
+    pub asset_id: Uuid,
+    pub amount: Decimal,
+    pub bucket: &'static str,
+    pub spec: LotSpec,
+    /// Credited straight into HELD: a provisional accrual, which void-hold may cancel.
+    pub provisional: bool,
+    /// The holder's overdraft, which an AVAILABLE credit repays first.
+    pub debt: Decimal,
+}
+
+impl NewLot {
+    fn repaid(&self) -> Decimal {
+        match self.bucket {
+            "AVAILABLE" => self.debt.max(Decimal::ZERO).min(self.amount),
+            _ => Decimal::ZERO,
+        }
+    }
+}
+
+/// Creates the lots of credits just posted, each `(entry, lot)`, in one statement. What repays an overdraft
+/// is recorded as consumed by the lot's own entry.
+pub async fn create(conn: &mut PgConnection, lots: &[(Uuid, &NewLot)]) -> sqlx::Result<()> {
+    let mut c = LotColumns::default();
+    let (mut repaying, mut repaid_lots, mut repaid) = (Vec::new(), Vec::new(), Vec::new());
+    for (entry_id, lot) in lots {
+        let id = Uuid::now_v7();
+        let repays = lot.repaid();
+        if repays > Decimal::ZERO {
+            repaying.push(*entry_id);
+            repaid_lots.push(id);
+            repaid.push(repays);
+        }
+        c.ids.push(id);
+        c.organizations.push(lot.organization_id);
+        c.participants.push(lot.participant);
+        c.assets.push(lot.asset_id);
+        c.programs.push(lot.program_id);
+        c.entries.push(*entry_id);
+        c.amounts.push(lot.amount);
+        c.remaining.push(lot.amount - repays);
+        c.buckets.push(lot.bucket);
+        c.references.push(lot.spec.reference_id.as_deref());
+        c.provisional.push(lot.provisional);
+        c.expires.push(lot.spec.expires_at);
+        c.matures.push(lot.spec.matures_at);
+    }
     sqlx::query(
         "INSERT INTO lots (id, organization_id, participant_id, asset_id, program_id, journal_entry_id, amount,
                            remaining, status, reference_id, provisional, earned_at, expires_at, matures_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 0 THEN 'CONSUMED' ELSE $9 END, $10, $11, now(),
-                 $12, $13)",
+         SELECT id, organization_id, participant_id, asset_id, program_id, journal_entry_id, amount, remaining,
+                CASE WHEN remaining = 0 THEN 'CONSUMED' ELSE bucket END, reference_id, provisional, now(),
+                expires_at, matures_at
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::numeric[],
+                       $8::numeric[], $9::text[], $10::text[], $11::bool[], $12::timestamptz[], $13::timestamptz[])
+                AS t(id, organization_id, participant_id, asset_id, program_id, journal_entry_id, amount,
+                     remaining, bucket, reference_id, provisional, expires_at, matures_at)",
     )
-    .bind(id)
-    .bind(organization_id)
-    .bind(participant)
-    .bind(asset_id)
-    .bind(program_id)
-    .bind(entry_id)
-    .bind(amount)
-    .bind(remaining)
-    .bind(bucket)
-    .bind(&spec.reference_id)
-    .bind(provisional)
-    .bind(spec.expires_at)
-    .bind(spec.matures_at)
+    .bind(&c.ids)
+    .bind(&c.organizations)
+    .bind(&c.participants)
+    .bind(&c.assets)
+    .bind(&c.programs)
+    .bind(&c.entries)
+    .bind(&c.amounts)
+    .bind(&c.remaining)
+    .bind(&c.buckets)
+    .bind(&c.references)
+    .bind(&c.provisional)
+    .bind(&c.expires)
+    .bind(&c.matures)
     .execute(&mut *conn)
     .await?;
-    if repaid > Decimal::ZERO {
-        link(conn, entry_id, &[id], &[repaid]).await?;
+    if !repaid.is_empty() {
+        link(conn, &repaying, &repaid_lots, &repaid).await?;
     }
-    Ok(id)
+    Ok(())
 }
 
+#[derive(Default)]
+struct LotColumns<'a> {
+    ids: Vec<Uuid>,
+    organizations: Vec<Uuid>,
+    participants: Vec<Uuid>,
+    assets: Vec<Uuid>,
+    programs: Vec<Uuid>,
+    entries: Vec<Uuid>,
+    amounts: Vec<Decimal>,
+    remaining: Vec<Decimal>,
+    buckets: Vec<&'static str>,
+    references: Vec<Option<&'a str>>,
+    provisional: Vec<bool>,
+    expires: Vec<Option<DateTime<Utc>>>,
+    matures: Vec<Option<DateTime<Utc>>>,
+}
+
+/// Records that each entry took its amount from its lot.
 async fn link(
     conn: &mut PgConnection,
-    entry_id: Uuid,
+    entries: &[Uuid],
     ids: &[Uuid],
     takes: &[Decimal],
 ) -> sqlx::Result<()> {
     let link_ids: Vec<Uuid> = ids.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query(
         "INSERT INTO lot_consumptions (id, lot_id, journal_entry_id, amount)
-         SELECT id, lot_id, $1, amount FROM unnest($2::uuid[], $3::uuid[], $4::numeric[]) AS t(id, lot_id, amount)",
+         SELECT id, lot_id, entry_id, amount
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::numeric[]) AS t(entry_id, id, lot_id, amount)",
     )
-    .bind(entry_id)
+    .bind(entries)
     .bind(&link_ids)
     .bind(ids)
     .bind(takes)
@@ -274,6 +327,37 @@ pub enum Due {
     Expiry,
 }
 
+impl Due {
+    /// Which lots are due, as SQL over `lots`.
+    fn condition(self) -> &'static str {
+        match self {
+            Due::Maturity => "status = 'DEFERRED' AND matures_at <= now()",
+            Due::Expiry => {
+                "remaining > 0 AND status IN ('AVAILABLE', 'HELD', 'DEFERRED') AND expires_at <= now()"
+            }
+        }
+    }
+}
+
+/// The (participant, asset)s of these participants that have a lot due to expire or mature: what [`settle`]
+/// would act on.
+pub async fn due_holdings(
+    conn: &mut PgConnection,
+    participants: &[Uuid],
+) -> sqlx::Result<HashSet<(Uuid, Uuid)>> {
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
+        "SELECT participant_id, asset_id FROM lots WHERE participant_id = ANY($1) AND {}
+         UNION
+         SELECT participant_id, asset_id FROM lots WHERE participant_id = ANY($1) AND {}",
+        Due::Expiry.condition(),
+        Due::Maturity.condition()
+    ))
+    .bind(participants)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Processes up to `limit` due lots — of one holder when `holder` is given — in the caller's transaction:
 /// one entry per participant, asset and program. Returns how many lots it processed; rerunning it finds
 /// nothing done twice, since processed lots are no longer due.
@@ -283,12 +367,7 @@ pub async fn settle_due(
     holder: Option<(Uuid, Uuid)>,
     limit: i64,
 ) -> sqlx::Result<usize> {
-    let condition = match due {
-        Due::Maturity => "status = 'DEFERRED' AND matures_at <= now()",
-        Due::Expiry => {
-            "remaining > 0 AND status IN ('AVAILABLE', 'HELD', 'DEFERRED') AND expires_at <= now()"
-        }
-    };
+    let condition = due.condition();
     // Walk the date's index: ordering a whole backlog by participant would make every batch read all of it.
     let order = match due {
         Due::Maturity => "matures_at",

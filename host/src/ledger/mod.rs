@@ -139,8 +139,14 @@ pub enum PostError {
 
 /// Ids of accounts known to exist, so posting to them needs no lookup. Accounts are never deleted, so an id
 /// read once stays true; accounts not in here are looked up, and created if missing, when posted to.
+/// Also the balances of the loaded owners' materialised accounts as they were read, which stay true while
+/// the caller holds the owners' locks and knows what it posted since (see [`KnownAccounts::available`]).
 #[derive(Debug, Default)]
-pub struct KnownAccounts(HashMap<AccountKey, Uuid>);
+pub struct KnownAccounts {
+    ids: HashMap<AccountKey, Uuid>,
+    /// Balance and asset scale of each materialised account, as read.
+    opening: HashMap<Owner, Vec<(AccountKey, Decimal, i16)>>,
+}
 
 impl KnownAccounts {
     /// The accounts of these participants and program wallets, and the system accounts of these organizations.
@@ -149,16 +155,56 @@ impl KnownAccounts {
         organization_ids: &[Uuid],
         owners: &[Uuid],
     ) -> sqlx::Result<Self> {
-        let rows = repo::accounts_of(conn, organization_ids, owners).await?;
-        Ok(KnownAccounts(
-            rows.into_iter()
-                .filter_map(|(id, entity_type, entity_id, asset_id, bucket)| {
-                    let owner = Owner::from_row(&entity_type, entity_id)?;
-                    let bucket = BUCKETS.iter().find(|b| **b == bucket)?;
-                    Some((AccountKey::new(owner, asset_id, bucket), id))
-                })
-                .collect(),
-        ))
+        let mut known = KnownAccounts::default();
+        for row in repo::accounts_of(conn, organization_ids, owners).await? {
+            let Some(owner) = Owner::from_row(&row.entity_type, row.entity_id) else {
+                continue;
+            };
+            let Some(bucket) = BUCKETS.iter().find(|b| **b == row.bucket) else {
+                continue;
+            };
+            let key = AccountKey::new(owner, row.asset_id, bucket);
+            known.ids.insert(key, row.id);
+            if let Some(balance) = row.balance {
+                known
+                    .opening
+                    .entry(owner)
+                    .or_default()
+                    .push((key, balance, row.scale));
+            }
+        }
+        Ok(known)
+    }
+
+    /// A loaded participant's AVAILABLE balance per asset, with the asset's scale: as read, plus what
+    /// `journal` deferred since. The caller vouches that nothing else was posted to its accounts since.
+    /// `None` when the journal credited an asset of which no account was read, whose scale is unknown here.
+    pub fn available(
+        &self,
+        participant: Uuid,
+        journal: &Journal,
+    ) -> Option<BTreeMap<Uuid, (Decimal, i16)>> {
+        let owner = Owner::Participant(participant);
+        let opening = self.opening.get(&owner).map_or(&[][..], Vec::as_slice);
+        let mut available: BTreeMap<Uuid, (Decimal, i16)> = BTreeMap::new();
+        for (key, balance, scale) in opening {
+            let line = available
+                .entry(key.asset_id)
+                .or_insert((Decimal::ZERO, *scale));
+            if key.bucket == "AVAILABLE" {
+                line.0 += *balance;
+            }
+        }
+        let credited = journal.credited.iter();
+        for (key, amount) in
+            credited.filter(|(key, amount)| key.owner == owner && !amount.is_zero())
+        {
+            let line = available.get_mut(&key.asset_id)?;
+            if key.bucket == "AVAILABLE" {
+                line.0 += *amount;
+            }
+        }
+        Some(available)
     }
 }
 
@@ -216,7 +262,7 @@ pub(crate) async fn write(
     let mut unknown: BTreeMap<Uuid, Vec<AccountKey>> = BTreeMap::new();
     for (_, organization_id, entry) in entries {
         for (key, _) in &entry.postings {
-            if !known.0.contains_key(key) {
+            if !known.ids.contains_key(key) {
                 unknown.entry(*organization_id).or_default().push(*key);
             }
         }
@@ -227,7 +273,7 @@ pub(crate) async fn write(
     }
     let id_of = |key: &AccountKey| {
         known
-            .0
+            .ids
             .get(key)
             .or_else(|| accounts.get(key))
             .copied()
@@ -242,6 +288,8 @@ pub(crate) async fn write(
 #[derive(Debug, Default)]
 pub struct Journal {
     entries: Vec<(Uuid, Uuid, NewEntry)>,
+    /// What every entry deferred so far, written or not, posted to participants' accounts.
+    credited: HashMap<AccountKey, Decimal>,
 }
 
 impl Journal {
@@ -256,6 +304,7 @@ impl Journal {
     pub fn defer(&mut self, organization_id: Uuid, entry: NewEntry) -> Result<Uuid, PostError> {
         check_balanced(&entry)?;
         let id = Uuid::now_v7();
+        self.count(&entry, Decimal::ONE);
         self.entries.push((id, organization_id, entry));
         Ok(id)
     }
@@ -270,7 +319,18 @@ impl Journal {
 
     /// Forgets the entries deferred after the first `len` (a failed event's).
     pub fn discard_after(&mut self, len: usize) {
-        self.entries.truncate(len);
+        for (_, _, entry) in self.entries.split_off(len.min(self.entries.len())) {
+            self.count(&entry, Decimal::NEGATIVE_ONE);
+        }
+    }
+
+    /// Adds (`sign` 1) or takes back (-1) an entry's postings to participants in `credited`.
+    fn count(&mut self, entry: &NewEntry, sign: Decimal) {
+        for (key, amount) in &entry.postings {
+            if let Owner::Participant(_) = key.owner {
+                *self.credited.entry(*key).or_default() += sign * *amount;
+            }
+        }
     }
 
     /// Writes the first `count` deferred entries, in one statement, and forgets them.

@@ -69,16 +69,30 @@ pub async fn resolve_accounts(
 
 /// `(id, entity_type, entity_id, asset_id, bucket)` of the accounts owned by `owners` (participants, programs)
 /// and of the system accounts of these organizations.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub entity_type: String,
+    pub entity_id: Option<Uuid>,
+    pub asset_id: Uuid,
+    pub bucket: String,
+    /// `None` for system accounts, whose balance is the sum of their postings.
+    pub balance: Option<Decimal>,
+    pub scale: i16,
+}
+
 pub async fn accounts_of(
     conn: &mut PgConnection,
     organization_ids: &[Uuid],
     owners: &[Uuid],
-) -> sqlx::Result<Vec<(Uuid, String, Option<Uuid>, Uuid, String)>> {
+) -> sqlx::Result<Vec<AccountRow>> {
     sqlx::query_as(
-        "SELECT id, entity_type, entity_id, asset_id, bucket FROM accounts WHERE entity_id = ANY($2)
+        "SELECT a.id, a.entity_type, a.entity_id, a.asset_id, a.bucket, a.balance, s.scale
+           FROM accounts a JOIN assets s ON s.id = a.asset_id WHERE a.entity_id = ANY($2)
          UNION ALL
-         SELECT id, entity_type, entity_id, asset_id, bucket FROM accounts
-          WHERE organization_id = ANY($1) AND entity_id IS NULL",
+         SELECT a.id, a.entity_type, a.entity_id, a.asset_id, a.bucket, a.balance, s.scale
+           FROM accounts a JOIN assets s ON s.id = a.asset_id
+          WHERE a.organization_id = ANY($1) AND a.entity_id IS NULL",
     )
     .bind(organization_ids)
     .bind(owners)
