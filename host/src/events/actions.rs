@@ -196,10 +196,9 @@ impl Batch {
         participants::available_balances(conn, organization_id, participant).await
     }
 
-    /// Whether a LOT credit to this participant can be deferred like any other credit: the batch knows its
-    /// balance is not overdrawn (so the lot is the whole credit) and none of its lots is due (so nothing needs
-    /// settling first).
-    async fn defers_lot_credit(
+    /// Whether a LOT credit to this participant may skip settling: the batch knows its balance is not
+    /// overdrawn (so the lot is the whole credit) and none of its lots is due.
+    async fn has_nothing_to_settle(
         &mut self,
         conn: &mut PgConnection,
         participant: Uuid,
@@ -542,19 +541,20 @@ async fn money(
             chrono::Utc::now(),
         );
     }
-    // A plain LOT credit waits with the batch's other credits when nothing about the holder's lots needs
-    // settling first. One that settles a hold, or whose lot is born expired, goes through the full path.
+    // A plain LOT credit skips settling when the batch knows the holder has nothing to settle (no overdraft
+    // to repay, no lot due), and is then deferred like any other credit its source allows. One that settles a
+    // hold, or whose lot is born expired, takes the full path.
     let born_expired = spec.expires_at.is_some_and(|at| at <= chrono::Utc::now());
-    let deferrable_lot = is_lot
+    let nothing_to_settle = is_lot
         && !*debit
         && !budgeted
         && spec.reference_id.is_none()
         && !born_expired
         && ctx
             .batch
-            .defers_lot_credit(conn, participant, asset.id)
+            .has_nothing_to_settle(conn, participant, asset.id)
             .await?;
-    let settles_lots = is_lot && !deferrable_lot;
+    let settles_lots = is_lot && !nothing_to_settle;
     if budgeted || settles_lots {
         ctx.batch.begin_writes(conn).await?;
     }
