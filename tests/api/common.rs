@@ -82,12 +82,15 @@ impl TestApp {
 
     /// Claims and processes one batch of queued events, as a worker does.
     pub async fn process_batch(&self) -> scrip::events::worker::Progress {
+        self.try_process_batch().await.expect("batch processed")
+    }
+
+    /// One batch, as a worker runs it: `Err` when it rolled back, to be retried.
+    pub async fn try_process_batch(&self) -> sqlx::Result<scrip::events::worker::Progress> {
         let pipeline = test_pipeline(1);
         let runtime = scrip::rules::wasm::Runtime::new(pipeline.wasm).expect("wasm runtime");
         let cache = scrip::rules::RuleCache::new(std::sync::Arc::new(runtime));
-        scrip::events::worker::process_batch(&self.pool, &cache, pipeline.retry_backoff)
-            .await
-            .expect("batch processed")
+        scrip::events::worker::process_batch(&self.pool, &cache, pipeline.retry_backoff).await
     }
 
     pub async fn stop(mut self) {

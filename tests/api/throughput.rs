@@ -242,3 +242,158 @@ async fn workers_of_several_servers_share_participants_without_losing_or_doublin
     other.stop().await;
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_batch_creates_each_new_participant_once_and_none_for_a_failed_event(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (welcome, points) = app.program_with_points("Welcome", "PTS").await;
+    app.credit_rule(&welcome, "true", &points, "10").await;
+    app.rule(
+        &welcome,
+        "friend",
+        "has(event.friend)",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "5", "target": {"external_id": "event.friend"}}]),
+    )
+    .await;
+    let (units, unit_asset) = app.program_with_points("Units", "UNI").await;
+    app.rule(
+        &units,
+        "per unit",
+        "has(event.units)",
+        json!([{"type": "CREDIT", "asset_id": unit_asset, "amount": "event.units * 2.0"}]),
+    )
+    .await;
+    let mut events = Vec::new();
+    for (program, who, key, data) in [
+        (&welcome, "dan", "d1", json!({})),
+        // Fails (1.25 units is 2.5, below the asset's scale): dan stays out of Units.
+        (&units, "dan", "d2", json!({"units": 1.25})),
+        (&welcome, "dan", "d3", json!({})),
+        (&units, "eve", "e1", json!({"units": 1.25})),
+        (&units, "eve", "e2", json!({"units": 2})),
+        // Creates fay as the target of a credit, before fay's own first event.
+        (&welcome, "ann", "a1", json!({"friend": "fay"})),
+        (&welcome, "fay", "f1", json!({})),
+    ] {
+        events.push(app.event(program, who, key, data).await);
+    }
+    let batch = app.process_batch().await;
+    assert_eq!((batch.claimed, batch.finished), (7, 7), "one batch");
+    let mut processed = Vec::new();
+    for event in &events {
+        processed.push(app.get(&format!("/events/{event}")).await.body);
+    }
+    // The failed attempts wait for their retry.
+    let statuses: Vec<&Value> = processed.iter().map(|e| &e["status"]).collect();
+    assert_eq!(
+        statuses,
+        [
+            "COMPLETED",
+            "PENDING",
+            "COMPLETED",
+            "PENDING",
+            "COMPLETED",
+            "COMPLETED",
+            "COMPLETED"
+        ]
+    );
+    assert_eq!(
+        processed[1]["error_message"],
+        "action CREDIT failed: amount exceeds asset scale"
+    );
+
+    let dan = app.participant_id("dan").await;
+    assert_eq!(processed[0]["participant_id"], dan.as_str());
+    assert_eq!(processed[2]["participant_id"], dan.as_str());
+    assert_eq!(app.available(&dan, &points).await, "20");
+    let eve = app.participant_id("eve").await;
+    assert_eq!(processed[3]["participant_id"], Value::Null);
+    assert_eq!(processed[4]["participant_id"], eve.as_str());
+    assert_eq!(app.available(&eve, &unit_asset).await, "4");
+    let (ann, fay) = (
+        app.participant_id("ann").await,
+        app.participant_id("fay").await,
+    );
+    assert_eq!(app.available(&ann, &points).await, "10");
+    assert_eq!(
+        app.available(&fay, &points).await,
+        "15",
+        "5 as a friend, 10 of its own"
+    );
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM participants")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(people, 4, "dan, eve, ann and fay, each once");
+    let dan_programs: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT program_id FROM participant_programs WHERE participant_id = $1::uuid",
+    )
+    .bind(&dan)
+    .fetch_all(&app.pool)
+    .await
+    .expect("enrollments");
+    assert_eq!(
+        dan_programs.len(),
+        1,
+        "enrolled in Welcome only: {dan_programs:?}"
+    );
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_participant_created_elsewhere_while_its_first_event_is_processed_is_credited_once(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (program, points) = app.program_with_points("Race", "PTS").await;
+    app.credit_rule(&program, "true", &points, "10").await;
+    let event = app.event(&program, "zed", "z1", json!({})).await;
+    let organization: uuid::Uuid = sqlx::query_scalar("SELECT organization_id FROM programs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("organization");
+    // Another transaction creates zed after the batch found no such participant and before it commits its
+    // own: the batch waits on that insert, then starts over.
+    let mut elsewhere = app.pool.begin().await.expect("transaction");
+    let zed = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO participants (id, organization_id, external_id) VALUES ($1, $2, 'zed')",
+    )
+    .bind(zed)
+    .bind(organization)
+    .execute(&mut *elsewhere)
+    .await
+    .expect("zed");
+    let (first, ()) = tokio::join!(app.try_process_batch(), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        elsewhere.commit().await.expect("commit");
+    });
+    let conflict = first.expect_err("the batch cannot create zed");
+    let constraint = conflict
+        .as_database_error()
+        .and_then(|db| db.constraint().map(str::to_owned));
+    assert_eq!(
+        constraint.as_deref(),
+        Some("participants_external_id_unique"),
+        "{conflict}"
+    );
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(entries, 0, "the rolled-back batch wrote nothing");
+
+    let again = app.process_batch().await;
+    assert_eq!((again.claimed, again.finished), (1, 1));
+    let processed = app.processed(&event).await;
+    assert_eq!(processed["status"], "COMPLETED");
+    assert_eq!(processed["participant_id"], zed.to_string());
+    assert_eq!(app.available(&zed.to_string(), &points).await, "10");
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}

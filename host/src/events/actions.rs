@@ -62,6 +62,11 @@ pub struct Batch {
     /// The held participants' (participant, asset)s with lots due to expire or mature; read at the batch's
     /// first LOT credit.
     due_lots: Option<HashSet<(Uuid, Uuid)>>,
+    /// Participants the batch created, by (organization, external id), so it creates none twice.
+    created: HashMap<(Uuid, String), Uuid>,
+    /// Of those, the ones the current event created, forgotten if it fails; `true` for those whose insert
+    /// the batch deferred (and so holds), `false` for those an action created itself.
+    creating: Vec<((Uuid, String), bool)>,
 }
 
 impl Batch {
@@ -84,7 +89,38 @@ impl Batch {
             entered: Vec::new(),
             moved: HashSet::new(),
             due_lots: None,
+            created: HashMap::new(),
+            creating: Vec::new(),
         }
+    }
+
+    /// The participant to create for an unknown external id (the caller has claimed the name, see
+    /// `participants::claim_names`): created at most once per batch, its insert deferred with the event's
+    /// credits and enrollments, so a batch of new participants needs no savepoint and one statement. The
+    /// batch holds it from the start: no other transaction can see it before the batch commits.
+    pub async fn create_participant(
+        &mut self,
+        conn: &mut PgConnection,
+        organization_id: Uuid,
+        external_id: &str,
+    ) -> sqlx::Result<Uuid> {
+        let key = (organization_id, external_id.to_owned());
+        if let Some(id) = self.created.get(&key) {
+            return Ok(*id);
+        }
+        let id = Uuid::now_v7();
+        self.deferred
+            .participants
+            .push((id, organization_id, external_id.to_owned()));
+        self.states
+            .insert(id, State::new(id, organization_id, external_id));
+        self.created.insert(key.clone(), id);
+        self.creating.push((key, true));
+        if self.writing {
+            // The event's own writes go out as they come once it has a savepoint.
+            self.deferred.write_all(conn, &self.accounts).await?;
+        }
+        Ok(id)
     }
 
     /// Writes what earlier events deferred; the current event's deferred writes stay put. Needs no savepoint:
@@ -120,7 +156,15 @@ impl Batch {
             // States read since may show enrollments that will never be written.
             let undone = self.deferred.discard_after(self.event_start);
             self.stale.extend(undone);
+            // Never created: a later event for the same external id creates it afresh.
+            for (key, held) in self.creating.drain(..) {
+                match self.created.remove(&key) {
+                    Some(id) if held => self.states.remove(&id),
+                    _ => None,
+                };
+            }
         }
+        self.creating.clear();
         if self.writing {
             if failed {
                 sqlx::query("ROLLBACK TO SAVEPOINT event")
@@ -221,6 +265,15 @@ impl Batch {
         Ok(!due.is_some_and(|due| due.contains(&(participant, asset_id))))
     }
 
+    /// A participant an action of the current event found or created by external id, which later events of
+    /// the batch may name too: they must find it, not create it again.
+    pub fn created_by_action(&mut self, organization_id: Uuid, external_id: &str, id: Uuid) {
+        let key = (organization_id, external_id.to_owned());
+        if self.created.insert(key.clone(), id).is_none() {
+            self.creating.push((key, false));
+        }
+    }
+
     /// Whether the batch locked this participant up front.
     pub fn holds(&self, id: Uuid) -> bool {
         self.states.contains_key(&id)
@@ -237,6 +290,8 @@ impl Batch {
     ) -> sqlx::Result<Option<State>> {
         let state = match self.states.get(&id) {
             Some(_) if self.stale.remove(&id) => {
+                // An earlier event may have created it, with its insert still deferred.
+                self.write_earlier(conn).await?;
                 let fresh = participants::lock_states(conn, None, &[id], Wait::Block)
                     .await?
                     .pop();
@@ -289,10 +344,13 @@ impl Batch {
     }
 }
 
-/// Writes a batch puts off: credits that cannot fail a balance check, the lots they create, and enrollments.
-/// Written in a few statements for many events; what a failed event deferred is dropped instead.
+/// Writes a batch puts off: new participants, credits that cannot fail a balance check, the lots they create,
+/// and enrollments. Written in a few statements for many events; what a failed event deferred is dropped
+/// instead.
 #[derive(Default)]
 struct Deferred {
+    /// `(id, organization, external id)`
+    participants: Vec<(Uuid, Uuid, String)>,
     journal: Journal,
     /// Each with the deferred entry that credits it.
     lots: Vec<(Uuid, NewLot)>,
@@ -302,6 +360,7 @@ struct Deferred {
 /// How many deferred writes of each kind there were at some point.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Mark {
+    participants: usize,
     entries: usize,
     lots: usize,
     enrollments: usize,
@@ -310,6 +369,7 @@ pub struct Mark {
 impl Deferred {
     fn mark(&self) -> Mark {
         Mark {
+            participants: self.participants.len(),
             entries: self.journal.len(),
             lots: self.lots.len(),
             enrollments: self.enrollments.len(),
@@ -318,6 +378,7 @@ impl Deferred {
 
     /// Drops what was deferred after `mark`; returns the participants whose enrollments were dropped.
     fn discard_after(&mut self, mark: Mark) -> Vec<Uuid> {
+        self.participants.truncate(mark.participants);
         self.journal.discard_after(mark.entries);
         self.lots.truncate(mark.lots);
         self.enrollments
@@ -333,6 +394,12 @@ impl Deferred {
         mark: Mark,
         known: &KnownAccounts,
     ) -> sqlx::Result<()> {
+        // Participants first: the rest refer to them.
+        let count = mark.participants.min(self.participants.len());
+        if count > 0 {
+            participants::create_many(conn, &self.participants[..count]).await?;
+            self.participants.drain(..count);
+        }
         self.journal.write_first(conn, mark.entries, known).await?;
         let count = mark.lots.min(self.lots.len());
         if count > 0 {
@@ -753,7 +820,11 @@ async fn resolve_target(
             )
             .await
             {
-                Ok(Some(id)) => id,
+                Ok(Some(id)) => {
+                    ctx.batch
+                        .created_by_action(ctx.organization_id, &external_id, id);
+                    id
+                }
                 Ok(None) => {
                     return Ok(Err(format!(
                         "target participant with external_id {external_id} not found"

@@ -336,8 +336,8 @@ struct Parties {
 
 enum Who {
     Existing(Uuid),
-    /// Named by an external id no participant has yet, in a program that creates them: created when the event
-    /// is processed, inside its savepoint, so an event that fails leaves no participant behind.
+    /// Named by an external id no participant has yet, in a program that creates them: created with the
+    /// event's other writes, so an event that fails leaves no participant behind.
     New(String),
 }
 
@@ -690,7 +690,7 @@ async fn run_module(
     }
 }
 
-/// The participant's id, creating a new one (or finding one another transaction created since).
+/// The participant's id, creating a new one.
 async fn who(
     conn: &mut PgConnection,
     batch: &mut Batch,
@@ -700,8 +700,9 @@ async fn who(
     match who {
         Who::Existing(id) => Ok(*id),
         Who::New(external_id) => {
-            batch.begin_writes(conn).await?;
-            participants::insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await
+            batch
+                .create_participant(conn, organization_id, external_id)
+                .await
         }
     }
 }
@@ -869,9 +870,12 @@ fn into_sqlx(err: crate::error::Error) -> sqlx::Error {
     }
 }
 
-/// Deadlock or serialization failure: the whole batch is retried.
+/// Deadlock, serialization failure, or a participant the batch was creating that another transaction created
+/// first: the whole batch is retried.
 fn is_contention(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+    matches!(err, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            || db.constraint() == Some("participants_external_id_unique"))
 }
 
 fn is_connection(err: &sqlx::Error) -> bool {

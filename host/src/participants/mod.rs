@@ -17,8 +17,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use repo::{
-    Wait, claim_names, enroll, find_by_external_id, find_by_external_ids, insert_if_absent, lock,
-    lock_state, lock_states,
+    Wait, claim_names, create_many, enroll, find_by_external_id, find_by_external_ids,
+    insert_if_absent, lock, lock_state, lock_states,
 };
 
 crate::api_enum!(pub ParticipantStatus = STATUSES ["ACTIVE", "SUSPENDED", "CLOSED"]);
@@ -85,6 +85,22 @@ pub struct State {
     pub counters: sqlx::types::Json<Map<String, Value>>,
     /// Programs the participant is actively enrolled in.
     pub programs: Vec<Uuid>,
+}
+
+impl State {
+    /// A participant about to be created for an unknown external id: active, with nothing yet.
+    pub fn new(id: Uuid, organization_id: Uuid, external_id: &str) -> Self {
+        State {
+            id,
+            organization_id,
+            external_id: external_id.to_owned(),
+            status: "ACTIVE".to_owned(),
+            tags: Vec::new(),
+            attributes: sqlx::types::Json(Map::new()),
+            counters: sqlx::types::Json(Map::new()),
+            programs: Vec::new(),
+        }
+    }
 }
 
 /// One asset's balance of a holder, in decimal strings at the asset's scale.

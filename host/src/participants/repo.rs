@@ -68,6 +68,36 @@ pub async fn insert_if_absent(
     }
 }
 
+/// Creates bare participants, `(id, organization, external_id)`, in one statement. One that another
+/// transaction created meanwhile fails the statement on `participants_external_id_unique`: the caller's ids
+/// are already in use elsewhere in its transaction, so it starts over instead.
+pub async fn create_many(
+    conn: &mut PgConnection,
+    rows: &[(Uuid, Uuid, String)],
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut organizations = Vec::with_capacity(rows.len());
+    let mut external_ids = Vec::with_capacity(rows.len());
+    for (id, organization_id, external_id) in rows {
+        ids.push(*id);
+        organizations.push(*organization_id);
+        external_ids.push(external_id.as_str());
+    }
+    sqlx::query(
+        "INSERT INTO participants (id, organization_id, external_id)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])",
+    )
+    .bind(&ids)
+    .bind(&organizations)
+    .bind(&external_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Of these `(organization, external id)`s, the ones this transaction may create a participant for: each is
 /// held (an advisory lock, until commit) by at most one transaction at a time, and one held elsewhere is left
 /// out instead of waited for. Two event batches creating the same participants in different orders would
