@@ -53,6 +53,9 @@ struct Args {
     /// Modes to run: single, batch, paced.
     #[arg(long, value_delimiter = ',', default_value = "single,batch,paced")]
     modes: Vec<String>,
+    /// Keep each run's database, to look into its events afterwards (prints where it is).
+    #[arg(long)]
+    keep: bool,
 }
 
 /// How long the clients send, or how many requests each sends in smoke mode.
@@ -320,7 +323,10 @@ async fn run(
     .await?;
     running.stop().await;
     let inconsistent = scrip::ledger::check_invariants(&pool).await?;
-    drop_database(&url, pool).await?;
+    match args.keep {
+        true => println!("kept {url}"),
+        false => drop_database(&url, pool).await?,
+    }
     if failed > 0 || completed as usize != events {
         return Err(format!("{completed} of {events} events completed, {failed} failed").into());
     }
