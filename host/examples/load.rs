@@ -41,8 +41,8 @@ struct Args {
     /// Concurrent HTTP clients, and connections for the INSERT ceiling.
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// Event workers in the server.
-    #[arg(long, default_value_t = 4)]
+    /// Event workers in the server; by default as many as `scrip serve` runs.
+    #[arg(long, default_value_t = Pipeline::default().workers)]
     workers: usize,
     /// Events per second in all for the `paced` mode.
     #[arg(long, default_value_t = 1000.0)]
