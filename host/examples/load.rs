@@ -4,14 +4,17 @@
 //!     rules-examples/build.sh && cargo run --release -p scrip --example load -- --seconds 10 --clients 16
 //!     cargo run -p scrip --example load -- --smoke     # tiny numbers; the test command runs this
 //!
-//! 1. The ceiling: single-row INSERT commits per second from `--clients` connections, on a fresh database of
-//!    DATABASE_URL's server.
+//! 1. The ceilings, each on a fresh database of DATABASE_URL's server: single-row INSERT commits per second
+//!    from `--clients` connections, and the ledger's own (credit entries per second written the way worker
+//!    batches write them, with nothing else; see [`ledger_ceiling`]).
 //! 2. For each scenario and mode, a fresh database and a server in this process (`--workers` event workers),
 //!    driven over HTTP by `--clients` concurrent clients for `--seconds`: `single` POSTs /v1/events, `batch`
-//!    POSTs /v1/events/batch with 100 events, `paced` sends single POSTs at `--rate` events/s in all.
+//!    POSTs /v1/events/batch with 100 events, `paced` sends single POSTs at `--rate` events/s in all, `drain`
+//!    sends batches with no worker running, then starts the workers and times them through the backlog: what
+//!    processing alone can take, as `--workers 0` shows what ingest alone can.
 //! 3. Reported: events accepted/s, events COMPLETED/s (all events, from the first request until the last one
 //!    completed, so a backlog that drains later counts against it), ingest latency p50/p99, ingest → COMPLETED
-//!    lag p50/p99 (from the events' own timestamps), each rate as a ratio to the ceiling, and the process's
+//!    lag p50/p99 (from the events' own timestamps), each rate as a ratio to the ceilings, and the process's
 //!    peak resident memory during each run (server and clients share the process).
 //!
 //! Scenarios: `hot` (one program, one asset, every credit from the same issuance account), `spread` (ten
@@ -20,8 +23,10 @@
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use rust_decimal::Decimal;
 use scrip::BoxError;
 use scrip::events::worker::Pipeline;
+use scrip::ledger::{AccountKey, Journal, KnownAccounts, NewEntry, Owner};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
@@ -41,7 +46,8 @@ struct Args {
     /// Concurrent HTTP clients, and connections for the INSERT ceiling.
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// Event workers in the server; by default as many as `scrip serve` runs.
+    /// Event workers in the server; by default as many as `scrip serve` runs. With 0, events are only
+    /// ingested (they stay queued): what ingest alone can take.
     #[arg(long, default_value_t = Pipeline::default().workers)]
     workers: usize,
     /// Events per second in all for the `paced` mode.
@@ -50,8 +56,8 @@ struct Args {
     /// Scenarios to run: hot, spread, wasm, lot.
     #[arg(long, value_delimiter = ',', default_value = "hot,spread,wasm,lot")]
     scenarios: Vec<String>,
-    /// Modes to run: single, batch, paced.
-    #[arg(long, value_delimiter = ',', default_value = "single,batch,paced")]
+    /// Modes to run: single, batch, paced, drain.
+    #[arg(long, value_delimiter = ',', default_value = "single,batch,paced,drain")]
     modes: Vec<String>,
     /// Keep each run's database, to look into its events afterwards (prints where it is).
     #[arg(long)]
@@ -89,19 +95,23 @@ async fn main() -> Result<(), BoxError> {
     let ceiling =
         insert_ceiling(&server, args.clients, Duration::from_secs_f64(args.seconds)).await?;
     println!(
-        "ceiling: {ceiling:.0} single-row INSERT commits/s with {} connections\n",
+        "ceiling: {ceiling:.0} single-row INSERT commits/s with {} connections",
         args.clients
     );
+    let ledger = ledger_ceiling(&server, Duration::from_secs_f64(args.seconds)).await?;
     println!(
-        "| scenario | mode | events | accepted/s | completed/s | ingest p50 / p99 | lag p50 / p99 | accepted / ceiling | completed / ceiling | peak RSS |"
+        "ledger ceiling: {ledger:.0} credit entries/s, {LEDGER_BATCH} per transaction, with {LEDGER_CONNECTIONS} connections\n"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| scenario | mode | events | accepted/s | completed/s | ingest p50 / p99 | lag p50 / p99 | accepted / ceiling | completed / ceiling | completed / ledger ceiling | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut failures = Vec::new();
     for scenario in &args.scenarios {
         for mode in &args.modes {
             match run(&server, &args, scenario, mode, budget).await {
                 Ok(r) => println!(
-                    "| {scenario} | {mode} | {} | {:.0} | {:.0} | {} / {} | {} / {} | {:.2} | {:.2} | {} MiB |",
+                    "| {scenario} | {mode} | {} | {:.0} | {:.0} | {} / {} | {} / {} | {:.2} | {:.2} | {:.2} | {} MiB |",
                     r.events,
                     r.accepted_per_s,
                     r.completed_per_s,
@@ -111,6 +121,7 @@ async fn main() -> Result<(), BoxError> {
                     ms(r.lag.1),
                     r.accepted_per_s / ceiling,
                     r.completed_per_s / ceiling,
+                    r.completed_per_s / ledger,
                     r.rss_mib,
                 ),
                 Err(err) => {
@@ -177,6 +188,133 @@ async fn insert_ceiling(server: &str, clients: usize, period: Duration) -> Resul
     Ok(rate)
 }
 
+/// A fresh database with a server in this process, and a client for its API.
+struct Served {
+    url: String,
+    pool: PgPool,
+    running: scrip::Running,
+    api: Api,
+}
+
+async fn serve(server: &str, workers: usize, clients: usize) -> Result<Served, BoxError> {
+    let (url, pool) = fresh_database(server).await?;
+    let key = scrip::organizations::create_api_key(&pool, "load")
+        .await?
+        .key;
+    let running = scrip::start(pool.clone(), "127.0.0.1:0".parse()?, pipeline(workers)).await?;
+    let api = Api {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .build()?,
+        base: format!("http://{}/v1", running.addr),
+        key,
+    };
+    Ok(Served {
+        url,
+        pool,
+        running,
+        api,
+    })
+}
+
+fn pipeline(workers: usize) -> Pipeline {
+    Pipeline {
+        workers,
+        ..Pipeline::default()
+    }
+}
+
+/// Entries per transaction in the ledger ceiling: as many as a worker claims events.
+const LEDGER_BATCH: usize = 100;
+/// Connections writing the ledger ceiling: on two cores 1 wrote 14,500 entries/s, 2 20,200, 3 and 4 22,800.
+const LEDGER_CONNECTIONS: usize = 4;
+
+/// The ledger's own ceiling: credit entries per second written the way a worker batch writes its events'
+/// credits (the accounts read by `KnownAccounts::load`, then `Journal::write_first` with 100 entries of two
+/// postings each, one transaction per batch), from [`LEDGER_CONNECTIONS`] connections, each crediting
+/// participants of its own, and nothing else: no events, rules, evaluations, statuses or seals. A pipeline
+/// that gives every event such an entry cannot complete more events per second than this on the same machine.
+async fn ledger_ceiling(server: &str, period: Duration) -> Result<f64, BoxError> {
+    let Served {
+        url,
+        pool,
+        running,
+        api,
+    } = serve(server, 0, 1).await?;
+    set_up(&api, "hot").await?;
+    running.stop().await;
+    let (organization_id, program_id, asset_id): (Uuid, Uuid, Uuid) = sqlx::query_as(
+        "SELECT a.organization_id, pa.program_id, a.id FROM assets a JOIN program_assets pa ON pa.asset_id = a.id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let participants: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO participants (id, organization_id, external_id)
+         SELECT gen_random_uuid(), $1, 'user-' || n FROM generate_series(1, $2) n RETURNING id",
+    )
+    .bind(organization_id)
+    .bind((LEDGER_BATCH * 5 * LEDGER_CONNECTIONS) as i32)
+    .fetch_all(&pool)
+    .await?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for own in participants.chunks(LEDGER_BATCH * 5) {
+        let (pool, done, own) = (pool.clone(), done.clone(), own.to_vec());
+        tasks.spawn(async move {
+            for round in 0.. {
+                if started.elapsed() >= period {
+                    break;
+                }
+                let start = (round * LEDGER_BATCH) % own.len();
+                let credited = &own[start..start + LEDGER_BATCH];
+                let owners: Vec<Uuid> = credited.iter().copied().chain([program_id]).collect();
+                let mut tx = pool.begin().await?;
+                let known = KnownAccounts::load(&mut tx, &[organization_id], &owners).await?;
+                let mut journal = Journal::default();
+                for participant in credited {
+                    journal.defer(organization_id, credit(program_id, asset_id, *participant))?;
+                }
+                journal.write_first(&mut tx, LEDGER_BATCH, &known).await?;
+                tx.commit().await?;
+                done.fetch_add(LEDGER_BATCH, Ordering::Relaxed);
+            }
+            Ok::<_, BoxError>(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    drop_database(&url, pool).await?;
+    Ok(rate)
+}
+
+/// The entry a `hot` event's rule writes: 10 points from the issuance account to the participant.
+fn credit(program_id: Uuid, asset_id: Uuid, participant: Uuid) -> NewEntry {
+    let points = Decimal::from(10);
+    NewEntry {
+        program_id,
+        action_type: "CREDIT",
+        description: Some("10 per purchase: 10 P0".into()),
+        event_id: None,
+        rule_id: None,
+        reference_id: None,
+        created_by_api_key_id: None,
+        postings: vec![
+            (
+                AccountKey::new(Owner::Participant(participant), asset_id, "AVAILABLE"),
+                points,
+            ),
+            (
+                AccountKey::new(Owner::Issuance, asset_id, "AVAILABLE"),
+                -points,
+            ),
+        ],
+        allow_negative: false,
+    }
+}
+
 struct Report {
     events: usize,
     accepted_per_s: f64,
@@ -195,26 +333,19 @@ async fn run(
     mode: &str,
     budget: Budget,
 ) -> Result<Report, BoxError> {
-    let (url, pool) = fresh_database(server).await?;
-    let key = scrip::organizations::create_api_key(&pool, "load")
-        .await?
-        .key;
-    let running = scrip::start(
-        pool.clone(),
-        "127.0.0.1:0".parse()?,
-        Pipeline {
-            workers: args.workers,
-            ..Pipeline::default()
-        },
+    // A drain first ingests with no workers, then starts them on the backlog.
+    let draining = mode == "drain";
+    let Served {
+        url,
+        pool,
+        running,
+        api,
+    } = serve(
+        server,
+        if draining { 0 } else { args.workers },
+        args.clients,
     )
     .await?;
-    let api = Api {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.clients)
-            .build()?,
-        base: format!("http://{}/v1", running.addr),
-        key,
-    };
     let targets = set_up(&api, scenario).await?;
 
     let rss = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -227,7 +358,11 @@ async fn run(
             }
         })
     };
-    let batch = if mode == "batch" { 100 } else { 1 };
+    let batch = if mode == "single" || mode == "paced" {
+        1
+    } else {
+        100
+    };
     // Paced clients each send their share of the rate; the others send as fast as answers come back.
     let interval = (mode == "paced")
         .then(|| Duration::from_secs_f64(args.clients as f64 / args.rate.max(1.0)));
@@ -286,13 +421,24 @@ async fn run(
     }
     let sending = started.elapsed();
     let events = sent.load(Ordering::Relaxed);
+    // A drain is timed from when its workers start, on the database's clock like completion.
+    let (drainer, started_db): (_, DateTime<Utc>) = match draining && args.workers > 0 {
+        true => (
+            Some(scrip::start(pool.clone(), "127.0.0.1:0".parse()?, pipeline(args.workers)).await?),
+            sqlx::query_scalar("SELECT clock_timestamp()")
+                .fetch_one(&pool)
+                .await?,
+        ),
+        false => (None, started_db),
+    };
 
     // Every event must reach a final state; a stuck pipeline fails the run instead of hanging it. The poll
     // stops at the first pending event and runs every 100 ms, so it takes little from the pipeline it
     // measures (a count every 10 ms took a tenth of Postgres's time during a drain); the run ends at the last
     // event's processed_at, not at the poll that noticed.
+    // With no workers nothing drains: the run measures ingest alone, and every event must still be queued.
     let deadline = Instant::now() + Duration::from_secs(300).max(sending * 20);
-    loop {
+    while args.workers > 0 {
         let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_queue)")
             .fetch_one(&pool)
             .await?;
@@ -312,7 +458,7 @@ async fn run(
     let finished = last
         .and_then(|last| (last - started_db).to_std().ok())
         .unwrap_or(sending)
-        .max(sending);
+        .max(if draining { Duration::ZERO } else { sending });
     let rss_mib = rss.load(Ordering::Relaxed);
     let (lag_p50, lag_p99): (Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at))::float8,
@@ -322,12 +468,16 @@ async fn run(
     .fetch_one(&pool)
     .await?;
     running.stop().await;
+    if let Some(drainer) = drainer {
+        drainer.stop().await;
+    }
     let inconsistent = scrip::ledger::check_invariants(&pool).await?;
     match args.keep {
         true => println!("kept {url}"),
         false => drop_database(&url, pool).await?,
     }
-    if failed > 0 || completed as usize != events {
+    let expected = if args.workers > 0 { events } else { 0 };
+    if failed > 0 || completed as usize != expected {
         return Err(format!("{completed} of {events} events completed, {failed} failed").into());
     }
     if !inconsistent.is_empty() {
@@ -339,7 +489,7 @@ async fn run(
     Ok(Report {
         events,
         accepted_per_s: events as f64 / sending.as_secs_f64(),
-        completed_per_s: events as f64 / finished.as_secs_f64(),
+        completed_per_s: completed as f64 / finished.as_secs_f64(),
         ingest: (at(0.5), at(0.99)),
         lag: (seconds(lag_p50), seconds(lag_p99)),
         rss_mib,
