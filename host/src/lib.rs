@@ -85,7 +85,10 @@ pub async fn start(
     });
     let cache = Arc::new(rules::RuleCache::new(runtime));
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
-    tasks.spawn(ledger::lots::run_jobs(pool.clone(), stopped.clone()));
+    // A process without workers serves the API only; lots are expired and matured where events are processed.
+    if pipeline.workers > 0 {
+        tasks.spawn(ledger::lots::run_jobs(pool.clone(), stopped.clone()));
+    }
     tasks.spawn(doorbell.clone().listen(pool.clone(), stopped.clone()));
     tasks.spawn(doorbell.clone().broadcast(pool.clone(), stopped.clone()));
     for _ in 0..pipeline.workers {

@@ -491,6 +491,61 @@ async fn provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit(
     app.stop().await;
 }
 
+/// A LOT credit to a holder with a lot already due is not deferred with the batch: the due lot expires first,
+/// in the credit's own transaction, even where no background pass runs (a server without workers has none).
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_lot_credit_expires_its_holders_due_lot_before_crediting(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (program, miles) = program_with_miles(&app).await;
+    app.rule(
+        &program,
+        "earn",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": miles, "amount": "event.points", "expires_at": "1s"}]),
+    )
+    .await;
+    app.event(&program, "ann", "ann-0", json!({"points": 10}))
+        .await;
+    assert_eq!(app.process_batch().await.finished, 1);
+    let ann = app.participant_id("ann").await;
+    // Past the expiry by more than the background pass's poll, so one running would have expired it.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let path = format!("/participants/{ann}/balances/lots?asset_id={miles}");
+    assert_eq!(
+        lots(&app.get(&path).await.body),
+        [(json!("10"), json!("10"), json!("AVAILABLE"))],
+        "nothing expires the lot in the background"
+    );
+
+    app.event(&program, "ann", "ann-1", json!({"points": 20}))
+        .await;
+    assert_eq!(app.process_batch().await.finished, 1);
+    assert_eq!(
+        lots(&app.get(&path).await.body),
+        [
+            (json!("10"), json!("0"), json!("EXPIRED")),
+            (json!("20"), json!("20"), json!("AVAILABLE")),
+        ]
+    );
+    assert_eq!(app.available(&ann, &miles).await, "20");
+    let kinds: Vec<Value> = app.get("/journal-entries").await.body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["action_type"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [json!("CREDIT"), json!("EXPIRATION"), json!("CREDIT")],
+        "newest first"
+    );
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
 /// LOT credits in one worker batch: a holder with nothing to settle gets its lots with the batch's other
 /// writes, an overdrawn holder's credit still repays the overdraft first, and a failed event leaves no lot.
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
