@@ -57,7 +57,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "hot,spread,wasm,lot")]
     scenarios: Vec<String>,
     /// Modes to run: single, batch, paced, drain.
-    #[arg(long, value_delimiter = ',', default_value = "single,batch,paced,drain")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "single,batch,paced,drain"
+    )]
     modes: Vec<String>,
     /// Keep each run's database, to look into its events afterwards (prints where it is).
     #[arg(long)]
@@ -438,11 +442,12 @@ async fn run(
     // event's processed_at, not at the poll that noticed.
     // With no workers nothing drains: the run measures ingest alone, and every event must still be queued.
     let deadline = Instant::now() + Duration::from_secs(300).max(sending * 20);
-    while args.workers > 0 {
+    let processing = args.workers > 0;
+    while processing && Instant::now() < deadline {
         let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM event_queue)")
             .fetch_one(&pool)
             .await?;
-        if !pending || Instant::now() > deadline {
+        if !pending {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
