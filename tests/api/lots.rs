@@ -21,6 +21,16 @@ fn lots(body: &Value) -> Vec<(Value, Value, Value)> {
         .collect()
 }
 
+/// The action types of the organization's journal entries, newest first.
+async fn entry_kinds(app: &TestApp) -> Vec<Value> {
+    app.get("/journal-entries").await.body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["action_type"].clone())
+        .collect()
+}
+
 /// A program with an UNLIMITED, scale-0 LOT asset.
 async fn program_with_miles(app: &TestApp) -> (String, String) {
     let program = id(&app.created("/programs", json!({"name": "Miles"})).await);
@@ -119,12 +129,7 @@ async fn lots_are_spent_oldest_first_expire_and_mature(
         lots(&app.get(&lots_path).await.body)[1],
         (json!("30"), json!("0"), json!("EXPIRED"))
     );
-    let kinds: Vec<Value> = app.get("/journal-entries").await.body["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["action_type"].clone())
-        .collect();
+    let kinds = entry_kinds(&app).await;
     assert!(
         kinds.contains(&json!("EXPIRATION")) && kinds.contains(&json!("MATURITY")),
         "{kinds:?}"
@@ -491,6 +496,21 @@ async fn provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit(
     app.stop().await;
 }
 
+/// A server without workers and a program whose rule credits `event.points` miles in lots that expire after
+/// `expiry`.
+async fn earning_miles(connect: PgConnectOptions, expiry: &str) -> (TestApp, String, String) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (program, miles) = program_with_miles(&app).await;
+    app.rule(
+        &program,
+        "earn",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": miles, "amount": "event.points", "expires_at": expiry}]),
+    )
+    .await;
+    (app, program, miles)
+}
+
 /// A LOT credit to a holder with a lot already due is not deferred with the batch: the due lot expires first,
 /// in the credit's own transaction, even where no background pass runs (a server without workers has none).
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
@@ -498,15 +518,7 @@ async fn a_lot_credit_expires_its_holders_due_lot_before_crediting(
     _: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let app = TestApp::spawn_without_workers(connect).await;
-    let (program, miles) = program_with_miles(&app).await;
-    app.rule(
-        &program,
-        "earn",
-        "true",
-        json!([{"type": "CREDIT", "asset_id": miles, "amount": "event.points", "expires_at": "1s"}]),
-    )
-    .await;
+    let (app, program, miles) = earning_miles(connect, "1s").await;
     app.event(&program, "ann", "ann-0", json!({"points": 10}))
         .await;
     assert_eq!(app.process_batch().await.finished, 1);
@@ -531,12 +543,7 @@ async fn a_lot_credit_expires_its_holders_due_lot_before_crediting(
         ]
     );
     assert_eq!(app.available(&ann, &miles).await, "20");
-    let kinds: Vec<Value> = app.get("/journal-entries").await.body["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["action_type"].clone())
-        .collect();
+    let kinds = entry_kinds(&app).await;
     assert_eq!(
         kinds,
         [json!("CREDIT"), json!("EXPIRATION"), json!("CREDIT")],
@@ -553,15 +560,7 @@ async fn lot_credits_of_one_batch_repay_overdrafts_and_leave_nothing_when_they_f
     _: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let app = TestApp::spawn_without_workers(connect).await;
-    let (program, miles) = program_with_miles(&app).await;
-    app.rule(
-        &program,
-        "earn",
-        "true",
-        json!([{"type": "CREDIT", "asset_id": miles, "amount": "event.points", "expires_at": "24h"}]),
-    )
-    .await;
+    let (app, program, miles) = earning_miles(connect, "24h").await;
     app.rule(
         &program,
         "broken",
