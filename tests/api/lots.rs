@@ -549,6 +549,16 @@ async fn a_lot_credit_expires_its_holders_due_lot_before_crediting(
         [json!("CREDIT"), json!("EXPIRATION"), json!("CREDIT")],
         "newest first"
     );
+    let entries = &app.get("/journal-entries").await.body["data"];
+    assert_eq!(
+        entries[0]["created_at"], entries[1]["created_at"],
+        "the expiry and the credit commit together: {entries}"
+    );
+    assert!(entries[0]["created_at"].is_string(), "{entries}");
+    assert_ne!(
+        entries[1]["created_at"], entries[2]["created_at"],
+        "{entries}"
+    );
     app.assert_ledger_consistent().await;
     app.stop().await;
 }

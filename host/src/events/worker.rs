@@ -40,7 +40,7 @@ const MAX_ATTEMPTS: i32 = 6;
 /// How events are processed.
 #[derive(Debug, Clone, Copy)]
 pub struct Pipeline {
-    /// Workers per process.
+    /// Workers per process. With none, the process serves the API only: no lot expiry pass either.
     pub workers: usize,
     /// Delay before the first automatic retry; each next one waits twice as long (2, 4, 8, 16, 32 s).
     pub retry_backoff: Duration,
