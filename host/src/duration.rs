@@ -3,7 +3,11 @@
 use chrono::Duration;
 use rust_decimal::prelude::ToPrimitive;
 
-/// Parses a positive Go duration; units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`. `None` when malformed or not positive.
+/// The longest duration accepted: 100 years of 365 days, so that any timestamp plus a duration stays a valid time.
+pub const MAX_HOURS: i64 = 876_000;
+
+/// Parses a positive Go duration of at most [`MAX_HOURS`]; units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`. `None`
+/// when malformed, not positive or too long.
 pub fn parse(text: &str) -> Option<Duration> {
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -29,11 +33,16 @@ pub fn parse(text: &str) -> Option<Duration> {
             _ => return None,
         };
         let value = rust_decimal::Decimal::from_str_exact(number).ok()?;
-        let ns = (value * rust_decimal::Decimal::from(scale)).trunc();
-        total_ns += ns.to_i128()?;
+        let ns = value
+            .checked_mul(rust_decimal::Decimal::from(scale))?
+            .trunc();
+        total_ns = total_ns.checked_add(ns.to_i128()?)?;
         rest = next;
     }
-    let ns = i64::try_from(total_ns).ok().filter(|ns| *ns > 0)?;
+    let max_ns = i128::from(MAX_HOURS) * 3_600_000_000_000;
+    let ns = i64::try_from(total_ns)
+        .ok()
+        .filter(|ns| *ns > 0 && i128::from(*ns) <= max_ns)?;
     Some(Duration::nanoseconds(ns))
 }
 
@@ -50,6 +59,21 @@ mod tests {
         assert_eq!(parse("250ms"), Some(Duration::milliseconds(250)));
         for bad in ["", "24", "h", "1d", "-1h", "0s", "1h 30m", "1..5h"] {
             assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_durations_beyond_the_maximum_without_overflowing() {
+        let max = format!("{MAX_HOURS}h");
+        assert_eq!(parse(&max), Some(Duration::hours(MAX_HOURS)));
+        for too_long in [
+            format!("{}h", MAX_HOURS + 1),
+            "100000000000000000000h".into(),
+            "79228162514264337593543950335h".into(),
+            "9999999999999999999999999999999999h".into(),
+            format!("{MAX_HOURS}h{MAX_HOURS}h"),
+        ] {
+            assert_eq!(parse(&too_long), None, "{too_long:?}");
         }
     }
 }

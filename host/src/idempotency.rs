@@ -3,7 +3,7 @@
 //! `idempotency_conflict`. Requests are compared by a hash of their meaning: key order, whitespace and
 //! trailing decimal zeros do not matter (callers normalise amounts before hashing).
 
-use crate::error::{Error, OnConstraint, Result};
+use crate::error::{Error, Result};
 use crate::organizations::hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -26,11 +26,14 @@ pub enum Claim {
 }
 
 /// Claims the key inside the caller's transaction. A concurrent first use is waited for, then replayed.
+/// Keys are the organization's own: a program of another organization is not found, whatever keys it used,
+/// so nothing tells whether a key exists elsewhere.
 pub async fn claim(conn: &mut PgConnection, key: &Key<'_>, request: &Value) -> Result<Claim> {
     let hash = hex(&Sha256::digest(request.to_string().as_bytes()));
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (organization_id, program_id, operation, key, request_hash)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+         SELECT organization_id, id, $3, $4, $5 FROM programs WHERE id = $2 AND organization_id = $1
+         ON CONFLICT DO NOTHING",
     )
     .bind(key.organization_id)
     .bind(key.program_id)
@@ -38,24 +41,24 @@ pub async fn claim(conn: &mut PgConnection, key: &Key<'_>, request: &Value) -> R
     .bind(key.key)
     .bind(&hash)
     .execute(&mut *conn)
-    .await
-    .on_constraint("idempotency_keys_program_id_fkey", || {
-        Error::NotFound("program")
-    })?;
+    .await?;
     if inserted.rows_affected() == 1 {
         return Ok(Claim::New);
     }
-    let (stored_hash, response): (String, Option<Value>) = sqlx::query_as(
-        "SELECT request_hash, response FROM idempotency_keys WHERE program_id = $1 AND operation = $2 AND key = $3",
+    let stored: Option<(String, Option<Value>)> = sqlx::query_as(
+        "SELECT request_hash, response FROM idempotency_keys
+          WHERE organization_id = $1 AND program_id = $2 AND operation = $3 AND key = $4",
     )
+    .bind(key.organization_id)
     .bind(key.program_id)
     .bind(key.operation)
     .bind(key.key)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    match response {
-        Some(response) if stored_hash == hash => Ok(Claim::Replay(response)),
-        _ => Err(Error::Conflict {
+    match stored {
+        None => Err(Error::NotFound("program")),
+        Some((stored_hash, Some(response))) if stored_hash == hash => Ok(Claim::Replay(response)),
+        Some(_) => Err(Error::Conflict {
             code: "idempotency_conflict",
             message: format!(
                 "idempotency_key {} was already used with a different request",
@@ -66,12 +69,16 @@ pub async fn claim(conn: &mut PgConnection, key: &Key<'_>, request: &Value) -> R
 }
 
 pub async fn remember(conn: &mut PgConnection, key: &Key<'_>, response: &Value) -> Result<()> {
-    sqlx::query("UPDATE idempotency_keys SET response = $4 WHERE program_id = $1 AND operation = $2 AND key = $3")
-        .bind(key.program_id)
-        .bind(key.operation)
-        .bind(key.key)
-        .bind(response)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE idempotency_keys SET response = $5
+          WHERE organization_id = $1 AND program_id = $2 AND operation = $3 AND key = $4",
+    )
+    .bind(key.organization_id)
+    .bind(key.program_id)
+    .bind(key.operation)
+    .bind(key.key)
+    .bind(response)
+    .execute(conn)
+    .await?;
     Ok(())
 }

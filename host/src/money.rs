@@ -4,8 +4,40 @@
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
+/// The most digits an amount may have before the decimal point, wherever it enters (the API, a CEL
+/// expression, a wasm rule, a counter). With 18 digits, a balance would need tens of billions of the largest
+/// credits to leave what `Decimal` (28 digits) can hold, so sums of amounts cannot overflow in practice.
+pub const MAX_INTEGER_DIGITS: u32 = 18;
+
+/// Why a text or number is not an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a plain decimal string, or more decimals than a `Decimal` holds exactly.
+    NotDecimal,
+    /// [`MAX_INTEGER_DIGITS`] digits or more before the decimal point.
+    TooLarge,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::NotDecimal => f.write_str("not a decimal"),
+            Invalid::TooLarge => write!(
+                f,
+                "too large (at most {MAX_INTEGER_DIGITS} digits before the decimal point)"
+            ),
+        }
+    }
+}
+
 /// Parses a plain decimal string (`"10"`, `"-1.50"`); rejects exponents, spaces and empty strings.
 pub fn parse(text: &str) -> Option<Decimal> {
+    parse_amount(text).ok()
+}
+
+/// [`parse`], saying why a text is refused. The text must be exact: digits beyond what a `Decimal` holds
+/// are refused, not rounded away.
+pub fn parse_amount(text: &str) -> Result<Decimal, Invalid> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let plain = !digits.is_empty()
         && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
@@ -13,9 +45,23 @@ pub fn parse(text: &str) -> Option<Decimal> {
         && !digits.starts_with('.')
         && !digits.ends_with('.');
     if !plain {
-        return None;
+        return Err(Invalid::NotDecimal);
     }
-    Decimal::from_str(text).ok()
+    let whole = digits.split('.').next().unwrap_or_default();
+    if whole.trim_start_matches('0').len() > MAX_INTEGER_DIGITS as usize {
+        return Err(Invalid::TooLarge);
+    }
+    Decimal::from_str_exact(text).map_err(|_| Invalid::NotDecimal)
+}
+
+/// The amount, when it is within [`MAX_INTEGER_DIGITS`].
+pub fn bounded(amount: Decimal) -> Result<Decimal, Invalid> {
+    let limit = Decimal::from(10u64.pow(MAX_INTEGER_DIGITS));
+    if amount.abs() < limit {
+        Ok(amount)
+    } else {
+        Err(Invalid::TooLarge)
+    }
 }
 
 /// An amount on the wire, in the document: a plain decimal string as `parse` reads it.
@@ -95,6 +141,42 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad:?} must be rejected");
         }
+    }
+
+    #[test]
+    fn refuses_amounts_beyond_the_bound_or_decimals_precision() {
+        let largest = "9".repeat(MAX_INTEGER_DIGITS as usize);
+        assert_eq!(
+            parse_amount(&largest),
+            largest.parse().map_err(|_| Invalid::NotDecimal)
+        );
+        assert_eq!(
+            parse_amount(&format!("-{largest}.5")).map(|d| d.is_sign_negative()),
+            Ok(true)
+        );
+        assert!(parse_amount(&format!("000{largest}")).is_ok());
+        for too_large in [
+            format!("1{largest}"),
+            "79228162514264337593543950335".into(),
+            "1".repeat(40),
+        ] {
+            assert_eq!(
+                parse_amount(&too_large),
+                Err(Invalid::TooLarge),
+                "{too_large}"
+            );
+        }
+        // 30 significant digits do not fit a Decimal: refused, not rounded.
+        assert_eq!(
+            parse_amount("1.00000000000000000000000000001"),
+            Err(Invalid::NotDecimal)
+        );
+        assert_eq!(
+            bounded(Decimal::from(10u64.pow(MAX_INTEGER_DIGITS))),
+            Err(Invalid::TooLarge)
+        );
+        assert_eq!(bounded(Decimal::MAX), Err(Invalid::TooLarge));
+        assert_eq!(bounded(Decimal::from(-5)), Ok(Decimal::from(-5)));
     }
 
     #[test]

@@ -281,9 +281,17 @@ impl<'v> Fields<'v> {
     /// A decimal string (`"10.50"`); numbers are refused so amounts never pass through a float.
     pub fn opt_decimal(&self, key: &str) -> Option<Decimal> {
         let value = self.raw(key)?;
-        match value.as_str().and_then(money::parse) {
-            Some(d) => Some(d),
-            None => {
+        match value.as_str().map(money::parse_amount) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(money::Invalid::TooLarge)) => {
+                self.wrong(
+                    key,
+                    "decimal string",
+                    format!("{key} is {}", money::Invalid::TooLarge),
+                );
+                None
+            }
+            _ => {
                 self.wrong(
                     key,
                     "decimal string",

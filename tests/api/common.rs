@@ -72,6 +72,18 @@ impl TestApp {
         }
     }
 
+    /// The same server, called with a key of another organization (created on first use): every helper
+    /// then acts as that organization.
+    pub async fn as_organization(&self, organization: &str) -> TestApp {
+        TestApp {
+            base: self.base.clone(),
+            pool: self.pool.clone(),
+            key: self.key_for(organization).await,
+            client: self.client.clone(),
+            running: None,
+        }
+    }
+
     /// A key for another organization on the same server.
     pub async fn key_for(&self, organization: &str) -> String {
         scrip::organizations::create_api_key(&self.pool, organization)

@@ -4,6 +4,7 @@ mod activity;
 mod balances;
 mod budgets;
 mod common;
+mod containment;
 mod contract;
 mod idempotency;
 mod isolation;

@@ -534,7 +534,10 @@ pub async fn execute(
             let window = window.clone().map_or(WindowChange::Keep, WindowChange::Set);
             ctx.batch.stale.insert(target);
             let (old, new) =
-                state::increment_counter(conn, &origin, target, key, delta, window).await?;
+                match state::increment_counter(conn, &origin, target, key, delta, window).await? {
+                    Ok(values) => values,
+                    Err(invalid) => return Ok(Err(format!("counter {key} would be {invalid}"))),
+                };
             json!({"type": action.kind, "participant_id": target, "key": key,
                    "previous": old.normalize().to_string(), "value": new.normalize().to_string()})
         }

@@ -376,7 +376,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             a.reject(
                 "reset_after",
                 "Go duration such as 24h",
-                "reset_after must be a duration such as \"720h\"",
+                "reset_after must be a duration such as \"720h\", at most 876000h",
             );
         }
         actions.push(action);
@@ -391,7 +391,7 @@ fn when(a: &Fields<'_>, name: &str) -> Option<String> {
         a.reject(
             name,
             "Go duration such as 8760h, or RFC 3339 timestamp",
-            format!("{name} must be a duration such as \"8760h\" or a timestamp"),
+            format!("{name} must be a duration such as \"8760h\" (at most 876000h) or a timestamp"),
         );
     }
     Some(text)
@@ -484,7 +484,7 @@ fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
                     b.reject(
                         "interval",
                         "Go duration such as 720h",
-                        "INTERVAL budgets need an interval such as \"720h\"",
+                        "INTERVAL budgets need an interval such as \"720h\", at most 876000h",
                     );
                     None
                 }

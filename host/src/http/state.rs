@@ -327,14 +327,21 @@ async fn set_counter(
     let v = Validator::new();
     let f = v.body(&body)?;
     let text = f.req_str("value", 1, 64);
-    let value = money::parse(&text);
-    if value.is_none() && !text.is_empty() {
-        f.reject(
+    let value = money::parse_amount(&text);
+    match value {
+        Err(money::Invalid::TooLarge) => f.reject(
+            "value",
+            "decimal string",
+            format!("value is {}", money::Invalid::TooLarge),
+        ),
+        Err(money::Invalid::NotDecimal) if !text.is_empty() => f.reject(
             "value",
             "decimal string",
             "value must be a decimal string such as \"42\"",
-        );
+        ),
+        _ => {}
     }
+    let value = value.ok();
     let window = match f.opt_str("reset_after", 0, 64) {
         None => WindowChange::Keep,
         Some(text) if text.is_empty() => WindowChange::Clear,
@@ -344,7 +351,7 @@ async fn set_counter(
                 f.reject(
                     "reset_after",
                     "Go duration such as 24h",
-                    "reset_after must be a duration such as \"720h\"",
+                    "reset_after must be a duration such as \"720h\", at most 876000h",
                 );
                 WindowChange::Keep
             }),

@@ -291,7 +291,8 @@ pub enum WindowChange {
 }
 
 /// Adds `delta` (the COUNTER action), creating the counter at 0. A counter whose window has passed is reset
-/// first, and the reset is recorded as `auto_reset`. Returns the old and new effective values.
+/// first, and the reset is recorded as `auto_reset`. Returns the old and new effective values, or, writing
+/// nothing, why the new value would not be an amount.
 pub async fn increment_counter(
     conn: &mut PgConnection,
     origin: &Origin,
@@ -299,12 +300,16 @@ pub async fn increment_counter(
     key: &str,
     delta: Decimal,
     window: WindowChange,
-) -> sqlx::Result<(Decimal, Decimal)> {
+) -> sqlx::Result<Result<(Decimal, Decimal), crate::money::Invalid>> {
     let stored = stored_counter(conn, participant, key).await?;
     let old = stored.as_ref().map_or(Decimal::ZERO, |c| c.value);
-    let new = old + delta;
+    let new = match old.checked_add(delta).map(crate::money::bounded) {
+        Some(Ok(new)) => new,
+        Some(Err(invalid)) => return Ok(Err(invalid)),
+        None => return Ok(Err(crate::money::Invalid::TooLarge)),
+    };
     write_counter(conn, origin, participant, key, new, window, stored).await?;
-    Ok((old, new))
+    Ok(Ok((old, new)))
 }
 
 /// Sets the counter to `value` (the API's absolute set), restarting its window.

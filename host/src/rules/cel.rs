@@ -132,21 +132,26 @@ impl Expression {
         }
     }
 
-    /// An amount: a number, converted to a decimal without rounding.
+    /// An amount: a number, converted to a decimal without rounding, within the amount bound.
     pub fn amount(&self, vars: &Variables) -> Result<Decimal, EvalError> {
-        match self.evaluate(vars)? {
-            Value::Int(i) => Ok(Decimal::from(i)),
-            Value::UInt(u) => Ok(Decimal::from(u)),
+        let amount = match self.evaluate(vars)? {
+            Value::Int(i) => Decimal::from(i),
+            Value::UInt(u) => Decimal::from(u),
             Value::Float(f) => crate::money::from_f64(f).ok_or_else(|| {
                 EvalError::Failed(format!(
                     "amount expression returned {f}, not a finite number"
                 ))
-            }),
-            other => Err(EvalError::Failed(format!(
-                "amount expression returned {}, not a number",
-                kind(&other)
-            ))),
-        }
+            })?,
+            other => {
+                return Err(EvalError::Failed(format!(
+                    "amount expression returned {}, not a number",
+                    kind(&other)
+                )));
+            }
+        };
+        crate::money::bounded(amount).map_err(|invalid| {
+            EvalError::Failed(format!("amount expression returned {amount}, {invalid}"))
+        })
     }
 }
 

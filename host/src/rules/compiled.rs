@@ -176,9 +176,13 @@ pub enum Amount {
 
 impl Amount {
     fn compile(source: &str) -> Amount {
-        match crate::money::parse(source) {
-            Some(literal) => Amount::Literal(literal),
-            None => Amount::Expression(cel::compile(source)),
+        match crate::money::parse_amount(source) {
+            Ok(literal) => Amount::Literal(literal),
+            Err(crate::money::Invalid::TooLarge) => Amount::Expression(Err(format!(
+                "{source} is {}",
+                crate::money::Invalid::TooLarge
+            ))),
+            Err(crate::money::Invalid::NotDecimal) => Amount::Expression(cel::compile(source)),
         }
     }
 }
@@ -354,9 +358,9 @@ impl CompiledAction {
             Uuid::parse_str(text).map_err(|_| format!("{what} {} is not a UUID", quote(text)))
         };
         let decimal = |text: &str, what: &str| {
-            crate::money::parse(text)
+            crate::money::parse_amount(text)
                 .map(Amount::Literal)
-                .ok_or_else(|| format!("{what} {} is not a decimal", quote(text)))
+                .map_err(|invalid| format!("{what} {} is {invalid}", quote(text)))
         };
         let target = |t: &Option<wasm::Target>| -> Result<TargetRef, String> {
             Ok(match t {

@@ -637,8 +637,15 @@ async fn check_expressions(
     }
     for (i, action) in actions.iter().enumerate() {
         let field = |name: &str| format!("actions[{i}].{name}");
+        // A literal beyond the amount bound is refused as such, not compiled as an expression.
         let expression = |name: &str, source: &str| {
-            cel::compile(source).err().map(|message| {
+            let message = match money::parse_amount(source) {
+                Err(money::Invalid::TooLarge) => {
+                    Some(format!("{name} is {}", money::Invalid::TooLarge))
+                }
+                _ => cel::compile(source).err(),
+            };
+            message.map(|message| {
                 FieldError::invalid(
                     field(name),
                     "decimal string or CEL expression",

@@ -1,0 +1,272 @@
+//! Containment: no event, expression, module or organization stops or slows processing for the others, and
+//! nothing one organization sends reveals another's.
+
+use crate::common::{TestApp, assert_error, id};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// The largest amount accepted: 18 nines.
+const LARGEST: &str = "999999999999999999";
+
+/// A participant of a fresh points program with 100 points, and the program and asset.
+async fn funded_participant(app: &TestApp, external_id: &str) -> (String, String, String) {
+    let (program, points) = app.program_with_points("Funded", "PTS").await;
+    let participant = id(&app
+        .created(
+            "/participants",
+            json!({"external_id": external_id, "program_id": program}),
+        )
+        .await);
+    let adjusted = app
+        .post(
+            &format!("/participants/{participant}/balances/adjust"),
+            json!({"program_id": program, "asset_id": points, "type": "CREDIT", "amount": "100",
+                   "description": "seed"}),
+        )
+        .await;
+    assert_eq!(adjusted.status, StatusCode::OK, "{}", adjusted.body);
+    (program, points, participant)
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn an_amount_beyond_the_bound_fails_its_event_and_other_organizations_are_still_processed(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Poison", "PTS").await;
+    let twice = json!([{"type": "CREDIT", "asset_id": points, "amount": "event.n"},
+                       {"type": "CREDIT", "asset_id": points, "amount": "event.n"}]);
+    app.rule(&program, "twice n", "has(event.n)", twice).await;
+
+    let poisoned = app
+        .processed(&app.event(&program, "p", "poison", json!({"n": 5e28})).await)
+        .await;
+    assert_eq!(poisoned["status"], "FAILED", "{poisoned}");
+    let reason = poisoned["error_message"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("too large (at most 18 digits before the decimal point)"),
+        "{reason}"
+    );
+
+    // Another organization's events are processed after it, and so are this one's.
+    let other = app.as_organization("bystander").await;
+    let (their_program, their_points) = other.program_with_points("Theirs", "PTS").await;
+    other
+        .credit_rule(&their_program, "true", &their_points, "10")
+        .await;
+    let theirs = other
+        .processed(&other.event(&their_program, "q", "after", json!({})).await)
+        .await;
+    assert_eq!(theirs["status"], "COMPLETED", "{theirs}");
+
+    // The largest amount, twice, is a balance of 19 digits: sums of bounded amounts do not overflow.
+    app.rule(
+        &program,
+        "largest literal",
+        "event.exact == true",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": LARGEST},
+               {"type": "CREDIT", "asset_id": points, "amount": LARGEST}]),
+    )
+    .await;
+    let credited = app
+        .processed(
+            &app.event(&program, "rich", "exact", json!({"exact": true}))
+                .await,
+        )
+        .await;
+    assert_eq!(credited["status"], "COMPLETED", "{credited}");
+    let rich = app.participant_id("rich").await;
+    assert_eq!(app.available(&rich, &points).await, "1999999999999999998");
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn amounts_and_counters_beyond_the_bound_are_refused_and_change_nothing(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points, participant) = funded_participant(&app, "holder").await;
+    let adjust = |amount: &str| {
+        json!({"program_id": program, "asset_id": points, "type": "CREDIT", "amount": amount,
+               "description": "big"})
+    };
+    let path = format!("/participants/{participant}/balances/adjust");
+    let before = app.row_counts().await;
+    for too_large in [
+        "79228162514264337593543950335",
+        "1000000000000000000",
+        "-1000000000000000000.5",
+    ] {
+        let refused = app.post(&path, adjust(too_large)).await;
+        assert_error(too_large, &refused, 400, "bad_request", Some("amount"));
+        assert!(
+            refused.body.to_string().contains("too large"),
+            "{}",
+            refused.body
+        );
+    }
+    let counter = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{participant}/state/counters/visits"),
+            Some(json!({"value": "1e30"})),
+        )
+        .await;
+    assert_error("counter", &counter, 400, "bad_request", Some("value"));
+    let counter = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{participant}/state/counters/visits"),
+            Some(json!({"value": "10000000000000000000000"})),
+        )
+        .await;
+    assert_error("counter", &counter, 400, "bad_request", Some("value"));
+    let rule = app
+        .post(
+            "/rules",
+            json!({"program_id": program, "name": "huge", "condition": "true",
+                   "actions": [{"type": "CREDIT", "asset_id": points, "amount": "79228162514264337593543950335"}]}),
+        )
+        .await;
+    assert_error("rule amount", &rule, 400, "bad_request", None);
+    assert_eq!(app.row_counts().await, before, "refusals wrote nothing");
+
+    for _ in 0..2 {
+        let added = app.post(&path, adjust(LARGEST)).await;
+        assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+    }
+    assert_eq!(
+        app.available(&participant, &points).await,
+        "2000000000000000098"
+    );
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn durations_beyond_a_hundred_years_are_refused(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points, participant) = funded_participant(&app, "timer").await;
+    let before = app.row_counts().await;
+    for too_long in [
+        "100000000000000000000h",
+        "876001h",
+        "79228162514264337593543950335s",
+    ] {
+        let counter = app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/participants/{participant}/state/counters/visits"),
+                Some(json!({"value": "1", "reset_after": too_long})),
+            )
+            .await;
+        assert_error(too_long, &counter, 400, "bad_request", Some("reset_after"));
+        let budget = app
+            .post(
+                "/rules",
+                json!({"program_id": program, "name": "budgeted", "condition": "true",
+                       "actions": [{"type": "CREDIT", "asset_id": points, "amount": "1"}],
+                       "budgets": [{"asset_id": points, "limit": "10", "schedule_type": "INTERVAL",
+                                    "interval": too_long}]}),
+            )
+            .await;
+        assert_error(too_long, &budget, 400, "bad_request", None);
+        let window = app
+            .post(
+                "/rules",
+                json!({"program_id": program, "name": "windowed", "condition": "true",
+                       "actions": [{"type": "COUNTER", "key": "visits", "reset_after": too_long}]}),
+            )
+            .await;
+        assert_error(too_long, &window, 400, "bad_request", None);
+        for refused in [&counter, &budget, &window] {
+            assert!(
+                refused.body.to_string().contains("876000h"),
+                "{}",
+                refused.body
+            );
+        }
+    }
+    assert_eq!(app.row_counts().await, before, "refusals wrote nothing");
+    let longest = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{participant}/state/counters/visits"),
+            Some(json!({"value": "1", "reset_after": "876000h"})),
+        )
+        .await;
+    assert_eq!(longest.status, StatusCode::OK, "{}", longest.body);
+    app.stop().await;
+}
+
+/// A request body for an amount and an idempotency key.
+type RequestWith<'a> = Box<dyn Fn(&str, &str) -> Value + 'a>;
+
+/// Every idempotent operation replayed by another organization with the first one's key: the same body, a
+/// different body and an unused key all get the same 404, and nothing changes.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn another_organizations_idempotency_keys_are_unknown_keys(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points, participant) = funded_participant(&app, "owner").await;
+    app.created("/participants", json!({"external_id": "friend"}))
+        .await;
+    let operation = |amount: &str, key: &str| {
+        json!({"program_id": program, "asset_id": points, "amount": amount, "description": "op",
+               "idempotency_key": key})
+    };
+    let base = format!("/participants/{participant}/balances");
+    let transfer = |amount: &str, key: &str| {
+        json!({"program_id": program, "asset_id": points, "description": "gift", "source_external_id": "owner",
+               "recipients": [{"external_id": "friend", "amount": amount}], "idempotency_key": key})
+    };
+    let cases: Vec<(String, RequestWith)> = vec![
+        (format!("{base}/hold"), Box::new(operation)),
+        (format!("{base}/release"), Box::new(operation)),
+        (
+            format!("{base}/forfeit"),
+            Box::new(move |amount, key| {
+                let mut body = operation(amount, key);
+                body["bucket"] = json!("AVAILABLE");
+                body
+            }),
+        ),
+        ("/transfers".into(), Box::new(transfer)),
+    ];
+    for (n, (path, body)) in cases.iter().enumerate() {
+        let first = app.post(path, body("5", &format!("key-{n}"))).await;
+        assert!(first.status.is_success(), "{path}: {}", first.body);
+    }
+
+    let intruder = app.as_organization("intruder").await;
+    let before = app.row_counts().await;
+    for (n, (path, body)) in cases.iter().enumerate() {
+        let key = format!("key-{n}");
+        for (what, request) in [
+            ("the same request", body("5", &key)),
+            ("another request", body("6", &key)),
+            ("an unused key", body("5", "never-used")),
+        ] {
+            let answer = intruder.post(path, request).await;
+            assert_error(&format!("{path}, {what}"), &answer, 404, "not_found", None);
+            assert!(
+                answer.body.get("journal_entry_id").is_none(),
+                "{path}: {}",
+                answer.body
+            );
+        }
+    }
+    assert_eq!(
+        app.row_counts().await,
+        before,
+        "the intruder changed nothing"
+    );
+    assert_eq!(app.available(&participant, &points).await, "90");
+    app.stop().await;
+}
