@@ -5,6 +5,8 @@ use crate::common::{TestApp, assert_error, id};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use std::time::{Duration, Instant};
 
 /// The largest amount accepted: 18 nines.
 const LARGEST: &str = "999999999999999999";
@@ -268,5 +270,45 @@ async fn another_organizations_idempotency_keys_are_unknown_keys(
         "the intruder changed nothing"
     );
     assert_eq!(app.available(&participant, &points).await, "90");
+    app.stop().await;
+}
+
+/// A transaction left open in another database on the same Postgres server cannot write this journal, so it
+/// does not hold sealing back.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn entries_are_sealed_while_another_database_holds_a_transaction_open(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let mut elsewhere = connect
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .expect("the server's postgres database");
+    let mut open = elsewhere.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *open)
+        .await
+        .expect("a transaction id, as a writer has");
+
+    let app = TestApp::spawn(connect).await;
+    let (_, _, participant) = funded_participant(&app, "sealed").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let entries = app
+            .get(&format!("/journal-entries?participant_id={participant}"))
+            .await
+            .body;
+        if entries["data"][0]["entry_hash"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the entry was not sealed: {entries}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    open.rollback().await.expect("rollback");
     app.stop().await;
 }

@@ -4,11 +4,11 @@
 //!
 //! Writers never touch the chain. A sealer seals entries after they commit, one insert-only `journal_seals`
 //! row per entry, numbering them in the order it takes them: by the transaction that wrote them
-//! (`written_by`), then id. Every transaction with an id below the oldest one still running has ended, so
-//! the entries below that horizon are final and none can later appear behind the last one sealed
-//! (`journal_seal_cursor`); a transaction left open anywhere on the server (transaction ids are server-wide)
-//! holds sealing back until it ends. One sealer runs at a
-//! time (an advisory lock); every `scrip serve` offers.
+//! (`written_by`), then id. Every transaction of this database with an id below the oldest one of it still
+//! running has ended, so the entries below that horizon are final and none can later appear behind the last
+//! one sealed (`journal_seal_cursor`). Transactions of other databases on the server cannot write this
+//! journal and do not hold sealing back (see [`horizon`]); one left open in this database does, until it
+//! ends. One sealer runs at a time (an advisory lock); every `scrip serve` offers.
 
 use crate::organizations::hex;
 use chrono::{DateTime, Utc};
@@ -131,15 +131,17 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
         sqlx::query_as("SELECT written_by::text, entry_id FROM journal_seal_cursor")
             .fetch_one(&mut *tx)
             .await?;
+    let horizon = horizon(&mut tx).await?;
     let entries: Vec<Final> = sqlx::query_as(&format!(
         "SELECT j.written_by::text AS written_by, {ENTRY_COLUMNS} FROM journal_entries j
           WHERE (j.written_by, j.id) > ($1::text::xid8, $2)
-            AND j.written_by < pg_snapshot_xmin(pg_current_snapshot())
+            AND j.written_by < $4::text::xid8
           ORDER BY j.written_by, j.id LIMIT $3"
     ))
     .bind(&written_by)
     .bind(entry_id)
     .bind(SEAL_BATCH)
+    .bind(&horizon)
     .fetch_all(&mut *tx)
     .await?;
     let Some(last) = entries.last() else {
@@ -178,6 +180,36 @@ pub async fn seal(pool: &PgPool) -> sqlx::Result<usize> {
     .await?;
     tx.commit().await?;
     Ok(entries.len())
+}
+
+/// The oldest transaction id that may still write this database: the oldest running transaction of a
+/// session connected to it (or prepared in it), else the next id to be assigned. Entries written below it
+/// are final once a later statement's snapshot is taken, which is why the caller reads them in another one:
+/// a transaction that ended between this statement's snapshot and its read of the sessions is already
+/// visible then. Where some session of this database hides its transaction from this role (no
+/// `pg_read_all_stats`), every transaction on the server counts, as Postgres's own horizon does.
+async fn horizon(conn: &mut PgConnection) -> sqlx::Result<String> {
+    sqlx::query_scalar(
+        "WITH snapshot AS (SELECT pg_current_snapshot() AS s),
+              ours AS (
+                  SELECT backend_xid::text::numeric AS xid FROM pg_stat_activity
+                   WHERE datname = current_database() AND backend_xid IS NOT NULL
+                  UNION ALL
+                  SELECT transaction::text::numeric FROM pg_prepared_xacts WHERE database = current_database()),
+              hidden AS (
+                  SELECT 1 FROM pg_stat_activity
+                   WHERE datname = current_database() AND backend_type = 'client backend' AND state IS NULL)
+         SELECT (CASE
+                 WHEN EXISTS (SELECT 1 FROM hidden) THEN (SELECT pg_snapshot_xmin(s) FROM snapshot)
+                 ELSE COALESCE(
+                     (SELECT x FROM snapshot, pg_snapshot_xip(s) AS x
+                       WHERE x::text::numeric % 4294967296 IN (SELECT xid FROM ours)
+                       ORDER BY x LIMIT 1),
+                     (SELECT pg_snapshot_xmax(s) FROM snapshot))
+                 END)::text",
+    )
+    .fetch_one(conn)
+    .await
 }
 
 #[derive(Default)]
