@@ -16,7 +16,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// `SCRIP_WORKERS` (workers per process), `SCRIP_RETRY_BACKOFF_MS` (first automatic retry delay) and the
     /// ceiling of wasm rules: `SCRIP_WASM_MAX_FUEL`, `SCRIP_WASM_MAX_MEMORY_BYTES`, `SCRIP_WASM_MAX_ACTIONS`
-    /// (the most a rule may ask for) and `SCRIP_WASM_MAX_MODULE_BYTES` (the largest component accepted).
+    /// (the most a rule may ask for), `SCRIP_WASM_MAX_MODULE_BYTES` (the largest component accepted) and
+    /// `SCRIP_WASM_CACHE_BYTES` (the memory compiled rules may keep).
     pub pipeline: Pipeline,
     /// `SCRIP_DB_CONNECTIONS`: pool size.
     pub db_connections: u32,
@@ -77,6 +78,7 @@ fn wasm_ceiling() -> Result<Ceiling, String> {
             max_actions,
         },
         component_bytes: number("SCRIP_WASM_MAX_MODULE_BYTES", most.component_bytes)?,
+        cache_bytes: number("SCRIP_WASM_CACHE_BYTES", most.cache_bytes)?,
     })
 }
 

@@ -309,6 +309,7 @@ async fn the_operator_sets_the_ceiling(_: PgPoolOptions, connect: PgConnectOptio
             ..Ceiling::DEFAULT.limits
         },
         component_bytes: small.len(),
+        ..Ceiling::DEFAULT
     };
     let app = TestApp::spawn_with(connect, ceiling).await;
     let too_large = app.upload(large).await;

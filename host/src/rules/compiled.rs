@@ -1,12 +1,12 @@
 //! Rules as workers run them: expressions compiled once per rule version and shared across events.
 
 use super::cel::{self, Expression, Template};
+use super::lru::Lru;
 use super::{Action, Rule, Target, When, wasm};
 use crate::participants::state::Window;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -296,17 +296,24 @@ impl CompiledRule {
     }
 }
 
-/// Compiled rules by rule version. A version never changes, so entries never go stale.
+/// Compiled rules by rule version, the least recently used dropped first once their weight passes the
+/// operator's bound (`SCRIP_WASM_CACHE_BYTES`). A version never changes, so entries never go stale. Only
+/// compiled rules (and the batches running them) keep prepared wasm modules alive, so this bound is the bound
+/// on their memory; a rule dropped here is compiled again when next needed.
 pub struct RuleCache {
     runtime: Arc<wasm::Runtime>,
-    rules: RwLock<HashMap<Uuid, Arc<CompiledRule>>>,
+    rules: Mutex<Lru<Uuid, Arc<CompiledRule>>>,
 }
+
+/// What a compiled rule weighs besides its module: about what its compiled expressions take.
+const RULE_WEIGHT: usize = 16 << 10;
 
 impl RuleCache {
     pub fn new(runtime: Arc<wasm::Runtime>) -> Self {
+        let capacity = runtime.ceiling().cache_bytes;
         RuleCache {
             runtime,
-            rules: RwLock::new(HashMap::new()),
+            rules: Mutex::new(Lru::new(capacity)),
         }
     }
 
@@ -315,10 +322,7 @@ impl RuleCache {
     }
 
     pub fn get(&self, history_id: Uuid) -> Option<Arc<CompiledRule>> {
-        self.rules
-            .read()
-            .ok()
-            .and_then(|map| map.get(&history_id).cloned())
+        self.rules.lock().ok()?.get(&history_id)
     }
 
     /// Compiles and caches a rule version; `module` is a wasm rule's prepared module.
@@ -329,8 +333,13 @@ impl RuleCache {
     ) -> Arc<CompiledRule> {
         let history_id = rule.history_id;
         let compiled = Arc::new(CompiledRule::compile(rule, module));
-        if let Ok(mut map) = self.rules.write() {
-            map.insert(history_id, compiled.clone());
+        let module_weight = compiled
+            .module
+            .as_ref()
+            .and_then(|m| m.prepared.as_ref().ok())
+            .map_or(0, |pre| wasm::footprint(pre));
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.insert(history_id, compiled.clone(), RULE_WEIGHT + module_weight);
         }
         compiled
     }

@@ -4,6 +4,7 @@
 pub mod budgets;
 pub mod cel;
 mod compiled;
+mod lru;
 mod repo;
 mod simulate;
 pub mod wasm;

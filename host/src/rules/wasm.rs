@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{
@@ -60,6 +60,8 @@ impl Limits {
 pub struct Ceiling {
     pub limits: Limits,
     pub component_bytes: usize,
+    /// The most memory that compiled rules, wasm modules included, may keep in a process's cache.
+    pub cache_bytes: usize,
 }
 
 impl Ceiling {
@@ -70,6 +72,7 @@ impl Ceiling {
             max_actions: 1000,
         },
         component_bytes: 2 << 20,
+        cache_bytes: 256 << 20,
     };
 }
 const MAX_INPUT_BYTES: usize = 1 << 20;
@@ -244,11 +247,19 @@ fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
 /// A module compiled and linked, ready to instantiate.
 pub type Prepared = Arc<RulePre<State>>;
 
+/// The memory a prepared module's compiled code and data take.
+pub fn footprint(pre: &RulePre<State>) -> usize {
+    let image = pre.instance_pre().component().image_range();
+    (image.end as usize).saturating_sub(image.start as usize)
+}
+
 pub struct Runtime {
     ceiling: Ceiling,
     engine: Engine,
     linker: Linker<State>,
-    prepared: RwLock<HashMap<String, Arc<RulePre<State>>>>,
+    /// Prepared modules by content, while something (a cached rule, a running batch) still holds them, so
+    /// rules of the same module share one; this map keeps none alive itself.
+    prepared: Mutex<HashMap<String, Weak<RulePre<State>>>>,
     /// How long an evaluation may take on the wall clock, and that in epoch ticks.
     backstop: Duration,
     backstop_ticks: u64,
@@ -314,7 +325,7 @@ impl Runtime {
             ceiling,
             engine,
             linker,
-            prepared: RwLock::new(HashMap::new()),
+            prepared: Mutex::new(HashMap::new()),
             backstop,
             backstop_ticks: u64::try_from(backstop.as_millis().div_ceil(TICK.as_millis()))
                 .unwrap_or(u64::MAX)
@@ -374,15 +385,21 @@ impl Runtime {
         Ok(pre)
     }
 
-    /// The prepared module for `bytes`, compiled once per content.
+    /// The prepared module for `bytes`: the one in use if there is one, else compiled anew.
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, String> {
         let sha = sha256(bytes);
-        if let Some(pre) = self.prepared.read().ok().and_then(|m| m.get(&sha).cloned()) {
+        let in_use = self
+            .prepared
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&sha).and_then(Weak::upgrade));
+        if let Some(pre) = in_use {
             return Ok(pre);
         }
         let pre = Arc::new(self.compile(bytes)?);
-        if let Ok(mut map) = self.prepared.write() {
-            map.insert(sha, pre.clone());
+        if let Ok(mut map) = self.prepared.lock() {
+            map.retain(|_, held| held.strong_count() > 0);
+            map.insert(sha, Arc::downgrade(&pre));
         }
         Ok(pre)
     }
@@ -607,6 +624,19 @@ mod tests {
             }
             other => panic!("expected the backstop: {other:?}"),
         }
+    }
+
+    /// Preparing keeps nothing alive by itself: an upload that no rule uses leaves no memory behind, and
+    /// what is still in use is shared.
+    #[test]
+    fn prepared_modules_live_only_while_something_holds_them() {
+        let runtime = Runtime::new(Ceiling::DEFAULT).expect("runtime");
+        let held = hostile(&runtime);
+        assert!(footprint(&held) > 0);
+        assert!(Arc::ptr_eq(&held, &hostile(&runtime)), "shared while held");
+        let weak = Arc::downgrade(&held);
+        drop(held);
+        assert!(weak.upgrade().is_none(), "the runtime kept it alive");
     }
 
     /// Clock and randomness come from the event, so evaluating the same event again gives the same actions.
