@@ -1,5 +1,5 @@
 //! `scrip`: a self-hostable rewards engine that speaks the Scrip REST API. Events come in over HTTP, rules
-//! (CEL today) decide what they earn, and a double-entry ledger on Postgres records every movement.
+//! (CEL expressions or wasm components) decide what they earn, and a double-entry ledger on Postgres records every movement.
 
 pub mod assets;
 pub mod balances;
@@ -67,12 +67,14 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     let runtime = Arc::new(rules::wasm::Runtime::new(pipeline.wasm)?);
     let doorbell = events::worker::Doorbell::new();
+    let workers = Arc::new(events::worker::Liveness::default());
     let app = http::router(http::AppState {
         pool: pool.clone(),
         runtime: runtime.clone(),
         doorbell: doorbell.clone(),
         intake: events::Intake::start(pool.clone(), doorbell.clone()),
         keys: Arc::default(),
+        workers: workers.clone(),
     });
     let mut http_stopped = stopped.clone();
     tasks.spawn(async move {
@@ -92,12 +94,13 @@ pub async fn start(
     tasks.spawn(doorbell.clone().listen(pool.clone(), stopped.clone()));
     tasks.spawn(doorbell.clone().broadcast(pool.clone(), stopped.clone()));
     for _ in 0..pipeline.workers {
-        let worker = events::worker::run(
+        let worker = events::worker::supervise(
             pool.clone(),
             cache.clone(),
             doorbell.clone(),
             pipeline.retry_backoff,
             stopped.clone(),
+            workers.clone(),
         );
         tasks.spawn(worker);
     }

@@ -204,7 +204,7 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
         ("every materialised balance equals the sum of its postings".into(), found.drifted_balances.len()),
         ("no account but a participant's is below zero".into(), found.negative_balances.len()),
         ("only completed events have ledger entries".into(), found.effects_of_unfinished_events.len()),
-        ("every pending event is queued once, and no other event".into(), found.misqueued_events.len()),
+        ("every pending event is queued once, under its organization, and no other event".into(), found.misqueued_events.len()),
         ("every LOT balance equals what its lots hold".into(), found.lot_mismatches.len()),
         ("no lot was spent after it expired".into(), found.spent_after_expiry.len()),
         ("every idempotency key maps to exactly one journal entry".into(), found.idempotency_violations.len()),

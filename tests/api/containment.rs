@@ -273,6 +273,43 @@ async fn another_organizations_idempotency_keys_are_unknown_keys(
     app.stop().await;
 }
 
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn health_reports_the_workers_and_how_far_behind_the_queue_is(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let health = |app: &TestApp| {
+        let url = format!("{}/health", app.base.trim_end_matches("/v1"));
+        let client = app.client.clone();
+        async move {
+            let answer = client.get(url).send().await.expect("health answers");
+            assert_eq!(answer.status(), StatusCode::OK);
+            answer.json::<Value>().await.expect("health body")
+        }
+    };
+    let working = TestApp::spawn(connect.clone()).await;
+    let shown = health(&working).await;
+    assert_eq!(
+        (shown["status"].clone(), shown["workers"].clone()),
+        (json!("ok"), json!({"configured": 2, "running": 2})),
+        "{shown}"
+    );
+    assert_eq!(shown["queue_lag_seconds"], json!(0.0), "{shown}");
+    working.stop().await;
+
+    // A process without workers: events wait, and the lag shows it.
+    let idle = TestApp::spawn_without_workers(connect).await;
+    let (program, points) = idle.program_with_points("Waiting", "PTS").await;
+    idle.credit_rule(&program, "true", &points, "1").await;
+    idle.event(&program, "w", "waits", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shown = health(&idle).await;
+    assert_eq!(shown["workers"], json!({"configured": 0, "running": 0}));
+    let lag = shown["queue_lag_seconds"].as_f64().unwrap_or_default();
+    assert!(lag >= 0.3, "the waiting event is {lag} s behind: {shown}");
+    idle.stop().await;
+}
+
 /// A transaction left open in another database on the same Postgres server cannot write this journal, so it
 /// does not hold sealing back.
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
@@ -310,5 +347,62 @@ async fn entries_are_sealed_while_another_database_holds_a_transaction_open(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     open.rollback().await.expect("rollback");
+    app.stop().await;
+}
+
+/// One organization's slow wasm rules (loops and memory hoarders at the highest limits) on a backlog of
+/// events: another organization's event is still processed at once.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn one_organizations_slow_rules_do_not_hold_up_another(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (slow_program, _) = app.program_with_points("Slow", "PTS").await;
+    for attack in ["memory", "loop", "memory", "loop"] {
+        app.wasm_rule(
+            &slow_program,
+            "hostile",
+            json!({"attack": attack}),
+            json!({"fuel": 100_000_000, "memory_bytes": 64 << 20}),
+        )
+        .await;
+    }
+    for round in 0..5 {
+        let backlog: Vec<Value> = (0..100)
+            .map(|n| {
+                json!({"program_id": slow_program, "external_id": format!("s{round}-{n}"),
+                       "idempotency_key": format!("slow-{round}-{n}"), "event_data": {}})
+            })
+            .collect();
+        let sent = app.post("/events/batch", json!({"events": backlog})).await;
+        assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+    }
+    // The workers are busy with the backlog.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let other = app.as_organization("neighbour").await;
+    let (program, points) = other.program_with_points("Quick", "PTS").await;
+    other.credit_rule(&program, "true", &points, "10").await;
+    let started = Instant::now();
+    let event = other.event(&program, "q", "quick", json!({})).await;
+    let done = other.processed(&event).await;
+    let took = started.elapsed();
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the neighbour's event waited {took:?} behind the slow organization"
+    );
+    let pending = app
+        .get(&format!(
+            "/events?program_id={slow_program}&status=PENDING&limit=1"
+        ))
+        .await;
+    assert_eq!(
+        pending.body["data"].as_array().map(Vec::len),
+        Some(1),
+        "the slow backlog was still being worked through: {}",
+        pending.body
+    );
     app.stop().await;
 }

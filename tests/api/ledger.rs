@@ -173,7 +173,8 @@ async fn the_journal_is_append_only_chained_and_verified(
             format!("UPDATE events SET participant_id = gen_random_uuid() WHERE id = '{event}'"),
             // A completed event queued again would be processed twice.
             format!(
-                "INSERT INTO event_queue (next_attempt_at, event_id) VALUES ('infinity', '{event}')"
+                "INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
+                 SELECT 'infinity', id, organization_id FROM events WHERE id = '{event}'"
             ),
         ],
     )
@@ -199,7 +200,9 @@ async fn the_journal_is_append_only_chained_and_verified(
         "{report}"
     );
     assert!(
-        report.contains("FAIL: every pending event is queued once, and no other event"),
+        report.contains(
+            "FAIL: every pending event is queued once, under its organization, and no other event"
+        ),
         "{report}"
     );
     assert!(

@@ -6,7 +6,7 @@ use scrip::rules::wasm::{Ceiling, Limits};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-fn component(name: &str) -> Vec<u8> {
+pub(crate) fn component(name: &str) -> Vec<u8> {
     let path = format!(
         "{}/../rules-examples/dist/{name}.wasm",
         env!("CARGO_MANIFEST_DIR")
@@ -15,7 +15,7 @@ fn component(name: &str) -> Vec<u8> {
 }
 
 impl TestApp {
-    async fn upload(&self, bytes: Vec<u8>) -> crate::common::Response {
+    pub(crate) async fn upload(&self, bytes: Vec<u8>) -> crate::common::Response {
         let response = self
             .client
             .post(format!("{}/modules", self.base))
@@ -31,7 +31,7 @@ impl TestApp {
     }
 
     /// Uploads an example and creates a wasm rule running it with `config`.
-    async fn wasm_rule(
+    pub(crate) async fn wasm_rule(
         &self,
         program: &str,
         example: &str,

@@ -449,3 +449,52 @@ pub async fn impact(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Impact> {
     }
     Ok(impact)
 }
+
+/// How far behind processing is: seconds since the oldest due event became due.
+pub async fn queue_lag_seconds(pool: &PgPool) -> Result<f64> {
+    Ok(repo::queue_lag_seconds(pool).await?)
+}
+
+/// The largest `event_data` accepted, as JSON, and the most items any list in it may have. What rules do
+/// with an event grows with it (a CEL macro visits a list; a wasm rule receives the whole event), so its
+/// size is bounded where it enters.
+pub const MAX_EVENT_DATA_BYTES: usize = 64 << 10;
+pub const MAX_LIST_ITEMS: usize = 1000;
+
+/// Why `event_data` is too large to accept, if it is.
+pub fn oversized(data: &Map<String, Value>) -> Option<String> {
+    let mut size = ByteCount(0);
+    if serde_json::to_writer(&mut size, data).is_err() || size.0 > MAX_EVENT_DATA_BYTES {
+        return Some(format!(
+            "event_data must be at most {MAX_EVENT_DATA_BYTES} bytes as JSON"
+        ));
+    }
+    let mut stack: Vec<&Value> = data.values().collect();
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) if items.len() > MAX_LIST_ITEMS => {
+                return Some(format!(
+                    "lists in event_data may have at most {MAX_LIST_ITEMS} items"
+                ));
+            }
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Counts what is written, keeping nothing.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

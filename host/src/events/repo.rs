@@ -61,8 +61,9 @@ pub async fn insert_many(
             AND (t.recipient_id IS NULL OR EXISTS (SELECT 1 FROM participants p
                                                     WHERE p.id = t.recipient_id AND p.organization_id = t.org))
          ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
-         RETURNING {COLUMNS}),
-         queued AS (INSERT INTO event_queue (next_attempt_at, event_id) SELECT received_at, id FROM stored)
+         RETURNING {COLUMNS}, organization_id),
+         queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
+                    SELECT received_at, id, organization_id FROM stored)
          SELECT {COLUMNS} FROM stored"
     ))
     .bind(&columns.ids)
@@ -258,12 +259,23 @@ pub async fn requeue_failed(
         "WITH requeued AS (
              UPDATE events SET status = 'PENDING', attempts = 0, processed_at = NULL, updated_at = now()
               WHERE id = $1 AND organization_id = $2 AND status = 'FAILED'
-             RETURNING id, error_message),
-         queued AS (INSERT INTO event_queue (next_attempt_at, event_id) SELECT now(), id FROM requeued)
+             RETURNING id, organization_id, error_message),
+         queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
+                    SELECT now(), id, organization_id FROM requeued)
          SELECT error_message FROM requeued",
     )
     .bind(id)
     .bind(organization_id)
     .fetch_optional(pool)
+    .await
+}
+
+/// Seconds since the oldest due event became due: how far behind processing is (0 when nothing is due).
+pub async fn queue_lag_seconds(pool: &PgPool) -> sqlx::Result<f64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)), 0)::float8
+           FROM event_queue WHERE next_attempt_at <= now()",
+    )
+    .fetch_one(pool)
     .await
 }

@@ -12,6 +12,11 @@
 //! evaluations are still recorded, with the failing rule marked FAILED. A failed attempt is retried
 //! automatically after 2, 4, 8, 16 and 32 s (the event stays PENDING, with the reason in `error_message`);
 //! after the sixth attempt the event is FAILED. Evaluations describe the latest attempt.
+//!
+//! Containment: a batch runs in a task of its own, so a panic rolls back that batch, never the worker. Its
+//! events are then processed one at a time, and one that panics alone has its attempt failed like any other
+//! (rescheduled behind the queue, FAILED after the sixth). Workers themselves are supervised and restarted.
+//! A batch stops claiming time after [`BATCH_BUDGET`], so no transaction stays open for long.
 
 use super::actions::{self, Batch, EventContext};
 use crate::ledger::KnownAccounts;
@@ -23,8 +28,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
@@ -36,6 +42,11 @@ const BATCH_SIZE: usize = 100;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The first attempt and five automatic retries; then the event is FAILED until retried by hand (E88).
 const MAX_ATTEMPTS: i32 = 6;
+/// How long a batch takes on new events: past it, the events not yet begun go back to the queue when the
+/// batch commits. Slow rules thus hold their transaction, and the worker, for about this long plus one event.
+const BATCH_BUDGET: Duration = Duration::from_millis(500);
+/// How long a supervisor waits before restarting a worker that died.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
 
 /// How events are processed.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +69,57 @@ impl Default for Pipeline {
     }
 }
 
+/// How many of this process's workers are running, for the health check.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    configured: AtomicUsize,
+    running: AtomicUsize,
+}
+
+impl Liveness {
+    pub fn configured(&self) -> usize {
+        self.configured.load(Ordering::Relaxed)
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a worker until `shutdown` turns true, restarting it whenever it dies.
+pub async fn supervise(
+    pool: PgPool,
+    cache: Arc<RuleCache>,
+    doorbell: Doorbell,
+    retry_backoff: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    liveness: Arc<Liveness>,
+) {
+    liveness.configured.fetch_add(1, Ordering::Relaxed);
+    loop {
+        liveness.running.fetch_add(1, Ordering::Relaxed);
+        let worker = tokio::spawn(run(
+            pool.clone(),
+            cache.clone(),
+            doorbell.clone(),
+            retry_backoff,
+            shutdown.clone(),
+        ));
+        let ended = worker.await;
+        liveness.running.fetch_sub(1, Ordering::Relaxed);
+        match ended {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::error!(error = %panic_message(err), "an event worker died; restarting it");
+                tokio::select! {
+                    _ = tokio::time::sleep(RESTART_AFTER) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
 /// Runs until `shutdown` turns true, finishing the batch in hand.
 pub async fn run(
     pool: PgPool,
@@ -71,7 +133,7 @@ pub async fn run(
         let notified = doorbell.local.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match process_batch(&pool, &cache, retry_backoff).await {
+        match contained_batch(&pool, &cache, retry_backoff).await {
             Ok(Progress { claimed: 0, .. }) => {
                 // Sleep until woken, or until the earliest scheduled retry if that comes sooner.
                 let nap = next_retry_in(&pool)
@@ -101,6 +163,90 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Claims and processes a batch in a task of its own, so that a panic fails the batch, not the worker. The
+/// events of a batch that panicked are then processed one at a time; an event that panics alone has its
+/// attempt failed, which reschedules it behind the others.
+async fn contained_batch(
+    pool: &PgPool,
+    cache: &Arc<RuleCache>,
+    retry_backoff: Duration,
+) -> sqlx::Result<Progress> {
+    let claimed = Arc::new(Mutex::new(Vec::new()));
+    let panic = match in_task(pool, cache, retry_backoff, Scope::Queue, &claimed).await {
+        Ok(progress) => return progress,
+        Err(panic) => panic,
+    };
+    let suspects = std::mem::take(&mut *claimed.lock().unwrap_or_else(PoisonError::into_inner));
+    tracing::error!(events = suspects.len(), %panic, "an event batch panicked; processing its events one at a time");
+    for key in &suspects {
+        let alone = in_task(
+            pool,
+            cache,
+            retry_backoff,
+            Scope::One(*key),
+            &Arc::default(),
+        )
+        .await;
+        match alone {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(event_id = %key.event_id, error = %err, "event stays pending");
+            }
+            Err(panic) => {
+                tracing::error!(event_id = %key.event_id, %panic, "event processing panicked; the attempt fails");
+                fail_attempt(pool, *key, &panic, retry_backoff).await?;
+            }
+        }
+    }
+    Ok(Progress {
+        claimed: suspects.len(),
+        finished: suspects.len(),
+    })
+}
+
+/// One batch in a task of its own; `Err` is what it panicked with.
+async fn in_task(
+    pool: &PgPool,
+    cache: &Arc<RuleCache>,
+    retry_backoff: Duration,
+    scope: Scope,
+    claimed: &Arc<Mutex<Vec<QueueKey>>>,
+) -> Result<sqlx::Result<Progress>, String> {
+    let (pool, cache, claimed) = (pool.clone(), cache.clone(), claimed.clone());
+    tokio::spawn(async move { process(&pool, &cache, retry_backoff, scope, &claimed).await })
+        .await
+        .map_err(panic_message)
+}
+
+fn panic_message(err: tokio::task::JoinError) -> String {
+    match err.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// Records a failed attempt of the event at `key`, if it is still queued there and free.
+async fn fail_attempt(
+    pool: &PgPool,
+    key: QueueKey,
+    panic: &str,
+    retry_backoff: Duration,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    let events = claim(&mut tx, Scope::One(key)).await?;
+    let message = format!("internal error: processing the event panicked ({panic})");
+    let failed: Vec<(&Claimed, Outcome)> = events
+        .iter()
+        .map(|event| (event, Outcome::failed(message.clone(), Vec::new())))
+        .collect();
+    record(&mut tx, &failed, retry_backoff).await?;
+    tx.commit().await
 }
 
 /// How long until the earliest pending event is due; `None` when there is none or the query fails.
@@ -220,12 +366,26 @@ pub async fn process_batch(
     cache: &RuleCache,
     retry_backoff: Duration,
 ) -> sqlx::Result<Progress> {
+    process(pool, cache, retry_backoff, Scope::Queue, &Mutex::default()).await
+}
+
+/// [`process_batch`] of the events `scope` claims, telling `claimed` which they are as soon as it knows.
+async fn process(
+    pool: &PgPool,
+    cache: &RuleCache,
+    retry_backoff: Duration,
+    scope: Scope,
+    claimed: &Mutex<Vec<QueueKey>>,
+) -> sqlx::Result<Progress> {
+    let started = Instant::now();
     let mut tx = pool.begin().await?;
-    let events = claim(&mut tx, BATCH_SIZE as i32).await?;
+    let events = in_turn(claim(&mut tx, scope).await?);
     if events.is_empty() {
         tx.commit().await?;
         return Ok(Progress::default());
     }
+    *claimed.lock().unwrap_or_else(PoisonError::into_inner) =
+        events.iter().map(Claimed::key).collect();
     let program_ids = sorted(events.iter().map(|e| e.program_id));
     let programs = load_programs(&mut tx, &program_ids).await?;
     let rules = rules::active_rules(&mut tx, cache, &program_ids)
@@ -272,6 +432,9 @@ pub async fn process_batch(
     );
     let mut finished = Vec::with_capacity(events.len());
     for (event, parties) in events.iter().zip(parties) {
+        if !finished.is_empty() && started.elapsed() >= BATCH_BUDGET {
+            break;
+        }
         let held = |parties: &Parties| {
             parties.existing().all(|id| batch.holds(id))
                 && parties
@@ -319,6 +482,35 @@ pub async fn process_batch(
         claimed: events.len(),
         finished: finished.len(),
     })
+}
+
+/// Orders a claimed batch so that organizations take turns: each one's oldest event, then each one's second,
+/// and so on, organizations with fewer events in the batch first. A batch cut short by its time budget has
+/// then made progress for every organization in it, the lightest first.
+fn in_turn(mut events: Vec<Claimed>) -> Vec<Claimed> {
+    events.sort_by_key(|e| (e.organization_id, e.next_attempt_at, e.id));
+    let mut counts: HashMap<Uuid, usize> = HashMap::new();
+    let turns: Vec<usize> = events
+        .iter()
+        .map(|e| {
+            let seen = counts.entry(e.organization_id).or_default();
+            *seen += 1;
+            *seen
+        })
+        .collect();
+    let mut ordered: Vec<(usize, usize, Claimed)> = turns
+        .into_iter()
+        .zip(events)
+        .map(|(turn, e)| {
+            (
+                turn,
+                counts.get(&e.organization_id).copied().unwrap_or(0),
+                e,
+            )
+        })
+        .collect();
+    ordered.sort_by_key(|(turn, count, e)| (*turn, *count, e.organization_id));
+    ordered.into_iter().map(|(_, _, e)| e).collect()
 }
 
 fn sorted(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
@@ -453,13 +645,54 @@ struct ProgramRow {
     on_unknown_participant: String,
 }
 
-/// The oldest due events no other batch holds, oldest first; their queue rows stay locked until the batch
-/// commits (migrations 0012 and 0013 say why the claim is a function).
-async fn claim(conn: &mut PgConnection, limit: i32) -> sqlx::Result<Vec<Claimed>> {
-    sqlx::query_as("SELECT * FROM claim_pending_events($1)")
-        .bind(limit)
-        .fetch_all(conn)
-        .await
+impl Claimed {
+    fn key(&self) -> QueueKey {
+        QueueKey {
+            next_attempt_at: self.next_attempt_at,
+            event_id: self.id,
+        }
+    }
+}
+
+/// An event's row in `event_queue`.
+#[derive(Debug, Clone, Copy)]
+struct QueueKey {
+    next_attempt_at: DateTime<Utc>,
+    event_id: Uuid,
+}
+
+/// Which events a batch claims.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// The oldest due events (migrations 0012 and 0013 say why the claim is a function).
+    Queue,
+    /// This queue row, if it is still there and free: an event of a batch that panicked, alone.
+    One(QueueKey),
+}
+
+/// Claims events no other batch holds, oldest first; their queue rows stay locked until the batch commits.
+async fn claim(conn: &mut PgConnection, scope: Scope) -> sqlx::Result<Vec<Claimed>> {
+    match scope {
+        Scope::Queue => {
+            sqlx::query_as("SELECT * FROM claim_pending_events($1)")
+                .bind(BATCH_SIZE as i32)
+                .fetch_all(conn)
+                .await
+        }
+        Scope::One(key) => {
+            sqlx::query_as(
+                "SELECT e.id, e.organization_id, e.program_id, e.participant_id, e.external_id, e.recipient_id,
+                        e.recipient_external_id, e.event_data, e.event_timestamp, e.attempts, q.next_attempt_at
+                   FROM event_queue q JOIN events e ON e.id = q.event_id
+                  WHERE q.next_attempt_at = $1 AND q.event_id = $2
+                    FOR UPDATE OF q SKIP LOCKED",
+            )
+            .bind(key.next_attempt_at)
+            .bind(key.event_id)
+            .fetch_all(conn)
+            .await
+        }
+    }
 }
 
 async fn load_programs(
@@ -780,8 +1013,9 @@ async fn record(
          dequeued AS (
              DELETE FROM event_queue q USING outcomes u WHERE q.next_attempt_at = u.queued_at AND q.event_id = u.id),
          requeued AS (
-             INSERT INTO event_queue (next_attempt_at, event_id)
-             SELECT now() + u.retry_ms * interval '1 millisecond', u.id FROM outcomes u WHERE u.retry_ms IS NOT NULL)
+             INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
+             SELECT now() + u.retry_ms * interval '1 millisecond', u.id, e.organization_id
+               FROM outcomes u JOIN events e ON e.id = u.id WHERE u.retry_ms IS NOT NULL)
          UPDATE events e SET status = u.status, error_message = u.error,
                 participant_id = COALESCE(u.participant_id, e.participant_id),
                 attempts = e.attempts + 1, updated_at = now(),

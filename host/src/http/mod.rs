@@ -32,6 +32,7 @@ pub struct AppState {
     pub doorbell: crate::events::worker::Doorbell,
     pub intake: crate::events::Intake,
     pub keys: std::sync::Arc<crate::organizations::KeyCache>,
+    pub workers: std::sync::Arc<crate::events::worker::Liveness>,
 }
 
 /// The API's routes with their document. `component_bytes`: the largest rule module the operator accepts.

@@ -1,9 +1,11 @@
 //! The OpenAPI 3.1 document: its frame (info, security schemes, shared schemas), and the two routes that
 //! publish it. The paths themselves come from each handler's `#[utoipa::path]` via `utoipa_axum::routes!`.
 
+use super::AppState;
 use super::error::ErrorBody;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::Html;
 use axum::routing::{MethodRouter, get};
@@ -82,13 +84,51 @@ pub async fn docs() -> Html<&'static str> {
 /// The health check's answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// `ok`; `degraded` when one of this process's event workers is down (it is being restarted) or the
+    /// event queue could not be read within half a second.
     #[schema(example = "ok")]
     status: &'static str,
+    workers: WorkerHealth,
+    /// Seconds since the oldest due event became due: 0 when none waits, growing while processing falls
+    /// behind or stalls; null when the database did not answer in time.
+    #[schema(example = 0.0)]
+    queue_lag_seconds: Option<f64>,
 }
 
-/// Liveness: the server answers. No key needed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WorkerHealth {
+    /// Event workers this process runs (`SCRIP_WORKERS`).
+    configured: usize,
+    /// Of those, how many are running now.
+    running: usize,
+}
+
+/// How long the health check waits for the queue's lag.
+const QUEUE_LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Liveness and progress: the server answers, its workers run, and how far behind the event queue is. No
+/// key needed.
 #[utoipa::path(get, path = "/health", tag = "meta", security(()),
-    responses((status = 200, description = "The server is up.", body = Health)))]
-pub async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+    responses((status = 200, description = "The server is up; `status` says whether processing is.", body = Health)))]
+pub async fn health(State(s): State<AppState>) -> Json<Health> {
+    let lag =
+        tokio::time::timeout(QUEUE_LAG_TIMEOUT, crate::events::queue_lag_seconds(&s.pool)).await;
+    let queue_lag_seconds = match lag {
+        Ok(Ok(seconds)) => Some(seconds),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health check cannot read the event queue");
+            None
+        }
+        Err(_) => None,
+    };
+    let workers = WorkerHealth {
+        configured: s.workers.configured(),
+        running: s.workers.running(),
+    };
+    let healthy = workers.running >= workers.configured && queue_lag_seconds.is_some();
+    Json(Health {
+        status: if healthy { "ok" } else { "degraded" },
+        workers,
+        queue_lag_seconds,
+    })
 }

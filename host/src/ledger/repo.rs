@@ -411,13 +411,16 @@ pub async fn effects_of_unfinished_events(pool: &PgPool) -> sqlx::Result<Vec<Uui
     .await
 }
 
-/// Events out of place in the queue: PENDING but not queued exactly once, or queued but not PENDING.
+/// Events out of place in the queue: PENDING but not queued exactly once, queued but not PENDING, or queued
+/// under another organization than their own.
 pub async fn misqueued_events(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT COALESCE(e.id, q.event_id)
-           FROM (SELECT event_id, count(*) AS times FROM event_queue GROUP BY event_id) q
+           FROM (SELECT q.event_id, count(*) AS times,
+                        bool_and(q.organization_id IS NOT DISTINCT FROM v.organization_id) AS agrees
+                   FROM event_queue q LEFT JOIN events v ON v.id = q.event_id GROUP BY q.event_id) q
            FULL JOIN (SELECT id FROM events WHERE status = 'PENDING') e ON e.id = q.event_id
-          WHERE q.event_id IS NULL OR e.id IS NULL OR q.times <> 1",
+          WHERE q.event_id IS NULL OR e.id IS NULL OR q.times <> 1 OR NOT q.agrees",
     )
     .fetch_all(pool)
     .await
