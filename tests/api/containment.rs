@@ -406,3 +406,74 @@ async fn one_organizations_slow_rules_do_not_hold_up_another(
     );
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn loops_that_copy_the_event_on_every_step_and_oversized_events_are_refused(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Cel", "PTS").await;
+    let before = app.row_counts().await;
+    let quadratic = app
+        .post(
+            "/rules",
+            json!({"program_id": program, "name": "quadratic",
+                   "condition": "event.l.map(x, event.l + event.l).size() > 0",
+                   "actions": [{"type": "CREDIT", "asset_id": points, "amount": "1"}]}),
+        )
+        .await;
+    assert_error(
+        "quadratic",
+        &quadratic,
+        400,
+        "bad_request",
+        Some("condition"),
+    );
+    assert!(
+        quadratic
+            .body
+            .to_string()
+            .contains("copy that data on every step"),
+        "{}",
+        quadratic.body
+    );
+
+    let zeros = vec![0; 10_000];
+    let long_list = json!({"program_id": program, "external_id": "z", "idempotency_key": "zeros",
+                           "event_data": {"l": zeros}});
+    let refused = app.post("/events", long_list).await;
+    assert_error(
+        "10,000 items",
+        &refused,
+        400,
+        "bad_request",
+        Some("event_data"),
+    );
+    let huge = json!({"program_id": program, "external_id": "z", "idempotency_key": "huge",
+                      "event_data": {"s": "x".repeat(70_000)}});
+    let refused = app.post("/events", huge).await;
+    assert_error("70 kB", &refused, 400, "bad_request", Some("event_data"));
+    assert_eq!(app.row_counts().await, before, "refusals wrote nothing");
+
+    // A loop over the largest list accepted runs, and the event completes.
+    let linear = app
+        .rule(
+            &program,
+            "linear",
+            "event.l.exists(x, x == 999.0 && x in event.l)",
+            json!([{"type": "CREDIT", "asset_id": points, "amount": "1"}]),
+        )
+        .await;
+    assert!(!linear.is_empty());
+    let largest: Vec<u32> = (0..1000).collect();
+    let done = app
+        .processed(
+            &app.event(&program, "z", "largest", json!({"l": largest}))
+                .await,
+        )
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["rule_evaluations"][0]["status"], "SUCCESS", "{done}");
+    app.stop().await;
+}

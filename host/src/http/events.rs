@@ -161,6 +161,9 @@ fn parse_event(f: &Fields<'_>) -> Option<NewEvent> {
     let idempotency_key = f.req_str("idempotency_key", 1, 255);
     let event_timestamp = f.opt_time("event_timestamp");
     let event_data = f.req_object("event_data").cloned();
+    if let Some(problem) = event_data.as_ref().and_then(crate::events::oversized) {
+        f.reject("event_data", "object within the size bounds", problem);
+    }
     Some(NewEvent {
         program_id,
         participant: participant.ok().flatten()?,

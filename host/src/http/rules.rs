@@ -690,6 +690,13 @@ async fn simulate(
     let v = Validator::new();
     let f = v.body(&body)?;
     let event = f.req_object("event").cloned().unwrap_or_default();
+    if let Some(problem) = crate::events::oversized(&event) {
+        f.reject(
+            "event",
+            "object within the size bounds",
+            problem.replace("event_data", "event"),
+        );
+    }
     let state = match f.opt_object("participant_state") {
         None => rules::SampleState::default(),
         Some(object) => {

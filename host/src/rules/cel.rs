@@ -28,9 +28,10 @@ const COMPILE_STACK_BYTES: usize = 32 * 1024 * 1024;
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(environment()));
 
-/// A compiled expression, shared by every evaluation of one rule version.
+/// A compiled expression, shared by every evaluation of one rule version, and whether it loops (a macro
+/// such as `map()`: the only construct whose work grows with the input beyond one pass over it).
 #[derive(Clone)]
-pub struct Expression(Arc<IdedExpr>);
+pub struct Expression(Arc<IdedExpr>, bool);
 
 impl std::fmt::Debug for Expression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,13 +67,42 @@ pub fn compile(source: &str) -> Result<Expression, String> {
                 // One loop over event data is linear in its size; a loop inside a loop is not.
                 return Err("macros such as all(), exists() and map() cannot be nested".into());
             }
+            if let Some(copy) = copies_input_per_step(&tree) {
+                return Err(format!(
+                    "inside all(), exists(), exists_one(), map() and filter(), {copy} cannot take event or \
+                     participant data other than what the loop's variable reads: it would copy that data on \
+                     every step"
+                ));
+            }
             ints_to_doubles(&mut tree);
             Ok(tree)
         })
         .map_err(|e| format!("cannot start the compiler: {e}"))?
         .join()
         .map_err(|_| "the expression could not be parsed".to_string())??;
-    Ok(Expression(Arc::new(parsed)))
+    let loops = has_comprehension(&parsed);
+    Ok(Expression(Arc::new(parsed), loops))
+}
+
+fn has_comprehension(root: &IdedExpr) -> bool {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if let Expr::Comprehension(_) = node.expr {
+            return true;
+        }
+        stack.extend(children(node));
+    }
+    false
+}
+
+/// Runs `work` without holding up the async runtime's other tasks (the API's requests among them): on a
+/// multi-threaded runtime, as the server's is, this thread first hands them to another.
+fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 /// The variables an expression sees: `event`, `participant` and `now` (the event's timestamp). They are
@@ -112,8 +142,15 @@ impl std::fmt::Display for EvalError {
 }
 
 impl Expression {
+    /// Evaluates the expression; one that loops runs off the async runtime's threads, as it may take long.
     pub fn evaluate(&self, vars: &Variables) -> Result<Value, EvalError> {
-        Value::resolve(&self.0, &vars.context).map_err(|err| match err {
+        let resolve = || Value::resolve(&self.0, &vars.context);
+        let resolved = if self.1 {
+            off_the_runtime(resolve)
+        } else {
+            resolve()
+        };
+        resolved.map_err(|err| match err {
             ExecutionError::NoSuchKey(key) => EvalError::MissingField(key.to_string()),
             other => EvalError::Failed(other.to_string()),
         })
@@ -203,16 +240,7 @@ impl Template {
 }
 
 fn reads_inputs(root: &IdedExpr) -> bool {
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
-        if let Expr::Ident(name) = &node.expr
-            && matches!(name.as_str(), "event" | "participant" | "now")
-        {
-            return true;
-        }
-        stack.extend(children(node));
-    }
-    false
+    mentions(root, &["event", "participant", "now"])
 }
 
 /// JSON as CEL sees it. Every JSON number is a double, as in Scrip (`event.amount > 50.0`).
@@ -273,6 +301,107 @@ fn depth(root: &IdedExpr) -> usize {
         stack.extend(children(node).into_iter().map(|child| (child, d + 1)));
     }
     deepest
+}
+
+/// Operations whose result is a single value however large their operands: inside a loop they may take
+/// anything. Any other (`+`, which concatenates lists and strings; conversions to text) builds a value as
+/// large as its operands.
+const SINGLE_VALUED: &[&str] = &[
+    "_==_",
+    "_!=_",
+    "_<_",
+    "_<=_",
+    "_>_",
+    "_>=_",
+    "_&&_",
+    "_||_",
+    "!_",
+    "_?_:_",
+    "_-_",
+    "_*_",
+    "_/_",
+    "_%_",
+    "-_",
+    "_[_]",
+    "_[?_]",
+    "_?._",
+    "@in",
+    "@not_strictly_false",
+    "has",
+    "size",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "get",
+    "round",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "type",
+    "timestamp",
+    "duration",
+    "sets.contains",
+    "sets.intersects",
+];
+
+/// The first operation inside a macro's loop that builds a value from `event` or `participant` data which
+/// is the same on every step: such a loop copies that data once per element, so its work and memory grow
+/// with the square of the input. (What the loop's variable reads is visited once in all: linear.)
+fn copies_input_per_step(root: &IdedExpr) -> Option<String> {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        stack.extend(children(node));
+        let Expr::Comprehension(c) = &node.expr else {
+            continue;
+        };
+        let loop_vars: Vec<&str> = [c.iter_var.as_str(), c.accu_var.as_str()]
+            .into_iter()
+            .chain(c.iter_var2.as_deref())
+            .collect();
+        let mut inside = vec![&c.loop_cond, &c.loop_step];
+        while let Some(step) = inside.pop() {
+            inside.extend(children(step));
+            let Expr::Call(call) = &step.expr else {
+                continue;
+            };
+            if SINGLE_VALUED.contains(&call.func_name.as_str())
+                || call.func_name.starts_with("math.")
+            {
+                continue;
+            }
+            let copies_input = call
+                .target
+                .iter()
+                .map(|t| &**t)
+                .chain(&call.args)
+                .any(|operand| {
+                    mentions(operand, &["event", "participant"]) && !mentions(operand, &loop_vars)
+                });
+            if copies_input {
+                return Some(match call.func_name.as_str() {
+                    "_+_" => "+".to_string(),
+                    name => format!("{name}()"),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Whether the expression reads any of these variables.
+fn mentions(root: &IdedExpr, names: &[&str]) -> bool {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if let Expr::Ident(name) = &node.expr
+            && names.contains(&name.as_str())
+        {
+            return true;
+        }
+        stack.extend(children(node));
+    }
+    false
 }
 
 fn nested_comprehension(root: &IdedExpr) -> bool {
@@ -519,6 +648,35 @@ mod tests {
             Ok(true)
         );
         assert_eq!(c.condition(&vars(json!({"type": "refund"}))), Ok(false));
+    }
+
+    #[test]
+    fn loops_that_copy_the_whole_input_on_every_step_are_refused() {
+        for quadratic in [
+            "event.l.map(x, event.l + event.l).size() > 0",
+            "event.l.exists(x, event.s + 'a' == 'b')",
+            "event.l.filter(x, participant.tags + [x] == []).size() > 0",
+            "event.l.all(x, string(event.amount) != x)",
+        ] {
+            let refused = compile(quadratic).err().unwrap_or_default();
+            assert!(
+                refused.contains("would copy that data on every step"),
+                "{quadratic}: {refused:?}"
+            );
+        }
+        for linear in [
+            "event.items.map(i, i.price + i.tax).size() > 0",
+            "event.items.exists(i, i.sku in event.promo_skus && i.price * event.rate > 10)",
+            "event.items.all(i, i.tags + ['x'] != [])",
+            "event.l.map(x, x + 1).size() > 0 && event.l + event.l != []",
+            "event.items.exists(i, i.name.startsWith(event.prefix) || size(event.l) > 3)",
+        ] {
+            assert!(
+                compile(linear).is_ok(),
+                "{linear}: {:?}",
+                compile(linear).err()
+            );
+        }
     }
 
     #[test]
