@@ -477,3 +477,78 @@ async fn loops_that_copy_the_event_on_every_step_and_oversized_events_are_refuse
     assert_eq!(done["rule_evaluations"][0]["status"], "SUCCESS", "{done}");
     app.stop().await;
 }
+
+/// A bug that panics while processing one event (standing in for one: debug builds panic on request) fails
+/// that event's attempts, never the workers: the events batched with it, and another organization's, complete.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn an_event_that_panics_fails_alone_and_the_workers_live_on(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Buggy", "PTS").await;
+    app.credit_rule(&program, "true", &points, "10").await;
+    let batch: Vec<Value> = (0..20)
+        .map(|n| {
+            let mut data = json!({"n": n});
+            if n == 7 {
+                data[scrip::events::worker::PANIC_FOR_TESTS] = json!(true);
+            }
+            json!({"program_id": program, "external_id": format!("b{n}"), "idempotency_key": format!("k{n}"),
+                   "event_data": data})
+        })
+        .collect();
+    let sent = app.post("/events/batch", json!({"events": batch})).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+    let ids: Vec<String> = sent.body["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| id(&r["event"]))
+        .collect();
+    assert_eq!(ids.len(), 20);
+    for (n, event) in ids.iter().enumerate() {
+        let done = app.processed(event).await;
+        if n == 7 {
+            assert_eq!(done["status"], "FAILED", "{done}");
+            let reason = done["error_message"].as_str().unwrap_or_default();
+            assert!(
+                reason.starts_with("internal error: processing the event panicked"),
+                "{reason}"
+            );
+        } else {
+            assert_eq!(done["status"], "COMPLETED", "{done}");
+        }
+    }
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM events WHERE id = $1::uuid")
+        .bind(&ids[7])
+        .fetch_one(&app.pool)
+        .await
+        .expect("attempts");
+    assert_eq!(
+        attempts, 6,
+        "failed like any other event: after six attempts"
+    );
+
+    let other = app.as_organization("unaffected").await;
+    let (their_program, their_points) = other.program_with_points("Theirs", "PTS").await;
+    other
+        .credit_rule(&their_program, "true", &their_points, "1")
+        .await;
+    let theirs = other
+        .processed(&other.event(&their_program, "x", "after", json!({})).await)
+        .await;
+    assert_eq!(theirs["status"], "COMPLETED", "{theirs}");
+    let health = app
+        .client
+        .get(format!("{}/health", app.base.trim_end_matches("/v1")))
+        .send()
+        .await
+        .expect("health answers")
+        .json::<Value>()
+        .await
+        .expect("health body");
+    assert_eq!(health["workers"], json!({"configured": 2, "running": 2}));
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}

@@ -454,6 +454,8 @@ async fn process(
             .filter(|r| r.program_id == event.program_id)
             .map(|r| &**r)
             .collect();
+        #[cfg(debug_assertions)]
+        panic_when_asked(event);
         let outcome = match process_event(
             &mut tx,
             event,
@@ -512,6 +514,18 @@ fn in_turn(mut events: Vec<Claimed>) -> Vec<Claimed> {
     ordered.sort_by_key(|(turn, count, e)| (*turn, *count, e.organization_id));
     ordered.into_iter().map(|(_, _, e)| e).collect()
 }
+
+/// Debug builds only (the tests'): an event whose data holds [`PANIC_FOR_TESTS`] panics its batch, standing
+/// in for a bug, so the containment of panics can be tested. Release builds never look.
+#[cfg(debug_assertions)]
+fn panic_when_asked(event: &Claimed) {
+    if event.event_data.0.get(PANIC_FOR_TESTS).is_some() {
+        panic!("{PANIC_FOR_TESTS} in event {}", event.id);
+    }
+}
+
+#[cfg(debug_assertions)]
+pub const PANIC_FOR_TESTS: &str = "__scrip_debug_panic__";
 
 fn sorted(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
     let mut ids: Vec<Uuid> = ids.collect();
