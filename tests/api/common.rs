@@ -84,6 +84,14 @@ impl TestApp {
         }
     }
 
+    /// `GET /health` (outside `/v1`, no key), which answers 200.
+    pub async fn health(&self) -> Value {
+        let url = format!("{}/health", self.base.trim_end_matches("/v1"));
+        let answer = self.client.get(url).send().await.expect("health answers");
+        assert_eq!(answer.status(), StatusCode::OK);
+        answer.json().await.expect("health body")
+    }
+
     /// A key for another organization on the same server.
     pub async fn key_for(&self, organization: &str) -> String {
         scrip::organizations::create_api_key(&self.pool, organization)

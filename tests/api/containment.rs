@@ -31,6 +31,18 @@ async fn funded_participant(app: &TestApp, external_id: &str) -> (String, String
     (program, points, participant)
 }
 
+/// Another organization, new on the server, sends one event to a program crediting 10 points: the event as
+/// processed, and how long it took from ingest.
+async fn another_organizations_event(app: &TestApp, organization: &str) -> (Value, Duration) {
+    let other = app.as_organization(organization).await;
+    let (program, points) = other.program_with_points("Theirs", "PTS").await;
+    other.credit_rule(&program, "true", &points, "10").await;
+    let started = Instant::now();
+    let event = other.event(&program, "them", "theirs", json!({})).await;
+    let processed = other.processed(&event).await;
+    (processed, started.elapsed())
+}
+
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
 async fn an_amount_beyond_the_bound_fails_its_event_and_other_organizations_are_still_processed(
     _: PgPoolOptions,
@@ -53,14 +65,7 @@ async fn an_amount_beyond_the_bound_fails_its_event_and_other_organizations_are_
     );
 
     // Another organization's events are processed after it, and so are this one's.
-    let other = app.as_organization("bystander").await;
-    let (their_program, their_points) = other.program_with_points("Theirs", "PTS").await;
-    other
-        .credit_rule(&their_program, "true", &their_points, "10")
-        .await;
-    let theirs = other
-        .processed(&other.event(&their_program, "q", "after", json!({})).await)
-        .await;
+    let (theirs, _) = another_organizations_event(&app, "bystander").await;
     assert_eq!(theirs["status"], "COMPLETED", "{theirs}");
 
     // The largest amount, twice, is a balance of 19 digits: sums of bounded amounts do not overflow.
@@ -278,17 +283,8 @@ async fn health_reports_the_workers_and_how_far_behind_the_queue_is(
     _: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let health = |app: &TestApp| {
-        let url = format!("{}/health", app.base.trim_end_matches("/v1"));
-        let client = app.client.clone();
-        async move {
-            let answer = client.get(url).send().await.expect("health answers");
-            assert_eq!(answer.status(), StatusCode::OK);
-            answer.json::<Value>().await.expect("health body")
-        }
-    };
     let working = TestApp::spawn(connect.clone()).await;
-    let shown = health(&working).await;
+    let shown = working.health().await;
     assert_eq!(
         (shown["status"].clone(), shown["workers"].clone()),
         (json!("ok"), json!({"configured": 2, "running": 2})),
@@ -303,7 +299,7 @@ async fn health_reports_the_workers_and_how_far_behind_the_queue_is(
     idle.credit_rule(&program, "true", &points, "1").await;
     idle.event(&program, "w", "waits", json!({})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let shown = health(&idle).await;
+    let shown = idle.health().await;
     assert_eq!(shown["workers"], json!({"configured": 0, "running": 0}));
     let lag = shown["queue_lag_seconds"].as_f64().unwrap_or_default();
     assert!(lag >= 0.3, "the waiting event is {lag} s behind: {shown}");
@@ -381,13 +377,7 @@ async fn one_organizations_slow_rules_do_not_hold_up_another(
     // The workers are busy with the backlog.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let other = app.as_organization("neighbour").await;
-    let (program, points) = other.program_with_points("Quick", "PTS").await;
-    other.credit_rule(&program, "true", &points, "10").await;
-    let started = Instant::now();
-    let event = other.event(&program, "q", "quick", json!({})).await;
-    let done = other.processed(&event).await;
-    let took = started.elapsed();
+    let (done, took) = another_organizations_event(&app, "neighbour").await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert!(
         took < Duration::from_secs(2),
@@ -530,25 +520,12 @@ async fn an_event_that_panics_fails_alone_and_the_workers_live_on(
         "failed like any other event: after six attempts"
     );
 
-    let other = app.as_organization("unaffected").await;
-    let (their_program, their_points) = other.program_with_points("Theirs", "PTS").await;
-    other
-        .credit_rule(&their_program, "true", &their_points, "1")
-        .await;
-    let theirs = other
-        .processed(&other.event(&their_program, "x", "after", json!({})).await)
-        .await;
+    let (theirs, _) = another_organizations_event(&app, "unaffected").await;
     assert_eq!(theirs["status"], "COMPLETED", "{theirs}");
-    let health = app
-        .client
-        .get(format!("{}/health", app.base.trim_end_matches("/v1")))
-        .send()
-        .await
-        .expect("health answers")
-        .json::<Value>()
-        .await
-        .expect("health body");
-    assert_eq!(health["workers"], json!({"configured": 2, "running": 2}));
+    assert_eq!(
+        app.health().await["workers"],
+        json!({"configured": 2, "running": 2})
+    );
     app.assert_ledger_consistent().await;
     app.stop().await;
 }
