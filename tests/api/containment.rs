@@ -1,7 +1,7 @@
 //! Containment: no event, expression, module or organization stops or slows processing for the others, and
 //! nothing one organization sends reveals another's.
 
-use crate::common::{TestApp, assert_error, id};
+use crate::common::{Response, TestApp, assert_error, id};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -29,6 +29,12 @@ async fn funded_participant(app: &TestApp, external_id: &str) -> (String, String
         .await;
     assert_eq!(adjusted.status, StatusCode::OK, "{}", adjusted.body);
     (program, points, participant)
+}
+
+/// Sets the participant's `visits` counter.
+async fn set_visits(app: &TestApp, participant: &str, body: Value) -> Response {
+    let path = format!("/participants/{participant}/state/counters/visits");
+    app.call(reqwest::Method::PUT, &path, Some(body)).await
 }
 
 /// Another organization, new on the server, sends one event to a program crediting 10 points: the event as
@@ -116,22 +122,18 @@ async fn amounts_and_counters_beyond_the_bound_are_refused_and_change_nothing(
             refused.body
         );
     }
-    let counter = app
-        .call(
-            reqwest::Method::PUT,
-            &format!("/participants/{participant}/state/counters/visits"),
-            Some(json!({"value": "1e30"})),
-        )
-        .await;
+    let counter = set_visits(
+        &app,
+        &participant,
+        json!({"value": "10000000000000000000000"}),
+    )
+    .await;
     assert_error("counter", &counter, 400, "bad_request", Some("value"));
-    let counter = app
-        .call(
-            reqwest::Method::PUT,
-            &format!("/participants/{participant}/state/counters/visits"),
-            Some(json!({"value": "10000000000000000000000"})),
-        )
-        .await;
-    assert_error("counter", &counter, 400, "bad_request", Some("value"));
+    assert!(
+        counter.body.to_string().contains("too large"),
+        "{}",
+        counter.body
+    );
     let rule = app
         .post(
             "/rules",
@@ -164,13 +166,12 @@ async fn durations_beyond_a_hundred_years_are_refused(_: PgPoolOptions, connect:
         "876001h",
         "79228162514264337593543950335s",
     ] {
-        let counter = app
-            .call(
-                reqwest::Method::PUT,
-                &format!("/participants/{participant}/state/counters/visits"),
-                Some(json!({"value": "1", "reset_after": too_long})),
-            )
-            .await;
+        let counter = set_visits(
+            &app,
+            &participant,
+            json!({"value": "1", "reset_after": too_long}),
+        )
+        .await;
         assert_error(too_long, &counter, 400, "bad_request", Some("reset_after"));
         let budget = app
             .post(
@@ -199,13 +200,12 @@ async fn durations_beyond_a_hundred_years_are_refused(_: PgPoolOptions, connect:
         }
     }
     assert_eq!(app.row_counts().await, before, "refusals wrote nothing");
-    let longest = app
-        .call(
-            reqwest::Method::PUT,
-            &format!("/participants/{participant}/state/counters/visits"),
-            Some(json!({"value": "1", "reset_after": "876000h"})),
-        )
-        .await;
+    let longest = set_visits(
+        &app,
+        &participant,
+        json!({"value": "1", "reset_after": "876000h"}),
+    )
+    .await;
     assert_eq!(longest.status, StatusCode::OK, "{}", longest.body);
     app.stop().await;
 }
