@@ -678,13 +678,14 @@ struct QueueKey {
 /// Which events a batch claims.
 #[derive(Debug, Clone, Copy)]
 enum Scope {
-    /// The oldest due events (migrations 0012 and 0013 say why the claim is a function).
+    /// Due events, organizations in turn (migrations 0012, 0013 and 0015 say why the claim is a function).
     Queue,
     /// This queue row, if it is still there and free: an event of a batch that panicked, alone.
     One(QueueKey),
 }
 
-/// Claims events no other batch holds, oldest first; their queue rows stay locked until the batch commits.
+/// Claims events no other batch holds, each organization's oldest first; their queue rows stay locked until
+/// the batch commits.
 async fn claim(conn: &mut PgConnection, scope: Scope) -> sqlx::Result<Vec<Claimed>> {
     match scope {
         Scope::Queue => {

@@ -28,10 +28,14 @@ const COMPILE_STACK_BYTES: usize = 32 * 1024 * 1024;
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(environment()));
 
-/// A compiled expression, shared by every evaluation of one rule version, and whether it loops (a macro
-/// such as `map()`: the only construct whose work grows with the input beyond one pass over it).
+/// A compiled expression, shared by every evaluation of one rule version.
 #[derive(Clone)]
-pub struct Expression(Arc<IdedExpr>, bool);
+pub struct Expression {
+    tree: Arc<IdedExpr>,
+    /// Whether it has a macro such as `map()`: the only construct whose work grows with the input beyond
+    /// one pass over it.
+    loops: bool,
+}
 
 impl std::fmt::Debug for Expression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,8 +84,10 @@ pub fn compile(source: &str) -> Result<Expression, String> {
         .map_err(|e| format!("cannot start the compiler: {e}"))?
         .join()
         .map_err(|_| "the expression could not be parsed".to_string())??;
-    let loops = has_comprehension(&parsed);
-    Ok(Expression(Arc::new(parsed), loops))
+    Ok(Expression {
+        loops: has_comprehension(&parsed),
+        tree: Arc::new(parsed),
+    })
 }
 
 fn has_comprehension(root: &IdedExpr) -> bool {
@@ -144,8 +150,8 @@ impl std::fmt::Display for EvalError {
 impl Expression {
     /// Evaluates the expression; one that loops runs off the async runtime's threads, as it may take long.
     pub fn evaluate(&self, vars: &Variables) -> Result<Value, EvalError> {
-        let resolve = || Value::resolve(&self.0, &vars.context);
-        let resolved = if self.1 {
+        let resolve = || Value::resolve(&self.tree, &vars.context);
+        let resolved = if self.loops {
             off_the_runtime(resolve)
         } else {
             resolve()
@@ -206,8 +212,8 @@ impl Template {
             return Err(format!("value is longer than {MAX_LENGTH} characters"));
         }
         Ok(match compile(source) {
-            Ok(expression) if reads_inputs(&expression.0) => Template::Expression(expression),
-            Ok(expression) => match &expression.0.expr {
+            Ok(expression) if reads_inputs(&expression.tree) => Template::Expression(expression),
+            Ok(expression) => match &expression.tree.expr {
                 Expr::Literal(LiteralValue::String(text)) => {
                     Template::Literal(text.inner().to_string())
                 }
