@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every example rule as a WebAssembly component and copies them to rules-examples/dist/NAME.wasm.
 # Uses the rustup target wasm32-wasip2 when it is installed; otherwise Debian's toolchain, which builds the
-# standard library for the target from source (installed here when missing; see shared/design).
+# standard library for the target from source (installed here when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}/rules-examples"

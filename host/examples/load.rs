@@ -1,4 +1,4 @@
-//! The load harness (issue 6): how close the event pipeline comes to what Postgres itself can do on the same
+//! The load harness: how close the event pipeline comes to what Postgres itself can do on the same
 //! machine. Usage (numbers in BENCHMARKS.md):
 //!
 //!     rules-examples/build.sh && cargo run --release -p scrip --example load -- --seconds 10 --clients 16

@@ -1,4 +1,4 @@
-//! Wasm rules (issue 3): modules uploaded over HTTP, run per event in the sandbox, contained when hostile.
+//! Wasm rules: modules uploaded over HTTP, run per event in the sandbox, contained when hostile.
 //! The components are the examples in `rules-examples/`, built by `rules-examples/build.sh`.
 
 use crate::common::{TestApp, assert_error, id};

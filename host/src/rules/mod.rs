@@ -790,7 +790,7 @@ pub struct HistoryEntry {
     pub changed_by_api_key_id: Option<Uuid>,
     /// Changes made from the dashboard would carry a user; this server has API keys only.
     pub changed_by_user_id: Option<Uuid>,
-    /// `{field: {from, to}}` of an update.
+    /// `{field: {old, new}}` of an update.
     #[schema(value_type = Object)]
     pub changes: sqlx::types::Json<Value>,
     /// The rule as it was after the change.
