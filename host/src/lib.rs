@@ -72,7 +72,7 @@ pub async fn start(
         pool: pool.clone(),
         runtime: runtime.clone(),
         doorbell: doorbell.clone(),
-        intake: events::Intake::start(pool.clone(), doorbell.clone()),
+        intake: events::Intake::start(pool.clone(), doorbell.clone(), &mut tasks),
         keys: Arc::default(),
         workers: workers.clone(),
     });

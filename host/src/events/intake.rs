@@ -10,6 +10,7 @@ use crate::organizations::Actor;
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 /// Inserters working at once; each holds one connection while it writes. Fewer inserters make larger
@@ -37,12 +38,13 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts the inserters; they stop when the last `Intake` clone is dropped.
-    pub fn start(pool: PgPool, doorbell: Doorbell) -> Intake {
+    /// Starts the inserters in `tasks`; they stop when the last `Intake` clone is dropped, once every event
+    /// queued before has been stored and answered, so a graceful shutdown that waits for `tasks` loses none.
+    pub fn start(pool: PgPool, doorbell: Doorbell, tasks: &mut JoinSet<()>) -> Intake {
         let (queue, received) = mpsc::channel(MOST * INSERTERS);
         let received = Arc::new(Mutex::new(received));
         for _ in 0..INSERTERS {
-            tokio::spawn(insert_queued(
+            tasks.spawn(insert_queued(
                 pool.clone(),
                 doorbell.clone(),
                 received.clone(),
