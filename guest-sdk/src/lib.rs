@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`. The component exports
-//! `scrip:rules/evaluator@0.1.0`; the server refuses components of another interface version.
+//! `scrip:rules/evaluator@0.2.0`; the server also runs components built with 0.1 of this crate
+//! (`@0.1.0`), and refuses any other interface.
 
 mod amount;
 
@@ -41,7 +42,8 @@ pub mod bindings {
 
 use bindings::scrip::rules::types as wit;
 pub use wit::{
-    Action, AttributeChange, CounterChange, Credit, Debit, RuleError, TagChange, Target,
+    Action, AttributeChange, BalanceChange, CounterChange, Credit, CreditBucket, Debit, Forfeit,
+    ForfeitBucket, RuleError, TagChange, Target,
 };
 
 /// JSON text from the host, parsed on first use: a rule that never reads it never pays for parsing.
@@ -208,24 +210,108 @@ pub trait Rule {
     ) -> Result<Vec<Action>, RuleError>;
 }
 
-/// Credits `amount` (a decimal string or an [`Amount`]) of the asset to the event's participant.
+/// Credits `amount` (a decimal string or an [`Amount`]) of the asset to the event's participant. On LOT
+/// assets, [`Action::expires_at`], [`Action::matures_at`], [`Action::reference`] and [`Action::held`] say
+/// what the lot is.
 pub fn credit(asset_id: impl Into<String>, amount: impl ToString) -> Action {
     Action::Credit(Credit {
         asset_id: asset_id.into(),
         amount: amount.to_string(),
         description: None,
         target: None,
+        bucket: None,
+        expires_at: None,
+        matures_at: None,
+        reference_id: None,
     })
 }
 
 /// Credits another participant, named by their external id (a referrer, say).
 pub fn credit_to(target: Target, asset_id: impl Into<String>, amount: impl ToString) -> Action {
-    Action::Credit(Credit {
+    let mut action = credit(asset_id, amount);
+    if let Action::Credit(c) = &mut action {
+        c.target = Some(target);
+    }
+    action
+}
+
+fn balance_change(asset_id: impl Into<String>, amount: Option<String>) -> BalanceChange {
+    BalanceChange {
         asset_id: asset_id.into(),
-        amount: amount.to_string(),
+        amount,
         description: None,
-        target: Some(target),
+        reference_id: None,
+        target: None,
+    }
+}
+
+/// Moves `amount` from AVAILABLE to HELD (on LOT assets, [`Action::reference`] stamps the lots held).
+pub fn hold(asset_id: impl Into<String>, amount: impl ToString) -> Action {
+    Action::Hold(balance_change(asset_id, Some(amount.to_string())))
+}
+
+/// Moves `amount` from HELD back to AVAILABLE; on LOT assets [`Action::reference`] selects the lots.
+pub fn release(asset_id: impl Into<String>, amount: impl ToString) -> Action {
+    Action::Release(balance_change(asset_id, Some(amount.to_string())))
+}
+
+/// Takes `amount` of AVAILABLE value from the participant for good.
+pub fn forfeit(asset_id: impl Into<String>, amount: impl ToString) -> Action {
+    Action::Forfeit(Forfeit {
+        asset_id: asset_id.into(),
+        amount: Some(amount.to_string()),
+        bucket: ForfeitBucket::Available,
+        description: None,
+        reference_id: None,
+        target: None,
     })
+}
+
+/// Returns the provisional (HELD) lots stamped `reference_id` to their source (LOT assets).
+pub fn void_hold(asset_id: impl Into<String>, reference_id: impl Into<String>) -> Action {
+    let mut change = balance_change(asset_id, None);
+    change.reference_id = Some(reference_id.into());
+    Action::VoidHold(change)
+}
+
+impl Action {
+    /// A credit's lot expires after a Go duration from the event's time ("8760h"), or at an RFC 3339 time.
+    pub fn expires_at(mut self, when: impl Into<String>) -> Action {
+        if let Action::Credit(c) = &mut self {
+            c.expires_at = Some(when.into());
+        }
+        self
+    }
+
+    /// A credit's lot is DEFERRED until this duration from the event's time, or this RFC 3339 time.
+    pub fn matures_at(mut self, when: impl Into<String>) -> Action {
+        if let Action::Credit(c) = &mut self {
+            c.matures_at = Some(when.into());
+        }
+        self
+    }
+
+    /// Stamps a credit's lot, or selects the lots of a hold, release, forfeit or void-hold.
+    pub fn reference(mut self, reference_id: impl Into<String>) -> Action {
+        let reference_id = Some(reference_id.into());
+        match &mut self {
+            Action::Credit(c) => c.reference_id = reference_id,
+            Action::Hold(b) | Action::Release(b) | Action::VoidHold(b) => {
+                b.reference_id = reference_id
+            }
+            Action::Forfeit(f) => f.reference_id = reference_id,
+            _ => {}
+        }
+        self
+    }
+
+    /// A credit into HELD: a provisional accrual, settled by a later credit with the same reference.
+    pub fn held(mut self) -> Action {
+        if let Action::Credit(c) = &mut self {
+            c.bucket = Some(CreditBucket::Held);
+        }
+        self
+    }
 }
 
 pub fn debit(asset_id: impl Into<String>, amount: impl ToString) -> Action {
@@ -298,7 +384,7 @@ pub fn __participant(p: wit::Participant) -> Participant {
     }
 }
 
-/// Exports a [`Rule`] as the component's `scrip:rules/evaluator@0.1.0`.
+/// Exports a [`Rule`] as the component's `scrip:rules/evaluator@0.2.0`.
 #[macro_export]
 macro_rules! export_rule {
     ($rule:ty) => {

@@ -52,7 +52,7 @@ async fn uploaded_modules_are_checked_and_stored_once(_: PgPoolOptions, connect:
     let bytes = component("purchase-points");
     let first = app.upload(bytes.clone()).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    assert_eq!(first.body["interface"], "scrip:rules/evaluator@0.1.0");
+    assert_eq!(first.body["interface"], "scrip:rules/evaluator@0.2.0");
     assert_eq!(first.body["size"], bytes.len());
     let again = app.upload(bytes).await;
     assert_eq!(
@@ -613,5 +613,172 @@ async fn a_module_sees_the_credits_of_earlier_events_in_its_batch(
     }
     assert_eq!(credited, [1, 0, 1, 0, 0]);
     app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+/// Components built against the first interface, 0.1.0, keep working unchanged: uploaded, stored with the
+/// interface they export, and run.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn components_built_against_interface_0_1_0_keep_working(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Old", "PTS").await;
+    let module = app.upload(component("interface-0-1")).await;
+    assert_eq!(module.status.as_u16(), 201, "{}", module.body);
+    assert_eq!(module.body["interface"], "scrip:rules/evaluator@0.1.0");
+    let body = json!({"program_id": program, "name": "old", "module_id": id(&module.body),
+                      "config": {"asset_id": points, "points": "7"}});
+    app.created("/rules", body).await;
+    let done = app
+        .processed(
+            &app.event(&program, "old", "o1", json!({"type": "purchase"}))
+                .await,
+        )
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["rule_evaluations"][0]["status"], "SUCCESS", "{done}");
+    let participant = app.participant_id("old").await;
+    assert_eq!(app.available(&participant, &points).await, "7");
+    let tags = app
+        .get(&format!("/participants/{participant}/state/tags"))
+        .await;
+    assert!(
+        tags.body.to_string().contains("interface-0-1"),
+        "{}",
+        tags.body
+    );
+    app.stop().await;
+}
+
+/// A wasm rule has the actions a CEL rule has: the provisional accruals, settlement, void-hold, hold,
+/// release and forfeit of `lots::provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit`,
+/// driven through a component, end where the CEL rules end; a credit's expiry reaches its lot.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn wasm_rules_accrue_settle_void_hold_release_and_forfeit_as_cel_rules_do(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let program = id(&app.created("/programs", json!({"name": "Card"})).await);
+    let cash = id(&app
+        .created(
+            "/assets",
+            json!({"program_id": program, "name": "Cashback", "symbol": "CB",
+                   "inventory_mode": "LOT", "issuance_policy": "UNLIMITED", "scale": 2}),
+        )
+        .await);
+    let act = |kind: &str, extra: Value| {
+        let mut action = json!({"type": kind, "asset_id": cash});
+        if let (Some(a), Some(e)) = (action.as_object_mut(), extra.as_object()) {
+            a.extend(e.clone());
+        }
+        json!([action])
+    };
+    let script = json!({
+        "auth-1": act("credit", json!({"amount": "10", "bucket": "held", "reference_id": "A1"})),
+        "settle-1": act("credit", json!({"amount": "12.5", "reference_id": "A1"})),
+        "auth-2": act("credit", json!({"amount": "5", "bucket": "held", "reference_id": "A2"})),
+        "void-2": act("void-hold", json!({"reference_id": "A2"})),
+        "hold": act("hold", json!({"amount": "2.5", "reference_id": "O1"})),
+        "release": act("release", json!({"reference_id": "O1"})),
+        "forfeit": act("forfeit", json!({"amount": "1"})),
+        "auth-3": act("credit", json!({"amount": "3", "bucket": "held", "reference_id": "A3",
+                                        "expires_at": "2030-01-01T00:00:00Z"})),
+    });
+    app.wasm_rule(&program, "scripted", json!({"on": script}), json!({}))
+        .await;
+    let mut events = Vec::new();
+    for kind in [
+        "auth-1", "settle-1", "auth-2", "void-2", "hold", "release", "forfeit", "auth-3",
+    ] {
+        let done = app
+            .processed(
+                &app.event(&program, "cardholder", kind, json!({"type": kind}))
+                    .await,
+            )
+            .await;
+        assert_eq!(done["status"], "COMPLETED", "{kind}: {done}");
+        assert_eq!(
+            done["rule_evaluations"][0]["status"], "SUCCESS",
+            "{kind}: {done}"
+        );
+        events.push(done);
+    }
+    assert_eq!(
+        events[1]["rule_evaluations"][0]["results"][0]["settle"],
+        json!({"held_amount": "10.00", "delta": "2.50"})
+    );
+    let holder = app.participant_id("cardholder").await;
+    let balances = app
+        .get(&format!("/participants/{holder}/balances"))
+        .await
+        .body["data"][0]
+        .clone();
+    assert_eq!(
+        (balances["available"].clone(), balances["held"].clone()),
+        (json!("11.50"), json!("3.00"))
+    );
+    // Money actions' results say their type; balance operations', their operation.
+    let kinds: Vec<Value> = events
+        .iter()
+        .map(|e| &e["rule_evaluations"][0]["results"][0])
+        .map(|r| r.get("type").unwrap_or(&r["operation"]).clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "CREDIT",
+            "CREDIT",
+            "CREDIT",
+            "VOID_HOLD",
+            "HOLD",
+            "RELEASE",
+            "FORFEIT",
+            "CREDIT"
+        ]
+        .map(|k| json!(k))
+    );
+    let held = app
+        .get(&format!(
+            "/participants/{holder}/balances/lots?asset_id={cash}&reference_id=A3"
+        ))
+        .await;
+    assert_eq!(
+        held.body["data"][0]["expires_at"], "2030-01-01T00:00:00Z",
+        "{}",
+        held.body
+    );
+    assert_eq!(held.body["data"][0]["status"], "HELD", "{}", held.body);
+    app.assert_ledger_consistent().await;
+    app.stop().await;
+}
+
+/// A wasm credit that says something about its lot on an asset without lots fails its event, as the same
+/// CEL rule is refused when written.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_wasm_credit_with_lot_fields_on_a_simple_asset_fails_its_event(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Simple", "PTS").await;
+    let script = json!({"buy": [{"type": "credit", "asset_id": points, "amount": "1", "expires_at": "24h"}]});
+    app.wasm_rule(&program, "scripted", json!({"on": script}), json!({}))
+        .await;
+    let done = app
+        .processed(
+            &app.event(&program, "s", "buy", json!({"type": "buy"}))
+                .await,
+        )
+        .await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert!(
+        done["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("need a LOT asset")),
+        "{done}"
+    );
     app.stop().await;
 }

@@ -595,6 +595,12 @@ async fn money(
     }
     let budgeted = ctx.batch.budgeted.contains(&(rule.id, asset.id));
     let is_lot = asset.inventory_mode == "LOT";
+    // A CEL rule's lot fields were checked against its asset when it was written; a wasm rule's are here.
+    if !is_lot && lot.is_set() {
+        return Ok(Err(
+            "bucket HELD, expires_at, matures_at and reference_id need a LOT asset".into(),
+        ));
+    }
     // A credit's lot: its dates count from the event's time; DEFERRED until it matures.
     let mut spec = LotSpec::default();
     let mut bucket = "AVAILABLE";

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, FieldError, Result};
 use crate::organizations::Actor;
-use crate::rules::wasm::{INTERFACE, Runtime, sha256};
+use crate::rules::wasm::{Runtime, sha256};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -17,7 +17,8 @@ pub struct Module {
     pub sha256: String,
     /// Bytes.
     pub size: i32,
-    #[schema(example = "scrip:rules/evaluator@0.1.0")]
+    /// The rule interface version the component exports.
+    #[schema(example = "scrip:rules/evaluator@0.2.0")]
     pub interface: String,
     pub created_at: DateTime<Utc>,
 }
@@ -33,7 +34,7 @@ pub async fn upload(
     let (checked, bytes) = tokio::task::spawn_blocking(move || (runtime.check(&bytes), bytes))
         .await
         .map_err(|e| Error::Internal(format!("module check panicked: {e}")))?;
-    checked.map_err(|message| {
+    let interface = checked.map_err(|message| {
         Error::invalid(FieldError::invalid(
             "body",
             "WebAssembly component",
@@ -53,7 +54,7 @@ pub async fn upload(
     .bind(actor.organization_id)
     .bind(&sha)
     .bind(size)
-    .bind(INTERFACE)
+    .bind(interface)
     .bind(&bytes)
     .bind(actor.api_key_id)
     .fetch_optional(pool)

@@ -157,6 +157,13 @@ pub struct LotFields {
     pub reference: Option<Template>,
 }
 
+impl LotFields {
+    /// Whether the credit says anything about its lot.
+    pub fn is_set(&self) -> bool {
+        self.held || self.expires.is_some() || self.matures.is_some() || self.reference.is_some()
+    }
+}
+
 #[derive(Debug)]
 pub enum TargetRef {
     /// The event's recipient if it has one, else its participant.
@@ -383,45 +390,120 @@ impl CompiledAction {
                 }
             })
         };
+        let described = |description: &Option<String>| match description {
+            Some(text) => sized(text, "description", 500).map(|()| Some(text.clone())),
+            None => Ok(None),
+        };
+        let reference = |reference: &Option<String>| match reference {
+            Some(text) => {
+                sized(text, "reference_id", 255).map(|()| Some(Template::Literal(text.clone())))
+            }
+            None => Ok(None),
+        };
+        let when = |text: &Option<String>, what: &str| match text {
+            Some(text) => When::parse(text).map(Some).ok_or_else(|| {
+                format!(
+                    "{what} {} is neither a duration (at most 876000h) nor a timestamp",
+                    quote(text)
+                )
+            }),
+            None => Ok(None),
+        };
         let money = |kind: &str,
                      asset: &str,
                      amount: &str,
                      description: &Option<String>,
                      allow_negative,
+                     lot,
                      to|
          -> Result<CompiledAction, String> {
-            if let Some(description) = description {
-                sized(description, "description", 500)?;
-            }
             Ok(CompiledAction {
                 kind: kind.into(),
                 step: Step::Money {
                     debit: kind == "DEBIT",
                     asset_id: uuid(asset, "asset id")?,
                     amount: decimal(amount, "amount")?,
-                    description: description.clone(),
+                    description: described(description)?,
                     allow_negative,
-                    lot: LotFields::default(),
+                    lot,
                 },
                 target: target(to)?,
             })
         };
+        let operation = |op: crate::balances::Operation,
+                         asset: &str,
+                         amount: &Option<String>,
+                         description: &Option<String>,
+                         reference_id: &Option<String>,
+                         to|
+         -> Result<CompiledAction, String> {
+            Ok(CompiledAction {
+                kind: op.name().into(),
+                step: Step::Operation {
+                    op,
+                    asset_id: uuid(asset, "asset id")?,
+                    amount: match amount {
+                        Some(amount) => Some(decimal(amount, "amount")?),
+                        None => None,
+                    },
+                    description: described(description)?,
+                    reference: reference(reference_id)?,
+                },
+                target: target(to)?,
+            })
+        };
+        use crate::balances::Operation;
         match action {
-            A::Credit(c) => money(
-                "CREDIT",
-                &c.asset_id,
-                &c.amount,
-                &c.description,
-                false,
-                &c.target,
-            ),
+            A::Credit(c) => {
+                let lot = LotFields {
+                    held: matches!(c.bucket, Some(wasm::CreditBucket::Held)),
+                    expires: when(&c.expires_at, "expires_at")?,
+                    matures: when(&c.matures_at, "matures_at")?,
+                    reference: reference(&c.reference_id)?,
+                };
+                money(
+                    "CREDIT",
+                    &c.asset_id,
+                    &c.amount,
+                    &c.description,
+                    false,
+                    lot,
+                    &c.target,
+                )
+            }
             A::Debit(d) => money(
                 "DEBIT",
                 &d.asset_id,
                 &d.amount,
                 &d.description,
                 d.allow_negative,
+                LotFields::default(),
                 &d.target,
+            ),
+            A::Hold(b) | A::Release(b) | A::VoidHold(b) => operation(
+                match action {
+                    A::Hold(_) => Operation::Hold,
+                    A::Release(_) => Operation::Release,
+                    _ => Operation::VoidHold,
+                },
+                &b.asset_id,
+                &b.amount,
+                &b.description,
+                &b.reference_id,
+                &b.target,
+            ),
+            A::Forfeit(f) => operation(
+                Operation::Forfeit {
+                    bucket: match f.bucket {
+                        wasm::ForfeitBucket::Available => "AVAILABLE",
+                        wasm::ForfeitBucket::Held => "HELD",
+                    },
+                },
+                &f.asset_id,
+                &f.amount,
+                &f.description,
+                &f.reference_id,
+                &f.target,
             ),
             A::Tag(t) | A::Untag(t) => {
                 sized(&t.tag, "tag", 255)?;
@@ -495,6 +577,10 @@ mod tests {
             amount: "9".repeat(100_000) + "x",
             description: None,
             target: None,
+            bucket: None,
+            expires_at: None,
+            matures_at: None,
+            reference_id: None,
         });
         let reason = CompiledAction::from_wasm(&credit).err().unwrap_or_default();
         assert!(reason.ends_with("\"… is not a decimal"), "{reason}");

@@ -199,6 +199,49 @@ fn as_written(action: &wasm::Action) -> Action {
                 amount: Some(c.amount.clone()),
                 description: c.description.clone(),
                 target: target(&c.target),
+                bucket: c.bucket.map(|bucket| {
+                    match bucket {
+                        wasm::CreditBucket::Available => "AVAILABLE",
+                        wasm::CreditBucket::Held => "HELD",
+                    }
+                    .into()
+                }),
+                expires_at: c.expires_at.clone(),
+                matures_at: c.matures_at.clone(),
+                reference_id: c.reference_id.clone(),
+                ..Action::default()
+            },
+        ),
+        A::Hold(b) | A::Release(b) | A::VoidHold(b) => (
+            match action {
+                A::Hold(_) => "HOLD",
+                A::Release(_) => "RELEASE",
+                _ => "VOID_HOLD",
+            },
+            Action {
+                asset_id: b.asset_id.parse().ok(),
+                amount: b.amount.clone(),
+                description: b.description.clone(),
+                reference_id: b.reference_id.clone(),
+                target: target(&b.target),
+                ..Action::default()
+            },
+        ),
+        A::Forfeit(f) => (
+            "FORFEIT",
+            Action {
+                asset_id: f.asset_id.parse().ok(),
+                amount: f.amount.clone(),
+                description: f.description.clone(),
+                reference_id: f.reference_id.clone(),
+                bucket: Some(
+                    match f.bucket {
+                        wasm::ForfeitBucket::Available => "AVAILABLE",
+                        wasm::ForfeitBucket::Held => "HELD",
+                    }
+                    .into(),
+                ),
+                target: target(&f.target),
                 ..Action::default()
             },
         ),

@@ -1,4 +1,6 @@
-//! Wasm rules: WebAssembly components exporting `scrip:rules/evaluator@0.1.0` (see `wit/rules.wit`).
+//! Wasm rules: WebAssembly components exporting `scrip:rules/evaluator@0.2.0` (see `wit/rules.wit`), or
+//! `@0.1.0` (`wit/0.1.0/rules.wit`): a component built against an earlier version keeps working, its
+//! actions read as the current version's.
 //!
 //! One engine and one linker per process; one pre-instantiated component per module, cached by its
 //! SHA-256; a fresh store per evaluation, dropped afterwards (a trapped instance is never entered again).
@@ -23,11 +25,23 @@ use wasmtime_wasi::{
 
 wasmtime::component::bindgen!({ path: "../wit", world: "rule" });
 
-pub use scrip::rules::types::{Action, AttributeChange, Credit, RuleError, Target};
-use scrip::rules::types::{Event, Participant};
+/// The interface as components built against 0.1.0 export it.
+mod v0_1 {
+    wasmtime::component::bindgen!({ path: "../wit/0.1.0", world: "rule" });
 
-/// The interface version modules must export.
-pub const INTERFACE: &str = "scrip:rules/evaluator@0.1.0";
+    pub use self::scrip::rules::types::{Action, Event, Participant, RuleError, Target};
+}
+
+pub use scrip::rules::types::{
+    Action, AttributeChange, BalanceChange, Credit, CreditBucket, Forfeit, ForfeitBucket,
+    RuleError, Target,
+};
+use scrip::rules::types::{CounterChange, Debit, Event, Participant, TagChange};
+
+/// The interface version modules are built against now.
+pub const INTERFACE: &str = "scrip:rules/evaluator@0.2.0";
+/// The earlier version, which modules may still export.
+const INTERFACE_0_1: &str = "scrip:rules/evaluator@0.1.0";
 
 /// What one evaluation may use: [`Limits::DEFAULT`] unless the rule asks for other limits, within the
 /// operator's [`Ceiling`].
@@ -156,6 +170,7 @@ impl WasiView for State {
 }
 
 impl scrip::rules::types::Host for State {}
+impl v0_1::scrip::rules::types::Host for State {}
 
 /// The event's time, forever: the guest's wall clock.
 struct FrozenClock(Duration);
@@ -244,12 +259,148 @@ fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
     Ok((event, participant, input.config.to_string()))
 }
 
-/// A module compiled and linked, ready to instantiate.
-pub type Prepared = Arc<RulePre<State>>;
+/// A module compiled and linked against the interface version it exports, ready to instantiate.
+pub enum Pre {
+    Current(RulePre<State>),
+    V0_1(v0_1::RulePre<State>),
+}
+
+pub type Prepared = Arc<Pre>;
+
+impl Pre {
+    /// The interface the module exports.
+    pub fn interface(&self) -> &'static str {
+        match self {
+            Pre::Current(_) => INTERFACE,
+            Pre::V0_1(_) => INTERFACE_0_1,
+        }
+    }
+
+    fn component(&self) -> &Component {
+        match self {
+            Pre::Current(pre) => pre.instance_pre().component(),
+            Pre::V0_1(pre) => pre.instance_pre().component(),
+        }
+    }
+
+    fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Current(pre) => Instance::Current(pre.instantiate(store)?),
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
+        })
+    }
+}
+
+enum Instance {
+    Current(Rule),
+    V0_1(v0_1::Rule),
+}
+
+impl Instance {
+    /// Calls `evaluate`; a 0.1.0 component's answer is read as the current interface's.
+    fn evaluate(
+        &self,
+        store: &mut Store<State>,
+        event: &Event,
+        participant: &Participant,
+        config: &str,
+    ) -> wasmtime::Result<Result<Vec<Action>, RuleError>> {
+        match self {
+            Instance::Current(rule) => {
+                rule.scrip_rules_evaluator()
+                    .call_evaluate(store, event, participant, config)
+            }
+            Instance::V0_1(rule) => {
+                let answer = rule.scrip_rules_evaluator().call_evaluate(
+                    store,
+                    &v0_1_event(event),
+                    &v0_1_participant(participant),
+                    config,
+                )?;
+                Ok(answer
+                    .map(|actions| actions.into_iter().map(from_v0_1).collect())
+                    .map_err(|error| match error {
+                        v0_1::RuleError::InvalidInput(m) => RuleError::InvalidInput(m),
+                        v0_1::RuleError::Rejected(m) => RuleError::Rejected(m),
+                    }))
+            }
+        }
+    }
+}
+
+fn v0_1_event(e: &Event) -> v0_1::Event {
+    v0_1::Event {
+        id: e.id.clone(),
+        program_id: e.program_id.clone(),
+        timestamp: e.timestamp.clone(),
+        data: e.data.clone(),
+    }
+}
+
+fn v0_1_participant(p: &Participant) -> v0_1::Participant {
+    v0_1::Participant {
+        id: p.id.clone(),
+        external_id: p.external_id.clone(),
+        tags: p.tags.clone(),
+        attributes: p.attributes.clone(),
+        counters: p.counters.clone(),
+        balances: p.balances.clone(),
+        tiers: p.tiers.clone(),
+    }
+}
+
+/// A 0.1.0 action as the current interface says it (0.1.0's actions are a subset, field for field).
+fn from_v0_1(action: v0_1::Action) -> Action {
+    use v0_1::Action as Old;
+    let target = |t: Option<v0_1::Target>| {
+        t.map(|t| match t {
+            v0_1::Target::ParticipantId(id) => Target::ParticipantId(id),
+            v0_1::Target::ExternalId(id) => Target::ExternalId(id),
+        })
+    };
+    match action {
+        Old::Credit(c) => Action::Credit(Credit {
+            asset_id: c.asset_id,
+            amount: c.amount,
+            description: c.description,
+            target: target(c.target),
+            bucket: None,
+            expires_at: None,
+            matures_at: None,
+            reference_id: None,
+        }),
+        Old::Debit(d) => Action::Debit(Debit {
+            asset_id: d.asset_id,
+            amount: d.amount,
+            description: d.description,
+            allow_negative: d.allow_negative,
+            target: target(d.target),
+        }),
+        Old::Tag(t) => Action::Tag(TagChange {
+            tag: t.tag,
+            target: target(t.target),
+        }),
+        Old::Untag(t) => Action::Untag(TagChange {
+            tag: t.tag,
+            target: target(t.target),
+        }),
+        Old::Counter(c) => Action::Counter(CounterChange {
+            key: c.key,
+            value: c.value,
+            reset_after: c.reset_after,
+            target: target(c.target),
+        }),
+        Old::SetAttribute(a) => Action::SetAttribute(AttributeChange {
+            key: a.key,
+            value: a.value,
+            target: target(a.target),
+        }),
+    }
+}
 
 /// The memory a prepared module's compiled code and data take.
-pub fn footprint(pre: &RulePre<State>) -> usize {
-    let image = pre.instance_pre().component().image_range();
+pub fn footprint(pre: &Pre) -> usize {
+    let image = pre.component().image_range();
     (image.end as usize).saturating_sub(image.start as usize)
 }
 
@@ -259,7 +410,7 @@ pub struct Runtime {
     linker: Linker<State>,
     /// Prepared modules by content, while something (a cached rule, a running batch) still holds them, so
     /// rules of the same module share one; this map keeps none alive itself.
-    prepared: Mutex<HashMap<String, Weak<RulePre<State>>>>,
+    prepared: Mutex<HashMap<String, Weak<Pre>>>,
     /// How long an evaluation may take on the wall clock, and that in epoch ticks.
     backstop: Duration,
     backstop_ticks: u64,
@@ -311,6 +462,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         freeze_timers(&mut linker)?;
         Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        v0_1::Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ticking, stop) = (engine.clone(), ticker_stop.clone());
         std::thread::Builder::new()
@@ -338,13 +490,13 @@ impl Runtime {
         self.ceiling
     }
 
-    /// Compiles and links a module, keeping it for the rules that will use it; `Err` says, for the
+    /// Compiles, links and instantiates a module once: the interface version it exports, or, for the
     /// uploader, why it is not a usable rule.
-    pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
-        self.prepare(bytes).map(|_| ())
+    pub fn check(&self, bytes: &[u8]) -> Result<&'static str, String> {
+        self.prepare(bytes).map(|pre| pre.interface())
     }
 
-    fn compile(&self, bytes: &[u8]) -> Result<RulePre<State>, String> {
+    fn compile(&self, bytes: &[u8]) -> Result<Pre, String> {
         if bytes.len() > self.ceiling.component_bytes {
             return Err(format!(
                 "the module is larger than {} bytes",
@@ -356,22 +508,30 @@ impl Runtime {
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| format!("not a valid component: {e}"))?;
-        let exports_interface = component
+        let exported: Vec<String> = component
             .component_type()
             .exports(&self.engine)
-            .any(|(name, _)| name == INTERFACE);
-        if !exports_interface {
-            return Err(format!(
-                "the component does not export {INTERFACE} (built with another SDK version?)"
-            ));
-        }
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let interface = [INTERFACE, INTERFACE_0_1]
+            .into_iter()
+            .find(|interface| exported.iter().any(|name| name == interface))
+            .ok_or_else(|| {
+                format!(
+                    "the component exports neither {INTERFACE} nor {INTERFACE_0_1} (built with another \
+                     SDK?)"
+                )
+            })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| format!("the component cannot be linked: {e}"))?;
         let mismatch =
-            |e: wasmtime::Error| format!("the component does not match {INTERFACE}: {e}");
-        let pre = RulePre::new(pre).map_err(mismatch)?;
+            |e: wasmtime::Error| format!("the component does not match {interface}: {e}");
+        let pre = match interface {
+            INTERFACE => Pre::Current(RulePre::new(pre).map_err(mismatch)?),
+            _ => Pre::V0_1(v0_1::RulePre::new(pre).map_err(mismatch)?),
+        };
         // Linking checks imports; the exported function's types are only checked when instantiating, so a
         // component built against another revision of the interface is refused here, not at its first event.
         let mut sandbox = self
@@ -456,7 +616,7 @@ impl Runtime {
     /// instantiating, the call itself, and dropping the store (which resets the instance's memory).
     pub fn phases(
         &self,
-        pre: &RulePre<State>,
+        pre: &Pre,
         input: &Input,
         limits: Limits,
     ) -> wasmtime::Result<[Duration; 5]> {
@@ -467,8 +627,7 @@ impl Runtime {
         let lowered = Instant::now();
         let rule = pre.instantiate(&mut sandbox.store)?;
         let instantiated = Instant::now();
-        rule.scrip_rules_evaluator()
-            .call_evaluate(&mut sandbox.store, &event, &participant, &config)?
+        rule.evaluate(&mut sandbox.store, &event, &participant, &config)?
             .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
         let called = Instant::now();
         drop(sandbox);
@@ -504,7 +663,7 @@ impl Runtime {
     }
 
     /// Runs the rule once, in a fresh store, on the calling thread.
-    pub fn evaluate(&self, pre: &RulePre<State>, input: &Input, limits: Limits) -> Outcome {
+    pub fn evaluate(&self, pre: &Pre, input: &Input, limits: Limits) -> Outcome {
         let mut sandbox = match self.sandbox(input.event_id, input.timestamp, limits) {
             Ok(sandbox) => sandbox,
             Err(err) => return Outcome::failed(format!("cannot set up the sandbox: {err}")),
@@ -514,10 +673,9 @@ impl Runtime {
             Err(reason) => return Outcome::failed(reason),
         };
         let store = &mut sandbox.store;
-        let result = pre.instantiate(&mut *store).and_then(|rule| {
-            rule.scrip_rules_evaluator()
-                .call_evaluate(&mut *store, &event, &participant, &config)
-        });
+        let result = pre
+            .instantiate(&mut *store)
+            .and_then(|rule| rule.evaluate(&mut *store, &event, &participant, &config));
         let fuel = sandbox
             .limits
             .fuel
@@ -582,7 +740,7 @@ mod tests {
         }
     }
 
-    fn entropy(runtime: &Runtime, pre: &RulePre<State>, event_id: uuid::Uuid) -> String {
+    fn entropy(runtime: &Runtime, pre: &Pre, event_id: uuid::Uuid) -> String {
         match runtime.evaluate(pre, &input(event_id, "entropy"), Limits::DEFAULT) {
             Outcome::Actions { actions, .. } => format!("{actions:?}"),
             other => panic!("entropy rule failed: {other:?}"),
