@@ -1,8 +1,13 @@
 -- Claims take work from organizations in turn, so that one organization's backlog (or slow rules) cannot
 -- keep another's events waiting behind it. A queue row carries its event's organization, and a second index
--- finds each organization's due rows in order. The claim looks for organizations with due events one index
--- probe each, starting from a random organization id and wrapping around (so none is always last), then takes
--- an equal share of the batch from each, oldest first. With one organization it takes what it took before.
+-- finds each organization's due rows in order.
+--
+-- When no more events are due than a batch takes, the claim takes them in queue order as before: every
+-- organization's due events are in it (or already in another batch), so that is fair, and it costs one index
+-- range as before. Only behind a backlog does it look for the organizations with due events, one index probe
+-- each, starting from a random organization id and wrapping around (so none is always last), and take an
+-- equal share of the batch from each, oldest first. (Looking for organizations on every claim cost a fifth of
+-- the single-POST rate, where batches are small; BENCHMARKS.md.)
 ALTER TABLE event_queue ADD COLUMN organization_id uuid;
 UPDATE event_queue q SET organization_id = e.organization_id FROM events e WHERE e.id = q.event_id;
 ALTER TABLE event_queue ALTER COLUMN organization_id SET NOT NULL;
@@ -21,6 +26,18 @@ DECLARE
     org uuid;
     next_org uuid;
 BEGIN
+    IF (SELECT count(*) FROM (SELECT 1 FROM event_queue q WHERE q.next_attempt_at <= now()
+                               LIMIT how_many + 1) AS due_now) <= how_many THEN
+        RETURN QUERY
+        SELECT e.id, e.organization_id, e.program_id, e.participant_id, e.external_id, e.recipient_id,
+               e.recipient_external_id, e.event_data, e.event_timestamp, e.attempts, q.next_attempt_at
+          FROM event_queue q JOIN events e ON e.id = q.event_id
+         WHERE q.next_attempt_at <= now()
+         ORDER BY q.next_attempt_at, q.event_id
+         LIMIT how_many
+           FOR UPDATE OF q SKIP LOCKED;
+        RETURN;
+    END IF;
     FOR pass IN 1..2 LOOP
         org := CASE WHEN pass = 1 THEN start ELSE '00000000-0000-0000-0000-000000000000'::uuid END;
         LOOP
