@@ -140,10 +140,16 @@ async fn results(
             Step::Counter { key, delta, .. } => {
                 let current = number(state.counters.get(key));
                 match evaluate(delta, vars) {
-                    Ok(delta) if own => {
-                        json!({"current_value": text(current), "projected_value": text(current + delta),
-                        "value": text(delta), "description": format!("Increment {key} by {}", text(delta))})
-                    }
+                    Ok(delta) if own => match current.checked_add(delta).map(crate::money::bounded)
+                    {
+                        Some(Ok(projected)) => {
+                            json!({"current_value": text(current), "projected_value": text(projected),
+                            "value": text(delta), "description": format!("Increment {key} by {}", text(delta))})
+                        }
+                        _ => {
+                            json!({"error": format!("counter {key} would be {}", crate::money::Invalid::TooLarge)})
+                        }
+                    },
                     Ok(delta) => {
                         json!({"value": text(delta), "description": format!("Increment {key} by {}", text(delta))})
                     }
