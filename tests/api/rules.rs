@@ -280,3 +280,113 @@ async fn simulate_evaluates_without_writing_and_validate_only_compiles(
     );
     app.stop().await;
 }
+
+/// Simulating a rule decides what processing the same event decides: the same actions, with the same
+/// amounts and effects, for a CEL rule and for a wasm rule.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn simulate_and_processing_agree_action_by_action(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let program = crate::common::id(&app.created("/programs", json!({"name": "Same"})).await);
+    let cash = crate::common::id(
+        &app.created(
+            "/assets",
+            json!({"program_id": program, "name": "Cash", "symbol": "CASH",
+                   "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 2}),
+        )
+        .await,
+    );
+    let cel = app
+        .rule(
+            &program,
+            "cel",
+            "event.type == 'purchase'",
+            json!([{"type": "CREDIT", "asset_id": cash, "amount": "round(event.amount * 0.05, 2)"},
+                   {"type": "TAG", "tag": "buyer"},
+                   {"type": "COUNTER", "key": "purchases", "value": "2"}]),
+        )
+        .await;
+    let wasm = app
+        .wasm_rule(
+            &program,
+            "purchase-points",
+            json!({"asset_id": cash, "points": "0.25"}),
+            json!({}),
+        )
+        .await;
+    let event = json!({"type": "purchase", "amount": 49.99});
+    let processed = app
+        .processed(&app.event(&program, "same", "same-1", event.clone()).await)
+        .await;
+    assert_eq!(processed["status"], "COMPLETED", "{processed}");
+    let evaluations = processed["rule_evaluations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ran = |rule: &str| {
+        evaluations
+            .iter()
+            .find(|e| e["rule_id"] == rule)
+            .map(|e| e["results"].clone())
+            .unwrap_or_default()
+    };
+    let simulated = |rule: &str| {
+        let app = &app;
+        let path = format!("/rules/{rule}/simulate");
+        let event = event.clone();
+        async move {
+            let r = app.post(&path, json!({"event": event})).await;
+            assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+            assert_eq!(r.body["evaluation"]["status"], "evaluated", "{}", r.body);
+            r.body["evaluation"]["results"].clone()
+        }
+    };
+
+    let (ran_cel, simulated_cel) = (ran(&cel), simulated(&cel).await);
+    assert_eq!(
+        (ran_cel[0]["type"].clone(), ran_cel[0]["amount"].clone()),
+        (
+            json!("CREDIT"),
+            simulated_cel[0]["result"]["amount"].clone()
+        ),
+        "credit: {ran_cel} / {simulated_cel}"
+    );
+    assert_eq!(ran_cel[0]["amount"], "2.50");
+    assert_eq!(
+        (ran_cel[1]["tag"].clone(), ran_cel[1]["changed"].clone()),
+        (
+            json!("buyer"),
+            simulated_cel[1]["result"]["would_add"].clone()
+        ),
+        "tag: {ran_cel} / {simulated_cel}"
+    );
+    assert_eq!(
+        ran_cel[2]["value"], simulated_cel[2]["result"]["projected_value"],
+        "counter: {ran_cel} / {simulated_cel}"
+    );
+
+    let (ran_wasm, simulated_wasm) = (ran(&wasm), simulated(&wasm).await);
+    assert_eq!(
+        (
+            ran_wasm.as_array().map(Vec::len),
+            simulated_wasm.as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1)),
+        "{ran_wasm} / {simulated_wasm}"
+    );
+    assert_eq!(
+        (
+            ran_wasm[0]["amount"].clone(),
+            simulated_wasm[0]["action"]["type"].clone()
+        ),
+        (
+            simulated_wasm[0]["result"]["amount"].clone(),
+            json!("CREDIT")
+        ),
+        "{ran_wasm} / {simulated_wasm}"
+    );
+    assert_eq!(ran_wasm[0]["amount"], "0.25");
+    app.stop().await;
+}

@@ -22,8 +22,9 @@ use super::actions::{self, Batch, EventContext};
 use crate::ledger::KnownAccounts;
 use crate::participants::{self, State, Wait};
 use crate::rules::cel::{self, Variables};
+use crate::rules::evaluation::{self, Decision};
 use crate::rules::wasm::{self, Runtime};
-use crate::rules::{self, CompiledAction, CompiledModule, CompiledRule, RuleCache};
+use crate::rules::{self, CompiledModule, CompiledRule, RuleCache};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -834,67 +835,62 @@ async fn process_event(
             evaluations.push(record);
             continue;
         }
-        let matched = match &rule.condition {
-            Ok(condition) => condition.condition(&vars).map_err(|e| e.to_string()),
-            Err(compile_error) => Err(format!("condition does not compile: {compile_error}")),
-        };
-        match matched {
-            Ok(false) => evaluations.push(EvaluationRecord::new(rule, "NO_MATCH")),
-            Err(message) => {
-                let mut record = EvaluationRecord::new(rule, "SKIPPED_ERROR");
-                record.reason = Some("CONDITION_ERROR");
+        // Modules see the participant as the event began, as CEL conditions do.
+        let evaluation = evaluation::evaluate(rule, &vars, runtime, |module| {
+            module_input(module, event, &state, &balances)
+        })
+        .await;
+        let mut record = EvaluationRecord::new(rule, "SUCCESS");
+        if let Some(trace) = evaluation.module {
+            record.fuel = Some(i64::try_from(trace.fuel).unwrap_or(i64::MAX));
+            record.logs = (!trace.logs.is_empty()).then_some(trace.logs);
+        }
+        let actions = match evaluation.decision {
+            Decision::NoMatch => {
+                record.status = "NO_MATCH";
+                evaluations.push(record);
+                continue;
+            }
+            Decision::ConditionFailed(message) => {
+                (record.status, record.reason) = ("SKIPPED_ERROR", Some("CONDITION_ERROR"));
                 record.error_message = Some(message);
                 evaluations.push(record);
+                continue;
             }
-            Ok(true) => {
-                let mut record = EvaluationRecord::new(rule, "SUCCESS");
-                let returned;
-                let actions = match &rule.module {
-                    None => &rule.actions,
-                    // Modules see the participant as the event began, as CEL conditions do.
-                    Some(module) => {
-                        match run_module(runtime, module, event, &state, &balances, &mut record)
-                            .await
-                        {
-                            Some(actions) => {
-                                returned = actions;
-                                &returned
-                            }
-                            None => {
-                                evaluations.push(record);
-                                continue;
-                            }
-                        }
-                    }
-                };
-                for action in actions {
-                    match actions::execute(conn, &mut ctx, rule, action).await? {
-                        Ok(result) => record.results.push(result),
-                        Err(message) => {
-                            let message = format!("action {} failed: {message}", action.kind);
-                            record.status = "FAILED";
-                            record.error_message = Some(message.clone());
-                            evaluations.push(record);
-                            return Ok(Outcome::failed(message, evaluations));
-                        }
-                    }
-                }
-                let suppressed = record
-                    .results
-                    .iter()
-                    .filter(|r| r["suppressed"] == actions::SUPPRESSED)
-                    .count();
-                if suppressed > 0 {
-                    record.reason = Some(actions::SUPPRESSED);
-                    if suppressed == record.results.len() {
-                        record.status = "SKIPPED";
-                    }
-                }
+            Decision::ModuleSkipped(skipped) => {
+                (record.status, record.reason, record.error_message) =
+                    (skipped.status, Some(skipped.reason), Some(skipped.message));
                 evaluations.push(record);
-                if rule.stop_after_match {
-                    stopped_by = Some(rule.id);
+                continue;
+            }
+            Decision::Act(actions) => actions,
+        };
+        for action in actions.compiled() {
+            match actions::execute(conn, &mut ctx, rule, action).await? {
+                Ok(result) => record.results.push(result),
+                Err(message) => {
+                    let message = format!("action {} failed: {message}", action.kind);
+                    record.status = "FAILED";
+                    record.error_message = Some(message.clone());
+                    evaluations.push(record);
+                    return Ok(Outcome::failed(message, evaluations));
                 }
             }
+        }
+        let suppressed = record
+            .results
+            .iter()
+            .filter(|r| r["suppressed"] == actions::SUPPRESSED)
+            .count();
+        if suppressed > 0 {
+            record.reason = Some(actions::SUPPRESSED);
+            if suppressed == record.results.len() {
+                record.status = "SKIPPED";
+            }
+        }
+        evaluations.push(record);
+        if rule.stop_after_match {
+            stopped_by = Some(rule.id);
         }
     }
     Ok(Outcome {
@@ -904,17 +900,14 @@ async fn process_event(
     })
 }
 
-/// Runs a wasm rule and records the fuel it burned and what it printed; `None`, with the record marked
-/// skipped and why, when it returned no actions to run.
-async fn run_module(
-    runtime: &Arc<Runtime>,
+/// What a wasm rule receives of the event and its participant.
+fn module_input(
     module: &CompiledModule,
     event: &Claimed,
     state: &State,
     balances: &[(String, String)],
-    record: &mut EvaluationRecord,
-) -> Option<Vec<CompiledAction>> {
-    let input = wasm::Input {
+) -> wasm::Input {
+    wasm::Input {
         event_id: event.id,
         program_id: event.program_id,
         timestamp: event.event_timestamp,
@@ -926,17 +919,6 @@ async fn run_module(
         counters: wasm::pairs(&state.counters.0),
         balances: balances.to_vec(),
         config: module.config.clone(),
-    };
-    let run = module.run(runtime, input).await;
-    record.fuel = Some(i64::try_from(run.fuel).unwrap_or(i64::MAX));
-    record.logs = (!run.logs.is_empty()).then_some(run.logs);
-    match run.result {
-        Ok(actions) => Some(actions.into_iter().map(|(_, action)| action).collect()),
-        Err(skipped) => {
-            (record.status, record.reason, record.error_message) =
-                (skipped.status, Some(skipped.reason), Some(skipped.message));
-            None
-        }
     }
 }
 

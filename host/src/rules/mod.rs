@@ -4,6 +4,7 @@
 pub mod budgets;
 pub mod cel;
 mod compiled;
+pub mod evaluation;
 mod lru;
 mod repo;
 mod simulate;

@@ -3,6 +3,7 @@
 
 use super::cel::{self, EvalError, Variables};
 use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
+use super::evaluation::{self, Actions, Decision};
 use super::{Action, Rule, Target, wasm};
 use crate::error::Result;
 use crate::organizations::Actor;
@@ -34,59 +35,49 @@ pub async fn simulate(
                          "stop_after_match": rule.stop_after_match});
     let written: Vec<Value> = rule.actions.0.iter().map(|a| json!(a)).collect();
     let program_id = rule.program_id;
-    let mut compiled = CompiledRule::compile(rule, module);
+    let compiled = CompiledRule::compile(rule, module);
     let now = Utc::now();
     let participant = json!({"tags": state.tags, "counters": state.counters,
                              "attributes": state.attributes, "tiers": {}});
     let vars = Variables::new(cel::from_json(&event), cel::from_json(&participant), now);
-    let matched = match &compiled.condition {
-        Ok(condition) => condition.condition(&vars).map_err(|e| e.to_string()),
-        Err(compile_error) => Err(compile_error.clone()),
-    };
-    let evaluation = match (matched, &compiled.module) {
-        (Err(reason), _) => {
+    // A module runs on the sample as it would for an event, without a participant or balances.
+    let evaluated = evaluation::evaluate(&compiled, &vars, runtime, |module| wasm::Input {
+        event_id: Uuid::now_v7(),
+        program_id,
+        timestamp: now,
+        data: event,
+        participant_id: Uuid::nil(),
+        external_id: String::new(),
+        tags: state.tags.clone(),
+        attributes: wasm::pairs(&state.attributes),
+        counters: wasm::pairs(&state.counters),
+        balances: Vec::new(),
+        config: module.config.clone(),
+    })
+    .await;
+    let mut evaluation = match evaluated.decision {
+        Decision::ConditionFailed(reason) => {
             json!({"matched": false, "status": "condition_failed", "reason": reason})
         }
-        (Ok(false), _) => json!({"matched": false, "status": "evaluated"}),
-        (Ok(true), None) => {
-            let actions = written
-                .into_iter()
-                .zip(std::mem::take(&mut compiled.actions));
-            let results = results(pool, actor, &vars, &state, actions.collect()).await;
+        Decision::NoMatch => json!({"matched": false, "status": "evaluated"}),
+        Decision::ModuleSkipped(skipped) => json!({"matched": true, "status": "module_failed",
+                                                   "reason": skipped.message, "error_code": skipped.reason}),
+        Decision::Act(actions) => {
+            let described: Vec<(Value, &CompiledAction)> = match &actions {
+                Actions::Written(own) => written.into_iter().zip(own.iter()).collect(),
+                Actions::Returned(returned) => returned
+                    .iter()
+                    .map(|(returned, action)| (json!(as_written(returned)), action))
+                    .collect(),
+            };
+            let results = results(pool, actor, &vars, &state, described).await;
             json!({"matched": true, "status": "evaluated", "results": results})
         }
-        (Ok(true), Some(module)) => {
-            let input = wasm::Input {
-                event_id: Uuid::now_v7(),
-                program_id,
-                timestamp: now,
-                data: event,
-                participant_id: Uuid::nil(),
-                external_id: String::new(),
-                tags: state.tags.clone(),
-                attributes: wasm::pairs(&state.attributes),
-                counters: wasm::pairs(&state.counters),
-                balances: Vec::new(),
-                config: module.config.clone(),
-            };
-            let run = module.run(runtime, input).await;
-            let mut evaluation = match run.result {
-                Ok(actions) => {
-                    let actions = actions
-                        .into_iter()
-                        .map(|(returned, action)| (json!(as_written(&returned)), action))
-                        .collect();
-                    let results = results(pool, actor, &vars, &state, actions).await;
-                    json!({"matched": true, "status": "evaluated", "results": results})
-                }
-                Err(skipped) => json!({"matched": true, "status": "module_failed",
-                                       "reason": skipped.message, "error_code": skipped.reason}),
-            };
-            evaluation["fuel_consumed"] = json!(run.fuel);
-            evaluation["logs"] = json!(run.logs);
-            evaluation
-        }
     };
+    if let Some(trace) = evaluated.module {
+        evaluation["fuel_consumed"] = json!(trace.fuel);
+        evaluation["logs"] = json!(trace.logs);
+    }
     Ok(json!({"rule": summary, "evaluation": evaluation}))
 }
 
@@ -96,7 +87,7 @@ async fn results(
     actor: &Actor,
     vars: &Variables,
     state: &SampleState,
-    actions: Vec<(Value, CompiledAction)>,
+    actions: Vec<(Value, &CompiledAction)>,
 ) -> Vec<Value> {
     let mut results = Vec::with_capacity(actions.len());
     for (written, action) in actions {
