@@ -66,7 +66,7 @@ pub async fn start(
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let runtime = Arc::new(rules::wasm::Runtime::new(pipeline.wasm)?);
-    let doorbell = events::worker::Doorbell::new();
+    let doorbell = events::Doorbell::new();
     let workers = Arc::new(events::worker::Liveness::default());
     let app = http::router(http::AppState {
         pool: pool.clone(),

@@ -4,7 +4,7 @@
 //! A caller is answered only after the commit that holds its event, so a 202 still means durable; under
 //! light load a batch is one event and nothing waits.
 
-use super::{Ack, Event, NewEvent, acknowledge, repo, worker::Doorbell};
+use super::{Ack, Doorbell, Event, NewEvent, acknowledge, repo};
 use crate::error::Result;
 use crate::organizations::Actor;
 use sqlx::PgPool;

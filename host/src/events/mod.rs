@@ -3,13 +3,13 @@
 //! repeats return it and create nothing, also when they race.
 
 mod actions;
+mod doorbell;
 mod intake;
 mod repo;
 pub mod worker;
 
+pub use doorbell::Doorbell;
 pub use intake::Intake;
-
-use worker::Doorbell;
 
 use crate::error::{Error, Result};
 use crate::organizations::Actor;

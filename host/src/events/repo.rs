@@ -3,7 +3,7 @@ use crate::organizations::Actor;
 use crate::pagination::Order;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 const COLUMNS: &str = "id, program_id, participant_id, external_id, recipient_id, recipient_external_id,
@@ -278,4 +278,183 @@ pub async fn queue_lag_seconds(pool: &PgPool) -> sqlx::Result<f64> {
     )
     .fetch_one(pool)
     .await
+}
+
+// The event queue: what workers claim, and where they record what processing decided.
+
+/// How long until the earliest pending event is due; `None` when there is none or the query fails.
+pub(super) async fn next_retry_in(pool: &PgPool) -> Option<std::time::Duration> {
+    let millis: Option<f64> = sqlx::query_scalar(
+        "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_attempt_at) - now()) * 1000)::float8
+           FROM event_queue",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
+    .flatten();
+    millis.map(|ms| std::time::Duration::from_millis(ms as u64))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct Claimed {
+    pub(super) id: Uuid,
+    pub(super) organization_id: Uuid,
+    pub(super) program_id: Uuid,
+    pub(super) participant_id: Option<Uuid>,
+    pub(super) external_id: Option<String>,
+    pub(super) recipient_id: Option<Uuid>,
+    pub(super) recipient_external_id: Option<String>,
+    pub(super) event_data: sqlx::types::Json<Value>,
+    pub(super) event_timestamp: DateTime<Utc>,
+    pub(super) attempts: i32,
+    /// Its queue row's key, with `id`.
+    pub(super) next_attempt_at: DateTime<Utc>,
+}
+
+impl Claimed {
+    pub(super) fn key(&self) -> QueueKey {
+        QueueKey {
+            next_attempt_at: self.next_attempt_at,
+            event_id: self.id,
+        }
+    }
+}
+
+/// An event's row in `event_queue`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct QueueKey {
+    pub(super) next_attempt_at: DateTime<Utc>,
+    pub(super) event_id: Uuid,
+}
+
+/// Which events a batch claims.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Scope {
+    /// Due events, organizations in turn (migrations 0012, 0013 and 0015 say why the claim is a function).
+    Queue,
+    /// This queue row, if it is still there and free: an event of a batch that panicked, alone.
+    One(QueueKey),
+}
+
+/// Claims events no other batch holds, each organization's oldest first; their queue rows stay locked until
+/// the batch commits.
+pub(super) async fn claim(
+    conn: &mut PgConnection,
+    scope: Scope,
+    batch_size: usize,
+) -> sqlx::Result<Vec<Claimed>> {
+    match scope {
+        Scope::Queue => {
+            sqlx::query_as("SELECT * FROM claim_pending_events($1)")
+                .bind(i32::try_from(batch_size).unwrap_or(i32::MAX))
+                .fetch_all(conn)
+                .await
+        }
+        Scope::One(key) => {
+            sqlx::query_as(
+                "SELECT e.id, e.organization_id, e.program_id, e.participant_id, e.external_id, e.recipient_id,
+                        e.recipient_external_id, e.event_data, e.event_timestamp, e.attempts, q.next_attempt_at
+                   FROM event_queue q JOIN events e ON e.id = q.event_id
+                  WHERE q.next_attempt_at = $1 AND q.event_id = $2
+                    FOR UPDATE OF q SKIP LOCKED",
+            )
+            .bind(key.next_attempt_at)
+            .bind(key.event_id)
+            .fetch_all(conn)
+            .await
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct EventColumns {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) queued_at: Vec<DateTime<Utc>>,
+    pub(super) statuses: Vec<&'static str>,
+    pub(super) errors: Vec<Option<String>>,
+    pub(super) participants: Vec<Option<Uuid>>,
+    pub(super) retry_in_ms: Vec<Option<i64>>,
+}
+
+#[derive(Default)]
+pub(super) struct EvaluationColumns {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) organizations: Vec<Uuid>,
+    pub(super) events: Vec<Uuid>,
+    pub(super) rule_ids: Vec<Uuid>,
+    pub(super) history_ids: Vec<Uuid>,
+    pub(super) statuses: Vec<&'static str>,
+    pub(super) reasons: Vec<Option<&'static str>>,
+    pub(super) stoppers: Vec<Option<Uuid>>,
+    pub(super) messages: Vec<Option<String>>,
+    pub(super) results: Vec<Value>,
+    pub(super) fuels: Vec<Option<i64>>,
+    pub(super) logs: Vec<Option<String>>,
+}
+
+/// Writes a batch's evaluations (replacing an earlier attempt's) and each event's new status, taking the
+/// finished events out of the queue and queueing the rescheduled ones anew: one statement for the batch.
+pub(super) async fn record(
+    conn: &mut PgConnection,
+    events: &EventColumns,
+    evaluations: &EvaluationColumns,
+) -> sqlx::Result<()> {
+    let EvaluationColumns {
+        ids,
+        organizations,
+        events: evaluated,
+        rule_ids,
+        history_ids,
+        statuses,
+        reasons,
+        stoppers,
+        messages,
+        results,
+        fuels,
+        logs,
+    } = evaluations;
+    sqlx::query(
+        "WITH earlier AS (DELETE FROM rule_evaluations WHERE event_id = ANY($1)),
+         evaluations AS (
+             INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
+                                           stopped_by_rule_id, error_message, results, fuel_consumed, logs)
+             SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[],
+                                  $12::text[], $13::uuid[], $14::text[], $15::jsonb[], $16::bigint[], $17::text[])),
+         outcomes AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $18::timestamptz[])
+                    AS u(id, status, error, participant_id, retry_ms, queued_at)),
+         dequeued AS (
+             DELETE FROM event_queue q USING outcomes u WHERE q.next_attempt_at = u.queued_at AND q.event_id = u.id),
+         requeued AS (
+             INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
+             SELECT now() + u.retry_ms * interval '1 millisecond', u.id, e.organization_id
+               FROM outcomes u JOIN events e ON e.id = u.id WHERE u.retry_ms IS NOT NULL)
+         UPDATE events e SET status = u.status, error_message = u.error,
+                participant_id = COALESCE(u.participant_id, e.participant_id),
+                attempts = e.attempts + 1, updated_at = now(),
+                processed_at = CASE WHEN u.status = 'PENDING' THEN NULL ELSE clock_timestamp() END
+           FROM outcomes u
+          WHERE e.id = u.id",
+    )
+    .bind(&events.ids)
+    .bind(&events.statuses)
+    .bind(&events.errors)
+    .bind(&events.participants)
+    .bind(&events.retry_in_ms)
+    .bind(ids)
+    .bind(organizations)
+    .bind(evaluated)
+    .bind(rule_ids)
+    .bind(history_ids)
+    .bind(statuses)
+    .bind(reasons)
+    .bind(stoppers)
+    .bind(messages)
+    .bind(results)
+    .bind(fuels)
+    .bind(logs)
+    .bind(&events.queued_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

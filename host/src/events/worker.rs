@@ -18,7 +18,9 @@
 //! (rescheduled behind the queue, FAILED after the sixth). Workers themselves are supervised and restarted.
 //! A batch stops claiming time after [`BATCH_BUDGET`], so no transaction stays open for long.
 
+use super::Doorbell;
 use super::actions::{self, Batch, EventContext};
+use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
 use crate::ledger::KnownAccounts;
 use crate::participants::{self, State, Wait};
 use crate::rules::cel::{self, Variables};
@@ -32,11 +34,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Channel on which a server tells the others that events are waiting (see [`Doorbell`]).
-pub const CHANNEL: &str = "scrip_events";
 /// Most events claimed at once. A backlog drains 17-23 % faster in batches of 100 than of 50 (fewer
 /// statements per event); 200 was no better (BENCHMARKS.md). A stream of single POSTs makes smaller ones.
 const BATCH_SIZE: usize = 100;
@@ -131,13 +131,13 @@ pub async fn run(
 ) {
     while !*shutdown.borrow() {
         // Registered before looking for work, so a notification during the claim is not lost.
-        let notified = doorbell.local.notified();
+        let notified = doorbell.wakeups().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         match contained_batch(&pool, &cache, retry_backoff).await {
             Ok(Progress { claimed: 0, .. }) => {
                 // Sleep until woken, or until the earliest scheduled retry if that comes sooner.
-                let nap = next_retry_in(&pool)
+                let nap = repo::next_retry_in(&pool)
                     .await
                     .unwrap_or(IDLE_POLL)
                     .min(IDLE_POLL);
@@ -152,7 +152,9 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(jitter_ms(2, 20))).await;
             }
             // A full batch: more may be waiting, so another idle worker joins in.
-            Ok(Progress { claimed, .. }) if claimed == BATCH_SIZE => doorbell.local.notify_one(),
+            Ok(Progress { claimed, .. }) if claimed == BATCH_SIZE => {
+                doorbell.wakeups().notify_one()
+            }
             Ok(_) => {}
             Err(err) if is_contention(&err) => {
                 tracing::debug!(error = %err, "batch rolled back on lock contention; retrying");
@@ -240,7 +242,7 @@ async fn fail_attempt(
     retry_backoff: Duration,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
-    let events = claim(&mut tx, Scope::One(key)).await?;
+    let events = repo::claim(&mut tx, Scope::One(key), 1).await?;
     let message = format!("internal error: processing the event panicked ({panic})");
     let failed: Vec<(&Claimed, Outcome)> = events
         .iter()
@@ -248,107 +250,6 @@ async fn fail_attempt(
         .collect();
     record(&mut tx, &failed, retry_backoff).await?;
     tx.commit().await
-}
-
-/// How long until the earliest pending event is due; `None` when there is none or the query fails.
-async fn next_retry_in(pool: &PgPool) -> Option<Duration> {
-    let millis: Option<f64> = sqlx::query_scalar(
-        "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_attempt_at) - now()) * 1000)::float8
-           FROM event_queue",
-    )
-    .fetch_one(pool)
-    .await
-    .ok()
-    .flatten();
-    millis.map(|ms| Duration::from_millis(ms as u64))
-}
-
-/// Tells workers that events are waiting: this process's at once, other processes' through a NOTIFY sent at
-/// most once per [`NOTIFY_EVERY`] on its own connection. Never from inside an ingest transaction: Postgres
-/// serializes the commits of transactions that NOTIFY, which capped ingestion at a third of the INSERT ceiling.
-#[derive(Clone)]
-pub struct Doorbell {
-    local: Arc<Notify>,
-    remote: Arc<Notify>,
-    /// Sent as the payload, so this process's listener can ignore its own rings.
-    instance: Arc<str>,
-}
-
-const NOTIFY_EVERY: Duration = Duration::from_millis(10);
-
-impl Doorbell {
-    pub fn new() -> Self {
-        Doorbell {
-            local: Arc::new(Notify::new()),
-            remote: Arc::new(Notify::new()),
-            instance: Uuid::now_v7().to_string().into(),
-        }
-    }
-
-    /// New events are committed: one idle worker here takes them (it calls in another when its batch is
-    /// full), and other processes hear of it shortly.
-    pub fn ring(&self) {
-        self.local.notify_one();
-        self.remote.notify_one();
-    }
-
-    /// Sends the coalesced NOTIFYs until shutdown.
-    pub async fn broadcast(self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
-            tokio::select! {
-                _ = self.remote.notified() => {}
-                _ = shutdown.changed() => return,
-            }
-            if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(&*self.instance)
-                .execute(&pool)
-                .await
-            {
-                tracing::debug!(error = %err, "NOTIFY failed; other processes' workers will poll");
-            }
-            tokio::time::sleep(NOTIFY_EVERY).await;
-        }
-    }
-
-    /// Wakes this process's workers when another process rings. Polling covers notifications lost while
-    /// reconnecting.
-    pub async fn listen(self, pool: PgPool, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
-            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(listener) => listener,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot listen for new events; workers will poll");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    continue;
-                }
-            };
-            if let Err(err) = listener.listen(CHANNEL).await {
-                tracing::warn!(error = %err, "LISTEN failed; workers will poll");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-            loop {
-                tokio::select! {
-                    received = listener.recv() => match received {
-                        Ok(n) if n.payload() == &*self.instance => {}
-                        Ok(_) => self.local.notify_one(),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "event notifications interrupted");
-                            break;
-                        }
-                    },
-                    _ = shutdown.changed() => return,
-                }
-            }
-        }
-    }
-}
-
-impl Default for Doorbell {
-    fn default() -> Self {
-        Doorbell::new()
-    }
 }
 
 /// What one [`process_batch`] did: events claimed, and of those finished (completed, failed or rescheduled);
@@ -380,7 +281,7 @@ async fn process(
 ) -> sqlx::Result<Progress> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
-    let events = in_turn(claim(&mut tx, scope).await?);
+    let events = in_turn(repo::claim(&mut tx, scope, BATCH_SIZE).await?);
     if events.is_empty() {
         tx.commit().await?;
         return Ok(Progress::default());
@@ -638,77 +539,10 @@ fn parties(
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct Claimed {
-    id: Uuid,
-    organization_id: Uuid,
-    program_id: Uuid,
-    participant_id: Option<Uuid>,
-    external_id: Option<String>,
-    recipient_id: Option<Uuid>,
-    recipient_external_id: Option<String>,
-    event_data: sqlx::types::Json<Value>,
-    event_timestamp: DateTime<Utc>,
-    attempts: i32,
-    /// Its queue row's key, with `id`.
-    next_attempt_at: DateTime<Utc>,
-}
-
-#[derive(Debug, sqlx::FromRow)]
 struct ProgramRow {
     id: Uuid,
     status: String,
     on_unknown_participant: String,
-}
-
-impl Claimed {
-    fn key(&self) -> QueueKey {
-        QueueKey {
-            next_attempt_at: self.next_attempt_at,
-            event_id: self.id,
-        }
-    }
-}
-
-/// An event's row in `event_queue`.
-#[derive(Debug, Clone, Copy)]
-struct QueueKey {
-    next_attempt_at: DateTime<Utc>,
-    event_id: Uuid,
-}
-
-/// Which events a batch claims.
-#[derive(Debug, Clone, Copy)]
-enum Scope {
-    /// Due events, organizations in turn (migrations 0012, 0013 and 0015 say why the claim is a function).
-    Queue,
-    /// This queue row, if it is still there and free: an event of a batch that panicked, alone.
-    One(QueueKey),
-}
-
-/// Claims events no other batch holds, each organization's oldest first; their queue rows stay locked until
-/// the batch commits.
-async fn claim(conn: &mut PgConnection, scope: Scope) -> sqlx::Result<Vec<Claimed>> {
-    match scope {
-        Scope::Queue => {
-            sqlx::query_as("SELECT * FROM claim_pending_events($1)")
-                .bind(BATCH_SIZE as i32)
-                .fetch_all(conn)
-                .await
-        }
-        Scope::One(key) => {
-            sqlx::query_as(
-                "SELECT e.id, e.organization_id, e.program_id, e.participant_id, e.external_id, e.recipient_id,
-                        e.recipient_external_id, e.event_data, e.event_timestamp, e.attempts, q.next_attempt_at
-                   FROM event_queue q JOIN events e ON e.id = q.event_id
-                  WHERE q.next_attempt_at = $1 AND q.event_id = $2
-                    FOR UPDATE OF q SKIP LOCKED",
-            )
-            .bind(key.next_attempt_at)
-            .bind(key.event_id)
-            .fetch_all(conn)
-            .await
-        }
-    }
 }
 
 async fn load_programs(
@@ -983,90 +817,7 @@ async fn record(
             evaluations.push(event, outcome.is_failed(), e);
         }
     }
-    let EvaluationColumns {
-        ids,
-        organizations,
-        events: evaluated,
-        rule_ids,
-        history_ids,
-        statuses,
-        reasons,
-        stoppers,
-        messages,
-        results,
-        fuels,
-        logs,
-    } = evaluations;
-    sqlx::query(
-        "WITH earlier AS (DELETE FROM rule_evaluations WHERE event_id = ANY($1)),
-         evaluations AS (
-             INSERT INTO rule_evaluations (id, organization_id, event_id, rule_id, rule_history_id, status, reason,
-                                           stopped_by_rule_id, error_message, results, fuel_consumed, logs)
-             SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[],
-                                  $12::text[], $13::uuid[], $14::text[], $15::jsonb[], $16::bigint[], $17::text[])),
-         outcomes AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $18::timestamptz[])
-                    AS u(id, status, error, participant_id, retry_ms, queued_at)),
-         dequeued AS (
-             DELETE FROM event_queue q USING outcomes u WHERE q.next_attempt_at = u.queued_at AND q.event_id = u.id),
-         requeued AS (
-             INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
-             SELECT now() + u.retry_ms * interval '1 millisecond', u.id, e.organization_id
-               FROM outcomes u JOIN events e ON e.id = u.id WHERE u.retry_ms IS NOT NULL)
-         UPDATE events e SET status = u.status, error_message = u.error,
-                participant_id = COALESCE(u.participant_id, e.participant_id),
-                attempts = e.attempts + 1, updated_at = now(),
-                processed_at = CASE WHEN u.status = 'PENDING' THEN NULL ELSE clock_timestamp() END
-           FROM outcomes u
-          WHERE e.id = u.id",
-    )
-    .bind(&events.ids)
-    .bind(&events.statuses)
-    .bind(&events.errors)
-    .bind(&events.participants)
-    .bind(&events.retry_in_ms)
-    .bind(&ids)
-    .bind(&organizations)
-    .bind(&evaluated)
-    .bind(&rule_ids)
-    .bind(&history_ids)
-    .bind(&statuses)
-    .bind(&reasons)
-    .bind(&stoppers)
-    .bind(&messages)
-    .bind(&results)
-    .bind(&fuels)
-    .bind(&logs)
-    .bind(&events.queued_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-#[derive(Default)]
-struct EventColumns {
-    ids: Vec<Uuid>,
-    queued_at: Vec<DateTime<Utc>>,
-    statuses: Vec<&'static str>,
-    errors: Vec<Option<String>>,
-    participants: Vec<Option<Uuid>>,
-    retry_in_ms: Vec<Option<i64>>,
-}
-
-#[derive(Default)]
-struct EvaluationColumns {
-    ids: Vec<Uuid>,
-    organizations: Vec<Uuid>,
-    events: Vec<Uuid>,
-    rule_ids: Vec<Uuid>,
-    history_ids: Vec<Uuid>,
-    statuses: Vec<&'static str>,
-    reasons: Vec<Option<&'static str>>,
-    stoppers: Vec<Option<Uuid>>,
-    messages: Vec<Option<String>>,
-    results: Vec<Value>,
-    fuels: Vec<Option<i64>>,
-    logs: Vec<Option<String>>,
+    repo::record(conn, &events, &evaluations).await
 }
 
 impl EvaluationColumns {

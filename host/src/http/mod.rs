@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 pub struct AppState {
     pub pool: PgPool,
     pub runtime: std::sync::Arc<crate::rules::wasm::Runtime>,
-    pub doorbell: crate::events::worker::Doorbell,
+    pub doorbell: crate::events::Doorbell,
     pub intake: crate::events::Intake,
     pub keys: std::sync::Arc<crate::organizations::KeyCache>,
     pub workers: std::sync::Arc<crate::events::worker::Liveness>,
