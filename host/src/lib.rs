@@ -22,9 +22,9 @@ pub mod push;
 pub mod reports;
 pub mod rules;
 pub mod schema;
+pub mod search;
 pub mod validation;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,20 +33,6 @@ use tokio::task::JoinSet;
 
 /// Errors of start-up and the CLI: reported, never matched on.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A timestamp as a cursor key, at the database's microsecond precision.
-pub fn time_key(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// `%text%` for ILIKE, with the wildcard characters of `text` escaped.
-pub fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
 
 /// A running server: the HTTP API plus event workers.
 pub struct Running {

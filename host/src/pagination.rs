@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -87,12 +88,23 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// A timestamp as text at the database's microsecond precision: as a cursor key, and wherever a time must
+/// read the same when it comes back from the database (hashed forms of requests and entries).
+pub fn time_key(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
 impl Cursor {
     pub fn new(key: impl ToString, id: Uuid) -> Self {
         Cursor {
             key: key.to_string(),
             id,
         }
+    }
+
+    /// The cursor of a row sorted by a timestamp.
+    pub fn at(time: DateTime<Utc>, id: Uuid) -> Self {
+        Cursor::new(time_key(time), id)
     }
 
     pub fn encode(&self) -> String {

@@ -176,7 +176,7 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: AssetFilter) -> Result<P
     };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
     Ok(Page::from_rows(rows, filter.limit, |a| {
-        Cursor::new(crate::time_key(a.created_at), a.id)
+        Cursor::at(a.created_at, a.id)
     }))
 }
 

@@ -82,7 +82,7 @@ pub async fn list(
         q.push(" AND a.status = ").push_bind(status);
     }
     if let Some(search) = &f.search {
-        let pattern = crate::like_pattern(search);
+        let pattern = crate::search::like_pattern(search);
         q.push(" AND (a.name ILIKE ").push_bind(pattern.clone());
         q.push(" OR a.symbol ILIKE ").push_bind(pattern).push(")");
     }

@@ -207,7 +207,7 @@ pub async fn operate(
     let request = json!({"participant_id": participant, "asset_id": r.asset_id, "description": r.description,
         "amount": r.amount.map(|a| a.normalize().to_string()), "operation": op,
         "reference_id": r.lots.reference_id, "lot_ids": r.lots.lot_ids,
-        "earned": r.lots.earned.map(|(from, to)| [crate::time_key(from), crate::time_key(to)])});
+        "earned": r.lots.earned.map(|(from, to)| [crate::pagination::time_key(from), crate::pagination::time_key(to)])});
     if let Some(key) = &key
         && let Claim::Replay(response) = idempotency::claim(&mut tx, key, &request).await?
     {

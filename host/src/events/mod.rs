@@ -356,9 +356,9 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: EventFilter) -> Result<P
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
     let sort_by = filter.sort_by;
     Ok(Page::from_rows(rows, filter.limit, |e| match sort_by {
-        "event_timestamp" => Cursor::new(crate::time_key(e.event_timestamp), e.id),
+        "event_timestamp" => Cursor::at(e.event_timestamp, e.id),
         "status" => Cursor::new(&e.status, e.id),
-        _ => Cursor::new(crate::time_key(e.created_at), e.id),
+        _ => Cursor::at(e.created_at, e.id),
     }))
 }
 

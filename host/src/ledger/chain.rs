@@ -67,7 +67,7 @@ fn canonical(entry: &EntryRow, postings: &[&PostingRow]) -> Value {
         "rule_id": entry.rule_id,
         "reference_id": entry.reference_id,
         "created_by_api_key_id": entry.created_by_api_key_id,
-        "created_at": crate::time_key(entry.created_at),
+        "created_at": crate::pagination::time_key(entry.created_at),
         "postings": postings.iter().map(|p| json!({
             "id": p.id,
             "account_id": p.account_id,

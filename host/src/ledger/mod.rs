@@ -473,9 +473,7 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: EntryFilter) -> Result<P
         descending: true,
     };
     let rows = repo::list_entries(pool, actor.organization_id, &filter, order).await?;
-    let page = Page::from_rows(rows, filter.limit, |e| {
-        Cursor::new(crate::time_key(e.created_at), e.id)
-    });
+    let page = Page::from_rows(rows, filter.limit, |e| Cursor::at(e.created_at, e.id));
     let ids: Vec<Uuid> = page.data.iter().map(|e| e.id).collect();
     let mut postings = group_postings(repo::postings_of(pool, &ids).await?);
     Ok(page.map(|entry| {
@@ -681,7 +679,7 @@ pub async fn history(
 ) -> Result<Page<ActivityRow>> {
     let rows = repo::history(pool, actor.organization_id, owner, &filter).await?;
     Ok(Page::from_rows(rows, filter.limit, |r| {
-        Cursor::new(crate::time_key(r.created_at), r.posting_id)
+        Cursor::at(r.created_at, r.posting_id)
     }))
 }
 
@@ -719,7 +717,7 @@ pub async fn statement(
         from: filter.created.map(|(from, _)| from),
         to: filter.created.map(|(_, to)| to),
         page: Page::from_rows(rows, filter.limit, |r| {
-            Cursor::new(crate::time_key(r.created_at), r.posting_id)
+            Cursor::at(r.created_at, r.posting_id)
         }),
     })
 }

@@ -249,7 +249,7 @@ pub async fn list(
     Ok(Page::from_rows(rows, filter.limit, |p| match sort_by {
         "external_id" => Cursor::new(&p.external_id, p.id),
         "status" => Cursor::new(&p.status, p.id),
-        _ => Cursor::new(crate::time_key(p.created_at), p.id),
+        _ => Cursor::at(p.created_at, p.id),
     }))
 }
 

@@ -285,7 +285,7 @@ pub async fn list(
         q.push(" AND status = ").push_bind(status);
     }
     if let Some(search) = &f.search {
-        let pattern = crate::like_pattern(search);
+        let pattern = crate::search::like_pattern(search);
         q.push(" AND (");
         for (i, column) in [
             "external_id",

@@ -509,7 +509,7 @@ pub async fn history(
     .fetch_all(pool)
     .await?;
     Ok(Page::from_rows(rows, f.limit, |h| {
-        Cursor::new(crate::time_key(h.changed_at), h.id)
+        Cursor::at(h.changed_at, h.id)
     }))
 }
 

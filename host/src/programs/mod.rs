@@ -99,7 +99,7 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: ProgramFilter) -> Result
         if filter.sort_by_name {
             Cursor::new(&p.name, p.id)
         } else {
-            Cursor::new(crate::time_key(p.created_at), p.id)
+            Cursor::at(p.created_at, p.id)
         }
     }))
 }

@@ -70,7 +70,7 @@ pub async fn list(
     }
     if let Some(search) = &filter.search {
         q.push(" AND name ILIKE ")
-            .push_bind(crate::like_pattern(search));
+            .push_bind(crate::search::like_pattern(search));
     }
     order.push(&mut q, "id", filter.cursor.clone(), filter.limit);
     q.build_query_as().fetch_all(pool).await

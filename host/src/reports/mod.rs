@@ -69,6 +69,6 @@ pub async fn program_activity(
 ) -> Result<Page<ActivityRow>> {
     let rows = repo::program_activity(pool, actor.organization_id, &query).await?;
     Ok(Page::from_rows(rows, query.limit, |r| {
-        Cursor::new(crate::time_key(r.created_at), r.program_id)
+        Cursor::at(r.created_at, r.program_id)
     }))
 }

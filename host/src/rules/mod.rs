@@ -819,6 +819,6 @@ pub async fn history(
     get(pool, actor, id).await?;
     let rows = repo::history(pool, id, &filter).await?;
     Ok(Page::from_rows(rows, filter.limit, |h| {
-        Cursor::new(crate::time_key(h.changed_at), h.id)
+        Cursor::at(h.changed_at, h.id)
     }))
 }

@@ -146,7 +146,7 @@ pub async fn list(
     }
     if let Some(search) = &f.search {
         q.push(" AND name ILIKE ")
-            .push_bind(crate::like_pattern(search));
+            .push_bind(crate::search::like_pattern(search));
     }
     order.push(&mut q, "id", f.cursor.clone(), f.limit);
     q.build_query_as().fetch_all(pool).await
