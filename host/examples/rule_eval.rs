@@ -9,7 +9,7 @@
 //! binding them is timed on its own.
 
 use scrip::rules::cel::{self, Variables};
-use scrip::rules::wasm::{Ceiling, Input, Limits, Outcome, Runtime};
+use scrip::wasm::{Ceiling, Input, Limits, Outcome, Runtime};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use uuid::Uuid;

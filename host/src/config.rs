@@ -1,7 +1,7 @@
 //! Settings from the environment, with defaults that work on a developer machine.
 
 use crate::events::worker::Pipeline;
-use crate::rules::wasm::{Ceiling, Limits};
+use crate::wasm::{Ceiling, Limits};
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -24,6 +24,7 @@ pub mod rules;
 pub mod schema;
 pub mod search;
 pub mod validation;
+pub mod wasm;
 
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -51,7 +52,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let runtime = Arc::new(rules::wasm::Runtime::new(pipeline.wasm)?);
+    let runtime = Arc::new(wasm::Runtime::new(pipeline.wasm)?);
     let doorbell = events::Doorbell::new();
     let workers = Arc::new(events::worker::Liveness::default());
     let app = http::router(http::AppState {

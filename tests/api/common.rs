@@ -30,14 +30,11 @@ pub struct Response {
 
 impl TestApp {
     pub async fn spawn(connect: PgConnectOptions) -> TestApp {
-        TestApp::spawn_with(connect, scrip::rules::wasm::Ceiling::DEFAULT).await
+        TestApp::spawn_with(connect, scrip::wasm::Ceiling::DEFAULT).await
     }
 
     /// A server whose operator set `ceiling` for wasm rules.
-    pub async fn spawn_with(
-        connect: PgConnectOptions,
-        ceiling: scrip::rules::wasm::Ceiling,
-    ) -> TestApp {
+    pub async fn spawn_with(connect: PgConnectOptions, ceiling: scrip::wasm::Ceiling) -> TestApp {
         let pipeline = Pipeline {
             wasm: ceiling,
             ..test_pipeline(2)
@@ -108,7 +105,7 @@ impl TestApp {
     /// One batch, as a worker runs it: `Err` when it rolled back, to be retried.
     pub async fn try_process_batch(&self) -> sqlx::Result<scrip::events::worker::Progress> {
         let pipeline = test_pipeline(1);
-        let runtime = scrip::rules::wasm::Runtime::new(pipeline.wasm).expect("wasm runtime");
+        let runtime = scrip::wasm::Runtime::new(pipeline.wasm).expect("wasm runtime");
         let cache = scrip::rules::RuleCache::new(std::sync::Arc::new(runtime));
         scrip::events::worker::process_batch(&self.pool, &cache, pipeline.retry_backoff).await
     }

@@ -2,7 +2,7 @@
 //! The components are the examples in `rules-examples/`, built by `rules-examples/build.sh`.
 
 use crate::common::{TestApp, assert_error, id};
-use scrip::rules::wasm::{Ceiling, Limits};
+use scrip::wasm::{Ceiling, Limits};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 

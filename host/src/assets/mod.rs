@@ -206,3 +206,38 @@ fn check_max_scale(max: Decimal, scale: i16) -> Result<()> {
         .with_reason("invalid_scale"),
     ))
 }
+
+/// Links an existing asset of the organization to a program; linking twice is a conflict.
+pub async fn link_to_program(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    asset_id: Uuid,
+) -> Result<Asset> {
+    crate::programs::get(pool, actor, program_id).await?;
+    get(pool, actor, asset_id).await?;
+    repo::link_asset(pool, actor.organization_id, program_id, asset_id)
+        .await
+        .on_constraint("program_assets_pkey", || {
+            Error::conflict("asset is already linked to this program")
+        })?;
+    get(pool, actor, asset_id).await
+}
+
+/// The assets linked to a program.
+pub async fn list_of_program(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Page<Asset>> {
+    crate::programs::get(pool, actor, program_id).await?;
+    let filter = AssetFilter {
+        program_id: Some(program_id),
+        cursor,
+        limit,
+        ..Default::default()
+    };
+    list(pool, actor, filter).await
+}

@@ -119,3 +119,20 @@ pub async fn update(
     .await?;
     Ok(())
 }
+
+pub async fn link_asset(
+    pool: &PgPool,
+    organization_id: Uuid,
+    program_id: Uuid,
+    asset_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO program_assets (program_id, asset_id, organization_id) VALUES ($1, $2, $3)",
+    )
+    .bind(program_id)
+    .bind(asset_id)
+    .bind(organization_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

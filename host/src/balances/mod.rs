@@ -1,7 +1,10 @@
 //! Direct balance operations on a participant (E40–E43) and transfers between participants (E106), for SIMPLE
-//! and LOT assets. Each is one balanced journal entry written under the participants' locks; on LOT assets the
+//! and LOT assets, and what the ledger shows of a participant: lots (E39), history (E45) and statement (E48);
+//! program wallets are in `wallet`. Each is one balanced journal entry written under the participants' locks; on LOT assets the
 //! lots are settled (expired, matured), spent oldest first and linked to the entry. Hold, release, forfeit and
 //! transfer accept an `idempotency_key`.
+
+pub mod wallet;
 
 use crate::assets::Asset;
 use crate::error::{Error, FieldError, Result};
@@ -9,6 +12,7 @@ use crate::idempotency::{self, Claim, Key};
 use crate::ledger::lots::{self, LotSpec, NewLot, Plan, Selector};
 use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
 use crate::organizations::Actor;
+use crate::pagination::{Cursor, Page};
 use crate::participants;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -641,4 +645,51 @@ async fn post_by(conn: &mut PgConnection, organization_id: Uuid, entry: &NewEntr
         PostError::Unbalanced => Error::Internal("postings do not balance".into()),
         PostError::Database(err) => Error::Database(err),
     })
+}
+
+/// E39: the participant's lots of one asset.
+pub async fn lots(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    asset_id: Uuid,
+    filter: crate::ledger::lots::LotFilter,
+) -> Result<Page<crate::ledger::lots::LotView>> {
+    participants::require(pool, actor, id).await?;
+    let asset = crate::assets::get(pool, actor, asset_id).await?;
+    let mut conn = pool.acquire().await?;
+    let rows = crate::ledger::lots::list(&mut conn, id, asset_id, &filter).await?;
+    let page = Page::from_rows(rows, filter.limit, |lot| Cursor::new("", lot.id));
+    Ok(page.map(|lot| crate::ledger::lots::LotView::new(lot, asset.scale)))
+}
+
+/// E45: the participant's postings, newest first.
+pub async fn history(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<Page<crate::ledger::ActivityRow>> {
+    participants::require(pool, actor, id).await?;
+    crate::ledger::history(pool, actor, crate::ledger::Owner::Participant(id), filter).await
+}
+
+/// E48: the participant's statement for one asset.
+pub async fn statement(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    asset_id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<crate::ledger::Statement> {
+    participants::require(pool, actor, id).await?;
+    let asset = crate::assets::get(pool, actor, asset_id).await?;
+    crate::ledger::statement(
+        pool,
+        actor,
+        crate::ledger::Owner::Participant(id),
+        (asset.id, asset.scale),
+        filter,
+    )
+    .await
 }

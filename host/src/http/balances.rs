@@ -292,7 +292,7 @@ async fn move_wallet(
     v.finish()?;
     let amount = amount.unwrap_or_default();
     Ok(Json(
-        crate::programs::move_wallet(
+        crate::balances::wallet::move_wallet(
             &s.pool,
             &actor,
             program_id,
@@ -319,7 +319,8 @@ async fn wallet_balance(
     let asset_id = q.opt_uuid("asset_id");
     v.finish()?;
     Ok(Json(
-        crate::programs::wallet_balances(&s.pool, &actor, id, asset_id, cursor, limit).await?,
+        crate::balances::wallet::wallet_balances(&s.pool, &actor, id, asset_id, cursor, limit)
+            .await?,
     ))
 }
 
@@ -362,7 +363,7 @@ async fn wallet_history(
     QueryParams(q): QueryParams,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        crate::programs::wallet_history(&s.pool, &actor, id, history_filter(&q)?).await?,
+        crate::balances::wallet::wallet_history(&s.pool, &actor, id, history_filter(&q)?).await?,
     ))
 }
 
@@ -376,7 +377,7 @@ async fn wallet_statement(
 ) -> Result<impl IntoResponse> {
     let (asset_id, filter) = statement_filter(&q)?;
     Ok(Json(
-        crate::programs::wallet_statement(&s.pool, &actor, id, asset_id, filter).await?,
+        crate::balances::wallet::wallet_statement(&s.pool, &actor, id, asset_id, filter).await?,
     ))
 }
 
@@ -389,7 +390,7 @@ async fn participant_history(
     QueryParams(q): QueryParams,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        crate::participants::history(&s.pool, &actor, id, history_filter(&q)?).await?,
+        crate::balances::history(&s.pool, &actor, id, history_filter(&q)?).await?,
     ))
 }
 
@@ -403,7 +404,7 @@ async fn participant_statement(
 ) -> Result<impl IntoResponse> {
     let (asset_id, filter) = statement_filter(&q)?;
     Ok(Json(
-        crate::participants::statement(&s.pool, &actor, id, asset_id, filter).await?,
+        crate::balances::statement(&s.pool, &actor, id, asset_id, filter).await?,
     ))
 }
 
@@ -657,7 +658,7 @@ async fn lots(
     };
     v.finish()?;
     Ok(Json(
-        crate::participants::lots(&s.pool, &actor, id, asset_id, filter).await?,
+        crate::balances::lots(&s.pool, &actor, id, asset_id, filter).await?,
     ))
 }
 

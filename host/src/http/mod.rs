@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub runtime: std::sync::Arc<crate::rules::wasm::Runtime>,
+    pub runtime: std::sync::Arc<crate::wasm::Runtime>,
     pub doorbell: crate::events::Doorbell,
     pub intake: crate::events::Intake,
     pub keys: std::sync::Arc<crate::organizations::KeyCache>,
@@ -53,7 +53,7 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document this build serves (the body limit of module uploads does not show in it).
 pub fn document() -> utoipa::openapi::OpenApi {
-    api(crate::rules::wasm::Ceiling::DEFAULT.component_bytes).into_openapi()
+    api(crate::wasm::Ceiling::DEFAULT.component_bytes).into_openapi()
 }
 
 pub fn router(state: AppState) -> Router {

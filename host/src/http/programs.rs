@@ -239,7 +239,7 @@ async fn link_asset(
     let asset_id = v.body(&body)?.req_uuid("asset_id");
     v.finish()?;
     Ok(Json(
-        programs::link_asset(&s.pool, &actor, id, asset_id).await?,
+        crate::assets::link_to_program(&s.pool, &actor, id, asset_id).await?,
     ))
 }
 
@@ -255,7 +255,7 @@ async fn list_program_assets(
     let (cursor, limit) = v.query(&q).page();
     v.finish()?;
     Ok(Json(
-        programs::list_assets(&s.pool, &actor, id, cursor, limit).await?,
+        crate::assets::list_of_program(&s.pool, &actor, id, cursor, limit).await?,
     ))
 }
 

@@ -6,12 +6,12 @@ use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
 use crate::pagination::{Page, PageParams};
 use crate::rules::budgets::{BudgetSpec, Schedule};
-use crate::rules::wasm::Limits;
 use crate::rules::{
     self, Action, HistoryEntry, ModuleLimits, ModulePatch, ModuleRef, NewRule, RuleFilter,
     RulePatch, Target,
 };
 use crate::validation::{Fields, Validator};
+use crate::wasm::Limits;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

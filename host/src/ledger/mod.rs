@@ -699,21 +699,22 @@ pub struct Statement {
     pub page: Page<ActivityRow>,
 }
 
+/// The statement of `owner`'s account in the asset `asset_id`, amounts shown with `scale` decimals.
 pub async fn statement(
     pool: &PgPool,
     actor: &Actor,
     owner: Owner,
-    asset: &crate::assets::Asset,
+    (asset_id, scale): (Uuid, i16),
     filter: ActivityFilter,
 ) -> Result<Statement> {
     let (opening, closing) =
-        repo::statement_bounds(pool, actor.organization_id, owner, asset.id, &filter).await?;
-    let rows = repo::statement_lines(pool, actor.organization_id, owner, asset.id, &filter).await?;
+        repo::statement_bounds(pool, actor.organization_id, owner, asset_id, &filter).await?;
+    let rows = repo::statement_lines(pool, actor.organization_id, owner, asset_id, &filter).await?;
     Ok(Statement {
-        asset_id: asset.id,
+        asset_id,
         bucket: filter.bucket,
-        opening_balance: asset.format(opening),
-        closing_balance: asset.format(closing),
+        opening_balance: crate::money::format(opening, scale),
+        closing_balance: crate::money::format(closing, scale),
         from: filter.created.map(|(from, _)| from),
         to: filter.created.map(|(_, to)| to),
         page: Page::from_rows(rows, filter.limit, |r| {

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, FieldError, Result};
 use crate::organizations::Actor;
-use crate::rules::wasm::{Runtime, sha256};
+use crate::wasm::{Runtime, sha256};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};

@@ -207,6 +207,14 @@ pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Deta
     Ok((get(pool, actor, id).await?, created))
 }
 
+/// `NotFound` unless the participant exists in the actor's organization.
+pub async fn require(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<()> {
+    repo::find(pool, actor.organization_id, id)
+        .await?
+        .map(|_| ())
+        .ok_or(Error::NotFound("participant"))
+}
+
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Detail> {
     let participant = repo::find(pool, actor.organization_id, id)
         .await?
@@ -507,57 +515,4 @@ pub async fn state_history(
         .await?
         .ok_or(Error::NotFound("participant"))?;
     Ok(state::history(pool, id, &filter).await?)
-}
-
-/// E39: the participant's lots of one asset.
-pub async fn lots(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    asset_id: Uuid,
-    filter: crate::ledger::lots::LotFilter,
-) -> Result<Page<crate::ledger::lots::LotView>> {
-    repo::find(pool, actor.organization_id, id)
-        .await?
-        .ok_or(Error::NotFound("participant"))?;
-    let asset = crate::assets::get(pool, actor, asset_id).await?;
-    let mut conn = pool.acquire().await?;
-    let rows = crate::ledger::lots::list(&mut conn, id, asset_id, &filter).await?;
-    let page = Page::from_rows(rows, filter.limit, |lot| Cursor::new("", lot.id));
-    Ok(page.map(|lot| crate::ledger::lots::LotView::new(lot, asset.scale)))
-}
-
-/// E45: the participant's postings, newest first.
-pub async fn history(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    filter: crate::ledger::ActivityFilter,
-) -> Result<Page<crate::ledger::ActivityRow>> {
-    repo::find(pool, actor.organization_id, id)
-        .await?
-        .ok_or(Error::NotFound("participant"))?;
-    crate::ledger::history(pool, actor, crate::ledger::Owner::Participant(id), filter).await
-}
-
-/// E48: the participant's statement for one asset.
-pub async fn statement(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    asset_id: Uuid,
-    filter: crate::ledger::ActivityFilter,
-) -> Result<crate::ledger::Statement> {
-    repo::find(pool, actor.organization_id, id)
-        .await?
-        .ok_or(Error::NotFound("participant"))?;
-    let asset = crate::assets::get(pool, actor, asset_id).await?;
-    crate::ledger::statement(
-        pool,
-        actor,
-        crate::ledger::Owner::Participant(id),
-        &asset,
-        filter,
-    )
-    .await
 }

@@ -94,23 +94,6 @@ pub async fn save(conn: &mut PgConnection, p: &Program) -> sqlx::Result<Program>
     .await
 }
 
-pub async fn link_asset(
-    pool: &PgPool,
-    organization_id: Uuid,
-    program_id: Uuid,
-    asset_id: Uuid,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO program_assets (program_id, asset_id, organization_id) VALUES ($1, $2, $3)",
-    )
-    .bind(program_id)
-    .bind(asset_id)
-    .bind(organization_id)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 pub async fn status(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT status FROM programs WHERE id = $1")
         .bind(id)

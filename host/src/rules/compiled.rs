@@ -2,8 +2,9 @@
 
 use super::cel::{self, Expression, Template};
 use super::lru::Lru;
-use super::{Action, Rule, Target, When, wasm};
+use super::{Action, Rule, Target, When};
 use crate::participants::state::Window;
+use crate::wasm;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 
 use super::cel::Variables;
 use super::compiled::{CompiledAction, CompiledModule, CompiledRule, Skipped};
-use super::wasm;
+use crate::wasm;
 use std::sync::Arc;
 
 /// What a rule decided, with what its module burned and printed if it has one.

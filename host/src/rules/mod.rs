@@ -8,13 +8,13 @@ pub mod evaluation;
 mod lru;
 mod repo;
 mod simulate;
-pub mod wasm;
 
 use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
 use crate::validation::Patch;
+use crate::wasm;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

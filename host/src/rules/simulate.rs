@@ -4,9 +4,10 @@
 use super::cel::{self, EvalError, Variables};
 use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use super::evaluation::{self, Actions, Decision};
-use super::{Action, Rule, Target, wasm};
+use super::{Action, Rule, Target};
 use crate::error::Result;
 use crate::organizations::Actor;
+use crate::wasm;
 use chrono::Utc;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};

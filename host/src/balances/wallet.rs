@@ -1,0 +1,157 @@
+//! Program wallets (PREFUNDED assets): funding and burning (E8, E9), their balances (E10), history (E11) and
+//! statement (E12).
+
+use crate::assets::Asset;
+use crate::error::{Error, Result};
+use crate::organizations::Actor;
+use crate::pagination::{Cursor, Page};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// E8 (fund) moves value from issuance into the program's wallet; E9 (burn) moves it to breakage. Only
+/// PREFUNDED assets have a wallet.
+pub async fn move_wallet(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    asset_id: Uuid,
+    amount: Decimal,
+    description: Option<String>,
+    fund: bool,
+) -> Result<serde_json::Value> {
+    use crate::ledger::{AccountKey, NewEntry, Owner, PostError};
+    let mut tx = pool.begin().await?;
+    crate::programs::lock_for_update(&mut tx, actor.organization_id, program_id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
+    let asset = crate::assets::find_linked(&mut tx, actor.organization_id, program_id, asset_id)
+        .await?
+        .ok_or(Error::NotFound("asset"))?;
+    if asset.issuance_policy != "PREFUNDED" {
+        return Err(Error::invalid(crate::error::FieldError::invalid(
+            "asset_id",
+            "PREFUNDED asset",
+            Some(asset_id.to_string()),
+            "only PREFUNDED assets have a program wallet; UNLIMITED assets are issued without one",
+        )));
+    }
+    asset
+        .check_amount("amount", amount)
+        .map_err(Error::invalid)?;
+    let wallet = AccountKey::new(Owner::Program(program_id), asset.id, "AVAILABLE");
+    let other = AccountKey::new(
+        if fund {
+            Owner::Issuance
+        } else {
+            Owner::Breakage
+        },
+        asset.id,
+        "AVAILABLE",
+    );
+    let signed = if fund { amount } else { -amount };
+    let entry = NewEntry {
+        program_id,
+        action_type: if fund { "FUND" } else { "BURN" },
+        description,
+        event_id: None,
+        rule_id: None,
+        reference_id: None,
+        created_by_api_key_id: Some(actor.api_key_id),
+        postings: vec![(wallet, signed), (other, -signed)],
+        allow_negative: false,
+    };
+    let journal_entry_id = crate::ledger::post(
+        &mut tx,
+        actor.organization_id,
+        &entry,
+        &crate::ledger::KnownAccounts::default(),
+    )
+    .await
+    .map_err(|e| match e {
+        PostError::InsufficientBalance => {
+            Error::Insufficient("the program wallet holds less than that".into())
+        }
+        PostError::Unbalanced => Error::Internal("postings do not balance".into()),
+        PostError::Database(err) => Error::Database(err),
+    })?;
+    let balance = crate::ledger::snapshot(
+        &mut tx,
+        actor.organization_id,
+        Owner::Program(program_id),
+        asset.id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(serde_json::json!({
+        "available": asset.format(balance.available),
+        "journal_entry_id": journal_entry_id,
+        "message": if fund { "Program funded successfully" } else { "Program balance burned successfully" },
+    }))
+}
+
+/// E10: the wallet of every PREFUNDED asset linked to the program (or of `asset_id`).
+pub async fn wallet_balances(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    asset_id: Option<Uuid>,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Page<serde_json::Value>> {
+    let assets = crate::assets::list_of_program(pool, actor, program_id, None, 200)
+        .await?
+        .data;
+    let mut conn = pool.acquire().await?;
+    let mut rows = Vec::new();
+    let mut prefunded: Vec<&Asset> = assets
+        .iter()
+        .filter(|a| a.issuance_policy == "PREFUNDED" && asset_id.is_none_or(|id| id == a.id))
+        .filter(|a| cursor.as_ref().is_none_or(|c| a.id > c.id))
+        .collect();
+    prefunded.sort_by_key(|a| a.id);
+    for asset in prefunded
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(0) + 1)
+    {
+        let owner = crate::ledger::Owner::Program(program_id);
+        let balance =
+            crate::ledger::snapshot(&mut conn, actor.organization_id, owner, asset.id).await?;
+        let mut row = balance.to_json(asset.scale);
+        row["asset_id"] = serde_json::json!(asset.id);
+        row["issuance_policy"] = serde_json::json!(asset.issuance_policy);
+        rows.push((asset.id, row));
+    }
+    Ok(Page::from_rows(rows, limit, |(id, _)| Cursor::new("", *id)).map(|(_, row)| row))
+}
+
+/// E11: the program wallet's postings, newest first.
+pub async fn wallet_history(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<Page<crate::ledger::ActivityRow>> {
+    crate::programs::get(pool, actor, id).await?;
+    crate::ledger::history(pool, actor, crate::ledger::Owner::Program(id), filter).await
+}
+
+/// E12: the program wallet's statement for one asset.
+pub async fn wallet_statement(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    asset_id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<crate::ledger::Statement> {
+    crate::programs::get(pool, actor, id).await?;
+    let asset = crate::assets::get(pool, actor, asset_id).await?;
+    crate::ledger::statement(
+        pool,
+        actor,
+        crate::ledger::Owner::Program(id),
+        (asset.id, asset.scale),
+        filter,
+    )
+    .await
+}
