@@ -3,6 +3,7 @@
 //! repeats return it and create nothing, also when they race.
 
 mod actions;
+mod batch;
 mod doorbell;
 mod intake;
 mod repo;

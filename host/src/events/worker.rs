@@ -19,7 +19,8 @@
 //! A batch stops claiming time after [`BATCH_BUDGET`], so no transaction stays open for long.
 
 use super::Doorbell;
-use super::actions::{self, Batch, EventContext};
+use super::actions::{self, EventContext};
+use super::batch::Batch;
 use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
 use crate::ledger::KnownAccounts;
 use crate::participants::{self, State, Wait};
