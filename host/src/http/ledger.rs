@@ -1,4 +1,4 @@
-//! Journal entries (E116–E117) and program activity (E119).
+//! Journal entries (E116–E117).
 
 use super::AppState;
 use super::error::{NotFound, Rejected};
@@ -6,7 +6,6 @@ use super::extract::{Auth, PathId, QueryParams};
 use crate::error::Result;
 use crate::ledger::{self, EntryFilter, JournalEntry};
 use crate::pagination::{Page, PageParams};
-use crate::reports::{self, ActivityQuery};
 use crate::validation::Validator;
 use axum::Json;
 use axum::extract::State;
@@ -18,7 +17,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(get_one))
-        .routes(routes!(program_activity))
 }
 
 /// Query strings and answers as the document shows them.
@@ -52,35 +50,6 @@ mod doc {
         action_type: Option<String>,
         #[param(min_length = 1, max_length = 255)]
         reference_id: Option<String>,
-    }
-
-    #[derive(utoipa::IntoParams)]
-    #[into_params(parameter_in = Query)]
-    pub struct ActivityQuery {
-        /// Only programs with ledger activity after this instant.
-        since: Option<DateTime<Utc>>,
-        /// Scopes the counts and totals; requires `to`.
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    }
-
-    /// One program's activity; totals are decimal strings.
-    #[derive(utoipa::ToSchema)]
-    pub struct ProgramActivity {
-        program_id: Uuid,
-        program_name: String,
-        event_count: i64,
-        journal_count: i64,
-        #[schema(example = "1500")]
-        total_issued: String,
-        #[schema(example = "200")]
-        total_redeemed: String,
-        unique_participants: i64,
-        last_activity_at: Option<DateTime<Utc>>,
-        asset_count: i64,
-        rule_count: i64,
-        tier_count: i64,
-        reward_count: i64,
     }
 }
 
@@ -134,26 +103,4 @@ async fn get_one(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse> {
     Ok(Json(ledger::get(&s.pool, &actor, id).await?))
-}
-
-#[utoipa::path(get, path = "/reports/program-activity", tag = "reports", params(PageParams, doc::ActivityQuery),
-    responses((status = 200, body = Page<doc::ProgramActivity>), Rejected))]
-async fn program_activity(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-    QueryParams(q): QueryParams,
-) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let q = v.query(&q);
-    let (cursor, limit) = q.page();
-    let query = ActivityQuery {
-        since: q.opt_time("since"),
-        window: q.window(),
-        cursor,
-        limit,
-    };
-    v.finish()?;
-    Ok(Json(
-        reports::program_activity(&s.pool, &actor, query).await?,
-    ))
 }

@@ -2,6 +2,7 @@
 //! Each handler carries its OpenAPI description, and the router is built from the same `routes!` lists as
 //! the document, so the two cannot drift apart.
 
+mod assets;
 mod balances;
 mod error;
 mod events;
@@ -11,8 +12,10 @@ mod modules;
 mod openapi;
 mod participants;
 mod programs;
+mod reports;
 mod rules;
 mod state;
+mod transfers;
 
 use crate::error::Error;
 use axum::http::StatusCode;
@@ -39,12 +42,15 @@ pub struct AppState {
 fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(programs::routes())
+        .merge(assets::routes())
         .merge(balances::routes())
+        .merge(transfers::routes())
         .merge(participants::routes())
         .merge(state::routes())
         .merge(events::routes())
         .merge(rules::routes())
         .merge(ledger::routes())
+        .merge(reports::routes())
         .merge(modules::routes(component_bytes));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1)
