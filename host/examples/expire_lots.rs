@@ -55,7 +55,7 @@ async fn main() -> Result<(), BoxError> {
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM lots WHERE remaining > 0")
         .fetch_one(&pool)
         .await?;
-    let found = scrip::ledger::check_invariants(&pool).await?;
+    let found = scrip::verify::check_invariants(&pool).await?;
     println!(
         "lots still holding value: {left}; ledger consistent: {}",
         found.is_empty()

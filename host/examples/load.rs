@@ -476,7 +476,7 @@ async fn run(
     if let Some(drainer) = drainer {
         drainer.stop().await;
     }
-    let inconsistent = scrip::ledger::check_invariants(&pool).await?;
+    let inconsistent = scrip::verify::check_invariants(&pool).await?;
     match args.keep {
         true => println!("kept {url}"),
         false => drop_database(&url, pool).await?,

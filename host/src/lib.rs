@@ -24,6 +24,7 @@ pub mod rules;
 pub mod schema;
 pub mod search;
 pub mod validation;
+pub mod verify;
 pub mod wasm;
 
 use sqlx::PgPool;

@@ -190,7 +190,7 @@ async fn serve_dev(settings: &Settings) -> Result<(), BoxError> {
 /// Prints one line per check; `false` when anything is wrong.
 async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
     let chain = ledger::chain::verify(pool).await?;
-    let found = ledger::check_invariants(pool).await?;
+    let found = scrip::verify::check_invariants(pool).await?;
     println!("organizations: {}", chain.organizations);
     let checks = [
         (

@@ -287,7 +287,7 @@ impl TestApp {
 
     /// Every journal entry sums to zero per asset, and every materialised balance equals its postings.
     pub async fn assert_ledger_consistent(&self) {
-        let found = scrip::ledger::check_invariants(&self.pool)
+        let found = scrip::verify::check_invariants(&self.pool)
             .await
             .expect("invariant queries");
         assert!(found.is_empty(), "ledger inconsistent: {found:?}");

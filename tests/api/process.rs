@@ -263,7 +263,7 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
             .await
             .expect("sum");
     assert_eq!(total, rust_decimal::Decimal::from(EVENTS * 10));
-    let found = scrip::ledger::check_invariants(&pool)
+    let found = scrip::verify::check_invariants(&pool)
         .await
         .expect("invariants");
     assert!(found.is_empty(), "{found:?}");

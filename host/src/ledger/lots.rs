@@ -577,28 +577,6 @@ pub async fn list(
     .await
 }
 
-/// Holders whose bucket balances differ from the remaining value of their lots: (participant, asset, bucket,
-/// balance, lots).
-pub async fn mismatches(
-    pool: &sqlx::PgPool,
-) -> sqlx::Result<Vec<(Uuid, Uuid, String, Decimal, Decimal)>> {
-    sqlx::query_as(
-        "WITH held AS (
-             SELECT a.entity_id AS participant_id, a.asset_id, a.bucket, a.balance
-               FROM accounts a JOIN assets s ON s.id = a.asset_id
-              WHERE s.inventory_mode = 'LOT' AND a.entity_type = 'PARTICIPANT'),
-         lotted AS (
-             SELECT participant_id, asset_id, status AS bucket, sum(remaining) AS remaining
-               FROM lots WHERE status IN ('AVAILABLE', 'HELD', 'DEFERRED') GROUP BY 1, 2, 3)
-         SELECT COALESCE(h.participant_id, l.participant_id), COALESCE(h.asset_id, l.asset_id),
-                COALESCE(h.bucket, l.bucket), COALESCE(h.balance, 0), COALESCE(l.remaining, 0)
-           FROM held h FULL JOIN lotted l USING (participant_id, asset_id, bucket)
-          WHERE GREATEST(COALESCE(h.balance, 0), 0) <> COALESCE(l.remaining, 0)",
-    )
-    .fetch_all(pool)
-    .await
-}
-
 /// Expires, then matures, whatever of one holder's lots is due, so an operation sees exactly what is
 /// spendable now. Runs under the holder's lock.
 pub async fn settle(

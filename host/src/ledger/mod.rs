@@ -558,60 +558,6 @@ pub async fn balance_impact(
     Ok(repo::balance_impact(pool, actor.organization_id, event_id).await?)
 }
 
-/// What the invariant check found wrong; empty when the ledger is consistent.
-#[derive(Debug, Default, Serialize)]
-pub struct Inconsistencies {
-    /// (entry, asset, sum) for entries whose postings do not sum to zero.
-    pub unbalanced_entries: Vec<(Uuid, Uuid, Decimal)>,
-    /// (account, stored balance, sum of postings).
-    pub drifted_balances: Vec<(Uuid, Decimal, Decimal)>,
-    /// (account, balance) for accounts other than participants' below zero (only participants may overdraw).
-    pub negative_balances: Vec<(Uuid, Decimal)>,
-    /// Events that are not COMPLETED yet have ledger entries: a failed attempt left effects behind.
-    pub effects_of_unfinished_events: Vec<Uuid>,
-    /// Events PENDING but not queued exactly once, or queued but not PENDING.
-    pub misqueued_events: Vec<Uuid>,
-    /// (participant, asset, bucket, balance, lots) where a LOT asset's balance is not what its lots hold.
-    pub lot_mismatches: Vec<(Uuid, Uuid, String, Decimal, Decimal)>,
-    /// Lots that something other than expiry took from after they expired.
-    pub spent_after_expiry: Vec<Uuid>,
-    /// Idempotency keys whose recorded effect is not exactly one existing journal entry of their own.
-    pub idempotency_violations: Vec<String>,
-    /// Events, evaluations, entries, postings and lots naming an organization, program, asset, participant,
-    /// rule, API key or account that does not exist or disagrees with the row it was copied from.
-    pub broken_references: Vec<String>,
-}
-
-impl Inconsistencies {
-    pub fn is_empty(&self) -> bool {
-        self.unbalanced_entries.is_empty()
-            && self.drifted_balances.is_empty()
-            && self.negative_balances.is_empty()
-            && self.effects_of_unfinished_events.is_empty()
-            && self.misqueued_events.is_empty()
-            && self.lot_mismatches.is_empty()
-            && self.spent_after_expiry.is_empty()
-            && self.idempotency_violations.is_empty()
-            && self.broken_references.is_empty()
-    }
-}
-
-/// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings; only participants below
-/// zero; only completed events have effects; exactly the pending events are queued; every reference copied into the per-event tables holds.
-pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
-    Ok(Inconsistencies {
-        unbalanced_entries: repo::unbalanced_entries(pool).await?,
-        drifted_balances: repo::drifted_balances(pool).await?,
-        negative_balances: repo::negative_balances(pool).await?,
-        effects_of_unfinished_events: repo::effects_of_unfinished_events(pool).await?,
-        misqueued_events: repo::misqueued_events(pool).await?,
-        lot_mismatches: lots::mismatches(pool).await?,
-        spent_after_expiry: repo::spent_after_expiry(pool).await?,
-        idempotency_violations: repo::idempotency_violations(pool).await?,
-        broken_references: repo::broken_references(pool).await?,
-    })
-}
-
 /// Filters of an account holder's activity (E11, E45) and statement (E12, E48).
 #[derive(Debug, Default)]
 pub struct ActivityFilter {

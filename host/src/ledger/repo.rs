@@ -303,27 +303,6 @@ pub async fn postings_of(pool: &PgPool, entry_ids: &[Uuid]) -> sqlx::Result<Vec<
     .await
 }
 
-pub async fn unbalanced_entries(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Uuid, Decimal)>> {
-    sqlx::query_as(
-        "SELECT journal_entry_id, asset_id, sum(amount) FROM postings
-          GROUP BY journal_entry_id, asset_id HAVING sum(amount) <> 0",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-pub async fn drifted_balances(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Decimal, Decimal)>> {
-    sqlx::query_as(
-        "SELECT a.id, a.balance, COALESCE(sum(x.amount), 0) AS posted
-           FROM accounts a LEFT JOIN postings x ON x.account_id = a.id
-          WHERE a.balance IS NOT NULL
-          GROUP BY a.id, a.balance
-         HAVING a.balance <> COALESCE(sum(x.amount), 0)",
-    )
-    .fetch_all(pool)
-    .await
-}
-
 pub async fn balance_impact(
     pool: &PgPool,
     organization_id: Uuid,
@@ -341,87 +320,6 @@ pub async fn balance_impact(
     )
     .bind(event_id)
     .bind(organization_id)
-    .fetch_all(pool)
-    .await
-}
-
-/// Rows written per event whose copied references name no row or disagree with their source (see migrations
-/// 0009 and 0010: these columns have no foreign keys). Each as "table id".
-pub async fn broken_references(pool: &PgPool) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT 'posting ' || x.id FROM postings x
-           LEFT JOIN accounts a ON a.id = x.account_id
-           LEFT JOIN journal_entries j ON j.id = x.journal_entry_id
-          WHERE (a.organization_id, a.asset_id, a.entity_type, a.entity_id, a.bucket, j.organization_id,
-                 j.program_id)
-                IS DISTINCT FROM (x.organization_id, x.asset_id, x.entity_type, x.entity_id, x.bucket,
-                                  x.organization_id, x.program_id)
-         UNION ALL
-         SELECT 'journal entry ' || j.id FROM journal_entries j
-           LEFT JOIN programs g ON g.id = j.program_id
-          WHERE g.organization_id IS DISTINCT FROM j.organization_id
-             OR (j.rule_id IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM rules r WHERE r.id = j.rule_id AND r.organization_id = j.organization_id))
-             OR (j.created_by_api_key_id IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM api_keys k
-                     WHERE k.id = j.created_by_api_key_id AND k.organization_id = j.organization_id))
-         UNION ALL
-         SELECT 'event ' || e.id FROM events e
-           LEFT JOIN programs g ON g.id = e.program_id
-          WHERE g.organization_id IS DISTINCT FROM e.organization_id
-             OR (e.participant_id IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM participants p
-                     WHERE p.id = e.participant_id AND p.organization_id = e.organization_id))
-             OR (e.created_by_api_key_id IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM api_keys k
-                     WHERE k.id = e.created_by_api_key_id AND k.organization_id = e.organization_id))
-         UNION ALL
-         SELECT 'lot ' || l.id FROM lots l
-           LEFT JOIN assets s ON s.id = l.asset_id
-           LEFT JOIN programs g ON g.id = l.program_id
-           LEFT JOIN journal_entries j ON j.id = l.journal_entry_id
-          WHERE (s.organization_id, g.organization_id, j.organization_id)
-                IS DISTINCT FROM (l.organization_id, l.organization_id, l.organization_id)
-         UNION ALL
-         SELECT 'rule evaluation ' || v.id FROM rule_evaluations v
-           LEFT JOIN rule_history h ON h.id = v.rule_history_id
-           LEFT JOIN events e ON e.id = v.event_id
-          WHERE (h.rule_id, h.organization_id, e.organization_id)
-                IS DISTINCT FROM (v.rule_id, v.organization_id, v.organization_id)
-             OR (v.stopped_by_rule_id IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM rules r WHERE r.id = v.stopped_by_rule_id AND r.organization_id = v.organization_id))",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-pub async fn negative_balances(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Decimal)>> {
-    sqlx::query_as(
-        "SELECT id, balance FROM accounts WHERE balance < 0 AND entity_type <> 'PARTICIPANT'",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-pub async fn effects_of_unfinished_events(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT e.id FROM events e JOIN journal_entries j ON j.event_id = e.id WHERE e.status <> 'COMPLETED'",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// Events out of place in the queue: PENDING but not queued exactly once, queued but not PENDING, or queued
-/// under another organization than their own.
-pub async fn misqueued_events(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(e.id, q.event_id)
-           FROM (SELECT q.event_id, count(*) AS times,
-                        bool_and(q.organization_id IS NOT DISTINCT FROM v.organization_id) AS agrees
-                   FROM event_queue q LEFT JOIN events v ON v.id = q.event_id GROUP BY q.event_id) q
-           FULL JOIN (SELECT id FROM events WHERE status = 'PENDING') e ON e.id = q.event_id
-          WHERE q.event_id IS NULL OR e.id IS NULL OR q.times <> 1 OR NOT q.agrees",
-    )
     .fetch_all(pool)
     .await
 }
@@ -562,30 +460,6 @@ pub async fn statement_lines(
     .bind(after_key)
     .bind(after_id)
     .bind(f.limit)
-    .fetch_all(pool)
-    .await
-}
-
-pub async fn spent_after_expiry(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT l.id FROM lot_consumptions c
-           JOIN lots l ON l.id = c.lot_id
-           JOIN journal_entries j ON j.id = c.journal_entry_id
-          WHERE j.action_type <> 'EXPIRATION' AND l.expires_at IS NOT NULL AND j.created_at > l.expires_at",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// A key whose response names no entry, an entry that does not exist, or an entry another key also names.
-pub async fn idempotency_violations(pool: &PgPool) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "WITH effects AS (
-             SELECT k.operation || ':' || k.key AS key, (k.response->>'journal_entry_id')::uuid AS entry
-               FROM idempotency_keys k WHERE k.response IS NOT NULL)
-         SELECT e.key FROM effects e LEFT JOIN journal_entries j ON j.id = e.entry
-          WHERE j.id IS NULL OR (SELECT count(*) FROM effects o WHERE o.entry = e.entry) > 1",
-    )
     .fetch_all(pool)
     .await
 }
