@@ -24,6 +24,7 @@ use super::batch::Batch;
 use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
 use crate::ledger::KnownAccounts;
 use crate::participants::{self, State, Wait};
+use crate::programs;
 use crate::rules::cel::{self, Variables};
 use crate::rules::evaluation::{self, Decision};
 use crate::rules::{self, CompiledModule, CompiledRule, RuleCache};
@@ -290,7 +291,7 @@ async fn process(
     *claimed.lock().unwrap_or_else(PoisonError::into_inner) =
         events.iter().map(Claimed::key).collect();
     let program_ids = sorted(events.iter().map(|e| e.program_id));
-    let programs = load_programs(&mut tx, &program_ids).await?;
+    let programs = programs::policies(&mut tx, &program_ids).await?;
     let rules = rules::active_rules(&mut tx, cache, &program_ids)
         .await
         .map_err(into_sqlx)?;
@@ -505,7 +506,7 @@ async fn resolve_external_ids(conn: &mut PgConnection, events: &[Claimed]) -> sq
 /// The event's participant and recipient, or why the event cannot be processed.
 fn parties(
     event: &Claimed,
-    program: Option<&ProgramRow>,
+    program: Option<&programs::Policy>,
     named: &Named,
 ) -> Result<Parties, String> {
     let program = program.ok_or("program not found")?;
@@ -537,26 +538,6 @@ fn parties(
         recipient,
         create_unknown,
     })
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct ProgramRow {
-    id: Uuid,
-    status: String,
-    on_unknown_participant: String,
-}
-
-async fn load_programs(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> sqlx::Result<HashMap<Uuid, ProgramRow>> {
-    let rows: Vec<ProgramRow> = sqlx::query_as(
-        "SELECT id, status, on_unknown_participant FROM programs WHERE id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }
 
 /// What processing decided; written after the event's savepoint is released or rolled back.

@@ -147,3 +147,20 @@ pub async fn update(
 pub async fn is_active(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> {
     Ok(repo::status(conn, id).await?.as_deref() == Some("ACTIVE"))
 }
+
+/// What processing an event needs to know of its program.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Policy {
+    pub id: Uuid,
+    pub status: String,
+    pub on_unknown_participant: String,
+}
+
+/// The policies of these programs, by id, read in the caller's transaction.
+pub async fn policies(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, Policy>> {
+    let rows = repo::policies(conn, ids).await?;
+    Ok(rows.into_iter().map(|p| (p.id, p)).collect())
+}

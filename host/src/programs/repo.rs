@@ -100,3 +100,10 @@ pub async fn status(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<St
         .fetch_optional(conn)
         .await
 }
+
+pub async fn policies(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<super::Policy>> {
+    sqlx::query_as("SELECT id, status, on_unknown_participant FROM programs WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
