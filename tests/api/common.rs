@@ -188,13 +188,24 @@ impl TestApp {
 
     /// A program with a scale-0 UNLIMITED points asset, as in the quickstart.
     pub async fn program_with_points(&self, name: &str, symbol: &str) -> (String, String) {
+        self.program_with_asset(name, symbol, "SIMPLE", 0).await
+    }
+
+    /// A program with one UNLIMITED asset of this inventory mode and scale.
+    pub async fn program_with_asset(
+        &self,
+        name: &str,
+        symbol: &str,
+        inventory_mode: &str,
+        scale: i64,
+    ) -> (String, String) {
         let program = self.created("/programs", json!({"name": name})).await;
         let program_id = id(&program);
         let asset = self
             .created(
                 "/assets",
-                json!({"program_id": program_id, "name": "Points", "symbol": symbol, "inventory_mode": "SIMPLE",
-                       "issuance_policy": "UNLIMITED", "scale": 0}),
+                json!({"program_id": program_id, "name": "Points", "symbol": symbol,
+                       "inventory_mode": inventory_mode, "issuance_policy": "UNLIMITED", "scale": scale}),
             )
             .await;
         (program_id, id(&asset))

@@ -340,14 +340,7 @@ async fn provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit(
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
-    let program = id(&app.created("/programs", json!({"name": "Card"})).await);
-    let cash = id(&app
-        .created(
-            "/assets",
-            json!({"program_id": program, "name": "Cashback", "symbol": "CB",
-        "inventory_mode": "LOT", "issuance_policy": "UNLIMITED", "scale": 2}),
-        )
-        .await);
+    let (program, cash) = app.program_with_asset("Card", "CB", "LOT", 2).await;
     let on = |kind: &str| format!("event.kind == '{kind}'");
     app.rule(
         &program,

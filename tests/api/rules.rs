@@ -289,15 +289,7 @@ async fn simulate_and_processing_agree_action_by_action(
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
-    let program = crate::common::id(&app.created("/programs", json!({"name": "Same"})).await);
-    let cash = crate::common::id(
-        &app.created(
-            "/assets",
-            json!({"program_id": program, "name": "Cash", "symbol": "CASH",
-                   "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 2}),
-        )
-        .await,
-    );
+    let (program, cash) = app.program_with_asset("Same", "CASH", "SIMPLE", 2).await;
     let cel = app
         .rule(
             &program,

@@ -661,14 +661,7 @@ async fn wasm_rules_accrue_settle_void_hold_release_and_forfeit_as_cel_rules_do(
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
-    let program = id(&app.created("/programs", json!({"name": "Card"})).await);
-    let cash = id(&app
-        .created(
-            "/assets",
-            json!({"program_id": program, "name": "Cashback", "symbol": "CB",
-                   "inventory_mode": "LOT", "issuance_policy": "UNLIMITED", "scale": 2}),
-        )
-        .await);
+    let (program, cash) = app.program_with_asset("Card", "CB", "LOT", 2).await;
     let act = |kind: &str, extra: Value| {
         let mut action = json!({"type": kind, "asset_id": cash});
         if let (Some(a), Some(e)) = (action.as_object_mut(), extra.as_object()) {
