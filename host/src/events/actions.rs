@@ -35,9 +35,6 @@ pub struct EventContext<'a> {
 
 type Outcome = sqlx::Result<Result<Value, String>>;
 
-/// Marks a credit the rule's budget could not cover: the rule matched, the credit was not made.
-pub const SUPPRESSED: &str = "BUDGET_EXCEEDED";
-
 pub async fn execute(
     conn: &mut PgConnection,
     ctx: &mut EventContext<'_>,
@@ -246,12 +243,13 @@ async fn money(
         && budgeted
         && !budgets::draw(conn, rule.id, asset.id, amount, ctx.batch.budget_slot).await?
     {
+        // The budget cannot cover the credit: the rule matched, the credit is not made.
         return Ok(Ok(json!({
             "type": action.kind,
             "asset_id": asset.id,
             "amount": asset.format(amount),
             "participant_id": participant,
-            "suppressed": SUPPRESSED,
+            "suppressed": crate::rules::evaluation::EvaluationReason::BudgetExceeded,
         })));
     }
     // LOT assets: spend from lots (oldest first), credit into a new lot after repaying any overdraft.

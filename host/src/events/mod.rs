@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
 pub use crate::participants::Party;
+use crate::rules::evaluation::{EvaluationReason, EvaluationStatus};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -27,7 +28,10 @@ crate::api_enum!(pub EventStatus = STATUSES ["RECEIVED", "PENDING", "PROCESSING"
 crate::api_enum!(pub EventType = EVENT_TYPES ["EXTERNAL", "SYSTEM"]);
 crate::api_enum!(pub EventSort = SORT_KEYS ["created_at", "event_timestamp", "status"]);
 /// Evaluations hidden from E85 unless `include_skipped=true`.
-pub const HIDDEN_EVALUATIONS: &[&str] = &["SKIPPED_ERROR", "SKIPPED_TIMEOUT"];
+pub const HIDDEN_EVALUATIONS: &[EvaluationStatus] = &[
+    EvaluationStatus::SkippedError,
+    EvaluationStatus::SkippedTimeout,
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -96,10 +100,8 @@ pub struct Evaluation {
     pub rule_id: Uuid,
     pub rule_name: String,
     pub rule_history_id: Uuid,
-    /// MATCHED, NOT_MATCHED, SKIPPED_*, …
-    #[schema(example = "MATCHED")]
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: EvaluationStatus,
+    pub reason: Option<EvaluationReason>,
     pub stopped_by_rule_id: Option<Uuid>,
     pub error_message: Option<String>,
     /// What each action did.

@@ -26,7 +26,7 @@ use crate::ledger::KnownAccounts;
 use crate::participants::{self, State, Wait};
 use crate::programs;
 use crate::rules::cel::{self, Variables};
-use crate::rules::evaluation::{self, Decision};
+use crate::rules::evaluation::{self, Decision, EvaluationReason, EvaluationStatus};
 use crate::rules::{self, CompiledModule, CompiledRule, RuleCache};
 use crate::wasm::{self, Runtime};
 use chrono::{DateTime, Utc};
@@ -564,8 +564,8 @@ impl Outcome {
 struct EvaluationRecord {
     rule_id: Uuid,
     rule_history_id: Uuid,
-    status: &'static str,
-    reason: Option<&'static str>,
+    status: EvaluationStatus,
+    reason: Option<EvaluationReason>,
     stopped_by_rule_id: Option<Uuid>,
     error_message: Option<String>,
     results: Vec<Value>,
@@ -575,7 +575,7 @@ struct EvaluationRecord {
 }
 
 impl EvaluationRecord {
-    fn new(rule: &CompiledRule, status: &'static str) -> Self {
+    fn new(rule: &CompiledRule, status: EvaluationStatus) -> Self {
         EvaluationRecord {
             rule_id: rule.id,
             rule_history_id: rule.history_id,
@@ -639,15 +639,15 @@ async fn process_event(
     let mut stopped_by = None;
     for rule in rules {
         if let Some(stopper) = stopped_by {
-            let mut record = EvaluationRecord::new(rule, "SKIPPED");
-            record.reason = Some("STOPPED_BY_RULE");
+            let mut record = EvaluationRecord::new(rule, EvaluationStatus::Skipped);
+            record.reason = Some(EvaluationReason::StoppedByRule);
             record.stopped_by_rule_id = Some(stopper);
             evaluations.push(record);
             continue;
         }
         if !rule.active_at(now) {
-            let mut record = EvaluationRecord::new(rule, "SKIPPED");
-            record.reason = Some("OUTSIDE_TIME_WINDOW");
+            let mut record = EvaluationRecord::new(rule, EvaluationStatus::Skipped);
+            record.reason = Some(EvaluationReason::OutsideTimeWindow);
             evaluations.push(record);
             continue;
         }
@@ -656,19 +656,22 @@ async fn process_event(
             module_input(module, event, &state, &balances)
         })
         .await;
-        let mut record = EvaluationRecord::new(rule, "SUCCESS");
+        let mut record = EvaluationRecord::new(rule, EvaluationStatus::Success);
         if let Some(trace) = evaluation.module {
             record.fuel = Some(i64::try_from(trace.fuel).unwrap_or(i64::MAX));
             record.logs = (!trace.logs.is_empty()).then_some(trace.logs);
         }
         let actions = match evaluation.decision {
             Decision::NoMatch => {
-                record.status = "NO_MATCH";
+                record.status = EvaluationStatus::NoMatch;
                 evaluations.push(record);
                 continue;
             }
             Decision::ConditionFailed(message) => {
-                (record.status, record.reason) = ("SKIPPED_ERROR", Some("CONDITION_ERROR"));
+                (record.status, record.reason) = (
+                    EvaluationStatus::SkippedError,
+                    Some(EvaluationReason::ConditionError),
+                );
                 record.error_message = Some(message);
                 evaluations.push(record);
                 continue;
@@ -686,7 +689,7 @@ async fn process_event(
                 Ok(result) => record.results.push(result),
                 Err(message) => {
                     let message = format!("action {} failed: {message}", action.kind);
-                    record.status = "FAILED";
+                    record.status = EvaluationStatus::Failed;
                     record.error_message = Some(message.clone());
                     evaluations.push(record);
                     return Ok(Outcome::failed(message, evaluations));
@@ -696,12 +699,12 @@ async fn process_event(
         let suppressed = record
             .results
             .iter()
-            .filter(|r| r["suppressed"] == actions::SUPPRESSED)
+            .filter(|r| r["suppressed"] == json!(EvaluationReason::BudgetExceeded))
             .count();
         if suppressed > 0 {
-            record.reason = Some(actions::SUPPRESSED);
+            record.reason = Some(EvaluationReason::BudgetExceeded);
             if suppressed == record.results.len() {
-                record.status = "SKIPPED";
+                record.status = EvaluationStatus::Skipped;
             }
         }
         evaluations.push(record);

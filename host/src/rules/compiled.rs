@@ -42,8 +42,8 @@ pub struct ModuleRun {
 
 /// Why a wasm rule returned nothing to run: `status` and `reason` as evaluation records name them.
 pub struct Skipped {
-    pub status: &'static str,
-    pub reason: &'static str,
+    pub status: super::evaluation::EvaluationStatus,
+    pub reason: super::evaluation::EvaluationReason,
     pub message: String,
 }
 
@@ -52,8 +52,8 @@ impl CompiledModule {
     /// limit, rule error or invalid output.
     pub async fn run(&self, runtime: &Arc<wasm::Runtime>, input: wasm::Input) -> ModuleRun {
         let error = |message| Skipped {
-            status: "SKIPPED_ERROR",
-            reason: "MODULE_ERROR",
+            status: super::evaluation::EvaluationStatus::SkippedError,
+            reason: super::evaluation::EvaluationReason::ModuleError,
             message,
         };
         let prepared = match &self.prepared {
@@ -85,8 +85,8 @@ impl CompiledModule {
                     self.limits.fuel
                 );
                 let skipped = Skipped {
-                    status: "SKIPPED_TIMEOUT",
-                    reason: "FUEL_EXHAUSTED",
+                    status: super::evaluation::EvaluationStatus::SkippedTimeout,
+                    reason: super::evaluation::EvaluationReason::FuelExhausted,
                     message,
                 };
                 (Err(skipped), fuel, logs)

@@ -5,7 +5,38 @@
 use super::cel::Variables;
 use super::compiled::{CompiledAction, CompiledModule, CompiledRule, Skipped};
 use crate::wasm;
+use serde::Serialize;
 use std::sync::Arc;
+
+/// How a rule's evaluation of an event ended, as recorded and shown (E85).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EvaluationStatus {
+    Success,
+    NoMatch,
+    /// Did not run, or matched but every credit was suppressed by its budget.
+    Skipped,
+    /// The condition or the module failed (hidden unless `include_skipped=true`).
+    SkippedError,
+    /// The module ran out of fuel (hidden unless `include_skipped=true`).
+    SkippedTimeout,
+    /// An action failed, which fails the event.
+    Failed,
+}
+
+/// Why an evaluation was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EvaluationReason {
+    StoppedByRule,
+    OutsideTimeWindow,
+    BudgetExceeded,
+    ConditionError,
+    FuelExhausted,
+    ModuleError,
+}
 
 /// What a rule decided, with what its module burned and printed if it has one.
 pub struct Evaluation<'r> {
