@@ -23,3 +23,51 @@ macro_rules! api_enum {
         impl utoipa::ToSchema for $name {}
     };
 }
+
+/// `vocabulary!(pub enum Name { Variant = "TEXT", … })` defines a real enum from one list: its wire and
+/// column text (serde and `sqlx::Type`, stored as `text`), its schema, `Name::NAMES` for validation and
+/// `as_str`. Use it for statuses, modes and kinds that code matches on.
+#[macro_export]
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $vis:vis enum $name:ident {
+        $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)?
+    }) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+        )]
+        #[sqlx(type_name = "text")]
+        $vis enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] #[sqlx(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value's text, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        // By hand: the derive does not read a `rename` that a macro passes in.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .enum_values(Some($name::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}

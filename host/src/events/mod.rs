@@ -24,7 +24,18 @@ use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-crate::api_enum!(pub EventStatus = STATUSES ["RECEIVED", "PENDING", "PROCESSING", "COMPLETED", "FAILED"]);
+crate::vocabulary!(
+    /// Where an event is: PENDING until processed (RECEIVED and PROCESSING are never stored: an event is
+    /// stored PENDING and goes from there to COMPLETED or FAILED in one transaction).
+    pub enum EventStatus {
+        Received = "RECEIVED",
+        Pending = "PENDING",
+        Processing = "PROCESSING",
+        Completed = "COMPLETED",
+        Failed = "FAILED",
+    }
+);
+pub const STATUSES: &[&str] = EventStatus::NAMES;
 crate::api_enum!(pub EventType = EVENT_TYPES ["EXTERNAL", "SYSTEM"]);
 crate::api_enum!(pub EventSort = SORT_KEYS ["created_at", "event_timestamp", "status"]);
 /// Evaluations hidden from E85 unless `include_skipped=true`.
@@ -58,8 +69,7 @@ pub struct Event {
     #[schema(value_type = Object, example = json!({"type": "purchase", "amount": 49.99}))]
     pub event_data: sqlx::types::Json<Value>,
     pub event_timestamp: DateTime<Utc>,
-    #[schema(value_type = EventStatus)]
-    pub status: String,
+    pub status: EventStatus,
     pub error_message: Option<String>,
     pub received_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -76,8 +86,7 @@ pub struct Ack {
     pub external_id: Option<String>,
     pub idempotency_key: String,
     pub event_timestamp: DateTime<Utc>,
-    #[schema(value_type = EventStatus)]
-    pub status: String,
+    pub status: EventStatus,
 }
 
 impl From<&Event> for Ack {
@@ -89,7 +98,7 @@ impl From<&Event> for Ack {
             external_id: e.external_id.clone(),
             idempotency_key: e.idempotency_key.clone(),
             event_timestamp: e.event_timestamp,
-            status: e.status.clone(),
+            status: e.status,
         }
     }
 }
@@ -360,7 +369,7 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: EventFilter) -> Result<P
     let sort_by = filter.sort_by;
     Ok(Page::from_rows(rows, filter.limit, |e| match sort_by {
         "event_timestamp" => Cursor::at(e.event_timestamp, e.id),
-        "status" => Cursor::new(&e.status, e.id),
+        "status" => Cursor::new(e.status, e.id),
         _ => Cursor::at(e.created_at, e.id),
     }))
 }
@@ -389,10 +398,8 @@ pub async fn list_for_participant(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Retried {
     pub event_id: Uuid,
-    #[schema(value_type = String, example = "PENDING")]
-    pub status: &'static str,
-    #[schema(value_type = String, example = "FAILED")]
-    pub previous_status: &'static str,
+    pub status: EventStatus,
+    pub previous_status: EventStatus,
     pub previous_error: Option<String>,
     #[schema(value_type = String)]
     pub message: &'static str,
@@ -405,8 +412,8 @@ pub async fn retry(pool: &PgPool, doorbell: &Doorbell, actor: &Actor, id: Uuid) 
             doorbell.ring();
             Ok(Retried {
                 event_id: id,
-                status: "PENDING",
-                previous_status: "FAILED",
+                status: EventStatus::Pending,
+                previous_status: EventStatus::Failed,
                 previous_error,
                 message: "Event queued for retry",
             })
@@ -443,7 +450,10 @@ pub async fn impact(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Impact> {
         state_changes: Vec::new(),
         balance_impact: Vec::new(),
     };
-    if matches!(impact.event.status.as_str(), "COMPLETED" | "FAILED") {
+    if matches!(
+        impact.event.status,
+        EventStatus::Completed | EventStatus::Failed
+    ) {
         impact.rule_evaluations = repo::evaluations(pool, id, true).await?;
         impact.journal_entries = crate::ledger::entries_of_event(pool, actor, id).await?;
         impact.state_changes =

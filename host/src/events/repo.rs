@@ -370,7 +370,7 @@ pub(super) async fn claim(
 pub(super) struct EventColumns {
     pub(super) ids: Vec<Uuid>,
     pub(super) queued_at: Vec<DateTime<Utc>>,
-    pub(super) statuses: Vec<&'static str>,
+    pub(super) statuses: Vec<super::EventStatus>,
     pub(super) errors: Vec<Option<String>>,
     pub(super) participants: Vec<Option<Uuid>>,
     pub(super) retry_in_ms: Vec<Option<i64>>,

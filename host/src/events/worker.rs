@@ -18,10 +18,10 @@
 //! (rescheduled behind the queue, FAILED after the sixth). Workers themselves are supervised and restarted.
 //! A batch stops claiming time after [`BATCH_BUDGET`], so no transaction stays open for long.
 
-use super::Doorbell;
 use super::actions::{self, EventContext};
 use super::batch::Batch;
 use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
+use super::{Doorbell, EventStatus};
 use crate::ledger::KnownAccounts;
 use crate::participants::{self, State, Wait};
 use crate::programs;
@@ -783,12 +783,12 @@ async fn record(
     for (event, outcome) in finished {
         let attempt = event.attempts + 1;
         let (status, retry_in) = match &outcome.error {
-            None => ("COMPLETED", None),
+            None => (EventStatus::Completed, None),
             Some(_) if attempt < MAX_ATTEMPTS => (
-                "PENDING",
+                EventStatus::Pending,
                 Some(retry_backoff * 2u32.pow(attempt.unsigned_abs() - 1)),
             ),
-            Some(_) => ("FAILED", None),
+            Some(_) => (EventStatus::Failed, None),
         };
         events.ids.push(event.id);
         events.queued_at.push(event.next_attempt_at);

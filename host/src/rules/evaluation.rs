@@ -5,38 +5,35 @@
 use super::cel::Variables;
 use super::compiled::{CompiledAction, CompiledModule, CompiledRule, Skipped};
 use crate::wasm;
-use serde::Serialize;
 use std::sync::Arc;
 
-/// How a rule's evaluation of an event ended, as recorded and shown (E85).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EvaluationStatus {
-    Success,
-    NoMatch,
-    /// Did not run, or matched but every credit was suppressed by its budget.
-    Skipped,
-    /// The condition or the module failed (hidden unless `include_skipped=true`).
-    SkippedError,
-    /// The module ran out of fuel (hidden unless `include_skipped=true`).
-    SkippedTimeout,
-    /// An action failed, which fails the event.
-    Failed,
-}
+crate::vocabulary!(
+    /// How a rule's evaluation of an event ended, as recorded and shown (E85).
+    pub enum EvaluationStatus {
+        Success = "SUCCESS",
+        NoMatch = "NO_MATCH",
+        /// Did not run, or matched but every credit was suppressed by its budget.
+        Skipped = "SKIPPED",
+        /// The condition or the module failed (hidden unless `include_skipped=true`).
+        SkippedError = "SKIPPED_ERROR",
+        /// The module ran out of fuel (hidden unless `include_skipped=true`).
+        SkippedTimeout = "SKIPPED_TIMEOUT",
+        /// An action failed, which fails the event.
+        Failed = "FAILED",
+    }
+);
 
-/// Why an evaluation was skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EvaluationReason {
-    StoppedByRule,
-    OutsideTimeWindow,
-    BudgetExceeded,
-    ConditionError,
-    FuelExhausted,
-    ModuleError,
-}
+crate::vocabulary!(
+    /// Why an evaluation was skipped.
+    pub enum EvaluationReason {
+        StoppedByRule = "STOPPED_BY_RULE",
+        OutsideTimeWindow = "OUTSIDE_TIME_WINDOW",
+        BudgetExceeded = "BUDGET_EXCEEDED",
+        ConditionError = "CONDITION_ERROR",
+        FuelExhausted = "FUEL_EXHAUSTED",
+        ModuleError = "MODULE_ERROR",
+    }
+);
 
 /// What a rule decided, with what its module burned and printed if it has one.
 pub struct Evaluation<'r> {
