@@ -26,7 +26,7 @@ use clap::Parser;
 use rust_decimal::Decimal;
 use scrip::BoxError;
 use scrip::events::worker::Pipeline;
-use scrip::ledger::{AccountKey, Journal, KnownAccounts, NewEntry, Owner};
+use scrip::ledger::{AccountKey, Bucket, Journal, KnownAccounts, NewEntry, Owner};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
@@ -307,11 +307,11 @@ fn credit(program_id: Uuid, asset_id: Uuid, participant: Uuid) -> NewEntry {
         created_by_api_key_id: None,
         postings: vec![
             (
-                AccountKey::new(Owner::Participant(participant), asset_id, "AVAILABLE"),
+                AccountKey::new(Owner::Participant(participant), asset_id, Bucket::Available),
                 points,
             ),
             (
-                AccountKey::new(Owner::Issuance, asset_id, "AVAILABLE"),
+                AccountKey::new(Owner::Issuance, asset_id, Bucket::Available),
                 -points,
             ),
         ],

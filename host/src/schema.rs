@@ -34,7 +34,8 @@ macro_rules! vocabulary {
     }) => {
         $(#[$doc])*
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+            sqlx::Type,
         )]
         #[sqlx(type_name = "text")]
         $vis enum $name {
@@ -48,6 +49,14 @@ macro_rules! vocabulary {
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text),+
+                }
+            }
+
+            /// The value whose text this is.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
                 }
             }
         }

@@ -10,7 +10,7 @@ use crate::assets::Asset;
 use crate::error::{Error, FieldError, Result};
 use crate::idempotency::{self, Claim, Key};
 use crate::ledger::lots::{self, LotSpec, NewLot, Plan, Selector};
-use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
+use crate::ledger::{self, AccountKey, Bucket, NewEntry, Owner, PostError};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page};
 use crate::participants;
@@ -25,7 +25,7 @@ pub struct Adjustment {
     pub debit: bool,
     pub amount: Decimal,
     pub description: String,
-    pub bucket: &'static str,
+    pub bucket: Bucket,
     pub allow_negative: bool,
 }
 
@@ -35,7 +35,7 @@ pub struct Adjustment {
 pub enum Operation {
     Hold,
     Release,
-    Forfeit { bucket: &'static str },
+    Forfeit { bucket: Bucket },
     VoidHold,
 }
 
@@ -55,12 +55,13 @@ impl Operation {
     }
 
     /// The bucket the value leaves, and where it goes.
-    fn movement(self, participant: Uuid, source: Owner) -> (&'static str, Owner, &'static str) {
+    fn movement(self, participant: Uuid, source: Owner) -> (Bucket, Owner, Bucket) {
+        use Bucket::{Available, Held};
         match self {
-            Operation::Hold => ("AVAILABLE", Owner::Participant(participant), "HELD"),
-            Operation::Release => ("HELD", Owner::Participant(participant), "AVAILABLE"),
-            Operation::Forfeit { bucket } => (bucket, Owner::Breakage, "AVAILABLE"),
-            Operation::VoidHold => ("HELD", source, "AVAILABLE"),
+            Operation::Hold => (Available, Owner::Participant(participant), Held),
+            Operation::Release => (Held, Owner::Participant(participant), Available),
+            Operation::Forfeit { bucket } => (bucket, Owner::Breakage, Available),
+            Operation::VoidHold => (Held, source, Available),
         }
     }
 }
@@ -117,7 +118,7 @@ pub async fn adjust(
         .check_amount("amount", a.amount)
         .map_err(Error::invalid)?;
     let holder = Owner::Participant(participant);
-    let overdraft = a.allow_negative && a.bucket == "AVAILABLE";
+    let overdraft = a.allow_negative && a.bucket == Bucket::Available;
     let mut spent = None;
     let mut debt = Decimal::ZERO;
     if asset.inventory_mode == "LOT" {
@@ -149,7 +150,7 @@ pub async fn adjust(
         vec![
             (AccountKey::new(holder, asset.id, a.bucket), signed),
             (
-                AccountKey::new(asset.source(a.program_id), asset.id, "AVAILABLE"),
+                AccountKey::new(asset.source(a.program_id), asset.id, Bucket::Available),
                 -signed,
             ),
         ],
@@ -431,12 +432,12 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
             .map_err(Error::invalid)?;
         total += *amount;
         postings.push((
-            AccountKey::new(Owner::Participant(*id), asset.id, "AVAILABLE"),
+            AccountKey::new(Owner::Participant(*id), asset.id, Bucket::Available),
             *amount,
         ));
     }
     postings.push((
-        AccountKey::new(Owner::Participant(source), asset.id, "AVAILABLE"),
+        AccountKey::new(Owner::Participant(source), asset.id, Bucket::Available),
         -total,
     ));
     let spent = match asset.inventory_mode.as_str() {
@@ -461,7 +462,7 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
                     t.program_id,
                     *participant,
                     *amount,
-                    "AVAILABLE",
+                    Bucket::Available,
                     *debt,
                 )
             })
@@ -498,7 +499,7 @@ async fn spend_lots(
         conn,
         source,
         asset.id,
-        "AVAILABLE",
+        Bucket::Available,
         Some(total),
         &Selector::default(),
     )
@@ -538,7 +539,7 @@ fn new_lot(
     program_id: Uuid,
     participant: Uuid,
     amount: Decimal,
-    bucket: &'static str,
+    bucket: Bucket,
     debt: Decimal,
 ) -> NewLot {
     NewLot {
@@ -549,7 +550,7 @@ fn new_lot(
         amount,
         bucket,
         spec: LotSpec::default(),
-        provisional: bucket == "HELD",
+        provisional: bucket == Bucket::Held,
         debt,
     }
 }

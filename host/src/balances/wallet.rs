@@ -20,7 +20,7 @@ pub async fn move_wallet(
     description: Option<String>,
     fund: bool,
 ) -> Result<serde_json::Value> {
-    use crate::ledger::{AccountKey, NewEntry, Owner, PostError};
+    use crate::ledger::{AccountKey, Bucket, NewEntry, Owner, PostError};
     let mut tx = pool.begin().await?;
     crate::programs::lock_for_update(&mut tx, actor.organization_id, program_id)
         .await?
@@ -39,7 +39,7 @@ pub async fn move_wallet(
     asset
         .check_amount("amount", amount)
         .map_err(Error::invalid)?;
-    let wallet = AccountKey::new(Owner::Program(program_id), asset.id, "AVAILABLE");
+    let wallet = AccountKey::new(Owner::Program(program_id), asset.id, Bucket::Available);
     let other = AccountKey::new(
         if fund {
             Owner::Issuance
@@ -47,7 +47,7 @@ pub async fn move_wallet(
             Owner::Breakage
         },
         asset.id,
-        "AVAILABLE",
+        Bucket::Available,
     );
     let signed = if fund { amount } else { -amount };
     let entry = NewEntry {

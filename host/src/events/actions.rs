@@ -6,7 +6,7 @@ use crate::assets::Asset;
 use crate::balances::{self, By};
 use crate::error::Error;
 use crate::ledger::lots::{self, LotSpec, NewLot, Selector};
-use crate::ledger::{self, AccountKey, NewEntry, Owner, PostError};
+use crate::ledger::{self, AccountKey, Bucket, NewEntry, Owner, PostError};
 use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, State};
 use crate::rules::budgets;
@@ -208,7 +208,7 @@ async fn money(
     }
     // A credit's lot: its dates count from the event's time; DEFERRED until it matures.
     let mut spec = LotSpec::default();
-    let mut bucket = "AVAILABLE";
+    let mut bucket = Bucket::Available;
     if !*debit && is_lot {
         spec.expires_at = lot.expires.as_ref().map(|when| when.from(ctx.vars.now));
         spec.matures_at = lot.matures.as_ref().map(|when| when.from(ctx.vars.now));
@@ -218,7 +218,11 @@ async fn money(
             None => None,
         };
         bucket = spec.bucket(
-            if lot.held { "HELD" } else { "AVAILABLE" },
+            if lot.held {
+                Bucket::Held
+            } else {
+                Bucket::Available
+            },
             chrono::Utc::now(),
         );
     }
@@ -262,7 +266,7 @@ async fn money(
                 conn,
                 participant,
                 asset.id,
-                "AVAILABLE",
+                Bucket::Available,
                 Some(amount),
                 &Selector::default(),
             )
@@ -292,19 +296,20 @@ async fn money(
     // Settlement: an AVAILABLE credit with the reference of provisional HELD lots replaces them. What was held
     // goes back to its source in the same entry; `delta` is what the settlement differs from the hold.
     let mut settled = None;
-    if let (false, "AVAILABLE", Some(reference)) = (*debit, bucket, spec.reference_id.clone()) {
+    if let (false, Bucket::Available, Some(reference)) = (*debit, bucket, spec.reference_id.clone())
+    {
         let selector = Selector {
             reference_id: Some(reference),
             provisional_only: true,
             ..Selector::default()
         };
-        let held = lots::plan(conn, participant, asset.id, "HELD", None, &selector).await?;
+        let held = lots::plan(conn, participant, asset.id, Bucket::Held, None, &selector).await?;
         if held.total > Decimal::ZERO {
             entry
                 .postings
-                .push((AccountKey::new(holder, asset.id, "HELD"), -held.total));
+                .push((AccountKey::new(holder, asset.id, Bucket::Held), -held.total));
             entry.postings.push((
-                AccountKey::new(asset.source(ctx.program_id), asset.id, "AVAILABLE"),
+                AccountKey::new(asset.source(ctx.program_id), asset.id, Bucket::Available),
                 held.total,
             ));
             settled = Some(held);
@@ -364,7 +369,7 @@ fn money_entry(
     asset: &Asset,
     participant: Uuid,
     amount: Decimal,
-    bucket: &'static str,
+    bucket: Bucket,
 ) -> NewEntry {
     let source = asset.source(ctx.program_id);
     let account = |owner, bucket| AccountKey::new(owner, asset.id, bucket);
@@ -381,7 +386,7 @@ fn money_entry(
         created_by_api_key_id: None,
         postings: vec![
             (account(Owner::Participant(participant), bucket), signed),
-            (account(source, "AVAILABLE"), -signed),
+            (account(source, Bucket::Available), -signed),
         ],
         allow_negative,
     }

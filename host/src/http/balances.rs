@@ -6,7 +6,7 @@ use super::extract::{Auth, JsonBody, PathId, PathIds, QueryParams};
 use crate::balances::{self, Adjustment, Operation, OperationRequest};
 use crate::error::Result;
 use crate::ledger::lots::{LOT_STATUSES, LotView, Selector};
-use crate::ledger::{self, ActivityFilter, ActivityRow, Statement};
+use crate::ledger::{self, ActivityFilter, ActivityRow, Bucket, Statement};
 use crate::pagination::{Page, PageParams};
 use crate::validation::{Fields, Validator};
 use axum::Json;
@@ -398,7 +398,8 @@ async fn adjust(
         description: f.req_str("description", 1, 500),
         bucket: f
             .opt_enum("bucket", OPERABLE_BUCKETS)
-            .unwrap_or("AVAILABLE"),
+            .and_then(Bucket::parse)
+            .unwrap_or(Bucket::Available),
         allow_negative,
     };
     v.finish()?;
@@ -497,7 +498,7 @@ async fn forfeit(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse> {
     operate(&s, &actor, id, &body, |f| Operation::Forfeit {
-        bucket: f.req_enum("bucket", OPERABLE_BUCKETS),
+        bucket: Bucket::parse(f.req_enum("bucket", OPERABLE_BUCKETS)).unwrap_or(Bucket::Available),
     })
     .await
 }

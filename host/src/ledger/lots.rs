@@ -3,7 +3,7 @@
 //! Callers hold the participant's lock; before planning they `settle` the holder, so no expired lot is ever
 //! spent and every matured lot is spendable on time.
 
-use super::{AccountKey, KnownAccounts, NewEntry, Owner};
+use super::{AccountKey, Bucket, KnownAccounts, NewEntry, Owner};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -21,9 +21,9 @@ pub struct LotSpec {
 
 impl LotSpec {
     /// The bucket a credit lands in: DEFERRED until it matures, otherwise the one requested.
-    pub fn bucket(&self, requested: &'static str, now: DateTime<Utc>) -> &'static str {
+    pub fn bucket(&self, requested: Bucket, now: DateTime<Utc>) -> Bucket {
         if self.matures_at.is_some_and(|t| t > now) {
-            "DEFERRED"
+            Bucket::Deferred
         } else {
             requested
         }
@@ -88,7 +88,7 @@ pub async fn plan(
     conn: &mut PgConnection,
     participant: Uuid,
     asset_id: Uuid,
-    status: &str,
+    status: Bucket,
     amount: Option<Decimal>,
     selector: &Selector,
 ) -> sqlx::Result<Plan> {
@@ -193,7 +193,7 @@ pub struct NewLot {
     pub participant: Uuid,
     pub asset_id: Uuid,
     pub amount: Decimal,
-    pub bucket: &'static str,
+    pub bucket: Bucket,
     pub spec: LotSpec,
     /// Credited straight into HELD: a provisional accrual, which void-hold may cancel.
     pub provisional: bool,
@@ -204,8 +204,8 @@ pub struct NewLot {
 impl NewLot {
     fn repaid(&self) -> Decimal {
         match self.bucket {
-            "AVAILABLE" => self.debt.max(Decimal::ZERO).min(self.amount),
-            _ => Decimal::ZERO,
+            Bucket::Available => self.debt.max(Decimal::ZERO).min(self.amount),
+            Bucket::Held | Bucket::Deferred => Decimal::ZERO,
         }
     }
 }
@@ -279,7 +279,7 @@ struct LotColumns<'a> {
     entries: Vec<Uuid>,
     amounts: Vec<Decimal>,
     remaining: Vec<Decimal>,
-    buckets: Vec<&'static str>,
+    buckets: Vec<Bucket>,
     references: Vec<Option<&'a str>>,
     provisional: Vec<bool>,
     expires: Vec<Option<DateTime<Utc>>>,
@@ -420,13 +420,9 @@ pub async fn settle_due(
     let mut entries = Vec::with_capacity(groups.len());
     let mut entry_of: HashMap<Uuid, Uuid> = HashMap::new();
     for ((organization_id, participant, asset_id, program_id), group) in &groups {
-        let mut per_bucket: BTreeMap<&'static str, Decimal> = BTreeMap::new();
+        let mut per_bucket: BTreeMap<Bucket, Decimal> = BTreeMap::new();
         for lot in group {
-            let bucket = match lot.status.as_str() {
-                "HELD" => "HELD",
-                "DEFERRED" => "DEFERRED",
-                _ => "AVAILABLE",
-            };
+            let bucket = Bucket::parse(&lot.status).unwrap_or(Bucket::Available);
             *per_bucket.entry(bucket).or_default() += lot.remaining;
         }
         let holder = |bucket| AccountKey::new(Owner::Participant(*participant), *asset_id, bucket);
@@ -434,8 +430,8 @@ pub async fn settle_due(
         for (bucket, sum) in per_bucket {
             postings.push((holder(bucket), -sum));
             let to = match due {
-                Due::Maturity => holder("AVAILABLE"),
-                Due::Expiry => AccountKey::new(Owner::Breakage, *asset_id, "AVAILABLE"),
+                Due::Maturity => holder(Bucket::Available),
+                Due::Expiry => AccountKey::new(Owner::Breakage, *asset_id, Bucket::Available),
             };
             postings.push((to, sum));
         }

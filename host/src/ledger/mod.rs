@@ -20,7 +20,15 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-crate::api_enum!(pub Bucket = BUCKETS ["AVAILABLE", "HELD", "DEFERRED"]);
+crate::vocabulary!(
+    /// Where value sits in an account: spendable, held for a pending outcome, or not yet matured.
+    pub enum Bucket {
+        Available = "AVAILABLE",
+        Held = "HELD",
+        Deferred = "DEFERRED",
+    }
+);
+pub const BUCKETS: &[&str] = Bucket::NAMES;
 
 /// Who owns an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,11 +72,11 @@ impl Owner {
 pub struct AccountKey {
     pub owner: Owner,
     pub asset_id: Uuid,
-    pub bucket: &'static str,
+    pub bucket: Bucket,
 }
 
 impl AccountKey {
-    pub fn new(owner: Owner, asset_id: Uuid, bucket: &'static str) -> Self {
+    pub fn new(owner: Owner, asset_id: Uuid, bucket: Bucket) -> Self {
         AccountKey {
             owner,
             asset_id,
@@ -86,11 +94,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn bucket(&self, bucket: &str) -> Decimal {
+    pub fn bucket(&self, bucket: Bucket) -> Decimal {
         match bucket {
-            "HELD" => self.held,
-            "DEFERRED" => self.deferred,
-            _ => self.available,
+            Bucket::Available => self.available,
+            Bucket::Held => self.held,
+            Bucket::Deferred => self.deferred,
         }
     }
 
@@ -160,7 +168,7 @@ impl KnownAccounts {
             let Some(owner) = Owner::from_row(&row.entity_type, row.entity_id) else {
                 continue;
             };
-            let Some(bucket) = BUCKETS.iter().find(|b| **b == row.bucket) else {
+            let Some(bucket) = Bucket::parse(&row.bucket) else {
                 continue;
             };
             let key = AccountKey::new(owner, row.asset_id, bucket);
@@ -191,7 +199,7 @@ impl KnownAccounts {
             let line = available
                 .entry(key.asset_id)
                 .or_insert((Decimal::ZERO, *scale));
-            if key.bucket == "AVAILABLE" {
+            if key.bucket == Bucket::Available {
                 line.0 += *balance;
             }
         }
@@ -200,7 +208,7 @@ impl KnownAccounts {
             credited.filter(|(key, amount)| key.owner == owner && !amount.is_zero())
         {
             let line = available.get_mut(&key.asset_id)?;
-            if key.bucket == "AVAILABLE" {
+            if key.bucket == Bucket::Available {
                 line.0 += *amount;
             }
         }
@@ -216,7 +224,7 @@ pub async fn open_system_accounts(
     asset_id: Uuid,
 ) -> sqlx::Result<()> {
     let keys = [Owner::Issuance, Owner::Breakage]
-        .map(|owner| AccountKey::new(owner, asset_id, "AVAILABLE"));
+        .map(|owner| AccountKey::new(owner, asset_id, Bucket::Available));
     repo::resolve_accounts(conn, organization_id, &keys).await?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-use super::{AccountKey, EntryFilter, EntryRow, NewEntry, PostingRow};
+use super::{AccountKey, Bucket, EntryFilter, EntryRow, NewEntry, PostingRow};
 use crate::pagination::Order;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -15,9 +15,9 @@ pub async fn resolve_accounts(
     let types: Vec<&str> = keys.iter().map(|k| k.owner.entity_type()).collect();
     let entities: Vec<Option<Uuid>> = keys.iter().map(|k| k.owner.entity_id()).collect();
     let assets: Vec<Uuid> = keys.iter().map(|k| k.asset_id).collect();
-    let buckets: Vec<&str> = keys.iter().map(|k| k.bucket).collect();
+    let buckets: Vec<Bucket> = keys.iter().map(|k| k.bucket).collect();
     // Rows inserted by this statement are invisible to its own SELECT, so the two halves never overlap.
-    let rows: Vec<(Uuid, String, Option<Uuid>, Uuid, String)> = sqlx::query_as(
+    let rows: Vec<(Uuid, String, Option<Uuid>, Uuid, Bucket)> = sqlx::query_as(
         "WITH wanted AS (
              SELECT DISTINCT ON (entity_type, entity_id, asset_id, bucket) *
                FROM unnest($2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[])
@@ -44,7 +44,7 @@ pub async fn resolve_accounts(
     .bind(&buckets)
     .fetch_all(&mut *conn)
     .await?;
-    let found: HashMap<(String, Option<Uuid>, Uuid, String), Uuid> = rows
+    let found: HashMap<(String, Option<Uuid>, Uuid, Bucket), Uuid> = rows
         .into_iter()
         .map(|(id, t, e, a, b)| ((t, e, a, b), id))
         .collect();
@@ -54,7 +54,7 @@ pub async fn resolve_accounts(
             key.owner.entity_type().to_owned(),
             key.owner.entity_id(),
             key.asset_id,
-            key.bucket.to_owned(),
+            key.bucket,
         );
         match found.get(&identity) {
             Some(id) => {

@@ -3,6 +3,7 @@
 use super::cel::{self, Expression, Template};
 use super::lru::Lru;
 use super::{Action, Rule, Target, When};
+use crate::ledger::Bucket;
 use crate::participants::state::Window;
 use crate::wasm;
 use chrono::{DateTime, Utc};
@@ -233,9 +234,9 @@ fn compile_action(a: Action) -> CompiledAction {
                 "VOID_HOLD" => crate::balances::Operation::VoidHold,
                 _ => crate::balances::Operation::Forfeit {
                     bucket: if a.bucket.as_deref() == Some("HELD") {
-                        "HELD"
+                        Bucket::Held
                     } else {
-                        "AVAILABLE"
+                        Bucket::Available
                     },
                 },
             },
@@ -496,8 +497,8 @@ impl CompiledAction {
             A::Forfeit(f) => operation(
                 Operation::Forfeit {
                     bucket: match f.bucket {
-                        wasm::ForfeitBucket::Available => "AVAILABLE",
-                        wasm::ForfeitBucket::Held => "HELD",
+                        wasm::ForfeitBucket::Available => Bucket::Available,
+                        wasm::ForfeitBucket::Held => Bucket::Held,
                     },
                 },
                 &f.asset_id,
