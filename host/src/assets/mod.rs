@@ -16,14 +16,22 @@ use uuid::Uuid;
 
 pub use repo::find_linked;
 
-crate::api_enum!(
+crate::vocabulary!(
     /// SIMPLE balances are one number; LOT balances are lots with their own expiry.
-    pub InventoryMode = INVENTORY_MODES ["SIMPLE", "LOT"]
+    pub enum InventoryMode {
+        Simple = "SIMPLE",
+        Lot = "LOT",
+    }
 );
-crate::api_enum!(
+pub const INVENTORY_MODES: &[&str] = InventoryMode::NAMES;
+crate::vocabulary!(
     /// UNLIMITED assets are issued on demand; PREFUNDED ones are drawn from the program wallet.
-    pub IssuancePolicy = ISSUANCE_POLICIES ["UNLIMITED", "PREFUNDED"]
+    pub enum IssuancePolicy {
+        Unlimited = "UNLIMITED",
+        Prefunded = "PREFUNDED",
+    }
 );
+pub const ISSUANCE_POLICIES: &[&str] = IssuancePolicy::NAMES;
 crate::api_enum!(pub AssetStatus = STATUSES ["ACTIVE", "ARCHIVED"]);
 
 #[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
@@ -33,10 +41,8 @@ pub struct Asset {
     pub name: String,
     #[schema(example = "PTS")]
     pub symbol: String,
-    #[schema(value_type = InventoryMode)]
-    pub inventory_mode: String,
-    #[schema(value_type = IssuancePolicy)]
-    pub issuance_policy: String,
+    pub inventory_mode: InventoryMode,
+    pub issuance_policy: IssuancePolicy,
     #[schema(minimum = 0, maximum = 18)]
     pub scale: i16,
     /// A decimal string at the asset's scale.
@@ -54,11 +60,16 @@ impl Asset {
     /// Where credits of this asset in `program_id` come from, and debits return to: the program wallet for
     /// PREFUNDED assets, the organization's issuance account for UNLIMITED ones.
     pub fn source(&self, program_id: Uuid) -> crate::ledger::Owner {
-        if self.issuance_policy == "PREFUNDED" {
+        if self.issuance_policy == IssuancePolicy::Prefunded {
             crate::ledger::Owner::Program(program_id)
         } else {
             crate::ledger::Owner::Issuance
         }
+    }
+
+    /// Whether balances of this asset are lots.
+    pub fn has_lots(&self) -> bool {
+        self.inventory_mode == InventoryMode::Lot
     }
 
     pub fn format(&self, amount: Decimal) -> String {
@@ -121,8 +132,8 @@ pub struct NewAsset {
     pub program_id: Uuid,
     pub name: String,
     pub symbol: String,
-    pub inventory_mode: &'static str,
-    pub issuance_policy: &'static str,
+    pub inventory_mode: InventoryMode,
+    pub issuance_policy: IssuancePolicy,
     pub scale: i16,
     pub max_transaction_amount: Option<Decimal>,
 }

@@ -121,7 +121,7 @@ pub async fn adjust(
     let overdraft = a.allow_negative && a.bucket == Bucket::Available;
     let mut spent = None;
     let mut debt = Decimal::ZERO;
-    if asset.inventory_mode == "LOT" {
+    if asset.has_lots() {
         lots::settle(&mut tx, participant, asset.id).await?;
         if a.debit {
             let plan = lots::plan(
@@ -166,7 +166,7 @@ pub async fn adjust(
     .await?;
     match &spent {
         Some(plan) => lots::consume(&mut tx, journal_entry_id, plan).await?,
-        None if asset.inventory_mode == "LOT" => {
+        None if asset.has_lots() => {
             let lot = new_lot(
                 actor,
                 &asset,
@@ -266,8 +266,8 @@ pub async fn apply(
             .check_amount("amount", amount)
             .map_err(Error::invalid)?;
     }
-    let plan = match asset.inventory_mode.as_str() {
-        "LOT" => {
+    let plan = match asset.has_lots() {
+        true => {
             lots::settle(conn, participant, asset.id).await?;
             // A hold stamps the lots it takes with its reference; the others select by it.
             let selection = match op {
@@ -440,9 +440,9 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
         AccountKey::new(Owner::Participant(source), asset.id, Bucket::Available),
         -total,
     ));
-    let spent = match asset.inventory_mode.as_str() {
-        "LOT" => Some(spend_lots(&mut tx, actor, &asset, source, &recipients, total).await?),
-        _ => None,
+    let spent = match asset.has_lots() {
+        true => Some(spend_lots(&mut tx, actor, &asset, source, &recipients, total).await?),
+        false => None,
     };
     let journal_entry_id = post(
         &mut tx,

@@ -28,7 +28,7 @@ pub async fn move_wallet(
     let asset = crate::assets::find_linked(&mut tx, actor.organization_id, program_id, asset_id)
         .await?
         .ok_or(Error::NotFound("asset"))?;
-    if asset.issuance_policy != "PREFUNDED" {
+    if asset.issuance_policy != crate::assets::IssuancePolicy::Prefunded {
         return Err(Error::invalid(crate::error::FieldError::invalid(
             "asset_id",
             "PREFUNDED asset",
@@ -106,7 +106,10 @@ pub async fn wallet_balances(
     let mut rows = Vec::new();
     let mut prefunded: Vec<&Asset> = assets
         .iter()
-        .filter(|a| a.issuance_policy == "PREFUNDED" && asset_id.is_none_or(|id| id == a.id))
+        .filter(|a| {
+            a.issuance_policy == crate::assets::IssuancePolicy::Prefunded
+                && asset_id.is_none_or(|id| id == a.id)
+        })
         .filter(|a| cursor.as_ref().is_none_or(|c| a.id > c.id))
         .collect();
     prefunded.sort_by_key(|a| a.id);

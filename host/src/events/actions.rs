@@ -199,7 +199,7 @@ async fn money(
         return Ok(Err(problem.message));
     }
     let budgeted = ctx.batch.budgeted.contains(&(rule.id, asset.id));
-    let is_lot = asset.inventory_mode == "LOT";
+    let is_lot = asset.has_lots();
     // A CEL rule's lot fields were checked against its asset when it was written; a wasm rule's are here.
     if !is_lot && lot.is_set() {
         return Ok(Err(

@@ -91,8 +91,14 @@ async fn create_asset(
         program_id: f.req_uuid("program_id"),
         name: f.req_str("name", 1, 255),
         symbol,
-        inventory_mode: f.req_enum("inventory_mode", assets::INVENTORY_MODES),
-        issuance_policy: f.req_enum("issuance_policy", assets::ISSUANCE_POLICIES),
+        inventory_mode: assets::InventoryMode::parse(
+            f.req_enum("inventory_mode", assets::INVENTORY_MODES),
+        )
+        .unwrap_or(assets::InventoryMode::Simple),
+        issuance_policy: assets::IssuancePolicy::parse(
+            f.req_enum("issuance_policy", assets::ISSUANCE_POLICIES),
+        )
+        .unwrap_or(assets::IssuancePolicy::Unlimited),
         scale: i16::try_from(f.req_int("scale", 0, 18)).unwrap_or_default(),
         max_transaction_amount: f.opt_positive_decimal("max_transaction_amount"),
     };

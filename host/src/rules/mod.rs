@@ -674,7 +674,7 @@ async fn check_expressions(
                         "the asset is archived",
                     ));
                 }
-                Some(asset) if asset.inventory_mode != "LOT" && action.needs_lots() => errors.push(FieldError::invalid(
+                Some(asset) if !asset.has_lots() && action.needs_lots() => errors.push(FieldError::invalid(
                     field("asset_id"),
                     "LOT asset",
                     Some(asset_id.to_string()),
