@@ -32,7 +32,14 @@ crate::vocabulary!(
     }
 );
 pub const ISSUANCE_POLICIES: &[&str] = IssuancePolicy::NAMES;
-crate::api_enum!(pub AssetStatus = STATUSES ["ACTIVE", "ARCHIVED"]);
+crate::vocabulary!(
+    /// An archived asset can no longer be moved or changed.
+    pub enum AssetStatus {
+        Active = "ACTIVE",
+        Archived = "ARCHIVED",
+    }
+);
+pub const STATUSES: &[&str] = AssetStatus::NAMES;
 
 #[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Asset {
@@ -49,8 +56,7 @@ pub struct Asset {
     #[schema(value_type = Option<String>, example = "1000.00")]
     pub max_transaction_amount: Option<Decimal>,
     pub program_ids: Vec<Uuid>,
-    #[schema(value_type = AssetStatus)]
-    pub status: String,
+    pub status: AssetStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -196,7 +202,7 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: AssetPatch) -
     if let Patch::Set(max) = patch.max_transaction_amount {
         check_max_scale(max, current.scale)?;
     }
-    if current.status == "ARCHIVED" {
+    if current.status == AssetStatus::Archived {
         return Err(Error::conflict("archived assets cannot be changed"));
     }
     repo::update(pool, actor.organization_id, id, &patch).await?;

@@ -623,7 +623,7 @@ async fn prepare(
     let asset = crate::assets::find_linked(conn, actor.organization_id, program_id, asset_id)
         .await?
         .ok_or(Error::NotFound("asset"))?;
-    if asset.status != "ACTIVE" {
+    if asset.status != crate::assets::AssetStatus::Active {
         return Err(Error::conflict("the asset is archived"));
     }
     Ok(asset)

@@ -188,7 +188,7 @@ async fn money(
         Ok(asset) => asset,
         Err(reason) => return Ok(Err(reason)),
     };
-    if asset.status != "ACTIVE" {
+    if asset.status != crate::assets::AssetStatus::Active {
         return Ok(Err("asset is archived".into()));
     }
     let amount = match evaluate(amount, ctx.vars) {

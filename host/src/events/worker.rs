@@ -510,7 +510,7 @@ fn parties(
     named: &Named,
 ) -> Result<Parties, String> {
     let program = program.ok_or("program not found")?;
-    if program.status != "ACTIVE" {
+    if program.status != programs::ProgramStatus::Active {
         return Err(format!("program is {}", program.status));
     }
     let create_unknown = program.on_unknown_participant == "CREATE";

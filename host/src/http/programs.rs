@@ -154,7 +154,9 @@ async fn update_program(
             "on_unknown_participant",
             programs::UNKNOWN_PARTICIPANT_POLICIES,
         ),
-        status: f.opt_enum("status", programs::STATUSES),
+        status: f
+            .opt_enum("status", programs::STATUSES)
+            .and_then(programs::ProgramStatus::parse),
         redemption_target_type: f.opt_enum("redemption_target_type", programs::REDEMPTION_TARGETS),
         redemption_target_entity_id: f.patch("redemption_target_entity_id", |f, k| f.opt_uuid(k)),
     };

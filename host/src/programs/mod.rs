@@ -13,7 +13,15 @@ use uuid::Uuid;
 
 pub use repo::lock_for_update;
 
-crate::api_enum!(pub ProgramStatus = STATUSES ["ACTIVE", "SUSPENDED", "ARCHIVED"]);
+crate::vocabulary!(
+    /// Only an ACTIVE program processes events; an ARCHIVED one is hidden from lists by default.
+    pub enum ProgramStatus {
+        Active = "ACTIVE",
+        Suspended = "SUSPENDED",
+        Archived = "ARCHIVED",
+    }
+);
+pub const STATUSES: &[&str] = ProgramStatus::NAMES;
 crate::api_enum!(
     /// What an event for an unknown `external_id` does: create the participant, or fail.
     pub UnknownParticipantPolicy = UNKNOWN_PARTICIPANT_POLICIES ["CREATE", "REJECT"]
@@ -31,8 +39,7 @@ pub struct Program {
     pub description: Option<String>,
     #[schema(value_type = UnknownParticipantPolicy)]
     pub on_unknown_participant: String,
-    #[schema(value_type = ProgramStatus)]
-    pub status: String,
+    pub status: ProgramStatus,
     #[schema(value_type = RedemptionTarget)]
     pub redemption_target_type: String,
     pub redemption_target_entity_id: Option<Uuid>,
@@ -62,7 +69,7 @@ pub struct ProgramPatch {
     pub name: Option<String>,
     pub description: Patch<String>,
     pub on_unknown_participant: Option<&'static str>,
-    pub status: Option<&'static str>,
+    pub status: Option<ProgramStatus>,
     pub redemption_target_type: Option<&'static str>,
     pub redemption_target_entity_id: Patch<Uuid>,
 }
@@ -132,11 +139,11 @@ pub async fn update(
     }
     if let Some(status) = patch.status {
         program.deleted_at = match (status, program.deleted_at) {
-            ("ARCHIVED", Some(at)) => Some(at),
-            ("ARCHIVED", None) => Some(Utc::now()),
+            (ProgramStatus::Archived, Some(at)) => Some(at),
+            (ProgramStatus::Archived, None) => Some(Utc::now()),
             _ => None,
         };
-        program.status = status.into();
+        program.status = status;
     }
     let program = repo::save(&mut tx, &program).await?;
     tx.commit().await?;
@@ -145,14 +152,14 @@ pub async fn update(
 
 /// Whether the program exists and is ACTIVE, read in the caller's transaction.
 pub async fn is_active(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> {
-    Ok(repo::status(conn, id).await?.as_deref() == Some("ACTIVE"))
+    Ok(repo::status(conn, id).await? == Some(ProgramStatus::Active))
 }
 
 /// What processing an event needs to know of its program.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Policy {
     pub id: Uuid,
-    pub status: String,
+    pub status: ProgramStatus,
     pub on_unknown_participant: String,
 }
 

@@ -86,7 +86,7 @@ pub async fn save(conn: &mut PgConnection, p: &Program) -> sqlx::Result<Program>
     .bind(&p.name)
     .bind(&p.description)
     .bind(&p.on_unknown_participant)
-    .bind(&p.status)
+    .bind(p.status)
     .bind(&p.redemption_target_type)
     .bind(p.redemption_target_entity_id)
     .bind(p.deleted_at)
@@ -94,7 +94,10 @@ pub async fn save(conn: &mut PgConnection, p: &Program) -> sqlx::Result<Program>
     .await
 }
 
-pub async fn status(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
+pub async fn status(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<super::ProgramStatus>> {
     sqlx::query_scalar("SELECT status FROM programs WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)

@@ -312,7 +312,7 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
     let program = crate::programs::lock_for_update(&mut tx, actor.organization_id, new.program_id)
         .await?
         .ok_or(Error::NotFound("program"))?;
-    if program.status == "ARCHIVED" {
+    if program.status == crate::programs::ProgramStatus::Archived {
         return Err(Error::conflict(
             "rules cannot be added to an archived program",
         ));
@@ -400,7 +400,7 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
         crate::programs::lock_for_update(&mut tx, actor.organization_id, before.program_id)
             .await?
             .ok_or(Error::NotFound("program"))?;
-    if program.status == "ARCHIVED" {
+    if program.status == crate::programs::ProgramStatus::Archived {
         return Err(Error::conflict(
             "rules of an archived program cannot be modified",
         ));
@@ -666,7 +666,7 @@ async fn check_expressions(
                     Some(asset_id.to_string()),
                     "asset not found or not linked to this program",
                 )),
-                Some(asset) if asset.status == "ARCHIVED" => {
+                Some(asset) if asset.status == crate::assets::AssetStatus::Archived => {
                     errors.push(FieldError::invalid(
                         field("asset_id"),
                         "active asset",
