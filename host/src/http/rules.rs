@@ -8,7 +8,7 @@ use crate::pagination::{Page, PageParams};
 use crate::rules::budgets::{BudgetSpec, Schedule};
 use crate::rules::{
     self, Action, HistoryEntry, ModuleLimits, ModulePatch, ModuleRef, NewRule, RuleFilter,
-    RulePatch, Target,
+    RulePatch, RuleStatus, Target,
 };
 use crate::validation::{Fields, Validator};
 use crate::wasm::Limits;
@@ -571,7 +571,10 @@ async fn create(
         stop_after_match: f.opt_bool("stop_after_match").unwrap_or(false),
         active_from: f.opt_time("active_from"),
         active_to: f.opt_time("active_to"),
-        status: f.opt_enum("status", NEW_RULE_STATUSES).unwrap_or("ACTIVE"),
+        status: f
+            .opt_enum("status", NEW_RULE_STATUSES)
+            .and_then(RuleStatus::parse)
+            .unwrap_or(RuleStatus::Active),
         budgets: parse_budgets(&f).unwrap_or_default(),
         module: module.id.map(|id| ModuleRef {
             id,
@@ -649,7 +652,9 @@ async fn update(
         stop_after_match: f.opt_bool("stop_after_match"),
         active_from: f.patch("active_from", |f, k| f.opt_time(k)),
         active_to: f.patch("active_to", |f, k| f.opt_time(k)),
-        status: f.opt_enum("status", rules::STATUSES),
+        status: f
+            .opt_enum("status", rules::STATUSES)
+            .and_then(RuleStatus::parse),
         budgets: parse_budgets(&f),
         module: parse_module(&f, s.runtime.ceiling().limits),
     };

@@ -27,7 +27,15 @@ pub use compiled::{
 };
 pub use simulate::SampleState;
 
-crate::api_enum!(pub RuleStatus = STATUSES ["ACTIVE", "SUSPENDED", "ARCHIVED"]);
+crate::vocabulary!(
+    /// Only ACTIVE rules run; an ARCHIVED rule is frozen.
+    pub enum RuleStatus {
+        Active = "ACTIVE",
+        Suspended = "SUSPENDED",
+        Archived = "ARCHIVED",
+    }
+);
+pub const STATUSES: &[&str] = RuleStatus::NAMES;
 // Action types this server executes. The rest of the catalogue (SET_TIER, SCHEDULE_EVENT, BROADCAST) is refused
 // at create time until it is implemented, so no rule is ever accepted that would do nothing.
 crate::api_enum!(pub ActionType = ACTION_TYPES [
@@ -154,7 +162,7 @@ pub struct Rule {
     pub stop_after_match: bool,
     pub active_from: Option<DateTime<Utc>>,
     pub active_to: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: RuleStatus,
     pub history_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -250,7 +258,7 @@ pub struct NewRule {
     pub stop_after_match: bool,
     pub active_from: Option<DateTime<Utc>>,
     pub active_to: Option<DateTime<Utc>>,
-    pub status: &'static str,
+    pub status: RuleStatus,
     pub budgets: Vec<budgets::BudgetSpec>,
     pub module: Option<ModuleRef>,
 }
@@ -264,7 +272,7 @@ pub struct RulePatch {
     pub stop_after_match: Option<bool>,
     pub active_from: Patch<DateTime<Utc>>,
     pub active_to: Patch<DateTime<Utc>>,
-    pub status: Option<&'static str>,
+    pub status: Option<RuleStatus>,
     /// Replaces every budget when present; `[]` removes them.
     pub budgets: Option<Vec<budgets::BudgetSpec>>,
     /// Points the rule at another module (a new version, say) or changes its config or limits.
@@ -336,7 +344,7 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
         stop_after_match: new.stop_after_match,
         active_from: new.active_from,
         active_to: new.active_to,
-        status: new.status.into(),
+        status: new.status,
         history_id: Uuid::now_v7(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
@@ -393,7 +401,7 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
         .await?
         .ok_or(Error::NotFound("rule"))?;
     before.budgets = budgets::of_rules(&mut tx, &[id]).await?;
-    if before.status == "ARCHIVED" {
+    if before.status == RuleStatus::Archived {
         return Err(Error::conflict("archived rules cannot be modified"));
     }
     let program =
@@ -435,16 +443,16 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
         )
         .await?;
     }
-    rule.deleted_at = if rule.status == "ARCHIVED" {
+    rule.deleted_at = if rule.status == RuleStatus::Archived {
         Some(Utc::now())
     } else {
         None
     };
     rule.history_id = Uuid::now_v7();
-    let change_type = match (before.status.as_str(), rule.status.as_str()) {
-        (old, "ARCHIVED") if old != "ARCHIVED" => "archived",
-        ("ACTIVE", "SUSPENDED") => "suspended",
-        ("SUSPENDED", "ACTIVE") => "activated",
+    let change_type = match (before.status, rule.status) {
+        (old, RuleStatus::Archived) if old != RuleStatus::Archived => "archived",
+        (RuleStatus::Active, RuleStatus::Suspended) => "suspended",
+        (RuleStatus::Suspended, RuleStatus::Active) => "activated",
         _ => "updated",
     };
     let changes = diff(&before.to_json(), &rule.to_json());
@@ -595,7 +603,7 @@ fn apply(rule: &mut Rule, patch: RulePatch) {
         rule.stop_after_match = stop;
     }
     if let Some(status) = patch.status {
-        rule.status = status.into();
+        rule.status = status;
     }
 }
 
