@@ -613,7 +613,7 @@ async fn prepare(
     }
     if let Some(inactive) = states
         .iter()
-        .find(|s| require_active && s.status != "ACTIVE")
+        .find(|s| require_active && s.status != participants::ParticipantStatus::Active)
     {
         return Err(Error::Conflict {
             code: "participant_inactive",

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::ledger::lots::{self, LotSpec, NewLot, Selector};
 use crate::ledger::{self, AccountKey, Bucket, NewEntry, Owner, PostError};
 use crate::participants::state::{self, Origin, WindowChange};
-use crate::participants::{self, State};
+use crate::participants::{self, ParticipantStatus, State};
 use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
 use crate::rules::{Amount, BLOCKED_WHEN_INACTIVE, CompiledAction, CompiledRule, Step, TargetRef};
@@ -52,8 +52,9 @@ pub async fn execute(
     let status = ctx
         .participants
         .get(&target)
-        .map_or("CLOSED", |p| p.status.as_str());
-    if status != "ACTIVE" && BLOCKED_WHEN_INACTIVE.contains(&action.kind.as_str()) {
+        .map_or(ParticipantStatus::Closed, |p| p.status);
+    if status != ParticipantStatus::Active && BLOCKED_WHEN_INACTIVE.contains(&action.kind.as_str())
+    {
         return Ok(Err(format!("participant is {status}")));
     }
     let origin = Origin {

@@ -124,7 +124,9 @@ async fn upsert(
     let input = Upsert {
         external_id: f.req_str("external_id", 1, 255),
         program_id: f.opt_uuid("program_id"),
-        status: f.opt_enum("status", participants::STATUSES),
+        status: f
+            .opt_enum("status", participants::STATUSES)
+            .and_then(participants::ParticipantStatus::parse),
         profile: Profile {
             email,
             phone: f.opt_str("phone", 1, 50),

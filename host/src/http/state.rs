@@ -149,6 +149,8 @@ async fn set_status(
     let v = Validator::new();
     let status = v.body(&body)?.req_enum("status", participants::STATUSES);
     v.finish()?;
+    let status = participants::ParticipantStatus::parse(status)
+        .ok_or_else(|| crate::error::Error::Internal("validated status is unknown".into()))?;
     Ok(Json(
         participants::set_status(&s.pool, &actor, id, status).await?,
     ))

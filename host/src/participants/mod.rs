@@ -21,7 +21,15 @@ pub use repo::{
     insert_if_absent, lock, lock_state, lock_states,
 };
 
-crate::api_enum!(pub ParticipantStatus = STATUSES ["ACTIVE", "SUSPENDED", "CLOSED"]);
+crate::vocabulary!(
+    /// SUSPENDED and CLOSED participants cannot be credited, debited or counted; value still leaves by forfeit.
+    pub enum ParticipantStatus {
+        Active = "ACTIVE",
+        Suspended = "SUSPENDED",
+        Closed = "CLOSED",
+    }
+);
+pub const STATUSES: &[&str] = ParticipantStatus::NAMES;
 
 /// A participant as a client names one: by our id or by their own external id.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +69,7 @@ pub struct Participant {
     pub id: Uuid,
     #[schema(example = "user_123")]
     pub external_id: String,
-    #[schema(value_type = ParticipantStatus)]
-    pub status: String,
+    pub status: ParticipantStatus,
     pub email: Option<String>,
     pub phone: Option<String>,
     pub first_name: Option<String>,
@@ -79,7 +86,7 @@ pub struct State {
     pub id: Uuid,
     pub organization_id: Uuid,
     pub external_id: String,
-    pub status: String,
+    pub status: ParticipantStatus,
     pub tags: Vec<String>,
     pub attributes: sqlx::types::Json<Map<String, Value>>,
     pub counters: sqlx::types::Json<Map<String, Value>>,
@@ -94,7 +101,7 @@ impl State {
             id,
             organization_id,
             external_id: external_id.to_owned(),
-            status: "ACTIVE".to_owned(),
+            status: ParticipantStatus::Active,
             tags: Vec::new(),
             attributes: sqlx::types::Json(Map::new()),
             counters: sqlx::types::Json(Map::new()),
@@ -159,7 +166,7 @@ pub struct Profile {
 pub struct Upsert {
     pub external_id: String,
     pub program_id: Option<Uuid>,
-    pub status: Option<&'static str>,
+    pub status: Option<ParticipantStatus>,
     pub profile: Profile,
     pub attributes: Vec<(String, String)>,
     pub tags: Option<Vec<String>>,
@@ -256,7 +263,7 @@ pub async fn list(
     let sort_by = filter.sort_by;
     Ok(Page::from_rows(rows, filter.limit, |p| match sort_by {
         "external_id" => Cursor::new(&p.external_id, p.id),
-        "status" => Cursor::new(&p.status, p.id),
+        "status" => Cursor::new(p.status, p.id),
         _ => Cursor::at(p.created_at, p.id),
     }))
 }
@@ -404,7 +411,12 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: ProfilePatch)
     get(pool, actor, id).await
 }
 
-pub async fn set_status(pool: &PgPool, actor: &Actor, id: Uuid, status: &str) -> Result<Detail> {
+pub async fn set_status(
+    pool: &PgPool,
+    actor: &Actor,
+    id: Uuid,
+    status: ParticipantStatus,
+) -> Result<Detail> {
     let (mut tx, _) = locked(pool, actor, id).await?;
     repo::set_status(&mut tx, id, status).await?;
     tx.commit().await?;

@@ -378,7 +378,11 @@ pub async fn update_profile(
     Ok(())
 }
 
-pub async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> sqlx::Result<()> {
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: super::ParticipantStatus,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE participants SET status = $2, updated_at = now() WHERE id = $1")
         .bind(id)
         .bind(status)
