@@ -296,6 +296,16 @@ impl TestApp {
             .to_owned()
     }
 
+    /// AVAILABLE and HELD of a participant's first (or only) asset, as the API renders them.
+    pub async fn available_and_held(&self, participant_id: &str) -> (Value, Value) {
+        let r = self
+            .get(&format!("/participants/{participant_id}/balances"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let row = &r.body["data"][0];
+        (row["available"].clone(), row["held"].clone())
+    }
+
     /// Every journal entry sums to zero per asset, and every materialised balance equals its postings.
     pub async fn assert_ledger_consistent(&self) {
         let found = scrip::verify::check_invariants(&self.pool)

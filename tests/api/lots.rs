@@ -404,13 +404,8 @@ async fn provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit(
         json!({"held_amount": "10.00", "delta": "2.50"})
     );
     let holder = app.participant_id("cardholder").await;
-    let balances = app
-        .get(&format!("/participants/{holder}/balances"))
-        .await
-        .body["data"][0]
-        .clone();
     assert_eq!(
-        (balances["available"].clone(), balances["held"].clone()),
+        app.available_and_held(&holder).await,
         (json!("11.50"), json!("3.00"))
     );
     let impact = app

@@ -704,13 +704,8 @@ async fn wasm_rules_accrue_settle_void_hold_release_and_forfeit_as_cel_rules_do(
         json!({"held_amount": "10.00", "delta": "2.50"})
     );
     let holder = app.participant_id("cardholder").await;
-    let balances = app
-        .get(&format!("/participants/{holder}/balances"))
-        .await
-        .body["data"][0]
-        .clone();
     assert_eq!(
-        (balances["available"].clone(), balances["held"].clone()),
+        app.available_and_held(&holder).await,
         (json!("11.50"), json!("3.00"))
     );
     // Money actions' results say their type; balance operations', their operation.

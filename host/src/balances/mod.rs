@@ -684,13 +684,18 @@ pub async fn statement(
     filter: crate::ledger::ActivityFilter,
 ) -> Result<crate::ledger::Statement> {
     participants::require(pool, actor, id).await?;
+    holder_statement(pool, actor, Owner::Participant(id), asset_id, filter).await
+}
+
+/// The statement of a holder's account in one of the organization's assets (E12, E48); the caller has
+/// checked that the holder exists.
+pub(crate) async fn holder_statement(
+    pool: &PgPool,
+    actor: &Actor,
+    holder: Owner,
+    asset_id: Uuid,
+    filter: crate::ledger::ActivityFilter,
+) -> Result<crate::ledger::Statement> {
     let asset = crate::assets::get(pool, actor, asset_id).await?;
-    crate::ledger::statement(
-        pool,
-        actor,
-        crate::ledger::Owner::Participant(id),
-        (asset.id, asset.scale),
-        filter,
-    )
-    .await
+    ledger::statement(pool, actor, holder, (asset.id, asset.scale), filter).await
 }

@@ -148,12 +148,11 @@ pub async fn wallet_statement(
     filter: crate::ledger::ActivityFilter,
 ) -> Result<crate::ledger::Statement> {
     crate::programs::get(pool, actor, id).await?;
-    let asset = crate::assets::get(pool, actor, asset_id).await?;
-    crate::ledger::statement(
+    super::holder_statement(
         pool,
         actor,
         crate::ledger::Owner::Program(id),
-        (asset.id, asset.scale),
+        asset_id,
         filter,
     )
     .await
