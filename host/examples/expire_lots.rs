@@ -1,4 +1,4 @@
-//! Benchmark: expire N lots with the real expiry pass (`ledger::lots::run_once`), batch after batch, on a fresh
+//! Benchmark: expire N lots with the real expiry pass (`movement::due::run_once`), batch after batch, on a fresh
 //! database; then check the ledger's invariants. Usage (numbers in BENCHMARKS.md):
 //!
 //!     cargo run --release -p scrip --example expire_lots -- 1000000
@@ -39,7 +39,7 @@ async fn main() -> Result<(), BoxError> {
     let started = Instant::now();
     let (mut batches, mut expired) = (0, 0);
     loop {
-        let done = scrip::ledger::lots::run_once(&pool).await?;
+        let done = scrip::movement::due::run_once(&pool).await?;
         if done == 0 {
             break;
         }

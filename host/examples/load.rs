@@ -26,7 +26,7 @@ use clap::Parser;
 use rust_decimal::Decimal;
 use scrip::BoxError;
 use scrip::events::worker::Pipeline;
-use scrip::ledger::{AccountKey, Bucket, Journal, KnownAccounts, NewEntry, Owner};
+use scrip::ledger::{AccountKey, Bucket, EntryType, Journal, KnownAccounts, NewEntry, Owner};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
@@ -299,7 +299,7 @@ fn credit(program_id: Uuid, asset_id: Uuid, participant: Uuid) -> NewEntry {
     let points = Decimal::from(10);
     NewEntry {
         program_id,
-        action_type: "CREDIT",
+        action_type: EntryType::Credit,
         description: Some("10 per purchase: 10 P0".into()),
         event_id: None,
         rule_id: None,

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod modules;
 pub mod money;
+pub mod movement;
 pub mod organizations;
 pub mod pagination;
 pub mod participants;
@@ -77,7 +78,7 @@ pub async fn start(
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
     // A process without workers serves the API only; lots are expired and matured where events are processed.
     if pipeline.workers > 0 {
-        tasks.spawn(ledger::lots::run_jobs(pool.clone(), stopped.clone()));
+        tasks.spawn(movement::due::run_jobs(pool.clone(), stopped.clone()));
     }
     tasks.spawn(doorbell.clone().listen(pool.clone(), stopped.clone()));
     tasks.spawn(doorbell.clone().broadcast(pool.clone(), stopped.clone()));

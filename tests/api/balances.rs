@@ -88,6 +88,11 @@ async fn a_program_wallet_funds_prefunded_credits(_: PgPoolOptions, connect: PgC
         "insufficient_balance",
         None,
     );
+    // The message names what fell short: the wallet, for a burn as for a rule's credit.
+    assert_eq!(
+        too_much.body["message"],
+        "insufficient program wallet balance"
+    );
     let unlimited = app
         .post(
             &format!("/programs/{program}/assets/{pts}/fund"),

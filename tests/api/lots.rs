@@ -135,7 +135,7 @@ async fn lots_are_spent_oldest_first_expire_and_mature(
         "{kinds:?}"
     );
     assert_eq!(
-        scrip::ledger::lots::run_once(&app.pool)
+        scrip::movement::due::run_once(&app.pool)
             .await
             .expect("rerun"),
         0,

@@ -9,8 +9,9 @@ pub mod wallet;
 use crate::assets::Asset;
 use crate::error::{Error, FieldError, Result};
 use crate::idempotency::{self, Claim, Key};
-use crate::ledger::lots::{self, LotSpec, NewLot, Plan, Selector};
-use crate::ledger::{self, AccountKey, Bucket, NewEntry, Owner, PostError};
+use crate::ledger::lots::{LotSpec, Selector};
+use crate::ledger::{self, Bucket, Owner};
+use crate::movement::{self, Holder, Kind, Movement, Operation, Origin};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page};
 use crate::participants;
@@ -27,63 +28,6 @@ pub struct Adjustment {
     pub description: String,
     pub bucket: Bucket,
     pub allow_negative: bool,
-}
-
-/// HOLD moves AVAILABLE to HELD, RELEASE the reverse, FORFEIT takes `bucket` to breakage, VOID_HOLD returns
-/// provisional HELD lots (credited straight into HELD) to where they came from.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub enum Operation {
-    Hold,
-    Release,
-    Forfeit { bucket: Bucket },
-    VoidHold,
-}
-
-impl Operation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::Hold => "HOLD",
-            Operation::Release => "RELEASE",
-            Operation::Forfeit { .. } => "FORFEIT",
-            Operation::VoidHold => "VOID_HOLD",
-        }
-    }
-
-    /// Forfeit and void-hold are how value leaves a closed account, so they work whatever the status.
-    pub fn requires_active(self) -> bool {
-        matches!(self, Operation::Hold | Operation::Release)
-    }
-
-    /// The bucket the value leaves, and where it goes.
-    fn movement(self, participant: Uuid, source: Owner) -> (Bucket, Owner, Bucket) {
-        use Bucket::{Available, Held};
-        match self {
-            Operation::Hold => (Available, Owner::Participant(participant), Held),
-            Operation::Release => (Held, Owner::Participant(participant), Available),
-            Operation::Forfeit { bucket } => (bucket, Owner::Breakage, Available),
-            Operation::VoidHold => (Held, source, Available),
-        }
-    }
-}
-
-/// Who makes an operation, for its journal entry: an API key, or a rule processing an event.
-#[derive(Debug, Clone, Copy)]
-pub struct By {
-    pub organization_id: Uuid,
-    pub api_key_id: Option<Uuid>,
-    pub event_id: Option<Uuid>,
-    pub rule_id: Option<Uuid>,
-}
-
-impl By {
-    pub fn api(actor: &Actor) -> Self {
-        By {
-            organization_id: actor.organization_id,
-            api_key_id: Some(actor.api_key_id),
-            event_id: None,
-            rule_id: None,
-        }
-    }
 }
 
 pub struct OperationRequest {
@@ -114,72 +58,32 @@ pub async fn adjust(
         true,
     )
     .await?;
-    asset
-        .check_amount("amount", a.amount)
-        .map_err(Error::invalid)?;
-    let holder = Owner::Participant(participant);
-    let overdraft = a.allow_negative && a.bucket == Bucket::Available;
-    let mut spent = None;
-    let mut debt = Decimal::ZERO;
-    if asset.has_lots() {
-        lots::settle(&mut tx, participant, asset.id).await?;
-        if a.debit {
-            let plan = lots::plan(
-                &mut tx,
-                participant,
-                asset.id,
-                a.bucket,
-                Some(a.amount),
-                &Selector::default(),
-            )
-            .await?;
-            if plan.total < a.amount && !overdraft {
-                return Err(Error::Insufficient("insufficient balance".into()));
-            }
-            spent = Some(plan);
-        } else {
-            debt = debt_of(&mut tx, actor, participant, &asset).await?;
-        }
-    }
-    let signed = if a.debit { -a.amount } else { a.amount };
-    let entry = api_entry(
-        actor,
-        a.program_id,
-        if a.debit { "DEBIT" } else { "CREDIT" },
-        a.description,
-        vec![
-            (AccountKey::new(holder, asset.id, a.bucket), signed),
-            (
-                AccountKey::new(asset.source(a.program_id), asset.id, Bucket::Available),
-                -signed,
-            ),
-        ],
-    );
-    let journal_entry_id = post(
-        &mut tx,
-        actor,
-        &NewEntry {
-            allow_negative: overdraft,
-            ..entry
+    let kind = match a.debit {
+        true => Kind::Debit {
+            amount: a.amount,
+            bucket: a.bucket,
+            allow_negative: a.allow_negative,
         },
+        false => Kind::Credit {
+            amount: a.amount,
+            bucket: a.bucket,
+            lot: LotSpec::default(),
+        },
+    };
+    let entry_type = kind.entry_type();
+    let moved = movement::apply(
+        &mut tx,
+        &by_api(
+            actor,
+            a.program_id,
+            &asset,
+            participant,
+            kind,
+            a.description,
+        ),
     )
     .await?;
-    match &spent {
-        Some(plan) => lots::consume(&mut tx, journal_entry_id, plan).await?,
-        None if asset.has_lots() => {
-            let lot = new_lot(
-                actor,
-                &asset,
-                a.program_id,
-                participant,
-                a.amount,
-                a.bucket,
-                debt,
-            );
-            lots::create(&mut tx, &[(journal_entry_id, &lot)]).await?;
-        }
-        None => {}
-    }
+    let holder = Owner::Participant(participant);
     let balance = ledger::snapshot(&mut tx, actor.organization_id, holder, asset.id).await?;
     tx.commit().await?;
     Ok(json!({
@@ -187,11 +91,34 @@ pub async fn adjust(
         "asset_id": asset.id,
         "program_id": a.program_id,
         "bucket": a.bucket,
-        "type": if a.debit { "DEBIT" } else { "CREDIT" },
-        "journal_entry_id": journal_entry_id,
+        "type": entry_type,
+        "journal_entry_id": moved.journal_entry_id,
         "balance": balance.to_json(asset.scale),
         "message": "Balance adjusted successfully",
     }))
+}
+
+/// A movement of a participant's value made by an API call.
+fn by_api<'a>(
+    actor: &Actor,
+    program_id: Uuid,
+    asset: &'a Asset,
+    participant: Uuid,
+    kind: Kind,
+    description: String,
+) -> Movement<'a> {
+    Movement {
+        organization_id: actor.organization_id,
+        program_id,
+        asset,
+        holder: Holder::Participant(participant),
+        kind,
+        origin: Origin::Operation {
+            api_key_id: actor.api_key_id,
+        },
+        description: Some(description),
+        known_clear: false,
+    }
 }
 
 /// E41–E44. Returns the result and whether it is a replay of an earlier request with the same key.
@@ -227,16 +154,33 @@ pub async fn operate(
         op.requires_active(),
     )
     .await?;
-    let response = apply(
+    let reference_id = r.lots.reference_id.clone();
+    let kind = Kind::Operation {
+        op,
+        amount: r.amount,
+        lots: r.lots,
+    };
+    let moved = movement::apply(
         &mut tx,
-        By::api(actor),
+        &by_api(
+            actor,
+            r.program_id,
+            &asset,
+            participant,
+            kind,
+            r.description,
+        ),
+    )
+    .await?;
+    let response = operation_result(
+        &mut tx,
+        actor.organization_id,
         r.program_id,
         participant,
         &asset,
         op,
-        r.description,
-        r.amount,
-        &r.lots,
+        &moved,
+        reference_id,
     )
     .await?;
     if let Some(key) = &key {
@@ -246,134 +190,33 @@ pub async fn operate(
     Ok((response, false))
 }
 
-/// Performs a hold, release, forfeit or void-hold in the caller's transaction. The participant is locked and
-/// the asset checked by the caller; the API and rule actions share this.
+/// What a hold, release, forfeit or void-hold did, with the participant's balance after it: the answer of
+/// E41–E44 and the result of the same rule actions.
 #[allow(clippy::too_many_arguments)]
-pub async fn apply(
+pub async fn operation_result(
     conn: &mut PgConnection,
-    by: By,
+    organization_id: Uuid,
     program_id: Uuid,
     participant: Uuid,
     asset: &Asset,
     op: Operation,
-    description: String,
-    amount: Option<Decimal>,
-    selector: &Selector,
-) -> Result<Value> {
-    let (from_bucket, to, to_bucket) = op.movement(participant, asset.source(program_id));
-    if let Some(amount) = amount {
-        asset
-            .check_amount("amount", amount)
-            .map_err(Error::invalid)?;
-    }
-    let plan = match asset.has_lots() {
-        true => {
-            lots::settle(conn, participant, asset.id).await?;
-            // A hold stamps the lots it takes with its reference; the others select by it.
-            let selection = match op {
-                Operation::Hold => Selector {
-                    reference_id: None,
-                    ..selector.clone()
-                },
-                Operation::VoidHold => Selector {
-                    provisional_only: true,
-                    ..selector.clone()
-                },
-                _ => selector.clone(),
-            };
-            Some(lots::plan(conn, participant, asset.id, from_bucket, amount, &selection).await?)
-        }
-        _ if op == Operation::VoidHold => {
-            return Err(Error::invalid(FieldError::invalid(
-                "asset_id",
-                "LOT asset",
-                Some(asset.id.to_string()),
-                "void-hold cancels provisional lots, which only LOT assets have",
-            )));
-        }
-        _ if selector.is_set() => return Err(lot_fields_on_simple()),
-        _ => None,
-    };
-    let amount = match (&plan, amount) {
-        (Some(plan), Some(amount)) if plan.total < amount => {
-            return Err(Error::Insufficient(format!(
-                "the selected lots hold {}",
-                asset.format(plan.total)
-            )));
-        }
-        (Some(plan), _) => plan.total,
-        (None, Some(amount)) => amount,
-        (None, None) => ledger::snapshot(
-            conn,
-            by.organization_id,
-            Owner::Participant(participant),
-            asset.id,
-        )
-        .await?
-        .bucket(from_bucket),
-    };
-    if amount <= Decimal::ZERO {
-        return Err(Error::Insufficient(format!(
-            "there is nothing in {from_bucket} to process"
-        )));
-    }
-    let entry = NewEntry {
-        program_id,
-        action_type: op.name(),
-        description: Some(description),
-        event_id: by.event_id,
-        rule_id: by.rule_id,
-        reference_id: selector.reference_id.clone(),
-        created_by_api_key_id: by.api_key_id,
-        postings: vec![
-            (
-                AccountKey::new(Owner::Participant(participant), asset.id, from_bucket),
-                -amount,
-            ),
-            (AccountKey::new(to, asset.id, to_bucket), amount),
-        ],
-        allow_negative: false,
-    };
-    let journal_entry_id = post_by(conn, by.organization_id, &entry).await?;
-    if let Some(plan) = &plan {
-        match op {
-            Operation::Hold => {
-                lots::shift(
-                    conn,
-                    journal_entry_id,
-                    plan,
-                    "HELD",
-                    selector.reference_id.as_deref(),
-                )
-                .await?
-            }
-            Operation::Release => {
-                lots::shift(conn, journal_entry_id, plan, "AVAILABLE", None).await?
-            }
-            Operation::Forfeit { .. } | Operation::VoidHold => {
-                lots::consume(conn, journal_entry_id, plan).await?
-            }
-        }
-    }
-    let balance = ledger::snapshot(
-        conn,
-        by.organization_id,
-        Owner::Participant(participant),
-        asset.id,
-    )
-    .await?;
+    moved: &movement::Moved,
+    reference_id: Option<String>,
+) -> sqlx::Result<Value> {
+    let holder = Owner::Participant(participant);
+    let balance = ledger::snapshot(conn, organization_id, holder, asset.id).await?;
     let mut response = json!({
         "operation": op.name(),
-        "amount_processed": asset.format(amount),
+        "amount_processed": asset.format(moved.amount),
         "asset_id": asset.id,
         "program_id": program_id,
-        "journal_entry_id": journal_entry_id,
+        "journal_entry_id": moved.journal_entry_id,
         "balance": balance.to_json(asset.scale),
-        "message": format!("Processed {}", asset.format(amount)),
+        "message": format!("Processed {}", asset.format(moved.amount)),
     });
-    if let Some(plan) = &plan {
+    if let Some(plan) = &moved.lots {
         response["lots_processed"] = json!(plan.processed(asset.scale));
-        response["reference_id"] = json!(selector.reference_id);
+        response["reference_id"] = json!(reference_id);
     }
     Ok(response)
 }
@@ -424,165 +267,33 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
     if !crate::programs::is_active(&mut tx, t.program_id).await? {
         return Err(Error::conflict("transfers need an ACTIVE program"));
     }
-    let mut postings = Vec::with_capacity(recipients.len() + 1);
-    let mut total = Decimal::ZERO;
-    for (i, (id, amount)) in recipients.iter().enumerate() {
-        asset
-            .check_amount(&format!("recipients[{i}].amount"), *amount)
-            .map_err(Error::invalid)?;
-        total += *amount;
-        postings.push((
-            AccountKey::new(Owner::Participant(*id), asset.id, Bucket::Available),
-            *amount,
-        ));
-    }
-    postings.push((
-        AccountKey::new(Owner::Participant(source), asset.id, Bucket::Available),
-        -total,
-    ));
-    let spent = match asset.has_lots() {
-        true => Some(spend_lots(&mut tx, actor, &asset, source, &recipients, total).await?),
-        false => None,
-    };
-    let journal_entry_id = post(
+    let description = t.description;
+    let moved = movement::apply(
         &mut tx,
-        actor,
-        &api_entry(actor, t.program_id, "TRANSFER", t.description, postings),
+        &by_api(
+            actor,
+            t.program_id,
+            &asset,
+            source,
+            Kind::Transfer {
+                recipients: recipients.clone(),
+            },
+            description,
+        ),
     )
     .await?;
-    if let Some((plan, debts)) = &spent {
-        lots::consume(&mut tx, journal_entry_id, plan).await?;
-        let created: Vec<NewLot> = recipients
-            .iter()
-            .zip(debts)
-            .map(|((participant, amount), debt)| {
-                new_lot(
-                    actor,
-                    &asset,
-                    t.program_id,
-                    *participant,
-                    *amount,
-                    Bucket::Available,
-                    *debt,
-                )
-            })
-            .collect();
-        let created: Vec<(Uuid, &NewLot)> =
-            created.iter().map(|lot| (journal_entry_id, lot)).collect();
-        lots::create(&mut tx, &created).await?;
-    }
     let response = json!({
         "asset_id": asset.id,
-        "journal_entry_id": journal_entry_id,
+        "journal_entry_id": moved.journal_entry_id,
         "recipient_count": recipients.len(),
         "source_id": source,
-        "total_amount": asset.format(total),
+        "total_amount": asset.format(moved.amount),
     });
     if let Some(key) = &key {
         idempotency::remember(&mut tx, key, &response).await?;
     }
     tx.commit().await?;
     Ok((response, false))
-}
-
-/// The source's lots covering `total`, and each recipient's overdraft that their new lot repays first.
-async fn spend_lots(
-    conn: &mut PgConnection,
-    actor: &Actor,
-    asset: &Asset,
-    source: Uuid,
-    recipients: &[(Uuid, Decimal)],
-    total: Decimal,
-) -> Result<(Plan, Vec<Decimal>)> {
-    lots::settle(conn, source, asset.id).await?;
-    let plan = lots::plan(
-        conn,
-        source,
-        asset.id,
-        Bucket::Available,
-        Some(total),
-        &Selector::default(),
-    )
-    .await?;
-    if plan.total < total {
-        return Err(Error::Insufficient("insufficient balance".into()));
-    }
-    let mut debts = Vec::with_capacity(recipients.len());
-    for (id, _) in recipients {
-        debts.push(debt_of(conn, actor, *id, asset).await?);
-    }
-    Ok((plan, debts))
-}
-
-/// What a participant's AVAILABLE balance is below zero: an overdraft the next credit repays first.
-async fn debt_of(
-    conn: &mut PgConnection,
-    actor: &Actor,
-    participant: Uuid,
-    asset: &Asset,
-) -> Result<Decimal> {
-    let available = ledger::snapshot(
-        conn,
-        actor.organization_id,
-        Owner::Participant(participant),
-        asset.id,
-    )
-    .await?
-    .available;
-    Ok(-available.min(Decimal::ZERO))
-}
-
-/// The lot of an API credit; one straight into HELD is a provisional accrual, which void-hold may cancel.
-fn new_lot(
-    actor: &Actor,
-    asset: &Asset,
-    program_id: Uuid,
-    participant: Uuid,
-    amount: Decimal,
-    bucket: Bucket,
-    debt: Decimal,
-) -> NewLot {
-    NewLot {
-        organization_id: actor.organization_id,
-        program_id,
-        participant,
-        asset_id: asset.id,
-        amount,
-        bucket,
-        spec: LotSpec::default(),
-        provisional: bucket == Bucket::Held,
-        debt,
-    }
-}
-
-/// An entry made by an API call rather than a rule.
-fn api_entry(
-    actor: &Actor,
-    program_id: Uuid,
-    action_type: &'static str,
-    description: String,
-    postings: Vec<(AccountKey, Decimal)>,
-) -> NewEntry {
-    NewEntry {
-        program_id,
-        action_type,
-        description: Some(description),
-        event_id: None,
-        rule_id: None,
-        reference_id: None,
-        created_by_api_key_id: Some(actor.api_key_id),
-        postings,
-        allow_negative: false,
-    }
-}
-
-fn lot_fields_on_simple() -> Error {
-    Error::invalid(FieldError::invalid(
-        "reference_id",
-        "absent",
-        None,
-        "reference_id, lot_ids, earned_from and earned_to select lots, which only LOT assets have",
-    ))
 }
 
 fn self_transfer(i: usize) -> Error {
@@ -627,25 +338,6 @@ async fn prepare(
         return Err(Error::conflict("the asset is archived"));
     }
     Ok(asset)
-}
-
-async fn post(conn: &mut PgConnection, actor: &Actor, entry: &NewEntry) -> Result<Uuid> {
-    post_by(conn, actor.organization_id, entry).await
-}
-
-async fn post_by(conn: &mut PgConnection, organization_id: Uuid, entry: &NewEntry) -> Result<Uuid> {
-    ledger::post(
-        conn,
-        organization_id,
-        entry,
-        &ledger::KnownAccounts::default(),
-    )
-    .await
-    .map_err(|err| match err {
-        PostError::InsufficientBalance => Error::Insufficient("insufficient balance".into()),
-        PostError::Unbalanced => Error::Internal("postings do not balance".into()),
-        PostError::Database(err) => Error::Database(err),
-    })
 }
 
 /// E39: the participant's lots of one asset.

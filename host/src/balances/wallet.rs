@@ -3,6 +3,7 @@
 
 use crate::assets::Asset;
 use crate::error::{Error, Result};
+use crate::movement::{self, Holder, Kind, Movement, Origin};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page};
 use rust_decimal::Decimal;
@@ -20,7 +21,6 @@ pub async fn move_wallet(
     description: Option<String>,
     fund: bool,
 ) -> Result<serde_json::Value> {
-    use crate::ledger::{AccountKey, Bucket, NewEntry, Owner, PostError};
     let mut tx = pool.begin().await?;
     crate::programs::lock_for_update(&mut tx, actor.organization_id, program_id)
         .await?
@@ -28,64 +28,37 @@ pub async fn move_wallet(
     let asset = crate::assets::find_linked(&mut tx, actor.organization_id, program_id, asset_id)
         .await?
         .ok_or(Error::NotFound("asset"))?;
-    if asset.issuance_policy != crate::assets::IssuancePolicy::Prefunded {
-        return Err(Error::invalid(crate::error::FieldError::invalid(
-            "asset_id",
-            "PREFUNDED asset",
-            Some(asset_id.to_string()),
-            "only PREFUNDED assets have a program wallet; UNLIMITED assets are issued without one",
-        )));
-    }
-    asset
-        .check_amount("amount", amount)
-        .map_err(Error::invalid)?;
-    let wallet = AccountKey::new(Owner::Program(program_id), asset.id, Bucket::Available);
-    let other = AccountKey::new(
-        if fund {
-            Owner::Issuance
-        } else {
-            Owner::Breakage
-        },
-        asset.id,
-        Bucket::Available,
-    );
-    let signed = if fund { amount } else { -amount };
-    let entry = NewEntry {
-        program_id,
-        action_type: if fund { "FUND" } else { "BURN" },
-        description,
-        event_id: None,
-        rule_id: None,
-        reference_id: None,
-        created_by_api_key_id: Some(actor.api_key_id),
-        postings: vec![(wallet, signed), (other, -signed)],
-        allow_negative: false,
+    let kind = match fund {
+        true => Kind::Fund { amount },
+        false => Kind::Burn { amount },
     };
-    let journal_entry_id = crate::ledger::post(
+    let moved = movement::apply(
         &mut tx,
-        actor.organization_id,
-        &entry,
-        &crate::ledger::KnownAccounts::default(),
+        &Movement {
+            organization_id: actor.organization_id,
+            program_id,
+            asset: &asset,
+            holder: Holder::ProgramWallet,
+            kind,
+            origin: Origin::Operation {
+                api_key_id: actor.api_key_id,
+            },
+            description,
+            known_clear: false,
+        },
     )
-    .await
-    .map_err(|e| match e {
-        PostError::InsufficientBalance => {
-            Error::Insufficient("the program wallet holds less than that".into())
-        }
-        PostError::Unbalanced => Error::Internal("postings do not balance".into()),
-        PostError::Database(err) => Error::Database(err),
-    })?;
+    .await?;
     let balance = crate::ledger::snapshot(
         &mut tx,
         actor.organization_id,
-        Owner::Program(program_id),
+        crate::ledger::Owner::Program(program_id),
         asset.id,
     )
     .await?;
     tx.commit().await?;
     Ok(serde_json::json!({
         "available": asset.format(balance.available),
-        "journal_entry_id": journal_entry_id,
+        "journal_entry_id": moved.journal_entry_id,
         "message": if fund { "Program funded successfully" } else { "Program balance burned successfully" },
     }))
 }

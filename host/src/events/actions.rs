@@ -3,10 +3,11 @@
 
 use super::batch::Batch;
 use crate::assets::Asset;
-use crate::balances::{self, By};
+use crate::balances;
 use crate::error::Error;
-use crate::ledger::lots::{self, LotSpec, NewLot, Selector};
-use crate::ledger::{self, AccountKey, Bucket, NewEntry, Owner, PostError};
+use crate::ledger::Bucket;
+use crate::ledger::lots::{LotSpec, Selector};
+use crate::movement::{self, Holder, Kind, Movement};
 use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, ParticipantStatus, State};
 use crate::rules::budgets;
@@ -91,40 +92,40 @@ pub async fn execute(
                 Some(Err(err)) => return Ok(Err(format!("reference_id expression failed: {err}"))),
                 None => None,
             };
-            let by = By {
-                organization_id: ctx.organization_id,
-                api_key_id: None,
-                event_id: Some(ctx.event_id),
-                rule_id: Some(rule.id),
-            };
             let description = description
                 .clone()
                 .unwrap_or_else(|| format!("{}: {}", rule.name, op.name()));
-            let selector = Selector {
-                reference_id,
-                ..Selector::default()
-            };
-            return match balances::apply(
-                conn,
-                by,
-                ctx.program_id,
-                target,
-                &asset,
-                *op,
-                description,
+            let kind = Kind::Operation {
+                op: *op,
                 amount,
-                &selector,
-            )
-            .await
-            {
-                Ok(result) => Ok(Ok(result)),
-                Err(Error::Database(err)) => Err(err),
-                Err(Error::Invalid(problems)) => Ok(Err(problems
-                    .into_iter()
-                    .map(|p| p.message)
-                    .collect::<Vec<_>>()
-                    .join("; "))),
-                Err(other) => Ok(Err(other.to_string())),
+                lots: Selector {
+                    reference_id: reference_id.clone(),
+                    ..Selector::default()
+                },
+            };
+            let m = by_rule(ctx, rule, &asset, target, kind, description, false);
+            let moved = match movement::plan(conn, &m).await {
+                Ok(planned) => {
+                    movement::post(conn, ctx.organization_id, planned, &mut movement::Direct).await
+                }
+                Err(err) => Err(err),
+            };
+            return match moved {
+                Ok(moved) => {
+                    let result = balances::operation_result(
+                        conn,
+                        ctx.organization_id,
+                        ctx.program_id,
+                        target,
+                        &asset,
+                        *op,
+                        &moved,
+                        reference_id,
+                    )
+                    .await?;
+                    Ok(Ok(result))
+                }
+                Err(err) => refusal(err),
             };
         }
         Step::Tag { tag, add } => {
@@ -189,17 +190,10 @@ async fn money(
         Ok(asset) => asset,
         Err(reason) => return Ok(Err(reason)),
     };
-    if asset.status != crate::assets::AssetStatus::Active {
-        return Ok(Err("asset is archived".into()));
-    }
     let amount = match evaluate(amount, ctx.vars) {
         Ok(amount) => amount,
         Err(reason) => return Ok(Err(format!("amount {reason}"))),
     };
-    if let Err(problem) = asset.check_amount("amount", amount) {
-        return Ok(Err(problem.message));
-    }
-    let budgeted = ctx.batch.budgeted.contains(&(rule.id, asset.id));
     let is_lot = asset.has_lots();
     // A CEL rule's lot fields were checked against its asset when it was written; a wasm rule's are here.
     if !is_lot && lot.is_set() {
@@ -207,43 +201,69 @@ async fn money(
             "bucket HELD, expires_at, matures_at and reference_id need a LOT asset".into(),
         ));
     }
-    // A credit's lot: its dates count from the event's time; DEFERRED until it matures.
-    let mut spec = LotSpec::default();
-    let mut bucket = Bucket::Available;
-    if !*debit && is_lot {
-        spec.expires_at = lot.expires.as_ref().map(|when| when.from(ctx.vars.now));
-        spec.matures_at = lot.matures.as_ref().map(|when| when.from(ctx.vars.now));
-        spec.reference_id = match lot.reference.as_ref().map(|r| r.render(ctx.vars)) {
-            Some(Ok(reference)) => Some(reference),
-            Some(Err(err)) => return Ok(Err(format!("reference_id expression failed: {err}"))),
-            None => None,
-        };
-        bucket = spec.bucket(
-            if lot.held {
+    let kind = match debit {
+        true => Kind::Debit {
+            amount,
+            bucket: Bucket::Available,
+            allow_negative: *allow_negative,
+        },
+        // A credit's lot dates count from the event's time.
+        false => Kind::Credit {
+            amount,
+            bucket: if lot.held {
                 Bucket::Held
             } else {
                 Bucket::Available
             },
-            chrono::Utc::now(),
-        );
-    }
+            lot: LotSpec {
+                expires_at: lot.expires.as_ref().map(|when| when.from(ctx.vars.now)),
+                matures_at: lot.matures.as_ref().map(|when| when.from(ctx.vars.now)),
+                reference_id: match lot.reference.as_ref().map(|r| r.render(ctx.vars)) {
+                    Some(Ok(reference)) => Some(reference),
+                    Some(Err(err)) => {
+                        return Ok(Err(format!("reference_id expression failed: {err}")));
+                    }
+                    None => None,
+                },
+            },
+        },
+    };
+    let budgeted = ctx.batch.budgeted.contains(&(rule.id, asset.id));
     // A plain LOT credit skips settling when the batch knows the holder has nothing to settle (no overdraft
     // to repay, no lot due), and is then deferred like any other credit its source allows. One that settles a
     // hold, or whose lot is born expired, takes the full path.
-    let born_expired = spec.expires_at.is_some_and(|at| at <= chrono::Utc::now());
-    let nothing_to_settle = is_lot
-        && !*debit
+    let plain_credit = match &kind {
+        Kind::Credit { lot, .. } => {
+            lot.reference_id.is_none() && lot.expires_at.is_none_or(|at| at > chrono::Utc::now())
+        }
+        _ => false,
+    };
+    let known_clear = is_lot
+        && plain_credit
         && !budgeted
-        && spec.reference_id.is_none()
-        && !born_expired
         && ctx
             .batch
             .has_nothing_to_settle(conn, participant, asset.id)
             .await?;
-    let settles_lots = is_lot && !nothing_to_settle;
-    if budgeted || settles_lots {
+    if budgeted || (is_lot && !known_clear) {
         ctx.batch.begin_writes(conn).await?;
     }
+    let description = description
+        .clone()
+        .unwrap_or_else(|| format!("{}: {} {}", rule.name, asset.format(amount), asset.symbol));
+    let m = by_rule(
+        ctx,
+        rule,
+        &asset,
+        participant,
+        kind,
+        description,
+        known_clear,
+    );
+    let planned = match movement::plan(conn, &m).await {
+        Ok(planned) => planned,
+        Err(err) => return refusal(err),
+    };
     if !debit
         && budgeted
         && !budgets::draw(conn, rule.id, asset.id, amount, ctx.batch.budget_slot).await?
@@ -257,139 +277,59 @@ async fn money(
             "suppressed": crate::rules::evaluation::EvaluationReason::BudgetExceeded,
         })));
     }
-    // LOT assets: spend from lots (oldest first), credit into a new lot after repaying any overdraft.
-    let holder = Owner::Participant(participant);
-    let (mut plan, mut debt) = (None, Decimal::ZERO);
-    if settles_lots {
-        lots::settle(conn, participant, asset.id).await?;
-        if *debit {
-            let taken = lots::plan(
-                conn,
-                participant,
-                asset.id,
-                Bucket::Available,
-                Some(amount),
-                &Selector::default(),
-            )
-            .await?;
-            if taken.total < amount && !allow_negative {
-                return Ok(Err("insufficient balance".into()));
-            }
-            plan = Some(taken);
-        } else {
-            debt = -ledger::snapshot(conn, ctx.organization_id, holder, asset.id)
-                .await?
-                .available
-                .min(Decimal::ZERO);
-        }
-    }
-    let mut entry = money_entry(
-        ctx,
-        rule,
-        *debit,
-        description.clone(),
-        *allow_negative,
-        &asset,
-        participant,
-        amount,
-        bucket,
-    );
-    // Settlement: an AVAILABLE credit with the reference of provisional HELD lots replaces them. What was held
-    // goes back to its source in the same entry; `delta` is what the settlement differs from the hold.
-    let mut settled = None;
-    if let (false, Bucket::Available, Some(reference)) = (*debit, bucket, spec.reference_id.clone())
-    {
-        let selector = Selector {
-            reference_id: Some(reference),
-            provisional_only: true,
-            ..Selector::default()
-        };
-        let held = lots::plan(conn, participant, asset.id, Bucket::Held, None, &selector).await?;
-        if held.total > Decimal::ZERO {
-            entry
-                .postings
-                .push((AccountKey::new(holder, asset.id, Bucket::Held), -held.total));
-            entry.postings.push((
-                AccountKey::new(asset.source(ctx.program_id), asset.id, Bucket::Available),
-                held.total,
-            ));
-            settled = Some(held);
-        }
-    }
-    let credited = (is_lot && !*debit).then_some(NewLot {
-        organization_id: ctx.organization_id,
-        program_id: ctx.program_id,
-        participant,
-        asset_id: asset.id,
-        amount,
-        bucket,
-        spec,
-        provisional: lot.held,
-        debt,
-    });
-    match ctx
-        .batch
-        .post(conn, ctx.organization_id, entry, credited)
-        .await
-    {
-        Ok(journal_entry_id) => {
-            if let Some(held) = &settled {
-                lots::consume(conn, journal_entry_id, held).await?;
-            }
-            if let Some(plan) = &plan {
-                lots::consume(conn, journal_entry_id, plan).await?;
-            }
+    match movement::post(conn, ctx.organization_id, planned, ctx.batch).await {
+        Ok(moved) => {
             let mut result = json!({
                 "type": action.kind,
                 "asset_id": asset.id,
                 "amount": asset.format(amount),
                 "participant_id": participant,
-                "journal_entry_id": journal_entry_id,
+                "journal_entry_id": moved.journal_entry_id,
             });
-            if let Some(held) = &settled {
-                result["settle"] = json!({"held_amount": asset.format(held.total), "delta": asset.format(amount - held.total)});
+            if let Some(held) = moved.settled_hold {
+                result["settle"] = json!({"held_amount": asset.format(held), "delta": asset.format(amount - held)});
             }
             Ok(Ok(result))
         }
-        Err(PostError::InsufficientBalance) if !debit => {
-            Ok(Err("insufficient program wallet balance".into()))
-        }
-        Err(PostError::InsufficientBalance) => Ok(Err("insufficient balance".into())),
-        Err(PostError::Unbalanced) => Ok(Err("postings do not balance".into())),
-        Err(PostError::Database(err)) => Err(err),
+        Err(err) => refusal(err),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn money_entry(
+/// A movement a rule makes while processing the event.
+fn by_rule<'a>(
     ctx: &EventContext<'_>,
     rule: &CompiledRule,
-    debit: bool,
-    description: Option<String>,
-    allow_negative: bool,
-    asset: &Asset,
+    asset: &'a Asset,
     participant: Uuid,
-    amount: Decimal,
-    bucket: Bucket,
-) -> NewEntry {
-    let source = asset.source(ctx.program_id);
-    let account = |owner, bucket| AccountKey::new(owner, asset.id, bucket);
-    let signed = if debit { -amount } else { amount };
-    NewEntry {
+    kind: Kind,
+    description: String,
+    known_clear: bool,
+) -> Movement<'a> {
+    Movement {
+        organization_id: ctx.organization_id,
         program_id: ctx.program_id,
-        action_type: if debit { "DEBIT" } else { "CREDIT" },
-        description: Some(description.unwrap_or_else(|| {
-            format!("{}: {} {}", rule.name, asset.format(amount), asset.symbol)
-        })),
-        event_id: Some(ctx.event_id),
-        rule_id: Some(rule.id),
-        reference_id: None,
-        created_by_api_key_id: None,
-        postings: vec![
-            (account(Owner::Participant(participant), bucket), signed),
-            (account(source, Bucket::Available), -signed),
-        ],
-        allow_negative,
+        asset,
+        holder: Holder::Participant(participant),
+        kind,
+        origin: movement::Origin::Rule {
+            event_id: ctx.event_id,
+            rule_id: rule.id,
+        },
+        description: Some(description),
+        known_clear,
+    }
+}
+
+/// A movement the ledger refused fails the event with the reason; a database error is the batch's.
+fn refusal(err: Error) -> Outcome {
+    match err {
+        Error::Database(err) => Err(err),
+        Error::Invalid(problems) => Ok(Err(problems
+            .into_iter()
+            .map(|p| p.message)
+            .collect::<Vec<_>>()
+            .join("; "))),
+        other => Ok(Err(other.to_string())),
     }
 }
 

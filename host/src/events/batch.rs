@@ -3,8 +3,9 @@
 
 use crate::assets::Asset;
 use crate::ledger::lots::{self, NewLot};
-use crate::ledger::{self, Journal, KnownAccounts, NewEntry, PostError};
+use crate::ledger::{Journal, KnownAccounts, NewEntry, PostError};
 use crate::money;
+use crate::movement;
 use crate::participants::{self, State, Wait};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -167,28 +168,6 @@ impl Batch {
         self.deferred.write_all(conn, &self.accounts).await
     }
 
-    /// Posts an entry of the current event, with the lot it credits: deferred when it can be, otherwise written
-    /// now.
-    pub(super) async fn post(
-        &mut self,
-        conn: &mut PgConnection,
-        organization_id: Uuid,
-        entry: NewEntry,
-        lot: Option<NewLot>,
-    ) -> Result<Uuid, PostError> {
-        if !self.writing && Journal::can_defer(&entry) {
-            let id = self.deferred.journal.defer(organization_id, entry)?;
-            self.deferred.lots.extend(lot.map(|lot| (id, lot)));
-            return Ok(id);
-        }
-        self.begin_writes(conn).await?;
-        let id = ledger::post(conn, organization_id, &entry, &self.accounts).await?;
-        if let Some(lot) = &lot {
-            lots::create(conn, &[(id, lot)]).await?;
-        }
-        Ok(id)
-    }
-
     /// A participant's AVAILABLE balance per asset, with its scale, from what the batch read and deferred;
     /// `None` when only the database can tell (a participant not held from the start, or one an event with
     /// a savepoint wrote to, including the current event).
@@ -319,6 +298,28 @@ impl Batch {
             }
         };
         Ok(found.ok_or_else(|| "asset not found or not linked to the program".to_string()))
+    }
+}
+
+/// A credit that cannot fail waits for the batch's one write, unless the event already writes (it holds a
+/// savepoint, so its entries must be inside it); everything else is posted at once.
+impl movement::Writer for Batch {
+    async fn write(
+        &mut self,
+        conn: &mut PgConnection,
+        organization_id: Uuid,
+        entry: NewEntry,
+        created: Vec<NewLot>,
+    ) -> Result<Uuid, PostError> {
+        if !self.writing && Journal::can_defer(&entry) {
+            let id = self.deferred.journal.defer(organization_id, entry)?;
+            self.deferred
+                .lots
+                .extend(created.into_iter().map(|lot| (id, lot)));
+            return Ok(id);
+        }
+        self.begin_writes(conn).await?;
+        movement::write_now(conn, organization_id, entry, created, &self.accounts).await
     }
 }
 

@@ -3,10 +3,11 @@
 use super::AppState;
 use super::error::{Conflict, Insufficient, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, PathIds, QueryParams};
-use crate::balances::{self, Adjustment, Operation, OperationRequest};
+use crate::balances::{self, Adjustment, OperationRequest};
 use crate::error::Result;
 use crate::ledger::lots::{LOT_STATUSES, LotView, Selector};
 use crate::ledger::{self, ActivityFilter, ActivityRow, Bucket, Statement};
+use crate::movement::Operation;
 use crate::pagination::{Page, PageParams};
 use crate::validation::{Fields, Validator};
 use axum::Json;

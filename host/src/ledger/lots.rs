@@ -1,14 +1,14 @@
-//! Lots of LOT assets (see the migration for the invariant). Operations plan which lots they take before the
-//! journal entry is written — the entry needs the total — and apply the plan after, linking each lot to it.
-//! Callers hold the participant's lock; before planning they `settle` the holder, so no expired lot is ever
-//! spent and every matured lot is spendable on time.
+//! The storage of lots of LOT assets (see the migration for the invariant): reading, locking, creating, taking
+//! and splitting them. `movement` decides what moves: it plans which lots an entry takes before the entry is
+//! written — the entry needs the total — and applies the plan after, linking each lot to it. Callers hold the
+//! participant's lock.
 
-use super::{AccountKey, Bucket, KnownAccounts, NewEntry, Owner};
+use super::Bucket;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// What a credit says about the lot it creates.
@@ -151,7 +151,7 @@ pub async fn shift(
     conn: &mut PgConnection,
     entry_id: Uuid,
     plan: &Plan,
-    to: &str,
+    to: Bucket,
     stamp: Option<&str>,
 ) -> sqlx::Result<()> {
     for (lot, take) in &plan.takes {
@@ -308,15 +308,17 @@ async fn link(
     Ok(())
 }
 
+/// A lot due to mature or expire, as the passes read it.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct DueLot {
-    id: Uuid,
-    organization_id: Uuid,
-    participant_id: Uuid,
-    asset_id: Uuid,
-    program_id: Uuid,
-    status: String,
-    remaining: Decimal,
+pub struct DueLot {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub participant_id: Uuid,
+    pub asset_id: Uuid,
+    pub program_id: Uuid,
+    /// Due lots are in a bucket: AVAILABLE, HELD or DEFERRED.
+    pub status: Bucket,
+    pub remaining: Decimal,
 }
 
 /// Which background pass: lots past `matures_at` become AVAILABLE (MATURITY entries); lots past
@@ -339,8 +341,8 @@ impl Due {
     }
 }
 
-/// The (participant, asset)s of these participants that have a lot due to expire or mature: what [`settle`]
-/// would act on.
+/// The (participant, asset)s of these participants that have a lot due to expire or mature: what settling
+/// them would act on.
 pub async fn due_holdings(
     conn: &mut PgConnection,
     participants: &[Uuid],
@@ -358,15 +360,14 @@ pub async fn due_holdings(
     Ok(rows.into_iter().collect())
 }
 
-/// Processes up to `limit` due lots — of one holder when `holder` is given — in the caller's transaction:
-/// one entry per participant, asset and program. Returns how many lots it processed; rerunning it finds
-/// nothing done twice, since processed lots are no longer due.
-pub async fn settle_due(
+/// Finds up to `limit` due lots — of one holder when `holder` is given — and locks them, with their
+/// participants when the caller does not hold the holder's lock. Ordered by participant.
+pub async fn lock_due(
     conn: &mut PgConnection,
     due: Due,
     holder: Option<(Uuid, Uuid)>,
     limit: i64,
-) -> sqlx::Result<usize> {
+) -> sqlx::Result<Vec<DueLot>> {
     let condition = due.condition();
     // Walk the date's index: ordering a whole backlog by participant would make every batch read all of it.
     let order = match due {
@@ -386,7 +387,7 @@ pub async fn settle_due(
     .fetch_all(&mut *conn)
     .await?;
     if found.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut participants = found;
     participants.sort();
@@ -394,7 +395,7 @@ pub async fn settle_due(
     if holder.is_none() {
         crate::participants::lock(conn, &participants).await?;
     }
-    let lots: Vec<DueLot> = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "SELECT id, organization_id, participant_id, asset_id, program_id, status, remaining FROM lots
           WHERE {condition} AND participant_id = ANY($1)
             AND ($2::uuid IS NULL OR asset_id = $2)
@@ -404,68 +405,17 @@ pub async fn settle_due(
     .bind(asset)
     .bind(limit)
     .fetch_all(&mut *conn)
-    .await?;
-    let mut groups: BTreeMap<(Uuid, Uuid, Uuid, Uuid), Vec<&DueLot>> = BTreeMap::new();
-    for lot in &lots {
-        groups
-            .entry((
-                lot.organization_id,
-                lot.participant_id,
-                lot.asset_id,
-                lot.program_id,
-            ))
-            .or_default()
-            .push(lot);
-    }
-    let mut entries = Vec::with_capacity(groups.len());
-    let mut entry_of: HashMap<Uuid, Uuid> = HashMap::new();
-    for ((organization_id, participant, asset_id, program_id), group) in &groups {
-        let mut per_bucket: BTreeMap<Bucket, Decimal> = BTreeMap::new();
-        for lot in group {
-            let bucket = Bucket::parse(&lot.status).unwrap_or(Bucket::Available);
-            *per_bucket.entry(bucket).or_default() += lot.remaining;
-        }
-        let holder = |bucket| AccountKey::new(Owner::Participant(*participant), *asset_id, bucket);
-        let mut postings = Vec::new();
-        for (bucket, sum) in per_bucket {
-            postings.push((holder(bucket), -sum));
-            let to = match due {
-                Due::Maturity => holder(Bucket::Available),
-                Due::Expiry => AccountKey::new(Owner::Breakage, *asset_id, Bucket::Available),
-            };
-            postings.push((to, sum));
-        }
-        let entry = NewEntry {
-            program_id: *program_id,
-            action_type: if due == Due::Maturity {
-                "MATURITY"
-            } else {
-                "EXPIRATION"
-            },
-            description: Some(
-                if due == Due::Maturity {
-                    "Lots matured"
-                } else {
-                    "Lots expired"
-                }
-                .into(),
-            ),
-            event_id: None,
-            rule_id: None,
-            reference_id: None,
-            created_by_api_key_id: None,
-            postings,
-            allow_negative: false,
-        };
-        let entry_id = Uuid::now_v7();
-        for lot in group {
-            entry_of.insert(lot.id, entry_id);
-        }
-        entries.push((entry_id, *organization_id, entry));
-    }
-    let entries: Vec<(Uuid, Uuid, &NewEntry)> =
-        entries.iter().map(|(id, org, e)| (*id, *org, e)).collect();
-    super::write(conn, &entries, &KnownAccounts::default()).await?;
+    .await
+}
+
+/// Due lots whose entries are written: matured ones become AVAILABLE; expired ones lose what remains, taken
+/// by their entry (`entries`, one per lot).
+pub async fn close_due(
+    conn: &mut PgConnection,
+    due: Due,
+    lots: &[DueLot],
+    entries: &[Uuid],
+) -> sqlx::Result<()> {
     let ids: Vec<Uuid> = lots.iter().map(|l| l.id).collect();
     match due {
         Due::Maturity => {
@@ -476,10 +426,6 @@ pub async fn settle_due(
         }
         Due::Expiry => {
             let takes: Vec<Decimal> = lots.iter().map(|l| l.remaining).collect();
-            let entry_ids: Vec<Uuid> = lots
-                .iter()
-                .map(|l| entry_of.get(&l.id).copied().unwrap_or_default())
-                .collect();
             let link_ids: Vec<Uuid> = lots.iter().map(|_| Uuid::now_v7()).collect();
             sqlx::query(
                 "WITH expired AS (UPDATE lots SET remaining = 0, status = 'EXPIRED' WHERE id = ANY($1))
@@ -488,13 +434,13 @@ pub async fn settle_due(
             )
             .bind(&ids)
             .bind(&link_ids)
-            .bind(&entry_ids)
+            .bind(entries)
             .bind(&takes)
             .execute(&mut *conn)
             .await?;
         }
     }
-    Ok(lots.len())
+    Ok(())
 }
 
 crate::api_enum!(pub LotStatus = LOT_STATUSES ["AVAILABLE", "HELD", "DEFERRED", "CONSUMED", "EXPIRED"]);
@@ -571,44 +517,4 @@ pub async fn list(
     .bind(f.limit)
     .fetch_all(conn)
     .await
-}
-
-/// Expires, then matures, whatever of one holder's lots is due, so an operation sees exactly what is
-/// spendable now. Runs under the holder's lock.
-pub async fn settle(
-    conn: &mut PgConnection,
-    participant: Uuid,
-    asset_id: Uuid,
-) -> sqlx::Result<()> {
-    settle_due(conn, Due::Expiry, Some((participant, asset_id)), i64::MAX).await?;
-    settle_due(conn, Due::Maturity, Some((participant, asset_id)), i64::MAX).await?;
-    Ok(())
-}
-
-const JOB_BATCH: i64 = 5000;
-
-/// Expires and matures lots in bounded batches, each its own transaction, until `shutdown`.
-pub async fn run_jobs(pool: sqlx::PgPool, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    while !*shutdown.borrow() {
-        match run_once(&pool).await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "lot expiry or maturity failed; will retry"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
-
-/// One batch of expiries and one of maturities; returns how many lots they processed.
-pub async fn run_once(pool: &sqlx::PgPool) -> sqlx::Result<usize> {
-    let mut done = 0;
-    for due in [Due::Expiry, Due::Maturity] {
-        let mut tx = pool.begin().await?;
-        done += settle_due(&mut tx, due, None, JOB_BATCH).await?;
-        tx.commit().await?;
-    }
-    Ok(done)
 }

@@ -30,6 +30,23 @@ crate::vocabulary!(
 );
 pub const BUCKETS: &[&str] = Bucket::NAMES;
 
+crate::vocabulary!(
+    /// What a journal entry records.
+    pub enum EntryType {
+        Credit = "CREDIT",
+        Debit = "DEBIT",
+        Hold = "HOLD",
+        Release = "RELEASE",
+        Forfeit = "FORFEIT",
+        VoidHold = "VOID_HOLD",
+        Fund = "FUND",
+        Burn = "BURN",
+        Transfer = "TRANSFER",
+        Maturity = "MATURITY",
+        Expiration = "EXPIRATION",
+    }
+);
+
 /// Who owns an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Owner {
@@ -124,7 +141,7 @@ pub async fn snapshot(
 #[derive(Debug, Clone)]
 pub struct NewEntry {
     pub program_id: Uuid,
-    pub action_type: &'static str,
+    pub action_type: EntryType,
     pub description: Option<String>,
     pub event_id: Option<Uuid>,
     pub rule_id: Option<Uuid>,

@@ -113,7 +113,7 @@ pub async fn insert_entries(
         e.ids.push(*id);
         e.organizations.push(*organization_id);
         e.programs.push(entry.program_id);
-        e.action_types.push(entry.action_type);
+        e.action_types.push(entry.action_type.as_str());
         e.descriptions.push(entry.description.as_deref());
         e.events.push(entry.event_id);
         e.rules.push(entry.rule_id);

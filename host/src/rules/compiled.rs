@@ -129,7 +129,7 @@ pub enum Step {
     },
     /// HOLD, RELEASE, FORFEIT or VOID_HOLD on the target's balance.
     Operation {
-        op: crate::balances::Operation,
+        op: crate::movement::Operation,
         asset_id: Uuid,
         amount: Option<Amount>,
         description: Option<String>,
@@ -229,10 +229,10 @@ fn compile_action(a: Action) -> CompiledAction {
         },
         "HOLD" | "RELEASE" | "FORFEIT" | "VOID_HOLD" => Step::Operation {
             op: match a.kind.as_str() {
-                "HOLD" => crate::balances::Operation::Hold,
-                "RELEASE" => crate::balances::Operation::Release,
-                "VOID_HOLD" => crate::balances::Operation::VoidHold,
-                _ => crate::balances::Operation::Forfeit {
+                "HOLD" => crate::movement::Operation::Hold,
+                "RELEASE" => crate::movement::Operation::Release,
+                "VOID_HOLD" => crate::movement::Operation::VoidHold,
+                _ => crate::movement::Operation::Forfeit {
                     bucket: if a.bucket.as_deref() == Some("HELD") {
                         Bucket::Held
                     } else {
@@ -432,7 +432,7 @@ impl CompiledAction {
                 target: target(to)?,
             })
         };
-        let operation = |op: crate::balances::Operation,
+        let operation = |op: crate::movement::Operation,
                          asset: &str,
                          amount: &Option<String>,
                          description: &Option<String>,
@@ -454,7 +454,7 @@ impl CompiledAction {
                 target: target(to)?,
             })
         };
-        use crate::balances::Operation;
+        use crate::movement::Operation;
         match action {
             A::Credit(c) => {
                 let lot = LotFields {

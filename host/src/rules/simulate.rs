@@ -104,7 +104,7 @@ async fn results(
                 money_result(*debit, amount, asset.as_ref(), vars)
             }
             Step::Operation {
-                op: crate::balances::Operation::VoidHold,
+                op: crate::movement::Operation::VoidHold,
                 ..
             } => {
                 json!({"description": "VOID_HOLD cannot be simulated"})
