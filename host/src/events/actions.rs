@@ -12,7 +12,7 @@ use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, ParticipantStatus, State};
 use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
-use crate::rules::{Amount, BLOCKED_WHEN_INACTIVE, CompiledAction, CompiledRule, Step, TargetRef};
+use crate::rules::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
@@ -54,8 +54,7 @@ pub async fn execute(
         .participants
         .get(&target)
         .map_or(ParticipantStatus::Closed, |p| p.status);
-    if status != ParticipantStatus::Active && BLOCKED_WHEN_INACTIVE.contains(&action.kind.as_str())
-    {
+    if status != ParticipantStatus::Active && action.kind.blocked_when_inactive() {
         return Ok(Err(format!("participant is {status}")));
     }
     let origin = Origin {

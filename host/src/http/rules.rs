@@ -4,11 +4,12 @@ use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, QueryParams};
 use crate::error::Result;
+use crate::ledger::Bucket;
 use crate::pagination::{Page, PageParams};
 use crate::rules::budgets::{BudgetSpec, Schedule};
 use crate::rules::{
-    self, Action, HistoryEntry, ModuleLimits, ModulePatch, ModuleRef, NewRule, RuleFilter,
-    RulePatch, RuleStatus, Target,
+    self, Action, ActionType, HistoryEntry, ModuleLimits, ModulePatch, ModuleRef, NewRule,
+    RuleFilter, RulePatch, RuleStatus, Target,
 };
 use crate::validation::{Fields, Validator};
 use crate::wasm::Limits;
@@ -250,29 +251,6 @@ mod doc {
 /// Action types of the spec's catalogue this server does not run yet: refused as such, not as unknown.
 const NOT_YET: &[&str] = &["SET_TIER", "SCHEDULE_EVENT", "BROADCAST"];
 
-/// The fields each action type accepts, beyond `type` and `target`.
-fn fields_of(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "CREDIT" => &[
-            "asset_id",
-            "amount",
-            "description",
-            "bucket",
-            "expires_at",
-            "matures_at",
-            "reference_id",
-        ],
-        "HOLD" | "RELEASE" => &["asset_id", "amount", "description", "reference_id"],
-        "FORFEIT" => &["asset_id", "amount", "description", "bucket"],
-        "VOID_HOLD" => &["asset_id", "description", "reference_id"],
-        "DEBIT" => &["asset_id", "amount", "description", "allow_negative"],
-        "TAG" | "UNTAG" => &["tag"],
-        "COUNTER" => &["key", "value", "reset_after"],
-        "SET_ATTRIBUTE" => &["key", "value"],
-        _ => &[],
-    }
-}
-
 fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
     let Some(items) = f.opt_array("actions") else {
         if required && f.raw("actions").is_none() {
@@ -305,18 +283,21 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
         };
         let a = f.nested(map, path.clone());
         let written = a.raw("type").and_then(|t| t.as_str());
-        let kind: &str = match written.filter(|t| NOT_YET.contains(t)) {
+        let kind = match written.filter(|t| NOT_YET.contains(t)) {
             Some(unsupported) => {
                 a.reject(
                     "type",
-                    &rules::ACTION_TYPES.join("|"),
+                    &ActionType::NAMES.join("|"),
                     format!("action type {unsupported} is not supported yet"),
                 );
-                unsupported
+                None
             }
-            None => a.req_enum("type", rules::ACTION_TYPES),
+            None => ActionType::parse(a.req_enum("type", ActionType::NAMES)),
         };
-        let allowed = fields_of(kind);
+        let Some(kind) = kind else {
+            continue;
+        };
+        let allowed = kind.fields();
         for key in map.keys().filter(|k| {
             k.as_str() != "type" && k.as_str() != "target" && !allowed.contains(&k.as_str())
         }) {
@@ -329,13 +310,15 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
         let required_str =
             |name: &str, max: usize| allowed.contains(&name).then(|| a.req_str(name, 1, max));
         let mut action = Action {
-            kind: kind.to_owned(),
+            kind,
             asset_id: allowed
                 .contains(&"asset_id")
                 .then(|| a.req_uuid("asset_id")),
             // Operations on balances take everything selected when they name no amount.
             amount: match kind {
-                "CREDIT" | "DEBIT" => required_str("amount", rules::cel::MAX_LENGTH),
+                ActionType::Credit | ActionType::Debit => {
+                    required_str("amount", rules::cel::MAX_LENGTH)
+                }
                 _ => a.opt_str("amount", 1, rules::cel::MAX_LENGTH),
             },
             description: a.opt_str("description", 1, 500),
@@ -347,19 +330,22 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             target: parse_target(&a, map),
             bucket: a
                 .opt_enum("bucket", rules::CREDIT_BUCKETS)
-                .map(str::to_owned),
+                .and_then(Bucket::parse),
             expires_at: when(&a, "expires_at"),
             matures_at: when(&a, "matures_at"),
             reference_id: a.opt_str("reference_id", 1, rules::cel::MAX_LENGTH),
         };
-        if kind == "FORFEIT" && action.bucket.is_none() && a.raw("bucket").is_none() {
+        if kind == ActionType::Forfeit && action.bucket.is_none() && a.raw("bucket").is_none() {
             a.reject(
                 "bucket",
                 "AVAILABLE|HELD",
                 "FORFEIT actions need the bucket to forfeit from",
             );
         }
-        if kind == "VOID_HOLD" && action.reference_id.is_none() && a.raw("reference_id").is_none() {
+        if kind == ActionType::VoidHold
+            && action.reference_id.is_none()
+            && a.raw("reference_id").is_none()
+        {
             a.reject(
                 "reference_id",
                 "reference of a provisional accrual",
@@ -367,7 +353,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             );
         }
         action.value = match kind {
-            "SET_ATTRIBUTE" => Some(a.req_str("value", 1, rules::cel::MAX_LENGTH)),
+            ActionType::SetAttribute => Some(a.req_str("value", 1, rules::cel::MAX_LENGTH)),
             _ => a.opt_str("value", 1, rules::cel::MAX_LENGTH),
         };
         if let Some(window) = action.reset_after.as_deref()

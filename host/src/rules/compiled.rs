@@ -2,8 +2,9 @@
 
 use super::cel::{self, Expression, Template};
 use super::lru::Lru;
-use super::{Action, Rule, Target, When};
+use super::{Action, ActionType, Rule, Target, When};
 use crate::ledger::Bucket;
+use crate::movement::Operation;
 use crate::participants::state::Window;
 use crate::wasm;
 use chrono::{DateTime, Utc};
@@ -110,8 +111,8 @@ impl std::fmt::Debug for CompiledModule {
 
 #[derive(Debug)]
 pub struct CompiledAction {
-    /// The action type as written (`CREDIT`, `TAG`, …), for results and messages.
-    pub kind: String,
+    /// The action type, for results and messages.
+    pub kind: ActionType,
     pub step: Step,
     pub target: TargetRef,
 }
@@ -129,7 +130,7 @@ pub enum Step {
     },
     /// HOLD, RELEASE, FORFEIT or VOID_HOLD on the target's balance.
     Operation {
-        op: crate::movement::Operation,
+        op: Operation,
         asset_id: Uuid,
         amount: Option<Amount>,
         description: Option<String>,
@@ -217,50 +218,47 @@ fn compile_action(a: Action) -> CompiledAction {
         Some(_) => TargetRef::Event,
     };
     let key = a.key.clone().unwrap_or_default();
-    let step = match a.kind.as_str() {
-        "TAG" | "UNTAG" => Step::Tag {
-            tag: a.tag.clone().unwrap_or_default().to_lowercase(),
-            add: a.kind == "TAG",
+    let op = |op| Step::Operation {
+        op,
+        asset_id: a.asset_id.unwrap_or_default(),
+        amount: a.amount.as_deref().map(Amount::compile),
+        description: a.description.clone(),
+        reference: a.reference_id.as_deref().map(|r| template(Some(r))),
+    };
+    let money = |debit| Step::Money {
+        debit,
+        asset_id: a.asset_id.unwrap_or_default(),
+        amount: Amount::compile(a.amount.as_deref().unwrap_or_default()),
+        description: a.description.clone(),
+        allow_negative: a.allow_negative,
+        lot: LotFields {
+            held: a.bucket == Some(Bucket::Held),
+            expires: a.expires_at.as_deref().and_then(When::parse),
+            matures: a.matures_at.as_deref().and_then(When::parse),
+            reference: a.reference_id.as_deref().map(|r| template(Some(r))),
         },
-        "COUNTER" => Step::Counter {
+    };
+    let step = match a.kind {
+        ActionType::Credit => money(false),
+        ActionType::Debit => money(true),
+        ActionType::Hold => op(Operation::Hold),
+        ActionType::Release => op(Operation::Release),
+        ActionType::VoidHold => op(Operation::VoidHold),
+        ActionType::Forfeit => op(Operation::Forfeit {
+            bucket: a.bucket.unwrap_or(Bucket::Available),
+        }),
+        ActionType::Tag | ActionType::Untag => Step::Tag {
+            tag: a.tag.clone().unwrap_or_default().to_lowercase(),
+            add: a.kind == ActionType::Tag,
+        },
+        ActionType::Counter => Step::Counter {
             key,
             delta: Amount::compile(a.value.as_deref().unwrap_or("1")),
             window: a.reset_after.as_deref().and_then(Window::parse),
         },
-        "HOLD" | "RELEASE" | "FORFEIT" | "VOID_HOLD" => Step::Operation {
-            op: match a.kind.as_str() {
-                "HOLD" => crate::movement::Operation::Hold,
-                "RELEASE" => crate::movement::Operation::Release,
-                "VOID_HOLD" => crate::movement::Operation::VoidHold,
-                _ => crate::movement::Operation::Forfeit {
-                    bucket: if a.bucket.as_deref() == Some("HELD") {
-                        Bucket::Held
-                    } else {
-                        Bucket::Available
-                    },
-                },
-            },
-            asset_id: a.asset_id.unwrap_or_default(),
-            amount: a.amount.as_deref().map(Amount::compile),
-            description: a.description.clone(),
-            reference: a.reference_id.as_deref().map(|r| template(Some(r))),
-        },
-        "SET_ATTRIBUTE" => Step::Attribute {
+        ActionType::SetAttribute => Step::Attribute {
             key,
             value: template(a.value.as_deref()),
-        },
-        _ => Step::Money {
-            debit: a.kind == "DEBIT",
-            asset_id: a.asset_id.unwrap_or_default(),
-            amount: Amount::compile(a.amount.as_deref().unwrap_or_default()),
-            description: a.description.clone(),
-            allow_negative: a.allow_negative,
-            lot: LotFields {
-                held: a.bucket.as_deref() == Some("HELD"),
-                expires: a.expires_at.as_deref().and_then(When::parse),
-                matures: a.matures_at.as_deref().and_then(When::parse),
-                reference: a.reference_id.as_deref().map(|r| template(Some(r))),
-            },
         },
     };
     CompiledAction {
@@ -411,7 +409,7 @@ impl CompiledAction {
             }),
             None => Ok(None),
         };
-        let money = |kind: &str,
+        let money = |kind: ActionType,
                      asset: &str,
                      amount: &str,
                      description: &Option<String>,
@@ -420,9 +418,9 @@ impl CompiledAction {
                      to|
          -> Result<CompiledAction, String> {
             Ok(CompiledAction {
-                kind: kind.into(),
+                kind,
                 step: Step::Money {
-                    debit: kind == "DEBIT",
+                    debit: kind == ActionType::Debit,
                     asset_id: uuid(asset, "asset id")?,
                     amount: decimal(amount, "amount")?,
                     description: described(description)?,
@@ -432,7 +430,7 @@ impl CompiledAction {
                 target: target(to)?,
             })
         };
-        let operation = |op: crate::movement::Operation,
+        let operation = |op: Operation,
                          asset: &str,
                          amount: &Option<String>,
                          description: &Option<String>,
@@ -440,7 +438,12 @@ impl CompiledAction {
                          to|
          -> Result<CompiledAction, String> {
             Ok(CompiledAction {
-                kind: op.name().into(),
+                kind: match op {
+                    Operation::Hold => ActionType::Hold,
+                    Operation::Release => ActionType::Release,
+                    Operation::Forfeit { .. } => ActionType::Forfeit,
+                    Operation::VoidHold => ActionType::VoidHold,
+                },
                 step: Step::Operation {
                     op,
                     asset_id: uuid(asset, "asset id")?,
@@ -454,7 +457,6 @@ impl CompiledAction {
                 target: target(to)?,
             })
         };
-        use crate::movement::Operation;
         match action {
             A::Credit(c) => {
                 let lot = LotFields {
@@ -464,7 +466,7 @@ impl CompiledAction {
                     reference: reference(&c.reference_id)?,
                 };
                 money(
-                    "CREDIT",
+                    ActionType::Credit,
                     &c.asset_id,
                     &c.amount,
                     &c.description,
@@ -474,7 +476,7 @@ impl CompiledAction {
                 )
             }
             A::Debit(d) => money(
-                "DEBIT",
+                ActionType::Debit,
                 &d.asset_id,
                 &d.amount,
                 &d.description,
@@ -511,7 +513,11 @@ impl CompiledAction {
                 sized(&t.tag, "tag", 255)?;
                 let add = matches!(action, A::Tag(_));
                 Ok(CompiledAction {
-                    kind: if add { "TAG" } else { "UNTAG" }.into(),
+                    kind: if add {
+                        ActionType::Tag
+                    } else {
+                        ActionType::Untag
+                    },
                     step: Step::Tag {
                         tag: t.tag.to_lowercase(),
                         add,
@@ -530,7 +536,7 @@ impl CompiledAction {
                     };
                 let delta = decimal(&c.value, "counter value")?;
                 Ok(CompiledAction {
-                    kind: "COUNTER".into(),
+                    kind: ActionType::Counter,
                     step: Step::Counter {
                         key: c.key.clone(),
                         delta,
@@ -542,7 +548,7 @@ impl CompiledAction {
             A::SetAttribute(a) => {
                 sized(&a.key, "attribute key", 255)?;
                 Ok(CompiledAction {
-                    kind: "SET_ATTRIBUTE".into(),
+                    kind: ActionType::SetAttribute,
                     step: Step::Attribute {
                         key: a.key.clone(),
                         value: Template::Literal(a.value.clone()),

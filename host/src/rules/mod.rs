@@ -10,6 +10,7 @@ mod repo;
 mod simulate;
 
 use crate::error::{Error, FieldError, OnConstraint, Result};
+use crate::ledger::Bucket;
 use crate::money;
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
@@ -38,31 +39,65 @@ crate::vocabulary!(
 pub const STATUSES: &[&str] = RuleStatus::NAMES;
 // Action types this server executes. The rest of the catalogue (SET_TIER, SCHEDULE_EVENT, BROADCAST) is refused
 // at create time until it is implemented, so no rule is ever accepted that would do nothing.
-crate::api_enum!(pub ActionType = ACTION_TYPES [
-    "CREDIT",
-    "DEBIT",
-    "HOLD",
-    "RELEASE",
-    "FORFEIT",
-    "VOID_HOLD",
-    "TAG",
-    "UNTAG",
-    "COUNTER",
-    "SET_ATTRIBUTE",
-]);
+crate::vocabulary!(
+    /// What an action does.
+    pub enum ActionType {
+        Credit = "CREDIT",
+        Debit = "DEBIT",
+        Hold = "HOLD",
+        Release = "RELEASE",
+        Forfeit = "FORFEIT",
+        VoidHold = "VOID_HOLD",
+        Tag = "TAG",
+        Untag = "UNTAG",
+        Counter = "COUNTER",
+        SetAttribute = "SET_ATTRIBUTE",
+    }
+);
 crate::api_enum!(pub TargetType = TARGET_TYPES ["PARTICIPANT"]);
 crate::api_enum!(pub CreditBucket = CREDIT_BUCKETS ["AVAILABLE", "HELD"]);
-/// Actions a SUSPENDED or CLOSED participant cannot be the target of.
-pub const BLOCKED_WHEN_INACTIVE: &[&str] =
-    &["CREDIT", "DEBIT", "HOLD", "RELEASE", "FORFEIT", "COUNTER"];
+
+impl ActionType {
+    /// Whether a SUSPENDED or CLOSED participant cannot be the target. Forfeit and void-hold are how value
+    /// leaves a closed account; tags and attributes describe it.
+    pub fn blocked_when_inactive(self) -> bool {
+        use ActionType::*;
+        match self {
+            Credit | Debit | Hold | Release | Forfeit | Counter => true,
+            VoidHold | Tag | Untag | SetAttribute => false,
+        }
+    }
+
+    /// The fields an action of this type accepts, beyond `type` and `target`.
+    pub fn fields(self) -> &'static [&'static str] {
+        use ActionType::*;
+        match self {
+            Credit => &[
+                "asset_id",
+                "amount",
+                "description",
+                "bucket",
+                "expires_at",
+                "matures_at",
+                "reference_id",
+            ],
+            Hold | Release => &["asset_id", "amount", "description", "reference_id"],
+            Forfeit => &["asset_id", "amount", "description", "bucket"],
+            VoidHold => &["asset_id", "description", "reference_id"],
+            Debit => &["asset_id", "amount", "description", "allow_negative"],
+            Tag | Untag => &["tag"],
+            Counter => &["key", "value", "reset_after"],
+            SetAttribute => &["key", "value"],
+        }
+    }
+}
 
 /// An action as the client wrote it. `amount` and COUNTER's `value` are decimal literals or CEL;
 /// SET_ATTRIBUTE's `value` and the target's ids are static or CEL (see `cel::Template`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Action {
     #[serde(rename = "type")]
-    #[schema(value_type = ActionType)]
-    pub kind: String,
+    pub kind: ActionType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,7 +119,7 @@ pub struct Action {
     /// CREDIT on LOT assets: `AVAILABLE` (default) or `HELD` (a provisional accrual); FORFEIT: the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<CreditBucket>)]
-    pub bucket: Option<String>,
+    pub bucket: Option<Bucket>,
     /// CREDIT on LOT assets: a Go duration from the event's time, or an RFC 3339 timestamp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -120,17 +155,37 @@ impl When {
 }
 
 impl Action {
+    /// An action of this type with no fields set.
+    pub fn new(kind: ActionType) -> Action {
+        Action {
+            kind,
+            asset_id: None,
+            amount: None,
+            description: None,
+            allow_negative: false,
+            tag: None,
+            key: None,
+            value: None,
+            reset_after: None,
+            target: None,
+            bucket: None,
+            expires_at: None,
+            matures_at: None,
+            reference_id: None,
+        }
+    }
+
     /// Whether the action can only work on a LOT asset's lots.
     pub fn needs_lots(&self) -> bool {
-        match self.kind.as_str() {
-            "CREDIT" => {
-                self.bucket.as_deref() == Some("HELD")
+        match self.kind {
+            ActionType::Credit => {
+                self.bucket == Some(Bucket::Held)
                     || self.expires_at.is_some()
                     || self.matures_at.is_some()
                     || self.reference_id.is_some()
             }
-            "HOLD" | "RELEASE" => self.reference_id.is_some(),
-            "VOID_HOLD" => true,
+            ActionType::Hold | ActionType::Release => self.reference_id.is_some(),
+            ActionType::VoidHold => true,
             _ => false,
         }
     }
@@ -695,7 +750,10 @@ async fn check_expressions(
                 },
             }
         }
-        if let Some(value) = action.value.as_deref().filter(|_| action.kind == "COUNTER")
+        if let Some(value) = action
+            .value
+            .as_deref()
+            .filter(|_| action.kind == ActionType::Counter)
             && money::parse(value).is_none()
         {
             errors.extend(expression("value", value));

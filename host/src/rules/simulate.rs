@@ -4,8 +4,9 @@
 use super::cel::{self, EvalError, Variables};
 use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use super::evaluation::{self, Actions, Decision};
-use super::{Action, Rule, Target};
+use super::{Action, ActionType, Rule, Target};
 use crate::error::Result;
+use crate::ledger::Bucket;
 use crate::organizations::Actor;
 use crate::wasm;
 use chrono::Utc;
@@ -189,109 +190,79 @@ fn as_written(action: &wasm::Action) -> Action {
             },
         })
     };
-    let (kind, fields) = match action {
-        A::Credit(c) => (
-            "CREDIT",
-            Action {
-                asset_id: c.asset_id.parse().ok(),
-                amount: Some(c.amount.clone()),
-                description: c.description.clone(),
-                target: target(&c.target),
-                bucket: c.bucket.map(|bucket| {
-                    match bucket {
-                        wasm::CreditBucket::Available => "AVAILABLE",
-                        wasm::CreditBucket::Held => "HELD",
-                    }
-                    .into()
-                }),
-                expires_at: c.expires_at.clone(),
-                matures_at: c.matures_at.clone(),
-                reference_id: c.reference_id.clone(),
-                ..Action::default()
-            },
-        ),
-        A::Hold(b) | A::Release(b) | A::VoidHold(b) => (
-            match action {
-                A::Hold(_) => "HOLD",
-                A::Release(_) => "RELEASE",
-                _ => "VOID_HOLD",
-            },
-            Action {
-                asset_id: b.asset_id.parse().ok(),
-                amount: b.amount.clone(),
-                description: b.description.clone(),
-                reference_id: b.reference_id.clone(),
-                target: target(&b.target),
-                ..Action::default()
-            },
-        ),
-        A::Forfeit(f) => (
-            "FORFEIT",
-            Action {
-                asset_id: f.asset_id.parse().ok(),
-                amount: f.amount.clone(),
-                description: f.description.clone(),
-                reference_id: f.reference_id.clone(),
-                bucket: Some(
-                    match f.bucket {
-                        wasm::ForfeitBucket::Available => "AVAILABLE",
-                        wasm::ForfeitBucket::Held => "HELD",
-                    }
-                    .into(),
-                ),
-                target: target(&f.target),
-                ..Action::default()
-            },
-        ),
-        A::Debit(d) => (
-            "DEBIT",
-            Action {
-                asset_id: d.asset_id.parse().ok(),
-                amount: Some(d.amount.clone()),
-                description: d.description.clone(),
-                allow_negative: d.allow_negative,
-                target: target(&d.target),
-                ..Action::default()
-            },
-        ),
-        A::Tag(t) | A::Untag(t) => {
-            let kind = if matches!(action, A::Tag(_)) {
-                "TAG"
-            } else {
-                "UNTAG"
-            };
-            (
-                kind,
-                Action {
-                    tag: Some(t.tag.clone()),
-                    target: target(&t.target),
-                    ..Action::default()
-                },
-            )
-        }
-        A::Counter(c) => (
-            "COUNTER",
-            Action {
-                key: Some(c.key.clone()),
-                value: Some(c.value.clone()),
-                reset_after: c.reset_after.clone(),
-                target: target(&c.target),
-                ..Action::default()
-            },
-        ),
-        A::SetAttribute(a) => (
-            "SET_ATTRIBUTE",
-            Action {
-                key: Some(a.key.clone()),
-                value: Some(a.value.clone()),
-                target: target(&a.target),
-                ..Action::default()
-            },
-        ),
-    };
-    Action {
-        kind: kind.into(),
-        ..fields
+    let blank = Action::new(match action {
+        A::Credit(_) => ActionType::Credit,
+        A::Debit(_) => ActionType::Debit,
+        A::Hold(_) => ActionType::Hold,
+        A::Release(_) => ActionType::Release,
+        A::VoidHold(_) => ActionType::VoidHold,
+        A::Forfeit(_) => ActionType::Forfeit,
+        A::Tag(_) => ActionType::Tag,
+        A::Untag(_) => ActionType::Untag,
+        A::Counter(_) => ActionType::Counter,
+        A::SetAttribute(_) => ActionType::SetAttribute,
+    });
+    match action {
+        A::Credit(c) => Action {
+            asset_id: c.asset_id.parse().ok(),
+            amount: Some(c.amount.clone()),
+            description: c.description.clone(),
+            target: target(&c.target),
+            bucket: c.bucket.map(|bucket| match bucket {
+                wasm::CreditBucket::Available => Bucket::Available,
+                wasm::CreditBucket::Held => Bucket::Held,
+            }),
+            expires_at: c.expires_at.clone(),
+            matures_at: c.matures_at.clone(),
+            reference_id: c.reference_id.clone(),
+            ..blank
+        },
+        A::Hold(b) | A::Release(b) | A::VoidHold(b) => Action {
+            asset_id: b.asset_id.parse().ok(),
+            amount: b.amount.clone(),
+            description: b.description.clone(),
+            reference_id: b.reference_id.clone(),
+            target: target(&b.target),
+            ..blank
+        },
+        A::Forfeit(f) => Action {
+            asset_id: f.asset_id.parse().ok(),
+            amount: f.amount.clone(),
+            description: f.description.clone(),
+            reference_id: f.reference_id.clone(),
+            bucket: Some(match f.bucket {
+                wasm::ForfeitBucket::Available => Bucket::Available,
+                wasm::ForfeitBucket::Held => Bucket::Held,
+            }),
+            target: target(&f.target),
+            ..blank
+        },
+        A::Debit(d) => Action {
+            asset_id: d.asset_id.parse().ok(),
+            amount: Some(d.amount.clone()),
+            description: d.description.clone(),
+            allow_negative: d.allow_negative,
+            target: target(&d.target),
+            ..blank
+        },
+        A::Tag(t) | A::Untag(t) => Action {
+            tag: Some(t.tag.clone()),
+            target: target(&t.target),
+            ..blank
+        },
+        A::Counter(c) => Action {
+            key: Some(c.key.clone()),
+            value: Some(c.value.clone()),
+            reset_after: c.reset_after.clone(),
+            target: target(&c.target),
+            ..blank
+        },
+        A::SetAttribute(a) => Action {
+            key: Some(a.key.clone()),
+            value: Some(a.value.clone()),
+            target: target(&a.target),
+            ..blank
+        },
     }
 }
 
