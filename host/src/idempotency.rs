@@ -5,6 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::organizations::hex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -18,17 +20,21 @@ pub struct Key<'a> {
 }
 
 /// What to do with a request carrying a key.
-pub enum Claim {
+pub enum Claim<T> {
     /// First use: perform the operation, then `remember` its response in the same transaction.
     New,
     /// Seen before with the same request: answer this.
-    Replay(Value),
+    Replay(T),
 }
 
 /// Claims the key inside the caller's transaction. A concurrent first use is waited for, then replayed.
 /// Keys are the organization's own: a program of another organization is not found, whatever keys it used,
 /// so nothing tells whether a key exists elsewhere.
-pub async fn claim(conn: &mut PgConnection, key: &Key<'_>, request: &Value) -> Result<Claim> {
+pub async fn claim<T: DeserializeOwned>(
+    conn: &mut PgConnection,
+    key: &Key<'_>,
+    request: &Value,
+) -> Result<Claim<T>> {
     let hash = hex(&Sha256::digest(request.to_string().as_bytes()));
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (organization_id, program_id, operation, key, request_hash)
@@ -57,7 +63,13 @@ pub async fn claim(conn: &mut PgConnection, key: &Key<'_>, request: &Value) -> R
     .await?;
     match stored {
         None => Err(Error::NotFound("program")),
-        Some((stored_hash, Some(response))) if stored_hash == hash => Ok(Claim::Replay(response)),
+        Some((stored_hash, Some(response))) if stored_hash == hash => {
+            serde_json::from_value(response)
+                .map(Claim::Replay)
+                .map_err(|err| {
+                    Error::Internal(format!("a remembered response does not read back: {err}"))
+                })
+        }
         Some(_) => Err(Error::Conflict {
             code: "idempotency_conflict",
             message: format!(
@@ -68,7 +80,11 @@ pub async fn claim(conn: &mut PgConnection, key: &Key<'_>, request: &Value) -> R
     }
 }
 
-pub async fn remember(conn: &mut PgConnection, key: &Key<'_>, response: &Value) -> Result<()> {
+pub async fn remember(
+    conn: &mut PgConnection,
+    key: &Key<'_>,
+    response: &impl Serialize,
+) -> Result<()> {
     sqlx::query(
         "UPDATE idempotency_keys SET response = $5
           WHERE organization_id = $1 AND program_id = $2 AND operation = $3 AND key = $4",
@@ -77,7 +93,7 @@ pub async fn remember(conn: &mut PgConnection, key: &Key<'_>, response: &Value) 
     .bind(key.program_id)
     .bind(key.operation)
     .bind(key.key)
-    .bind(response)
+    .bind(sqlx::types::Json(response))
     .execute(conn)
     .await?;
     Ok(())

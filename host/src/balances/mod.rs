@@ -9,16 +9,73 @@ pub mod wallet;
 use crate::assets::Asset;
 use crate::error::{Error, FieldError, Result};
 use crate::idempotency::{self, Claim, Key};
-use crate::ledger::lots::{LotSpec, Selector};
-use crate::ledger::{self, Bucket, Owner};
+use crate::ledger::lots::{LotSpec, LotTaken, Selector};
+use crate::ledger::{self, Balance, Bucket, EntryType, Owner};
 use crate::movement::{self, Holder, Kind, Movement, Operation, Origin};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page};
 use crate::participants;
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+
+crate::api_enum!(
+    /// The direction of an adjustment.
+    pub AdjustmentType = ADJUSTMENT_TYPES ["CREDIT", "DEBIT"]
+);
+crate::api_enum!(
+    /// The buckets a client may move value in or out of directly.
+    pub OperableBucket = OPERABLE_BUCKETS ["AVAILABLE", "HELD"]
+);
+
+/// E40's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Adjusted {
+    pub amount: String,
+    pub asset_id: Uuid,
+    pub program_id: Uuid,
+    #[schema(value_type = OperableBucket)]
+    pub bucket: Bucket,
+    #[serde(rename = "type")]
+    #[schema(value_type = AdjustmentType)]
+    pub kind: EntryType,
+    pub journal_entry_id: Uuid,
+    pub balance: Balance,
+    pub message: String,
+}
+
+/// The answer of E41–E44, and the result of the same rule actions.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Operated {
+    /// HOLD, RELEASE, FORFEIT or VOID_HOLD.
+    pub operation: String,
+    pub amount_processed: String,
+    pub asset_id: Uuid,
+    pub program_id: Uuid,
+    /// Always in an answer; a rule's result leaves it out when its event failed, so the entry was not kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Uuid, required = true)]
+    pub journal_entry_id: Option<Uuid>,
+    pub balance: Balance,
+    pub message: String,
+    /// LOT assets only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lots_processed: Option<Vec<LotTaken>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_id: Option<String>,
+}
+
+/// E106's answer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Transferred {
+    pub asset_id: Uuid,
+    pub journal_entry_id: Uuid,
+    pub recipient_count: i64,
+    pub source_id: Uuid,
+    pub total_amount: String,
+}
 
 pub struct Adjustment {
     pub program_id: Uuid,
@@ -47,7 +104,7 @@ pub async fn adjust(
     actor: &Actor,
     participant: Uuid,
     a: Adjustment,
-) -> Result<Value> {
+) -> Result<Adjusted> {
     let mut tx = pool.begin().await?;
     let asset = prepare(
         &mut tx,
@@ -86,16 +143,16 @@ pub async fn adjust(
     let holder = Owner::Participant(participant);
     let balance = ledger::snapshot(&mut tx, actor.organization_id, holder, asset.id).await?;
     tx.commit().await?;
-    Ok(json!({
-        "amount": asset.format(a.amount),
-        "asset_id": asset.id,
-        "program_id": a.program_id,
-        "bucket": a.bucket,
-        "type": entry_type,
-        "journal_entry_id": moved.journal_entry_id,
-        "balance": balance.to_json(asset.scale),
-        "message": "Balance adjusted successfully",
-    }))
+    Ok(Adjusted {
+        amount: asset.format(a.amount),
+        asset_id: asset.id,
+        program_id: a.program_id,
+        bucket: a.bucket,
+        kind: entry_type,
+        journal_entry_id: moved.journal_entry_id,
+        balance: balance.view(asset.scale),
+        message: "Balance adjusted successfully".into(),
+    })
 }
 
 /// A movement of a participant's value made by an API call.
@@ -128,7 +185,7 @@ pub async fn operate(
     participant: Uuid,
     op: Operation,
     r: OperationRequest,
-) -> Result<(Value, bool)> {
+) -> Result<(Operated, bool)> {
     let mut tx = pool.begin().await?;
     let key = r.idempotency_key.as_deref().map(|key| Key {
         organization_id: actor.organization_id,
@@ -202,23 +259,20 @@ pub async fn operation_result(
     op: Operation,
     moved: &movement::Moved,
     reference_id: Option<String>,
-) -> sqlx::Result<Value> {
+) -> sqlx::Result<Operated> {
     let holder = Owner::Participant(participant);
     let balance = ledger::snapshot(conn, organization_id, holder, asset.id).await?;
-    let mut response = json!({
-        "operation": op.name(),
-        "amount_processed": asset.format(moved.amount),
-        "asset_id": asset.id,
-        "program_id": program_id,
-        "journal_entry_id": moved.journal_entry_id,
-        "balance": balance.to_json(asset.scale),
-        "message": format!("Processed {}", asset.format(moved.amount)),
-    });
-    if let Some(plan) = &moved.lots {
-        response["lots_processed"] = json!(plan.processed(asset.scale));
-        response["reference_id"] = json!(reference_id);
-    }
-    Ok(response)
+    Ok(Operated {
+        operation: op.name().into(),
+        amount_processed: asset.format(moved.amount),
+        asset_id: asset.id,
+        program_id,
+        journal_entry_id: Some(moved.journal_entry_id),
+        balance: balance.view(asset.scale),
+        message: format!("Processed {}", asset.format(moved.amount)),
+        lots_processed: moved.lots.as_ref().map(|plan| plan.processed(asset.scale)),
+        reference_id: moved.lots.as_ref().and(reference_id),
+    })
 }
 
 pub struct Transfer {
@@ -232,7 +286,7 @@ pub struct Transfer {
 
 /// E106: one entry moving value from the source's AVAILABLE to every recipient's, all or nothing. On LOT
 /// assets the source's lots are spent oldest first and every recipient gets a fresh lot (no expiry carried).
-pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Value, bool)> {
+pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Transferred, bool)> {
     let mut tx = pool.begin().await?;
     let key = t.idempotency_key.as_deref().map(|key| Key {
         organization_id: actor.organization_id,
@@ -282,13 +336,13 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Valu
         ),
     )
     .await?;
-    let response = json!({
-        "asset_id": asset.id,
-        "journal_entry_id": moved.journal_entry_id,
-        "recipient_count": recipients.len(),
-        "source_id": source,
-        "total_amount": asset.format(moved.amount),
-    });
+    let response = Transferred {
+        asset_id: asset.id,
+        journal_entry_id: moved.journal_entry_id,
+        recipient_count: i64::try_from(recipients.len()).unwrap_or(i64::MAX),
+        source_id: source,
+        total_amount: asset.format(moved.amount),
+    };
     if let Some(key) = &key {
         idempotency::remember(&mut tx, key, &response).await?;
     }

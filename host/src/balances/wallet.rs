@@ -10,6 +10,26 @@ use rust_decimal::Decimal;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// E8's and E9's answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WalletMoved {
+    /// The wallet's AVAILABLE balance afterwards.
+    pub available: String,
+    pub journal_entry_id: Uuid,
+    pub message: String,
+}
+
+/// A program wallet's balance in one PREFUNDED asset.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WalletBalance {
+    pub asset_id: Uuid,
+    #[schema(value_type = String)]
+    pub issuance_policy: crate::assets::IssuancePolicy,
+    pub available: String,
+    pub held: String,
+    pub deferred: String,
+}
+
 /// E8 (fund) moves value from issuance into the program's wallet; E9 (burn) moves it to breakage. Only
 /// PREFUNDED assets have a wallet.
 pub async fn move_wallet(
@@ -20,7 +40,7 @@ pub async fn move_wallet(
     amount: Decimal,
     description: Option<String>,
     fund: bool,
-) -> Result<serde_json::Value> {
+) -> Result<WalletMoved> {
     let mut tx = pool.begin().await?;
     crate::programs::lock_for_update(&mut tx, actor.organization_id, program_id)
         .await?
@@ -56,11 +76,15 @@ pub async fn move_wallet(
     )
     .await?;
     tx.commit().await?;
-    Ok(serde_json::json!({
-        "available": asset.format(balance.available),
-        "journal_entry_id": moved.journal_entry_id,
-        "message": if fund { "Program funded successfully" } else { "Program balance burned successfully" },
-    }))
+    Ok(WalletMoved {
+        available: asset.format(balance.available),
+        journal_entry_id: moved.journal_entry_id,
+        message: match fund {
+            true => "Program funded successfully",
+            false => "Program balance burned successfully",
+        }
+        .into(),
+    })
 }
 
 /// E10: the wallet of every PREFUNDED asset linked to the program (or of `asset_id`).
@@ -71,7 +95,7 @@ pub async fn wallet_balances(
     asset_id: Option<Uuid>,
     cursor: Option<Cursor>,
     limit: i64,
-) -> Result<Page<serde_json::Value>> {
+) -> Result<Page<WalletBalance>> {
     let assets = crate::assets::list_of_program(pool, actor, program_id, None, 200)
         .await?
         .data;
@@ -93,12 +117,18 @@ pub async fn wallet_balances(
         let owner = crate::ledger::Owner::Program(program_id);
         let balance =
             crate::ledger::snapshot(&mut conn, actor.organization_id, owner, asset.id).await?;
-        let mut row = balance.to_json(asset.scale);
-        row["asset_id"] = serde_json::json!(asset.id);
-        row["issuance_policy"] = serde_json::json!(asset.issuance_policy);
-        rows.push((asset.id, row));
+        let balance = balance.view(asset.scale);
+        rows.push(WalletBalance {
+            asset_id: asset.id,
+            issuance_policy: asset.issuance_policy,
+            available: balance.available,
+            held: balance.held,
+            deferred: balance.deferred,
+        });
     }
-    Ok(Page::from_rows(rows, limit, |(id, _)| Cursor::new("", *id)).map(|(_, row)| row))
+    Ok(Page::from_rows(rows, limit, |row| {
+        Cursor::new("", row.asset_id)
+    }))
 }
 
 /// E11: the program wallet's postings, newest first.

@@ -3,7 +3,7 @@
 
 use super::batch::Batch;
 use crate::assets::Asset;
-use crate::balances;
+use crate::balances::{self, Operated};
 use crate::error::Error;
 use crate::ledger::Bucket;
 use crate::ledger::lots::{LotSpec, Selector};
@@ -12,9 +12,10 @@ use crate::participants::state::{self, Origin, WindowChange};
 use crate::participants::{self, ParticipantStatus, State};
 use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
-use crate::rules::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
+use crate::rules::evaluation::EvaluationReason;
+use crate::rules::{ActionType, Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde::Serialize;
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -34,7 +35,84 @@ pub struct EventContext<'a> {
     pub batch: &'a mut Batch,
 }
 
-type Outcome = sqlx::Result<Result<Value, String>>;
+type Outcome = sqlx::Result<Result<ActionResult, String>>;
+
+/// What one action did, as the event's evaluation records it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ActionResult {
+    Money(Money),
+    Operation(Operated),
+    Tag {
+        #[serde(rename = "type")]
+        kind: ActionType,
+        participant_id: Uuid,
+        tag: String,
+        changed: bool,
+    },
+    Counter {
+        #[serde(rename = "type")]
+        kind: ActionType,
+        participant_id: Uuid,
+        key: String,
+        previous: String,
+        value: String,
+    },
+    Attribute {
+        #[serde(rename = "type")]
+        kind: ActionType,
+        participant_id: Uuid,
+        key: String,
+        value: String,
+        previous: Option<String>,
+    },
+}
+
+/// A CREDIT or DEBIT: made, or a credit its budget could not cover.
+#[derive(Debug, Serialize)]
+pub struct Money {
+    #[serde(rename = "type")]
+    kind: ActionType,
+    asset_id: Uuid,
+    amount: String,
+    participant_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal_entry_id: Option<Uuid>,
+    /// A credit that replaced a provisional hold of the same reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settle: Option<Settlement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed: Option<EvaluationReason>,
+}
+
+#[derive(Debug, Serialize)]
+struct Settlement {
+    held_amount: String,
+    /// What the settlement differs from the hold.
+    delta: String,
+}
+
+impl ActionResult {
+    /// A credit its budget could not cover: the rule matched, nothing was credited.
+    pub fn suppressed(&self) -> bool {
+        matches!(
+            self,
+            ActionResult::Money(Money {
+                suppressed: Some(_),
+                ..
+            })
+        )
+    }
+
+    /// Drops the link to the journal entry, which the event's failure rolled back.
+    pub fn forget_entry(&mut self) {
+        match self {
+            ActionResult::Money(money) => money.journal_entry_id = None,
+            ActionResult::Operation(operated) => operated.journal_entry_id = None,
+            _ => {}
+        }
+    }
+}
 
 pub async fn execute(
     conn: &mut PgConnection,
@@ -122,7 +200,7 @@ pub async fn execute(
                         reference_id,
                     )
                     .await?;
-                    Ok(Ok(result))
+                    Ok(Ok(ActionResult::Operation(result)))
                 }
                 Err(err) => refusal(err),
             };
@@ -130,7 +208,12 @@ pub async fn execute(
         Step::Tag { tag, add } => {
             ctx.batch.stale.insert(target);
             let changed = state::set_tag(conn, &origin, target, tag, *add).await?;
-            json!({"type": action.kind, "participant_id": target, "tag": tag, "changed": changed})
+            ActionResult::Tag {
+                kind: action.kind,
+                participant_id: target,
+                tag: tag.clone(),
+                changed,
+            }
         }
         Step::Counter { key, delta, window } => {
             let delta = match evaluate(delta, ctx.vars) {
@@ -144,8 +227,13 @@ pub async fn execute(
                     Ok(values) => values,
                     Err(invalid) => return Ok(Err(format!("counter {key} would be {invalid}"))),
                 };
-            json!({"type": action.kind, "participant_id": target, "key": key,
-                   "previous": old.normalize().to_string(), "value": new.normalize().to_string()})
+            ActionResult::Counter {
+                kind: action.kind,
+                participant_id: target,
+                key: key.clone(),
+                previous: old.normalize().to_string(),
+                value: new.normalize().to_string(),
+            }
         }
         Step::Attribute { key, value } => {
             let value = match value.render(ctx.vars) {
@@ -155,7 +243,13 @@ pub async fn execute(
             };
             ctx.batch.stale.insert(target);
             let previous = state::set_attribute(conn, &origin, target, key, &value).await?;
-            json!({"type": action.kind, "participant_id": target, "key": key, "value": value, "previous": previous})
+            ActionResult::Attribute {
+                kind: action.kind,
+                participant_id: target,
+                key: key.clone(),
+                value,
+                previous,
+            }
         }
     };
     Ok(Ok(result))
@@ -268,28 +362,29 @@ async fn money(
         && !budgets::draw(conn, rule.id, asset.id, amount, ctx.batch.budget_slot).await?
     {
         // The budget cannot cover the credit: the rule matched, the credit is not made.
-        return Ok(Ok(json!({
-            "type": action.kind,
-            "asset_id": asset.id,
-            "amount": asset.format(amount),
-            "participant_id": participant,
-            "suppressed": crate::rules::evaluation::EvaluationReason::BudgetExceeded,
+        return Ok(Ok(ActionResult::Money(Money {
+            kind: action.kind,
+            asset_id: asset.id,
+            amount: asset.format(amount),
+            participant_id: participant,
+            journal_entry_id: None,
+            settle: None,
+            suppressed: Some(EvaluationReason::BudgetExceeded),
         })));
     }
     match movement::post(conn, ctx.organization_id, planned, ctx.batch).await {
-        Ok(moved) => {
-            let mut result = json!({
-                "type": action.kind,
-                "asset_id": asset.id,
-                "amount": asset.format(amount),
-                "participant_id": participant,
-                "journal_entry_id": moved.journal_entry_id,
-            });
-            if let Some(held) = moved.settled_hold {
-                result["settle"] = json!({"held_amount": asset.format(held), "delta": asset.format(amount - held)});
-            }
-            Ok(Ok(result))
-        }
+        Ok(moved) => Ok(Ok(ActionResult::Money(Money {
+            kind: action.kind,
+            asset_id: asset.id,
+            amount: asset.format(amount),
+            participant_id: participant,
+            journal_entry_id: Some(moved.journal_entry_id),
+            settle: moved.settled_hold.map(|held| Settlement {
+                held_amount: asset.format(held),
+                delta: asset.format(amount - held),
+            }),
+            suppressed: None,
+        }))),
         Err(err) => refusal(err),
     }
 }

@@ -18,7 +18,7 @@
 //! (rescheduled behind the queue, FAILED after the sixth). Workers themselves are supervised and restarted.
 //! A batch stops claiming time after [`BATCH_BUDGET`], so no transaction stays open for long.
 
-use super::actions::{self, EventContext};
+use super::actions::{self, ActionResult, EventContext};
 use super::batch::Batch;
 use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
 use super::{Doorbell, EventStatus};
@@ -30,7 +30,7 @@ use crate::rules::evaluation::{self, Decision, EvaluationReason, EvaluationStatu
 use crate::rules::{self, CompiledModule, CompiledRule, RuleCache};
 use crate::wasm::{self, Runtime};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -548,7 +548,12 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn failed(message: String, evaluations: Vec<EvaluationRecord>) -> Self {
+    /// The event's savepoint is rolled back: its results keep what was computed, not links to entries that no
+    /// longer exist.
+    fn failed(message: String, mut evaluations: Vec<EvaluationRecord>) -> Self {
+        for result in evaluations.iter_mut().flat_map(|e| e.results.iter_mut()) {
+            result.forget_entry();
+        }
         Outcome {
             error: Some(message),
             participant_id: None,
@@ -568,7 +573,7 @@ struct EvaluationRecord {
     reason: Option<EvaluationReason>,
     stopped_by_rule_id: Option<Uuid>,
     error_message: Option<String>,
-    results: Vec<Value>,
+    results: Vec<ActionResult>,
     /// Wasm rules: fuel burned and what the module printed.
     fuel: Option<i64>,
     logs: Option<String>,
@@ -696,11 +701,7 @@ async fn process_event(
                 }
             }
         }
-        let suppressed = record
-            .results
-            .iter()
-            .filter(|r| r["suppressed"] == json!(EvaluationReason::BudgetExceeded))
-            .count();
+        let suppressed = record.results.iter().filter(|r| r.suppressed()).count();
         if suppressed > 0 {
             record.reason = Some(EvaluationReason::BudgetExceeded);
             if suppressed == record.results.len() {
@@ -799,14 +800,14 @@ async fn record(
             .retry_in_ms
             .push(retry_in.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
         for e in &outcome.evaluations {
-            evaluations.push(event, outcome.is_failed(), e);
+            evaluations.push(event, e);
         }
     }
     repo::record(conn, &events, &evaluations).await
 }
 
 impl EvaluationColumns {
-    fn push(&mut self, event: &Claimed, failed: bool, e: &EvaluationRecord) {
+    fn push(&mut self, event: &Claimed, e: &EvaluationRecord) {
         self.ids.push(Uuid::now_v7());
         self.organizations.push(event.organization_id);
         self.events.push(event.id);
@@ -818,17 +819,8 @@ impl EvaluationColumns {
         self.messages.push(e.error_message.clone());
         self.fuels.push(e.fuel);
         self.logs.push(e.logs.clone());
-        let mut executed = e.results.clone();
-        if failed {
-            // The savepoint was rolled back: keep what was computed, not links to entries that no longer exist.
-            executed
-                .iter_mut()
-                .filter_map(Value::as_object_mut)
-                .for_each(|r| {
-                    r.remove("journal_entry_id");
-                });
-        }
-        self.results.push(Value::Array(executed));
+        self.results
+            .push(serde_json::to_value(&e.results).unwrap_or_default());
     }
 }
 

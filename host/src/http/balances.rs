@@ -3,7 +3,10 @@
 use super::AppState;
 use super::error::{Conflict, Insufficient, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, PathId, PathIds, QueryParams};
-use crate::balances::{self, Adjustment, OperationRequest};
+use crate::balances::wallet::{WalletBalance, WalletMoved};
+use crate::balances::{
+    self, ADJUSTMENT_TYPES, Adjusted, Adjustment, OPERABLE_BUCKETS, Operated, OperationRequest,
+};
 use crate::error::Result;
 use crate::ledger::lots::{LOT_STATUSES, LotView, Selector};
 use crate::ledger::{self, ActivityFilter, ActivityRow, Bucket, Statement};
@@ -35,17 +38,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(participant_statement))
 }
 
-crate::api_enum!(AdjustmentType = ADJUSTMENT_TYPES ["CREDIT", "DEBIT"]);
-crate::api_enum!(
-    /// The buckets a client may move value in or out of directly.
-    OperableBucket = OPERABLE_BUCKETS ["AVAILABLE", "HELD"]
-);
-
-/// Request bodies, query strings and answers as the document shows them; the handlers read requests with
-/// `Validator` and the services build the answers.
+/// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
 #[allow(dead_code)]
 mod doc {
-    use super::{AdjustmentType, OperableBucket};
+    use crate::balances::{AdjustmentType, OperableBucket};
     use crate::money::PositiveAmount;
     use chrono::{DateTime, Utc};
     use uuid::Uuid;
@@ -57,31 +53,6 @@ mod doc {
         amount: PositiveAmount,
         #[schema(max_length = 500)]
         description: Option<String>,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct WalletMoved {
-        /// The wallet's AVAILABLE balance afterwards.
-        available: String,
-        journal_entry_id: Uuid,
-        message: String,
-    }
-
-    /// A program wallet's balance in one PREFUNDED asset.
-    #[derive(utoipa::ToSchema)]
-    pub struct WalletBalance {
-        asset_id: Uuid,
-        issuance_policy: String,
-        available: String,
-        held: String,
-        deferred: String,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct Balance {
-        available: String,
-        held: String,
-        deferred: String,
     }
 
     #[derive(utoipa::ToSchema)]
@@ -101,19 +72,6 @@ mod doc {
         bucket: Option<OperableBucket>,
         /// DEBIT only: let the balance go below zero.
         allow_negative: Option<bool>,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct Adjusted {
-        amount: String,
-        asset_id: Uuid,
-        program_id: Uuid,
-        bucket: OperableBucket,
-        #[schema(rename = "type")]
-        kind: AdjustmentType,
-        journal_entry_id: Uuid,
-        balance: Balance,
-        message: String,
     }
 
     /// Hold, release and forfeit. On LOT assets the lots can be chosen by reference, ids or earning window.
@@ -149,27 +107,6 @@ mod doc {
         reference_id: String,
         #[schema(min_length = 1, max_length = 255)]
         idempotency_key: Option<String>,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct LotTaken {
-        id: Uuid,
-        amount: String,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct Operated {
-        /// HOLD, RELEASE, FORFEIT or VOID_HOLD.
-        operation: String,
-        amount_processed: String,
-        asset_id: Uuid,
-        program_id: Uuid,
-        journal_entry_id: Uuid,
-        balance: Balance,
-        message: String,
-        /// LOT assets only.
-        lots_processed: Option<Vec<LotTaken>>,
-        reference_id: Option<String>,
     }
 
     #[derive(utoipa::IntoParams)]
@@ -214,7 +151,7 @@ mod doc {
 }
 
 #[utoipa::path(post, path = "/programs/{id}/assets/{asset_id}/fund", tag = "programs", params(("id" = Uuid, Path, description = "Program id"), ("asset_id" = Uuid, Path)), request_body = doc::WalletMove,
-    responses((status = 200, body = doc::WalletMoved), Rejected, NotFound))]
+    responses((status = 200, body = WalletMoved), Rejected, NotFound))]
 async fn fund(
     s: State<AppState>,
     auth: Auth,
@@ -225,7 +162,7 @@ async fn fund(
 }
 
 #[utoipa::path(post, path = "/programs/{id}/assets/{asset_id}/burn", tag = "programs", params(("id" = Uuid, Path, description = "Program id"), ("asset_id" = Uuid, Path)), request_body = doc::WalletMove,
-    responses((status = 200, body = doc::WalletMoved), Rejected, NotFound, Insufficient))]
+    responses((status = 200, body = WalletMoved), Rejected, NotFound, Insufficient))]
 async fn burn(
     s: State<AppState>,
     auth: Auth,
@@ -241,7 +178,7 @@ async fn move_wallet(
     PathIds(program_id, asset_id): PathIds,
     JsonBody(body): JsonBody,
     fund: bool,
-) -> Result<Json<Value>> {
+) -> Result<Json<WalletMoved>> {
     let v = Validator::new();
     let f = v.body(&body)?;
     let amount = f.opt_positive_decimal("amount");
@@ -266,7 +203,7 @@ async fn move_wallet(
 }
 
 #[utoipa::path(get, path = "/programs/{id}/balance", tag = "programs", params(PathId, PageParams, doc::AssetQuery),
-    responses((status = 200, body = Page<doc::WalletBalance>), Rejected, NotFound))]
+    responses((status = 200, body = Page<WalletBalance>), Rejected, NotFound))]
 async fn wallet_balance(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -369,7 +306,7 @@ async fn participant_statement(
 }
 
 #[utoipa::path(post, path = "/participants/{id}/balances/adjust", tag = "balances", params(PathId), request_body = doc::Adjust,
-    responses((status = 200, body = doc::Adjusted), Rejected, NotFound, Conflict, Insufficient))]
+    responses((status = 200, body = Adjusted), Rejected, NotFound, Conflict, Insufficient))]
 async fn adjust(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -458,7 +395,7 @@ async fn operate(
     id: Uuid,
     body: &Value,
     op: impl FnOnce(&Fields<'_>) -> Operation,
-) -> Result<Json<Value>> {
+) -> Result<Json<Operated>> {
     let v = Validator::new();
     let f = v.body(body)?;
     let request = operation_request(&f);
@@ -469,7 +406,7 @@ async fn operate(
 }
 
 #[utoipa::path(post, path = "/participants/{id}/balances/hold", tag = "balances", params(PathId), request_body = doc::Operate,
-    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn hold(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -480,7 +417,7 @@ async fn hold(
 }
 
 #[utoipa::path(post, path = "/participants/{id}/balances/release", tag = "balances", params(PathId), request_body = doc::Operate,
-    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn release(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -491,7 +428,7 @@ async fn release(
 }
 
 #[utoipa::path(post, path = "/participants/{id}/balances/forfeit", tag = "balances", params(PathId), request_body = doc::Operate,
-    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn forfeit(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -532,7 +469,7 @@ async fn lots(
 
 /// E44: the whole provisional accrual of a reference; amount and lot selectors do not apply.
 #[utoipa::path(post, path = "/participants/{id}/balances/void-hold", tag = "balances", params(PathId), request_body = doc::VoidHold,
-    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = doc::Operated), Rejected, NotFound, Conflict, Insufficient))]
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = Operated), Rejected, NotFound, Conflict, Insufficient))]
 async fn void_hold(
     State(s): State<AppState>,
     Auth(actor): Auth,

@@ -3,7 +3,7 @@
 use super::AppState;
 use super::error::{Conflict, Insufficient, NotFound, Rejected};
 use super::extract::{Auth, JsonBody};
-use crate::balances::{self, Transfer};
+use crate::balances::{self, Transfer, Transferred};
 use crate::error::Result;
 use crate::participants::Party;
 use crate::validation::{Fields, Validator};
@@ -51,15 +51,6 @@ mod doc {
         #[schema(min_length = 1, max_length = 255)]
         idempotency_key: Option<String>,
     }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct Transferred {
-        asset_id: Uuid,
-        journal_entry_id: Uuid,
-        recipient_count: i64,
-        source_id: Uuid,
-        total_amount: String,
-    }
 }
 
 /// `external_id` or `participant_id` (with `prefix`); groups are not supported yet.
@@ -87,8 +78,8 @@ fn party(f: &Fields<'_>, prefix: &str) -> Option<Party> {
 }
 
 #[utoipa::path(post, path = "/transfers", tag = "balances", request_body = doc::NewTransfer,
-    responses((status = 201, body = doc::Transferred),
-        (status = 200, description = "A replayed idempotency key: the first answer.", body = doc::Transferred),
+    responses((status = 201, body = Transferred),
+        (status = 200, description = "A replayed idempotency key: the first answer.", body = Transferred),
         Rejected, NotFound, Conflict, Insufficient))]
 async fn transfer(
     State(s): State<AppState>,

@@ -71,13 +71,23 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `[{id, amount}]` as balance-operation responses show it.
-    pub fn processed(&self, scale: i16) -> Vec<serde_json::Value> {
+    /// Each lot taken and how much, as balance-operation answers show it.
+    pub fn processed(&self, scale: i16) -> Vec<LotTaken> {
         self.takes
             .iter()
-            .map(|(lot, take)| serde_json::json!({"id": lot.id, "amount": crate::money::format(*take, scale)}))
+            .map(|(lot, take)| LotTaken {
+                id: lot.id,
+                amount: crate::money::format(*take, scale),
+            })
             .collect()
     }
+}
+
+/// A lot an operation took from, and how much.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LotTaken {
+    pub id: Uuid,
+    pub amount: String,
 }
 
 const LOT_COLUMNS: &str = "id, asset_id, program_id, amount, remaining, status, reference_id, provisional, earned_at, \

@@ -119,13 +119,22 @@ impl Snapshot {
         }
     }
 
-    pub fn to_json(&self, scale: i16) -> serde_json::Value {
-        serde_json::json!({
-            "available": crate::money::format(self.available, scale),
-            "held": crate::money::format(self.held, scale),
-            "deferred": crate::money::format(self.deferred, scale),
-        })
+    /// The balance as answers show it, in the asset's scale.
+    pub fn view(&self, scale: i16) -> Balance {
+        Balance {
+            available: crate::money::format(self.available, scale),
+            held: crate::money::format(self.held, scale),
+            deferred: crate::money::format(self.deferred, scale),
+        }
     }
+}
+
+/// A holder's balance of one asset, per bucket, as decimal strings.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Balance {
+    pub available: String,
+    pub held: String,
+    pub deferred: String,
 }
 
 /// The balances of a participant's or program wallet's accounts in one asset, read in the caller's transaction.
