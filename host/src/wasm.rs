@@ -34,9 +34,9 @@ mod v0_1 {
 
 pub use scrip::rules::types::{
     Action, AttributeChange, BalanceChange, Credit, CreditBucket, Forfeit, ForfeitBucket,
-    RuleError, Target,
+    RuleError, TagChange, Target,
 };
-use scrip::rules::types::{CounterChange, Debit, Event, Participant, TagChange};
+use scrip::rules::types::{CounterChange, Debit, Event, Participant};
 
 /// The interface version modules are built against now.
 pub const INTERFACE: &str = "scrip:rules/evaluator@0.2.0";

@@ -8,8 +8,9 @@ use crate::ledger::Bucket;
 use crate::pagination::{Page, PageParams};
 use crate::rules::budgets::{BudgetSpec, Schedule};
 use crate::rules::{
-    self, Action, ActionType, HistoryEntry, ModuleLimits, ModulePatch, ModuleRef, NewRule,
-    RuleFilter, RulePatch, RuleStatus, Target,
+    self, Action, ActionType, AttributeAction, CounterAction, CreditAction, DebitAction,
+    ForfeitAction, HistoryEntry, HoldAction, ModuleLimits, ModulePatch, ModuleRef, NewRule,
+    RuleFilter, RulePatch, RuleStatus, TagAction, Target, VoidHoldAction,
 };
 use crate::validation::{Fields, Validator};
 use crate::wasm::Limits;
@@ -307,64 +308,104 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
                 format!("{key} is not supported on {kind} actions"),
             );
         }
-        let required_str =
-            |name: &str, max: usize| allowed.contains(&name).then(|| a.req_str(name, 1, max));
-        let mut action = Action {
-            kind,
-            asset_id: allowed
-                .contains(&"asset_id")
-                .then(|| a.req_uuid("asset_id")),
-            // Operations on balances take everything selected when they name no amount.
-            amount: match kind {
-                ActionType::Credit | ActionType::Debit => {
-                    required_str("amount", rules::cel::MAX_LENGTH)
+        let expression = |name: &str| a.req_str(name, 1, rules::cel::MAX_LENGTH);
+        // Operations on balances take everything selected when they name no amount.
+        let optional_amount = || a.opt_str("amount", 1, rules::cel::MAX_LENGTH);
+        let description = || a.opt_str("description", 1, 500);
+        let reference_id = || a.opt_str("reference_id", 1, rules::cel::MAX_LENGTH);
+        let bucket = || {
+            a.opt_enum("bucket", rules::CREDIT_BUCKETS)
+                .and_then(Bucket::parse)
+        };
+        let target = parse_target(&a, map);
+        let hold = || HoldAction {
+            asset_id: a.req_uuid("asset_id"),
+            amount: optional_amount(),
+            description: description(),
+            reference_id: reference_id(),
+            target: target.clone(),
+        };
+        let tag = || TagAction {
+            tag: a.req_str("tag", 1, 255),
+            target: target.clone(),
+        };
+        let action = match kind {
+            ActionType::Credit => Action::Credit(CreditAction {
+                asset_id: a.req_uuid("asset_id"),
+                amount: expression("amount"),
+                description: description(),
+                bucket: bucket(),
+                expires_at: when(&a, "expires_at"),
+                matures_at: when(&a, "matures_at"),
+                reference_id: reference_id(),
+                target,
+            }),
+            ActionType::Debit => Action::Debit(DebitAction {
+                asset_id: a.req_uuid("asset_id"),
+                amount: expression("amount"),
+                description: description(),
+                allow_negative: a.opt_bool("allow_negative").unwrap_or(false),
+                target,
+            }),
+            ActionType::Hold => Action::Hold(hold()),
+            ActionType::Release => Action::Release(hold()),
+            ActionType::Forfeit => Action::Forfeit(ForfeitAction {
+                asset_id: a.req_uuid("asset_id"),
+                amount: optional_amount(),
+                description: description(),
+                bucket: bucket().unwrap_or_else(|| {
+                    if a.raw("bucket").is_none() {
+                        a.reject(
+                            "bucket",
+                            "AVAILABLE|HELD",
+                            "FORFEIT actions need the bucket to forfeit from",
+                        );
+                    }
+                    Bucket::Available
+                }),
+                target,
+            }),
+            ActionType::VoidHold => Action::VoidHold(VoidHoldAction {
+                asset_id: a.req_uuid("asset_id"),
+                description: description(),
+                reference_id: reference_id().unwrap_or_else(|| {
+                    if a.raw("reference_id").is_none() {
+                        a.reject(
+                            "reference_id",
+                            "reference of a provisional accrual",
+                            "VOID_HOLD actions need a reference_id",
+                        );
+                    }
+                    String::new()
+                }),
+                target,
+            }),
+            ActionType::Tag => Action::Tag(tag()),
+            ActionType::Untag => Action::Untag(tag()),
+            ActionType::Counter => {
+                let reset_after = a.opt_str("reset_after", 1, 64);
+                if let Some(window) = reset_after.as_deref()
+                    && crate::duration::parse(window).is_none()
+                {
+                    a.reject(
+                        "reset_after",
+                        "Go duration such as 24h",
+                        "reset_after must be a duration such as \"720h\", at most 876000h",
+                    );
                 }
-                _ => a.opt_str("amount", 1, rules::cel::MAX_LENGTH),
-            },
-            description: a.opt_str("description", 1, 500),
-            allow_negative: a.opt_bool("allow_negative").unwrap_or(false),
-            tag: required_str("tag", 255),
-            key: required_str("key", 255),
-            value: None,
-            reset_after: a.opt_str("reset_after", 1, 64),
-            target: parse_target(&a, map),
-            bucket: a
-                .opt_enum("bucket", rules::CREDIT_BUCKETS)
-                .and_then(Bucket::parse),
-            expires_at: when(&a, "expires_at"),
-            matures_at: when(&a, "matures_at"),
-            reference_id: a.opt_str("reference_id", 1, rules::cel::MAX_LENGTH),
+                Action::Counter(CounterAction {
+                    key: a.req_str("key", 1, 255),
+                    value: a.opt_str("value", 1, rules::cel::MAX_LENGTH),
+                    reset_after,
+                    target,
+                })
+            }
+            ActionType::SetAttribute => Action::SetAttribute(AttributeAction {
+                key: a.req_str("key", 1, 255),
+                value: expression("value"),
+                target,
+            }),
         };
-        if kind == ActionType::Forfeit && action.bucket.is_none() && a.raw("bucket").is_none() {
-            a.reject(
-                "bucket",
-                "AVAILABLE|HELD",
-                "FORFEIT actions need the bucket to forfeit from",
-            );
-        }
-        if kind == ActionType::VoidHold
-            && action.reference_id.is_none()
-            && a.raw("reference_id").is_none()
-        {
-            a.reject(
-                "reference_id",
-                "reference of a provisional accrual",
-                "VOID_HOLD actions need a reference_id",
-            );
-        }
-        action.value = match kind {
-            ActionType::SetAttribute => Some(a.req_str("value", 1, rules::cel::MAX_LENGTH)),
-            _ => a.opt_str("value", 1, rules::cel::MAX_LENGTH),
-        };
-        if let Some(window) = action.reset_after.as_deref()
-            && crate::duration::parse(window).is_none()
-        {
-            a.reject(
-                "reset_after",
-                "Go duration such as 24h",
-                "reset_after must be a duration such as \"720h\", at most 876000h",
-            );
-        }
         actions.push(action);
     }
     Some(actions)

@@ -172,16 +172,15 @@ pub struct Moved {
 /// has checked they may take part; on LOT assets (unless `known_clear`) the lots read here are locked too.
 pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> {
     let asset = m.asset;
-    if asset.status != AssetStatus::Active {
+    // Participants' value stays where it is once its asset is archived; a program wallet can still be funded
+    // and burned.
+    let wallet = matches!(m.kind, Kind::Fund { .. } | Kind::Burn { .. });
+    if asset.status != AssetStatus::Active && !wallet {
         return Err(Error::conflict("the asset is archived"));
     }
-    let participant = match (m.holder, &m.kind) {
-        (Holder::ProgramWallet, Kind::Fund { .. } | Kind::Burn { .. }) => None,
-        (Holder::Participant(id), kind)
-            if !matches!(kind, Kind::Fund { .. } | Kind::Burn { .. }) =>
-        {
-            Some(id)
-        }
+    let participant = match (m.holder, wallet) {
+        (Holder::ProgramWallet, true) => None,
+        (Holder::Participant(id), false) => Some(id),
         _ => {
             return Err(Error::Internal(
                 "fund and burn move a program wallet; every other movement a participant's account"

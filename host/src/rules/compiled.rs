@@ -197,72 +197,99 @@ impl Amount {
     }
 }
 
-/// Builds the executable form of an action the API already validated; a field that is missing anyway
-/// becomes a step that fails with a reason rather than a panic.
-fn compile_action(a: Action) -> CompiledAction {
-    let template = |text: Option<&str>| {
-        Template::parse(text.unwrap_or_default())
-            .unwrap_or_else(|_| Template::Literal(String::new()))
-    };
-    let target = match &a.target {
+/// Builds the executable form of an action the API already validated; a template that does not parse anyway
+/// becomes an empty literal rather than a panic.
+fn compile_action(action: Action) -> CompiledAction {
+    let template =
+        |text: &str| Template::parse(text).unwrap_or_else(|_| Template::Literal(String::new()));
+    let target = match action.target() {
         None => TargetRef::Event,
         Some(Target { id: Some(id), .. }) => TargetRef::Id(*id),
         Some(Target {
             participant_id: Some(p),
             ..
-        }) => TargetRef::ParticipantId(template(Some(p))),
+        }) => TargetRef::ParticipantId(template(p)),
         Some(Target {
             external_id: Some(x),
             ..
-        }) => TargetRef::ExternalId(template(Some(x))),
+        }) => TargetRef::ExternalId(template(x)),
         Some(_) => TargetRef::Event,
     };
-    let key = a.key.clone().unwrap_or_default();
-    let op = |op| Step::Operation {
-        op,
-        asset_id: a.asset_id.unwrap_or_default(),
-        amount: a.amount.as_deref().map(Amount::compile),
-        description: a.description.clone(),
-        reference: a.reference_id.as_deref().map(|r| template(Some(r))),
-    };
-    let money = |debit| Step::Money {
-        debit,
-        asset_id: a.asset_id.unwrap_or_default(),
-        amount: Amount::compile(a.amount.as_deref().unwrap_or_default()),
-        description: a.description.clone(),
-        allow_negative: a.allow_negative,
-        lot: LotFields {
-            held: a.bucket == Some(Bucket::Held),
-            expires: a.expires_at.as_deref().and_then(When::parse),
-            matures: a.matures_at.as_deref().and_then(When::parse),
-            reference: a.reference_id.as_deref().map(|r| template(Some(r))),
+    let reference = |r: &Option<String>| r.as_deref().map(template);
+    let operation =
+        |op, asset_id, amount: &Option<String>, description: &Option<String>, r| Step::Operation {
+            op,
+            asset_id,
+            amount: amount.as_deref().map(Amount::compile),
+            description: description.clone(),
+            reference: r,
+        };
+    let step = match &action {
+        Action::Credit(c) => Step::Money {
+            debit: false,
+            asset_id: c.asset_id,
+            amount: Amount::compile(&c.amount),
+            description: c.description.clone(),
+            allow_negative: false,
+            lot: LotFields {
+                held: c.bucket == Some(Bucket::Held),
+                expires: c.expires_at.as_deref().and_then(When::parse),
+                matures: c.matures_at.as_deref().and_then(When::parse),
+                reference: reference(&c.reference_id),
+            },
         },
-    };
-    let step = match a.kind {
-        ActionType::Credit => money(false),
-        ActionType::Debit => money(true),
-        ActionType::Hold => op(Operation::Hold),
-        ActionType::Release => op(Operation::Release),
-        ActionType::VoidHold => op(Operation::VoidHold),
-        ActionType::Forfeit => op(Operation::Forfeit {
-            bucket: a.bucket.unwrap_or(Bucket::Available),
-        }),
-        ActionType::Tag | ActionType::Untag => Step::Tag {
-            tag: a.tag.clone().unwrap_or_default().to_lowercase(),
-            add: a.kind == ActionType::Tag,
+        Action::Debit(d) => Step::Money {
+            debit: true,
+            asset_id: d.asset_id,
+            amount: Amount::compile(&d.amount),
+            description: d.description.clone(),
+            allow_negative: d.allow_negative,
+            lot: LotFields::default(),
         },
-        ActionType::Counter => Step::Counter {
-            key,
-            delta: Amount::compile(a.value.as_deref().unwrap_or("1")),
-            window: a.reset_after.as_deref().and_then(Window::parse),
+        Action::Hold(h) => operation(
+            Operation::Hold,
+            h.asset_id,
+            &h.amount,
+            &h.description,
+            reference(&h.reference_id),
+        ),
+        Action::Release(h) => operation(
+            Operation::Release,
+            h.asset_id,
+            &h.amount,
+            &h.description,
+            reference(&h.reference_id),
+        ),
+        Action::Forfeit(f) => operation(
+            Operation::Forfeit { bucket: f.bucket },
+            f.asset_id,
+            &f.amount,
+            &f.description,
+            None,
+        ),
+        Action::VoidHold(v) => operation(
+            Operation::VoidHold,
+            v.asset_id,
+            &None,
+            &v.description,
+            Some(template(&v.reference_id)),
+        ),
+        Action::Tag(t) | Action::Untag(t) => Step::Tag {
+            tag: t.tag.to_lowercase(),
+            add: matches!(action, Action::Tag(_)),
         },
-        ActionType::SetAttribute => Step::Attribute {
-            key,
-            value: template(a.value.as_deref()),
+        Action::Counter(c) => Step::Counter {
+            key: c.key.clone(),
+            delta: Amount::compile(c.value.as_deref().unwrap_or("1")),
+            window: c.reset_after.as_deref().and_then(Window::parse),
+        },
+        Action::SetAttribute(a) => Step::Attribute {
+            key: a.key.clone(),
+            value: template(&a.value),
         },
     };
     CompiledAction {
-        kind: a.kind,
+        kind: action.kind(),
         step,
         target,
     }

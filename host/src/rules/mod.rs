@@ -1,6 +1,7 @@
 //! Rules: a CEL condition and actions, evaluated per event in ascending `order`. Every version of a rule is
 //! a `rule_history` row; evaluations record the version they ran with.
 
+mod action;
 pub mod budgets;
 pub mod cel;
 mod compiled;
@@ -10,7 +11,6 @@ mod repo;
 mod simulate;
 
 use crate::error::{Error, FieldError, OnConstraint, Result};
-use crate::ledger::Bucket;
 use crate::money;
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page};
@@ -22,6 +22,10 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+pub use action::{
+    Action, ActionType, AttributeAction, CREDIT_BUCKETS, CounterAction, CreditAction, DebitAction,
+    ForfeitAction, HoldAction, TARGET_TYPES, TagAction, Target, TargetType, VoidHoldAction, When,
+};
 pub use compiled::{
     Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, ModuleRun, RuleCache, Skipped,
     Step, TargetRef,
@@ -37,174 +41,6 @@ crate::vocabulary!(
     }
 );
 pub const STATUSES: &[&str] = RuleStatus::NAMES;
-// Action types this server executes. The rest of the catalogue (SET_TIER, SCHEDULE_EVENT, BROADCAST) is refused
-// at create time until it is implemented, so no rule is ever accepted that would do nothing.
-crate::vocabulary!(
-    /// What an action does.
-    pub enum ActionType {
-        Credit = "CREDIT",
-        Debit = "DEBIT",
-        Hold = "HOLD",
-        Release = "RELEASE",
-        Forfeit = "FORFEIT",
-        VoidHold = "VOID_HOLD",
-        Tag = "TAG",
-        Untag = "UNTAG",
-        Counter = "COUNTER",
-        SetAttribute = "SET_ATTRIBUTE",
-    }
-);
-crate::api_enum!(pub TargetType = TARGET_TYPES ["PARTICIPANT"]);
-crate::api_enum!(pub CreditBucket = CREDIT_BUCKETS ["AVAILABLE", "HELD"]);
-
-impl ActionType {
-    /// Whether a SUSPENDED or CLOSED participant cannot be the target. Forfeit and void-hold are how value
-    /// leaves a closed account; tags and attributes describe it.
-    pub fn blocked_when_inactive(self) -> bool {
-        use ActionType::*;
-        match self {
-            Credit | Debit | Hold | Release | Forfeit | Counter => true,
-            VoidHold | Tag | Untag | SetAttribute => false,
-        }
-    }
-
-    /// The fields an action of this type accepts, beyond `type` and `target`.
-    pub fn fields(self) -> &'static [&'static str] {
-        use ActionType::*;
-        match self {
-            Credit => &[
-                "asset_id",
-                "amount",
-                "description",
-                "bucket",
-                "expires_at",
-                "matures_at",
-                "reference_id",
-            ],
-            Hold | Release => &["asset_id", "amount", "description", "reference_id"],
-            Forfeit => &["asset_id", "amount", "description", "bucket"],
-            VoidHold => &["asset_id", "description", "reference_id"],
-            Debit => &["asset_id", "amount", "description", "allow_negative"],
-            Tag | Untag => &["tag"],
-            Counter => &["key", "value", "reset_after"],
-            SetAttribute => &["key", "value"],
-        }
-    }
-}
-
-/// An action as the client wrote it. `amount` and COUNTER's `value` are decimal literals or CEL;
-/// SET_ATTRIBUTE's `value` and the target's ids are static or CEL (see `cel::Template`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct Action {
-    #[serde(rename = "type")]
-    pub kind: ActionType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asset_id: Option<Uuid>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_negative: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset_after: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<Target>,
-    /// CREDIT on LOT assets: `AVAILABLE` (default) or `HELD` (a provisional accrual); FORFEIT: the bucket.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<CreditBucket>)]
-    pub bucket: Option<Bucket>,
-    /// CREDIT on LOT assets: a Go duration from the event's time, or an RFC 3339 timestamp.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matures_at: Option<String>,
-    /// CREDIT on LOT assets: stamps the lot (static or CEL).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference_id: Option<String>,
-}
-
-/// When a lot expires or matures: after a duration from the event's time, or at a fixed time.
-#[derive(Debug, Clone, PartialEq)]
-pub enum When {
-    After(chrono::Duration),
-    At(DateTime<Utc>),
-}
-
-impl When {
-    pub fn parse(text: &str) -> Option<When> {
-        crate::duration::parse(text).map(When::After).or_else(|| {
-            DateTime::parse_from_rfc3339(text)
-                .ok()
-                .map(|t| When::At(t.to_utc()))
-        })
-    }
-
-    pub fn from(&self, event_time: DateTime<Utc>) -> DateTime<Utc> {
-        match self {
-            When::After(length) => event_time + *length,
-            When::At(at) => *at,
-        }
-    }
-}
-
-impl Action {
-    /// An action of this type with no fields set.
-    pub fn new(kind: ActionType) -> Action {
-        Action {
-            kind,
-            asset_id: None,
-            amount: None,
-            description: None,
-            allow_negative: false,
-            tag: None,
-            key: None,
-            value: None,
-            reset_after: None,
-            target: None,
-            bucket: None,
-            expires_at: None,
-            matures_at: None,
-            reference_id: None,
-        }
-    }
-
-    /// Whether the action can only work on a LOT asset's lots.
-    pub fn needs_lots(&self) -> bool {
-        match self.kind {
-            ActionType::Credit => {
-                self.bucket == Some(Bucket::Held)
-                    || self.expires_at.is_some()
-                    || self.matures_at.is_some()
-                    || self.reference_id.is_some()
-            }
-            ActionType::Hold | ActionType::Release => self.reference_id.is_some(),
-            ActionType::VoidHold => true,
-            _ => false,
-        }
-    }
-}
-
-/// Whom an action applies to; the event's participant (or its recipient) when absent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct Target {
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<TargetType>)]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<Uuid>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub participant_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-}
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Rule {
     pub id: Uuid,
@@ -719,7 +555,7 @@ async fn check_expressions(
                 )
             })
         };
-        if let Some(asset_id) = action.asset_id {
+        if let Some((asset_id, amount)) = action.money() {
             match crate::assets::find_linked(conn, actor.organization_id, program_id, asset_id)
                 .await?
             {
@@ -743,17 +579,16 @@ async fn check_expressions(
                     Some(asset_id.to_string()),
                     "this action works on lots (reference_id, expires_at, matures_at, bucket HELD, VOID_HOLD), which only LOT assets have",
                 )),
-                Some(asset) => match action.amount.as_deref().map(|amount| (amount, money::parse(amount))) {
+                Some(asset) => match amount.map(|amount| (amount, money::parse(amount))) {
                     None => {}
                     Some((_, Some(literal))) => errors.extend(asset.check_amount(&field("amount"), literal).err()),
                     Some((amount, None)) => errors.extend(expression("amount", amount)),
                 },
             }
         }
-        if let Some(value) = action
-            .value
-            .as_deref()
-            .filter(|_| action.kind == ActionType::Counter)
+        if let Action::Counter(CounterAction {
+            value: Some(value), ..
+        }) = action
             && money::parse(value).is_none()
         {
             errors.extend(expression("value", value));

@@ -4,7 +4,10 @@
 use super::cel::{self, EvalError, Variables};
 use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use super::evaluation::{self, Actions, Decision};
-use super::{Action, ActionType, Rule, Target};
+use super::{
+    Action, AttributeAction, CounterAction, CreditAction, DebitAction, ForfeitAction, HoldAction,
+    Rule, TagAction, Target, VoidHoldAction,
+};
 use crate::error::Result;
 use crate::ledger::Bucket;
 use crate::organizations::Actor;
@@ -190,79 +193,74 @@ fn as_written(action: &wasm::Action) -> Action {
             },
         })
     };
-    let blank = Action::new(match action {
-        A::Credit(_) => ActionType::Credit,
-        A::Debit(_) => ActionType::Debit,
-        A::Hold(_) => ActionType::Hold,
-        A::Release(_) => ActionType::Release,
-        A::VoidHold(_) => ActionType::VoidHold,
-        A::Forfeit(_) => ActionType::Forfeit,
-        A::Tag(_) => ActionType::Tag,
-        A::Untag(_) => ActionType::Untag,
-        A::Counter(_) => ActionType::Counter,
-        A::SetAttribute(_) => ActionType::SetAttribute,
-    });
+    // A module's asset id that is not a UUID stays nil here; running the action says why it fails.
+    let asset = |id: &str| id.parse().unwrap_or_default();
+    let hold = |b: &wasm::BalanceChange| HoldAction {
+        asset_id: asset(&b.asset_id),
+        amount: b.amount.clone(),
+        description: b.description.clone(),
+        reference_id: b.reference_id.clone(),
+        target: target(&b.target),
+    };
+    let tag = |t: &wasm::TagChange| TagAction {
+        tag: t.tag.clone(),
+        target: target(&t.target),
+    };
+    let bucket = |held: bool| {
+        if held {
+            Bucket::Held
+        } else {
+            Bucket::Available
+        }
+    };
     match action {
-        A::Credit(c) => Action {
-            asset_id: c.asset_id.parse().ok(),
-            amount: Some(c.amount.clone()),
+        A::Credit(c) => Action::Credit(CreditAction {
+            asset_id: asset(&c.asset_id),
+            amount: c.amount.clone(),
             description: c.description.clone(),
-            target: target(&c.target),
-            bucket: c.bucket.map(|bucket| match bucket {
-                wasm::CreditBucket::Available => Bucket::Available,
-                wasm::CreditBucket::Held => Bucket::Held,
-            }),
+            bucket: c
+                .bucket
+                .map(|b| bucket(matches!(b, wasm::CreditBucket::Held))),
             expires_at: c.expires_at.clone(),
             matures_at: c.matures_at.clone(),
             reference_id: c.reference_id.clone(),
-            ..blank
-        },
-        A::Hold(b) | A::Release(b) | A::VoidHold(b) => Action {
-            asset_id: b.asset_id.parse().ok(),
-            amount: b.amount.clone(),
-            description: b.description.clone(),
-            reference_id: b.reference_id.clone(),
-            target: target(&b.target),
-            ..blank
-        },
-        A::Forfeit(f) => Action {
-            asset_id: f.asset_id.parse().ok(),
-            amount: f.amount.clone(),
-            description: f.description.clone(),
-            reference_id: f.reference_id.clone(),
-            bucket: Some(match f.bucket {
-                wasm::ForfeitBucket::Available => Bucket::Available,
-                wasm::ForfeitBucket::Held => Bucket::Held,
-            }),
-            target: target(&f.target),
-            ..blank
-        },
-        A::Debit(d) => Action {
-            asset_id: d.asset_id.parse().ok(),
-            amount: Some(d.amount.clone()),
+            target: target(&c.target),
+        }),
+        A::Debit(d) => Action::Debit(DebitAction {
+            asset_id: asset(&d.asset_id),
+            amount: d.amount.clone(),
             description: d.description.clone(),
             allow_negative: d.allow_negative,
             target: target(&d.target),
-            ..blank
-        },
-        A::Tag(t) | A::Untag(t) => Action {
-            tag: Some(t.tag.clone()),
-            target: target(&t.target),
-            ..blank
-        },
-        A::Counter(c) => Action {
-            key: Some(c.key.clone()),
+        }),
+        A::Hold(b) => Action::Hold(hold(b)),
+        A::Release(b) => Action::Release(hold(b)),
+        A::VoidHold(b) => Action::VoidHold(VoidHoldAction {
+            asset_id: asset(&b.asset_id),
+            description: b.description.clone(),
+            reference_id: b.reference_id.clone().unwrap_or_default(),
+            target: target(&b.target),
+        }),
+        A::Forfeit(f) => Action::Forfeit(ForfeitAction {
+            asset_id: asset(&f.asset_id),
+            amount: f.amount.clone(),
+            description: f.description.clone(),
+            bucket: bucket(matches!(f.bucket, wasm::ForfeitBucket::Held)),
+            target: target(&f.target),
+        }),
+        A::Tag(t) => Action::Tag(tag(t)),
+        A::Untag(t) => Action::Untag(tag(t)),
+        A::Counter(c) => Action::Counter(CounterAction {
+            key: c.key.clone(),
             value: Some(c.value.clone()),
             reset_after: c.reset_after.clone(),
             target: target(&c.target),
-            ..blank
-        },
-        A::SetAttribute(a) => Action {
-            key: Some(a.key.clone()),
-            value: Some(a.value.clone()),
+        }),
+        A::SetAttribute(a) => Action::SetAttribute(AttributeAction {
+            key: a.key.clone(),
+            value: a.value.clone(),
             target: target(&a.target),
-            ..blank
-        },
+        }),
     }
 }
 
