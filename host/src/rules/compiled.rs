@@ -246,15 +246,11 @@ fn compile_action(action: Action) -> CompiledAction {
             allow_negative: d.allow_negative,
             lot: LotFields::default(),
         },
-        Action::Hold(h) => operation(
-            Operation::Hold,
-            h.asset_id,
-            &h.amount,
-            &h.description,
-            reference(&h.reference_id),
-        ),
-        Action::Release(h) => operation(
-            Operation::Release,
+        Action::Hold(h) | Action::Release(h) => operation(
+            match action {
+                Action::Hold(_) => Operation::Hold,
+                _ => Operation::Release,
+            },
             h.asset_id,
             &h.amount,
             &h.description,
