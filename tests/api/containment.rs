@@ -38,15 +38,13 @@ async fn set_visits(app: &TestApp, participant: &str, body: Value) -> Response {
 }
 
 /// Another organization, new on the server, sends one event to a program crediting 10 points: the event as
-/// processed, and how long it took from ingest.
-async fn another_organizations_event(app: &TestApp, organization: &str) -> (Value, Duration) {
+/// processed.
+async fn another_organizations_event(app: &TestApp, organization: &str) -> Value {
     let other = app.as_organization(organization).await;
     let (program, points) = other.program_with_points("Theirs", "PTS").await;
     other.credit_rule(&program, "true", &points, "10").await;
-    let started = Instant::now();
     let event = other.event(&program, "them", "theirs", json!({})).await;
-    let processed = other.processed(&event).await;
-    (processed, started.elapsed())
+    other.processed(&event).await
 }
 
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
@@ -71,7 +69,7 @@ async fn an_amount_beyond_the_bound_fails_its_event_and_other_organizations_are_
     );
 
     // Another organization's events are processed after it, and so are this one's.
-    let (theirs, _) = another_organizations_event(&app, "bystander").await;
+    let theirs = another_organizations_event(&app, "bystander").await;
     assert_eq!(theirs["status"], "COMPLETED", "{theirs}");
 
     // The largest amount, twice, is a balance of 19 digits: sums of bounded amounts do not overflow.
@@ -377,12 +375,10 @@ async fn one_organizations_slow_rules_do_not_hold_up_another(
     // The workers are busy with the backlog.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let (done, took) = another_organizations_event(&app, "neighbour").await;
+    // Not a timing: the neighbour's event completes while the slow backlog is still being worked through,
+    // which a claim in queue order would not allow.
+    let done = another_organizations_event(&app, "neighbour").await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
-    assert!(
-        took < Duration::from_secs(2),
-        "the neighbour's event waited {took:?} behind the slow organization"
-    );
     let pending = app
         .get(&format!(
             "/events?program_id={slow_program}&status=PENDING&limit=1"
@@ -520,7 +516,7 @@ async fn an_event_that_panics_fails_alone_and_the_workers_live_on(
         "failed like any other event: after six attempts"
     );
 
-    let (theirs, _) = another_organizations_event(&app, "unaffected").await;
+    let theirs = another_organizations_event(&app, "unaffected").await;
     assert_eq!(theirs["status"], "COMPLETED", "{theirs}");
     assert_eq!(
         app.health().await["workers"],

@@ -8,7 +8,7 @@ use crate::balances::{
     self, ADJUSTMENT_TYPES, Adjusted, Adjustment, OPERABLE_BUCKETS, Operated, OperationRequest,
 };
 use crate::error::Result;
-use crate::ledger::lots::{LOT_STATUSES, LotView, Selector};
+use crate::ledger::lots::{LotStatus, LotView, Selector};
 use crate::ledger::{self, ActivityFilter, ActivityRow, Bucket, Statement};
 use crate::movement::Operation;
 use crate::pagination::{Page, PageParams};
@@ -455,7 +455,9 @@ async fn lots(
     let asset_id = q.req_uuid("asset_id");
     let filter = crate::ledger::lots::LotFilter {
         program_id: q.opt_uuid("program_id"),
-        status: q.opt_enum("status", LOT_STATUSES),
+        status: q
+            .opt_enum("status", LotStatus::NAMES)
+            .and_then(LotStatus::parse),
         expires: (q.opt_time("expires_before"), q.opt_time("expires_after")),
         reference_id: q.opt_str("reference_id", 1, 255),
         after: cursor.map(|c| c.id),

@@ -10,7 +10,7 @@ use crate::rules::budgets::{BudgetSpec, Schedule};
 use crate::rules::{
     self, Action, ActionType, AttributeAction, CounterAction, CreditAction, DebitAction,
     ForfeitAction, HistoryEntry, HoldAction, ModuleLimits, ModulePatch, ModuleRef, NewRule,
-    RuleFilter, RulePatch, RuleStatus, TagAction, Target, VoidHoldAction,
+    RuleFilter, RulePatch, RuleStatus, TagAction, Target, TargetType, VoidHoldAction,
 };
 use crate::validation::{Fields, Validator};
 use crate::wasm::Limits;
@@ -438,7 +438,9 @@ fn parse_target(
         t.reject(key, "absent", format!("{key} is not a target field"));
     }
     let target = Target {
-        kind: t.opt_enum("type", rules::TARGET_TYPES).map(str::to_owned),
+        kind: t
+            .opt_enum("type", TargetType::NAMES)
+            .and_then(TargetType::parse),
         id: t.opt_uuid("id"),
         participant_id: t.opt_str("participant_id", 1, rules::cel::MAX_LENGTH),
         external_id: t.opt_str("external_id", 1, rules::cel::MAX_LENGTH),

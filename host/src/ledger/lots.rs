@@ -54,7 +54,7 @@ pub struct Lot {
     pub program_id: Uuid,
     pub amount: Decimal,
     pub remaining: Decimal,
-    pub status: String,
+    pub status: LotStatus,
     pub reference_id: Option<String>,
     pub provisional: bool,
     pub earned_at: DateTime<Utc>,
@@ -453,7 +453,16 @@ pub async fn close_due(
     Ok(())
 }
 
-crate::api_enum!(pub LotStatus = LOT_STATUSES ["AVAILABLE", "HELD", "DEFERRED", "CONSUMED", "EXPIRED"]);
+crate::vocabulary!(
+    /// Where a lot's value sits (a bucket), or that it is spent or expired.
+    pub enum LotStatus {
+        Available = "AVAILABLE",
+        Held = "HELD",
+        Deferred = "DEFERRED",
+        Consumed = "CONSUMED",
+        Expired = "EXPIRED",
+    }
+);
 
 /// A lot as E39 lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -466,8 +475,7 @@ pub struct LotView {
     pub amount: String,
     #[schema(example = "40")]
     pub remaining: String,
-    #[schema(value_type = LotStatus)]
-    pub status: String,
+    pub status: LotStatus,
     pub reference_id: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub matures_at: Option<DateTime<Utc>>,
@@ -494,7 +502,7 @@ impl LotView {
 #[derive(Debug, Default)]
 pub struct LotFilter {
     pub program_id: Option<Uuid>,
-    pub status: Option<&'static str>,
+    pub status: Option<LotStatus>,
     pub expires: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     pub reference_id: Option<String>,
     pub after: Option<Uuid>,

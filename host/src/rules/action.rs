@@ -22,7 +22,12 @@ crate::vocabulary!(
         SetAttribute = "SET_ATTRIBUTE",
     }
 );
-crate::api_enum!(pub TargetType = TARGET_TYPES ["PARTICIPANT"]);
+crate::vocabulary!(
+    /// What an action's target names (groups will join).
+    pub enum TargetType {
+        Participant = "PARTICIPANT",
+    }
+);
 crate::api_enum!(pub CreditBucket = CREDIT_BUCKETS ["AVAILABLE", "HELD"]);
 
 impl ActionType {
@@ -279,8 +284,7 @@ impl When {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Target {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<TargetType>)]
-    pub kind: Option<String>,
+    pub kind: Option<TargetType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
