@@ -315,6 +315,32 @@ impl<'v> Fields<'v> {
         Some(amount)
     }
 
+    /// A positive decimal that must be present; a missing one is reported as `{key} is required`.
+    pub fn req_positive_decimal(&self, key: &str) -> Option<Decimal> {
+        if self.raw(key).is_none() {
+            self.reject(key, "positive decimal string", format!("{key} is required"));
+        }
+        self.opt_positive_decimal(key)
+    }
+
+    /// The objects of the array `items` (read from `key`), each as the fields of `key[i]` with its map; an
+    /// element that is not an object is reported and skipped.
+    pub fn objects(
+        &self,
+        key: &str,
+        items: &'v [Value],
+    ) -> Vec<(Fields<'v>, &'v Map<String, Value>)> {
+        let mut objects = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{key}[{i}]");
+            match item.as_object() {
+                Some(map) => objects.push((self.nested(map, path), map)),
+                None => self.reject(key, "array of objects", format!("{path} must be an object")),
+            }
+        }
+        objects
+    }
+
     pub fn opt_object(&self, key: &str) -> Option<&'v Map<String, Value>> {
         let value = self.raw(key)?;
         let object = value.as_object();

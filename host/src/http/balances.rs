@@ -181,10 +181,7 @@ async fn move_wallet(
 ) -> Result<Json<WalletMoved>> {
     let v = Validator::new();
     let f = v.body(&body)?;
-    let amount = f.opt_positive_decimal("amount");
-    if f.raw("amount").is_none() {
-        f.reject("amount", "positive decimal string", "amount is required");
-    }
+    let amount = f.req_positive_decimal("amount");
     let description = f.opt_str("description", 0, 500);
     v.finish()?;
     let amount = amount.unwrap_or_default();
@@ -316,10 +313,7 @@ async fn adjust(
     let v = Validator::new();
     let f = v.body(&body)?;
     let kind = f.req_enum("type", ADJUSTMENT_TYPES);
-    let amount = f.opt_positive_decimal("amount");
-    if f.raw("amount").is_none() {
-        f.reject("amount", "positive decimal string", "amount is required");
-    }
+    let amount = f.req_positive_decimal("amount");
     let allow_negative = f.opt_bool("allow_negative").unwrap_or(false);
     if allow_negative && kind == "CREDIT" {
         f.reject(

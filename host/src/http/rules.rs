@@ -272,17 +272,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
         return None;
     }
     let mut actions = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("actions[{i}]");
-        let Some(map) = item.as_object() else {
-            f.reject(
-                "actions",
-                "array of objects",
-                format!("{path} must be an object"),
-            );
-            continue;
-        };
-        let a = f.nested(map, path.clone());
+    for (a, map) in f.objects("actions", items) {
         let written = a.raw("type").and_then(|t| t.as_str());
         let kind = match written.filter(|t| NOT_YET.contains(t)) {
             Some(unsupported) => {
@@ -464,21 +454,9 @@ fn parse_target(
 fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
     let items = f.opt_array("budgets")?;
     let mut specs = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Some(map) = item.as_object() else {
-            f.reject(
-                "budgets",
-                "array of objects",
-                format!("budgets[{i}] must be an object"),
-            );
-            continue;
-        };
-        let b = f.nested(map, format!("budgets[{i}]"));
+    for (b, _) in f.objects("budgets", items) {
         let asset_id = b.req_uuid("asset_id");
-        let limit = b.opt_positive_decimal("limit");
-        if b.raw("limit").is_none() {
-            b.reject("limit", "positive decimal string", "limit is required");
-        }
+        let limit = b.req_positive_decimal("limit");
         let cron = b.opt_str("cron_expression", 1, 255);
         let interval = b.opt_str("interval", 1, 64);
         let schedule = match b.opt_enum("schedule_type", SCHEDULE_TYPES) {

@@ -92,20 +92,8 @@ async fn transfer(
     let mut recipients = Vec::new();
     match f.opt_array("recipients") {
         Some(items) if (1..=100).contains(&items.len()) => {
-            for (i, item) in items.iter().enumerate() {
-                let Some(map) = item.as_object() else {
-                    f.reject(
-                        "recipients",
-                        "array of objects",
-                        format!("recipients[{i}] must be an object"),
-                    );
-                    continue;
-                };
-                let r = f.nested(map, format!("recipients[{i}]"));
-                let amount = r.opt_positive_decimal("amount");
-                if r.raw("amount").is_none() {
-                    r.reject("amount", "positive decimal string", "amount is required");
-                }
+            for (r, _) in f.objects("recipients", items) {
+                let amount = r.req_positive_decimal("amount");
                 if let (Some(party), Some(amount)) = (party(&r, ""), amount) {
                     recipients.push((party, amount));
                 }
