@@ -26,16 +26,15 @@ pub struct Pagination {
 }
 
 /// `cursor` and `limit`, as every list reads them (`validation::Fields::page`).
-#[derive(utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // read by the OpenAPI document only
 pub struct PageParams {
     /// `pagination.next_cursor` of the previous page.
-    #[param(min_length = 1, max_length = 1000)]
-    cursor: Option<String>,
+    #[param(value_type = Option<String>, min_length = 1, max_length = 1000)]
+    pub cursor: Option<Cursor>,
     /// Rows per page (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    pub limit: i64,
 }
 
 impl<T> Page<T> {

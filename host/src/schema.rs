@@ -24,6 +24,14 @@ macro_rules! api_enum {
     };
 }
 
+/// A closed set of words on the wire, as `vocabulary!` defines them; validation reads any of them.
+pub trait Vocabulary: Sized + Copy + 'static {
+    const NAMES: &'static [&'static str];
+    fn parse(text: &str) -> Option<Self>;
+    /// What a missing or invalid required field reads as; the request is refused before it is used.
+    fn placeholder() -> Self;
+}
+
 /// `vocabulary!(pub enum Name { Variant = "TEXT", … })` defines a real enum from one list: its wire and
 /// column text (serde and `sqlx::Type`, stored as `text`), its schema, `Name::NAMES` for validation and
 /// `as_str`. Use it for statuses, modes and kinds that code matches on.
@@ -72,6 +80,18 @@ macro_rules! vocabulary {
         }
 
         impl utoipa::ToSchema for $name {}
+
+        impl $crate::schema::Vocabulary for $name {
+            const NAMES: &'static [&'static str] = $name::NAMES;
+
+            fn parse(text: &str) -> Option<Self> {
+                $name::parse(text)
+            }
+
+            fn placeholder() -> Self {
+                [$($name::$variant),+][0]
+            }
+        }
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

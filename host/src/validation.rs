@@ -5,7 +5,8 @@
 
 use crate::error::{Error, FieldError, Result};
 use crate::money;
-use crate::pagination::{Cursor, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::pagination::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, PageParams};
+use crate::schema::Vocabulary;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -14,6 +15,27 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 crate::api_enum!(pub SortDir = SORT_DIRS ["asc", "desc"]);
+
+/// A typed request body or query string, filled field by field from [`Fields`]. Each getter records what
+/// is wrong, so one answer names every bad field; `read` may return placeholders then, and the caller
+/// (the HTTP extractors) refuses the request before anything uses them.
+pub trait Request: Sized {
+    fn read(f: &Fields<'_>) -> Self;
+}
+
+/// Two shapes read from the same fields, as a page and a list's filters are.
+impl<A: Request, B: Request> Request for (A, B) {
+    fn read(f: &Fields<'_>) -> Self {
+        (A::read(f), B::read(f))
+    }
+}
+
+impl Request for PageParams {
+    fn read(f: &Fields<'_>) -> Self {
+        let (cursor, limit) = f.page();
+        PageParams { cursor, limit }
+    }
+}
 
 #[derive(Default)]
 pub struct Validator {
@@ -141,6 +163,11 @@ impl<'v> Fields<'v> {
         ));
     }
 
+    /// Records a problem found by a check of its own.
+    pub fn push(&self, error: FieldError) {
+        self.validator.push(error);
+    }
+
     fn missing(&self, key: &str) {
         self.validator.push(FieldError::required(self.path(key)));
     }
@@ -216,6 +243,18 @@ impl<'v> Fields<'v> {
             self.missing(key);
         }
         self.opt_enum(key, allowed).unwrap_or_default()
+    }
+
+    /// One word of a vocabulary.
+    pub fn opt_word<T: Vocabulary>(&self, key: &str) -> Option<T> {
+        self.opt_enum(key, T::NAMES).and_then(T::parse)
+    }
+
+    pub fn req_word<T: Vocabulary>(&self, key: &str) -> T {
+        if self.raw(key).is_none() {
+            self.missing(key);
+        }
+        self.opt_word(key).unwrap_or_else(T::placeholder)
     }
 
     pub fn opt_int(&self, key: &str, min: i64, max: i64) -> Option<i64> {

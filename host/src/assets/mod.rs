@@ -4,9 +4,9 @@
 mod repo;
 
 use crate::error::{Error, FieldError, OnConstraint, Result};
-use crate::money;
+use crate::money::{self, PositiveAmount};
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Order, Page};
+use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::validation::Patch;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -23,7 +23,6 @@ crate::vocabulary!(
         Lot = "LOT",
     }
 );
-pub const INVENTORY_MODES: &[&str] = InventoryMode::NAMES;
 crate::vocabulary!(
     /// UNLIMITED assets are issued on demand; PREFUNDED ones are drawn from the program wallet.
     pub enum IssuancePolicy {
@@ -31,7 +30,6 @@ crate::vocabulary!(
         Prefunded = "PREFUNDED",
     }
 );
-pub const ISSUANCE_POLICIES: &[&str] = IssuancePolicy::NAMES;
 crate::vocabulary!(
     /// An archived asset can no longer be moved or changed.
     pub enum AssetStatus {
@@ -39,7 +37,6 @@ crate::vocabulary!(
         Archived = "ARCHIVED",
     }
 );
-pub const STATUSES: &[&str] = AssetStatus::NAMES;
 
 #[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Asset {
@@ -134,28 +131,56 @@ impl Serialize for Asset {
     }
 }
 
+/// A new asset, linked to `program_id`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = CreateAsset, example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000",
+    "name": "Points", "symbol": "PTS", "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}))]
 pub struct NewAsset {
     pub program_id: Uuid,
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    /// Letters and digits.
+    #[schema(min_length = 1, max_length = 16, pattern = "^[A-Za-z0-9]+$")]
     pub symbol: String,
     pub inventory_mode: InventoryMode,
     pub issuance_policy: IssuancePolicy,
+    #[schema(value_type = i64, minimum = 0, maximum = 18)]
     pub scale: i16,
+    /// Positive.
+    #[schema(value_type = Option<PositiveAmount>)]
     pub max_transaction_amount: Option<Decimal>,
 }
 
-#[derive(Default)]
+#[derive(Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AssetFilter {
     pub program_id: Option<Uuid>,
-    pub status: Option<&'static str>,
+    #[param(inline)]
+    pub status: Option<AssetStatus>,
+    /// Part of the name or symbol, case-insensitive.
+    #[param(min_length = 1, max_length = 255)]
     pub search: Option<String>,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
+crate::vocabulary!(
+    /// The one status a change can set: archiving cannot be undone.
+    pub enum ArchiveStatus {
+        Archived = "ARCHIVED",
+    }
+);
+
+/// Only `name`, `max_transaction_amount` and archiving can change; at least one is required.
+#[derive(utoipa::ToSchema)]
+#[schema(as = UpdateAsset)]
 pub struct AssetPatch {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
-    pub archive: bool,
+    /// Archiving cannot be undone.
+    pub status: Option<ArchiveStatus>,
+    /// Positive; null removes the limit.
+    #[schema(value_type = Option<PositiveAmount>, nullable)]
     pub max_transaction_amount: Patch<Decimal>,
 }
 
@@ -192,7 +217,7 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: AssetFilter) -> Result<P
         descending: true,
     };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
-    Ok(Page::from_rows(rows, filter.limit, |a| {
+    Ok(Page::from_rows(rows, filter.page.limit, |a| {
         Cursor::at(a.created_at, a.id)
     }))
 }
@@ -246,14 +271,12 @@ pub async fn list_of_program(
     pool: &PgPool,
     actor: &Actor,
     program_id: Uuid,
-    cursor: Option<Cursor>,
-    limit: i64,
+    page: PageParams,
 ) -> Result<Page<Asset>> {
     crate::programs::get(pool, actor, program_id).await?;
     let filter = AssetFilter {
         program_id: Some(program_id),
-        cursor,
-        limit,
+        page,
         ..Default::default()
     };
     list(pool, actor, filter).await

@@ -86,7 +86,7 @@ pub async fn list(
         q.push(" AND (a.name ILIKE ").push_bind(pattern.clone());
         q.push(" OR a.symbol ILIKE ").push_bind(pattern).push(")");
     }
-    order.push(&mut q, "a.id", f.cursor.clone(), f.limit);
+    order.push(&mut q, "a.id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
 }
 
@@ -114,7 +114,7 @@ pub async fn update(
     .bind(&patch.name)
     .bind(set_max)
     .bind(max)
-    .bind(patch.archive)
+    .bind(patch.status == Some(super::ArchiveStatus::Archived))
     .execute(pool)
     .await?;
     Ok(())

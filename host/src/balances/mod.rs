@@ -21,9 +21,12 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-crate::api_enum!(
+crate::vocabulary!(
     /// The direction of an adjustment.
-    pub AdjustmentType = ADJUSTMENT_TYPES ["CREDIT", "DEBIT"]
+    pub enum AdjustmentType {
+        Credit = "CREDIT",
+        Debit = "DEBIT",
+    }
 );
 crate::api_enum!(
     /// The buckets a client may move value in or out of directly.
@@ -77,13 +80,26 @@ pub struct Transferred {
     pub total_amount: String,
 }
 
+/// A credit or debit by hand, from or back to the asset's source.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Adjust, example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000",
+    "asset_id": "550e8400-e29b-41d4-a716-446655440001", "type": "CREDIT", "amount": "100",
+    "description": "Goodwill credit"}))]
 pub struct Adjustment {
     pub program_id: Uuid,
     pub asset_id: Uuid,
-    pub debit: bool,
+    #[schema(rename = "type")]
+    pub kind: AdjustmentType,
+    /// Positive, within the asset's scale.
+    #[schema(value_type = crate::money::PositiveAmount)]
     pub amount: Decimal,
+    #[schema(min_length = 1, max_length = 500)]
     pub description: String,
+    /// Default AVAILABLE.
+    #[schema(value_type = Option<OperableBucket>)]
     pub bucket: Bucket,
+    /// DEBIT only: let the balance go below zero.
+    #[schema(value_type = Option<bool>)]
     pub allow_negative: bool,
 }
 
@@ -115,13 +131,13 @@ pub async fn adjust(
         true,
     )
     .await?;
-    let kind = match a.debit {
-        true => Kind::Debit {
+    let kind = match a.kind {
+        AdjustmentType::Debit => Kind::Debit {
             amount: a.amount,
             bucket: a.bucket,
             allow_negative: a.allow_negative,
         },
-        false => Kind::Credit {
+        AdjustmentType::Credit => Kind::Credit {
             amount: a.amount,
             bucket: a.bucket,
             lot: LotSpec::default(),
@@ -406,7 +422,7 @@ pub async fn lots(
     let asset = crate::assets::get(pool, actor, asset_id).await?;
     let mut conn = pool.acquire().await?;
     let rows = crate::ledger::lots::list(&mut conn, id, asset_id, &filter).await?;
-    let page = Page::from_rows(rows, filter.limit, |lot| Cursor::new("", lot.id));
+    let page = Page::from_rows(rows, filter.page.limit, |lot| Cursor::new("", lot.id));
     Ok(page.map(|lot| crate::ledger::lots::LotView::new(lot, asset.scale)))
 }
 
@@ -415,10 +431,11 @@ pub async fn history(
     pool: &PgPool,
     actor: &Actor,
     id: Uuid,
+    asset_id: Option<Uuid>,
     filter: crate::ledger::ActivityFilter,
 ) -> Result<Page<crate::ledger::ActivityRow>> {
     participants::require(pool, actor, id).await?;
-    crate::ledger::history(pool, actor, crate::ledger::Owner::Participant(id), filter).await
+    crate::ledger::history(pool, actor, Owner::Participant(id), asset_id, filter).await
 }
 
 /// E48: the participant's statement for one asset.

@@ -5,7 +5,7 @@ use crate::assets::Asset;
 use crate::error::{Error, Result};
 use crate::movement::{self, Holder, Kind, Movement, Origin};
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Page};
+use crate::pagination::{Cursor, Page, PageParams};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -96,9 +96,17 @@ pub async fn wallet_balances(
     cursor: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<WalletBalance>> {
-    let assets = crate::assets::list_of_program(pool, actor, program_id, None, 200)
-        .await?
-        .data;
+    let assets = crate::assets::list_of_program(
+        pool,
+        actor,
+        program_id,
+        PageParams {
+            cursor: None,
+            limit: 200,
+        },
+    )
+    .await?
+    .data;
     let mut conn = pool.acquire().await?;
     let mut rows = Vec::new();
     let mut prefunded: Vec<&Asset> = assets
@@ -136,10 +144,18 @@ pub async fn wallet_history(
     pool: &PgPool,
     actor: &Actor,
     id: Uuid,
+    asset_id: Option<Uuid>,
     filter: crate::ledger::ActivityFilter,
 ) -> Result<Page<crate::ledger::ActivityRow>> {
     crate::programs::get(pool, actor, id).await?;
-    crate::ledger::history(pool, actor, crate::ledger::Owner::Program(id), filter).await
+    crate::ledger::history(
+        pool,
+        actor,
+        crate::ledger::Owner::Program(id),
+        asset_id,
+        filter,
+    )
+    .await
 }
 
 /// E12: the program wallet's statement for one asset.

@@ -14,9 +14,10 @@ pub use intake::Intake;
 
 use crate::error::{Error, Result};
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Order, Page};
+use crate::pagination::{Cursor, Order, Page, PageParams};
 pub use crate::participants::Party;
 use crate::rules::evaluation::{EvaluationReason, EvaluationStatus};
+use crate::validation::SortDir;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -35,9 +36,21 @@ crate::vocabulary!(
         Failed = "FAILED",
     }
 );
-pub const STATUSES: &[&str] = EventStatus::NAMES;
-crate::api_enum!(pub EventType = EVENT_TYPES ["EXTERNAL", "SYSTEM"]);
-crate::api_enum!(pub EventSort = SORT_KEYS ["created_at", "event_timestamp", "status"]);
+crate::vocabulary!(
+    /// EXTERNAL events come from clients; SYSTEM events from the engine itself.
+    pub enum EventType {
+        External = "EXTERNAL",
+        System = "SYSTEM",
+    }
+);
+crate::vocabulary!(
+    /// The orders an event list can be in.
+    pub enum EventSort {
+        CreatedAt = "created_at",
+        EventTimestamp = "event_timestamp",
+        Status = "status",
+    }
+);
 /// Evaluations hidden from E85 unless `include_skipped=true`.
 pub const HIDDEN_EVALUATIONS: &[EvaluationStatus] = &[
     EvaluationStatus::SkippedError,
@@ -64,8 +77,7 @@ pub struct Event {
     pub recipient_id: Option<Uuid>,
     pub recipient_external_id: Option<String>,
     pub idempotency_key: String,
-    #[schema(value_type = EventType)]
-    pub event_type: String,
+    pub event_type: EventType,
     #[schema(value_type = Object, example = json!({"type": "purchase", "amount": 49.99}))]
     pub event_data: sqlx::types::Json<Value>,
     pub event_timestamp: DateTime<Utc>,
@@ -131,20 +143,32 @@ pub struct EventDetail {
     pub rule_evaluations: Vec<Evaluation>,
 }
 
-#[derive(Debug, Default)]
+/// Which events a list holds. Each window has both ends or neither.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventFilter {
     pub program_id: Option<Uuid>,
-    pub status: Option<&'static str>,
-    pub event_type: Option<&'static str>,
+    #[param(inline)]
+    pub status: Option<EventStatus>,
+    #[param(inline)]
+    pub event_type: Option<EventType>,
     pub participant_id: Option<Uuid>,
+    #[param(min_length = 1, max_length = 255)]
     pub external_id: Option<String>,
+    /// Events a rule evaluated.
     pub rule_id: Option<Uuid>,
-    pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub happened: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub sort_by: &'static str,
+    /// Received at or after; requires `to`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Happened at or after; requires `event_to`.
+    pub event_from: Option<DateTime<Utc>>,
+    pub event_to: Option<DateTime<Utc>>,
+    #[param(value_type = Option<EventSort>, inline)]
+    pub sort_by: EventSort,
+    #[param(rename = "sort_dir", value_type = Option<SortDir>, inline)]
     pub ascending: bool,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
 /// How one item of a batch ended.
@@ -357,8 +381,8 @@ async fn detail(pool: &PgPool, event: Event, include_skipped: bool) -> Result<Ev
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: EventFilter) -> Result<Page<Event>> {
     let order = Order {
-        column: filter.sort_by,
-        sql_type: if filter.sort_by == "status" {
+        column: filter.sort_by.as_str(),
+        sql_type: if filter.sort_by == EventSort::Status {
             "text"
         } else {
             "timestamptz"
@@ -367,11 +391,15 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: EventFilter) -> Result<P
     };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
     let sort_by = filter.sort_by;
-    Ok(Page::from_rows(rows, filter.limit, |e| match sort_by {
-        "event_timestamp" => Cursor::at(e.event_timestamp, e.id),
-        "status" => Cursor::new(e.status, e.id),
-        _ => Cursor::at(e.created_at, e.id),
-    }))
+    Ok(Page::from_rows(
+        rows,
+        filter.page.limit,
+        |e| match sort_by {
+            EventSort::EventTimestamp => Cursor::at(e.event_timestamp, e.id),
+            EventSort::Status => Cursor::new(e.status, e.id),
+            EventSort::CreatedAt => Cursor::at(e.created_at, e.id),
+        },
+    ))
 }
 
 /// E46: the events of one participant.

@@ -513,7 +513,8 @@ fn parties(
     if program.status != programs::ProgramStatus::Active {
         return Err(format!("program is {}", program.status));
     }
-    let create_unknown = program.on_unknown_participant == "CREATE";
+    let create_unknown =
+        program.on_unknown_participant == crate::programs::UnknownParticipantPolicy::Create;
     let find = |id: Option<Uuid>, external_id: &Option<String>| {
         let external_id = external_id.as_deref().unwrap_or_default();
         match id.or_else(|| {

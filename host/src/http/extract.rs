@@ -3,7 +3,7 @@
 use super::AppState;
 use crate::error::{Error, FieldError};
 use crate::organizations::Actor;
-use crate::validation;
+use crate::validation::{self, Request as ReadRequest, Validator};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -86,6 +86,36 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             })),
             None => Ok(JsonBody(value)),
         }
+    }
+}
+
+/// A JSON body read into its typed request; one 400 names every bad field.
+pub struct Valid<T>(pub T);
+
+impl<S: Send + Sync, T: ReadRequest + Send> FromRequest<S> for Valid<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let JsonBody(body) = JsonBody::from_request(req, state).await?;
+        let v = Validator::new();
+        let request = T::read(&v.body(&body)?);
+        v.finish()?;
+        Ok(Valid(request))
+    }
+}
+
+/// The query string read into its typed request; one 400 names every bad parameter.
+pub struct ValidQuery<T>(pub T);
+
+impl<S: Send + Sync, T: ReadRequest + Send> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let QueryParams(map) = QueryParams::from_request_parts(parts, state).await?;
+        let v = Validator::new();
+        let request = T::read(&v.query(&map));
+        v.finish()?;
+        Ok(ValidQuery(request))
     }
 }
 
@@ -223,4 +253,34 @@ fn parse_id(raw: String) -> Result<Uuid, Error> {
 
 fn path_error(e: axum::extract::rejection::PathRejection) -> Error {
     Error::invalid(FieldError::invalid("id", "uuid", None, e.body_text()))
+}
+
+/// `asset_id`, when a list may be narrowed to one asset.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AssetQuery {
+    pub asset_id: Option<Uuid>,
+}
+
+impl ReadRequest for AssetQuery {
+    fn read(q: &validation::Fields<'_>) -> Self {
+        AssetQuery {
+            asset_id: q.opt_uuid("asset_id"),
+        }
+    }
+}
+
+/// `asset_id`, when what is asked for is of one asset.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OneAsset {
+    pub asset_id: Uuid,
+}
+
+impl ReadRequest for OneAsset {
+    fn read(q: &validation::Fields<'_>) -> Self {
+        OneAsset {
+            asset_id: q.req_uuid("asset_id"),
+        }
+    }
 }

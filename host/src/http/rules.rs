@@ -2,24 +2,31 @@
 
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
-use super::extract::{Auth, JsonBody, PathId, QueryParams};
+use super::extract::{Auth, JsonBody, OneAsset, PathId, Valid, ValidQuery};
 use crate::error::Result;
 use crate::ledger::Bucket;
+use crate::money::PositiveAmount;
 use crate::pagination::{Page, PageParams};
-use crate::rules::budgets::{BudgetSpec, Schedule};
+use crate::rules::budgets::{BudgetSpec, BudgetView, Schedule};
 use crate::rules::{
     self, Action, ActionType, AttributeAction, CounterAction, CreditAction, DebitAction,
-    ForfeitAction, HistoryEntry, HoldAction, ModuleLimits, ModulePatch, ModuleRef, NewRule,
-    RuleFilter, RulePatch, RuleStatus, TagAction, Target, TargetType, VoidHoldAction,
+    ForfeitAction, HistoryEntry, HistoryFilter, HoldAction, ModuleLimits, ModulePatch, ModuleRef,
+    NewRule, Rule, RuleFilter, RulePatch, RuleStatus, SampleState, Simulation, TagAction, Target,
+    TargetType, Validity, VoidHoldAction,
 };
-use crate::validation::{Fields, Validator};
+use crate::validation::{Fields, Patch, Request, Validator};
 use crate::wasm::Limits;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,218 +41,328 @@ pub fn routes() -> OpenApiRouter<AppState> {
 crate::api_enum!(NewRuleStatus = NEW_RULE_STATUSES ["ACTIVE", "SUSPENDED"]);
 crate::api_enum!(ScheduleType = SCHEDULE_TYPES ["CRON", "INTERVAL"]);
 
-/// Request bodies, query strings and answers as the document shows them; the handlers read requests with
-/// `Validator` and the services build the answers.
-#[allow(dead_code)]
-mod doc {
-    use crate::rules::{Action, ModuleLimits, RuleStatus};
-    use chrono::{DateTime, Utc};
-    use uuid::Uuid;
+/// A budget as a rule's request names it.
+#[derive(ToSchema)]
+struct BudgetInput {
+    asset_id: Uuid,
+    /// Positive: the most the rule may issue of the asset per period.
+    #[schema(value_type = PositiveAmount)]
+    limit: Decimal,
+    /// Absent: one budget for the rule's lifetime.
+    #[schema(value_type = Option<ScheduleType>)]
+    schedule_type: Option<&'static str>,
+    /// CRON budgets: when the period rolls over, e.g. `0 0 1 * *`.
+    #[schema(min_length = 1, max_length = 255)]
+    cron_expression: Option<String>,
+    /// INTERVAL budgets: a duration such as `720h`.
+    #[schema(min_length = 1, max_length = 64)]
+    interval: Option<String>,
+}
 
-    #[derive(utoipa::ToSchema)]
-    pub struct BudgetInput {
-        asset_id: Uuid,
-        /// Positive: the most the rule may issue of the asset per period.
-        limit: crate::money::PositiveAmount,
-        /// Absent: one budget for the rule's lifetime.
-        schedule_type: Option<super::ScheduleType>,
-        /// CRON budgets: when the period rolls over, e.g. `0 0 1 * *`.
-        #[schema(min_length = 1, max_length = 255)]
-        cron_expression: Option<String>,
-        /// INTERVAL budgets: a duration such as `720h`.
-        #[schema(min_length = 1, max_length = 64)]
-        interval: Option<String>,
+/// Which budget field is wrong: its name, what it should be, and why.
+type Wrong = (&'static str, &'static str, String);
+
+impl BudgetInput {
+    /// The schedule the three schedule fields describe.
+    fn schedule(&self) -> Result<Schedule, Wrong> {
+        const CRON: &str = "cron expression such as 0 0 1 * *";
+        match self.schedule_type {
+            Some("CRON") => match self.cron_expression.as_deref().map(Schedule::cron) {
+                Some(Ok(schedule)) => Ok(schedule),
+                Some(Err(message)) => Err(("cron_expression", CRON, message)),
+                None => Err((
+                    "cron_expression",
+                    CRON,
+                    "CRON budgets need a cron_expression".into(),
+                )),
+            },
+            Some(_) => {
+                let text = self.interval.as_deref().unwrap_or_default();
+                match crate::duration::parse(text) {
+                    Some(length) => Ok(Schedule::Interval {
+                        text: text.to_owned(),
+                        millis: length.num_milliseconds().max(1),
+                    }),
+                    None => Err((
+                        "interval",
+                        "Go duration such as 720h",
+                        "INTERVAL budgets need an interval such as \"720h\", at most 876000h"
+                            .into(),
+                    )),
+                }
+            }
+            None if self.cron_expression.is_some() || self.interval.is_some() => Err((
+                "schedule_type",
+                "CRON|INTERVAL",
+                "schedule_type is required with cron_expression or interval".into(),
+            )),
+            None => Ok(Schedule::Lifetime),
+        }
     }
 
-    #[derive(utoipa::ToSchema)]
-    pub struct Budget {
-        asset_id: Uuid,
-        limit: String,
-        /// Issued in the current period.
-        consumed: String,
-        schedule_type: Option<String>,
-        cron_expression: Option<String>,
-        interval: Option<String>,
-        next_reset_at: Option<DateTime<Utc>>,
+    fn spec(self) -> Option<BudgetSpec> {
+        Some(BudgetSpec {
+            schedule: self.schedule().ok()?,
+            asset_id: self.asset_id,
+            limit: self.limit,
+        })
+    }
+}
+
+fn specs(budgets: Vec<BudgetInput>) -> Vec<BudgetSpec> {
+    budgets.into_iter().filter_map(BudgetInput::spec).collect()
+}
+
+/// A CEL rule has `condition` and `actions`; a wasm rule has `module_id` (and optionally `config`,
+/// `limits`, and a `condition` that pre-filters).
+#[derive(ToSchema)]
+#[schema(as = NewRule, example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000", "name": "Purchase points",
+    "condition": "event.type == 'purchase'",
+    "actions": [{"type": "CREDIT", "asset_id": "550e8400-e29b-41d4-a716-446655440001",
+                 "amount": "event.amount * 10"}]}))]
+struct CreateRule {
+    program_id: Uuid,
+    #[schema(min_length = 1, max_length = 255)]
+    name: String,
+    #[schema(max_length = 1000)]
+    description: Option<String>,
+    /// CEL; required unless `module_id` is given.
+    #[schema(min_length = 1)]
+    condition: Option<String>,
+    /// Required unless `module_id` is given.
+    #[schema(min_items = 1)]
+    actions: Option<Vec<Action>>,
+    /// Evaluation order within the program; unique among active rules.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    order: Option<i32>,
+    stop_after_match: Option<bool>,
+    active_from: Option<DateTime<Utc>>,
+    active_to: Option<DateTime<Utc>>,
+    /// Default ACTIVE.
+    #[schema(value_type = Option<NewRuleStatus>)]
+    status: Option<RuleStatus>,
+    budgets: Option<Vec<BudgetInput>>,
+    /// An uploaded module (POST /v1/modules): makes this a wasm rule.
+    module_id: Option<Uuid>,
+    /// Any JSON object, handed to the module.
+    #[schema(value_type = Option<Object>)]
+    config: Option<Value>,
+    limits: Option<ModuleLimits>,
+}
+
+impl CreateRule {
+    /// Reads the body; a wasm rule's limits may not exceed the operator's `ceiling`.
+    fn read(f: &Fields<'_>, ceiling: Limits) -> Self {
+        let module = parse_module(f, ceiling);
+        let is_module_rule = module.id.is_some();
+        if let Some(problem) = module.conflict(is_module_rule, f.contains("actions")) {
+            f.push(problem);
+        }
+        let rule = CreateRule {
+            program_id: f.req_uuid("program_id"),
+            name: f.req_str("name", 1, 255),
+            description: f.opt_str("description", 0, 1000),
+            condition: match is_module_rule {
+                true => f.opt_str("condition", 1, rules::cel::MAX_LENGTH),
+                false => Some(f.req_str("condition", 1, rules::cel::MAX_LENGTH)),
+            },
+            actions: match is_module_rule {
+                true => None,
+                false => parse_actions(f, true),
+            },
+            order: read_order(f),
+            stop_after_match: f.opt_bool("stop_after_match"),
+            active_from: f.opt_time("active_from"),
+            active_to: f.opt_time("active_to"),
+            status: f
+                .opt_enum("status", NEW_RULE_STATUSES)
+                .and_then(RuleStatus::parse),
+            budgets: parse_budgets(f),
+            module_id: module.id,
+            config: module.config,
+            limits: module.limits,
+        };
+        if let (Some(from), Some(to)) = (rule.active_from, rule.active_to)
+            && from > to
+        {
+            f.reject(
+                "active_to",
+                "timestamp after active_from",
+                "active_to must not be before active_from",
+            );
+        }
+        rule
     }
 
-    /// A CEL rule has `condition` and `actions`; a wasm rule has `module_id` (and optionally `config`,
-    /// `limits`, and a `condition` that pre-filters).
-    #[derive(utoipa::ToSchema)]
-    #[schema(example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000", "name": "Purchase points",
-        "condition": "event.type == 'purchase'",
-        "actions": [{"type": "CREDIT", "asset_id": "550e8400-e29b-41d4-a716-446655440001",
-                     "amount": "event.amount * 10"}]}))]
-    pub struct NewRule {
-        program_id: Uuid,
-        #[schema(min_length = 1, max_length = 255)]
-        name: String,
-        #[schema(max_length = 1000)]
-        description: Option<String>,
-        /// CEL; required unless `module_id` is given.
-        #[schema(min_length = 1)]
-        condition: Option<String>,
-        /// Required unless `module_id` is given.
-        #[schema(min_items = 1)]
-        actions: Option<Vec<Action>>,
-        /// Evaluation order within the program; unique among active rules.
-        #[schema(minimum = 1, maximum = 2147483647)]
-        order: Option<i64>,
-        stop_after_match: Option<bool>,
-        active_from: Option<DateTime<Utc>>,
-        active_to: Option<DateTime<Utc>>,
-        /// Default ACTIVE.
-        status: Option<super::NewRuleStatus>,
-        budgets: Option<Vec<BudgetInput>>,
-        /// An uploaded module (POST /v1/modules): makes this a wasm rule.
-        module_id: Option<Uuid>,
-        /// Any JSON object, handed to the module.
-        #[schema(value_type = Option<Object>)]
-        config: Option<serde_json::Value>,
-        limits: Option<ModuleLimits>,
+    fn into_new(self) -> NewRule {
+        NewRule {
+            program_id: self.program_id,
+            name: self.name,
+            description: self.description,
+            // A wasm rule decides inside its module; its condition only pre-filters and defaults to always.
+            condition: self.condition.unwrap_or_else(|| "true".into()),
+            actions: self.actions.unwrap_or_default(),
+            order: self.order,
+            stop_after_match: self.stop_after_match.unwrap_or(false),
+            active_from: self.active_from,
+            active_to: self.active_to,
+            status: self.status.unwrap_or(RuleStatus::Active),
+            budgets: specs(self.budgets.unwrap_or_default()),
+            module: self.module_id.map(|id| ModuleRef {
+                id,
+                config: self.config.unwrap_or_else(|| serde_json::json!({})),
+                limits: self.limits.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+fn read_order(f: &Fields<'_>) -> Option<i32> {
+    f.opt_int("order", 1, i64::from(i32::MAX))
+        .and_then(|o| i32::try_from(o).ok())
+}
+
+/// Only the fields given change; at least one is required.
+#[derive(ToSchema)]
+#[schema(as = RulePatch)]
+struct UpdateRule {
+    #[schema(min_length = 1, max_length = 255)]
+    name: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 1000)]
+    description: Patch<String>,
+    #[schema(min_length = 1)]
+    condition: Option<String>,
+    #[schema(min_items = 1)]
+    actions: Option<Vec<Action>>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    order: Option<i32>,
+    stop_after_match: Option<bool>,
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    active_from: Patch<DateTime<Utc>>,
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    active_to: Patch<DateTime<Utc>>,
+    status: Option<RuleStatus>,
+    budgets: Option<Vec<BudgetInput>>,
+    module_id: Option<Uuid>,
+    #[schema(value_type = Option<Object>)]
+    config: Option<Value>,
+    limits: Option<ModuleLimits>,
+}
+
+impl UpdateRule {
+    /// Reads the body; a wasm rule's limits may not exceed the operator's `ceiling`.
+    fn read(f: &Fields<'_>, ceiling: Limits) -> Self {
+        f.require_any();
+        let module = parse_module(f, ceiling);
+        UpdateRule {
+            name: f.opt_str("name", 1, 255),
+            description: f.patch("description", |f, k| f.opt_str(k, 0, 1000)),
+            condition: f.opt_str("condition", 1, rules::cel::MAX_LENGTH),
+            actions: parse_actions(f, false),
+            order: read_order(f),
+            stop_after_match: f.opt_bool("stop_after_match"),
+            active_from: f.patch("active_from", |f, k| f.opt_time(k)),
+            active_to: f.patch("active_to", |f, k| f.opt_time(k)),
+            status: f.opt_word("status"),
+            budgets: parse_budgets(f),
+            module_id: module.id,
+            config: module.config,
+            limits: module.limits,
+        }
     }
 
-    /// Only the fields given change; at least one is required.
-    #[derive(utoipa::ToSchema)]
-    pub struct RulePatch {
-        #[schema(min_length = 1, max_length = 255)]
-        name: Option<String>,
-        #[schema(max_length = 1000)]
-        description: Option<String>,
-        #[schema(min_length = 1)]
-        condition: Option<String>,
-        #[schema(min_items = 1)]
-        actions: Option<Vec<Action>>,
-        #[schema(minimum = 1, maximum = 2147483647)]
-        order: Option<i64>,
-        stop_after_match: Option<bool>,
-        active_from: Option<DateTime<Utc>>,
-        active_to: Option<DateTime<Utc>>,
-        status: Option<RuleStatus>,
-        budgets: Option<Vec<BudgetInput>>,
-        module_id: Option<Uuid>,
-        #[schema(value_type = Option<Object>)]
-        config: Option<serde_json::Value>,
-        limits: Option<ModuleLimits>,
+    fn into_patch(self) -> RulePatch {
+        RulePatch {
+            name: self.name,
+            description: self.description,
+            condition: self.condition,
+            actions: self.actions,
+            order: self.order,
+            stop_after_match: self.stop_after_match,
+            active_from: self.active_from,
+            active_to: self.active_to,
+            status: self.status,
+            budgets: self.budgets.map(specs),
+            module: ModulePatch {
+                id: self.module_id,
+                config: self.config,
+                limits: self.limits,
+            },
+        }
     }
+}
 
-    #[derive(utoipa::ToSchema)]
-    pub struct Rule {
-        id: Uuid,
-        program_id: Uuid,
-        name: String,
-        description: Option<String>,
-        condition: String,
-        /// Empty for wasm rules.
-        actions: Vec<Action>,
-        order: i32,
-        stop_after_match: bool,
-        active_from: Option<DateTime<Utc>>,
-        active_to: Option<DateTime<Utc>>,
-        budgets: Vec<Budget>,
-        module_id: Option<Uuid>,
-        #[schema(value_type = Option<Object>)]
-        config: Option<serde_json::Value>,
-        /// The limits in force for a wasm rule.
-        limits: Option<ModuleLimits>,
-        status: RuleStatus,
-        created_at: DateTime<Utc>,
-        updated_at: DateTime<Utc>,
-        deleted_at: Option<DateTime<Utc>>,
+#[derive(ToSchema)]
+#[schema(example = json!({"event": {"type": "purchase", "amount": 49.99}}))]
+struct Simulate {
+    /// A sample `event_data`.
+    #[schema(value_type = Object)]
+    event: Map<String, Value>,
+    participant_state: Option<SampleState>,
+}
+
+impl Request for Simulate {
+    fn read(f: &Fields<'_>) -> Self {
+        let event = f.req_object("event").cloned().unwrap_or_default();
+        if let Some(problem) = crate::events::oversized(&event) {
+            f.reject(
+                "event",
+                "object within the size bounds",
+                problem.replace("event_data", "event"),
+            );
+        }
+        let participant_state = f.opt_object("participant_state").map(|object| {
+            let p = f.nested(object, f.path("participant_state"));
+            SampleState {
+                tags: p.opt_string_list("tags", 255).unwrap_or_default(),
+                counters: p.opt_object("counters").cloned().unwrap_or_default(),
+                attributes: p.opt_object("attributes").cloned().unwrap_or_default(),
+            }
+        });
+        Simulate {
+            event,
+            participant_state,
+        }
     }
+}
 
-    #[derive(utoipa::ToSchema)]
-    pub struct SampleState {
-        tags: Option<Vec<String>>,
-        #[schema(value_type = Option<Object>)]
-        counters: Option<serde_json::Value>,
-        #[schema(value_type = Option<Object>)]
-        attributes: Option<serde_json::Value>,
+#[derive(ToSchema)]
+struct Condition {
+    #[schema(min_length = 1)]
+    condition: String,
+}
+
+impl Request for Condition {
+    fn read(f: &Fields<'_>) -> Self {
+        Condition {
+            condition: f.req_str("condition", 1, usize::MAX),
+        }
     }
+}
 
-    #[derive(utoipa::ToSchema)]
-    #[schema(example = json!({"event": {"type": "purchase", "amount": 49.99}}))]
-    pub struct Simulate {
-        /// A sample `event_data`.
-        #[schema(value_type = Object)]
-        event: serde_json::Value,
-        participant_state: Option<SampleState>,
+impl Request for RuleFilter {
+    fn read(q: &Fields<'_>) -> Self {
+        RuleFilter {
+            program_id: q.opt_uuid("program_id"),
+            include_archived: q.opt_bool("include_archived").unwrap_or(false),
+            status: q.opt_word("status"),
+            search: q.opt_str("search", 1, 255),
+            page: PageParams::read(q),
+        }
     }
+}
 
-    #[derive(utoipa::ToSchema)]
-    pub struct RuleSummary {
-        id: Uuid,
-        name: String,
-        condition: String,
-        order: i32,
-        stop_after_match: bool,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct SimulatedEvaluation {
-        matched: bool,
-        /// `evaluated`, `condition_failed` or `module_failed`.
-        status: String,
-        reason: Option<String>,
-        /// Wasm rules that failed: why they were stopped.
-        error_code: Option<String>,
-        /// What each action would do.
-        #[schema(value_type = Option<Vec<Object>>)]
-        results: Option<Vec<serde_json::Value>>,
-        /// Wasm rules only.
-        fuel_consumed: Option<u64>,
-        logs: Option<String>,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct Simulation {
-        rule: RuleSummary,
-        evaluation: SimulatedEvaluation,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct Condition {
-        #[schema(min_length = 1)]
-        condition: String,
-    }
-
-    /// An invalid condition is an answer (`valid: false`), not an error.
-    #[derive(utoipa::ToSchema)]
-    pub struct Validity {
-        valid: bool,
-        message: String,
-        note: Option<String>,
-    }
-
-    #[derive(utoipa::IntoParams)]
-    #[into_params(parameter_in = Query)]
-    pub struct RuleQuery {
-        program_id: Option<Uuid>,
-        include_archived: Option<bool>,
-        #[param(inline)]
-        status: Option<RuleStatus>,
-        #[param(min_length = 1, max_length = 255)]
-        search: Option<String>,
-    }
-
-    #[derive(utoipa::IntoParams)]
-    #[into_params(parameter_in = Query)]
-    pub struct HistoryQuery {
-        #[param(inline)]
-        change_type: Option<crate::rules::ChangeType>,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        /// Rule history pages hold 20 by default, at most 100.
-        #[param(minimum = 1, maximum = 100)]
-        limit: Option<i64>,
-        #[param(min_length = 1, max_length = 1000)]
-        cursor: Option<String>,
-    }
-
-    #[derive(utoipa::IntoParams)]
-    #[into_params(parameter_in = Query)]
-    pub struct BudgetQuery {
-        asset_id: Uuid,
+impl Request for HistoryFilter {
+    fn read(q: &Fields<'_>) -> Self {
+        let (cursor, limit) = q.page_within(20, 100);
+        let changed = q.window();
+        HistoryFilter {
+            change_type: q.opt_enum("change_type", rules::CHANGE_TYPES),
+            from: changed.map(|(from, _)| from),
+            to: changed.map(|(_, to)| to),
+            limit,
+            cursor,
+        }
     }
 }
 
@@ -451,70 +568,23 @@ fn parse_target(
 }
 
 /// `budgets`: `[{asset_id, limit, schedule_type?: CRON|INTERVAL, cron_expression?, interval?}]`.
-fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetSpec>> {
+fn parse_budgets(f: &Fields<'_>) -> Option<Vec<BudgetInput>> {
     let items = f.opt_array("budgets")?;
-    let mut specs = Vec::with_capacity(items.len());
+    let mut budgets = Vec::with_capacity(items.len());
     for (b, _) in f.objects("budgets", items) {
-        let asset_id = b.req_uuid("asset_id");
-        let limit = b.req_positive_decimal("limit");
-        let cron = b.opt_str("cron_expression", 1, 255);
-        let interval = b.opt_str("interval", 1, 64);
-        let schedule = match b.opt_enum("schedule_type", SCHEDULE_TYPES) {
-            Some("CRON") => match cron.as_deref().map(Schedule::cron) {
-                Some(Ok(schedule)) => Some(schedule),
-                Some(Err(message)) => {
-                    b.reject(
-                        "cron_expression",
-                        "cron expression such as 0 0 1 * *",
-                        message,
-                    );
-                    None
-                }
-                None => {
-                    b.reject(
-                        "cron_expression",
-                        "cron expression such as 0 0 1 * *",
-                        "CRON budgets need a cron_expression",
-                    );
-                    None
-                }
-            },
-            Some(_) => match interval
-                .as_deref()
-                .map(|text| (text, crate::duration::parse(text)))
-            {
-                Some((text, Some(length))) => Some(Schedule::Interval {
-                    text: text.to_owned(),
-                    millis: length.num_milliseconds().max(1),
-                }),
-                _ => {
-                    b.reject(
-                        "interval",
-                        "Go duration such as 720h",
-                        "INTERVAL budgets need an interval such as \"720h\", at most 876000h",
-                    );
-                    None
-                }
-            },
-            None if cron.is_some() || interval.is_some() => {
-                b.reject(
-                    "schedule_type",
-                    "CRON|INTERVAL",
-                    "schedule_type is required with cron_expression or interval",
-                );
-                None
-            }
-            None => Some(Schedule::Lifetime),
+        let budget = BudgetInput {
+            asset_id: b.req_uuid("asset_id"),
+            limit: b.req_positive_decimal("limit").unwrap_or_default(),
+            cron_expression: b.opt_str("cron_expression", 1, 255),
+            interval: b.opt_str("interval", 1, 64),
+            schedule_type: b.opt_enum("schedule_type", SCHEDULE_TYPES),
         };
-        if let (Some(limit), Some(schedule)) = (limit, schedule) {
-            specs.push(BudgetSpec {
-                asset_id,
-                limit,
-                schedule,
-            });
+        if let Err((field, expected, message)) = budget.schedule() {
+            b.reject(field, expected, message);
         }
+        budgets.push(budget);
     }
-    Some(specs)
+    Some(budgets)
 }
 
 /// A wasm rule's `module_id`, `config` (any JSON object, handed to the module) and `limits`, each bounded
@@ -543,92 +613,34 @@ fn parse_module(f: &Fields<'_>, ceiling: Limits) -> ModulePatch {
     }
 }
 
-#[utoipa::path(post, path = "/rules", tag = "rules", operation_id = "create_rule", request_body = doc::NewRule,
-    responses((status = 201, body = doc::Rule), Rejected, NotFound, Conflict))]
+#[utoipa::path(post, path = "/rules", tag = "rules", operation_id = "create_rule", request_body = CreateRule,
+    responses((status = 201, body = Rule), Rejected, NotFound, Conflict))]
 async fn create(
     State(s): State<AppState>,
     Auth(actor): Auth,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
-    let f = v.body(&body)?;
-    let module = parse_module(&f, s.runtime.ceiling().limits);
-    let is_module_rule = module.id.is_some();
-    if let Some(problem) = module.conflict(is_module_rule, f.contains("actions")) {
-        v.push(problem);
-    }
-    let new = NewRule {
-        program_id: f.req_uuid("program_id"),
-        name: f.req_str("name", 1, 255),
-        description: f.opt_str("description", 0, 1000),
-        // A wasm rule decides inside its module; its condition only pre-filters and defaults to always.
-        condition: match is_module_rule {
-            true => f
-                .opt_str("condition", 1, rules::cel::MAX_LENGTH)
-                .unwrap_or_else(|| "true".into()),
-            false => f.req_str("condition", 1, rules::cel::MAX_LENGTH),
-        },
-        actions: match is_module_rule {
-            true => Vec::new(),
-            false => parse_actions(&f, true).unwrap_or_default(),
-        },
-        order: f
-            .opt_int("order", 1, i64::from(i32::MAX))
-            .and_then(|o| i32::try_from(o).ok()),
-        stop_after_match: f.opt_bool("stop_after_match").unwrap_or(false),
-        active_from: f.opt_time("active_from"),
-        active_to: f.opt_time("active_to"),
-        status: f
-            .opt_enum("status", NEW_RULE_STATUSES)
-            .and_then(RuleStatus::parse)
-            .unwrap_or(RuleStatus::Active),
-        budgets: parse_budgets(&f).unwrap_or_default(),
-        module: module.id.map(|id| ModuleRef {
-            id,
-            config: module.config.unwrap_or_else(|| serde_json::json!({})),
-            limits: module.limits.unwrap_or_default(),
-        }),
-    };
-    if let (Some(from), Some(to)) = (new.active_from, new.active_to)
-        && from > to
-    {
-        f.reject(
-            "active_to",
-            "timestamp after active_from",
-            "active_to must not be before active_from",
-        );
-    }
+    let rule = CreateRule::read(&v.body(&body)?, s.runtime.ceiling().limits);
     v.finish()?;
     Ok((
         StatusCode::CREATED,
-        Json(rules::create(&s.pool, &actor, new).await?),
+        Json(rules::create(&s.pool, &actor, rule.into_new()).await?),
     ))
 }
 
-#[utoipa::path(get, path = "/rules", tag = "rules", operation_id = "list_rules", params(PageParams, doc::RuleQuery),
-    responses((status = 200, body = Page<doc::Rule>), Rejected))]
+#[utoipa::path(get, path = "/rules", tag = "rules", operation_id = "list_rules", params(PageParams, RuleFilter),
+    responses((status = 200, body = Page<Rule>), Rejected))]
 async fn list(
     State(s): State<AppState>,
     Auth(actor): Auth,
-    QueryParams(q): QueryParams,
+    ValidQuery(filter): ValidQuery<RuleFilter>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let q = v.query(&q);
-    let (cursor, limit) = q.page();
-    let filter = RuleFilter {
-        program_id: q.opt_uuid("program_id"),
-        include_archived: q.opt_bool("include_archived").unwrap_or(false),
-        status: q.opt_enum("status", rules::STATUSES),
-        search: q.opt_str("search", 1, 255),
-        cursor,
-        limit,
-    };
-    v.finish()?;
     Ok(Json(rules::list(&s.pool, &actor, filter).await?))
 }
 
 #[utoipa::path(get, path = "/rules/{id}", tag = "rules", operation_id = "get_rule", params(PathId),
-    responses((status = 200, body = doc::Rule), Rejected, NotFound))]
+    responses((status = 200, body = Rule), Rejected, NotFound))]
 async fn get_one(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -637,8 +649,8 @@ async fn get_one(
     Ok(Json(rules::get(&s.pool, &actor, id).await?))
 }
 
-#[utoipa::path(patch, path = "/rules/{id}", tag = "rules", operation_id = "update_rule", params(PathId), request_body = doc::RulePatch,
-    responses((status = 200, body = doc::Rule), Rejected, NotFound, Conflict))]
+#[utoipa::path(patch, path = "/rules/{id}", tag = "rules", operation_id = "update_rule", params(PathId), request_body = UpdateRule,
+    responses((status = 200, body = Rule), Rejected, NotFound, Conflict))]
 async fn update(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -646,115 +658,53 @@ async fn update(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse> {
     let v = Validator::new();
-    let f = v.body(&body)?;
-    f.require_any();
-    let patch = RulePatch {
-        name: f.opt_str("name", 1, 255),
-        description: f.patch("description", |f, k| f.opt_str(k, 0, 1000)),
-        condition: f.opt_str("condition", 1, rules::cel::MAX_LENGTH),
-        actions: parse_actions(&f, false),
-        order: f
-            .opt_int("order", 1, i64::from(i32::MAX))
-            .and_then(|o| i32::try_from(o).ok()),
-        stop_after_match: f.opt_bool("stop_after_match"),
-        active_from: f.patch("active_from", |f, k| f.opt_time(k)),
-        active_to: f.patch("active_to", |f, k| f.opt_time(k)),
-        status: f
-            .opt_enum("status", rules::STATUSES)
-            .and_then(RuleStatus::parse),
-        budgets: parse_budgets(&f),
-        module: parse_module(&f, s.runtime.ceiling().limits),
-    };
+    let patch = UpdateRule::read(&v.body(&body)?, s.runtime.ceiling().limits);
     v.finish()?;
-    Ok(Json(rules::update(&s.pool, &actor, id, patch).await?))
+    Ok(Json(
+        rules::update(&s.pool, &actor, id, patch.into_patch()).await?,
+    ))
 }
 
-#[utoipa::path(get, path = "/rules/{id}/history", tag = "rules", operation_id = "rule_history", params(PathId, doc::HistoryQuery),
+#[utoipa::path(get, path = "/rules/{id}/history", tag = "rules", operation_id = "rule_history", params(PathId, HistoryFilter),
     responses((status = 200, body = Page<HistoryEntry>), Rejected, NotFound))]
 async fn history(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    QueryParams(q): QueryParams,
+    ValidQuery(filter): ValidQuery<HistoryFilter>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let q = v.query(&q);
-    // Rule history pages hold 20 by default, 100 at most.
-    let (cursor, limit) = q.page_within(20, 100);
-    let filter = rules::HistoryFilter {
-        change_type: q.opt_enum("change_type", rules::CHANGE_TYPES),
-        changed: q.window(),
-        cursor,
-        limit,
-    };
-    v.finish()?;
     Ok(Json(rules::history(&s.pool, &actor, id, filter).await?))
 }
 
-#[utoipa::path(post, path = "/rules/{id}/simulate", tag = "rules", params(PathId), request_body = doc::Simulate,
-    responses((status = 200, description = "What the rule would do; nothing is written.", body = doc::Simulation), Rejected, NotFound))]
+#[utoipa::path(post, path = "/rules/{id}/simulate", tag = "rules", params(PathId), request_body = Simulate,
+    responses((status = 200, description = "What the rule would do; nothing is written.", body = Simulation), Rejected, NotFound))]
 async fn simulate(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    JsonBody(body): JsonBody,
+    Valid(body): Valid<Simulate>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let f = v.body(&body)?;
-    let event = f.req_object("event").cloned().unwrap_or_default();
-    if let Some(problem) = crate::events::oversized(&event) {
-        f.reject(
-            "event",
-            "object within the size bounds",
-            problem.replace("event_data", "event"),
-        );
-    }
-    let state = match f.opt_object("participant_state") {
-        None => rules::SampleState::default(),
-        Some(object) => {
-            let p = f.nested(object, f.path("participant_state"));
-            rules::SampleState {
-                tags: p.opt_string_list("tags", 255).unwrap_or_default(),
-                counters: p.opt_object("counters").cloned().unwrap_or_default(),
-                attributes: p.opt_object("attributes").cloned().unwrap_or_default(),
-            }
-        }
-    };
-    v.finish()?;
-    Ok(Json(
-        rules::simulate(
-            &s.pool,
-            &s.runtime,
-            &actor,
-            id,
-            serde_json::Value::Object(event),
-            state,
-        )
-        .await?,
-    ))
+    let event = Value::Object(body.event);
+    let state = body.participant_state.unwrap_or_default();
+    let simulation = rules::simulate(&s.pool, &s.runtime, &actor, id, event, state);
+    Ok(Json(simulation.await?))
 }
 
-#[utoipa::path(post, path = "/rules/validate", tag = "rules", request_body = doc::Condition,
-    responses((status = 200, body = doc::Validity), Rejected))]
-async fn validate(_auth: Auth, JsonBody(body): JsonBody) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let condition = v.body(&body)?.req_str("condition", 1, usize::MAX);
-    v.finish()?;
-    Ok(Json(rules::validate(&condition)))
+#[utoipa::path(post, path = "/rules/validate", tag = "rules", request_body = Condition,
+    responses((status = 200, body = Validity), Rejected))]
+async fn validate(_auth: Auth, Valid(body): Valid<Condition>) -> Result<impl IntoResponse> {
+    Ok(Json(rules::validate(&body.condition)))
 }
 
-#[utoipa::path(post, path = "/rules/{id}/reset-budget", tag = "rules", params(PathId, doc::BudgetQuery),
-    responses((status = 200, description = "The budget, restarted.", body = doc::Budget), Rejected, NotFound))]
+#[utoipa::path(post, path = "/rules/{id}/reset-budget", tag = "rules", params(PathId, OneAsset),
+    responses((status = 200, description = "The budget, restarted.", body = BudgetView), Rejected, NotFound))]
 async fn reset_budget(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    QueryParams(q): QueryParams,
+    ValidQuery(q): ValidQuery<OneAsset>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let asset_id = v.query(&q).req_uuid("asset_id");
-    v.finish()?;
     Ok(Json(
-        rules::reset_budget(&s.pool, &actor, id, asset_id).await?,
+        rules::reset_budget(&s.pool, &actor, id, q.asset_id).await?,
     ))
 }

@@ -2,25 +2,28 @@
 
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
-use super::extract::{Auth, JsonBody, PathId, PathIdKey, QueryParams};
+use super::extract::{Auth, PathId, PathIdKey, Valid, ValidQuery};
 use crate::error::Result;
-use crate::events::{self, Event, EventFilter};
+use crate::events::{self, Event, EventFilter, EventSort, EventStatus};
 use crate::money;
 use crate::pagination::{Page, PageParams, page_by_key};
 use crate::participants::state::{
     Counter, HistoryEntry, HistoryFilter, STATE_OPERATIONS, STATE_TYPES, Window, WindowChange,
 };
-use crate::participants::{self, Detail};
-use crate::validation::Validator;
+use crate::participants::{self, Detail, ParticipantStatus};
+use crate::validation::{Fields, Request, SortDir};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -59,100 +62,203 @@ struct Attributes {
     attributes: BTreeMap<String, String>,
 }
 
-/// Request bodies and query strings as the document shows them; the handlers read them with `Validator`.
-#[allow(dead_code)]
-mod doc {
-    use crate::participants::ParticipantStatus;
-    use crate::participants::state::{StateOperation, StateType};
-    use std::collections::HashMap;
-    use uuid::Uuid;
+#[derive(ToSchema)]
+struct SetStatus {
+    status: ParticipantStatus,
+}
 
-    #[derive(utoipa::ToSchema)]
-    pub struct SetStatus {
-        status: ParticipantStatus,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    #[schema(example = json!({"tags": ["vip", "newsletter"]}))]
-    pub struct ReplaceTags {
-        /// The new tags, each at most 255 characters; lower-cased.
-        tags: Vec<String>,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    #[schema(example = json!({"attributes": {"tier": "gold"}}))]
-    pub struct MergeAttributes {
-        /// Values of at most 1000 characters; keys not given keep their values.
-        attributes: HashMap<String, String>,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    pub struct SetAttribute {
-        #[schema(min_length = 1, max_length = 1000)]
-        value: String,
-    }
-
-    #[derive(utoipa::ToSchema)]
-    #[schema(example = json!({"value": "3", "reset_after": "720h"}))]
-    pub struct SetCounter {
-        #[schema(min_length = 1, max_length = 64, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
-        value: String,
-        /// A duration such as `24h`; an empty string removes the window.
-        #[schema(max_length = 64)]
-        reset_after: Option<String>,
-    }
-
-    #[derive(utoipa::IntoParams)]
-    #[into_params(parameter_in = Query)]
-    pub struct EventQuery {
-        program_id: Option<Uuid>,
-        #[param(inline)]
-        status: Option<crate::events::EventStatus>,
-        /// Received at or after; requires `to`.
-        from: Option<chrono::DateTime<chrono::Utc>>,
-        to: Option<chrono::DateTime<chrono::Utc>>,
-        /// Happened at or after; requires `event_to`.
-        event_from: Option<chrono::DateTime<chrono::Utc>>,
-        event_to: Option<chrono::DateTime<chrono::Utc>>,
-        #[param(inline)]
-        sort_dir: Option<crate::validation::SortDir>,
-    }
-
-    #[derive(utoipa::IntoParams)]
-    #[into_params(parameter_in = Query)]
-    pub struct HistoryQuery {
-        #[param(inline)]
-        state_type: Option<StateType>,
-        #[param(min_length = 1, max_length = 255)]
-        key: Option<String>,
-        #[param(inline)]
-        operation: Option<StateOperation>,
-        program_id: Option<Uuid>,
-        from: Option<chrono::DateTime<chrono::Utc>>,
-        to: Option<chrono::DateTime<chrono::Utc>>,
-        /// State history pages hold at most 100 rows.
-        #[param(minimum = 1, maximum = 100)]
-        limit: Option<i64>,
-        #[param(min_length = 1, max_length = 1000)]
-        cursor: Option<String>,
+impl Request for SetStatus {
+    fn read(f: &Fields<'_>) -> Self {
+        SetStatus {
+            status: f.req_word("status"),
+        }
     }
 }
 
-#[utoipa::path(patch, path = "/participants/{id}/status", tag = "participants", params(PathId), request_body = doc::SetStatus,
+#[derive(ToSchema)]
+#[schema(example = json!({"tags": ["vip", "newsletter"]}))]
+struct ReplaceTags {
+    /// The new tags, each at most 255 characters; lower-cased.
+    tags: Vec<String>,
+}
+
+impl Request for ReplaceTags {
+    fn read(f: &Fields<'_>) -> Self {
+        let tags = f.opt_string_list("tags", 255);
+        if tags.is_none() && f.raw("tags").is_none() {
+            f.reject("tags", "array of strings", "tags is required");
+        }
+        ReplaceTags {
+            tags: tags.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(ToSchema)]
+#[schema(example = json!({"attributes": {"tier": "gold"}}))]
+struct MergeAttributes {
+    /// Values of at most 1000 characters; keys not given keep their values.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    attributes: Vec<(String, String)>,
+}
+
+impl Request for MergeAttributes {
+    fn read(f: &Fields<'_>) -> Self {
+        let pairs = f.opt_string_map("attributes", 1000);
+        if pairs.is_none() && f.raw("attributes").is_none() {
+            f.reject("attributes", "object of strings", "attributes is required");
+        }
+        MergeAttributes {
+            attributes: pairs.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(ToSchema)]
+struct SetAttribute {
+    #[schema(min_length = 1, max_length = 1000)]
+    value: String,
+}
+
+impl Request for SetAttribute {
+    fn read(f: &Fields<'_>) -> Self {
+        SetAttribute {
+            value: f.req_str("value", 1, 1000),
+        }
+    }
+}
+
+#[derive(ToSchema)]
+#[schema(example = json!({"value": "3", "reset_after": "720h"}))]
+struct SetCounter {
+    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = r"^-?[0-9]+(\.[0-9]+)?$")]
+    value: Decimal,
+    /// A duration such as `24h`; an empty string removes the window.
+    #[schema(value_type = Option<String>, max_length = 64)]
+    reset_after: WindowChange,
+}
+
+impl Request for SetCounter {
+    fn read(f: &Fields<'_>) -> Self {
+        let text = f.req_str("value", 1, 64);
+        let value = money::parse_amount(&text);
+        match value {
+            Err(money::Invalid::TooLarge) => f.reject(
+                "value",
+                "decimal string",
+                format!("value is {}", money::Invalid::TooLarge),
+            ),
+            Err(money::Invalid::NotDecimal) if !text.is_empty() => f.reject(
+                "value",
+                "decimal string",
+                "value must be a decimal string such as \"42\"",
+            ),
+            _ => {}
+        }
+        let reset_after = match f.opt_str("reset_after", 0, 64) {
+            None => WindowChange::Keep,
+            Some(text) if text.is_empty() => WindowChange::Clear,
+            Some(text) => Window::parse(&text)
+                .map(WindowChange::Set)
+                .unwrap_or_else(|| {
+                    f.reject(
+                        "reset_after",
+                        "Go duration such as 24h",
+                        "reset_after must be a duration such as \"720h\", at most 876000h",
+                    );
+                    WindowChange::Keep
+                }),
+        };
+        SetCounter {
+            value: value.unwrap_or_default(),
+            reset_after,
+        }
+    }
+}
+
+/// The filters of one participant's events.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ParticipantEvents {
+    program_id: Option<Uuid>,
+    #[param(inline)]
+    status: Option<EventStatus>,
+    /// Received at or after; requires `to`.
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    /// Happened at or after; requires `event_to`.
+    event_from: Option<DateTime<Utc>>,
+    event_to: Option<DateTime<Utc>>,
+    #[param(rename = "sort_dir", value_type = Option<SortDir>, inline)]
+    ascending: bool,
+    #[param(ignore)]
+    page: PageParams,
+}
+
+impl Request for ParticipantEvents {
+    fn read(q: &Fields<'_>) -> Self {
+        let created = q.window();
+        let happened = q.pair("event_from", "event_to");
+        ParticipantEvents {
+            program_id: q.opt_uuid("program_id"),
+            status: q.opt_word("status"),
+            from: created.map(|(from, _)| from),
+            to: created.map(|(_, to)| to),
+            event_from: happened.map(|(from, _)| from),
+            event_to: happened.map(|(_, to)| to),
+            ascending: q.ascending(),
+            page: PageParams::read(q),
+        }
+    }
+}
+
+impl From<ParticipantEvents> for EventFilter {
+    fn from(q: ParticipantEvents) -> Self {
+        EventFilter {
+            program_id: q.program_id,
+            status: q.status,
+            event_type: None,
+            participant_id: None,
+            external_id: None,
+            rule_id: None,
+            from: q.from,
+            to: q.to,
+            event_from: q.event_from,
+            event_to: q.event_to,
+            sort_by: EventSort::CreatedAt,
+            ascending: q.ascending,
+            page: q.page,
+        }
+    }
+}
+
+impl Request for HistoryFilter {
+    fn read(q: &Fields<'_>) -> Self {
+        let (cursor, limit) = q.page_within(50, 100);
+        let changed = q.window();
+        HistoryFilter {
+            state_type: q.opt_enum("state_type", STATE_TYPES),
+            key: q.opt_str("key", 1, 255),
+            operation: q.opt_enum("operation", STATE_OPERATIONS),
+            program_id: q.opt_uuid("program_id"),
+            from: changed.map(|(from, _)| from),
+            to: changed.map(|(_, to)| to),
+            limit,
+            cursor,
+        }
+    }
+}
+
+#[utoipa::path(patch, path = "/participants/{id}/status", tag = "participants", params(PathId), request_body = SetStatus,
     responses((status = 200, body = Detail), Rejected, NotFound, Conflict))]
 async fn set_status(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    JsonBody(body): JsonBody,
+    Valid(body): Valid<SetStatus>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let status = v.body(&body)?.req_enum("status", participants::STATUSES);
-    v.finish()?;
-    let status = participants::ParticipantStatus::parse(status)
-        .ok_or_else(|| crate::error::Error::Internal("validated status is unknown".into()))?;
     Ok(Json(
-        participants::set_status(&s.pool, &actor, id, status).await?,
+        participants::set_status(&s.pool, &actor, id, body.status).await?,
     ))
 }
 
@@ -162,33 +268,24 @@ async fn tags(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    QueryParams(q): QueryParams,
+    ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let (cursor, limit) = v.query(&q).page();
-    v.finish()?;
+    let PageParams { cursor, limit } = page;
     let tags = participants::tags(&s.pool, &actor, id).await?;
     Ok(Json(
         page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag }),
     ))
 }
 
-#[utoipa::path(put, path = "/participants/{id}/state/tags", tag = "state", params(PathId), request_body = doc::ReplaceTags,
+#[utoipa::path(put, path = "/participants/{id}/state/tags", tag = "state", params(PathId), request_body = ReplaceTags,
     responses((status = 200, body = Tags), Rejected, NotFound, Conflict))]
 async fn replace_tags(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    JsonBody(body): JsonBody,
+    Valid(body): Valid<ReplaceTags>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let f = v.body(&body)?;
-    let tags = f.opt_string_list("tags", 255);
-    if tags.is_none() && f.raw("tags").is_none() {
-        f.reject("tags", "array of strings", "tags is required");
-    }
-    v.finish()?;
-    let tags = participants::replace_tags(&s.pool, &actor, id, &tags.unwrap_or_default()).await?;
+    let tags = participants::replace_tags(&s.pool, &actor, id, &body.tags).await?;
     Ok(Json(Tags { tags }))
 }
 
@@ -229,48 +326,36 @@ async fn attributes(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    QueryParams(q): QueryParams,
+    ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let (cursor, limit) = v.query(&q).page();
-    v.finish()?;
+    let PageParams { cursor, limit } = page;
     let attributes = participants::attributes(&s.pool, &actor, id).await?;
     let page = page_by_key(attributes, |(k, _)| k.as_str(), cursor, limit);
     Ok(Json(page.map(|(key, value)| Attribute { key, value })))
 }
 
-#[utoipa::path(patch, path = "/participants/{id}/state/attributes", tag = "state", params(PathId), request_body = doc::MergeAttributes,
+#[utoipa::path(patch, path = "/participants/{id}/state/attributes", tag = "state", params(PathId), request_body = MergeAttributes,
     responses((status = 200, description = "All attributes after the merge.", body = Attributes), Rejected, NotFound, Conflict))]
 async fn merge_attributes(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    JsonBody(body): JsonBody,
+    Valid(body): Valid<MergeAttributes>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let f = v.body(&body)?;
-    let pairs = f.opt_string_map("attributes", 1000);
-    if pairs.is_none() && f.raw("attributes").is_none() {
-        f.reject("attributes", "object of strings", "attributes is required");
-    }
-    v.finish()?;
-    let all = participants::set_attributes(&s.pool, &actor, id, &pairs.unwrap_or_default()).await?;
+    let all = participants::set_attributes(&s.pool, &actor, id, &body.attributes).await?;
     Ok(Json(Attributes {
         attributes: all.into_iter().collect(),
     }))
 }
 
-#[utoipa::path(put, path = "/participants/{id}/state/attributes/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = doc::SetAttribute,
+#[utoipa::path(put, path = "/participants/{id}/state/attributes/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = SetAttribute,
     responses((status = 200, body = Attribute), Rejected, NotFound, Conflict))]
 async fn set_attribute(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathIdKey(id, key): PathIdKey,
-    JsonBody(body): JsonBody,
+    Valid(SetAttribute { value }): Valid<SetAttribute>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let value = v.body(&body)?.req_str("value", 1, 1000);
-    v.finish()?;
     participants::set_attributes(&s.pool, &actor, id, &[(key.clone(), value.clone())]).await?;
     Ok(Json(Attribute { key, value }))
 }
@@ -292,11 +377,9 @@ async fn counters(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    QueryParams(q): QueryParams,
+    ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let (cursor, limit) = v.query(&q).page();
-    v.finish()?;
+    let PageParams { cursor, limit } = page;
     let counters = participants::counters(&s.pool, &actor, id).await?;
     Ok(Json(page_by_key(
         counters,
@@ -318,51 +401,16 @@ async fn counter(
     ))
 }
 
-#[utoipa::path(put, path = "/participants/{id}/state/counters/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = doc::SetCounter,
+#[utoipa::path(put, path = "/participants/{id}/state/counters/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = SetCounter,
     responses((status = 200, body = Counter), Rejected, NotFound, Conflict))]
 async fn set_counter(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathIdKey(id, key): PathIdKey,
-    JsonBody(body): JsonBody,
+    Valid(body): Valid<SetCounter>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let f = v.body(&body)?;
-    let text = f.req_str("value", 1, 64);
-    let value = money::parse_amount(&text);
-    match value {
-        Err(money::Invalid::TooLarge) => f.reject(
-            "value",
-            "decimal string",
-            format!("value is {}", money::Invalid::TooLarge),
-        ),
-        Err(money::Invalid::NotDecimal) if !text.is_empty() => f.reject(
-            "value",
-            "decimal string",
-            "value must be a decimal string such as \"42\"",
-        ),
-        _ => {}
-    }
-    let value = value.ok();
-    let window = match f.opt_str("reset_after", 0, 64) {
-        None => WindowChange::Keep,
-        Some(text) if text.is_empty() => WindowChange::Clear,
-        Some(text) => Window::parse(&text)
-            .map(WindowChange::Set)
-            .unwrap_or_else(|| {
-                f.reject(
-                    "reset_after",
-                    "Go duration such as 24h",
-                    "reset_after must be a duration such as \"720h\", at most 876000h",
-                );
-                WindowChange::Keep
-            }),
-    };
-    v.finish()?;
-    let value = value.unwrap_or_default();
-    Ok(Json(
-        participants::set_counter(&s.pool, &actor, id, &key, value, window).await?,
-    ))
+    let set = participants::set_counter(&s.pool, &actor, id, &key, body.value, body.reset_after);
+    Ok(Json(set.await?))
 }
 
 #[utoipa::path(delete, path = "/participants/{id}/state/counters/{key}", tag = "state", params(("id" = Uuid, Path), ("key" = String, Path)),
@@ -377,55 +425,26 @@ async fn delete_counter(
 }
 
 #[utoipa::path(get, path = "/participants/{id}/activity/events", tag = "participants", operation_id = "participant_events",
-    params(PathId, PageParams, doc::EventQuery), responses((status = 200, body = Page<Event>), Rejected, NotFound))]
+    params(PathId, PageParams, ParticipantEvents), responses((status = 200, body = Page<Event>), Rejected, NotFound))]
 async fn events(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    QueryParams(q): QueryParams,
+    ValidQuery(q): ValidQuery<ParticipantEvents>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let q = v.query(&q);
-    let (cursor, limit) = q.page();
-    let filter = EventFilter {
-        program_id: q.opt_uuid("program_id"),
-        status: q.opt_enum("status", events::STATUSES),
-        created: q.window(),
-        happened: q.pair("event_from", "event_to"),
-        sort_by: "created_at",
-        ascending: q.ascending(),
-        cursor,
-        limit,
-        ..Default::default()
-    };
-    v.finish()?;
     Ok(Json(
-        events::list_for_participant(&s.pool, &actor, id, filter).await?,
+        events::list_for_participant(&s.pool, &actor, id, q.into()).await?,
     ))
 }
 
 #[utoipa::path(get, path = "/participants/{id}/activity/state-history", tag = "participants",
-    params(PathId, doc::HistoryQuery), responses((status = 200, body = Page<HistoryEntry>), Rejected, NotFound))]
+    params(PathId, HistoryFilter), responses((status = 200, body = Page<HistoryEntry>), Rejected, NotFound))]
 async fn state_history(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathId(id): PathId,
-    QueryParams(q): QueryParams,
+    ValidQuery(filter): ValidQuery<HistoryFilter>,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let q = v.query(&q);
-    // State history pages are smaller than other lists: at most 100.
-    let (cursor, limit) = q.page_within(50, 100);
-    let filter = HistoryFilter {
-        state_type: q.opt_enum("state_type", STATE_TYPES),
-        key: q.opt_str("key", 1, 255),
-        operation: q.opt_enum("operation", STATE_OPERATIONS),
-        program_id: q.opt_uuid("program_id"),
-        changed: q.window(),
-        cursor,
-        limit,
-    };
-    v.finish()?;
     Ok(Json(
         participants::state_history(&s.pool, &actor, id, filter).await?,
     ))

@@ -499,14 +499,18 @@ impl LotView {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LotFilter {
     pub program_id: Option<Uuid>,
+    #[param(inline)]
     pub status: Option<LotStatus>,
-    pub expires: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    pub expires_before: Option<DateTime<Utc>>,
+    pub expires_after: Option<DateTime<Utc>>,
+    #[param(min_length = 1, max_length = 255)]
     pub reference_id: Option<String>,
-    pub after: Option<Uuid>,
-    pub limit: i64,
+    #[param(ignore)]
+    pub page: crate::pagination::PageParams,
 }
 
 /// E39: a holder's lots of one asset, oldest first.
@@ -528,11 +532,11 @@ pub async fn list(
     .bind(asset_id)
     .bind(f.program_id)
     .bind(f.status)
-    .bind(f.expires.0)
-    .bind(f.expires.1)
+    .bind(f.expires_before)
+    .bind(f.expires_after)
     .bind(&f.reference_id)
-    .bind(f.after)
-    .bind(f.limit)
+    .bind(f.page.cursor.as_ref().map(|c| c.id))
+    .bind(f.page.limit)
     .fetch_all(conn)
     .await
 }

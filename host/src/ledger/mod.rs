@@ -12,7 +12,7 @@ mod repo;
 
 use crate::error::{Error, Result};
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Order, Page};
+use crate::pagination::{Cursor, Order, Page, PageParams};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -481,23 +481,33 @@ impl From<PostingRow> for Posting {
 }
 
 /// Filters of E116; posting-level ones (asset, entity, bucket, amount) must all hold for one posting.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EntryFilter {
     pub program_id: Option<Uuid>,
     pub event_id: Option<Uuid>,
     pub rule_id: Option<Uuid>,
     pub asset_id: Option<Uuid>,
+    /// At most one of participant_id, group_id and external_id.
     pub participant_id: Option<Uuid>,
     pub group_id: Option<Uuid>,
+    #[param(min_length = 1, max_length = 255)]
     pub external_id: Option<String>,
-    pub bucket: Option<&'static str>,
-    pub created: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    #[param(inline)]
+    pub bucket: Option<Bucket>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Entries with a posting of at least this size.
+    #[param(value_type = Option<crate::money::Amount>, inline)]
     pub min_amount: Option<Decimal>,
+    #[param(value_type = Option<crate::money::Amount>, inline)]
     pub max_amount: Option<Decimal>,
+    #[param(min_length = 1, max_length = 64)]
     pub action_type: Option<String>,
+    #[param(min_length = 1, max_length = 255)]
     pub reference_id: Option<String>,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: EntryFilter) -> Result<Page<JournalEntry>> {
@@ -507,7 +517,7 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: EntryFilter) -> Result<P
         descending: true,
     };
     let rows = repo::list_entries(pool, actor.organization_id, &filter, order).await?;
-    let page = Page::from_rows(rows, filter.limit, |e| Cursor::at(e.created_at, e.id));
+    let page = Page::from_rows(rows, filter.page.limit, |e| Cursor::at(e.created_at, e.id));
     let ids: Vec<Uuid> = page.data.iter().map(|e| e.id).collect();
     let mut postings = group_postings(repo::postings_of(pool, &ids).await?);
     Ok(page.map(|entry| {
@@ -536,7 +546,10 @@ pub async fn entries_of_event(
 ) -> Result<Vec<JournalEntry>> {
     let filter = EntryFilter {
         event_id: Some(event_id),
-        limit: 10_000,
+        page: PageParams {
+            cursor: None,
+            limit: 10_000,
+        },
         ..Default::default()
     };
     let mut entries = list(pool, actor, filter).await?.data;
@@ -592,17 +605,21 @@ pub async fn balance_impact(
     Ok(repo::balance_impact(pool, actor.organization_id, event_id).await?)
 }
 
-/// Filters of an account holder's activity (E11, E45) and statement (E12, E48).
-#[derive(Debug, Default)]
+/// Filters of an account holder's activity (E11, E45) and statement (E12, E48). Each window has both ends
+/// or neither; an entry without an event happened when it was posted.
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityFilter {
-    pub asset_id: Option<Uuid>,
-    pub bucket: Option<&'static str>,
-    /// On the entry's `created_at`.
-    pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    /// On the originating event's `event_timestamp` (the entry's `created_at` when there is no event).
-    pub happened: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    #[param(inline)]
+    pub bucket: Option<Bucket>,
+    /// Posted at or after; requires `to`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// The originating event happened at or after; requires `event_to`.
+    pub event_from: Option<DateTime<Utc>>,
+    pub event_to: Option<DateTime<Utc>>,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
 /// One posting on a holder's account, with its entry's context.
@@ -655,10 +672,11 @@ pub async fn history(
     pool: &PgPool,
     actor: &Actor,
     owner: Owner,
+    asset_id: Option<Uuid>,
     filter: ActivityFilter,
 ) -> Result<Page<ActivityRow>> {
-    let rows = repo::history(pool, actor.organization_id, owner, &filter).await?;
-    Ok(Page::from_rows(rows, filter.limit, |r| {
+    let rows = repo::history(pool, actor.organization_id, owner, asset_id, &filter).await?;
+    Ok(Page::from_rows(rows, filter.page.limit, |r| {
         Cursor::at(r.created_at, r.posting_id)
     }))
 }
@@ -669,8 +687,7 @@ pub async fn history(
 pub struct Statement {
     pub asset_id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Bucket>)]
-    pub bucket: Option<&'static str>,
+    pub bucket: Option<Bucket>,
     pub opening_balance: String,
     pub closing_balance: String,
     pub from: Option<DateTime<Utc>>,
@@ -695,9 +712,9 @@ pub async fn statement(
         bucket: filter.bucket,
         opening_balance: crate::money::format(opening, scale),
         closing_balance: crate::money::format(closing, scale),
-        from: filter.created.map(|(from, _)| from),
-        to: filter.created.map(|(_, to)| to),
-        page: Page::from_rows(rows, filter.limit, |r| {
+        from: filter.from,
+        to: filter.to,
+        page: Page::from_rows(rows, filter.page.limit, |r| {
             Cursor::at(r.created_at, r.posting_id)
         }),
     })

@@ -239,10 +239,10 @@ pub async fn list_entries(
         q.push(" AND e.reference_id = ")
             .push_bind(reference_id.clone());
     }
-    if let Some(from) = f.created.0 {
+    if let Some(from) = f.from {
         q.push(" AND e.created_at >= ").push_bind(from);
     }
-    if let Some(to) = f.created.1 {
+    if let Some(to) = f.to {
         q.push(" AND e.created_at <= ").push_bind(to);
     }
     let posting_filter = f.asset_id.is_some()
@@ -286,7 +286,7 @@ pub async fn list_entries(
         }
         q.push(")");
     }
-    order.push(&mut q, "e.id", f.cursor.clone(), f.limit);
+    order.push(&mut q, "e.id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
 }
 
@@ -356,24 +356,15 @@ const ACTIVITY_FROM: &str = "FROM postings x
    WHERE x.organization_id = $1 AND x.entity_type = $2 AND x.entity_id = $3
      AND ($4::uuid IS NULL OR x.asset_id = $4) AND ($5::text IS NULL OR x.bucket = $5)";
 
-type Window = (
-    Option<chrono::DateTime<chrono::Utc>>,
-    Option<chrono::DateTime<chrono::Utc>>,
-);
-
-fn ends(window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>) -> Window {
-    window.map_or((None, None), |(from, to)| (Some(from), Some(to)))
-}
-
 pub async fn history(
     pool: &PgPool,
     organization_id: Uuid,
     owner: super::Owner,
+    asset_id: Option<Uuid>,
     f: &super::ActivityFilter,
 ) -> sqlx::Result<Vec<super::ActivityRow>> {
-    let (from, to) = ends(f.created);
-    let (event_from, event_to) = ends(f.happened);
     let (after_key, after_id) = f
+        .page
         .cursor
         .as_ref()
         .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
@@ -388,15 +379,15 @@ pub async fn history(
     .bind(organization_id)
     .bind(owner.entity_type())
     .bind(owner.entity_id())
-    .bind(f.asset_id)
+    .bind(asset_id)
     .bind(f.bucket)
-    .bind(from)
-    .bind(to)
-    .bind(event_from)
-    .bind(event_to)
+    .bind(f.from)
+    .bind(f.to)
+    .bind(f.event_from)
+    .bind(f.event_to)
     .bind(after_key)
     .bind(after_id)
-    .bind(f.limit)
+    .bind(f.page.limit)
     .fetch_all(pool)
     .await
 }
@@ -409,7 +400,6 @@ pub async fn statement_bounds(
     asset_id: Uuid,
     f: &super::ActivityFilter,
 ) -> sqlx::Result<(Decimal, Decimal)> {
-    let (from, to) = ends(f.created);
     sqlx::query_as(
         "SELECT COALESCE(sum(amount) FILTER (WHERE $6::timestamptz IS NOT NULL AND created_at < $6), 0),
                 COALESCE(sum(amount) FILTER (WHERE $7::timestamptz IS NULL OR created_at <= $7), 0)
@@ -422,8 +412,8 @@ pub async fn statement_bounds(
     .bind(owner.entity_id())
     .bind(asset_id)
     .bind(f.bucket)
-    .bind(from)
-    .bind(to)
+    .bind(f.from)
+    .bind(f.to)
     .fetch_one(pool)
     .await
 }
@@ -435,8 +425,8 @@ pub async fn statement_lines(
     asset_id: Uuid,
     f: &super::ActivityFilter,
 ) -> sqlx::Result<Vec<super::ActivityRow>> {
-    let (from, to) = ends(f.created);
     let (after_key, after_id) = f
+        .page
         .cursor
         .as_ref()
         .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
@@ -455,11 +445,11 @@ pub async fn statement_lines(
     .bind(owner.entity_id())
     .bind(Some(asset_id))
     .bind(f.bucket)
-    .bind(from)
-    .bind(to)
+    .bind(f.from)
+    .bind(f.to)
     .bind(after_key)
     .bind(after_id)
-    .bind(f.limit)
+    .bind(f.page.limit)
     .fetch_all(pool)
     .await
 }

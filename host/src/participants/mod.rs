@@ -8,7 +8,8 @@ pub mod state;
 use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Order, Page};
+use crate::pagination::{Cursor, Order, Page, PageParams};
+use crate::validation::SortDir;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -29,13 +30,19 @@ crate::vocabulary!(
         Closed = "CLOSED",
     }
 );
-pub const STATUSES: &[&str] = ParticipantStatus::NAMES;
 
 /// A participant as a client names one: by our id or by their own external id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Party {
     External(String),
     Id(Uuid),
+}
+
+impl Party {
+    /// The party named by an external id, or else by a participant id, as the wire names one.
+    pub fn named(external_id: Option<String>, id: Option<Uuid>) -> Option<Party> {
+        external_id.map(Party::External).or(id.map(Party::Id))
+    }
 }
 
 impl std::fmt::Display for Party {
@@ -155,37 +162,64 @@ pub struct Detail {
 }
 
 #[derive(Default)]
-pub struct Profile {
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub display_name: Option<String>,
-}
-
+/// Creates the participant, or updates the one with this `external_id`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = UpsertParticipant, example = json!({"external_id": "user_123", "email": "ada@example.com",
+    "program_id": "550e8400-e29b-41d4-a716-446655440000", "tags": ["vip"]}))]
 pub struct Upsert {
+    #[schema(min_length = 1, max_length = 255)]
     pub external_id: String,
+    /// Enrolls the participant in this program.
     pub program_id: Option<Uuid>,
     pub status: Option<ParticipantStatus>,
-    pub profile: Profile,
+    #[schema(min_length = 1, max_length = 255, format = "email")]
+    pub email: Option<String>,
+    #[schema(min_length = 1, max_length = 50)]
+    pub phone: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
+    pub first_name: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
+    pub last_name: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
+    pub display_name: Option<String>,
+    /// String values of at most 1000 characters.
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub attributes: Vec<(String, String)>,
+    /// Replaces the tags; each at most 255 characters.
     pub tags: Option<Vec<String>>,
 }
 
-#[derive(Default)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ParticipantFilter {
+    #[param(min_length = 1, max_length = 255)]
     pub external_id: Option<String>,
     pub program_id: Option<Uuid>,
-    pub status: Option<&'static str>,
+    #[param(inline)]
+    pub status: Option<ParticipantStatus>,
+    /// Part of the external id, email or a name, case-insensitive.
+    #[param(min_length = 1, max_length = 255)]
     pub search: Option<String>,
-    pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub sort_by: &'static str,
+    /// Created at or after; requires `to`.
+    pub from: Option<DateTime<Utc>>,
+    /// Created at or before; requires `from`.
+    pub to: Option<DateTime<Utc>>,
+    #[param(value_type = Option<ParticipantSort>, inline)]
+    pub sort_by: ParticipantSort,
+    #[param(rename = "sort_dir", value_type = Option<SortDir>, inline)]
     pub ascending: bool,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
-crate::api_enum!(pub ParticipantSort = SORT_KEYS ["created_at", "external_id", "status"]);
+crate::vocabulary!(
+    /// The orders a participant list can be in.
+    pub enum ParticipantSort {
+        CreatedAt = "created_at",
+        ExternalId = "external_id",
+        Status = "status",
+    }
+);
 
 /// Creates the participant, or updates the one with the same `external_id`. Returns whether it was created.
 pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Detail, bool)> {
@@ -251,8 +285,8 @@ pub async fn list(
     filter: ParticipantFilter,
 ) -> Result<Page<Participant>> {
     let order = Order {
-        column: filter.sort_by,
-        sql_type: if filter.sort_by == "created_at" {
+        column: filter.sort_by.as_str(),
+        sql_type: if filter.sort_by == ParticipantSort::CreatedAt {
             "timestamptz"
         } else {
             "text"
@@ -261,11 +295,15 @@ pub async fn list(
     };
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
     let sort_by = filter.sort_by;
-    Ok(Page::from_rows(rows, filter.limit, |p| match sort_by {
-        "external_id" => Cursor::new(&p.external_id, p.id),
-        "status" => Cursor::new(p.status, p.id),
-        _ => Cursor::at(p.created_at, p.id),
-    }))
+    Ok(Page::from_rows(
+        rows,
+        filter.page.limit,
+        |p| match sort_by {
+            ParticipantSort::ExternalId => Cursor::new(&p.external_id, p.id),
+            ParticipantSort::Status => Cursor::new(p.status, p.id),
+            ParticipantSort::CreatedAt => Cursor::at(p.created_at, p.id),
+        },
+    ))
 }
 
 /// What a wasm rule sees of the participant's balances: AVAILABLE per asset, at the asset's scale.
@@ -291,13 +329,12 @@ pub async fn balances(
     actor: &Actor,
     id: Uuid,
     asset_id: Option<Uuid>,
-    cursor: Option<Cursor>,
-    limit: i64,
+    page: PageParams,
 ) -> Result<Page<BalanceRow>> {
     repo::find(pool, actor.organization_id, id)
         .await?
         .ok_or(Error::NotFound("participant"))?;
-    let after = cursor.map(|c| c.id);
+    let (after, limit) = (page.cursor.map(|c| c.id), page.limit);
     let rows = repo::balances(
         pool,
         actor.organization_id,
@@ -364,11 +401,23 @@ pub fn check_email(field: &str, email: &str) -> Result<(), FieldError> {
     }
 }
 
-/// Profile changes of E20; `Some("")` clears a field.
-#[derive(Default)]
+/// Only the fields given change; an empty string clears a profile field. Status has its own endpoint.
+#[derive(Default, utoipa::ToSchema)]
+#[schema(as = UpdateParticipant)]
 pub struct ProfilePatch {
+    #[schema(min_length = 1, max_length = 255)]
     pub external_id: Option<String>,
-    pub profile: Profile,
+    #[schema(max_length = 255)]
+    pub email: Option<String>,
+    #[schema(max_length = 50)]
+    pub phone: Option<String>,
+    #[schema(max_length = 255)]
+    pub first_name: Option<String>,
+    #[schema(max_length = 255)]
+    pub last_name: Option<String>,
+    #[schema(max_length = 255)]
+    pub display_name: Option<String>,
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub attributes: Vec<(String, String)>,
     pub tags: Option<Vec<String>>,
 }
@@ -396,7 +445,7 @@ async fn locked(
 
 pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: ProfilePatch) -> Result<Detail> {
     let (mut tx, origin) = locked(pool, actor, id).await?;
-    repo::update_profile(&mut tx, id, patch.external_id.as_deref(), &patch.profile)
+    repo::update_profile(&mut tx, id, &patch)
         .await
         .on_constraint("participants_external_id_unique", || {
             Error::conflict("another participant already has this external_id")

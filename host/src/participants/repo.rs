@@ -31,11 +31,11 @@ pub async fn upsert(
     .bind(organization_id)
     .bind(&u.external_id)
     .bind(u.status)
-    .bind(&u.profile.email)
-    .bind(&u.profile.phone)
-    .bind(&u.profile.first_name)
-    .bind(&u.profile.last_name)
-    .bind(&u.profile.display_name)
+    .bind(&u.email)
+    .bind(&u.phone)
+    .bind(&u.first_name)
+    .bind(&u.last_name)
+    .bind(&u.display_name)
     .fetch_one(conn)
     .await
 }
@@ -306,13 +306,13 @@ pub async fn list(
         }
         q.push(")");
     }
-    if let Some((from, to)) = f.created {
+    if let (Some(from), Some(to)) = (f.from, f.to) {
         q.push(" AND created_at BETWEEN ")
             .push_bind(from)
             .push(" AND ")
             .push_bind(to);
     }
-    order.push(&mut q, "id", f.cursor.clone(), f.limit);
+    order.push(&mut q, "id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
 }
 
@@ -352,8 +352,7 @@ pub async fn balances(
 pub async fn update_profile(
     conn: &mut PgConnection,
     id: Uuid,
-    external_id: Option<&str>,
-    p: &super::Profile,
+    p: &super::ProfilePatch,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE participants SET
@@ -367,7 +366,7 @@ pub async fn update_profile(
           WHERE id = $1",
     )
     .bind(id)
-    .bind(external_id)
+    .bind(&p.external_id)
     .bind(&p.email)
     .bind(&p.phone)
     .bind(&p.first_name)

@@ -460,15 +460,24 @@ fn text(value: Decimal) -> String {
     value.normalize().to_string()
 }
 
-#[derive(Debug, Default)]
+/// Which state changes E47 lists; pages hold at most 100.
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryFilter {
+    #[param(value_type = Option<StateType>, inline)]
     pub state_type: Option<&'static str>,
+    #[param(min_length = 1, max_length = 255)]
     pub key: Option<String>,
+    #[param(value_type = Option<StateOperation>, inline)]
     pub operation: Option<&'static str>,
     pub program_id: Option<Uuid>,
-    pub changed: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub cursor: Option<Cursor>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// State history pages hold at most 100 rows.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: i64,
+    #[param(value_type = Option<String>, min_length = 1, max_length = 1000)]
+    pub cursor: Option<Cursor>,
 }
 
 /// E47, newest first.
@@ -477,9 +486,6 @@ pub async fn history(
     participant: Uuid,
     f: &HistoryFilter,
 ) -> sqlx::Result<Page<HistoryEntry>> {
-    let (from, to) = f
-        .changed
-        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
     let (after_key, after_id) = f
         .cursor
         .as_ref()
@@ -501,8 +507,8 @@ pub async fn history(
     .bind(&f.key)
     .bind(f.operation)
     .bind(f.program_id)
-    .bind(from)
-    .bind(to)
+    .bind(f.from)
+    .bind(f.to)
     .bind(after_key)
     .bind(after_id)
     .bind(f.limit)

@@ -4,8 +4,8 @@ mod repo;
 
 use crate::error::{Error, Result};
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Order, Page};
-use crate::validation::Patch;
+use crate::pagination::{Cursor, Order, Page, PageParams};
+use crate::validation::{Patch, SortDir};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -21,14 +21,27 @@ crate::vocabulary!(
         Archived = "ARCHIVED",
     }
 );
-pub const STATUSES: &[&str] = ProgramStatus::NAMES;
-crate::api_enum!(
+crate::vocabulary!(
     /// What an event for an unknown `external_id` does: create the participant, or fail.
-    pub UnknownParticipantPolicy = UNKNOWN_PARTICIPANT_POLICIES ["CREATE", "REJECT"]
+    pub enum UnknownParticipantPolicy {
+        Create = "CREATE",
+        Reject = "REJECT",
+    }
 );
-crate::api_enum!(
+crate::vocabulary!(
     /// Where redeemed value goes.
-    pub RedemptionTarget = REDEMPTION_TARGETS ["SYSTEM_REDEMPTION", "SYSTEM_BREAKAGE", "LEDGER_ENTITY"]
+    pub enum RedemptionTarget {
+        SystemRedemption = "SYSTEM_REDEMPTION",
+        SystemBreakage = "SYSTEM_BREAKAGE",
+        LedgerEntity = "LEDGER_ENTITY",
+    }
+);
+crate::vocabulary!(
+    /// The orders a program list can be in.
+    pub enum ProgramSort {
+        CreatedAt = "created_at",
+        Name = "name",
+    }
 );
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -37,40 +50,59 @@ pub struct Program {
     #[schema(example = "Coffee Rewards")]
     pub name: String,
     pub description: Option<String>,
-    #[schema(value_type = UnknownParticipantPolicy)]
-    pub on_unknown_participant: String,
+    pub on_unknown_participant: UnknownParticipantPolicy,
     pub status: ProgramStatus,
-    #[schema(value_type = RedemptionTarget)]
-    pub redemption_target_type: String,
+    pub redemption_target_type: RedemptionTarget,
     pub redemption_target_entity_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+#[derive(utoipa::ToSchema)]
+#[schema(as = CreateProgram, example = json!({"name": "Coffee Rewards", "description": "Earn points on every purchase"}))]
 pub struct NewProgram {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
-    pub on_unknown_participant: &'static str,
+    /// Default CREATE.
+    #[schema(value_type = Option<UnknownParticipantPolicy>)]
+    pub on_unknown_participant: UnknownParticipantPolicy,
 }
 
-#[derive(Default)]
+#[derive(Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProgramFilter {
+    /// Show archived programs too (a `status` filter does as well).
+    #[param(value_type = Option<bool>)]
     pub include_archived: bool,
-    pub status: Option<&'static str>,
+    #[param(inline)]
+    pub status: Option<ProgramStatus>,
+    /// Part of the name, case-insensitive.
+    #[param(min_length = 1, max_length = 255)]
     pub search: Option<String>,
-    pub sort_by_name: bool,
+    #[param(inline)]
+    pub sort_by: Option<ProgramSort>,
+    #[param(rename = "sort_dir", value_type = Option<SortDir>, inline)]
     pub ascending: bool,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
+/// Only the fields given change; at least one is required.
+#[derive(utoipa::ToSchema)]
+#[schema(as = UpdateProgram, example = json!({"status": "SUSPENDED"}))]
 pub struct ProgramPatch {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub description: Patch<String>,
-    pub on_unknown_participant: Option<&'static str>,
+    pub on_unknown_participant: Option<UnknownParticipantPolicy>,
     pub status: Option<ProgramStatus>,
-    pub redemption_target_type: Option<&'static str>,
+    pub redemption_target_type: Option<RedemptionTarget>,
+    /// Required with LEDGER_ENTITY, omitted otherwise.
+    #[schema(value_type = Option<Uuid>)]
     pub redemption_target_entity_id: Patch<Uuid>,
 }
 
@@ -85,23 +117,15 @@ pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Program> {
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: ProgramFilter) -> Result<Page<Program>> {
+    let by_name = filter.sort_by == Some(ProgramSort::Name);
     let order = Order {
-        column: if filter.sort_by_name {
-            "name"
-        } else {
-            "created_at"
-        },
-        sql_type: if filter.sort_by_name {
-            "text"
-        } else {
-            "timestamptz"
-        },
+        column: if by_name { "name" } else { "created_at" },
+        sql_type: if by_name { "text" } else { "timestamptz" },
         descending: !filter.ascending,
     };
-    let limit = filter.limit;
     let rows = repo::list(pool, actor.organization_id, &filter, order).await?;
-    Ok(Page::from_rows(rows, limit, |p| {
-        if filter.sort_by_name {
+    Ok(Page::from_rows(rows, filter.page.limit, |p| {
+        if by_name {
             Cursor::new(&p.name, p.id)
         } else {
             Cursor::at(p.created_at, p.id)
@@ -128,10 +152,10 @@ pub async fn update(
         Patch::Absent => {}
     }
     if let Some(policy) = patch.on_unknown_participant {
-        program.on_unknown_participant = policy.into();
+        program.on_unknown_participant = policy;
     }
     if let Some(target) = patch.redemption_target_type {
-        program.redemption_target_type = target.into();
+        program.redemption_target_type = target;
         program.redemption_target_entity_id = match patch.redemption_target_entity_id {
             Patch::Set(entity) => Some(entity),
             _ => None,
@@ -160,7 +184,7 @@ pub async fn is_active(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> 
 pub struct Policy {
     pub id: Uuid,
     pub status: ProgramStatus,
-    pub on_unknown_participant: String,
+    pub on_unknown_participant: UnknownParticipantPolicy,
 }
 
 /// The policies of these programs, by id, read in the caller's transaction.

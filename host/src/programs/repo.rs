@@ -72,7 +72,7 @@ pub async fn list(
         q.push(" AND name ILIKE ")
             .push_bind(crate::search::like_pattern(search));
     }
-    order.push(&mut q, "id", filter.cursor.clone(), filter.limit);
+    order.push(&mut q, "id", filter.page.cursor.clone(), filter.page.limit);
     q.build_query_as().fetch_all(pool).await
 }
 
@@ -85,9 +85,9 @@ pub async fn save(conn: &mut PgConnection, p: &Program) -> sqlx::Result<Program>
     .bind(p.id)
     .bind(&p.name)
     .bind(&p.description)
-    .bind(&p.on_unknown_participant)
+    .bind(p.on_unknown_participant)
     .bind(p.status)
-    .bind(&p.redemption_target_type)
+    .bind(p.redemption_target_type)
     .bind(p.redemption_target_entity_id)
     .bind(p.deleted_at)
     .fetch_one(conn)

@@ -5,27 +5,35 @@ mod repo;
 use crate::error::Result;
 use crate::money;
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Page};
+use crate::pagination::{Cursor, Page, PageParams};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, sqlx::FromRow)]
+/// One program's activity; totals are decimal strings.
+#[derive(Debug, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = ProgramActivity)]
 pub struct ActivityRow {
     pub program_id: Uuid,
     pub program_name: String,
+    #[schema(ignore)]
     pub created_at: DateTime<Utc>,
     pub event_count: i64,
     pub journal_count: i64,
+    #[schema(value_type = String, example = "1500")]
     pub total_issued: Decimal,
+    #[schema(value_type = String, example = "200")]
     pub total_redeemed: Decimal,
     pub unique_participants: i64,
     pub last_activity_at: Option<DateTime<Utc>>,
     pub asset_count: i64,
     pub rule_count: i64,
+    pub tier_count: i64,
+    pub reward_count: i64,
     /// Largest scale among the program's assets: totals are rendered with that many decimals.
+    #[schema(ignore)]
     pub scale: i16,
 }
 
@@ -42,22 +50,25 @@ impl Serialize for ActivityRow {
             "last_activity_at": self.last_activity_at,
             "asset_count": self.asset_count,
             "rule_count": self.rule_count,
-            // Tiers and the rewards catalogue are not built yet; no program can have any.
-            "tier_count": 0,
-            "reward_count": 0,
+            "tier_count": self.tier_count,
+            "reward_count": self.reward_count,
         })
         .serialize(s)
     }
 }
 
-#[derive(Debug, Default)]
+/// `from` scopes `event_count`, `total_issued` and `total_redeemed`; programs with no activity in the window
+/// are left out.
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
-    /// Only programs whose latest ledger entry is after this instant; does not scope the metrics.
+    /// Only programs with ledger activity after this instant.
     pub since: Option<DateTime<Utc>>,
-    /// Scopes `event_count`, `total_issued` and `total_redeemed`; programs with no activity in it are left out.
-    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    /// Scopes the counts and totals; requires `to`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
 /// E119. `total_issued` is value credited to participants; `total_redeemed` is value taken back from them by
@@ -68,7 +79,7 @@ pub async fn program_activity(
     query: ActivityQuery,
 ) -> Result<Page<ActivityRow>> {
     let rows = repo::program_activity(pool, actor.organization_id, &query).await?;
-    Ok(Page::from_rows(rows, query.limit, |r| {
+    Ok(Page::from_rows(rows, query.page.limit, |r| {
         Cursor::at(r.created_at, r.program_id)
     }))
 }

@@ -7,10 +7,8 @@ pub async fn program_activity(
     organization_id: Uuid,
     q: &ActivityQuery,
 ) -> sqlx::Result<Vec<ActivityRow>> {
-    let (from, to) = q
-        .window
-        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
     let (after_key, after_id) = q
+        .page
         .cursor
         .as_ref()
         .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
@@ -45,8 +43,10 @@ pub async fn program_activity(
                     (SELECT COALESCE(max(a.scale), 0::smallint) FROM program_assets pa JOIN assets a ON a.id = pa.asset_id
                       WHERE pa.program_id = p.id) AS scale
                FROM program p)
+         -- Tiers and the rewards catalogue are not built yet: no program has any.
          SELECT program_id, program_name, created_at, event_count, journal_count, total_issued, total_redeemed,
-                unique_participants, last_activity_at, asset_count, rule_count, scale
+                unique_participants, last_activity_at, asset_count, rule_count, 0::bigint AS tier_count,
+                0::bigint AS reward_count, scale
            FROM activity
           WHERE ($2::timestamptz IS NULL OR last_activity_at > $2)
             AND ($3::timestamptz IS NULL OR event_count > 0 OR window_entries > 0)
@@ -55,11 +55,11 @@ pub async fn program_activity(
     )
     .bind(organization_id)
     .bind(q.since)
-    .bind(from)
-    .bind(to)
+    .bind(q.from)
+    .bind(q.to)
     .bind(after_key)
     .bind(after_id)
-    .bind(q.limit)
+    .bind(q.page.limit)
     .fetch_all(pool)
     .await
 }

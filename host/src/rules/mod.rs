@@ -13,7 +13,7 @@ mod simulate;
 use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
 use crate::organizations::Actor;
-use crate::pagination::{Cursor, Order, Page};
+use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::validation::Patch;
 use crate::wasm;
 use chrono::{DateTime, Utc};
@@ -30,7 +30,7 @@ pub use compiled::{
     Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, ModuleRun, RuleCache, Skipped,
     Step, TargetRef,
 };
-pub use simulate::SampleState;
+pub use simulate::{SampleState, Simulation};
 
 crate::vocabulary!(
     /// Only ACTIVE rules run; an ARCHIVED rule is frozen.
@@ -41,28 +41,36 @@ crate::vocabulary!(
     }
 );
 pub const STATUSES: &[&str] = RuleStatus::NAMES;
-#[derive(Debug, Clone, sqlx::FromRow)]
+
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Rule {
     pub id: Uuid,
     pub program_id: Uuid,
     pub name: String,
     pub description: Option<String>,
     pub condition: String,
+    /// Empty for wasm rules.
+    #[schema(value_type = Vec<Action>)]
     pub actions: sqlx::types::Json<Vec<Action>>,
     pub order: i32,
     pub stop_after_match: bool,
     pub active_from: Option<DateTime<Utc>>,
     pub active_to: Option<DateTime<Utc>>,
     pub status: RuleStatus,
+    #[schema(ignore)]
     pub history_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
-    /// A wasm rule's module, its `config` (passed to the module as JSON) and its `limits`.
+    // A wasm rule's module, its `config` (passed to the module as JSON) and its `limits`.
     pub module_id: Option<Uuid>,
+    #[schema(rename = "config", value_type = Option<Object>)]
     pub module_config: Option<sqlx::types::Json<Value>>,
+    /// The limits in force for a wasm rule.
+    #[schema(rename = "limits", value_type = Option<ModuleLimits>)]
     pub module_limits: Option<sqlx::types::Json<ModuleLimits>>,
     #[sqlx(skip)]
+    #[schema(value_type = Vec<budgets::BudgetView>)]
     pub budgets: Vec<budgets::Budget>,
 }
 
@@ -196,14 +204,18 @@ impl ModulePatch {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RuleFilter {
     pub program_id: Option<Uuid>,
+    #[param(value_type = Option<bool>)]
     pub include_archived: bool,
-    pub status: Option<&'static str>,
+    #[param(inline)]
+    pub status: Option<RuleStatus>,
+    #[param(min_length = 1, max_length = 255)]
     pub search: Option<String>,
-    pub cursor: Option<Cursor>,
-    pub limit: i64,
+    #[param(ignore)]
+    pub page: PageParams,
 }
 
 pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> {
@@ -281,7 +293,7 @@ pub async fn list(pool: &PgPool, actor: &Actor, filter: RuleFilter) -> Result<Pa
         repo::list(pool, actor.organization_id, &filter, order).await?,
     )
     .await?;
-    Ok(Page::from_rows(rows, filter.limit, |r| {
+    Ok(Page::from_rows(rows, filter.page.limit, |r| {
         Cursor::new(r.order, r.id)
     }))
 }
@@ -429,14 +441,14 @@ pub async fn reset_budget(
     actor: &Actor,
     id: Uuid,
     asset_id: Uuid,
-) -> Result<budgets::Budget> {
+) -> Result<budgets::BudgetView> {
     get(pool, actor, id).await?;
     let mut tx = pool.begin().await?;
     let budget = budgets::reset(&mut tx, id, asset_id)
         .await?
         .ok_or(Error::NotFound("budget"))?;
     tx.commit().await?;
-    Ok(budget)
+    Ok(budget.view())
 }
 
 /// Fills in the budgets of rules read from the database.
@@ -658,7 +670,7 @@ pub async fn simulate(
     id: Uuid,
     event: Value,
     state: SampleState,
-) -> Result<Value> {
+) -> Result<Simulation> {
     let rule = get(pool, actor, id).await?;
     let module = match rule.module_id {
         None => None,
@@ -671,12 +683,30 @@ pub async fn simulate(
     simulate::simulate(pool, runtime, actor, rule, module, event, state).await
 }
 
-/// E96: whether a condition compiles. An invalid condition is an answer, not an error.
-pub fn validate(condition: &str) -> Value {
+/// Whether a condition compiles. An invalid condition is an answer (`valid: false`), not an error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Validity {
+    pub valid: bool,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+pub fn validate(condition: &str) -> Validity {
     match cel::compile(condition) {
-        Ok(_) => json!({"valid": true, "message": "CEL condition is valid",
-                        "note": "Only syntax was checked; field references are resolved against each event at run time."}),
-        Err(message) => json!({"valid": false, "message": message}),
+        Ok(_) => Validity {
+            valid: true,
+            message: "CEL condition is valid".into(),
+            note: Some(
+                "Only syntax was checked; field references are resolved against each event at run time."
+                    .into(),
+            ),
+        },
+        Err(message) => Validity {
+            valid: false,
+            message,
+            note: None,
+        },
     }
 }
 
@@ -700,12 +730,19 @@ pub struct HistoryEntry {
     pub snapshot: sqlx::types::Json<Value>,
 }
 
-#[derive(Debug, Default)]
+/// Which changes E92 lists; pages hold 20 by default, at most 100.
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryFilter {
+    #[param(value_type = Option<ChangeType>, inline)]
     pub change_type: Option<&'static str>,
-    pub changed: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub cursor: Option<Cursor>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Rule history pages hold 20 by default, at most 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: i64,
+    #[param(value_type = Option<String>, min_length = 1, max_length = 1000)]
+    pub cursor: Option<Cursor>,
 }
 
 crate::api_enum!(pub ChangeType = CHANGE_TYPES ["created", "updated", "archived", "suspended", "activated"]);

@@ -148,7 +148,7 @@ pub async fn list(
         q.push(" AND name ILIKE ")
             .push_bind(crate::search::like_pattern(search));
     }
-    order.push(&mut q, "id", f.cursor.clone(), f.limit);
+    order.push(&mut q, "id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
 }
 
@@ -166,9 +166,6 @@ pub async fn history(
     rule_id: Uuid,
     f: &super::HistoryFilter,
 ) -> sqlx::Result<Vec<super::HistoryEntry>> {
-    let (from, to) = f
-        .changed
-        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
     let (after_key, after_id) = f
         .cursor
         .as_ref()
@@ -185,8 +182,8 @@ pub async fn history(
     )
     .bind(rule_id)
     .bind(f.change_type)
-    .bind(from)
-    .bind(to)
+    .bind(f.from)
+    .bind(f.to)
     .bind(after_key)
     .bind(after_id)
     .bind(f.limit)

@@ -3,7 +3,7 @@
 
 use super::cel::{self, EvalError, Variables};
 use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
-use super::evaluation::{self, Actions, Decision};
+use super::evaluation::{self, Actions, Decision, EvaluationReason};
 use super::{
     Action, AttributeAction, CounterAction, CreditAction, DebitAction, ForfeitAction, HoldAction,
     Rule, TagAction, Target, VoidHoldAction,
@@ -14,17 +14,83 @@ use crate::organizations::Actor;
 use crate::wasm;
 use chrono::Utc;
 use rust_decimal::Decimal;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
 
 /// The participant state a simulation assumes (all optional in the request).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, utoipa::ToSchema)]
 pub struct SampleState {
+    #[schema(value_type = Option<Vec<String>>)]
     pub tags: Vec<String>,
+    #[schema(value_type = Option<Object>)]
     pub counters: Map<String, Value>,
+    #[schema(value_type = Option<Object>)]
     pub attributes: Map<String, Value>,
+}
+
+/// What a rule would do with a sample event; nothing is written.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Simulation {
+    pub rule: RuleSummary,
+    pub evaluation: SimulatedEvaluation,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RuleSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub condition: String,
+    pub order: i32,
+    pub stop_after_match: bool,
+}
+
+crate::vocabulary!(
+    /// How a simulated evaluation ended.
+    pub enum SimulationStatus {
+        Evaluated = "evaluated",
+        ConditionFailed = "condition_failed",
+        ModuleFailed = "module_failed",
+    }
+);
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SimulatedEvaluation {
+    pub matched: bool,
+    /// `evaluated`, `condition_failed` or `module_failed`.
+    #[schema(value_type = String)]
+    pub status: SimulationStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Wasm rules that failed: why they were stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub error_code: Option<EvaluationReason>,
+    /// What each action would do, next to the action as written (or as the module returned it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub results: Option<Vec<Value>>,
+    /// Wasm rules only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_consumed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
+}
+
+impl SimulatedEvaluation {
+    fn new(matched: bool, status: SimulationStatus) -> Self {
+        SimulatedEvaluation {
+            matched,
+            status,
+            reason: None,
+            error_code: None,
+            results: None,
+            fuel_consumed: None,
+            logs: None,
+        }
+    }
 }
 
 pub async fn simulate(
@@ -35,9 +101,14 @@ pub async fn simulate(
     module: Option<std::result::Result<wasm::Prepared, String>>,
     event: Value,
     state: SampleState,
-) -> Result<Value> {
-    let summary = json!({"id": rule.id, "name": rule.name, "condition": rule.condition, "order": rule.order,
-                         "stop_after_match": rule.stop_after_match});
+) -> Result<Simulation> {
+    let summary = RuleSummary {
+        id: rule.id,
+        name: rule.name.clone(),
+        condition: rule.condition.clone(),
+        order: rule.order,
+        stop_after_match: rule.stop_after_match,
+    };
     let written: Vec<Value> = rule.actions.0.iter().map(|a| json!(a)).collect();
     let program_id = rule.program_id;
     let compiled = CompiledRule::compile(rule, module);
@@ -61,12 +132,16 @@ pub async fn simulate(
     })
     .await;
     let mut evaluation = match evaluated.decision {
-        Decision::ConditionFailed(reason) => {
-            json!({"matched": false, "status": "condition_failed", "reason": reason})
-        }
-        Decision::NoMatch => json!({"matched": false, "status": "evaluated"}),
-        Decision::ModuleSkipped(skipped) => json!({"matched": true, "status": "module_failed",
-                                                   "reason": skipped.message, "error_code": skipped.reason}),
+        Decision::ConditionFailed(reason) => SimulatedEvaluation {
+            reason: Some(reason),
+            ..SimulatedEvaluation::new(false, SimulationStatus::ConditionFailed)
+        },
+        Decision::NoMatch => SimulatedEvaluation::new(false, SimulationStatus::Evaluated),
+        Decision::ModuleSkipped(skipped) => SimulatedEvaluation {
+            reason: Some(skipped.message),
+            error_code: Some(skipped.reason),
+            ..SimulatedEvaluation::new(true, SimulationStatus::ModuleFailed)
+        },
         Decision::Act(actions) => {
             let described: Vec<(Value, &CompiledAction)> = match &actions {
                 Actions::Written(own) => written.into_iter().zip(own.iter()).collect(),
@@ -76,14 +151,20 @@ pub async fn simulate(
                     .collect(),
             };
             let results = results(pool, actor, &vars, &state, described).await;
-            json!({"matched": true, "status": "evaluated", "results": results})
+            SimulatedEvaluation {
+                results: Some(results),
+                ..SimulatedEvaluation::new(true, SimulationStatus::Evaluated)
+            }
         }
     };
     if let Some(trace) = evaluated.module {
-        evaluation["fuel_consumed"] = json!(trace.fuel);
-        evaluation["logs"] = json!(trace.logs);
+        evaluation.fuel_consumed = Some(trace.fuel);
+        evaluation.logs = Some(trace.logs);
     }
-    Ok(json!({"rule": summary, "evaluation": evaluation}))
+    Ok(Simulation {
+        rule: summary,
+        evaluation,
+    })
 }
 
 /// What each action would do, next to the action as written (or as the module returned it).

@@ -89,18 +89,37 @@ impl Budget {
     }
 }
 
+/// A budget as the API shows it: amounts at the asset's scale.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Budget)]
+pub struct BudgetView {
+    pub asset_id: Uuid,
+    pub limit: String,
+    /// Issued in the current period.
+    pub consumed: String,
+    pub schedule_type: Option<String>,
+    pub cron_expression: Option<String>,
+    pub interval: Option<String>,
+    pub next_reset_at: Option<DateTime<Utc>>,
+}
+
+impl Budget {
+    pub fn view(&self) -> BudgetView {
+        BudgetView {
+            asset_id: self.asset_id,
+            limit: money::format(self.limit, self.scale),
+            consumed: money::format(self.consumed(), self.scale),
+            schedule_type: self.schedule_type.clone(),
+            cron_expression: self.cron_expression.clone(),
+            interval: self.interval.clone(),
+            next_reset_at: self.next_reset_at,
+        }
+    }
+}
+
 impl Serialize for Budget {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serde_json::json!({
-            "asset_id": self.asset_id,
-            "limit": money::format(self.limit, self.scale),
-            "consumed": money::format(self.consumed(), self.scale),
-            "schedule_type": self.schedule_type,
-            "cron_expression": self.cron_expression,
-            "interval": self.interval,
-            "next_reset_at": self.next_reset_at,
-        })
-        .serialize(s)
+        self.view().serialize(s)
     }
 }
 
