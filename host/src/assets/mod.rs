@@ -11,10 +11,8 @@ use crate::validation::Patch;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-
-pub use repo::find_linked;
 
 crate::vocabulary!(
     /// SIMPLE balances are one number; LOT balances are lots with their own expiry.
@@ -280,4 +278,14 @@ pub async fn list_of_program(
         ..Default::default()
     };
     list(pool, actor, filter).await
+}
+
+/// An asset of the organization that is linked to `program_id`.
+pub async fn find_linked(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    program_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Asset>> {
+    repo::find_linked(conn, organization_id, program_id, id).await
 }

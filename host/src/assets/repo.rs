@@ -47,7 +47,6 @@ pub async fn find(pool: &PgPool, organization_id: Uuid, id: Uuid) -> sqlx::Resul
     .await
 }
 
-/// An asset of the organization that is linked to `program_id`.
 pub async fn find_linked(
     conn: &mut PgConnection,
     organization_id: Uuid,

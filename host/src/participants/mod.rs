@@ -17,11 +17,6 @@ use serde_json::{Map, Value};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use repo::{
-    Wait, claim_names, create_many, enroll, find_by_external_id, find_by_external_ids,
-    insert_if_absent, lock, lock_state, lock_states,
-};
-
 crate::vocabulary!(
     /// SUSPENDED and CLOSED participants cannot be credited, debited or counted; value still leaves by forfeit.
     pub enum ParticipantStatus {
@@ -65,7 +60,7 @@ pub async fn find_party(
             .await?
             .then_some(*id),
         Party::External(external_id) => {
-            find_by_external_id(conn, organization_id, external_id).await?
+            repo::find_by_external_id(conn, organization_id, external_id).await?
         }
     };
     found.ok_or(Error::NotFound("participant"))
@@ -357,14 +352,14 @@ pub async fn resolve_external(
     external_id: &str,
     create: bool,
 ) -> Result<Option<Uuid>> {
-    if let Some(id) = find_by_external_id(conn, organization_id, external_id).await? {
+    if let Some(id) = repo::find_by_external_id(conn, organization_id, external_id).await? {
         return Ok(Some(id));
     }
     if !create {
         return Ok(None);
     }
     Ok(Some(
-        insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await?,
+        repo::insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await?,
     ))
 }
 
@@ -576,4 +571,74 @@ pub async fn state_history(
         .await?
         .ok_or(Error::NotFound("participant"))?;
     Ok(state::history(pool, id, &filter).await?)
+}
+
+/// Of these `(organization, external id)`s, the ones this transaction may create a participant for: each is
+/// held (an advisory lock, until commit) by at most one transaction at a time, and one held elsewhere is left
+/// out instead of waited for. Two event batches creating the same participants in different orders would
+/// otherwise each wait on the other's uncommitted insert until the deadlock detector cancels one (1 s).
+pub async fn claim_names(
+    conn: &mut PgConnection,
+    names: &[(Uuid, String)],
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    repo::claim_names(conn, names).await
+}
+
+/// Creates bare participants, `(id, organization, external_id)`, in one statement. One that another
+/// transaction created meanwhile fails the statement on `participants_external_id_unique`: the caller's ids
+/// are already in use elsewhere in its transaction, so it starts over instead.
+pub async fn create_many(
+    conn: &mut PgConnection,
+    rows: &[(Uuid, Uuid, String)],
+) -> sqlx::Result<()> {
+    repo::create_many(conn, rows).await
+}
+
+/// Enrolls `(participant, program)` pairs, reactivating inactive enrollments; repeated pairs are fine.
+pub async fn enroll(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)]) -> sqlx::Result<()> {
+    repo::enroll(conn, pairs).await
+}
+
+/// `(organization, external_id, id)` of the participants these pairs name.
+pub async fn find_by_external_ids(
+    conn: &mut PgConnection,
+    organizations: &[Uuid],
+    external_ids: &[String],
+) -> sqlx::Result<Vec<(Uuid, String, Uuid)>> {
+    repo::find_by_external_ids(conn, organizations, external_ids).await
+}
+
+/// Locks the participants in id order, the one lock order every writer uses. `FOR NO KEY UPDATE`, not
+/// `FOR UPDATE`: writers still exclude each other, but rows that merely reference a participant (an event
+/// being ingested) neither wait for the lock nor get caught in a deadlock with its holders.
+pub async fn lock(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    repo::lock(conn, ids).await
+}
+
+/// Locks the participants in id order, like [`lock`], and reads their state.
+pub async fn lock_state(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<State>> {
+    repo::lock_state(conn, organization_id, ids).await
+}
+
+/// What to do about participants another transaction has locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    Block,
+    /// Leave them out: an event worker defers their events rather than wait for another batch's commit.
+    Skip,
+}
+
+/// Locks the participants (of any organization when `organization_id` is `None`) in id order and reads their
+/// state, including the programs they are actively enrolled in.
+pub async fn lock_states(
+    conn: &mut PgConnection,
+    organization_id: Option<Uuid>,
+    ids: &[Uuid],
+    wait: Wait,
+) -> sqlx::Result<Vec<State>> {
+    repo::lock_states(conn, organization_id, ids, wait).await
 }

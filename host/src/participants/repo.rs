@@ -1,4 +1,4 @@
-use super::{BalanceRow, Order, Participant, ParticipantFilter, State, Upsert};
+use super::{BalanceRow, Order, Participant, ParticipantFilter, State, Upsert, Wait};
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -68,9 +68,6 @@ pub async fn insert_if_absent(
     }
 }
 
-/// Creates bare participants, `(id, organization, external_id)`, in one statement. One that another
-/// transaction created meanwhile fails the statement on `participants_external_id_unique`: the caller's ids
-/// are already in use elsewhere in its transaction, so it starts over instead.
 pub async fn create_many(
     conn: &mut PgConnection,
     rows: &[(Uuid, Uuid, String)],
@@ -98,10 +95,6 @@ pub async fn create_many(
     Ok(())
 }
 
-/// Of these `(organization, external id)`s, the ones this transaction may create a participant for: each is
-/// held (an advisory lock, until commit) by at most one transaction at a time, and one held elsewhere is left
-/// out instead of waited for. Two event batches creating the same participants in different orders would
-/// otherwise each wait on the other's uncommitted insert until the deadlock detector cancels one (1 s).
 pub async fn claim_names(
     conn: &mut PgConnection,
     names: &[(Uuid, String)],
@@ -134,7 +127,6 @@ pub async fn find_by_external_id(
     .await
 }
 
-/// Enrolls `(participant, program)` pairs, reactivating inactive enrollments; repeated pairs are fine.
 pub async fn enroll(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)]) -> sqlx::Result<()> {
     if pairs.is_empty() {
         return Ok(());
@@ -186,9 +178,6 @@ pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> 
     .await
 }
 
-/// Locks the participants in id order, the one lock order every writer uses. `FOR NO KEY UPDATE`, not
-/// `FOR UPDATE`: writers still exclude each other, but rows that merely reference a participant (an event
-/// being ingested) neither wait for the lock nor get caught in a deadlock with its holders.
 pub async fn lock(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
     sqlx::query("SELECT id FROM participants WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
         .bind(ids)
@@ -197,7 +186,6 @@ pub async fn lock(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Locks the participants in id order, like [`lock`], and reads their state.
 pub async fn lock_state(
     conn: &mut PgConnection,
     organization_id: Uuid,
@@ -206,16 +194,6 @@ pub async fn lock_state(
     lock_states(conn, Some(organization_id), ids, Wait::Block).await
 }
 
-/// What to do about participants another transaction has locked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    Block,
-    /// Leave them out: an event worker defers their events rather than wait for another batch's commit.
-    Skip,
-}
-
-/// Locks the participants (of any organization when `organization_id` is `None`) in id order and reads their
-/// state, including the programs they are actively enrolled in.
 pub async fn lock_states(
     conn: &mut PgConnection,
     organization_id: Option<Uuid>,
@@ -245,7 +223,6 @@ pub async fn lock_states(
     .await
 }
 
-/// `(organization, external_id, id)` of the participants these pairs name.
 pub async fn find_by_external_ids(
     conn: &mut PgConnection,
     organizations: &[Uuid],

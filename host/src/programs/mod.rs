@@ -8,10 +8,8 @@ use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::validation::{Patch, SortDir};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-
-pub use repo::lock_for_update;
 
 crate::vocabulary!(
     /// Only an ACTIVE program processes events; an ARCHIVED one is hidden from lists by default.
@@ -194,4 +192,14 @@ pub async fn policies(
 ) -> sqlx::Result<std::collections::HashMap<Uuid, Policy>> {
     let rows = repo::policies(conn, ids).await?;
     Ok(rows.into_iter().map(|p| (p.id, p)).collect())
+}
+
+/// The program, locked against other changes until the transaction ends; `None` when it is not the
+/// organization's.
+pub async fn lock_for_update(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Program>> {
+    repo::lock_for_update(conn, organization_id, id).await
 }

@@ -12,10 +12,9 @@ use crate::money;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use sqlx::PgConnection;
 use std::str::FromStr;
 use uuid::Uuid;
-
-pub use repo::{draw, of_rules, replace, reset};
 
 pub const SLOTS: i16 = 16;
 
@@ -141,6 +140,42 @@ fn split(total: Decimal, scale: i16) -> Vec<Decimal> {
                 * unit
         })
         .collect()
+}
+
+/// Takes `amount` from the rule's budget for the asset. `true` when drawn, or when there is no budget;
+/// `false` when what remains cannot cover it.
+pub async fn draw(
+    conn: &mut PgConnection,
+    rule_id: Uuid,
+    asset_id: Uuid,
+    amount: Decimal,
+    slot: i16,
+) -> sqlx::Result<bool> {
+    repo::draw(conn, rule_id, asset_id, amount, slot).await
+}
+
+/// The budgets of these rules, ordered by rule, with what remains of each in its period.
+pub async fn of_rules(conn: &mut PgConnection, rule_ids: &[Uuid]) -> sqlx::Result<Vec<Budget>> {
+    repo::of_rules(conn, rule_ids).await
+}
+
+/// Replaces a rule's budgets. An asset that stays budgeted keeps what its current period consumed.
+pub async fn replace(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    rule_id: Uuid,
+    specs: &[(BudgetSpec, i16)],
+) -> sqlx::Result<()> {
+    repo::replace(conn, organization_id, rule_id, specs).await
+}
+
+/// E94: refills the budget now; `None` when the rule has no budget for the asset.
+pub async fn reset(
+    conn: &mut PgConnection,
+    rule_id: Uuid,
+    asset_id: Uuid,
+) -> sqlx::Result<Option<Budget>> {
+    repo::reset(conn, rule_id, asset_id).await
 }
 
 #[cfg(test)]

@@ -37,7 +37,6 @@ async fn find(
     .await
 }
 
-/// Replaces a rule's budgets. An asset that stays budgeted keeps what its current period consumed.
 pub async fn replace(
     conn: &mut PgConnection,
     organization_id: Uuid,
@@ -165,7 +164,6 @@ pub async fn refill(
     fill(conn, rule_id, asset_id, limit, scale).await
 }
 
-/// E94: refills the budget now; `None` when the rule has no budget for the asset.
 pub async fn reset(
     conn: &mut PgConnection,
     rule_id: Uuid,
@@ -175,8 +173,6 @@ pub async fn reset(
     find(conn, rule_id, asset_id).await
 }
 
-/// Takes `amount` from the rule's budget for the asset. `true` when drawn, or when there is no budget;
-/// `false` when what remains cannot cover it.
 pub async fn draw(
     conn: &mut PgConnection,
     rule_id: Uuid,
