@@ -501,9 +501,25 @@ impl<'v> Fields<'v> {
         self.opt_int("limit", 1, max).unwrap_or(default)
     }
 
-    /// Both or neither of `from` and `to`, with `from <= to`.
+    /// Both or neither of `from` and `to`, with `from <= to` (the reports' windows).
     pub fn window(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         self.pair("from", "to")
+    }
+
+    /// A range that may be open at either end: `start`, `end`, or both with the first not after the second.
+    pub fn range(&self, start: &str, end: &str) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let (from, to) = (self.opt_time(start), self.opt_time(end));
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            self.reject(
+                end,
+                &format!("timestamp not before {start}"),
+                format!("{end} must not be before {start}"),
+            );
+            return (None, None);
+        }
+        (from, to)
     }
 
     /// Two timestamps bounding a range: both or neither, the first not after the second.

@@ -93,18 +93,33 @@ async fn a_program_wallet_funds_prefunded_credits(_: PgPoolOptions, connect: PgC
         too_much.body["message"],
         "insufficient program wallet balance"
     );
-    let unlimited = app
-        .post(
-            &format!("/programs/{program}/assets/{pts}/fund"),
-            json!({"amount": "10"}),
-        )
-        .await;
-    assert_error(
-        "fund an UNLIMITED asset",
-        &unlimited,
-        400,
-        "bad_request",
-        Some("asset_id"),
+    // Funding or burning an UNLIMITED asset has no effect, as Scrip documents: nothing is posted.
+    let entries_of_pts = format!("/journal-entries?program_id={program}&asset_id={pts}");
+    let before = app.get(&entries_of_pts).await.body["data"].clone();
+    for verb in ["fund", "burn"] {
+        let unlimited = app
+            .post(
+                &format!("/programs/{program}/assets/{pts}/{verb}"),
+                json!({"amount": "10"}),
+            )
+            .await;
+        assert_eq!(
+            unlimited.status, 200,
+            "{verb} an UNLIMITED asset: {unlimited:?}"
+        );
+        assert_eq!(unlimited.body["journal_entry_id"], Value::Null);
+        assert_eq!(unlimited.body["available"], "0");
+        assert!(
+            unlimited.body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no effect")),
+            "{unlimited:?}"
+        );
+    }
+    assert_eq!(
+        app.get(&entries_of_pts).await.body["data"],
+        before,
+        "nothing was posted in the UNLIMITED asset"
     );
     assert_error(
         "fund scale",

@@ -23,6 +23,7 @@ pub enum AuthHeader {
     XApiKey,
 }
 
+#[derive(Debug)]
 pub struct Response {
     pub status: StatusCode,
     pub body: Value,

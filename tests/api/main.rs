@@ -11,6 +11,7 @@ mod isolation;
 mod ledger;
 mod lots;
 mod openapi;
+mod parity;
 mod pipeline;
 mod process;
 mod quickstart;

@@ -15,7 +15,8 @@ use uuid::Uuid;
 pub struct WalletMoved {
     /// The wallet's AVAILABLE balance afterwards.
     pub available: String,
-    pub journal_entry_id: Uuid,
+    /// Null when nothing moved: an UNLIMITED asset has no wallet to fund or burn.
+    pub journal_entry_id: Option<Uuid>,
     pub message: String,
 }
 
@@ -31,7 +32,7 @@ pub struct WalletBalance {
 }
 
 /// E8 (fund) moves value from issuance into the program's wallet; E9 (burn) moves it to breakage. Only
-/// PREFUNDED assets have a wallet.
+/// PREFUNDED assets have a wallet: on an UNLIMITED asset both have no effect, as Scrip documents.
 pub async fn move_wallet(
     pool: &PgPool,
     actor: &Actor,
@@ -48,6 +49,19 @@ pub async fn move_wallet(
     let asset = crate::assets::find_linked(&mut tx, actor.organization_id, program_id, asset_id)
         .await?
         .ok_or(Error::NotFound("asset"))?;
+    if asset.issuance_policy != crate::assets::IssuancePolicy::Prefunded {
+        asset
+            .check_amount("amount", amount)
+            .map_err(Error::invalid)?;
+        return Ok(WalletMoved {
+            available: asset.format(Decimal::ZERO),
+            journal_entry_id: None,
+            message: format!(
+                "no effect: {} is UNLIMITED, issued on demand without a program wallet",
+                asset.symbol
+            ),
+        });
+    }
     let kind = match fund {
         true => Kind::Fund { amount },
         false => Kind::Burn { amount },
@@ -78,7 +92,7 @@ pub async fn move_wallet(
     tx.commit().await?;
     Ok(WalletMoved {
         available: asset.format(balance.available),
-        journal_entry_id: moved.journal_entry_id,
+        journal_entry_id: Some(moved.journal_entry_id),
         message: match fund {
             true => "Program funded successfully",
             false => "Program balance burned successfully",

@@ -143,7 +143,7 @@ pub struct EventDetail {
     pub rule_evaluations: Vec<Evaluation>,
 }
 
-/// Which events a list holds. Each window has both ends or neither.
+/// Which events a list holds. Either end of a window may be left open.
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventFilter {
@@ -157,10 +157,10 @@ pub struct EventFilter {
     pub external_id: Option<String>,
     /// Events a rule evaluated.
     pub rule_id: Option<Uuid>,
-    /// Received at or after; requires `to`.
+    /// Received at or after.
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// Happened at or after; requires `event_to`.
+    /// Happened at or after.
     pub event_from: Option<DateTime<Utc>>,
     pub event_to: Option<DateTime<Utc>>,
     #[param(value_type = Option<EventSort>, inline)]

@@ -232,18 +232,8 @@ pub async fn list(
         q.push(" AND EXISTS (SELECT 1 FROM rule_evaluations v WHERE v.event_id = events.id AND v.status = 'SUCCESS'");
         q.push(" AND v.rule_id = ").push_bind(rule_id).push(")");
     }
-    if let (Some(from), Some(to)) = (f.from, f.to) {
-        q.push(" AND created_at BETWEEN ")
-            .push_bind(from)
-            .push(" AND ")
-            .push_bind(to);
-    }
-    if let (Some(from), Some(to)) = (f.event_from, f.event_to) {
-        q.push(" AND event_timestamp BETWEEN ")
-            .push_bind(from)
-            .push(" AND ")
-            .push_bind(to);
-    }
+    crate::search::push_range(&mut q, "created_at", f.from, f.to);
+    crate::search::push_range(&mut q, "event_timestamp", f.event_from, f.event_to);
     order.push(&mut q, "id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
 }

@@ -63,14 +63,14 @@ impl Request for WalletMove {
 
 impl Request for ActivityFilter {
     fn read(q: &Fields<'_>) -> Self {
-        let created = q.window();
-        let happened = q.pair("event_from", "event_to");
+        let (from, to) = q.range("from", "to");
+        let (event_from, event_to) = q.range("event_from", "event_to");
         ActivityFilter {
             bucket: q.opt_word("bucket"),
-            from: created.map(|(from, _)| from),
-            to: created.map(|(_, to)| to),
-            event_from: happened.map(|(from, _)| from),
-            event_to: happened.map(|(_, to)| to),
+            from,
+            to,
+            event_from,
+            event_to,
             page: PageParams::read(q),
         }
     }

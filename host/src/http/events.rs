@@ -185,8 +185,8 @@ fn read_item(item: &Value) -> Result<NewEvent, String> {
 
 impl Request for EventFilter {
     fn read(q: &Fields<'_>) -> Self {
-        let created = q.window();
-        let happened = q.pair("event_from", "event_to");
+        let (from, to) = q.range("from", "to");
+        let (event_from, event_to) = q.range("event_from", "event_to");
         EventFilter {
             program_id: q.opt_uuid("program_id"),
             status: q.opt_word("status"),
@@ -194,10 +194,10 @@ impl Request for EventFilter {
             participant_id: q.opt_uuid("participant_id"),
             external_id: q.opt_str("external_id", 1, 255),
             rule_id: q.opt_uuid("rule_id"),
-            from: created.map(|(from, _)| from),
-            to: created.map(|(_, to)| to),
-            event_from: happened.map(|(from, _)| from),
-            event_to: happened.map(|(_, to)| to),
+            from,
+            to,
+            event_from,
+            event_to,
             sort_by: q.opt_word("sort_by").unwrap_or(EventSort::CreatedAt),
             ascending: q.ascending(),
             page: PageParams::read(q),

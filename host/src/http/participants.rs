@@ -49,14 +49,14 @@ impl Request for Upsert {
 
 impl Request for ParticipantFilter {
     fn read(q: &Fields<'_>) -> Self {
-        let created = q.window();
+        let (from, to) = q.range("from", "to");
         ParticipantFilter {
             external_id: q.opt_str("external_id", 1, 255),
             program_id: q.opt_uuid("program_id"),
             status: q.opt_word("status"),
             search: q.opt_str("search", 1, 255),
-            from: created.map(|(from, _)| from),
-            to: created.map(|(_, to)| to),
+            from,
+            to,
             sort_by: q.opt_word("sort_by").unwrap_or(ParticipantSort::CreatedAt),
             ascending: q.ascending(),
             page: PageParams::read(q),

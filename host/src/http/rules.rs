@@ -11,10 +11,10 @@ use crate::rules::budgets::{BudgetSpec, BudgetView, Schedule};
 use crate::rules::{
     self, Action, ActionType, AttributeAction, CounterAction, CreditAction, DebitAction,
     ForfeitAction, HistoryEntry, HistoryFilter, HoldAction, ModuleLimits, ModulePatch, ModuleRef,
-    NewRule, Rule, RuleFilter, RulePatch, RuleStatus, SampleState, Simulation, TagAction, Target,
-    TargetType, Validity, VoidHoldAction,
+    NewRule, Rule, RuleFilter, RulePatch, RuleSort, RuleStatus, SampleState, Simulation, TagAction,
+    Target, TargetType, Validity, VoidHoldAction,
 };
-use crate::validation::{Fields, Patch, Request, Validator};
+use crate::validation::{Fields, Patch, Request, SORT_DIRS, Validator};
 use crate::wasm::Limits;
 use axum::Json;
 use axum::extract::State;
@@ -347,6 +347,8 @@ impl Request for RuleFilter {
             include_archived: q.opt_bool("include_archived").unwrap_or(false),
             status: q.opt_word("status"),
             search: q.opt_str("search", 1, 255),
+            sort_by: q.opt_word("sort_by").unwrap_or(RuleSort::Order),
+            ascending: q.opt_enum("sort_dir", SORT_DIRS) != Some("desc"),
             page: PageParams::read(q),
         }
     }
@@ -355,11 +357,11 @@ impl Request for RuleFilter {
 impl Request for HistoryFilter {
     fn read(q: &Fields<'_>) -> Self {
         let (cursor, limit) = q.page_within(20, 100);
-        let changed = q.window();
+        let (from, to) = q.range("from", "to");
         HistoryFilter {
             change_type: q.opt_enum("change_type", rules::CHANGE_TYPES),
-            from: changed.map(|(from, _)| from),
-            to: changed.map(|(_, to)| to),
+            from,
+            to,
             limit,
             cursor,
         }

@@ -183,10 +183,10 @@ struct ParticipantEvents {
     program_id: Option<Uuid>,
     #[param(inline)]
     status: Option<EventStatus>,
-    /// Received at or after; requires `to`.
+    /// Received at or after.
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-    /// Happened at or after; requires `event_to`.
+    /// Happened at or after.
     event_from: Option<DateTime<Utc>>,
     event_to: Option<DateTime<Utc>>,
     #[param(rename = "sort_dir", value_type = Option<SortDir>, inline)]
@@ -197,15 +197,15 @@ struct ParticipantEvents {
 
 impl Request for ParticipantEvents {
     fn read(q: &Fields<'_>) -> Self {
-        let created = q.window();
-        let happened = q.pair("event_from", "event_to");
+        let (from, to) = q.range("from", "to");
+        let (event_from, event_to) = q.range("event_from", "event_to");
         ParticipantEvents {
             program_id: q.opt_uuid("program_id"),
             status: q.opt_word("status"),
-            from: created.map(|(from, _)| from),
-            to: created.map(|(_, to)| to),
-            event_from: happened.map(|(from, _)| from),
-            event_to: happened.map(|(_, to)| to),
+            from,
+            to,
+            event_from,
+            event_to,
             ascending: q.ascending(),
             page: PageParams::read(q),
         }
@@ -235,14 +235,17 @@ impl From<ParticipantEvents> for EventFilter {
 impl Request for HistoryFilter {
     fn read(q: &Fields<'_>) -> Self {
         let (cursor, limit) = q.page_within(50, 100);
-        let changed = q.window();
+        let (from, to) = q.range("from", "to");
+        let (event_from, event_to) = q.range("event_from", "event_to");
         HistoryFilter {
             state_type: q.opt_enum("state_type", STATE_TYPES),
             key: q.opt_str("key", 1, 255),
             operation: q.opt_enum("operation", STATE_OPERATIONS),
             program_id: q.opt_uuid("program_id"),
-            from: changed.map(|(from, _)| from),
-            to: changed.map(|(_, to)| to),
+            from,
+            to,
+            event_from,
+            event_to,
             limit,
             cursor,
         }

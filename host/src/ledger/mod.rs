@@ -605,18 +605,20 @@ pub async fn balance_impact(
     Ok(repo::balance_impact(pool, actor.organization_id, event_id).await?)
 }
 
-/// Filters of an account holder's activity (E11, E45) and statement (E12, E48). Each window has both ends
-/// or neither; an entry without an event happened when it was posted.
+/// Filters of an account holder's activity (E11, E45) and statement (E12, E48). Either end of a window may
+/// be left open; an entry without an event happened when it was posted.
 #[derive(Debug, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ActivityFilter {
     #[param(inline)]
     pub bucket: Option<Bucket>,
-    /// Posted at or after; requires `to`.
+    /// Posted at or after; a statement's opening balance is the balance just before it (0 without it).
     pub from: Option<DateTime<Utc>>,
+    /// Posted at or before; a statement's closing balance is the balance at it (the current one without it).
     pub to: Option<DateTime<Utc>>,
-    /// The originating event happened at or after; requires `event_to`.
+    /// The originating event happened at or after.
     pub event_from: Option<DateTime<Utc>>,
+    /// The originating event happened at or before.
     pub event_to: Option<DateTime<Utc>>,
     #[param(ignore)]
     pub page: PageParams,

@@ -370,8 +370,9 @@ pub async fn history(
         .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
     sqlx::query_as(&format!(
         "SELECT {ACTIVITY_COLUMNS}, NULL::numeric AS running_balance {ACTIVITY_FROM}
-            AND ($6::timestamptz IS NULL OR x.created_at BETWEEN $6 AND $7)
-            AND ($8::timestamptz IS NULL OR COALESCE(e.event_timestamp, x.created_at) BETWEEN $8 AND $9)
+            AND ($6::timestamptz IS NULL OR x.created_at >= $6) AND ($7::timestamptz IS NULL OR x.created_at <= $7)
+            AND ($8::timestamptz IS NULL OR COALESCE(e.event_timestamp, x.created_at) >= $8)
+            AND ($9::timestamptz IS NULL OR COALESCE(e.event_timestamp, x.created_at) <= $9)
             AND ($10::text IS NULL OR (x.created_at, x.id) < ($10::timestamptz, $11::uuid))
           ORDER BY x.created_at DESC, x.id DESC
           LIMIT $12 + 1"
@@ -435,7 +436,7 @@ pub async fn statement_lines(
              SELECT {ACTIVITY_COLUMNS}, sum(x.amount) OVER (ORDER BY x.created_at, x.id) AS running_balance
              {ACTIVITY_FROM})
          SELECT * FROM lines
-          WHERE ($6::timestamptz IS NULL OR created_at BETWEEN $6 AND $7)
+          WHERE ($6::timestamptz IS NULL OR created_at >= $6) AND ($7::timestamptz IS NULL OR created_at <= $7)
             AND ($8::text IS NULL OR (created_at, posting_id) > ($8::timestamptz, $9::uuid))
           ORDER BY created_at, posting_id
           LIMIT $10 + 1"

@@ -195,9 +195,9 @@ pub struct ParticipantFilter {
     /// Part of the external id, email or a name, case-insensitive.
     #[param(min_length = 1, max_length = 255)]
     pub search: Option<String>,
-    /// Created at or after; requires `to`.
+    /// Created at or after.
     pub from: Option<DateTime<Utc>>,
-    /// Created at or before; requires `from`.
+    /// Created at or before.
     pub to: Option<DateTime<Utc>>,
     #[param(value_type = Option<ParticipantSort>, inline)]
     pub sort_by: ParticipantSort,

@@ -283,12 +283,7 @@ pub async fn list(
         }
         q.push(")");
     }
-    if let (Some(from), Some(to)) = (f.from, f.to) {
-        q.push(" AND created_at BETWEEN ")
-            .push_bind(from)
-            .push(" AND ")
-            .push_bind(to);
-    }
+    crate::search::push_range(&mut q, "created_at", f.from, f.to);
     order.push(&mut q, "id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
 }

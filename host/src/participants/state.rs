@@ -471,8 +471,14 @@ pub struct HistoryFilter {
     #[param(value_type = Option<StateOperation>, inline)]
     pub operation: Option<&'static str>,
     pub program_id: Option<Uuid>,
+    /// Changed at or after.
     pub from: Option<DateTime<Utc>>,
+    /// Changed at or before.
     pub to: Option<DateTime<Utc>>,
+    /// The originating event happened at or after; a change made by an API call happened when it was made.
+    pub event_from: Option<DateTime<Utc>>,
+    /// The originating event happened at or before.
+    pub event_to: Option<DateTime<Utc>>,
     /// State history pages hold at most 100 rows.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: i64,
@@ -491,16 +497,18 @@ pub async fn history(
         .as_ref()
         .map_or((None, None), |c| (Some(c.key.clone()), Some(c.id)));
     let rows: Vec<HistoryEntry> = sqlx::query_as(
-        "SELECT id, state_type, key, operation, old_value, new_value, program_id, event_id, rule_id,
-                changed_by_api_key_id, changed_at
-           FROM state_history
-          WHERE participant_id = $1
-            AND ($2::text IS NULL OR state_type = $2) AND ($3::text IS NULL OR key = $3)
-            AND ($4::text IS NULL OR operation = $4) AND ($5::uuid IS NULL OR program_id = $5)
-            AND ($6::timestamptz IS NULL OR changed_at BETWEEN $6 AND $7)
-            AND ($8::text IS NULL OR (changed_at, id) < ($8::timestamptz, $9::uuid))
-          ORDER BY changed_at DESC, id DESC
-          LIMIT $10 + 1",
+        "SELECT h.id, h.state_type, h.key, h.operation, h.old_value, h.new_value, h.program_id, h.event_id,
+                h.rule_id, h.changed_by_api_key_id, h.changed_at
+           FROM state_history h LEFT JOIN events e ON e.id = h.event_id
+          WHERE h.participant_id = $1
+            AND ($2::text IS NULL OR h.state_type = $2) AND ($3::text IS NULL OR h.key = $3)
+            AND ($4::text IS NULL OR h.operation = $4) AND ($5::uuid IS NULL OR h.program_id = $5)
+            AND ($6::timestamptz IS NULL OR h.changed_at >= $6) AND ($7::timestamptz IS NULL OR h.changed_at <= $7)
+            AND ($10::timestamptz IS NULL OR COALESCE(e.event_timestamp, h.changed_at) >= $10)
+            AND ($11::timestamptz IS NULL OR COALESCE(e.event_timestamp, h.changed_at) <= $11)
+            AND ($8::text IS NULL OR (h.changed_at, h.id) < ($8::timestamptz, $9::uuid))
+          ORDER BY h.changed_at DESC, h.id DESC
+          LIMIT $12 + 1",
     )
     .bind(participant)
     .bind(f.state_type)
@@ -511,6 +519,8 @@ pub async fn history(
     .bind(f.to)
     .bind(after_key)
     .bind(after_id)
+    .bind(f.event_from)
+    .bind(f.event_to)
     .bind(f.limit)
     .fetch_all(pool)
     .await?;

@@ -14,7 +14,7 @@ use crate::error::{Error, FieldError, OnConstraint, Result};
 use crate::money;
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page, PageParams};
-use crate::validation::Patch;
+use crate::validation::{Patch, SortDir};
 use crate::wasm;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -204,7 +204,7 @@ impl ModulePatch {
     }
 }
 
-#[derive(Default, utoipa::IntoParams)]
+#[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RuleFilter {
     pub program_id: Option<Uuid>,
@@ -214,9 +214,24 @@ pub struct RuleFilter {
     pub status: Option<RuleStatus>,
     #[param(min_length = 1, max_length = 255)]
     pub search: Option<String>,
+    /// Default `order`, the order rules run in.
+    #[param(value_type = Option<RuleSort>, inline)]
+    pub sort_by: RuleSort,
+    /// Default `asc`.
+    #[param(rename = "sort_dir", value_type = Option<SortDir>, inline)]
+    pub ascending: bool,
     #[param(ignore)]
     pub page: PageParams,
 }
+
+crate::vocabulary!(
+    /// The orders a rule list can be in.
+    pub enum RuleSort {
+        Order = "order",
+        CreatedAt = "created_at",
+        Name = "name",
+    }
+);
 
 pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> {
     let mut tx = pool.begin().await?;
@@ -283,19 +298,31 @@ pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Rule> {
 }
 
 pub async fn list(pool: &PgPool, actor: &Actor, filter: RuleFilter) -> Result<Page<Rule>> {
+    let (column, sql_type) = match filter.sort_by {
+        RuleSort::Order => ("\"order\"", "integer"),
+        RuleSort::CreatedAt => ("created_at", "timestamptz"),
+        RuleSort::Name => ("name", "text"),
+    };
     let order = Order {
-        column: "\"order\"",
-        sql_type: "integer",
-        descending: false,
+        column,
+        sql_type,
+        descending: !filter.ascending,
     };
     let rows = with_budgets(
         pool,
         repo::list(pool, actor.organization_id, &filter, order).await?,
     )
     .await?;
-    Ok(Page::from_rows(rows, filter.page.limit, |r| {
-        Cursor::new(r.order, r.id)
-    }))
+    let sort_by = filter.sort_by;
+    Ok(Page::from_rows(
+        rows,
+        filter.page.limit,
+        |r| match sort_by {
+            RuleSort::Order => Cursor::new(r.order, r.id),
+            RuleSort::CreatedAt => Cursor::at(r.created_at, r.id),
+            RuleSort::Name => Cursor::new(&r.name, r.id),
+        },
+    ))
 }
 
 pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) -> Result<Rule> {

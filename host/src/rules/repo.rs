@@ -175,7 +175,7 @@ pub async fn history(
                 NULL::uuid AS changed_by_user_id, changes, snapshot
            FROM rule_history
           WHERE rule_id = $1 AND ($2::text IS NULL OR change_type = $2)
-            AND ($3::timestamptz IS NULL OR changed_at BETWEEN $3 AND $4)
+            AND ($3::timestamptz IS NULL OR changed_at >= $3) AND ($4::timestamptz IS NULL OR changed_at <= $4)
             AND ($5::text IS NULL OR (changed_at, id) < ($5::timestamptz, $6::uuid))
           ORDER BY changed_at DESC, id DESC
           LIMIT $7 + 1",

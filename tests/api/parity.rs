@@ -1,0 +1,262 @@
+//! Details of Scrip's API a migrating client relies on: open-ended date windows, rule list ordering, the
+//! event window of state history.
+
+use crate::common::{TestApp, assert_error, id};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+fn rows(body: &Value) -> Vec<Value> {
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+fn amounts(body: &Value) -> Vec<Value> {
+    rows(body).iter().map(|r| r["amount"].clone()).collect()
+}
+
+/// A participant credited 10 and then 25 points by hand; returns the participant, the asset and the two
+/// postings' `created_at`, oldest first.
+async fn two_credits(app: &TestApp) -> (String, String, String, String) {
+    let (program, points) = app.program_with_points("Windows", "PTS").await;
+    let participant = id(&app
+        .created(
+            "/participants",
+            json!({"external_id": "wendy", "program_id": program}),
+        )
+        .await);
+    for amount in ["10", "25"] {
+        let r = app
+            .post(
+                &format!("/participants/{participant}/balances/adjust"),
+                json!({"program_id": program, "asset_id": points, "type": "CREDIT", "amount": amount,
+                       "description": "by hand"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let history = app
+        .get(&format!("/participants/{participant}/activity/history"))
+        .await
+        .body;
+    assert_eq!(amounts(&history), [json!("25"), json!("10")]);
+    let at = |i: usize| {
+        rows(&history)[i]["created_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (participant, points, at(1), at(0))
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn history_and_statement_windows_may_be_open_at_either_end(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (participant, points, first, second) = two_credits(&app).await;
+    let history = format!("/participants/{participant}/activity/history");
+    let since_second = app.get(&format!("{history}?from={second}")).await;
+    assert_eq!(
+        amounts(&since_second.body),
+        [json!("25")],
+        "{since_second:?}"
+    );
+    let until_first = app.get(&format!("{history}?to={first}")).await;
+    assert_eq!(amounts(&until_first.body), [json!("10")], "{until_first:?}");
+    let event_window = app.get(&format!("{history}?event_to={first}")).await;
+    assert_eq!(
+        amounts(&event_window.body),
+        [json!("10")],
+        "an entry without an event happened when it was posted"
+    );
+
+    // E48: opening is the balance just before `from` (0 without it), closing the balance at `to` (the current
+    // one without it).
+    let statement = format!("/participants/{participant}/statement?asset_id={points}");
+    let from_only = app.get(&format!("{statement}&from={second}")).await.body;
+    assert_eq!(
+        (&from_only["opening_balance"], &from_only["closing_balance"]),
+        (&json!("10"), &json!("35"))
+    );
+    assert_eq!(amounts(&from_only), [json!("25")]);
+    let to_only = app.get(&format!("{statement}&to={first}")).await.body;
+    assert_eq!(
+        (&to_only["opening_balance"], &to_only["closing_balance"]),
+        (&json!("0"), &json!("10"))
+    );
+    assert_eq!(to_only["from"], Value::Null);
+    assert_eq!(amounts(&to_only), [json!("10")]);
+
+    // Both ends still may not cross.
+    assert_error(
+        "to before from",
+        &app.get(&format!("{history}?from={second}&to={first}"))
+            .await,
+        400,
+        "bad_request",
+        Some("to"),
+    );
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn list_windows_may_be_open_at_either_end(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Lists", "PTS").await;
+    app.credit_rule(&program, "true", &points, "1").await;
+    let early = app.event(&program, "ann", "k1", json!({})).await;
+    let early_event = app.processed(&early).await;
+    let late = app.event(&program, "bob", "k2", json!({})).await;
+    let late_event = app.processed(&late).await;
+    let created = |e: &Value| e["created_at"].as_str().unwrap_or_default().to_owned();
+    let ids = |body: &Value| -> Vec<Value> { rows(body).iter().map(|r| r["id"].clone()).collect() };
+
+    let events_since = app
+        .get(&format!("/events?from={}", created(&late_event)))
+        .await;
+    assert_eq!(ids(&events_since.body), [json!(late)], "{events_since:?}");
+    let events_until = app
+        .get(&format!(
+            "/events?event_to={}",
+            early_event["event_timestamp"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(ids(&events_until.body), [json!(early)], "{events_until:?}");
+
+    let bob = app.participant_id("bob").await;
+    let bob_created = app.get(&format!("/participants/{bob}")).await.body["created_at"].clone();
+    let since_bob = app
+        .get(&format!(
+            "/participants?from={}",
+            bob_created.as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(ids(&since_bob.body), [json!(bob)], "{since_bob:?}");
+    let ann = app.participant_id("ann").await;
+    let until_bob = app
+        .get(&format!(
+            "/participants?to={}",
+            bob_created.as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(
+        ids(&until_bob.body),
+        [json!(bob), json!(ann)],
+        "{until_bob:?}"
+    );
+
+    let of_bob = app
+        .get(&format!(
+            "/participants/{bob}/activity/events?to={}",
+            created(&late_event)
+        ))
+        .await;
+    assert_eq!(ids(&of_bob.body), [json!(late)], "{of_bob:?}");
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn rules_are_listed_in_execution_order_unless_asked_otherwise(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Sorted", "PTS").await;
+    for (name, order) in [("bravo", 1), ("alpha", 2), ("charlie", 3)] {
+        app.created(
+            "/rules",
+            json!({"program_id": program, "name": name, "order": order, "condition": "true",
+                   "actions": [{"type": "CREDIT", "asset_id": points, "amount": "1"}]}),
+        )
+        .await;
+    }
+    let names = |body: &Value| -> Vec<String> {
+        rows(body)
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let rules = format!("/rules?program_id={program}");
+    assert_eq!(
+        names(&app.get(&format!("{rules}&")).await.body),
+        ["bravo", "alpha", "charlie"]
+    );
+    assert_eq!(
+        names(&app.get(&format!("{rules}&sort_dir=desc")).await.body),
+        ["charlie", "alpha", "bravo"]
+    );
+    assert_eq!(
+        names(&app.get(&format!("{rules}&sort_by=name")).await.body),
+        ["alpha", "bravo", "charlie"]
+    );
+    // Pages follow the requested order.
+    let first = app
+        .get(&format!("{rules}&sort_by=name&sort_dir=desc&limit=2"))
+        .await
+        .body;
+    assert_eq!(names(&first), ["charlie", "bravo"]);
+    let cursor = first["pagination"]["next_cursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let rest = app
+        .get(&format!(
+            "{rules}&sort_by=name&sort_dir=desc&limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(names(&rest.body), ["alpha"]);
+    assert_eq!(
+        names(
+            &app.get(&format!("{rules}&sort_by=created_at&sort_dir=desc"))
+                .await
+                .body
+        ),
+        ["charlie", "alpha", "bravo"]
+    );
+    assert_error(
+        "unknown sort key",
+        &app.get(&format!("{rules}&sort_by=priority")).await,
+        400,
+        "bad_request",
+        Some("sort_by"),
+    );
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn state_history_filters_on_when_the_originating_event_happened(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, _) = app.program_with_points("Tags", "PTS").await;
+    app.rule(
+        &program,
+        "tag",
+        "true",
+        json!([{"type": "TAG", "tag": "early"}]),
+    )
+    .await;
+    let body = json!({"program_id": program, "external_id": "tess", "idempotency_key": "old",
+                      "event_timestamp": "2020-01-01T00:00:00Z", "event_data": {}});
+    let r = app.post("/events", body).await;
+    app.processed(&id(&r.body)).await;
+    let tess = app.participant_id("tess").await;
+    let added = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{tess}/state/tags/late"),
+            None,
+        )
+        .await;
+    assert_eq!(added.status, 201, "{added:?}");
+
+    let history = format!("/participants/{tess}/activity/state-history?state_type=tag");
+    let keys =
+        |body: &Value| -> Vec<Value> { rows(body).iter().map(|r| r["key"].clone()).collect() };
+    let old = app
+        .get(&format!("{history}&event_to=2021-01-01T00:00:00Z"))
+        .await;
+    assert_eq!(keys(&old.body), [json!("early")], "{old:?}");
+    let recent = app
+        .get(&format!("{history}&event_from=2021-01-01T00:00:00Z"))
+        .await;
+    assert_eq!(keys(&recent.body), [json!("late")], "{recent:?}");
+}
