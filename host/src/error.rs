@@ -16,6 +16,9 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("invalid or revoked API key")]
     Unauthorized,
+    /// No API key was sent the ways the API accepts (`Authorization: Bearer` or `X-API-Key`).
+    #[error("missing API key")]
+    MissingKey,
     /// The balance cannot cover the operation (422 `insufficient_balance`).
     #[error("{0}")]
     Insufficient(String),

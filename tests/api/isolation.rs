@@ -178,25 +178,49 @@ async fn requests_without_a_valid_key_are_unauthorized(
     let app = TestApp::spawn(connect).await;
     let client = reqwest::Client::new();
     let url = format!("{}/programs", app.base);
+    // A missing key and a wrong one are both 401 `unauthorized`, with messages that tell them apart.
+    let missing = "missing API key: send Authorization: Bearer sk_... or X-API-Key: sk_...";
+    let invalid = "invalid or revoked API key";
     let attempts = [
-        client.get(&url),
-        client
-            .get(&url)
-            .header("Authorization", "Bearer sk_not_a_key"),
-        client.get(&url).header("X-API-Key", "sk_wrong"),
-        client
-            .get(&url)
-            .header("Authorization", format!("Basic {}", app.key)),
-        client
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .body(r#"{"name":"x"}"#),
+        (client.get(&url), missing),
+        (
+            client
+                .get(&url)
+                .header("Authorization", "Bearer sk_not_a_key"),
+            invalid,
+        ),
+        (client.get(&url).header("X-API-Key", "sk_wrong"), invalid),
+        (
+            client
+                .get(&url)
+                .header("Authorization", format!("Basic {}", app.key)),
+            missing,
+        ),
+        (client.get(&url).header("Authorization", "Bearer "), missing),
+        (
+            client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(r#"{"name":"x"}"#),
+            missing,
+        ),
     ];
-    for attempt in attempts {
+    for (attempt, message) in attempts {
         let r = attempt.send().await.expect("sent");
         assert_eq!(r.status().as_u16(), 401);
         let body: Value = r.json().await.expect("json");
         assert_eq!(body["code"], "unauthorized");
+        assert_eq!(body["message"], message);
+    }
+    // The scheme is matched case-insensitively.
+    for scheme in ["bearer", "BEARER"] {
+        let r = client
+            .get(&url)
+            .header("Authorization", format!("{scheme} {}", app.key))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status().as_u16(), 200, "{scheme}");
     }
     let programs: i64 = sqlx::query_scalar("SELECT count(*) FROM programs")
         .fetch_one(&app.pool)

@@ -260,3 +260,66 @@ async fn state_history_filters_on_when_the_originating_event_happened(
         .await;
     assert_eq!(keys(&recent.body), [json!("late")], "{recent:?}");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn an_asset_is_unlinked_only_while_nothing_in_the_program_uses_it(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Home", "PTS").await;
+    let (other, _) = app.program_with_points("Other", "OTH").await;
+    let link = |program: &str| format!("/programs/{program}/assets");
+    let unlink = |program: &str| {
+        let path = format!("/programs/{program}/assets/{points}");
+        let app = &app;
+        async move { app.call(reqwest::Method::DELETE, &path, None).await }
+    };
+    let linked = app.post(&link(&other), json!({"asset_id": points})).await;
+    assert_eq!(linked.status, 200, "{linked:?}");
+
+    // A rule of the other program names the asset: it stays.
+    let rule = app.credit_rule(&other, "true", &points, "5").await;
+    let used = unlink(&other).await;
+    assert_error("used by a rule", &used, 409, "conflict", None);
+    assert!(
+        used.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&rule),
+        "{used:?}"
+    );
+    let archived = app
+        .patch(&format!("/rules/{rule}"), json!({"status": "ARCHIVED"}))
+        .await;
+    assert_eq!(archived.status, 200, "{archived:?}");
+
+    let gone = unlink(&other).await;
+    assert_eq!(gone.status, 204, "{gone:?}");
+    let asset = app.get(&format!("/assets/{points}")).await.body;
+    assert_eq!(asset["program_ids"], json!([program]));
+    assert_error("not linked", &unlink(&other).await, 404, "not_found", None);
+
+    // Value has moved in it in its home program: it stays.
+    let participant = id(&app
+        .created(
+            "/participants",
+            json!({"external_id": "ula", "program_id": program}),
+        )
+        .await);
+    let credited = app
+        .post(
+            &format!("/participants/{participant}/balances/adjust"),
+            json!({"program_id": program, "asset_id": points, "type": "CREDIT", "amount": "1",
+                   "description": "one"}),
+        )
+        .await;
+    assert_eq!(credited.status, 200, "{credited:?}");
+    assert_error(
+        "has entries",
+        &unlink(&program).await,
+        409,
+        "conflict",
+        None,
+    );
+}

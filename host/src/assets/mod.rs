@@ -264,6 +264,31 @@ pub async fn link_to_program(
     get(pool, actor, asset_id).await
 }
 
+/// E7: unlinks an asset from a program, which only an asset no value has moved in there, and no rule of the
+/// program names, can leave. The program's row lock orders this with rule changes, which take it too.
+pub async fn unlink_from_program(
+    pool: &PgPool,
+    actor: &Actor,
+    program_id: Uuid,
+    asset_id: Uuid,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    crate::programs::lock_for_update(&mut tx, actor.organization_id, program_id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
+    repo::find_linked(&mut tx, actor.organization_id, program_id, asset_id)
+        .await?
+        .ok_or(Error::NotFound("asset linked to this program"))?;
+    if let Some(reason) = repo::unlink_blocker(&mut tx, program_id, asset_id).await? {
+        return Err(Error::conflict(format!(
+            "the asset cannot be unlinked: {reason}"
+        )));
+    }
+    repo::unlink(&mut tx, program_id, asset_id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The assets linked to a program.
 pub async fn list_of_program(
     pool: &PgPool,

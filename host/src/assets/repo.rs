@@ -119,6 +119,45 @@ pub async fn update(
     Ok(())
 }
 
+/// Why the asset cannot leave the program, if it cannot: value has moved in it there, or a rule that is not
+/// archived names it (in an action or a budget).
+pub async fn unlink_blocker(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+    asset_id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT CASE
+                  WHEN EXISTS (SELECT 1 FROM journal_entries j JOIN postings x ON x.journal_entry_id = j.id
+                                WHERE j.program_id = $1 AND x.asset_id = $2)
+                    THEN 'the program has ledger entries in this asset'
+                  ELSE (SELECT 'rule ' || r.id || ' uses this asset' FROM rules r
+                         WHERE r.program_id = $1 AND r.status <> 'ARCHIVED'
+                           AND (r.actions @> jsonb_build_array(jsonb_build_object('asset_id', $2::text))
+                                OR EXISTS (SELECT 1 FROM rule_budgets b WHERE b.rule_id = r.id AND b.asset_id = $2))
+                         ORDER BY r.id LIMIT 1)
+                END",
+    )
+    .bind(program_id)
+    .bind(asset_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Removes the link; `false` when there was none.
+pub async fn unlink(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+    asset_id: Uuid,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM program_assets WHERE program_id = $1 AND asset_id = $2")
+        .bind(program_id)
+        .bind(asset_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn link_asset(
     pool: &PgPool,
     organization_id: Uuid,

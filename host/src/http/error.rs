@@ -88,6 +88,13 @@ impl IntoResponse for Error {
                 StatusCode::UNAUTHORIZED,
                 ErrorBody::new("unauthorized", "invalid or revoked API key"),
             ),
+            Error::MissingKey => (
+                StatusCode::UNAUTHORIZED,
+                ErrorBody::new(
+                    "unauthorized",
+                    "missing API key: send Authorization: Bearer sk_... or X-API-Key: sk_...",
+                ),
+            ),
             Error::Database(err) => {
                 tracing::error!(error = %err, "database error");
                 internal()

@@ -28,14 +28,17 @@ impl FromRequestParts<AppState> for Auth {
                 .map(str::trim)
         };
         let key = header("x-api-key")
-            .or_else(|| {
-                header("authorization")
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::trim)
-            })
-            .ok_or(Error::Unauthorized)?;
+            .or_else(|| header("authorization").and_then(bearer_key))
+            .filter(|key| !key.is_empty())
+            .ok_or(Error::MissingKey)?;
         Ok(Auth(state.keys.authenticate(&state.pool, key).await?))
     }
+}
+
+/// The key of an `Authorization: Bearer` header; the scheme is case-insensitive (RFC 9110).
+fn bearer_key(value: &str) -> Option<&str> {
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
 /// The body as bytes; one that cannot be read (larger than the route allows, say) is a 400 naming `body`.

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
-use super::extract::{Auth, PathId, Valid, ValidQuery};
+use super::extract::{Auth, PathId, PathIds, Valid, ValidQuery};
 use crate::assets::Asset;
 use crate::error::Result;
 use crate::pagination::{Page, PageParams};
@@ -24,6 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_programs, create_program))
         .routes(routes!(get_program, update_program))
         .routes(routes!(list_program_assets, link_asset))
+        .routes(routes!(unlink_asset))
 }
 
 impl Request for NewProgram {
@@ -155,6 +156,20 @@ async fn link_asset(
     Ok(Json(
         crate::assets::link_to_program(&s.pool, &actor, id, link.asset_id).await?,
     ))
+}
+
+/// E7: only an asset no value has moved in within the program, and that no rule of the program names, can be
+/// unlinked.
+#[utoipa::path(delete, path = "/programs/{id}/assets/{asset_id}", tag = "programs",
+    params(("id" = Uuid, Path, description = "Program id"), ("asset_id" = Uuid, Path)),
+    responses((status = 204, description = "Unlinked."), Rejected, NotFound, Conflict))]
+async fn unlink_asset(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIds(program_id, asset_id): PathIds,
+) -> Result<impl IntoResponse> {
+    crate::assets::unlink_from_program(&s.pool, &actor, program_id, asset_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/programs/{id}/assets", tag = "programs", params(PathId, PageParams),
