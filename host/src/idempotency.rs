@@ -1,6 +1,6 @@
-//! Idempotency keys of balance operations and transfers (`idempotency_key` in the body). The same key with
-//! the same request replays the first response with 200; with a different request it is a 409
-//! `idempotency_conflict`. Requests are compared by a hash of their meaning: key order, whitespace and
+//! Idempotency keys of balance operations and transfers (`idempotency_key` in the body), scoped per program:
+//! the same key with the same request replays the first response with 200; with a different request, or
+//! another operation, it is a 409 `idempotency_conflict`. Requests are compared by a hash of their meaning: key order, whitespace and
 //! trailing decimal zeros do not matter (callers normalise amounts before hashing).
 
 use crate::error::{Error, Result};
@@ -15,6 +15,7 @@ use uuid::Uuid;
 pub struct Key<'a> {
     pub organization_id: Uuid,
     pub program_id: Uuid,
+    /// What the key was used for; another operation with the same key is a conflict.
     pub operation: &'static str,
     pub key: &'a str,
 }
@@ -51,19 +52,20 @@ pub async fn claim<T: DeserializeOwned>(
     if inserted.rows_affected() == 1 {
         return Ok(Claim::New);
     }
-    let stored: Option<(String, Option<Value>)> = sqlx::query_as(
-        "SELECT request_hash, response FROM idempotency_keys
-          WHERE organization_id = $1 AND program_id = $2 AND operation = $3 AND key = $4",
+    let stored: Option<(String, String, Option<Value>)> = sqlx::query_as(
+        "SELECT operation, request_hash, response FROM idempotency_keys
+          WHERE organization_id = $1 AND program_id = $2 AND key = $3",
     )
     .bind(key.organization_id)
     .bind(key.program_id)
-    .bind(key.operation)
     .bind(key.key)
     .fetch_optional(&mut *conn)
     .await?;
     match stored {
         None => Err(Error::NotFound("program")),
-        Some((stored_hash, Some(response))) if stored_hash == hash => {
+        Some((operation, stored_hash, Some(response)))
+            if operation == key.operation && stored_hash == hash =>
+        {
             serde_json::from_value(response)
                 .map(Claim::Replay)
                 .map_err(|err| {
@@ -86,12 +88,11 @@ pub async fn remember(
     response: &impl Serialize,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE idempotency_keys SET response = $5
-          WHERE organization_id = $1 AND program_id = $2 AND operation = $3 AND key = $4",
+        "UPDATE idempotency_keys SET response = $4
+          WHERE organization_id = $1 AND program_id = $2 AND key = $3",
     )
     .bind(key.organization_id)
     .bind(key.program_id)
-    .bind(key.operation)
     .bind(key.key)
     .bind(sqlx::types::Json(response))
     .execute(conn)

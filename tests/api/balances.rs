@@ -270,6 +270,18 @@ async fn balance_operations_hold_release_forfeit_and_adjust(
         same_meaning.body["journal_entry_id"], raced[0].body["journal_entry_id"],
         "trailing zeros do not make another request"
     );
+    // Keys are scoped per program, not per operation: the hold's key cannot release.
+    assert_error(
+        "same key, other operation",
+        &app.post(
+            &format!("{base}/release"),
+            op(json!({"amount": "30", "idempotency_key": "order-7-auth"})),
+        )
+        .await,
+        409,
+        "idempotency_conflict",
+        None,
+    );
     let detail = app.get(&format!("/participants/{pid}")).await.body;
     assert_eq!(
         detail["balances"][0],
