@@ -416,6 +416,25 @@ async fn provisional_accruals_settle_or_void_and_rules_hold_release_and_forfeit(
         .await
         .body;
     assert_eq!(impact["journal_entries"][0]["action_type"], "VOID_HOLD");
+    // Each entry a rule wrote about an accrual carries its reference: the accrual, its settlement, its void.
+    let of_reference = |reference: &str| {
+        let path = format!("/journal-entries?program_id={program}&reference_id={reference}");
+        let app = &app;
+        async move {
+            let entries = app.get(&path).await.body;
+            let mut types: Vec<String> = entries["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e["action_type"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            types.sort();
+            types
+        }
+    };
+    assert_eq!(of_reference("A1").await, ["CREDIT", "CREDIT"]);
+    assert_eq!(of_reference("A2").await, ["CREDIT", "VOID_HOLD"]);
+    assert_eq!(of_reference("O1").await, ["HOLD", "RELEASE"]);
 
     // The API voids the last provisional accrual; a hold of earned value is not provisional and is untouched.
     let base = format!("/participants/{holder}/balances");

@@ -239,6 +239,8 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                 (account(source, Bucket::Available), -*amount),
             ];
             if asset.has_lots() {
+                // A provisional accrual and its settlement are found by their reference (E116's filter).
+                planned.entry.reference_id = lot.reference_id.clone();
                 let debt = match bucket == Bucket::Available && settles {
                     true => debt_of(conn, m.organization_id, participant, asset).await?,
                     false => Decimal::ZERO,
