@@ -323,3 +323,46 @@ async fn an_asset_is_unlinked_only_while_nothing_in_the_program_uses_it(
         None,
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn every_action_type_takes_a_description(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Described", "PTS").await;
+    let actions = json!([
+        {"type": "CREDIT", "asset_id": points, "amount": "1", "description": "earned"},
+        {"type": "TAG", "tag": "buyer", "description": "mark buyers"},
+        {"type": "UNTAG", "tag": "lapsed", "description": "back again"},
+        {"type": "COUNTER", "key": "purchases", "description": "count them"},
+        {"type": "SET_ATTRIBUTE", "key": "last", "value": "'shop'", "description": "where"},
+    ]);
+    let rule = app
+        .created(
+            "/rules",
+            json!({"program_id": program, "name": "all", "condition": "true", "actions": actions}),
+        )
+        .await;
+    assert_eq!(
+        rule["actions"], actions,
+        "each description is kept with its action"
+    );
+    let done = app
+        .processed(&app.event(&program, "dee", "d1", json!({})).await)
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+
+    // A field the action type does not take is still refused.
+    let r = app
+        .post(
+            "/rules",
+            json!({"program_id": program, "name": "bad", "condition": "true",
+                   "actions": [{"type": "TAG", "tag": "x", "amount": "1"}]}),
+        )
+        .await;
+    assert_error(
+        "amount on TAG",
+        &r,
+        400,
+        "bad_request",
+        Some("actions[0].amount"),
+    );
+}

@@ -436,6 +436,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
         };
         let tag = || TagAction {
             tag: a.req_str("tag", 1, 255),
+            description: description(),
             target: target.clone(),
         };
         let action = match kind {
@@ -506,12 +507,14 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
                     key: a.req_str("key", 1, 255),
                     value: a.opt_str("value", 1, rules::cel::MAX_LENGTH),
                     reset_after,
+                    description: description(),
                     target,
                 })
             }
             ActionType::SetAttribute => Action::SetAttribute(AttributeAction {
                 key: a.req_str("key", 1, 255),
                 value: expression("value"),
+                description: description(),
                 target,
             }),
         };

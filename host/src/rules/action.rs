@@ -58,9 +58,9 @@ impl ActionType {
             Forfeit => &["asset_id", "amount", "description", "bucket"],
             VoidHold => &["asset_id", "description", "reference_id"],
             Debit => &["asset_id", "amount", "description", "allow_negative"],
-            Tag | Untag => &["tag"],
-            Counter => &["key", "value", "reset_after"],
-            SetAttribute => &["key", "value"],
+            Tag | Untag => &["tag", "description"],
+            Counter => &["key", "value", "reset_after", "description"],
+            SetAttribute => &["key", "value", "description"],
         }
     }
 }
@@ -173,6 +173,9 @@ pub struct VoidHoldAction {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TagAction {
     pub tag: String,
+    /// Kept with the rule, as on every action; state changes record no description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
 }
@@ -185,6 +188,9 @@ pub struct CounterAction {
     pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_after: Option<String>,
+    /// Kept with the rule, as on every action; state changes record no description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
 }
@@ -193,6 +199,9 @@ pub struct CounterAction {
 pub struct AttributeAction {
     pub key: String,
     pub value: String,
+    /// Kept with the rule, as on every action; state changes record no description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
 }

@@ -285,6 +285,7 @@ fn as_written(action: &wasm::Action) -> Action {
     };
     let tag = |t: &wasm::TagChange| TagAction {
         tag: t.tag.clone(),
+        description: None,
         target: target(&t.target),
     };
     let bucket = |held: bool| {
@@ -335,11 +336,13 @@ fn as_written(action: &wasm::Action) -> Action {
             key: c.key.clone(),
             value: Some(c.value.clone()),
             reset_after: c.reset_after.clone(),
+            description: None,
             target: target(&c.target),
         }),
         A::SetAttribute(a) => Action::SetAttribute(AttributeAction {
             key: a.key.clone(),
             value: a.value.clone(),
+            description: None,
             target: target(&a.target),
         }),
     }
