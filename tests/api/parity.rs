@@ -366,3 +366,31 @@ async fn every_action_type_takes_a_description(_: PgPoolOptions, connect: PgConn
         Some("actions[0].amount"),
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_condition_that_cannot_be_true_or_false_is_refused_when_written(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Conditions", "PTS").await;
+    let rule = |condition: &str| {
+        json!({"program_id": program, "name": "r", "condition": condition,
+               "actions": [{"type": "CREDIT", "asset_id": points, "amount": "1"}]})
+    };
+    let refused = app.post("/rules", rule("event.amount * 10")).await;
+    assert_error(
+        "arithmetic",
+        &refused,
+        400,
+        "bad_request",
+        Some("condition"),
+    );
+    let validated = app
+        .post("/rules/validate", json!({"condition": "'purchase'"}))
+        .await;
+    assert_eq!(validated.body["valid"], false, "{validated:?}");
+    // What reads data may be a boolean at run time, so it is accepted.
+    let accepted = app.post("/rules", rule("event.is_member")).await;
+    assert_eq!(accepted.status, 201, "{accepted:?}");
+}

@@ -90,6 +90,47 @@ pub fn compile(source: &str) -> Result<Expression, String> {
     })
 }
 
+/// Compiles a rule's condition, refusing one whose form shows it can never be true or false.
+pub fn compile_condition(source: &str) -> Result<Expression, String> {
+    let expression = compile(source)?;
+    match never_boolean(&expression.tree) {
+        Some(kind) => Err(format!(
+            "a condition must evaluate to true or false, and this one is {kind}"
+        )),
+        None => Ok(expression),
+    }
+}
+
+/// What an expression certainly is when its form shows it cannot be a boolean: a literal, a list or map,
+/// arithmetic, a conversion, or a conditional whose branches both are such. Whatever reads data is left to
+/// run time, as are macros (`map()` makes a list, `all()` a boolean).
+fn never_boolean(node: &IdedExpr) -> Option<&'static str> {
+    use cel::common::ast::operators as op;
+    match &node.expr {
+        Expr::Literal(LiteralValue::Boolean(_)) => None,
+        Expr::Literal(LiteralValue::String(_)) => Some("a string"),
+        Expr::Literal(LiteralValue::Bytes(_)) => Some("bytes"),
+        Expr::Literal(LiteralValue::Null) => Some("null"),
+        Expr::Literal(_) => Some("a number"),
+        Expr::List(_) => Some("a list"),
+        Expr::Map(_) | Expr::Struct(_) => Some("a map"),
+        Expr::Call(call) => match call.func_name.as_str() {
+            op::ADD | op::SUBSTRACT | op::MULTIPLY | op::DIVIDE | op::MODULO | op::NEGATE => {
+                Some("the result of arithmetic")
+            }
+            "size" | "int" | "uint" | "double" => Some("a number"),
+            "string" => Some("a string"),
+            "timestamp" | "duration" => Some("a time"),
+            op::CONDITIONAL => match call.args.as_slice() {
+                [_, yes, no] => never_boolean(yes).and(never_boolean(no)),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn has_comprehension(root: &IdedExpr) -> bool {
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
@@ -763,6 +804,25 @@ mod tests {
     #[test]
     fn hostile_sources_are_refused_before_parsing() {
         assert!(compile(&"a".repeat(MAX_LENGTH + 1)).is_err());
+        for never in [
+            "42",
+            "'yes'",
+            "event.amount * 10",
+            "[true]",
+            "size(event.items)",
+            "event.a ? 1 : 2",
+        ] {
+            let refused = compile_condition(never).expect_err(never);
+            assert!(refused.contains("true or false"), "{never}: {refused}");
+        }
+        for maybe in [
+            "true",
+            "event.flag",
+            "event.a ? event.b : false",
+            "event.items.all(i, i > 1)",
+        ] {
+            assert!(compile_condition(maybe).is_ok(), "{maybe}");
+        }
         let deep = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
         assert!(compile(&deep).unwrap_err().contains("nests"));
         let chain = vec!["1"; 1500].join(" + ");

@@ -567,7 +567,7 @@ async fn check_expressions(
     actions: &[Action],
 ) -> Result<()> {
     let mut errors = Vec::new();
-    if let Err(message) = cel::compile(condition) {
+    if let Err(message) = cel::compile_condition(condition) {
         errors.push(FieldError::invalid(
             "condition",
             "CEL expression",
@@ -720,7 +720,7 @@ pub struct Validity {
 }
 
 pub fn validate(condition: &str) -> Validity {
-    match cel::compile(condition) {
+    match cel::compile_condition(condition) {
         Ok(_) => Validity {
             valid: true,
             message: "CEL condition is valid".into(),
