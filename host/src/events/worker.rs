@@ -132,12 +132,14 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     while !*shutdown.borrow() {
-        // Registered before looking for work, so a notification during the claim is not lost.
-        let notified = doorbell.wakeups().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         match contained_batch(&pool, &cache, retry_backoff).await {
             Ok(Progress { claimed: 0, .. }) => {
+                // Waits only when idle: a worker that listened while busy would take rings meant for an idle
+                // one and leave their events queued behind its batch. A ring between the empty claim and
+                // here is not lost: it woke another idle worker, or it is kept for the next listener.
+                let notified = doorbell.wakeups().notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
                 // Sleep until woken, or until the earliest scheduled retry if that comes sooner.
                 let nap = repo::next_retry_in(&pool)
                     .await
