@@ -394,3 +394,96 @@ async fn a_condition_that_cannot_be_true_or_false_is_refused_when_written(
     let accepted = app.post("/rules", rule("event.is_member")).await;
     assert_eq!(accepted.status, 201, "{accepted:?}");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn tag_and_untag_can_target_the_program(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Tagged", "PTS").await;
+    let program_target = json!({"type": "PROGRAM"});
+    app.rule(
+        &program,
+        "launch",
+        "event.type == 'launch'",
+        json!([{"type": "TAG", "tag": "launched", "target": program_target},
+               {"type": "TAG", "tag": "early", "target": program_target}]),
+    )
+    .await;
+    app.rule(
+        &program,
+        "settle",
+        "event.type == 'settle'",
+        json!([{"type": "UNTAG", "tag": "early", "target": program_target}]),
+    )
+    .await;
+    let tags_of = |program: &str| format!("/programs/{program}/state/tags");
+    let tags =
+        |body: &Value| -> Vec<Value> { rows(body).iter().map(|r| r["tag"].clone()).collect() };
+
+    let launched = app
+        .processed(
+            &app.event(&program, "pat", "l1", json!({"type": "launch"}))
+                .await,
+        )
+        .await;
+    assert_eq!(launched["status"], "COMPLETED", "{launched}");
+    assert_eq!(
+        launched["rule_evaluations"][0]["results"][0],
+        json!({"type": "TAG", "program_id": program, "tag": "launched", "changed": true})
+    );
+    assert_eq!(
+        tags(&app.get(&tags_of(&program)).await.body),
+        [json!("early"), json!("launched")]
+    );
+    let pat = app.participant_id("pat").await;
+    assert_eq!(
+        app.get(&format!("/participants/{pat}/state/tags"))
+            .await
+            .body["data"],
+        json!([]),
+        "the participant is not tagged"
+    );
+    let settled = app
+        .processed(
+            &app.event(&program, "pat", "s1", json!({"type": "settle"}))
+                .await,
+        )
+        .await;
+    assert_eq!(settled["status"], "COMPLETED", "{settled}");
+    assert_eq!(
+        tags(&app.get(&tags_of(&program)).await.body),
+        [json!("launched")]
+    );
+
+    // Only TAG and UNTAG target the program, and a PROGRAM target names nothing else.
+    let rule = |action: Value| json!({"program_id": program, "name": "bad", "condition": "true", "actions": [action]});
+    assert_error(
+        "credit to the program",
+        &app.post(
+            "/rules",
+            rule(json!({"type": "CREDIT", "asset_id": points, "amount": "1", "target": program_target})),
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("actions[0].target.type"),
+    );
+    assert_error(
+        "program target with an id",
+        &app.post(
+            "/rules",
+            rule(json!({"type": "TAG", "tag": "x", "target": {"type": "PROGRAM", "external_id": "pat"}})),
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("actions[0].target.id"),
+    );
+    let other = app.as_organization("other").await;
+    assert_error(
+        "another organization's program",
+        &other.get(&tags_of(&program)).await,
+        404,
+        "not_found",
+        None,
+    );
+}

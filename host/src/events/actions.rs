@@ -50,6 +50,13 @@ pub enum ActionResult {
         tag: String,
         changed: bool,
     },
+    ProgramTag {
+        #[serde(rename = "type")]
+        kind: ActionType,
+        program_id: Uuid,
+        tag: String,
+        changed: bool,
+    },
     Counter {
         #[serde(rename = "type")]
         kind: ActionType,
@@ -123,6 +130,16 @@ pub async fn execute(
     // Credits and debits decide for themselves (see `money`); every other action writes.
     if !matches!(action.step, Step::Money { .. }) {
         ctx.batch.begin_writes(conn).await?;
+    }
+    if let (TargetRef::Program, Step::Tag { tag, add }) = (&action.target, &action.step) {
+        let changed =
+            crate::programs::set_tag(conn, ctx.organization_id, ctx.program_id, tag, *add).await?;
+        return Ok(Ok(ActionResult::ProgramTag {
+            kind: action.kind,
+            program_id: ctx.program_id,
+            tag: tag.clone(),
+            changed,
+        }));
     }
     let target = match resolve_target(conn, ctx, &action.target).await? {
         Ok(target) => target,
@@ -451,6 +468,7 @@ async fn resolve_target(
     };
     let id = match target {
         TargetRef::Event => return Ok(Ok(ctx.default_target)),
+        TargetRef::Program => return Ok(Err("only TAG and UNTAG can target the program".into())),
         TargetRef::Id(id) => *id,
         TargetRef::ParticipantId(template) => {
             match render(template).map(|text| Uuid::parse_str(&text)) {

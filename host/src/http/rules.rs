@@ -426,7 +426,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             a.opt_enum("bucket", rules::CREDIT_BUCKETS)
                 .and_then(Bucket::parse)
         };
-        let target = parse_target(&a, map);
+        let target = parse_target(&a, map, kind);
         let hold = || HoldAction {
             asset_id: a.req_uuid("asset_id"),
             amount: optional_amount(),
@@ -540,6 +540,7 @@ fn when(a: &Fields<'_>, name: &str) -> Option<String> {
 fn parse_target(
     a: &Fields<'_>,
     map: &serde_json::Map<String, serde_json::Value>,
+    kind: ActionType,
 ) -> Option<Target> {
     let object = a.opt_object("target")?;
     let t = a.nested(object, a.path("target"));
@@ -562,7 +563,23 @@ fn parse_target(
         target.participant_id.is_some(),
         target.external_id.is_some(),
     ];
-    if named.iter().filter(|n| **n).count() != 1 && map.contains_key("target") {
+    let named = named.iter().filter(|n| **n).count();
+    if target.kind == Some(TargetType::Program) {
+        if !matches!(kind, ActionType::Tag | ActionType::Untag) {
+            t.reject(
+                "type",
+                "PARTICIPANT",
+                format!("only TAG and UNTAG can target the program, not {kind}"),
+            );
+        }
+        if named > 0 {
+            t.reject(
+                "id",
+                "absent",
+                "a PROGRAM target is the event's program and names nothing else",
+            );
+        }
+    } else if named != 1 && map.contains_key("target") {
         t.reject(
             "id",
             "exactly one of id, participant_id, external_id",

@@ -29,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(set_status))
         .routes(routes!(tags, replace_tags))
+        .routes(routes!(program_tags))
         .routes(routes!(add_tag, remove_tag))
         .routes(routes!(attributes, merge_attributes))
         .routes(routes!(set_attribute, remove_attribute))
@@ -275,6 +276,22 @@ async fn tags(
 ) -> Result<impl IntoResponse> {
     let PageParams { cursor, limit } = page;
     let tags = participants::tags(&s.pool, &actor, id).await?;
+    Ok(Json(
+        page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag }),
+    ))
+}
+
+/// The program's own tags, which TAG and UNTAG actions with `target: {type: PROGRAM}` write.
+#[utoipa::path(get, path = "/programs/{id}/state/tags", tag = "state", params(PathId, PageParams),
+    responses((status = 200, body = Page<Tag>), Rejected, NotFound))]
+async fn program_tags(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery(page): ValidQuery<PageParams>,
+) -> Result<impl IntoResponse> {
+    let PageParams { cursor, limit } = page;
+    let tags = crate::programs::tags(&s.pool, &actor, id).await?;
     Ok(Json(
         page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag }),
     ))

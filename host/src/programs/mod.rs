@@ -172,6 +172,23 @@ pub async fn update(
     Ok(program)
 }
 
+/// The program's own tags (written by TAG and UNTAG actions that target the program), in order.
+pub async fn tags(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Vec<String>> {
+    get(pool, actor, id).await?;
+    Ok(repo::tags(pool, id).await?)
+}
+
+/// Adds or removes a tag of the program in the caller's transaction; `true` when that changed anything.
+pub async fn set_tag(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    program_id: Uuid,
+    tag: &str,
+    add: bool,
+) -> sqlx::Result<bool> {
+    repo::set_tag(conn, organization_id, program_id, tag, add).await
+}
+
 /// Whether the program exists and is ACTIVE, read in the caller's transaction.
 pub async fn is_active(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> {
     Ok(repo::status(conn, id).await? == Some(ProgramStatus::Active))

@@ -110,3 +110,38 @@ pub async fn policies(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec
         .fetch_all(conn)
         .await
 }
+
+/// Adds or removes one tag of the program; `true` when that changed anything.
+pub async fn set_tag(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    program_id: Uuid,
+    tag: &str,
+    add: bool,
+) -> sqlx::Result<bool> {
+    let done = if add {
+        sqlx::query(
+            "INSERT INTO program_tags (program_id, organization_id, tag) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(program_id)
+        .bind(organization_id)
+        .bind(tag)
+        .execute(conn)
+        .await?
+    } else {
+        sqlx::query("DELETE FROM program_tags WHERE program_id = $1 AND tag = $2")
+            .bind(program_id)
+            .bind(tag)
+            .execute(conn)
+            .await?
+    };
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn tags(pool: &PgPool, program_id: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT tag FROM program_tags WHERE program_id = $1 ORDER BY tag")
+        .bind(program_id)
+        .fetch_all(pool)
+        .await
+}

@@ -26,6 +26,8 @@ crate::vocabulary!(
     /// What an action's target names (groups will join).
     pub enum TargetType {
         Participant = "PARTICIPANT",
+        /// The event's program itself: TAG and UNTAG only.
+        Program = "PROGRAM",
     }
 );
 crate::api_enum!(pub CreditBucket = CREDIT_BUCKETS ["AVAILABLE", "HELD"]);

@@ -2,7 +2,7 @@
 
 use super::cel::{self, Expression, Template};
 use super::lru::Lru;
-use super::{Action, ActionType, Rule, Target, When};
+use super::{Action, ActionType, Rule, Target, TargetType, When};
 use crate::ledger::Bucket;
 use crate::movement::Operation;
 use crate::participants::state::Window;
@@ -171,6 +171,8 @@ impl LotFields {
 pub enum TargetRef {
     /// The event's recipient if it has one, else its participant.
     Event,
+    /// The event's program (TAG and UNTAG).
+    Program,
     Id(Uuid),
     ParticipantId(Template),
     ExternalId(Template),
@@ -204,6 +206,10 @@ fn compile_action(action: Action) -> CompiledAction {
         |text: &str| Template::parse(text).unwrap_or_else(|_| Template::Literal(String::new()));
     let target = match action.target() {
         None => TargetRef::Event,
+        Some(Target {
+            kind: Some(TargetType::Program),
+            ..
+        }) => TargetRef::Program,
         Some(Target { id: Some(id), .. }) => TargetRef::Id(*id),
         Some(Target {
             participant_id: Some(p),

@@ -233,6 +233,14 @@ async fn results(
                     Err(err) => json!({"error": err}),
                 }
             }
+            Step::Tag { tag, add } if matches!(action.target, TargetRef::Program) => {
+                let verb = if *add {
+                    "Add program tag"
+                } else {
+                    "Remove program tag"
+                };
+                json!({"description": format!("{verb} {tag}")})
+            }
             Step::Tag { tag, add } => {
                 let present = state.tags.iter().any(|t| t.to_lowercase() == *tag);
                 let verb = if *add { "Add tag" } else { "Remove tag" };
