@@ -429,6 +429,22 @@ impl<'v> Fields<'v> {
         Some(pairs)
     }
 
+    /// A `{string: string}` map that must be present.
+    pub fn req_string_map(&self, key: &str, max_len: usize) -> Vec<(String, String)> {
+        if self.raw(key).is_none() {
+            self.reject(key, "object of strings", format!("{key} is required"));
+        }
+        self.opt_string_map(key, max_len).unwrap_or_default()
+    }
+
+    /// A list of strings that must be present (it may be empty).
+    pub fn req_string_list(&self, key: &str, max_len: usize) -> Vec<String> {
+        if self.raw(key).is_none() {
+            self.reject(key, "array of strings", format!("{key} is required"));
+        }
+        self.opt_string_list(key, max_len).unwrap_or_default()
+    }
+
     /// A list of non-empty strings of at most `max_len` characters.
     pub fn opt_string_list(&self, key: &str, max_len: usize) -> Option<Vec<String>> {
         let array = self.opt_array(key)?;

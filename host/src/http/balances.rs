@@ -273,30 +273,32 @@ impl From<VoidHold> for OperationRequest {
 #[utoipa::path(post, path = "/programs/{id}/assets/{asset_id}/fund", tag = "programs", params(("id" = Uuid, Path, description = "Program id"), ("asset_id" = Uuid, Path)), request_body = WalletMove,
     responses((status = 200, body = WalletMoved), Rejected, NotFound))]
 async fn fund(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-    PathIds(program_id, asset_id): PathIds,
-    Valid(body): Valid<WalletMove>,
+    s: State<AppState>,
+    auth: Auth,
+    ids: PathIds,
+    body: Valid<WalletMove>,
 ) -> Result<Json<WalletMoved>> {
-    let moved = wallet::move_wallet(
-        &s.pool,
-        &actor,
-        program_id,
-        asset_id,
-        body.amount,
-        body.description,
-        true,
-    );
-    Ok(Json(moved.await?))
+    move_wallet(s, auth, ids, body, true).await
 }
 
 #[utoipa::path(post, path = "/programs/{id}/assets/{asset_id}/burn", tag = "programs", params(("id" = Uuid, Path, description = "Program id"), ("asset_id" = Uuid, Path)), request_body = WalletMove,
     responses((status = 200, body = WalletMoved), Rejected, NotFound, Insufficient))]
 async fn burn(
+    s: State<AppState>,
+    auth: Auth,
+    ids: PathIds,
+    body: Valid<WalletMove>,
+) -> Result<Json<WalletMoved>> {
+    move_wallet(s, auth, ids, body, false).await
+}
+
+/// Fund (E8) or burn (E9).
+async fn move_wallet(
     State(s): State<AppState>,
     Auth(actor): Auth,
     PathIds(program_id, asset_id): PathIds,
     Valid(body): Valid<WalletMove>,
+    fund: bool,
 ) -> Result<Json<WalletMoved>> {
     let moved = wallet::move_wallet(
         &s.pool,
@@ -305,7 +307,7 @@ async fn burn(
         asset_id,
         body.amount,
         body.description,
-        false,
+        fund,
     );
     Ok(Json(moved.await?))
 }

@@ -85,12 +85,8 @@ struct ReplaceTags {
 
 impl Request for ReplaceTags {
     fn read(f: &Fields<'_>) -> Self {
-        let tags = f.opt_string_list("tags", 255);
-        if tags.is_none() && f.raw("tags").is_none() {
-            f.reject("tags", "array of strings", "tags is required");
-        }
         ReplaceTags {
-            tags: tags.unwrap_or_default(),
+            tags: f.req_string_list("tags", 255),
         }
     }
 }
@@ -105,12 +101,8 @@ struct MergeAttributes {
 
 impl Request for MergeAttributes {
     fn read(f: &Fields<'_>) -> Self {
-        let pairs = f.opt_string_map("attributes", 1000);
-        if pairs.is_none() && f.raw("attributes").is_none() {
-            f.reject("attributes", "object of strings", "attributes is required");
-        }
         MergeAttributes {
-            attributes: pairs.unwrap_or_default(),
+            attributes: f.req_string_map("attributes", 1000),
         }
     }
 }
