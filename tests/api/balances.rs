@@ -75,6 +75,10 @@ async fn a_program_wallet_funds_prefunded_credits(_: PgPoolOptions, connect: PgC
         )
         .await;
     assert_eq!(burned.body["available"], "3.50");
+    assert_eq!(
+        burned.body["message"],
+        "Program balance burned successfully"
+    );
     let too_much = app
         .post(
             &format!("/programs/{program}/assets/{usd}/burn"),
