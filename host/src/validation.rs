@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 crate::api_enum!(pub SortDir = SORT_DIRS ["asc", "desc"]);
 
+/// The most tags or attributes one request may set: each is a write of its own, with its history row.
+pub const MAX_ENTRIES: usize = 100;
+
 /// A typed request body or query string, filled field by field from [`Fields`]. Each getter records what
 /// is wrong, so one answer names every bad field; `read` may return placeholders then, and the caller
 /// (the HTTP extractors) refuses the request before anything uses them.
@@ -408,6 +411,14 @@ impl<'v> Fields<'v> {
     /// A `{string: string}` map, as participant attributes are.
     pub fn opt_string_map(&self, key: &str, max_len: usize) -> Option<Vec<(String, String)>> {
         let object = self.opt_object(key)?;
+        if object.len() > MAX_ENTRIES {
+            self.wrong(
+                key,
+                &format!("at most {MAX_ENTRIES} entries"),
+                format!("{key} may hold at most {MAX_ENTRIES} entries in one request"),
+            );
+            return None;
+        }
         let mut pairs = Vec::with_capacity(object.len());
         for (name, value) in object {
             match value.as_str() {
@@ -448,6 +459,14 @@ impl<'v> Fields<'v> {
     /// A list of non-empty strings of at most `max_len` characters.
     pub fn opt_string_list(&self, key: &str, max_len: usize) -> Option<Vec<String>> {
         let array = self.opt_array(key)?;
+        if array.len() > MAX_ENTRIES {
+            self.wrong(
+                key,
+                &format!("at most {MAX_ENTRIES} items"),
+                format!("{key} may hold at most {MAX_ENTRIES} items in one request"),
+            );
+            return None;
+        }
         let mut items = Vec::with_capacity(array.len());
         for (i, value) in array.iter().enumerate() {
             match value.as_str() {

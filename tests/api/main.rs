@@ -6,6 +6,7 @@ mod budgets;
 mod common;
 mod containment;
 mod contract;
+mod edges;
 mod idempotency;
 mod isolation;
 mod ledger;

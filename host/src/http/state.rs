@@ -3,7 +3,7 @@
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, PathId, PathIdKey, Valid, ValidQuery};
-use crate::error::Result;
+use crate::error::{Error, FieldError, Result};
 use crate::events::{self, Event, EventFilter, EventSort, EventStatus};
 use crate::money;
 use crate::pagination::{Page, PageParams, page_by_key};
@@ -79,7 +79,8 @@ impl Request for SetStatus {
 #[derive(ToSchema)]
 #[schema(example = json!({"tags": ["vip", "newsletter"]}))]
 struct ReplaceTags {
-    /// The new tags, each at most 255 characters; lower-cased.
+    /// The new tags: at most 100, each at most 255 characters; lower-cased.
+    #[schema(max_items = 100)]
     tags: Vec<String>,
 }
 
@@ -94,7 +95,7 @@ impl Request for ReplaceTags {
 #[derive(ToSchema)]
 #[schema(example = json!({"attributes": {"tier": "gold"}}))]
 struct MergeAttributes {
-    /// Values of at most 1000 characters; keys not given keep their values.
+    /// At most 100, with values of at most 1000 characters; keys not given keep their values.
     #[schema(value_type = std::collections::HashMap<String, String>)]
     attributes: Vec<(String, String)>,
 }
@@ -309,6 +310,15 @@ async fn add_tag(
     Auth(actor): Auth,
     PathIdKey(id, tag): PathIdKey,
 ) -> Result<impl IntoResponse> {
+    let count = tag.chars().count();
+    if !(1..=255).contains(&count) {
+        return Err(Error::invalid(FieldError::invalid(
+            "tag",
+            "string of 1 to 255 characters",
+            Some(format!("{count} characters")),
+            "tag must be 1 to 255 characters long",
+        )));
+    }
     let tag = tag.to_lowercase();
     let added = participants::add_tag(&s.pool, &actor, id, &tag).await?;
     Ok((

@@ -177,10 +177,11 @@ pub struct Upsert {
     pub last_name: Option<String>,
     #[schema(min_length = 1, max_length = 255)]
     pub display_name: Option<String>,
-    /// String values of at most 1000 characters.
+    /// At most 100, with string values of at most 1000 characters.
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub attributes: Vec<(String, String)>,
-    /// Replaces the tags; each at most 255 characters.
+    /// Replaces the tags: at most 100, each at most 255 characters.
+    #[schema(max_items = 100)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -414,6 +415,7 @@ pub struct ProfilePatch {
     pub display_name: Option<String>,
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub attributes: Vec<(String, String)>,
+    #[schema(max_items = 100)]
     pub tags: Option<Vec<String>>,
 }
 

@@ -49,7 +49,14 @@ impl Schedule {
                 "cron expressions are evaluated in UTC and may not set CRON_TZ or TZ".into(),
             );
         }
-        croner::Cron::from_str(expression).map_err(|e| format!("invalid cron expression: {e}"))?;
+        let cron = croner::Cron::from_str(expression)
+            .map_err(|e| format!("invalid cron expression: {e}"))?;
+        // A date that never comes (`0 0 30 2 *`) would leave the budget without a period end.
+        if cron.find_next_occurrence(&Utc::now(), false).is_err() {
+            return Err(format!(
+                "cron expression {expression} never matches a date: the budget would never reset"
+            ));
+        }
         Ok(Schedule::Cron(expression.to_owned()))
     }
 }
@@ -195,6 +202,12 @@ mod tests {
                 .count(),
             5
         );
+    }
+
+    #[test]
+    fn a_cron_date_that_never_comes_is_refused() {
+        assert!(Schedule::cron("0 0 30 2 *").is_err());
+        assert!(Schedule::cron("0 0 29 2 *").is_ok());
     }
 
     #[test]

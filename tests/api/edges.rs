@@ -1,0 +1,114 @@
+//! Input at the edges of what the API accepts: refused with a 400 naming the field, and nothing changed.
+
+use crate::common::{TestApp, assert_error, id};
+use serde_json::{Map, Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+async fn participant(app: &TestApp) -> String {
+    let (program, _) = app.program_with_points("Edges", "PTS").await;
+    id(&app
+        .created(
+            "/participants",
+            json!({"external_id": "eve", "program_id": program}),
+        )
+        .await)
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_tag_in_the_path_is_at_most_255_characters(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let eve = participant(&app).await;
+    let long = "t".repeat(256);
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{eve}/state/tags/{long}"),
+            None,
+        )
+        .await;
+    assert_error("256-character tag", &r, 400, "bad_request", Some("tag"));
+    let ok = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{eve}/state/tags/{}", "t".repeat(255)),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{ok:?}");
+    let tags = app
+        .get(&format!("/participants/{eve}/state/tags"))
+        .await
+        .body;
+    assert_eq!(tags["data"].as_array().map(Vec::len), Some(1));
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn one_request_sets_at_most_100_attributes_or_tags(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let eve = participant(&app).await;
+    let attributes = |n: usize| -> Map<String, Value> {
+        (0..n).map(|i| (format!("k{i}"), json!("v"))).collect()
+    };
+    let too_many = app
+        .patch(
+            &format!("/participants/{eve}/state/attributes"),
+            json!({"attributes": attributes(101)}),
+        )
+        .await;
+    assert_error(
+        "101 attributes",
+        &too_many,
+        400,
+        "bad_request",
+        Some("attributes"),
+    );
+    let none = app
+        .get(&format!("/participants/{eve}/state/attributes"))
+        .await
+        .body;
+    assert_eq!(none["data"], json!([]), "nothing was set");
+    let hundred = app
+        .patch(
+            &format!("/participants/{eve}/state/attributes"),
+            json!({"attributes": attributes(100)}),
+        )
+        .await;
+    assert_eq!(hundred.status, 200, "{hundred:?}");
+
+    let tags: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{eve}/state/tags"),
+            Some(json!({"tags": tags})),
+        )
+        .await;
+    assert_error("101 tags", &r, 400, "bad_request", Some("tags"));
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_cron_budget_that_never_resets_is_refused(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Never", "PTS").await;
+    let r = app
+        .post(
+            "/rules",
+            json!({"program_id": program, "name": "feb 30", "condition": "true",
+                   "actions": [{"type": "CREDIT", "asset_id": points, "amount": "1"}],
+                   "budgets": [{"asset_id": points, "limit": "10", "schedule_type": "CRON",
+                                "cron_expression": "0 0 30 2 *"}]}),
+        )
+        .await;
+    assert_error(
+        "February 30th",
+        &r,
+        400,
+        "bad_request",
+        Some("budgets[0].cron_expression"),
+    );
+    let rules = app.get(&format!("/rules?program_id={program}")).await.body;
+    assert_eq!(rules["data"], json!([]));
+}
