@@ -112,3 +112,26 @@ async fn a_cron_budget_that_never_resets_is_refused(_: PgPoolOptions, connect: P
     let rules = app.get(&format!("/rules?program_id={program}")).await.body;
     assert_eq!(rules["data"], json!([]));
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn an_unreachable_database_is_a_503_with_retry_after(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    app.pool.close().await;
+    let r = app
+        .client
+        .get(format!("{}/programs", app.base))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "service_unavailable", "{body}");
+}

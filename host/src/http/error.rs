@@ -3,7 +3,7 @@
 
 use crate::error::{Error, FieldError};
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use utoipa::{IntoResponses, ToSchema};
 }))]
 pub struct ErrorBody {
     /// `bad_request`, `invalid_scale`, `self_transfer`, `unauthorized`, `not_found`, `insufficient_balance`,
-    /// `idempotency_conflict`, `conflict`, `method_not_allowed`, `internal_error`, …
+    /// `idempotency_conflict`, `conflict`, `method_not_allowed`, `service_unavailable`, `internal_error`, …
     code: String,
     message: String,
     /// Present on 400s: the first invalid field, and all of them in `fields`.
@@ -95,6 +95,15 @@ impl IntoResponse for Error {
                     "missing API key: send Authorization: Bearer sk_... or X-API-Key: sk_...",
                 ),
             ),
+            Error::Database(err) if unavailable(&err) => {
+                tracing::warn!(error = %err, "database unavailable");
+                let body = ErrorBody::new(
+                    "service_unavailable",
+                    "the database is unavailable; retry shortly",
+                );
+                let retry = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)];
+                return (StatusCode::SERVICE_UNAVAILABLE, retry, Json(body)).into_response();
+            }
             Error::Database(err) => {
                 tracing::error!(error = %err, "database error");
                 internal()
@@ -137,6 +146,22 @@ fn error_responses(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::o
 /// What any authenticated operation may answer: a bad parameter, field or body, or a bad key.
 pub struct Rejected;
 
+/// What a client is told to wait before retrying while the database is unreachable.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Whether the database could not be reached, as opposed to refusing what was asked: the pool gave up
+/// waiting or is closed, the connection broke, or the server is shutting down, starting up or full
+/// (SQLSTATE class 08, 57P01-57P03, 53300). Such a request may succeed if retried.
+fn unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 impl IntoResponses for Rejected {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         error_responses(&[
@@ -145,6 +170,11 @@ impl IntoResponses for Rejected {
                 "A path, query or body parameter is invalid; `details` names it.",
             ),
             (401, "The API key is missing, invalid or revoked."),
+            (
+                503,
+                "The database could not be reached: retry after `Retry-After` seconds (an idempotency key makes \
+                 a retried write safe).",
+            ),
         ])
     }
 }
