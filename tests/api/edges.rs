@@ -135,3 +135,38 @@ async fn an_unreachable_database_is_a_503_with_retry_after(
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["code"], "service_unavailable", "{body}");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn bad_keys_are_refused_without_a_query_once_known_or_when_malformed(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let status = |key: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(format!("{}/programs", app.base))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        }
+    };
+    let unknown = format!("sk_{}", "ab".repeat(24));
+    assert_eq!(status(unknown.clone()).await, 401);
+    assert_eq!(status(app.key.clone()).await, 200);
+    // With the database gone, what the cache knows is still answered: the refused key, the good key and
+    // anything not shaped like a key; only a new well-formed key needs the database.
+    app.pool.close().await;
+    assert_eq!(status(unknown).await, 401);
+    assert_eq!(
+        status(app.key.clone()).await,
+        503,
+        "the key is known, the programs are not"
+    );
+    assert_eq!(status("sk_not_a_key".into()).await, 401);
+    assert_eq!(status(format!("sk_{}", "cd".repeat(24))).await, 503);
+}

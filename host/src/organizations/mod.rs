@@ -49,9 +49,11 @@ pub async fn create_api_key(pool: &PgPool, organization: &str) -> Result<NewKey>
     })
 }
 
-/// Resolves a presented key to its organization; unknown and revoked keys are `Unauthorized`.
+/// Resolves a presented key to its organization; unknown and revoked keys are `Unauthorized`, and so is
+/// anything not shaped like a key this server makes, without a query.
 pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Actor> {
-    if !key.starts_with("sk_") {
+    let secret = key.strip_prefix("sk_").unwrap_or_default();
+    if secret.len() != 48 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Unauthorized);
     }
     repo::find_active_key(pool, &hash(key))
@@ -63,16 +65,21 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Actor> {
         .ok_or(Error::Unauthorized)
 }
 
-/// Keys recently found active, so most requests authenticate without a query. An entry is trusted for
-/// [`KeyCache::TTL`]: a key revoked in the database stops working within that time in every process.
+/// Keys recently looked up, so most requests authenticate without a query: an active key's actor, or the
+/// refusal of an unknown or revoked one, so that a client repeating a bad key does not load the database
+/// either. An entry is trusted for [`KeyCache::TTL`]: a key revoked in the database stops working within that
+/// time in every process.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    known: Mutex<HashMap<Vec<u8>, (Actor, Instant)>>,
+    known: Mutex<HashMap<Vec<u8>, Looked>>,
 }
+
+/// What a lookup of a key's hash found (`None`: refused), and when.
+type Looked = (Option<Actor>, Instant);
 
 impl KeyCache {
     pub const TTL: Duration = Duration::from_secs(10);
-    /// Only active keys are kept, so this bounds nothing in practice; it is a guard, not an eviction policy.
+    /// A guard, not an eviction policy: a flood of distinct keys empties the cache now and then.
     const MAX: usize = 10_000;
 
     /// [`authenticate`], answered from the cache while the entry is fresh.
@@ -84,17 +91,21 @@ impl KeyCache {
                 .filter(|(_, at)| at.elapsed() < Self::TTL)
                 .map(|(actor, _)| *actor)
         });
-        if let Some(actor) = cached {
-            return Ok(actor);
+        if let Some(answer) = cached {
+            return answer.ok_or(Error::Unauthorized);
         }
-        let actor = authenticate(pool, key).await?;
+        let answer = match authenticate(pool, key).await {
+            Ok(actor) => Some(actor),
+            Err(Error::Unauthorized) => None,
+            Err(other) => return Err(other),
+        };
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= Self::MAX {
                 known.clear();
             }
-            known.insert(hashed, (actor, Instant::now()));
+            known.insert(hashed, (answer, Instant::now()));
         }
-        Ok(actor)
+        answer.ok_or(Error::Unauthorized)
     }
 }
 
