@@ -170,3 +170,23 @@ async fn bad_keys_are_refused_without_a_query_once_known_or_when_malformed(
     assert_eq!(status("sk_not_a_key".into()).await, 401);
     assert_eq!(status(format!("sk_{}", "cd".repeat(24))).await, 503);
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn readiness_follows_the_database_and_liveness_does_not(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let ready = format!("{}/health/ready", app.base.trim_end_matches("/v1"));
+    let r = app.client.get(&ready).send().await.expect("answered");
+    assert_eq!(r.status().as_u16(), 200);
+    app.pool.close().await;
+    let r = app.client.get(&ready).send().await.expect("answered");
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        app.health().await["status"],
+        "degraded",
+        "alive, not processing"
+    );
+}

@@ -55,6 +55,7 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1)
         .routes(routes!(openapi::health))
+        .routes(routes!(openapi::ready))
 }
 
 /// The OpenAPI document this build serves (the body limit of module uploads does not show in it).

@@ -107,7 +107,7 @@ pub struct WorkerHealth {
 const QUEUE_LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Liveness and progress: the server answers, its workers run, and how far behind the event queue is. No
-/// key needed.
+/// key needed; it answers 200 while the process lives, whatever the database does (see `/health/ready`).
 #[utoipa::path(get, path = "/health", tag = "meta", security(()),
     responses((status = 200, description = "The server is up; `status` says whether processing is.", body = Health)))]
 pub async fn health(State(s): State<AppState>) -> Json<Health> {
@@ -131,4 +131,25 @@ pub async fn health(State(s): State<AppState>) -> Json<Health> {
         workers,
         queue_lag_seconds,
     })
+}
+
+/// Readiness: whether this process can serve requests now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    status: &'static str,
+}
+
+/// Readiness: 200 while the database answers within half a second, else 503 with `Retry-After`, so a load
+/// balancer sends requests elsewhere meanwhile. No key needed.
+#[utoipa::path(get, path = "/health/ready", tag = "meta", security(()),
+    responses((status = 200, description = "The database answers.", body = Ready),
+        (status = 503, description = "The database does not answer; retry after `Retry-After` seconds.", body = ErrorBody)))]
+pub async fn ready(State(s): State<AppState>) -> crate::error::Result<Json<Ready>> {
+    let ping = sqlx::query("SELECT 1").execute(&s.pool);
+    match tokio::time::timeout(QUEUE_LAG_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(Json(Ready { status: "ready" })),
+        Ok(Err(err)) => Err(err.into()),
+        Err(_) => Err(sqlx::Error::PoolTimedOut.into()),
+    }
 }
