@@ -65,15 +65,7 @@ pub async fn start(
         keys: Arc::default(),
         workers: workers.clone(),
     });
-    let mut http_stopped = stopped.clone();
-    tasks.spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = http_stopped.wait_for(|stop| *stop).await;
-        });
-        if let Err(err) = serve.await {
-            tracing::error!(error = %err, "HTTP server failed");
-        }
-    });
+    tasks.spawn(http::server::serve(listener, app, stopped.clone()));
     let cache = Arc::new(rules::RuleCache::new(runtime));
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
     // A process without workers serves the API only; lots are expired and matured where events are processed.

@@ -190,3 +190,64 @@ async fn readiness_follows_the_database_and_liveness_does_not(
         "alive, not processing"
     );
 }
+
+/// Reads until the server closes the connection, or gives up after `within`; returns what was read.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    closed
+        .ok()
+        .map(|()| String::from_utf8_lossy(&read).into_owned())
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn slow_and_idle_connections_are_closed_after_the_header_timeout(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(connect).await;
+    let addr = app
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let limit = scrip::http::server::HEADER_TIMEOUT + std::time::Duration::from_secs(3);
+    // A slowloris: headers started and never finished.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: scrip\r\n")
+        .await
+        .expect("writes");
+    // A keep-alive connection that goes quiet after one request.
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: scrip\r\n\r\n")
+        .await
+        .expect("writes");
+    let (slow, idle) = tokio::join!(
+        read_until_closed(&mut slow, limit),
+        read_until_closed(&mut idle, limit)
+    );
+    assert!(slow.is_some(), "the slow client's connection is closed");
+    let idle = idle.expect("the idle connection is closed");
+    assert!(
+        idle.starts_with("HTTP/1.1 200"),
+        "it was answered first: {idle}"
+    );
+}

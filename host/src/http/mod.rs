@@ -14,6 +14,7 @@ mod participants;
 mod programs;
 mod reports;
 mod rules;
+pub mod server;
 mod state;
 mod transfers;
 
