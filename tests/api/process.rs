@@ -337,3 +337,161 @@ async fn api_keys_come_from_the_cli_and_reuse_the_organization(
             .is_err()
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn sigterm_stops_the_server_and_keeps_every_event_it_acknowledged(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(connect.clone())
+        .await
+        .expect("pool");
+    let key = scrip::organizations::create_api_key(&pool, "term")
+        .await
+        .expect("key")
+        .key;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = Command::new(SCRIP)
+        .arg("serve")
+        .env("DATABASE_URL", database_url(&connect))
+        .env("SCRIP_ADDR", &addr)
+        .env("SCRIP_WORKERS", "2")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("scrip serve starts");
+    let base = format!("http://{addr}/v1");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let created = |r: reqwest::Response| async move { id(&r.json().await.expect("json")) };
+    let program = created(
+        post("/programs", json!({"name": "Term"}))
+            .await
+            .expect("sent"),
+    )
+    .await;
+    let asset = created(
+        post(
+            "/assets",
+            json!({"program_id": program, "name": "Points", "symbol": "PTS",
+                   "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}),
+        )
+        .await
+        .expect("sent"),
+    )
+    .await;
+    post(
+        "/rules",
+        json!({"program_id": program, "name": "one", "condition": "true",
+               "actions": [{"type": "CREDIT", "asset_id": asset, "amount": "1"}]}),
+    )
+    .await
+    .expect("sent");
+
+    // Clients keep sending until the server stops answering; each remembers what was acknowledged.
+    let senders: Vec<_> =
+        (0..8)
+            .map(|client_no| {
+                let (client, base, key, program) =
+                    (client.clone(), base.clone(), key.clone(), program.clone());
+                tokio::spawn(async move {
+                    let mut acknowledged = Vec::new();
+                    for n in 0.. {
+                        let key_of_event = format!("t-{client_no}-{n}");
+                        let sent = client
+                        .post(format!("{base}/events"))
+                        .bearer_auth(&key)
+                        .json(&json!({"program_id": program, "external_id": format!("u{client_no}"),
+                                      "idempotency_key": key_of_event, "event_data": {}}))
+                        .send()
+                        .await;
+                        match sent {
+                            Ok(r) if r.status().as_u16() == 202 => acknowledged.push(key_of_event),
+                            Ok(r) => panic!("unexpected answer {}", r.status()),
+                            Err(_) => break,
+                        }
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+    let received = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    };
+    while received().await < 300 {
+        assert!(Instant::now() < deadline, "the server took no events");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&server, "-TERM").await;
+    let exited = tokio::time::timeout(Duration::from_secs(30), server.wait())
+        .await
+        .expect("the server exits within 30 s")
+        .expect("status");
+    assert!(exited.success(), "a clean exit: {exited:?}");
+
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        acknowledged.extend(sender.await.expect("sender"));
+    }
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE idempotency_key = ANY($1)")
+            .bind(&acknowledged)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(
+        stored as usize,
+        acknowledged.len(),
+        "every acknowledged event is stored"
+    );
+
+    // Another server finishes whatever the stopped one left; each event is credited once.
+    let finisher = scrip::start(
+        pool.clone(),
+        "127.0.0.1:0".parse().expect("addr"),
+        test_pipeline(2),
+    )
+    .await
+    .expect("server");
+    let pending = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE status <> 'COMPLETED'")
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending().await > 0 {
+        assert!(Instant::now() < deadline, "events left unprocessed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    finisher.stop().await;
+    let not_once: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events e
+          WHERE (SELECT count(*) FROM journal_entries j WHERE j.event_id = e.id) <> 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(not_once, 0, "every event credited exactly once");
+}
