@@ -50,6 +50,41 @@ async fn read_until(
     seen
 }
 
+/// Over the API at `base`: a program with an UNLIMITED points asset and a rule crediting `amount` on every
+/// event; returns the program's id.
+async fn program_crediting(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    amount: &str,
+) -> String {
+    let post = |path: &'static str, body: serde_json::Value| async move {
+        let r = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json::<serde_json::Value>().await.expect("json")
+    };
+    let program = id(&post("/programs", json!({"name": "Credited"})).await);
+    let asset = id(&post(
+        "/assets",
+        json!({"program_id": program, "name": "Points", "symbol": "PTS",
+               "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}),
+    )
+    .await);
+    post(
+        "/rules",
+        json!({"program_id": program, "name": "credit", "condition": "true",
+               "actions": [{"type": "CREDIT", "asset_id": asset, "amount": amount}]}),
+    )
+    .await;
+    program
+}
+
 #[tokio::test]
 async fn scrip_dev_starts_a_private_postgres_and_prints_a_key() {
     let data = std::env::temp_dir().join(format!("scrip-dev-{}", uuid::Uuid::now_v7()));
@@ -151,29 +186,7 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
             .json(&body)
             .send()
     };
-    let program = id(&post("/programs", json!({"name": "Crash"}))
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json"));
-    let asset = id(&post(
-        "/assets",
-        json!({"program_id": program, "name": "Points", "symbol": "PTS",
-        "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}),
-    )
-    .await
-    .expect("sent")
-    .json()
-    .await
-    .expect("json"));
-    post(
-        "/rules",
-        json!({"program_id": program, "name": "ten", "condition": "true",
-        "actions": [{"type": "CREDIT", "asset_id": asset, "amount": "10"}]}),
-    )
-    .await
-    .expect("sent");
+    let program = program_crediting(&client, &base, &key, "10").await;
     for batch in 0..EVENTS / 100 {
         let events: Vec<_> = (0..100)
             .map(|i| {
@@ -374,37 +387,7 @@ async fn sigterm_stops_the_server_and_keeps_every_event_it_acknowledged(
         assert!(Instant::now() < deadline, "the server never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let post = |path: &str, body: serde_json::Value| {
-        client
-            .post(format!("{base}{path}"))
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-    };
-    let created = |r: reqwest::Response| async move { id(&r.json().await.expect("json")) };
-    let program = created(
-        post("/programs", json!({"name": "Term"}))
-            .await
-            .expect("sent"),
-    )
-    .await;
-    let asset = created(
-        post(
-            "/assets",
-            json!({"program_id": program, "name": "Points", "symbol": "PTS",
-                   "inventory_mode": "SIMPLE", "issuance_policy": "UNLIMITED", "scale": 0}),
-        )
-        .await
-        .expect("sent"),
-    )
-    .await;
-    post(
-        "/rules",
-        json!({"program_id": program, "name": "one", "condition": "true",
-               "actions": [{"type": "CREDIT", "asset_id": asset, "amount": "1"}]}),
-    )
-    .await
-    .expect("sent");
+    let program = program_crediting(&client, &base, &key, "1").await;
 
     // Clients keep sending until the server stops answering; each remembers what was acknowledged.
     let senders: Vec<_> =

@@ -259,6 +259,11 @@ async fn set_status(
     ))
 }
 
+/// A page of sorted tags.
+fn tag_page(tags: Vec<String>, PageParams { cursor, limit }: PageParams) -> Page<Tag> {
+    page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag })
+}
+
 #[utoipa::path(get, path = "/participants/{id}/state/tags", tag = "state", params(PathId, PageParams),
     responses((status = 200, body = Page<Tag>), Rejected, NotFound))]
 async fn tags(
@@ -267,11 +272,10 @@ async fn tags(
     PathId(id): PathId,
     ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
-    let PageParams { cursor, limit } = page;
-    let tags = participants::tags(&s.pool, &actor, id).await?;
-    Ok(Json(
-        page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag }),
-    ))
+    Ok(Json(tag_page(
+        participants::tags(&s.pool, &actor, id).await?,
+        page,
+    )))
 }
 
 /// The program's own tags, which TAG and UNTAG actions with `target: {type: PROGRAM}` write.
@@ -283,11 +287,10 @@ async fn program_tags(
     PathId(id): PathId,
     ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
-    let PageParams { cursor, limit } = page;
-    let tags = crate::programs::tags(&s.pool, &actor, id).await?;
-    Ok(Json(
-        page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag }),
-    ))
+    Ok(Json(tag_page(
+        crate::programs::tags(&s.pool, &actor, id).await?,
+        page,
+    )))
 }
 
 #[utoipa::path(put, path = "/participants/{id}/state/tags", tag = "state", params(PathId), request_body = ReplaceTags,
