@@ -43,3 +43,6 @@ tests/contract.sh
 
 say "load harness, smoke mode (tiny numbers; see BENCHMARKS.md for real runs)"
 cargo run --quiet --locked -p scrip --example load -- --smoke
+
+say "chaos, smoke mode (two SIGKILL cycles; see BENCHMARKS.md for real runs)"
+cargo run --quiet --locked -p scrip --example chaos -- --smoke
