@@ -19,6 +19,9 @@ pub enum Error {
     /// No API key was sent the ways the API accepts (`Authorization: Bearer` or `X-API-Key`).
     #[error("missing API key")]
     MissingKey,
+    /// The request's body is larger than the route accepts (413 `payload_too_large`).
+    #[error("{0}")]
+    TooLarge(String),
     /// The balance cannot cover the operation (422 `insufficient_balance`).
     #[error("{0}")]
     Insufficient(String),

@@ -251,3 +251,23 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout(
         "it was answered first: {idle}"
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_body_over_the_limit_is_a_413_in_the_error_body(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, _) = app.program_with_points("Big", "PTS").await;
+    let padding = "x".repeat(1024 * 1024);
+    let r = app
+        .post(
+            "/events",
+            json!({"program_id": program, "external_id": "big", "idempotency_key": "big",
+                   "event_data": {"padding": padding}}),
+        )
+        .await;
+    assert_error("a 1 MiB body", &r, 413, "payload_too_large", None);
+    let events = app.get("/events").await.body;
+    assert_eq!(events["data"], json!([]), "nothing was stored");
+}

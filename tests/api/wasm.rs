@@ -313,13 +313,7 @@ async fn the_operator_sets_the_ceiling(_: PgPoolOptions, connect: PgConnectOptio
     };
     let app = TestApp::spawn_with(connect, ceiling).await;
     let too_large = app.upload(large).await;
-    assert_error(
-        "over the size",
-        &too_large,
-        400,
-        "bad_request",
-        Some("body"),
-    );
+    assert_error("over the size", &too_large, 413, "payload_too_large", None);
     let module = app.upload(small).await;
     assert_eq!(module.status, 201, "{}", module.body);
 

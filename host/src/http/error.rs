@@ -22,7 +22,8 @@ use utoipa::{IntoResponses, ToSchema};
 }))]
 pub struct ErrorBody {
     /// `bad_request`, `invalid_scale`, `self_transfer`, `unauthorized`, `not_found`, `insufficient_balance`,
-    /// `idempotency_conflict`, `conflict`, `method_not_allowed`, `service_unavailable`, `internal_error`, …
+    /// `idempotency_conflict`, `conflict`, `method_not_allowed`, `payload_too_large`, `service_unavailable`,
+    /// `internal_error`, …
     code: String,
     message: String,
     /// Present on 400s: the first invalid field, and all of them in `fields`.
@@ -77,6 +78,10 @@ impl IntoResponse for Error {
                 StatusCode::NOT_FOUND,
                 ErrorBody::new("not_found", format!("{what} not found")),
             ),
+            Error::TooLarge(message) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody::new("payload_too_large", message),
+            ),
             Error::Insufficient(message) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorBody::new("insufficient_balance", message),
@@ -128,19 +133,22 @@ fn internal() -> (StatusCode, ErrorBody) {
 fn error_responses(statuses: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
     statuses
         .iter()
-        .map(|(status, description)| {
-            let response = ResponseBuilder::new()
-                .description(*description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build();
-            (status.to_string(), RefOr::T(response))
-        })
+        .map(|(status, description)| (status.to_string(), error_response(description)))
         .collect()
+}
+
+/// A documented error answer: the error body, with `description`.
+pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    RefOr::T(response)
 }
 
 /// What any authenticated operation may answer: a bad parameter, field or body, or a bad key.

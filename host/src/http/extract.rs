@@ -6,6 +6,7 @@ use crate::organizations::Actor;
 use crate::validation::{self, Request as ReadRequest, Validator};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -41,7 +42,8 @@ fn bearer_key(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
-/// The body as bytes; one that cannot be read (larger than the route allows, say) is a 400 naming `body`.
+/// The body as bytes. One larger than the route accepts is a 413; one that cannot be read otherwise (it
+/// broke off, or came too slowly) is a 400 naming `body`.
 pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
@@ -51,13 +53,16 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         Bytes::from_request(req, state)
             .await
             .map(RawBody)
-            .map_err(|e| {
-                Error::invalid(FieldError::invalid(
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    Error::TooLarge(format!("the body is too large: {e}"))
+                }
+                _ => Error::invalid(FieldError::invalid(
                     "body",
-                    "a body within the size limit",
+                    "a complete body",
                     None,
                     format!("cannot read the body: {e}"),
-                ))
+                )),
             })
     }
 }

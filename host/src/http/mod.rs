@@ -61,11 +61,19 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document this build serves (the body limit of module uploads does not show in it).
 pub fn document() -> utoipa::openapi::OpenApi {
-    api(crate::wasm::Ceiling::DEFAULT.component_bytes).into_openapi()
+    let (_, document) = routes_and_document(crate::wasm::Ceiling::DEFAULT.component_bytes);
+    document
+}
+
+/// The router and its document, with what applies to every operation added.
+fn routes_and_document(component_bytes: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut document) = api(component_bytes).split_for_parts();
+    utoipa::Modify::modify(&openapi::BodyLimit, &mut document);
+    (routes, document)
 }
 
 pub fn router(state: AppState) -> Router {
-    let (api, document) = api(state.runtime.ceiling().component_bytes).split_for_parts();
+    let (api, document) = routes_and_document(state.runtime.ceiling().component_bytes);
     api.route("/openapi.json", openapi::json(&document))
         .route("/docs", get(openapi::docs))
         .fallback(|| async { Error::NotFound("route") })

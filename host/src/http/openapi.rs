@@ -29,6 +29,30 @@ pub struct ApiDoc;
 
 struct SecuritySchemes;
 
+/// Every operation that takes a body may answer 413 when the body is larger than the route accepts
+/// (1 MiB; `SCRIP_WASM_MAX_MODULE_BYTES` for module uploads). Applied once the paths are in the document.
+pub struct BodyLimit;
+
+impl Modify for BodyLimit {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let too_large = super::error::error_response(
+            "The body is larger than this route accepts (1 MiB; module uploads: the operator's limit).",
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [item.post.as_mut(), item.put.as_mut(), item.patch.as_mut()]
+                .into_iter()
+                .flatten()
+                .filter(|operation| operation.request_body.is_some())
+            {
+                operation
+                    .responses
+                    .responses
+                    .insert("413".into(), too_large.clone());
+            }
+        }
+    }
+}
+
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
