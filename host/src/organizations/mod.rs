@@ -65,47 +65,72 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Actor> {
         .ok_or(Error::Unauthorized)
 }
 
-/// Keys recently looked up, so most requests authenticate without a query: an active key's actor, or the
-/// refusal of an unknown or revoked one, so that a client repeating a bad key does not load the database
-/// either. An entry is trusted for [`KeyCache::TTL`]: a key revoked in the database stops working within that
-/// time in every process.
+/// Keys recently looked up, so most requests authenticate without a query: active keys' actors, and the
+/// refusals of unknown or revoked keys, so that a client repeating a bad key does not load the database
+/// either. The two are kept apart, so that a flood of distinct bad keys never pushes out the good ones. An
+/// entry is trusted for [`KeyCache::TTL`]: a key revoked in the database stops working within that time in
+/// every process.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    known: Mutex<HashMap<Vec<u8>, Looked>>,
+    accepted: Remembered<Actor>,
+    refused: Remembered<()>,
 }
-
-/// What a lookup of a key's hash found (`None`: refused), and when.
-type Looked = (Option<Actor>, Instant);
 
 impl KeyCache {
     pub const TTL: Duration = Duration::from_secs(10);
-    /// A guard, not an eviction policy: a flood of distinct keys empties the cache now and then.
-    const MAX: usize = 10_000;
 
     /// [`authenticate`], answered from the cache while the entry is fresh.
     pub async fn authenticate(&self, pool: &PgPool, key: &str) -> Result<Actor> {
         let hashed = hash(key);
-        let cached = self.known.lock().ok().and_then(|known| {
-            known
-                .get(&hashed)
-                .filter(|(_, at)| at.elapsed() < Self::TTL)
-                .map(|(actor, _)| *actor)
-        });
-        if let Some(answer) = cached {
-            return answer.ok_or(Error::Unauthorized);
+        if let Some(actor) = self.accepted.get(&hashed) {
+            return Ok(actor);
         }
-        let answer = match authenticate(pool, key).await {
-            Ok(actor) => Some(actor),
-            Err(Error::Unauthorized) => None,
-            Err(other) => return Err(other),
-        };
-        if let Ok(mut known) = self.known.lock() {
-            if known.len() >= Self::MAX {
-                known.clear();
+        if self.refused.get(&hashed).is_some() {
+            return Err(Error::Unauthorized);
+        }
+        match authenticate(pool, key).await {
+            Ok(actor) => {
+                self.accepted.put(hashed, actor);
+                Ok(actor)
             }
-            known.insert(hashed, (answer, Instant::now()));
+            Err(Error::Unauthorized) => {
+                self.refused.put(hashed, ());
+                Err(Error::Unauthorized)
+            }
+            Err(other) => Err(other),
         }
-        answer.ok_or(Error::Unauthorized)
+    }
+}
+
+/// What lookups by key hash found, and when; fresh for [`KeyCache::TTL`].
+#[derive(Debug)]
+struct Remembered<T>(Mutex<HashMap<Vec<u8>, (T, Instant)>>);
+
+impl<T> Default for Remembered<T> {
+    fn default() -> Self {
+        Remembered(Mutex::default())
+    }
+}
+
+impl<T: Copy> Remembered<T> {
+    /// A guard, not an eviction policy: past this many entries the map starts over.
+    const MAX: usize = 10_000;
+
+    fn get(&self, hashed: &[u8]) -> Option<T> {
+        let found = self.0.lock().ok()?;
+        found
+            .get(hashed)
+            .filter(|(_, at)| at.elapsed() < KeyCache::TTL)
+            .map(|(value, _)| *value)
+    }
+
+    fn put(&self, hashed: Vec<u8>, value: T) {
+        if let Ok(mut found) = self.0.lock() {
+            if found.len() >= Self::MAX {
+                found.clear();
+            }
+            found.insert(hashed, (value, Instant::now()));
+        }
     }
 }
 
