@@ -58,6 +58,15 @@ impl<T> Patch<T> {
     pub fn is_absent(&self) -> bool {
         matches!(self, Patch::Absent)
     }
+
+    /// Applies the change to `field`: sets it, clears it, or leaves it.
+    pub fn apply(self, field: &mut Option<T>) {
+        match self {
+            Patch::Set(value) => *field = Some(value),
+            Patch::Null => *field = None,
+            Patch::Absent => {}
+        }
+    }
 }
 
 impl Validator {

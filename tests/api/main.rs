@@ -16,6 +16,7 @@ mod parity;
 mod pipeline;
 mod process;
 mod quickstart;
+mod redemptions;
 mod rules;
 mod state;
 mod throughput;

@@ -380,7 +380,7 @@ fn self_transfer(i: usize) -> Error {
 
 /// Locks the participants (404 if one is unknown), checks they are ACTIVE unless `require_active` is false,
 /// and returns the asset, which must be linked to the program and active.
-async fn prepare(
+pub async fn prepare(
     conn: &mut PgConnection,
     actor: &Actor,
     participants: &[Uuid],

@@ -12,7 +12,9 @@ mod modules;
 mod openapi;
 mod participants;
 mod programs;
+mod redemptions;
 mod reports;
+mod rewards;
 mod rules;
 pub mod server;
 mod state;
@@ -46,6 +48,8 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(assets::routes())
         .merge(balances::routes())
         .merge(transfers::routes())
+        .merge(rewards::routes())
+        .merge(redemptions::routes())
         .merge(participants::routes())
         .merge(state::routes())
         .merge(events::routes())

@@ -195,6 +195,111 @@ pub async fn shift(
     Ok(())
 }
 
+/// Plans giving back up to `amount` of what the entry `consumed_by` took from lots and no reversal has given
+/// back yet: the last lot it took first (LIFO), so partial reversals return the newest value before the oldest.
+pub async fn plan_restore(
+    conn: &mut PgConnection,
+    consumed_by: Uuid,
+    amount: Decimal,
+) -> sqlx::Result<Plan> {
+    let consumed: Vec<(Uuid, Decimal)> = sqlx::query_as(
+        "SELECT c.lot_id, c.amount - COALESCE((SELECT sum(r.amount) FROM lot_restorations r
+                                                 WHERE r.reverses_entry_id = c.journal_entry_id
+                                                   AND r.lot_id = c.lot_id), 0)
+           FROM lot_consumptions c JOIN lots l ON l.id = c.lot_id
+          WHERE c.journal_entry_id = $1
+          ORDER BY l.earned_at DESC, l.id DESC",
+    )
+    .bind(consumed_by)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = consumed.iter().map(|(id, _)| *id).collect();
+    let mut lots: std::collections::HashMap<Uuid, Lot> = sqlx::query_as::<_, Lot>(&format!(
+        "SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY($1) FOR UPDATE"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|lot| (lot.id, lot))
+    .collect();
+    let mut plan = Plan::default();
+    for (id, left) in consumed {
+        let wanted = amount - plan.total;
+        if wanted <= Decimal::ZERO {
+            break;
+        }
+        let give = left.min(wanted);
+        if let (true, Some(lot)) = (give > Decimal::ZERO, lots.remove(&id)) {
+            plan.total += give;
+            plan.takes.push((lot, give));
+        }
+    }
+    Ok(plan)
+}
+
+/// Gives the planned value back to its lots, as AVAILABLE value with the lot's earn time and dates, for the
+/// reversal entry `entry_id` of `consumed_by`. A lot now held gets a part split off it instead, so held value
+/// stays what it was. The first `debt` of it repays the holder's overdraft and goes back to no lot.
+pub async fn restore(
+    conn: &mut PgConnection,
+    entry_id: Uuid,
+    consumed_by: Uuid,
+    plan: &Plan,
+    debt: Decimal,
+) -> sqlx::Result<()> {
+    let mut debt = debt.max(Decimal::ZERO);
+    for (lot, give) in &plan.takes {
+        let repaid = debt.min(*give);
+        debt -= repaid;
+        let back = *give - repaid;
+        let restored_lot = match (back > Decimal::ZERO, lot.status) {
+            (false, _) => lot.id,
+            (true, LotStatus::Held | LotStatus::Deferred) => {
+                let id = Uuid::now_v7();
+                sqlx::query(
+                    "INSERT INTO lots (id, organization_id, participant_id, asset_id, program_id, journal_entry_id,
+                                       parent_lot_id, amount, remaining, status, reference_id, provisional,
+                                       earned_at, expires_at, matures_at)
+                     SELECT $2, organization_id, participant_id, asset_id, program_id, $3, id, $4, $4,
+                            'AVAILABLE', reference_id, false, earned_at, expires_at, matures_at
+                       FROM lots WHERE id = $1",
+                )
+                .bind(lot.id)
+                .bind(id)
+                .bind(entry_id)
+                .bind(back)
+                .execute(&mut *conn)
+                .await?;
+                id
+            }
+            (true, _) => {
+                sqlx::query(
+                    "UPDATE lots SET remaining = remaining + $2, status = 'AVAILABLE' WHERE id = $1",
+                )
+                .bind(lot.id)
+                .bind(back)
+                .execute(&mut *conn)
+                .await?;
+                lot.id
+            }
+        };
+        sqlx::query(
+            "INSERT INTO lot_restorations (id, lot_id, restored_lot_id, reverses_entry_id, journal_entry_id, amount)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(lot.id)
+        .bind(restored_lot)
+        .bind(consumed_by)
+        .bind(entry_id)
+        .bind(give)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// A credit's lot, created once the credit's entry is posted.
 #[derive(Debug, Clone)]
 pub struct NewLot {

@@ -44,6 +44,8 @@ crate::vocabulary!(
         Transfer = "TRANSFER",
         Maturity = "MATURITY",
         Expiration = "EXPIRATION",
+        Redemption = "REDEMPTION",
+        Reversal = "REVERSAL",
     }
 );
 
@@ -52,8 +54,11 @@ crate::vocabulary!(
 pub enum Owner {
     Participant(Uuid),
     Program(Uuid),
+    /// Where a program with a LEDGER_ENTITY redemption target sends redeemed value.
+    LedgerEntity(Uuid),
     Issuance,
     Breakage,
+    Redemption,
 }
 
 impl Owner {
@@ -61,15 +66,17 @@ impl Owner {
         match self {
             Owner::Participant(_) => "PARTICIPANT",
             Owner::Program(_) => "PROGRAM",
+            Owner::LedgerEntity(_) => "LEDGER_ENTITY",
             Owner::Issuance => "SYSTEM_ISSUANCE",
             Owner::Breakage => "SYSTEM_BREAKAGE",
+            Owner::Redemption => "SYSTEM_REDEMPTION",
         }
     }
 
     pub fn entity_id(self) -> Option<Uuid> {
         match self {
-            Owner::Participant(id) | Owner::Program(id) => Some(id),
-            Owner::Issuance | Owner::Breakage => None,
+            Owner::Participant(id) | Owner::Program(id) | Owner::LedgerEntity(id) => Some(id),
+            Owner::Issuance | Owner::Breakage | Owner::Redemption => None,
         }
     }
 
@@ -78,8 +85,10 @@ impl Owner {
         match (entity_type, entity_id) {
             ("PARTICIPANT", Some(id)) => Some(Owner::Participant(id)),
             ("PROGRAM", Some(id)) => Some(Owner::Program(id)),
+            ("LEDGER_ENTITY", Some(id)) => Some(Owner::LedgerEntity(id)),
             ("SYSTEM_ISSUANCE", None) => Some(Owner::Issuance),
             ("SYSTEM_BREAKAGE", None) => Some(Owner::Breakage),
+            ("SYSTEM_REDEMPTION", None) => Some(Owner::Redemption),
             _ => None,
         }
     }
@@ -242,14 +251,14 @@ impl KnownAccounts {
     }
 }
 
-/// Opens a new asset's system accounts (issuance, breakage) with it. Event batches then only ever find them:
+/// Opens a new asset's system accounts (issuance, breakage, redemption) with it. Event batches then only ever find them:
 /// two batches creating the same shared account would each wait on the other's uncommitted insert.
 pub async fn open_system_accounts(
     conn: &mut PgConnection,
     organization_id: Uuid,
     asset_id: Uuid,
 ) -> sqlx::Result<()> {
-    let keys = [Owner::Issuance, Owner::Breakage]
+    let keys = [Owner::Issuance, Owner::Breakage, Owner::Redemption]
         .map(|owner| AccountKey::new(owner, asset_id, Bucket::Available));
     repo::resolve_accounts(conn, organization_id, &keys).await?;
     Ok(())

@@ -3,7 +3,7 @@
 //! which lots are taken or created and what overdraft a credit repays, and checks the balance covers it;
 //! [`post`] writes the one journal entry and then the lot changes, either straight to the ledger ([`Direct`])
 //! or through a worker batch, which may defer a credit that cannot fail. Rule actions, the balance API,
-//! program wallets and transfers call these two; the background expiry and maturity passes are in `due`.
+//! program wallets, transfers and redemptions call these two; the background expiry and maturity passes are in `due`.
 
 pub mod due;
 
@@ -89,6 +89,15 @@ pub enum Kind {
     Burn { amount: Decimal },
     /// From the holder's AVAILABLE to each recipient's, in one entry; each recipient gets a fresh lot.
     Transfer { recipients: Vec<(Uuid, Decimal)> },
+    /// From the holder's AVAILABLE to `target`, the program's redemption target, oldest lots first.
+    Redeem { amount: Decimal, target: Owner },
+    /// Back from `target` to the holder's AVAILABLE, undoing part of the redemption entry `redemption`: on LOT
+    /// assets the lots it consumed get their value back, the last one it took first.
+    Unredeem {
+        amount: Decimal,
+        target: Owner,
+        redemption: Uuid,
+    },
 }
 
 impl Kind {
@@ -100,6 +109,8 @@ impl Kind {
             Kind::Fund { .. } => EntryType::Fund,
             Kind::Burn { .. } => EntryType::Burn,
             Kind::Transfer { .. } => EntryType::Transfer,
+            Kind::Redeem { .. } => EntryType::Redemption,
+            Kind::Unredeem { .. } => EntryType::Reversal,
         }
     }
 }
@@ -143,6 +154,8 @@ pub struct Planned {
     taken: Option<(Plan, LotChange)>,
     /// Provisional HELD lots a settling credit replaces.
     settled: Option<Plan>,
+    /// Lots a reversal gives value back to: the entry that consumed them, and the holder's overdraft.
+    restored: Option<(Plan, Uuid, Decimal)>,
     created: Vec<NewLot>,
 }
 
@@ -206,6 +219,7 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
         amount: Decimal::ZERO,
         taken: None,
         settled: None,
+        restored: None,
         created: Vec::new(),
     };
     match m.origin {
@@ -287,18 +301,7 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
             check(asset, "amount", *amount)?;
             let overdraft = *allow_negative && *bucket == Bucket::Available;
             if let (Some(participant), true) = (participant, settles) {
-                let plan = lots::plan(
-                    conn,
-                    participant,
-                    asset.id,
-                    *bucket,
-                    Some(*amount),
-                    &Selector::default(),
-                )
-                .await?;
-                if plan.total < *amount && !overdraft {
-                    return Err(Error::Insufficient("insufficient balance".into()));
-                }
+                let plan = spend(conn, participant, asset, *bucket, *amount, overdraft).await?;
                 planned.taken = Some((plan, LotChange::Consume));
             }
             planned.amount = *amount;
@@ -349,18 +352,15 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                 .push((account(holder, Bucket::Available), -total));
             planned.amount = total;
             if settles {
-                let plan = lots::plan(
+                let plan = spend(
                     conn,
                     source_participant,
-                    asset.id,
+                    asset,
                     Bucket::Available,
-                    Some(total),
-                    &Selector::default(),
+                    total,
+                    false,
                 )
                 .await?;
-                if plan.total < total {
-                    return Err(Error::Insufficient("insufficient balance".into()));
-                }
                 planned.taken = Some((plan, LotChange::Consume));
                 for (id, amount) in recipients {
                     planned.created.push(NewLot {
@@ -377,8 +377,62 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                 }
             }
         }
+        Kind::Redeem { amount, target } => {
+            check(asset, "amount", *amount)?;
+            let participant = participant.unwrap_or_default();
+            if settles {
+                let plan =
+                    spend(conn, participant, asset, Bucket::Available, *amount, false).await?;
+                planned.taken = Some((plan, LotChange::Consume));
+            }
+            planned.amount = *amount;
+            planned.entry.postings = vec![
+                (account(holder, Bucket::Available), -*amount),
+                (account(*target, Bucket::Available), *amount),
+            ];
+        }
+        Kind::Unredeem {
+            amount,
+            target,
+            redemption,
+        } => {
+            let participant = participant.unwrap_or_default();
+            if asset.has_lots() {
+                let plan = lots::plan_restore(conn, *redemption, *amount).await?;
+                if plan.total != *amount {
+                    return Err(Error::Internal(format!(
+                        "redemption entry {redemption} consumed less than the {amount} to restore"
+                    )));
+                }
+                let debt = debt_of(conn, m.organization_id, participant, asset).await?;
+                planned.restored = Some((plan, *redemption, debt));
+            }
+            planned.amount = *amount;
+            planned.entry.postings = vec![
+                (account(*target, Bucket::Available), -*amount),
+                (account(holder, Bucket::Available), *amount),
+            ];
+        }
     }
     Ok(planned)
+}
+
+/// Plans spending `amount` of the participant's lots in `bucket`, oldest first; less than that is
+/// `Insufficient` unless an overdraft may cover the rest.
+async fn spend(
+    conn: &mut PgConnection,
+    participant: Uuid,
+    asset: &Asset,
+    bucket: Bucket,
+    amount: Decimal,
+    overdraft: bool,
+) -> Result<Plan> {
+    let selector = Selector::default();
+    let plan = lots::plan(conn, participant, asset.id, bucket, Some(amount), &selector).await?;
+    if plan.total < amount && !overdraft {
+        return Err(Error::Insufficient("insufficient balance".into()));
+    }
+    Ok(plan)
 }
 
 /// Hold, release, forfeit or void-hold: the amount, or everything selected, from one bucket to another.
@@ -578,6 +632,9 @@ pub async fn post(
         })?;
     if let Some(held) = &planned.settled {
         lots::consume(conn, journal_entry_id, held).await?;
+    }
+    if let Some((plan, consumed_by, debt)) = &planned.restored {
+        lots::restore(conn, journal_entry_id, *consumed_by, plan, *debt).await?;
     }
     if let Some((plan, change)) = &planned.taken {
         match change {

@@ -3,6 +3,7 @@
 mod repo;
 
 use crate::error::{Error, Result};
+use crate::ledger::Owner;
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::validation::{Patch, SortDir};
@@ -144,11 +145,7 @@ pub async fn update(
     if let Some(name) = patch.name {
         program.name = name;
     }
-    match patch.description {
-        Patch::Set(text) => program.description = Some(text),
-        Patch::Null => program.description = None,
-        Patch::Absent => {}
-    }
+    patch.description.apply(&mut program.description);
     if let Some(policy) = patch.on_unknown_participant {
         program.on_unknown_participant = policy;
     }
@@ -187,6 +184,46 @@ pub async fn set_tag(
     add: bool,
 ) -> sqlx::Result<bool> {
     repo::set_tag(conn, organization_id, program_id, tag, add).await
+}
+
+/// Where a program sends redeemed value: a system account, or the ledger entity it names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Target {
+    pub kind: RedemptionTarget,
+    pub entity_id: Option<Uuid>,
+}
+
+impl Target {
+    /// The account redeemed value goes to.
+    pub fn owner(self) -> Result<Owner> {
+        match (self.kind, self.entity_id) {
+            (RedemptionTarget::SystemRedemption, _) => Ok(Owner::Redemption),
+            (RedemptionTarget::SystemBreakage, _) => Ok(Owner::Breakage),
+            (RedemptionTarget::LedgerEntity, Some(id)) => Ok(Owner::LedgerEntity(id)),
+            (RedemptionTarget::LedgerEntity, None) => Err(Error::Internal(
+                "a LEDGER_ENTITY redemption target names no entity".into(),
+            )),
+        }
+    }
+}
+
+/// What a redemption needs of its program, read in the caller's transaction: that it is ACTIVE (409
+/// `program_inactive` otherwise), and where redeemed value goes.
+pub async fn redemption_target(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Target> {
+    let (status, kind, entity_id) = repo::redemption_target(conn, organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
+    if status != ProgramStatus::Active {
+        return Err(Error::Conflict {
+            code: "program_inactive",
+            message: format!("program {id} is {status}: only an ACTIVE program redeems"),
+        });
+    }
+    Ok(Target { kind, entity_id })
 }
 
 /// Whether the program exists and is ACTIVE, read in the caller's transaction.

@@ -104,6 +104,21 @@ pub async fn status(
         .await
 }
 
+pub async fn redemption_target(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<(super::ProgramStatus, super::RedemptionTarget, Option<Uuid>)>> {
+    sqlx::query_as(
+        "SELECT status, redemption_target_type, redemption_target_entity_id FROM programs
+          WHERE id = $1 AND organization_id = $2",
+    )
+    .bind(id)
+    .bind(organization_id)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn policies(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<super::Policy>> {
     sqlx::query_as("SELECT id, status, on_unknown_participant FROM programs WHERE id = ANY($1)")
         .bind(ids)

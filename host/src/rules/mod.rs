@@ -505,18 +505,9 @@ fn apply(rule: &mut Rule, patch: RulePatch) {
     if let Some(limits) = patch.module.limits {
         rule.module_limits = Some(sqlx::types::Json(limits));
     }
-    let set = |field: &mut Option<DateTime<Utc>>, value: Patch<DateTime<Utc>>| match value {
-        Patch::Set(t) => *field = Some(t),
-        Patch::Null => *field = None,
-        Patch::Absent => {}
-    };
-    set(&mut rule.active_from, patch.active_from);
-    set(&mut rule.active_to, patch.active_to);
-    match patch.description {
-        Patch::Set(d) => rule.description = Some(d),
-        Patch::Null => rule.description = None,
-        Patch::Absent => {}
-    }
+    patch.active_from.apply(&mut rule.active_from);
+    patch.active_to.apply(&mut rule.active_to);
+    patch.description.apply(&mut rule.description);
     if let Some(name) = patch.name {
         rule.name = name;
     }
