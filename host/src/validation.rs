@@ -550,6 +550,16 @@ impl<'v> Fields<'v> {
         self.pair("from", "to")
     }
 
+    /// `from` and `to`, both required, the first not after the second; the epoch when invalid (recorded).
+    pub fn req_window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        for end in ["from", "to"] {
+            if self.raw(end).is_none() {
+                self.missing(end);
+            }
+        }
+        self.window().unwrap_or_default()
+    }
+
     /// A range that may be open at either end: `start`, `end`, or both with the first not after the second.
     pub fn range(&self, start: &str, end: &str) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
         let (from, to) = (self.opt_time(start), self.opt_time(end));

@@ -262,13 +262,13 @@ async fn an_entry_committed_late_is_sealed_with_those_it_held_back(
     .execute(&mut *late)
     .await
     .expect("late entry");
-    // Between the asset's two system accounts, whose balances are not materialised.
+    // Between two of the asset's system accounts, whose balances are not materialised.
     sqlx::query(
         "INSERT INTO postings (id, journal_entry_id, organization_id, account_id, program_id, asset_id,
                                entity_type, entity_id, bucket, amount)
          SELECT gen_random_uuid(), $1, a.organization_id, a.id, $2::uuid, a.asset_id, a.entity_type, a.entity_id,
                 a.bucket, CASE a.entity_type WHEN 'SYSTEM_ISSUANCE' THEN -1 ELSE 1 END
-           FROM accounts a WHERE a.asset_id = $3::uuid AND a.entity_id IS NULL",
+           FROM accounts a WHERE a.asset_id = $3::uuid AND a.entity_type IN ('SYSTEM_ISSUANCE', 'SYSTEM_BREAKAGE')",
     )
     .bind(entry)
     .bind(&program)

@@ -2,6 +2,7 @@
 
 mod activity;
 mod balances;
+mod books;
 mod budgets;
 mod common;
 mod containment;

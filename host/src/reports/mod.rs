@@ -1,5 +1,7 @@
-//! Reports computed live from the ledger.
+//! Reports computed live from the ledger: program activity (E119) here, the liability reports in
+//! `liability`.
 
+pub mod liability;
 mod repo;
 
 use crate::error::Result;
@@ -71,8 +73,10 @@ pub struct ActivityQuery {
     pub page: PageParams,
 }
 
-/// E119. `total_issued` is value credited to participants; `total_redeemed` is value taken back from them by
-/// DEBIT actions and redemptions; `unique_participants` counts those who earned or redeemed.
+/// E119. `total_issued` is value credited to participants, net of provisional accruals returned by their
+/// settlement or voided; `total_redeemed` is value taken back from them by DEBIT actions and redemptions, net
+/// of reversals; `unique_participants` counts those who earned or redeemed; `last_activity_at` is the latest
+/// event received or ledger entry; `reward_count` counts the catalog's rewards that are not archived.
 pub async fn program_activity(
     pool: &PgPool,
     actor: &Actor,
