@@ -212,6 +212,10 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
             "every event, evaluation, entry, posting and lot names existing rows of its organization".into(),
             found.broken_references.len(),
         ),
+        (
+            "every redemption agrees with its entry, its reversals and its reward's stock".into(),
+            found.misstated_redemptions.len(),
+        ),
     ];
     for (what, problems) in &checks {
         println!("{}: {what}", if *problems == 0 { "ok  " } else { "FAIL" });
@@ -250,6 +254,9 @@ async fn verify(pool: &sqlx::PgPool) -> Result<bool, BoxError> {
     }
     for row in &found.broken_references {
         println!("  {row} names a row that does not exist or disagrees with it");
+    }
+    for row in &found.misstated_redemptions {
+        println!("  {row} disagrees with the ledger or its reversals");
     }
     Ok(checks.iter().all(|(_, problems)| *problems == 0))
 }

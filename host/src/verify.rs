@@ -29,6 +29,8 @@ pub struct Inconsistencies {
     /// Events, evaluations, entries, postings and lots naming an organization, program, asset, participant,
     /// rule, API key or account that does not exist or disagrees with the row it was copied from.
     pub broken_references: Vec<String>,
+    /// Redemptions whose entry, reversals or reward's stock disagree with what they record.
+    pub misstated_redemptions: Vec<String>,
 }
 
 impl Inconsistencies {
@@ -42,6 +44,7 @@ impl Inconsistencies {
             && self.spent_after_expiry.is_empty()
             && self.idempotency_violations.is_empty()
             && self.broken_references.is_empty()
+            && self.misstated_redemptions.is_empty()
     }
 }
 
@@ -58,6 +61,7 @@ pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
         spent_after_expiry: spent_after_expiry(pool).await?,
         idempotency_violations: idempotency_violations(pool).await?,
         broken_references: broken_references(pool).await?,
+        misstated_redemptions: misstated_redemptions(pool).await?,
     })
 }
 
@@ -204,6 +208,33 @@ async fn lot_mismatches(
                 COALESCE(h.bucket, l.bucket), COALESCE(h.balance, 0), COALESCE(l.remaining, 0)
            FROM held h FULL JOIN lotted l USING (participant_id, asset_id, bucket)
           WHERE GREATEST(COALESCE(h.balance, 0), 0) <> COALESCE(l.remaining, 0)",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A redemption whose entry did not take its amount from the participant, whose reversed amount or units are
+/// not what its reversals gave back, or whose reversals' entries did not give it; a UNIT_BASED reward whose
+/// `redeemed_count` is not the units its redemptions hold.
+async fn misstated_redemptions(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT 'redemption ' || r.id FROM redemptions r
+          WHERE -r.amount IS DISTINCT FROM (SELECT sum(x.amount) FROM postings x
+                                             WHERE x.journal_entry_id = r.journal_entry_id
+                                               AND x.entity_type = 'PARTICIPANT' AND x.entity_id = r.participant_id)
+             OR r.reversed_amount <> (SELECT COALESCE(sum(v.amount), 0) FROM redemption_reversals v
+                                       WHERE v.redemption_id = r.id)
+             OR r.reversed_quantity <> (SELECT COALESCE(sum(v.quantity), 0) FROM redemption_reversals v
+                                         WHERE v.redemption_id = r.id)
+             OR r.reversed_amount IS DISTINCT FROM
+                (SELECT COALESCE(sum(x.amount), 0) FROM redemption_reversals v
+                   JOIN postings x ON x.journal_entry_id = v.journal_entry_id
+                  WHERE v.redemption_id = r.id AND x.entity_type = 'PARTICIPANT' AND x.entity_id = r.participant_id)
+         UNION ALL
+         SELECT 'reward ' || w.id FROM rewards w
+          WHERE w.redemption_type = 'UNIT_BASED'
+            AND w.redeemed_count <> (SELECT COALESCE(sum(r.quantity - r.reversed_quantity), 0)
+                                       FROM redemptions r WHERE r.reward_id = w.id)",
     )
     .fetch_all(pool)
     .await

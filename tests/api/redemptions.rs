@@ -702,3 +702,32 @@ async fn the_catalog_is_listed_filtered_and_kept_consistent(
         None,
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn verify_flags_a_redemption_that_disagrees_with_its_reversals(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Cafe", "PTS").await;
+    let eve = member_with(&app, &program, &points, "eve", "10").await;
+    let redemption = app
+        .created(
+            &format!("/participants/{eve}/redemptions"),
+            json!({"program_id": program, "asset_id": points, "amount": "4", "description": "x"}),
+        )
+        .await;
+    app.assert_ledger_consistent().await;
+    sqlx::query("UPDATE redemptions SET reversed_amount = 1, status = 'PARTIALLY_REVERSED' WHERE id = $1::uuid")
+        .bind(id(&redemption))
+        .execute(&app.pool)
+        .await
+        .expect("a tampered redemption");
+    let found = scrip::verify::check_invariants(&app.pool)
+        .await
+        .expect("invariant queries");
+    assert_eq!(
+        found.misstated_redemptions,
+        [format!("redemption {}", id(&redemption))]
+    );
+}
