@@ -82,3 +82,9 @@ CREATE TABLE lot_restorations (
     created_at         timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX lot_restorations_of ON lot_restorations (reverses_entry_id, lot_id);
+
+-- Every asset's redemption account exists before its first redemption, as its issuance and breakage accounts
+-- do: concurrent first redemptions would otherwise wait on each other's insert of it.
+INSERT INTO accounts (id, organization_id, entity_type, entity_id, asset_id, bucket, balance)
+SELECT gen_random_uuid(), organization_id, 'SYSTEM_REDEMPTION', NULL, id, 'AVAILABLE', NULL FROM assets
+    ON CONFLICT ON CONSTRAINT accounts_identity DO NOTHING;

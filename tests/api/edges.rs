@@ -271,3 +271,73 @@ async fn a_body_over_the_limit_is_a_413_in_the_error_body(
     let events = app.get("/events").await.body;
     assert_eq!(events["data"], json!([]), "nothing was stored");
 }
+
+/// Sends `request` on a new connection and returns the whole answer, which must come within 15 s.
+async fn raw_answer(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let addr = app
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream.write_all(request).await.expect("writes");
+    read_until_closed(&mut stream, std::time::Duration::from_secs(15))
+        .await
+        .expect("the server answers and closes")
+}
+
+/// The JSON body after an answer's head.
+fn body_of(answer: &str) -> serde_json::Value {
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("{err}: {answer}"))
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn requests_the_http_layer_refuses_are_answered_in_the_error_body(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let long_uri = [
+        b"GET /v1/programs?search=".as_slice(),
+        &vec![b'a'; 100_000],
+        b" HTTP/1.1\r\nHost: scrip\r\n\r\n",
+    ]
+    .concat();
+    let answer = raw_answer(&app, &long_uri).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 414 URI Too Long\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("content-type: application/json\r\n"),
+        "{answer}"
+    );
+    assert_eq!(body_of(&answer)["code"], "uri_too_long");
+
+    let huge_header = [
+        b"GET /health HTTP/1.1\r\nHost: scrip\r\nX-Filler: ".as_slice(),
+        &vec![b'a'; 500_000],
+        b"\r\n\r\n",
+    ]
+    .concat();
+    let answer = raw_answer(&app, &huge_header).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    assert_eq!(body_of(&answer)["code"], "request_header_fields_too_large");
+
+    let answer = raw_answer(&app, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(body_of(&answer)["code"], "bad_request");
+
+    let health = raw_answer(
+        &app,
+        b"GET /health HTTP/1.1\r\nHost: scrip\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        health.starts_with("HTTP/1.1 200 "),
+        "other answers pass untouched: {health}"
+    );
+}
