@@ -4,6 +4,11 @@
 //!
 //!     cargo run --release -p scrip --example chaos -- --cycles 20 --every 2
 //!     cargo run -p scrip --example chaos -- --smoke     # two short cycles; the test command runs this
+//!     cargo run --release -p scrip --example chaos -- --cycles 20 --restart-postgres 'pg_ctlcluster 15 main restart'
+//!
+//! With `--restart-postgres`, every other cycle restarts the database with that command instead of killing
+//! the server, which has to ride it out: requests meanwhile are refused with 503 and resent, the workers
+//! reconnect, and nothing acknowledged may be lost.
 //!
 //! The server runs in a child process (this program started again with `--serve`), so each kill is a real
 //! one: no destructor, no graceful stop. Clients resend an event whose answer they did not get with the same
@@ -35,6 +40,9 @@ struct Args {
     /// Concurrent HTTP clients sending single events.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// A shell command that restarts Postgres: run on every other cycle instead of killing the server.
+    #[arg(long)]
+    restart_postgres: Option<String>,
     /// Run as the server on this address (what the command starts in its child process).
     #[arg(long, hide = true)]
     serve: Option<std::net::SocketAddr>,
@@ -155,11 +163,21 @@ async fn run(args: &Args, url: &str, pool: &PgPool) -> Result<Report, BoxError> 
             tokio::spawn(async move { send(client, base, key, program, n, stop).await })
         })
         .collect();
-    for _ in 0..args.cycles {
+    for cycle in 0..args.cycles {
         tokio::time::sleep(Duration::from_secs_f64(args.every)).await;
-        server.start_kill()?;
-        server.wait().await?;
-        server = start_server(url, addr).await?;
+        match &args.restart_postgres {
+            Some(restart) if cycle % 2 == 1 => {
+                let status = Command::new("sh").args(["-c", restart]).status().await?;
+                if !status.success() {
+                    return Err(format!("`{restart}` failed: {status}").into());
+                }
+            }
+            _ => {
+                server.start_kill()?;
+                server.wait().await?;
+                server = start_server(url, addr).await?;
+            }
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = Vec::new();
