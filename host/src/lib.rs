@@ -9,6 +9,7 @@ pub mod dev;
 pub mod duration;
 pub mod error;
 pub mod events;
+pub mod fuzzing;
 pub mod http;
 pub mod idempotency;
 pub mod ledger;

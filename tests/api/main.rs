@@ -8,6 +8,7 @@ mod common;
 mod containment;
 mod contract;
 mod edges;
+mod fuzz;
 mod idempotency;
 mod isolation;
 mod ledger;
