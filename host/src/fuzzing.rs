@@ -80,6 +80,8 @@ pub fn requests(data: &[u8]) {
     read_body::<crate::redemptions::AmountRedemption>(&body);
     read_body::<crate::redemptions::ItemRedemption>(&body);
     read_body::<crate::redemptions::ReversalRequest>(&body);
+    read_body::<crate::tiers::NewTier>(&body);
+    read_body::<crate::tiers::TierPatch>(&body);
     let Value::Object(members) = &body else {
         return;
     };

@@ -27,6 +27,7 @@ pub mod rewards;
 pub mod rules;
 pub mod schema;
 pub mod search;
+pub mod tiers;
 pub mod validation;
 pub mod verify;
 pub mod wasm;

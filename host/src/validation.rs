@@ -383,7 +383,7 @@ impl<'v> Fields<'v> {
     ) -> Vec<(Fields<'v>, &'v Map<String, Value>)> {
         let mut objects = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let path = format!("{key}[{i}]");
+            let path = self.path(&format!("{key}[{i}]"));
             match item.as_object() {
                 Some(map) => objects.push((self.nested(map, path), map)),
                 None => self.reject(key, "array of objects", format!("{path} must be an object")),

@@ -22,5 +22,6 @@ mod redemptions;
 mod rules;
 mod state;
 mod throughput;
+mod tiers;
 mod validation;
 mod wasm;

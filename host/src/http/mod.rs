@@ -18,6 +18,7 @@ mod rewards;
 mod rules;
 pub mod server;
 mod state;
+mod tiers;
 mod transfers;
 
 use crate::error::Error;
@@ -50,6 +51,7 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(transfers::routes())
         .merge(rewards::routes())
         .merge(redemptions::routes())
+        .merge(tiers::routes())
         .merge(participants::routes())
         .merge(state::routes())
         .merge(events::routes())

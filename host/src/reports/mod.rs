@@ -76,7 +76,8 @@ pub struct ActivityQuery {
 /// E119. `total_issued` is value credited to participants, net of provisional accruals returned by their
 /// settlement or voided; `total_redeemed` is value taken back from them by DEBIT actions and redemptions, net
 /// of reversals; `unique_participants` counts those who earned or redeemed; `last_activity_at` is the latest
-/// event received or ledger entry; `reward_count` counts the catalog's rewards that are not archived.
+/// event received or ledger entry; `reward_count` and `tier_count` count the rewards and tiers that are not
+/// archived.
 pub async fn program_activity(
     pool: &PgPool,
     actor: &Actor,

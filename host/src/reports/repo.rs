@@ -50,15 +50,15 @@ pub async fn program_activity(
                         AS last_activity_at,
                     (SELECT count(*) FROM rewards w WHERE w.program_id = p.id AND w.status <> 'ARCHIVED')
                         AS reward_count,
+                    (SELECT count(*) FROM tiers t WHERE t.program_id = p.id AND t.status <> 'ARCHIVED')
+                        AS tier_count,
                     (SELECT count(*) FROM program_assets pa WHERE pa.program_id = p.id) AS asset_count,
                     (SELECT count(*) FROM rules r WHERE r.program_id = p.id AND r.status <> 'ARCHIVED') AS rule_count,
                     (SELECT COALESCE(max(a.scale), 0::smallint) FROM program_assets pa JOIN assets a ON a.id = pa.asset_id
                       WHERE pa.program_id = p.id) AS scale
                FROM program p)
-         -- Tiers are not built yet: no program has any.
          SELECT program_id, program_name, created_at, event_count, journal_count, total_issued, total_redeemed,
-                unique_participants, last_activity_at, asset_count, rule_count, 0::bigint AS tier_count,
-                reward_count, scale
+                unique_participants, last_activity_at, asset_count, rule_count, tier_count, reward_count, scale
            FROM activity
           WHERE ($2::timestamptz IS NULL OR last_activity_at > $2)
             AND ($3::timestamptz IS NULL OR event_count > 0 OR window_entries > 0)

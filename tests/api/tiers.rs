@@ -1,0 +1,207 @@
+//! Tier definitions: keys and ranks, levels upserted by key, lifecycle validated, archive one way.
+
+use crate::common::{TestApp, assert_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+fn status_tier() -> Value {
+    json!({"key": "status", "display_name": "Status",
+           "levels": [
+               {"key": "silver", "rank": 1, "color": "#C0C0C0"},
+               {"key": "gold", "rank": 2, "benefits": {"points_multiplier": 2},
+                "qualification": {"mode": "ALL", "criteria": [{"counter": "spend", "operator": ">=", "threshold": 1000}]}}],
+           "lifecycle": {"retention": {"mode": "ACTIVITY_REFRESH", "duration": "8760h"},
+                         "downgrade_policy": {"mode": "DROP_ONE", "grace_days": 30, "min_level": "silver"},
+                         "counters": {"qualifying": ["spend"], "rollover": "EXCESS"}}})
+}
+
+fn level_summary(tier: &Value) -> Vec<(Value, Value)> {
+    tier["levels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| (l["key"].clone(), l["rank"].clone()))
+        .collect()
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_tier_is_defined_changed_by_key_and_archived_for_good(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, _) = app.program_with_points("Club", "PTS").await;
+    let tiers = format!("/programs/{program}/tiers");
+    let created = app.post(&tiers, status_tier()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["status"], "ACTIVE");
+    assert_eq!(
+        level_summary(&created.body),
+        [(json!("silver"), json!(1)), (json!("gold"), json!(2))]
+    );
+    assert_eq!(
+        created.body["levels"][1]["benefits"]["points_multiplier"],
+        2
+    );
+    assert_eq!(
+        created.body["lifecycle"]["downgrade_policy"]["min_level"],
+        "silver"
+    );
+    assert!(created.body.get("archived_at").is_none());
+    assert_error(
+        "the same key again",
+        &app.post(&tiers, status_tier()).await,
+        409,
+        "conflict",
+        None,
+    );
+
+    let path = format!("{tiers}/status");
+    let patched = app
+        .patch(
+            &path,
+            json!({"levels": [{"key": "gold", "benefits": {"points_multiplier": 3}, "qualification": {}},
+                              {"key": "platinum", "rank": 3}],
+                   "display_name": null}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(
+        level_summary(&patched.body),
+        [
+            (json!("silver"), json!(1)),
+            (json!("gold"), json!(2)),
+            (json!("platinum"), json!(3))
+        ]
+    );
+    let gold = &patched.body["levels"][1];
+    assert_eq!(gold["benefits"]["points_multiplier"], 3);
+    assert_eq!(
+        gold["qualification"],
+        Value::Null,
+        "{{}} removes the qualification"
+    );
+    assert_eq!(patched.body["display_name"], Value::Null);
+    assert!(
+        patched.body["lifecycle"]["retention"].is_object(),
+        "a lifecycle left out is unchanged"
+    );
+
+    let swapped = app
+        .patch(
+            &path,
+            json!({"levels": [{"key": "silver", "rank": 2}, {"key": "gold", "rank": 1}]}),
+        )
+        .await;
+    assert_eq!(
+        swapped.status,
+        StatusCode::OK,
+        "ranks may be swapped in one patch: {}",
+        swapped.body
+    );
+    assert_error(
+        "a rank another level holds",
+        &app.patch(&path, json!({"levels": [{"key": "platinum", "rank": 1}]}))
+            .await,
+        409,
+        "conflict",
+        None,
+    );
+    assert_error(
+        "a new level without a rank",
+        &app.patch(&path, json!({"levels": [{"key": "diamond"}]}))
+            .await,
+        400,
+        "bad_request",
+        Some("levels[0].rank"),
+    );
+    let rules_only = app.patch(&path, json!({"lifecycle": {}})).await;
+    assert_eq!(
+        rules_only.body["lifecycle"],
+        Value::Null,
+        "{{}} makes the tier rules-only"
+    );
+
+    let listed = app.get(&tiers).await.body;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
+    let archive = format!("{path}/archive");
+    let archived = app.post(&archive, json!({})).await;
+    assert_eq!(archived.status, StatusCode::OK, "{}", archived.body);
+    assert_eq!(archived.body["status"], "ARCHIVED");
+    assert!(archived.body["archived_at"].is_string());
+    assert_error(
+        "archived twice",
+        &app.post(&archive, json!({})).await,
+        409,
+        "tier_archived",
+        None,
+    );
+    assert_error(
+        "an archived tier is read-only",
+        &app.patch(&path, json!({"display_name": "x"})).await,
+        409,
+        "tier_archived",
+        None,
+    );
+    assert_eq!(
+        app.get(&path).await.status,
+        StatusCode::OK,
+        "reads still work"
+    );
+    assert_error(
+        "an unknown tier",
+        &app.get(&format!("{tiers}/nope")).await,
+        404,
+        "not_found",
+        None,
+    );
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_tier_definition_is_validated_field_by_field(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, _) = app.program_with_points("Club", "PTS").await;
+    let tiers = format!("/programs/{program}/tiers");
+    let bad = json!({"key": "Status", "levels": [
+        {"key": "gold", "rank": 1, "color": "gold"},
+        {"key": "gold", "rank": 2, "qualification": {"mode": "SOME", "criteria": [{"counter": "x", "operator": "=>", "threshold": "1"}]}}],
+        "lifecycle": {"retention": {"mode": "ACTIVITY_REFRESH"}, "qualification_period": {"type": "FIXED_YEAR"}}});
+    let r = app.post(&tiers, bad).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let mut fields: Vec<String> = r.body["details"]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["field"].as_str().map(str::to_owned))
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "key",
+            "levels",
+            "levels[0].color",
+            "levels[1].qualification.criteria[0].operator",
+            "levels[1].qualification.criteria[0].threshold",
+            "levels[1].qualification.mode",
+            "lifecycle.qualification_period.start_month",
+            "lifecycle.retention.duration",
+        ]
+    );
+    let mut floor = status_tier();
+    floor["lifecycle"]["downgrade_policy"]["min_level"] = json!("bronze");
+    assert_error(
+        "a floor that is not a level",
+        &app.post(&tiers, floor).await,
+        400,
+        "bad_request",
+        Some("lifecycle.downgrade_policy.min_level"),
+    );
+    app.created(&tiers, status_tier()).await;
+    let activity = app.get("/reports/program-activity").await.body;
+    assert_eq!(activity["data"][0]["tier_count"], 1);
+}
