@@ -205,3 +205,174 @@ async fn a_tier_definition_is_validated_field_by_field(
     let activity = app.get("/reports/program-activity").await.body;
     assert_eq!(activity["data"][0]["tier_count"], 1);
 }
+
+/// The tier changes in the participant's state history, oldest first: (operation, old, new).
+async fn tier_history(app: &TestApp, participant: &str) -> Vec<(Value, Value, Value)> {
+    let history = app
+        .get(&format!(
+            "/participants/{participant}/activity/state-history"
+        ))
+        .await
+        .body;
+    let mut changes: Vec<(Value, Value, Value)> = history["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["state_type"] == "tier")
+        .map(|c| {
+            (
+                c["operation"].clone(),
+                c["old_value"].clone(),
+                c["new_value"].clone(),
+            )
+        })
+        .collect();
+    changes.reverse();
+    changes
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_participant_tier_is_set_read_expired_and_removed_with_its_history(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, _) = app.program_with_points("Club", "PTS").await;
+    app.created(&format!("/programs/{program}/tiers"), status_tier())
+        .await;
+    let member = crate::common::id(
+        &app.created("/participants", json!({"external_id": "ida"}))
+            .await,
+    );
+    let tiers = format!("/participants/{member}/state/tiers");
+    let status = format!("{tiers}/status?program_id={program}");
+    assert_eq!(
+        app.get(&format!("{tiers}?program_id={program}")).await.body["data"],
+        json!([])
+    );
+    assert_error(
+        "no level yet",
+        &app.get(&status).await,
+        404,
+        "not_found",
+        None,
+    );
+
+    let until = (chrono::Utc::now() + chrono::Duration::days(365)).to_rfc3339();
+    let set = app
+        .call(
+            reqwest::Method::PUT,
+            &status,
+            Some(json!({"level": "gold", "expires_at": until})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(
+        (
+            set.body["key"].clone(),
+            set.body["level"].clone(),
+            set.body["rank"].clone()
+        ),
+        (json!("status"), json!("gold"), json!(2))
+    );
+    assert_eq!(set.body["benefits"]["points_multiplier"], 2);
+    assert!(set.body["expires_at"].is_string());
+    let put = |body: Value| app.call(reqwest::Method::PUT, &status, Some(body));
+    assert_error(
+        "an unknown level",
+        &put(json!({"level": "bronze"})).await,
+        400,
+        "bad_request",
+        Some("level"),
+    );
+    assert_error(
+        "an expiry in the past",
+        &put(json!({"level": "gold", "expires_at": "2020-01-01T00:00:00Z"})).await,
+        400,
+        "bad_request",
+        Some("expires_at"),
+    );
+    assert_error(
+        "no program",
+        &app.call(
+            reqwest::Method::PUT,
+            &format!("{tiers}/status"),
+            Some(json!({"level": "gold"})),
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("program_id"),
+    );
+    assert_eq!(
+        put(json!({"level": "silver"})).await.body["expires_at"],
+        Value::Null
+    );
+    assert_eq!(
+        app.call(reqwest::Method::DELETE, &status, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_error("removed", &app.get(&status).await, 404, "not_found", None);
+    assert_eq!(
+        tier_history(&app, &member).await,
+        [
+            (json!("set"), Value::Null, json!("gold")),
+            (json!("set"), json!("gold"), json!("silver")),
+            (json!("remove"), json!("silver"), Value::Null),
+        ]
+    );
+
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(600)).to_rfc3339();
+    assert_eq!(
+        put(json!({"level": "gold", "expires_at": soon}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_error(
+        "past its expiry",
+        &app.get(&status).await,
+        404,
+        "not_found",
+        None,
+    );
+
+    put(json!({"level": "silver"})).await;
+    app.patch(
+        &format!("/participants/{member}/status"),
+        json!({"status": "SUSPENDED"}),
+    )
+    .await;
+    assert_error(
+        "a suspended member",
+        &put(json!({"level": "gold"})).await,
+        409,
+        "participant_inactive",
+        None,
+    );
+    app.patch(
+        &format!("/participants/{member}/status"),
+        json!({"status": "ACTIVE"}),
+    )
+    .await;
+    app.post(
+        &format!("/programs/{program}/tiers/status/archive"),
+        json!({}),
+    )
+    .await;
+    assert_error(
+        "an archived tier",
+        &put(json!({"level": "gold"})).await,
+        409,
+        "tier_archived",
+        None,
+    );
+    let kept = app.get(&format!("{tiers}?program_id={program}")).await.body;
+    assert_eq!(
+        kept["data"][0]["level"], "silver",
+        "an archived tier's levels stay readable"
+    );
+}

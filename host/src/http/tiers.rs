@@ -1,10 +1,11 @@
-//! Tier definitions (E97–E101).
+//! Tier definitions (E97–E101) and participants' tiers (E34–E37).
 
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, PathId, PathIdKey, Valid, ValidQuery};
 use crate::error::Result;
 use crate::pagination::{Page, PageParams};
+use crate::tiers::holders::{self, HeldTier, HeldTiers, SetLevel};
 use crate::tiers::{
     self, Comparison, CounterPolicy, Criterion, DowngradePolicy, LevelInput, Lifecycle, NewTier,
     PeriodType, Qualification, QualificationMode, QualificationPeriod, Retention, RetentionMode,
@@ -18,12 +19,102 @@ use axum::response::IntoResponse;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tiers, create_tier))
         .routes(routes!(get_tier, update_tier))
         .routes(routes!(archive_tier))
+        .routes(routes!(participant_tiers))
+        .routes(routes!(
+            participant_tier,
+            set_participant_tier,
+            remove_participant_tier
+        ))
+}
+
+/// The program whose tiers a participant's tier state is read or changed in.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InProgram {
+    pub program_id: Uuid,
+}
+
+impl Request for InProgram {
+    fn read(q: &Fields<'_>) -> Self {
+        InProgram {
+            program_id: q.req_uuid("program_id"),
+        }
+    }
+}
+
+impl Request for SetLevel {
+    fn read(f: &Fields<'_>) -> Self {
+        SetLevel {
+            level: f.req_str("level", 1, 100),
+            expires_at: f.opt_time("expires_at"),
+        }
+    }
+}
+
+/// E34.
+#[utoipa::path(get, path = "/participants/{id}/state/tiers", tag = "tiers", params(PathId, InProgram),
+    responses((status = 200, body = HeldTiers), Rejected, NotFound))]
+async fn participant_tiers(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(participant): PathId,
+    ValidQuery(q): ValidQuery<InProgram>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        holders::list(&s.pool, &actor, participant, q.program_id).await?,
+    ))
+}
+
+/// E35: 404 when the participant holds no level of the tier.
+#[utoipa::path(get, path = "/participants/{id}/state/tiers/{key}", tag = "tiers",
+    params(("id" = Uuid, Path, description = "Participant id"), ("key" = String, Path, description = "Tier key"), InProgram),
+    responses((status = 200, body = HeldTier), Rejected, NotFound))]
+async fn participant_tier(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(participant, key): PathIdKey,
+    ValidQuery(q): ValidQuery<InProgram>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        holders::get(&s.pool, &actor, participant, q.program_id, &key).await?,
+    ))
+}
+
+/// E36: an ACTIVE participant in an ACTIVE program; 409 `tier_archived` for an archived tier.
+#[utoipa::path(put, path = "/participants/{id}/state/tiers/{key}", tag = "tiers",
+    params(("id" = Uuid, Path, description = "Participant id"), ("key" = String, Path, description = "Tier key"), InProgram),
+    request_body = SetLevel, responses((status = 200, description = "Updated tier state.", body = HeldTier), Rejected, NotFound, Conflict))]
+async fn set_participant_tier(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(participant, key): PathIdKey,
+    ValidQuery(q): ValidQuery<InProgram>,
+    Valid(set): Valid<SetLevel>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        holders::set(&s.pool, &actor, participant, q.program_id, &key, set).await?,
+    ))
+}
+
+/// E37: back to the base (rank 0).
+#[utoipa::path(delete, path = "/participants/{id}/state/tiers/{key}", tag = "tiers",
+    params(("id" = Uuid, Path, description = "Participant id"), ("key" = String, Path, description = "Tier key"), InProgram),
+    responses((status = 204, description = "Removed."), Rejected, NotFound, Conflict))]
+async fn remove_participant_tier(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(participant, key): PathIdKey,
+    ValidQuery(q): ValidQuery<InProgram>,
+) -> Result<impl IntoResponse> {
+    holders::remove(&s.pool, &actor, participant, q.program_id, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A key of a tier or level: a lowercase letter, then lowercase letters, digits and `_`.

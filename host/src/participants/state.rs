@@ -153,6 +153,27 @@ pub async fn set_tag(
     Ok(changed.is_some())
 }
 
+/// Records that the participant's level in the tier `tier_key` went from `old` to `new` (`None`: no level,
+/// the base), in the caller's transaction.
+pub async fn record_tier_change(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    tier_key: &str,
+    old: Option<String>,
+    new: Option<String>,
+) -> sqlx::Result<()> {
+    let operation = if new.is_some() { "set" } else { "remove" };
+    let change = Change {
+        state_type: "tier",
+        key: tier_key,
+        operation,
+        old_value: old,
+        new_value: new,
+    };
+    record(conn, origin, participant, change).await
+}
+
 pub async fn tags(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT tag FROM participant_tags WHERE participant_id = $1 ORDER BY tag")
         .bind(participant)

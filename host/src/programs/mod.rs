@@ -217,13 +217,31 @@ pub async fn redemption_target(
     let (status, kind, entity_id) = repo::redemption_target(conn, organization_id, id)
         .await?
         .ok_or(Error::NotFound("program"))?;
-    if status != ProgramStatus::Active {
-        return Err(Error::Conflict {
-            code: "program_inactive",
-            message: format!("program {id} is {status}: only an ACTIVE program redeems"),
-        });
-    }
+    check_active(id, status)?;
     Ok(Target { kind, entity_id })
+}
+
+/// That the organization's program exists (404) and is ACTIVE (409 `program_inactive`), read in the
+/// caller's transaction.
+pub async fn require_active(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<()> {
+    let (status, _, _) = repo::redemption_target(conn, organization_id, id)
+        .await?
+        .ok_or(Error::NotFound("program"))?;
+    check_active(id, status)
+}
+
+fn check_active(id: Uuid, status: ProgramStatus) -> Result<()> {
+    match status {
+        ProgramStatus::Active => Ok(()),
+        status => Err(Error::Conflict {
+            code: "program_inactive",
+            message: format!("program {id} is {status}: only an ACTIVE program allows this"),
+        }),
+    }
 }
 
 /// Whether the program exists and is ACTIVE, read in the caller's transaction.

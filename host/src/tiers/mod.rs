@@ -2,6 +2,9 @@
 //! JSON that rules read) and a `qualification` on the holder's counters; a tier may carry a `lifecycle`.
 //! Keys of tiers and levels are immutable; a PATCH upserts levels by key. Archiving is one way: an archived
 //! tier keeps its definition and its holders' levels for reading, and refuses changes (409 `tier_archived`).
+//! What holders have is in `holders`.
+
+pub mod holders;
 mod repo;
 
 use crate::error::{Error, OnConstraint, Result};

@@ -1,6 +1,8 @@
+use super::holders::{HeldTier, Holder};
 use super::{Level, LevelInput, NewTier, Tier, TierPatch};
 use crate::pagination::PageParams;
 use crate::validation::Patch;
+use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -195,4 +197,102 @@ pub async fn archive(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The levels a holder holds in the program's tiers (or in the one of `key`), not expired, by tier key.
+pub async fn held(
+    pool: &PgPool,
+    holder: Holder,
+    program_id: Uuid,
+    key: Option<&str>,
+) -> sqlx::Result<Vec<HeldTier>> {
+    sqlx::query_as(
+        "SELECT t.key, l.key AS level, l.rank, l.benefits, h.acquired_at, h.expires_at
+           FROM holder_tiers h JOIN tiers t ON t.id = h.tier_id JOIN tier_levels l ON l.id = h.level_id
+          WHERE h.holder_type = $1 AND h.holder_id = $2 AND t.program_id = $3
+            AND ($4::text IS NULL OR t.key = $4) AND (h.expires_at IS NULL OR h.expires_at > now())
+          ORDER BY t.key",
+    )
+    .bind(holder.kind())
+    .bind(holder.id())
+    .bind(program_id)
+    .bind(key)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn level_id(
+    conn: &mut PgConnection,
+    tier_id: Uuid,
+    level: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM tier_levels WHERE tier_id = $1 AND key = $2")
+        .bind(tier_id)
+        .bind(level)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Gives the holder the level (keeping `acquired_at` when it already held it) and returns the level it held
+/// before, if any and not expired.
+pub async fn assign(
+    conn: &mut PgConnection,
+    holder: Holder,
+    tier_id: Uuid,
+    level_id: Uuid,
+    expires_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<Option<String>> {
+    let old = held_level(conn, holder, tier_id).await?;
+    sqlx::query(
+        "INSERT INTO holder_tiers (tier_id, holder_type, holder_id, level_id, expires_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (holder_type, holder_id, tier_id) DO UPDATE
+            SET acquired_at = CASE WHEN holder_tiers.level_id = $4
+                                    AND (holder_tiers.expires_at IS NULL OR holder_tiers.expires_at > now())
+                                   THEN holder_tiers.acquired_at ELSE now() END,
+                level_id = $4, expires_at = $5",
+    )
+    .bind(tier_id)
+    .bind(holder.kind())
+    .bind(holder.id())
+    .bind(level_id)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(old)
+}
+
+/// Takes the holder back to the base; returns the level it held, if any and not expired.
+pub async fn unassign(
+    conn: &mut PgConnection,
+    holder: Holder,
+    tier_id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    let old = held_level(conn, holder, tier_id).await?;
+    sqlx::query(
+        "DELETE FROM holder_tiers WHERE holder_type = $1 AND holder_id = $2 AND tier_id = $3",
+    )
+    .bind(holder.kind())
+    .bind(holder.id())
+    .bind(tier_id)
+    .execute(conn)
+    .await?;
+    Ok(old)
+}
+
+async fn held_level(
+    conn: &mut PgConnection,
+    holder: Holder,
+    tier_id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT l.key FROM holder_tiers h JOIN tier_levels l ON l.id = h.level_id
+          WHERE h.holder_type = $1 AND h.holder_id = $2 AND h.tier_id = $3
+            AND (h.expires_at IS NULL OR h.expires_at > now())",
+    )
+    .bind(holder.kind())
+    .bind(holder.id())
+    .bind(tier_id)
+    .fetch_optional(conn)
+    .await
 }

@@ -1,0 +1,210 @@
+//! What holders have: their level in each tier (E34–E37). A holder is a participant (groups will hold tiers
+//! through the same table and code). A level set with `expires_at` is not held from that instant on; no level
+//! is the base, rank 0. Every change is recorded in the participant's state history with its cause.
+
+use super::{TierStatus, repo};
+use crate::error::{Error, FieldError, Result};
+use crate::organizations::Actor;
+use crate::participants::state::Origin;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Who holds a level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Holder {
+    Participant(Uuid),
+}
+
+impl Holder {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Holder::Participant(_) => "PARTICIPANT",
+        }
+    }
+
+    pub fn id(self) -> Uuid {
+        match self {
+            Holder::Participant(id) => id,
+        }
+    }
+}
+
+/// A holder's level in one tier.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = ParticipantTierState)]
+pub struct HeldTier {
+    /// The tier's key.
+    #[schema(example = "status")]
+    pub key: String,
+    /// The level's key.
+    #[schema(example = "gold")]
+    pub level: String,
+    pub rank: i32,
+    #[schema(value_type = Object)]
+    pub benefits: sqlx::types::Json<Value>,
+    pub acquired_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The levels of a holder in a program's tiers (E34).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HeldTiers {
+    pub data: Vec<HeldTier>,
+}
+
+/// E36's body.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = SetTier, example = json!({"level": "gold", "expires_at": "2027-12-31T23:59:59Z"}))]
+pub struct SetLevel {
+    /// A level key of the tier.
+    #[schema(min_length = 1, max_length = 100)]
+    pub level: String,
+    /// When the level is lost; none keeps it until changed.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// E34: the participant's levels in the program's tiers, archived tiers included.
+pub async fn list(
+    pool: &PgPool,
+    actor: &Actor,
+    participant: Uuid,
+    program_id: Uuid,
+) -> Result<HeldTiers> {
+    crate::participants::require(pool, actor, participant).await?;
+    crate::programs::get(pool, actor, program_id).await?;
+    let holder = Holder::Participant(participant);
+    Ok(HeldTiers {
+        data: repo::held(pool, holder, program_id, None).await?,
+    })
+}
+
+/// E35: 404 when the participant holds no level of the tier.
+pub async fn get(
+    pool: &PgPool,
+    actor: &Actor,
+    participant: Uuid,
+    program_id: Uuid,
+    key: &str,
+) -> Result<HeldTier> {
+    crate::participants::require(pool, actor, participant).await?;
+    super::get(pool, actor, program_id, key).await?;
+    let holder = Holder::Participant(participant);
+    repo::held(pool, holder, program_id, Some(key))
+        .await?
+        .pop()
+        .ok_or(Error::NotFound("participant tier"))
+}
+
+/// E36: the participant and the program must be ACTIVE and the tier not archived.
+pub async fn set(
+    pool: &PgPool,
+    actor: &Actor,
+    participant: Uuid,
+    program_id: Uuid,
+    key: &str,
+    set: SetLevel,
+) -> Result<HeldTier> {
+    if set.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(Error::invalid(FieldError::invalid(
+            "expires_at",
+            "a future timestamp",
+            set.expires_at.map(|at| at.to_rfc3339()),
+            "expires_at must be in the future",
+        )));
+    }
+    let mut tx = pool.begin().await?;
+    let tier = prepare(&mut tx, actor, participant, program_id, key).await?;
+    let level = repo::level_id(&mut tx, tier, &set.level)
+        .await?
+        .ok_or_else(|| {
+            Error::invalid(FieldError::invalid(
+                "level",
+                "a level key of the tier",
+                Some(set.level.clone()),
+                format!("tier {key} has no level {}", set.level),
+            ))
+        })?;
+    let holder = Holder::Participant(participant);
+    let old = repo::assign(&mut tx, holder, tier, level, set.expires_at).await?;
+    if old.as_deref() != Some(set.level.as_str()) {
+        let origin = by_api(actor, program_id);
+        crate::participants::state::record_tier_change(
+            &mut tx,
+            &origin,
+            participant,
+            key,
+            old,
+            Some(set.level.clone()),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    get(pool, actor, participant, program_id, key).await
+}
+
+/// E37: back to the base; nothing to remove is not an error.
+pub async fn remove(
+    pool: &PgPool,
+    actor: &Actor,
+    participant: Uuid,
+    program_id: Uuid,
+    key: &str,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let tier = prepare(&mut tx, actor, participant, program_id, key).await?;
+    let holder = Holder::Participant(participant);
+    if let Some(old) = repo::unassign(&mut tx, holder, tier).await? {
+        let origin = by_api(actor, program_id);
+        crate::participants::state::record_tier_change(
+            &mut tx,
+            &origin,
+            participant,
+            key,
+            Some(old),
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn by_api(actor: &Actor, program_id: Uuid) -> Origin {
+    Origin {
+        organization_id: actor.organization_id,
+        program_id: Some(program_id),
+        api_key_id: Some(actor.api_key_id),
+        ..Origin::default()
+    }
+}
+
+/// Locks the participant (404, 409 `participant_inactive`), checks the program is ACTIVE (409
+/// `program_inactive`) and the tier exists and is not archived (404, 409 `tier_archived`); returns the tier's id.
+async fn prepare(
+    conn: &mut sqlx::PgConnection,
+    actor: &Actor,
+    participant: Uuid,
+    program_id: Uuid,
+    key: &str,
+) -> Result<Uuid> {
+    let states =
+        crate::participants::lock_state(conn, actor.organization_id, &[participant]).await?;
+    let state = states.first().ok_or(Error::NotFound("participant"))?;
+    if state.status != crate::participants::ParticipantStatus::Active {
+        return Err(Error::Conflict {
+            code: "participant_inactive",
+            message: format!("participant {participant} is {}", state.status),
+        });
+    }
+    crate::programs::require_active(conn, actor.organization_id, program_id).await?;
+    let tier = repo::lock(conn, actor.organization_id, program_id, key)
+        .await?
+        .ok_or(Error::NotFound("tier"))?;
+    if tier.status == TierStatus::Archived {
+        return Err(super::archived(key));
+    }
+    Ok(tier.id)
+}
