@@ -376,3 +376,97 @@ async fn a_participant_tier_is_set_read_expired_and_removed_with_its_history(
         "an archived tier's levels stay readable"
     );
 }
+
+/// The results of the event's actions, over every rule that matched.
+fn action_results(event: &Value) -> Vec<Value> {
+    event["rule_evaluations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["results"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_rule_sets_a_tier_and_skips_an_archived_one(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, _) = app.program_with_points("Club", "PTS").await;
+    app.created(&format!("/programs/{program}/tiers"), status_tier())
+        .await;
+    let set_tier = |level: &str| json!([{"type": "SET_TIER", "tier": "status", "level": level, "expires_at": "720h"}]);
+    app.rule(&program, "vip", "event.kind == 'vip'", set_tier("gold"))
+        .await;
+    app.rule(
+        &program,
+        "typo",
+        "event.kind == 'typo'",
+        set_tier("diamond"),
+    )
+    .await;
+
+    let done = app
+        .processed(
+            &app.event(&program, "jo", "t1", json!({"kind": "vip"}))
+                .await,
+        )
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let jo = app.participant_id("jo").await;
+    assert_eq!(
+        action_results(&done),
+        [
+            json!({"type": "SET_TIER", "participant_id": jo, "tier": "status", "level": "gold",
+                "previous": null, "skipped": false})
+        ]
+    );
+    let held = app
+        .get(&format!(
+            "/participants/{jo}/state/tiers/status?program_id={program}"
+        ))
+        .await;
+    assert_eq!(held.body["level"], "gold");
+    assert!(
+        held.body["expires_at"].is_string(),
+        "expires 720h after the event"
+    );
+    assert_eq!(
+        tier_history(&app, &jo).await,
+        [(json!("set"), Value::Null, json!("gold"))]
+    );
+
+    let failed = app
+        .processed(
+            &app.event(&program, "jo", "t2", json!({"kind": "typo"}))
+                .await,
+        )
+        .await;
+    assert_eq!(
+        failed["status"], "FAILED",
+        "a level the tier does not have fails the event: {failed}"
+    );
+
+    app.post(
+        &format!("/programs/{program}/tiers/status/archive"),
+        json!({}),
+    )
+    .await;
+    let skipped = app
+        .processed(
+            &app.event(&program, "kim", "t3", json!({"kind": "vip"}))
+                .await,
+        )
+        .await;
+    assert_eq!(skipped["status"], "COMPLETED", "{skipped}");
+    assert_eq!(action_results(&skipped)[0]["skipped"], true);
+    let kim = app.participant_id("kim").await;
+    assert_error(
+        "an archived tier gives no level",
+        &app.get(&format!(
+            "/participants/{kim}/state/tiers/status?program_id={program}"
+        ))
+        .await,
+        404,
+        "not_found",
+        None,
+    );
+}

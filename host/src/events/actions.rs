@@ -14,6 +14,7 @@ use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
 use crate::rules::evaluation::EvaluationReason;
 use crate::rules::{ActionType, Amount, CompiledAction, CompiledRule, Step, TargetRef};
+use crate::tiers::holders::Assigned;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -72,6 +73,16 @@ pub enum ActionResult {
         key: String,
         value: String,
         previous: Option<String>,
+    },
+    /// SET_TIER; `skipped` when the tier is archived, which changes nothing.
+    Tier {
+        #[serde(rename = "type")]
+        kind: ActionType,
+        participant_id: Uuid,
+        tier: String,
+        level: String,
+        previous: Option<String>,
+        skipped: bool,
     },
 }
 
@@ -266,6 +277,31 @@ pub async fn execute(
                 key: key.clone(),
                 value,
                 previous,
+            }
+        }
+        Step::Tier {
+            tier,
+            level,
+            expires,
+        } => {
+            let expires_at = expires.as_ref().map(|when| when.from(ctx.vars.now));
+            ctx.batch.stale.insert(target);
+            let assigned = crate::tiers::holders::assign_by_rule(
+                conn, &origin, target, tier, level, expires_at,
+            )
+            .await?;
+            let (previous, skipped) = match assigned {
+                Ok(Assigned::Set { previous }) => (previous, false),
+                Ok(Assigned::TierArchived) => (None, true),
+                Err(reason) => return Ok(Err(reason)),
+            };
+            ActionResult::Tier {
+                kind: action.kind,
+                participant_id: target,
+                tier: tier.clone(),
+                level: level.clone(),
+                previous,
+                skipped,
             }
         }
     };

@@ -12,7 +12,7 @@ use crate::rules::{
     self, Action, ActionType, AttributeAction, CounterAction, CreditAction, DebitAction,
     ForfeitAction, HistoryEntry, HistoryFilter, HoldAction, ModuleLimits, ModulePatch, ModuleRef,
     NewRule, Rule, RuleFilter, RulePatch, RuleSort, RuleStatus, SampleState, Simulation, TagAction,
-    Target, TargetType, Validity, VoidHoldAction,
+    Target, TargetType, TierAction, Validity, VoidHoldAction,
 };
 use crate::validation::{Fields, Patch, Request, SORT_DIRS, Validator};
 use crate::wasm::Limits;
@@ -369,7 +369,7 @@ impl Request for HistoryFilter {
 }
 
 /// Action types of the spec's catalogue this server does not run yet: refused as such, not as unknown.
-const NOT_YET: &[&str] = &["SET_TIER", "SCHEDULE_EVENT", "BROADCAST"];
+const NOT_YET: &[&str] = &["SCHEDULE_EVENT", "BROADCAST"];
 
 fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
     let Some(items) = f.opt_array("actions") else {
@@ -514,6 +514,13 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
             ActionType::SetAttribute => Action::SetAttribute(AttributeAction {
                 key: a.req_str("key", 1, 255),
                 value: expression("value"),
+                description: description(),
+                target,
+            }),
+            ActionType::SetTier => Action::SetTier(TierAction {
+                tier: a.req_str("tier", 1, 100),
+                level: a.req_str("level", 1, 100),
+                expires_at: when(&a, "expires_at"),
                 description: description(),
                 target,
             }),

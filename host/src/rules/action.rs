@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-// Action types this server executes. The rest of the catalogue (SET_TIER, SCHEDULE_EVENT, BROADCAST) is refused
-// at create time until it is implemented, so no rule is ever accepted that would do nothing.
+// Action types this server executes. The rest of the catalogue (SCHEDULE_EVENT, BROADCAST) is refused at create
+// time until it is implemented, so no rule is ever accepted that would do nothing.
 crate::vocabulary!(
     /// What an action does.
     pub enum ActionType {
@@ -20,6 +20,7 @@ crate::vocabulary!(
         Untag = "UNTAG",
         Counter = "COUNTER",
         SetAttribute = "SET_ATTRIBUTE",
+        SetTier = "SET_TIER",
     }
 );
 crate::vocabulary!(
@@ -39,7 +40,7 @@ impl ActionType {
         use ActionType::*;
         match self {
             Credit | Debit | Hold | Release | Forfeit | Counter => true,
-            VoidHold | Tag | Untag | SetAttribute => false,
+            VoidHold | Tag | Untag | SetAttribute | SetTier => false,
         }
     }
 
@@ -63,6 +64,7 @@ impl ActionType {
             Tag | Untag => &["tag", "description"],
             Counter => &["key", "value", "reset_after", "description"],
             SetAttribute => &["key", "value", "description"],
+            SetTier => &["tier", "level", "expires_at", "description"],
         }
     }
 }
@@ -93,6 +95,8 @@ pub enum Action {
     Counter(CounterAction),
     #[serde(rename = "SET_ATTRIBUTE")]
     SetAttribute(AttributeAction),
+    #[serde(rename = "SET_TIER")]
+    SetTier(TierAction),
 }
 
 /// Issues value to the target from the asset's source.
@@ -208,6 +212,23 @@ pub struct AttributeAction {
     pub target: Option<Target>,
 }
 
+/// Gives the target a level of one of the program's tiers; skipped when the tier is archived.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct TierAction {
+    /// The tier's key.
+    pub tier: String,
+    /// A level key of the tier.
+    pub level: String,
+    /// When the level is lost: a Go duration from the event's time, or an RFC 3339 timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Kept with the rule, as on every action; state changes record no description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
 impl Action {
     pub fn kind(&self) -> ActionType {
         match self {
@@ -221,6 +242,7 @@ impl Action {
             Action::Untag(_) => ActionType::Untag,
             Action::Counter(_) => ActionType::Counter,
             Action::SetAttribute(_) => ActionType::SetAttribute,
+            Action::SetTier(_) => ActionType::SetTier,
         }
     }
 
@@ -232,9 +254,11 @@ impl Action {
             Action::Hold(h) | Action::Release(h) => Some((h.asset_id, h.amount.as_deref())),
             Action::Forfeit(f) => Some((f.asset_id, f.amount.as_deref())),
             Action::VoidHold(v) => Some((v.asset_id, None)),
-            Action::Tag(_) | Action::Untag(_) | Action::Counter(_) | Action::SetAttribute(_) => {
-                None
-            }
+            Action::Tag(_)
+            | Action::Untag(_)
+            | Action::Counter(_)
+            | Action::SetAttribute(_)
+            | Action::SetTier(_) => None,
         }
     }
 
@@ -263,6 +287,7 @@ impl Action {
             Action::Tag(t) | Action::Untag(t) => t.target.as_ref(),
             Action::Counter(c) => c.target.as_ref(),
             Action::SetAttribute(a) => a.target.as_ref(),
+            Action::SetTier(t) => t.target.as_ref(),
         }
     }
 }
@@ -325,6 +350,7 @@ mod tests {
             {"type": "UNTAG", "tag": "vip"},
             {"type": "COUNTER", "key": "visits", "value": "2", "reset_after": "720h"},
             {"type": "SET_ATTRIBUTE", "key": "tier", "value": "gold"},
+            {"type": "SET_TIER", "tier": "status", "level": "gold", "expires_at": "8760h"},
         ]);
         let actions: Vec<Action> =
             serde_json::from_value(written.clone()).expect("every type reads");
@@ -335,7 +361,7 @@ mod tests {
 
     #[test]
     fn an_unknown_action_type_does_not_read() {
-        let unknown = json!({"type": "SET_TIER", "tier_id": "gold"});
+        let unknown = json!({"type": "BROADCAST", "event_type": "promo"});
         assert!(serde_json::from_value::<Action>(unknown).is_err());
     }
 }

@@ -149,6 +149,12 @@ pub enum Step {
         key: String,
         value: Template,
     },
+    /// A level of one of the program's tiers, lost at `expires` when given.
+    Tier {
+        tier: String,
+        level: String,
+        expires: Option<When>,
+    },
 }
 
 /// What a CREDIT says about the lot it creates (LOT assets).
@@ -288,6 +294,11 @@ fn compile_action(action: Action) -> CompiledAction {
         Action::SetAttribute(a) => Step::Attribute {
             key: a.key.clone(),
             value: template(&a.value),
+        },
+        Action::SetTier(t) => Step::Tier {
+            tier: t.tier.clone(),
+            level: t.level.clone(),
+            expires: t.expires_at.as_deref().and_then(When::parse),
         },
     };
     CompiledAction {

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 pub use action::{
     Action, ActionType, AttributeAction, CREDIT_BUCKETS, CounterAction, CreditAction, DebitAction,
-    ForfeitAction, HoldAction, TagAction, Target, TargetType, VoidHoldAction, When,
+    ForfeitAction, HoldAction, TagAction, Target, TargetType, TierAction, VoidHoldAction, When,
 };
 pub use compiled::{
     Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, ModuleRun, RuleCache, Skipped,

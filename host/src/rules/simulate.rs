@@ -214,6 +214,9 @@ async fn results(
                     (Some(_), Some(Err(err))) => json!({"error": err}),
                 }
             }
+            Step::Tier { tier, level, .. } => {
+                json!({"description": format!("Set tier {tier} to {level}")})
+            }
             Step::Counter { key, delta, .. } => {
                 let current = number(state.counters.get(key));
                 match evaluate(delta, vars) {

@@ -172,6 +172,51 @@ pub async fn remove(
     Ok(())
 }
 
+/// What a SET_TIER action did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assigned {
+    /// The participant holds the level now; it held `previous` before.
+    Set { previous: Option<String> },
+    /// The tier is archived: nothing changed, and the event goes on.
+    TierArchived,
+}
+
+/// SET_TIER: gives the participant `level` of the program's tier `key` in the caller's transaction, under the
+/// participant's lock, whatever the participant's status. `Err` says what the rule named that does not exist.
+pub async fn assign_by_rule(
+    conn: &mut sqlx::PgConnection,
+    origin: &Origin,
+    participant: Uuid,
+    key: &str,
+    level: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<std::result::Result<Assigned, String>> {
+    let program_id = origin.program_id.unwrap_or_default();
+    let Some(tier) = repo::find(&mut *conn, origin.organization_id, program_id, key).await? else {
+        return Ok(Err(format!("the program has no tier {key}")));
+    };
+    if tier.status == TierStatus::Archived {
+        return Ok(Ok(Assigned::TierArchived));
+    }
+    let Some(level_id) = repo::level_id(conn, tier.id, level).await? else {
+        return Ok(Err(format!("tier {key} has no level {level}")));
+    };
+    let holder = Holder::Participant(participant);
+    let previous = repo::assign(conn, holder, tier.id, level_id, expires_at).await?;
+    if previous.as_deref() != Some(level) {
+        crate::participants::state::record_tier_change(
+            conn,
+            origin,
+            participant,
+            key,
+            previous.clone(),
+            Some(level.to_owned()),
+        )
+        .await?;
+    }
+    Ok(Ok(Assigned::Set { previous }))
+}
+
 fn by_api(actor: &Actor, program_id: Uuid) -> Origin {
     Origin {
         organization_id: actor.organization_id,

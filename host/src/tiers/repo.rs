@@ -106,7 +106,7 @@ fn patch_parts(patch: &Patch<String>) -> (bool, Option<&str>) {
 }
 
 pub async fn find(
-    pool: &PgPool,
+    conn: impl sqlx::PgExecutor<'_>,
     organization_id: Uuid,
     program_id: Uuid,
     key: &str,
@@ -117,7 +117,7 @@ pub async fn find(
     .bind(organization_id)
     .bind(program_id)
     .bind(key)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
 }
 
