@@ -92,53 +92,17 @@ async fn the_books_reconcile_to_the_cent_over_a_month_of_activity(
     let (program, cash) = card_program(&app).await;
     let mut n = 0;
     // Earning: a purchase, a provisional accrual settled for more, one voided, value that expires.
-    send(
-        &app,
-        &program,
-        "ann",
-        &mut n,
-        "buy",
-        json!({"amount": 100.25}),
-    )
-    .await;
-    send(
-        &app,
-        &program,
-        "ann",
-        &mut n,
-        "auth",
-        json!({"auth_id": "A1", "amount": 10}),
-    )
-    .await;
-    send(
-        &app,
-        &program,
-        "ann",
-        &mut n,
-        "settle",
-        json!({"auth_id": "A1", "amount": 12.5}),
-    )
-    .await;
-    send(
-        &app,
-        &program,
-        "ann",
-        &mut n,
-        "auth",
-        json!({"auth_id": "A2", "amount": 5}),
-    )
-    .await;
-    send(
-        &app,
-        &program,
-        "ann",
-        &mut n,
-        "void",
-        json!({"auth_id": "A2"}),
-    )
-    .await;
-    send(&app, &program, "ann", &mut n, "short", json!({"amount": 3})).await;
-    send(&app, &program, "bo", &mut n, "buy", json!({"amount": 1})).await;
+    for (who, kind, data) in [
+        ("ann", "buy", json!({"amount": 100.25})),
+        ("ann", "auth", json!({"auth_id": "A1", "amount": 10})),
+        ("ann", "settle", json!({"auth_id": "A1", "amount": 12.5})),
+        ("ann", "auth", json!({"auth_id": "A2", "amount": 5})),
+        ("ann", "void", json!({"auth_id": "A2"})),
+        ("ann", "short", json!({"amount": 3})),
+        ("bo", "buy", json!({"amount": 1})),
+    ] {
+        send(&app, &program, who, &mut n, kind, data).await;
+    }
     let ann = app.participant_id("ann").await;
     let bo = app.participant_id("bo").await;
     app.created(

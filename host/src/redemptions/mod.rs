@@ -147,6 +147,29 @@ enum Spend {
     },
 }
 
+impl Spend {
+    /// What the request means, for its idempotency key: a replay means the same.
+    fn meaning(&self, participant: Uuid) -> serde_json::Value {
+        match self {
+            Spend::Amount {
+                asset_id,
+                amount,
+                description,
+            } => json!({"participant_id": participant, "asset_id": asset_id,
+                "amount": amount.normalize().to_string(), "description": description}),
+            Spend::Item {
+                reward_id,
+                quantity,
+                amount,
+                description,
+            } => {
+                json!({"participant_id": participant, "reward_id": reward_id, "quantity": quantity,
+                "amount": amount.map(|a| a.normalize().to_string()), "description": description})
+            }
+        }
+    }
+}
+
 /// E49. Returns the redemption and whether it replays an earlier request with the same key.
 pub async fn redeem_amount(
     pool: &PgPool,
@@ -154,8 +177,6 @@ pub async fn redeem_amount(
     participant: Uuid,
     r: AmountRedemption,
 ) -> Result<(Redemption, bool)> {
-    let request = json!({"participant_id": participant, "asset_id": r.asset_id,
-        "amount": r.amount.normalize().to_string(), "description": r.description});
     let spend = Spend::Amount {
         asset_id: r.asset_id,
         amount: r.amount,
@@ -164,11 +185,9 @@ pub async fn redeem_amount(
     redeem(
         pool,
         actor,
-        participant,
-        r.program_id,
+        (participant, r.program_id),
         spend,
         r.idempotency_key,
-        request,
     )
     .await
 }
@@ -180,8 +199,6 @@ pub async fn redeem_item(
     participant: Uuid,
     r: ItemRedemption,
 ) -> Result<(Redemption, bool)> {
-    let request = json!({"participant_id": participant, "reward_id": r.reward_id, "quantity": r.quantity,
-        "amount": r.amount.map(|a| a.normalize().to_string()), "description": r.description});
     let spend = Spend::Item {
         reward_id: r.reward_id,
         quantity: r.quantity,
@@ -191,24 +208,22 @@ pub async fn redeem_item(
     redeem(
         pool,
         actor,
-        participant,
-        r.program_id,
+        (participant, r.program_id),
         spend,
         r.idempotency_key,
-        request,
     )
     .await
 }
 
+/// The participant's redemption in the program, under an optional idempotency key.
 async fn redeem(
     pool: &PgPool,
     actor: &Actor,
-    participant: Uuid,
-    program_id: Uuid,
+    (participant, program_id): (Uuid, Uuid),
     spend: Spend,
     idempotency_key: Option<String>,
-    request: serde_json::Value,
 ) -> Result<(Redemption, bool)> {
+    let request = spend.meaning(participant);
     let mut tx = pool.begin().await?;
     let key = idempotency_key.as_deref().map(|key| Key {
         organization_id: actor.organization_id,
