@@ -161,9 +161,9 @@ impl Participant {
             .unwrap_or(Amount::ZERO)
     }
 
-    /// The participant's level in a tier, if any.
-    pub fn tier(&self, tier_id: &str) -> Option<&str> {
-        lookup(&self.tiers, tier_id)
+    /// The participant's level (its key) in the program's tier with this key, if any.
+    pub fn tier(&self, tier: &str) -> Option<&str> {
+        lookup(&self.tiers, tier)
     }
 
     /// A counter's value; zero when the participant has none.

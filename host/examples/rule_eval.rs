@@ -34,6 +34,7 @@ fn main() -> Result<(), scrip::BoxError> {
         tags: vec!["vip".into()],
         attributes: vec![("segment".into(), "premium".into())],
         counters: vec![("purchases".into(), "4".into())],
+        tiers: vec![("status".into(), "gold".into())],
         balances: vec![(Uuid::nil().to_string(), "120".into())],
         config: json!({"asset_id": Uuid::nil(), "points": "10"}),
     };

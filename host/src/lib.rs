@@ -72,9 +72,11 @@ pub async fn start(
     tasks.spawn(http::server::serve(listener, app, stopped.clone()));
     let cache = Arc::new(rules::RuleCache::new(runtime));
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
-    // A process without workers serves the API only; lots are expired and matured where events are processed.
+    // A process without workers serves the API only; lots and tier levels change with time where events are
+    // processed.
     if pipeline.workers > 0 {
         tasks.spawn(movement::due::run_jobs(pool.clone(), stopped.clone()));
+        tasks.spawn(tiers::lifecycle::run_jobs(pool.clone(), stopped.clone()));
     }
     tasks.spawn(doorbell.clone().listen(pool.clone(), stopped.clone()));
     tasks.spawn(doorbell.clone().broadcast(pool.clone(), stopped.clone()));

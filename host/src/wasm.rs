@@ -106,6 +106,8 @@ pub struct Input {
     pub tags: Vec<String>,
     pub attributes: Vec<(String, String)>,
     pub counters: Vec<(String, String)>,
+    /// Level key per tier key, in the event's program.
+    pub tiers: Vec<(String, String)>,
     /// AVAILABLE balance per asset, at the asset's scale.
     pub balances: Vec<(String, String)>,
     pub config: serde_json::Value,
@@ -253,8 +255,7 @@ fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
         attributes: input.attributes.clone(),
         counters: input.counters.clone(),
         balances: input.balances.clone(),
-        // Reserved in the interface until tiers exist.
-        tiers: Vec::new(),
+        tiers: input.tiers.clone(),
     };
     Ok((event, participant, input.config.to_string()))
 }
@@ -735,6 +736,7 @@ mod tests {
             tags: vec![],
             attributes: vec![],
             counters: vec![],
+            tiers: vec![],
             balances: vec![],
             config: serde_json::json!({ "attack": attack }),
         }

@@ -22,6 +22,7 @@ mod redemptions;
 mod rules;
 mod state;
 mod throughput;
+mod tier_lifecycle;
 mod tiers;
 mod validation;
 mod wasm;

@@ -7,6 +7,7 @@ use crate::ledger::{Journal, KnownAccounts, NewEntry, PostError};
 use crate::money;
 use crate::movement;
 use crate::participants::{self, State, Wait};
+use crate::tiers::holders::{self, Standing};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,6 +17,10 @@ use uuid::Uuid;
 pub struct Batch {
     /// Participants the batch locked up front, with their state as last read.
     states: HashMap<Uuid, State>,
+    /// Whether the batch's programs have tiers: only then are participants' levels read.
+    tiered: bool,
+    /// The levels of the participants the batch holds, as last read, when `tiered`.
+    standings: HashMap<Uuid, Vec<Standing>>,
     /// Participants whose state an event may have changed (or rolled back) since it was read.
     pub(super) stale: HashSet<Uuid>,
     /// Accounts that existed when the batch began.
@@ -53,10 +58,21 @@ impl Batch {
         budget_slot: i16,
         budgeted: impl IntoIterator<Item = (Uuid, Uuid)>,
         states: Vec<State>,
+        standings: Option<Vec<Standing>>,
         accounts: KnownAccounts,
     ) -> Batch {
+        let tiered = standings.is_some();
+        let mut by_holder: HashMap<Uuid, Vec<Standing>> = HashMap::new();
+        for standing in standings.into_iter().flatten() {
+            by_holder
+                .entry(standing.holder_id)
+                .or_default()
+                .push(standing);
+        }
         Batch {
             states: states.into_iter().map(|s| (s.id, s)).collect(),
+            tiered,
+            standings: by_holder,
             stale: HashSet::new(),
             accounts,
             deferred: Deferred::default(),
@@ -231,6 +247,21 @@ impl Batch {
         }
     }
 
+    /// The participant's levels in every program, as the current event began (none when no program of the
+    /// batch has tiers).
+    pub fn standings(&self, participant: Uuid) -> &[Standing] {
+        self.standings.get(&participant).map_or(&[], Vec::as_slice)
+    }
+
+    /// Reads the participant's levels again, when the batch's programs have tiers.
+    async fn read_standings(&mut self, conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+        if self.tiered {
+            let fresh = holders::standings(conn, &[id]).await?;
+            self.standings.insert(id, fresh);
+        }
+        Ok(())
+    }
+
     /// Whether the batch locked this participant up front.
     pub fn holds(&self, id: Uuid) -> bool {
         self.states.contains_key(&id)
@@ -256,14 +287,17 @@ impl Batch {
                     Some(state) => self.states.insert(id, state.clone()),
                     None => self.states.remove(&id),
                 };
+                self.read_standings(conn, id).await?;
                 fresh
             }
             Some(state) => Some(state.clone()),
             None => {
                 self.begin_writes(conn).await?;
-                participants::lock_state(conn, organization_id, &[id])
+                let state = participants::lock_state(conn, organization_id, &[id])
                     .await?
-                    .pop()
+                    .pop();
+                self.read_standings(conn, id).await?;
+                state
             }
         };
         let Some(mut state) = state.filter(|s| s.organization_id == organization_id) else {

@@ -23,11 +23,13 @@ use super::batch::Batch;
 use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
 use super::{Doorbell, EventStatus};
 use crate::ledger::KnownAccounts;
+use crate::participants::state::Origin;
 use crate::participants::{self, State, Wait};
 use crate::programs;
 use crate::rules::cel::{self, Variables};
 use crate::rules::evaluation::{self, Decision, EvaluationReason, EvaluationStatus};
 use crate::rules::{self, CompiledModule, CompiledRule, RuleCache};
+use crate::tiers::holders::{self, AfterEvent, Standing, Track, Tracks};
 use crate::wasm::{self, Runtime};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -306,6 +308,14 @@ async fn process(
     // the next claim.
     let wanted = sorted(parties.iter().flatten().flat_map(Parties::existing));
     let states = participants::lock_states(&mut tx, None, &wanted, Wait::Skip).await?;
+    let tracks = Tracks::load(&mut tx, &program_ids).await?;
+    let standings = match tracks.any() {
+        true => {
+            let held: Vec<Uuid> = states.iter().map(|s| s.id).collect();
+            Some(holders::standings(&mut tx, &held).await?)
+        }
+        false => None,
+    };
     let mut new_names: Vec<(Uuid, String)> = events
         .iter()
         .zip(&parties)
@@ -334,6 +344,7 @@ async fn process(
         budget_slot,
         budgeted.into_iter().map(|b| (b.rule_id, b.asset_id)),
         states,
+        standings,
         accounts,
     );
     let mut finished = Vec::with_capacity(events.len());
@@ -355,18 +366,21 @@ async fn process(
                 continue;
             }
         };
-        let program_rules: Vec<&CompiledRule> = rules
-            .iter()
-            .filter(|r| r.program_id == event.program_id)
-            .map(|r| &**r)
-            .collect();
+        let program = ProgramRules {
+            rules: rules
+                .iter()
+                .filter(|r| r.program_id == event.program_id)
+                .map(|r| &**r)
+                .collect(),
+            tracks: tracks.of(event.program_id),
+        };
         #[cfg(debug_assertions)]
         panic_when_asked(event);
         let outcome = match process_event(
             &mut tx,
             event,
             parties,
-            &program_rules,
+            &program,
             now,
             &mut batch,
             cache.runtime(),
@@ -598,11 +612,17 @@ impl EvaluationRecord {
     }
 }
 
+/// What a program does with each of its events: its active rules in order, then its tiers.
+struct ProgramRules<'a> {
+    rules: Vec<&'a CompiledRule>,
+    tracks: &'a [Track],
+}
+
 async fn process_event(
     conn: &mut PgConnection,
     event: &Claimed,
     parties: Parties,
-    rules: &[&CompiledRule],
+    program: &ProgramRules<'_>,
     now: DateTime<Utc>,
     batch: &mut Batch,
     runtime: &Arc<Runtime>,
@@ -623,9 +643,15 @@ async fn process_event(
     let Some(state) = states.get(&participant).cloned() else {
         return Ok(Outcome::failed("participant not found".into(), Vec::new()));
     };
+    let standings: Vec<Standing> = batch
+        .standings(participant)
+        .iter()
+        .filter(|s| s.program_id == event.program_id)
+        .cloned()
+        .collect();
     let vars = Variables::new(
         cel::from_json(&event.event_data.0),
-        participant_value(&state),
+        participant_value(&state, &standings),
         event.event_timestamp,
     );
     let mut ctx = EventContext {
@@ -639,6 +665,7 @@ async fn process_event(
         batch,
     };
     // Only modules see balances; CEL rules do not pay for the query.
+    let rules = &program.rules;
     let balances = match rules.iter().any(|r| r.module.is_some()) {
         true => ctx.batch.available_balances(conn, org, participant).await?,
         false => Vec::new(),
@@ -661,7 +688,7 @@ async fn process_event(
         }
         // Modules see the participant as the event began, as CEL conditions do.
         let evaluation = evaluation::evaluate(rule, &vars, runtime, |module| {
-            module_input(module, event, &state, &balances)
+            module_input(module, event, &state, &standings, &balances)
         })
         .await;
         let mut record = EvaluationRecord::new(rule, EvaluationStatus::Success);
@@ -716,6 +743,9 @@ async fn process_event(
             stopped_by = Some(rule.id);
         }
     }
+    if !program.tracks.is_empty() {
+        after_rules(conn, &mut ctx, program.tracks, participant, &evaluations).await?;
+    }
     Ok(Outcome {
         error: None,
         participant_id: Some(participant),
@@ -723,11 +753,60 @@ async fn process_event(
     })
 }
 
+/// After an event's rules, in its savepoint: its participant, and every participant whose counters its rules
+/// changed, count activity and qualify for levels of the program's tiers (see `tiers::holders::AfterEvent`).
+async fn after_rules(
+    conn: &mut PgConnection,
+    ctx: &mut EventContext<'_>,
+    tracks: &[Track],
+    participant: Uuid,
+    evaluations: &[EvaluationRecord],
+) -> sqlx::Result<()> {
+    let results = || evaluations.iter().flat_map(|e| &e.results);
+    let mut who = vec![participant];
+    who.extend(results().filter_map(|r| match r {
+        ActionResult::Counter { participant_id, .. } => Some(*participant_id),
+        _ => None,
+    }));
+    who.sort();
+    who.dedup();
+    let origin = Origin {
+        organization_id: ctx.organization_id,
+        program_id: Some(ctx.program_id),
+        event_id: Some(ctx.event_id),
+        ..Origin::default()
+    };
+    for id in who {
+        let set_by_rule: Vec<&str> = results()
+            .filter_map(|r| match r {
+                ActionResult::Tier {
+                    participant_id,
+                    tier,
+                    skipped: false,
+                    ..
+                } if *participant_id == id => Some(tier.as_str()),
+                _ => None,
+            })
+            .collect();
+        let plan = AfterEvent::plan(conn, tracks, id, &set_by_rule).await?;
+        if !plan.writes() {
+            continue;
+        }
+        ctx.batch.begin_writes(conn).await?;
+        if plan.moves() {
+            ctx.batch.stale.insert(id);
+        }
+        plan.apply(conn, &origin).await?;
+    }
+    Ok(())
+}
+
 /// What a wasm rule receives of the event and its participant.
 fn module_input(
     module: &CompiledModule,
     event: &Claimed,
     state: &State,
+    standings: &[Standing],
     balances: &[(String, String)],
 ) -> wasm::Input {
     wasm::Input {
@@ -740,6 +819,10 @@ fn module_input(
         tags: state.tags.clone(),
         attributes: wasm::pairs(&state.attributes.0),
         counters: wasm::pairs(&state.counters.0),
+        tiers: standings
+            .iter()
+            .map(|s| (s.tier.clone(), s.level.clone()))
+            .collect(),
         balances: balances.to_vec(),
         config: module.config.clone(),
     }
@@ -762,7 +845,15 @@ async fn who(
     }
 }
 
-fn participant_value(state: &State) -> ::cel::Value {
+/// `participant` in CEL; `tiers` holds its levels in the event's program by tier key.
+fn participant_value(state: &State, standings: &[Standing]) -> ::cel::Value {
+    let tiers: serde_json::Map<String, serde_json::Value> = standings
+        .iter()
+        .map(|s| {
+            let level = json!({"level": s.level, "rank": s.rank, "benefits": s.benefits.0});
+            (s.tier.clone(), level)
+        })
+        .collect();
     cel::from_json(&json!({
         "id": state.id,
         "external_id": state.external_id,
@@ -770,7 +861,7 @@ fn participant_value(state: &State) -> ::cel::Value {
         "tags": state.tags,
         "attributes": state.attributes.0,
         "counters": state.counters.0,
-        "tiers": {},
+        "tiers": tiers,
     }))
 }
 

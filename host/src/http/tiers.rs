@@ -152,7 +152,7 @@ fn qualification(q: &Fields<'_>) -> Qualification {
         Some(items) if !items.is_empty() && items.len() <= 20 => {
             for (c, _) in q.objects("criteria", items) {
                 let threshold = match c.raw("threshold") {
-                    Some(Value::Number(n)) => n.clone(),
+                    Some(Value::Number(n)) if Criterion::amount(n).is_some() => n.clone(),
                     _ => {
                         c.reject("threshold", "number", "threshold must be a number");
                         serde_json::Number::from(0)

@@ -601,6 +601,17 @@ pub async fn enroll(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)]) -> sqlx::Re
     repo::enroll(conn, pairs).await
 }
 
+/// Up to `limit` participants enrolled in the program (in any enrollment status), in id order after `after`:
+/// how background passes walk a program's members.
+pub async fn members(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    repo::members(conn, program_id, after, limit).await
+}
+
 /// `(organization, external_id, id)` of the participants these pairs name.
 pub async fn find_by_external_ids(
     conn: &mut PgConnection,

@@ -145,6 +145,24 @@ pub async fn enroll(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)]) -> sqlx::Re
     Ok(())
 }
 
+pub async fn members(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT participant_id FROM participant_programs
+          WHERE program_id = $1 AND ($2::uuid IS NULL OR participant_id > $2)
+          ORDER BY participant_id LIMIT $3",
+    )
+    .bind(program_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn find(
     pool: &PgPool,
     organization_id: Uuid,

@@ -94,19 +94,47 @@ async fn record(
     participant: Uuid,
     c: Change<'_>,
 ) -> sqlx::Result<()> {
+    record_many(conn, origin, &[(participant, c)]).await
+}
+
+/// Records changes of the same origin in one statement.
+async fn record_many(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    changes: &[(Uuid, Change<'_>)],
+) -> sqlx::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = changes.iter().map(|_| Uuid::now_v7()).collect();
+    let participants: Vec<Uuid> = changes.iter().map(|(p, _)| *p).collect();
+    let types: Vec<&str> = changes.iter().map(|(_, c)| c.state_type).collect();
+    let keys: Vec<&str> = changes.iter().map(|(_, c)| c.key).collect();
+    let operations: Vec<&str> = changes.iter().map(|(_, c)| c.operation).collect();
+    let olds: Vec<Option<&str>> = changes
+        .iter()
+        .map(|(_, c)| c.old_value.as_deref())
+        .collect();
+    let news: Vec<Option<&str>> = changes
+        .iter()
+        .map(|(_, c)| c.new_value.as_deref())
+        .collect();
     sqlx::query(
         "INSERT INTO state_history (id, organization_id, participant_id, state_type, key, operation, old_value,
                                     new_value, program_id, event_id, rule_id, changed_by_api_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         SELECT c.id, $8, c.participant_id, c.state_type, c.key, c.operation, c.old_value, c.new_value,
+                $9, $10, $11, $12
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                AS c (id, participant_id, state_type, key, operation, old_value, new_value)",
     )
-    .bind(Uuid::now_v7())
+    .bind(&ids)
+    .bind(&participants)
+    .bind(&types)
+    .bind(&keys)
+    .bind(&operations)
+    .bind(&olds)
+    .bind(&news)
     .bind(origin.organization_id)
-    .bind(participant)
-    .bind(c.state_type)
-    .bind(c.key)
-    .bind(c.operation)
-    .bind(c.old_value)
-    .bind(c.new_value)
     .bind(origin.program_id)
     .bind(origin.event_id)
     .bind(origin.rule_id)
@@ -163,15 +191,43 @@ pub async fn record_tier_change(
     old: Option<String>,
     new: Option<String>,
 ) -> sqlx::Result<()> {
-    let operation = if new.is_some() { "set" } else { "remove" };
-    let change = Change {
-        state_type: "tier",
-        key: tier_key,
-        operation,
-        old_value: old,
-        new_value: new,
+    let change = TierChange {
+        participant,
+        old,
+        new,
     };
-    record(conn, origin, participant, change).await
+    record_tier_changes(conn, origin, tier_key, vec![change]).await
+}
+
+/// A participant's level in a tier went from `old` to `new` (`None`: the base).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierChange {
+    pub participant: Uuid,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// Records changes of one tier's levels, in one statement.
+pub async fn record_tier_changes(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    tier_key: &str,
+    changes: Vec<TierChange>,
+) -> sqlx::Result<()> {
+    let changes: Vec<(Uuid, Change)> = changes
+        .into_iter()
+        .map(|c| {
+            let change = Change {
+                state_type: "tier",
+                key: tier_key,
+                operation: if c.new.is_some() { "set" } else { "remove" },
+                old_value: c.old,
+                new_value: c.new,
+            };
+            (c.participant, change)
+        })
+        .collect();
+    record_many(conn, origin, &changes).await
 }
 
 pub async fn tags(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Vec<String>> {
@@ -383,6 +439,70 @@ pub async fn delete_counter(
         record(conn, origin, participant, change).await?;
     }
     Ok(removed)
+}
+
+/// The effective values of these participants' counters of these keys.
+pub async fn counters_of(
+    conn: &mut PgConnection,
+    participants: &[Uuid],
+    keys: &[String],
+) -> sqlx::Result<Vec<(Uuid, String, Decimal)>> {
+    sqlx::query_as(&format!(
+        "SELECT participant_id, key, value FROM (SELECT participant_id, {COUNTER_COLUMNS} FROM participant_counters
+          WHERE participant_id = ANY($1) AND key = ANY($2)) c"
+    ))
+    .bind(participants)
+    .bind(keys)
+    .fetch_all(conn)
+    .await
+}
+
+/// A counter's value at a period's end, and what it starts the next period with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollover {
+    pub participant: Uuid,
+    pub key: String,
+    pub old: Decimal,
+    pub new: Decimal,
+}
+
+/// Sets counters to their next period's values (keeping their windows), recorded as `auto_reset`: one
+/// statement for the values and one for the history.
+pub async fn roll_over(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    rollovers: &[Rollover],
+) -> sqlx::Result<()> {
+    if rollovers.is_empty() {
+        return Ok(());
+    }
+    let participants: Vec<Uuid> = rollovers.iter().map(|r| r.participant).collect();
+    let keys: Vec<&str> = rollovers.iter().map(|r| r.key.as_str()).collect();
+    let values: Vec<Decimal> = rollovers.iter().map(|r| r.new).collect();
+    sqlx::query(
+        "UPDATE participant_counters c SET value = r.value, updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::numeric[]) AS r (participant_id, key, value)
+          WHERE c.participant_id = r.participant_id AND c.key = r.key",
+    )
+    .bind(&participants)
+    .bind(&keys)
+    .bind(&values)
+    .execute(&mut *conn)
+    .await?;
+    let changes: Vec<(Uuid, Change)> = rollovers
+        .iter()
+        .map(|r| {
+            let change = Change {
+                state_type: "counter",
+                key: &r.key,
+                operation: "auto_reset",
+                old_value: Some(text(r.old)),
+                new_value: Some(text(r.new)),
+            };
+            (r.participant, change)
+        })
+        .collect();
+    record_many(conn, origin, &changes).await
 }
 
 struct Stored {

@@ -127,6 +127,7 @@ pub async fn simulate(
         tags: state.tags.clone(),
         attributes: wasm::pairs(&state.attributes),
         counters: wasm::pairs(&state.counters),
+        tiers: Vec::new(),
         balances: Vec::new(),
         config: module.config.clone(),
     })

@@ -1,15 +1,18 @@
-//! What holders have: their level in each tier (E34–E37). A holder is a participant (groups will hold tiers
-//! through the same table and code). A level set with `expires_at` is not held from that instant on; no level
-//! is the base, rank 0. Every change is recorded in the participant's state history with its cause.
+//! What holders have: their level in each tier (E34–E37), set by the API and by rules, and raised by automatic
+//! qualification after each event's rules. A holder is a participant (groups will hold tiers through the same
+//! table and code). A level set with `expires_at` is not held from that instant on; no level is the base, rank
+//! 0. Every change is recorded in the participant's state history with its cause.
 
-use super::{TierStatus, repo};
+use super::{Counters, Qualification, TierStatus, repo};
 use crate::error::{Error, FieldError, Result};
 use crate::organizations::Actor;
 use crate::participants::state::Origin;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Who holds a level.
@@ -19,9 +22,11 @@ pub enum Holder {
 }
 
 impl Holder {
+    const PARTICIPANT: &'static str = "PARTICIPANT";
+
     pub fn kind(self) -> &'static str {
         match self {
-            Holder::Participant(_) => "PARTICIPANT",
+            Holder::Participant(_) => Holder::PARTICIPANT,
         }
     }
 
@@ -252,4 +257,207 @@ async fn prepare(
         return Err(super::archived(key));
     }
     Ok(tier.id)
+}
+
+/// A participant's level in one tier, as rules see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Standing {
+    pub holder_id: Uuid,
+    pub program_id: Uuid,
+    /// The tier's key.
+    pub tier: String,
+    /// The level's key.
+    pub level: String,
+    pub rank: i32,
+    pub benefits: Json<Value>,
+}
+
+/// The levels these participants hold now, in every program.
+pub async fn standings(
+    conn: &mut PgConnection,
+    participants: &[Uuid],
+) -> sqlx::Result<Vec<Standing>> {
+    repo::standings(conn, Holder::PARTICIPANT, participants).await
+}
+
+/// The tiers of the programs an event-processing batch serves: which programs have any, and of the ACTIVE
+/// ones, which count activity and which levels each reaches by qualification. Read once per batch.
+#[derive(Debug, Default)]
+pub struct Tracks {
+    tiered: HashSet<Uuid>,
+    active: HashMap<Uuid, Vec<Track>>,
+}
+
+/// An ACTIVE tier as automatic qualification and activity counting see it.
+#[derive(Debug)]
+pub struct Track {
+    id: Uuid,
+    key: String,
+    /// ACTIVITY_REFRESH: each event the holder has in the program restarts its inactivity timer.
+    counts_activity: bool,
+    /// The levels with a qualification, best first.
+    rungs: Vec<Rung>,
+}
+
+#[derive(Debug)]
+struct Rung {
+    level_id: Uuid,
+    key: String,
+    rank: i32,
+    qualification: Qualification,
+}
+
+impl Tracks {
+    pub async fn load(conn: &mut PgConnection, programs: &[Uuid]) -> sqlx::Result<Tracks> {
+        let rows = repo::tracks(conn, programs).await?;
+        let mut tracks = Tracks::default();
+        for row in rows {
+            tracks.tiered.insert(row.program_id);
+            if row.status == TierStatus::Archived {
+                continue;
+            }
+            let active = tracks.active.entry(row.program_id).or_default();
+            if active.last().is_none_or(|t| t.id != row.tier_id) {
+                active.push(Track {
+                    id: row.tier_id,
+                    key: row.tier_key.clone(),
+                    counts_activity: row
+                        .lifecycle
+                        .as_ref()
+                        .and_then(|l| l.retention.as_ref())
+                        .is_some_and(|r| r.mode == super::RetentionMode::ActivityRefresh),
+                    rungs: Vec::new(),
+                });
+            }
+            if let (Some(track), Some(level_id), Some(key), Some(rank), Some(qualification)) = (
+                active.last_mut(),
+                row.level_id,
+                row.level_key,
+                row.rank,
+                row.qualification,
+            ) {
+                track.rungs.push(Rung {
+                    level_id,
+                    key,
+                    rank,
+                    qualification: qualification.0,
+                });
+            }
+        }
+        for track in tracks.active.values_mut().flatten() {
+            track.rungs.sort_by_key(|r| std::cmp::Reverse(r.rank));
+        }
+        Ok(tracks)
+    }
+
+    /// Whether any of these programs has a tier, archived or not: only then do rules need to see levels.
+    pub fn any(&self) -> bool {
+        !self.tiered.is_empty()
+    }
+
+    /// The program's ACTIVE tiers.
+    pub fn of(&self, program_id: Uuid) -> &[Track] {
+        self.active.get(&program_id).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// What an event's rules leave for a participant's tiers to do, in the event's transaction under the
+/// participant's lock: its event counts as activity in the tiers that count it, and in each tier it moves up to
+/// the best level its counters now qualify for when that is above its level (never down; not in the tiers a
+/// SET_TIER of the event decided). Qualifying again for the level it holds cancels a pending downgrade.
+#[derive(Debug, Default)]
+pub struct AfterEvent {
+    participant: Uuid,
+    /// Tiers whose inactivity timer restarts.
+    active: Vec<Uuid>,
+    /// (tier, level, tier key, level key)
+    upgrades: Vec<(Uuid, Uuid, String, String)>,
+    /// Tiers whose pending downgrade is cancelled.
+    requalified: Vec<Uuid>,
+}
+
+impl AfterEvent {
+    /// Reads what is needed; writes nothing.
+    pub async fn plan(
+        conn: &mut PgConnection,
+        tracks: &[Track],
+        participant: Uuid,
+        set_by_rule: &[&str],
+    ) -> sqlx::Result<AfterEvent> {
+        let holder = Holder::Participant(participant);
+        let ids: Vec<Uuid> = tracks.iter().map(|t| t.id).collect();
+        let held = repo::positions(conn, holder, &ids).await?;
+        let mut plan = AfterEvent {
+            participant,
+            active: tracks
+                .iter()
+                .filter(|t| t.counts_activity && held.iter().any(|h| h.tier_id == t.id))
+                .map(|t| t.id)
+                .collect(),
+            ..AfterEvent::default()
+        };
+        let qualifying: Vec<&Track> = tracks
+            .iter()
+            .filter(|t| !t.rungs.is_empty() && !set_by_rule.contains(&t.key.as_str()))
+            .collect();
+        if qualifying.is_empty() {
+            return Ok(plan);
+        }
+        let counters: Counters = crate::participants::state::counters(conn, participant)
+            .await?
+            .into_iter()
+            .map(|c| (c.key, c.value))
+            .collect();
+        for track in qualifying {
+            let Some(best) = track
+                .rungs
+                .iter()
+                .find(|r| r.qualification.met_by(&counters))
+            else {
+                continue;
+            };
+            let position = held.iter().find(|h| h.tier_id == track.id);
+            let rank = position.map_or(0, |p| p.rank);
+            if best.rank > rank {
+                plan.upgrades
+                    .push((track.id, best.level_id, track.key.clone(), best.key.clone()));
+            } else if best.rank == rank && position.is_some_and(|p| p.downgrading) {
+                plan.requalified.push(track.id);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Whether applying it writes (the caller opens what its writes need first).
+    pub fn writes(&self) -> bool {
+        !(self.active.is_empty() && self.upgrades.is_empty() && self.requalified.is_empty())
+    }
+
+    /// Whether the participant's levels change.
+    pub fn moves(&self) -> bool {
+        !self.upgrades.is_empty()
+    }
+
+    pub async fn apply(self, conn: &mut PgConnection, origin: &Origin) -> sqlx::Result<()> {
+        let holder = Holder::Participant(self.participant);
+        if !self.active.is_empty() {
+            repo::touch(conn, holder, &self.active).await?;
+        }
+        for tier in &self.requalified {
+            repo::cancel_downgrade(conn, holder, *tier).await?;
+        }
+        for (tier_id, level_id, tier, level) in self.upgrades {
+            let previous = repo::assign(conn, holder, tier_id, level_id, None).await?;
+            crate::participants::state::record_tier_change(
+                conn,
+                origin,
+                self.participant,
+                &tier,
+                previous,
+                Some(level),
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }

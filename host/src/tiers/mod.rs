@@ -5,6 +5,7 @@
 //! What holders have is in `holders`.
 
 pub mod holders;
+pub mod lifecycle;
 mod repo;
 
 use crate::error::{Error, OnConstraint, Result};
@@ -12,6 +13,7 @@ use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page, PageParams};
 use crate::validation::Patch;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
@@ -86,6 +88,54 @@ pub struct Criterion {
     pub operator: Comparison,
     #[schema(value_type = f64)]
     pub threshold: serde_json::Number,
+}
+
+/// A holder's counter values; a counter it does not have is 0.
+pub type Counters = std::collections::HashMap<String, Decimal>;
+
+impl Qualification {
+    pub fn met_by(&self, counters: &Counters) -> bool {
+        let holds = |c: &Criterion| c.holds(counters.get(&c.counter).copied().unwrap_or_default());
+        match self.mode {
+            QualificationMode::All => self.criteria.iter().all(holds),
+            QualificationMode::Any => self.criteria.iter().any(holds),
+        }
+    }
+
+    /// What it asks of `counter`: the threshold of its criterion on it, 0 without one.
+    pub fn threshold_of(&self, counter: &str) -> Decimal {
+        self.criteria
+            .iter()
+            .filter(|c| c.counter == counter)
+            .map(Criterion::threshold)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+impl Criterion {
+    /// A threshold as an amount; `None` when it is beyond what an amount holds (refused on input).
+    pub fn amount(threshold: &serde_json::Number) -> Option<Decimal> {
+        let text = threshold.to_string();
+        text.parse()
+            .or_else(|_| Decimal::from_scientific(&text))
+            .ok()
+    }
+
+    fn threshold(&self) -> Decimal {
+        Criterion::amount(&self.threshold).unwrap_or_default()
+    }
+
+    fn holds(&self, value: Decimal) -> bool {
+        let threshold = self.threshold();
+        match self.operator {
+            Comparison::AtLeast => value >= threshold,
+            Comparison::Above => value > threshold,
+            Comparison::Equal => value == threshold,
+            Comparison::AtMost => value <= threshold,
+            Comparison::Below => value < threshold,
+        }
+    }
 }
 
 /// Every part is optional; a tier without a lifecycle changes only by rules and the API.

@@ -1,4 +1,5 @@
-//! One point per whole unit spent; VIPs earn double. The fifth purchase makes a participant a VIP.
+//! One point per whole unit spent; VIPs and gold members of the program's `status` tier earn double. The
+//! fifth purchase makes a participant a VIP.
 
 use scrip_rule::{Action, Amount, Config, Event, Participant, Rule, RuleError, count, credit, tag};
 
@@ -13,7 +14,7 @@ impl Rule for VipMultiplier {
         let Some(spent) = event.amount("amount")? else {
             return Ok(vec![]);
         };
-        let multiplier = if participant.has_tag("vip") {
+        let multiplier = if participant.has_tag("vip") || participant.tier("status") == Some("gold") {
             Amount::whole(2)
         } else {
             Amount::whole(1)
