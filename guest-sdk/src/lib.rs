@@ -21,8 +21,8 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`. The component exports
-//! `scrip:rules/evaluator@0.2.0`; the server also runs components built with 0.1 of this crate
-//! (`@0.1.0`), and refuses any other interface.
+//! `scrip:rules/evaluator@0.3.0`; the server also runs components built with 0.2 or 0.1 of this crate
+//! (`@0.2.0`, `@0.1.0`), and refuses any other interface.
 
 mod amount;
 
@@ -43,7 +43,7 @@ pub mod bindings {
 use bindings::scrip::rules::types as wit;
 pub use wit::{
     Action, AttributeChange, BalanceChange, CounterChange, Credit, CreditBucket, Debit, Forfeit,
-    ForfeitBucket, RuleError, TagChange, Target,
+    ForfeitBucket, RuleError, TagChange, Target, TierChange, TierLevel,
 };
 
 /// JSON text from the host, parsed on first use: a rule that never reads it never pays for parsing.
@@ -142,7 +142,8 @@ pub struct Participant {
     pub attributes: Vec<(String, String)>,
     pub counters: Vec<(String, String)>,
     pub balances: Vec<(String, String)>,
-    pub tiers: Vec<(String, String)>,
+    /// Its levels in the program's tiers; a tier where it is at the base is not listed.
+    pub tiers: Vec<TierLevel>,
 }
 
 impl Participant {
@@ -163,7 +164,20 @@ impl Participant {
 
     /// The participant's level (its key) in the program's tier with this key, if any.
     pub fn tier(&self, tier: &str) -> Option<&str> {
-        lookup(&self.tiers, tier)
+        self.level(tier).map(|l| l.level.as_str())
+    }
+
+    /// The participant's level in the program's tier with this key, with its rank and benefits, if any.
+    pub fn level(&self, tier: &str) -> Option<&TierLevel> {
+        self.tiers.iter().find(|l| l.tier == tier)
+    }
+
+    /// A benefit of the participant's level in the tier (`benefit("status", "points_multiplier")`); `None`
+    /// at the base, or when the level does not have it.
+    pub fn benefit(&self, tier: &str, name: &str) -> Option<serde_json::Value> {
+        let level = self.level(tier)?;
+        let benefits: serde_json::Value = serde_json::from_str(&level.benefits).ok()?;
+        benefits.get(name).cloned()
     }
 
     /// A counter's value; zero when the participant has none.
@@ -275,10 +289,13 @@ pub fn void_hold(asset_id: impl Into<String>, reference_id: impl Into<String>) -
 }
 
 impl Action {
-    /// A credit's lot expires after a Go duration from the event's time ("8760h"), or at an RFC 3339 time.
+    /// A credit's lot, or a level set by `set_tier`, expires after a Go duration from the event's time
+    /// ("8760h"), or at an RFC 3339 time.
     pub fn expires_at(mut self, when: impl Into<String>) -> Action {
-        if let Action::Credit(c) = &mut self {
-            c.expires_at = Some(when.into());
+        match &mut self {
+            Action::Credit(c) => c.expires_at = Some(when.into()),
+            Action::SetTier(t) => t.expires_at = Some(when.into()),
+            _ => {}
         }
         self
     }
@@ -356,6 +373,16 @@ pub fn set_attribute(key: impl Into<String>, value: impl Into<String>) -> Action
     })
 }
 
+/// Gives the participant `level` of the program's tier `tier` (skipped when the tier is archived).
+pub fn set_tier(tier: impl Into<String>, level: impl Into<String>) -> Action {
+    Action::SetTier(TierChange {
+        tier: tier.into(),
+        level: level.into(),
+        expires_at: None,
+        target: None,
+    })
+}
+
 #[doc(hidden)]
 pub fn __event(e: wit::Event) -> Event {
     Event {
@@ -384,7 +411,7 @@ pub fn __participant(p: wit::Participant) -> Participant {
     }
 }
 
-/// Exports a [`Rule`] as the component's `scrip:rules/evaluator@0.2.0`.
+/// Exports a [`Rule`] as the component's `scrip:rules/evaluator@0.3.0`.
 #[macro_export]
 macro_rules! export_rule {
     ($rule:ty) => {

@@ -34,7 +34,12 @@ fn main() -> Result<(), scrip::BoxError> {
         tags: vec!["vip".into()],
         attributes: vec![("segment".into(), "premium".into())],
         counters: vec![("purchases".into(), "4".into())],
-        tiers: vec![("status".into(), "gold".into())],
+        tiers: vec![scrip::wasm::TierLevel {
+            tier: "status".into(),
+            level: "gold".into(),
+            rank: 2,
+            benefits: r#"{"points_multiplier": 2}"#.into(),
+        }],
         balances: vec![(Uuid::nil().to_string(), "120".into())],
         config: json!({"asset_id": Uuid::nil(), "points": "10"}),
     };

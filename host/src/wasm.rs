@@ -1,6 +1,6 @@
-//! Wasm rules: WebAssembly components exporting `scrip:rules/evaluator@0.2.0` (see `wit/rules.wit`), or
-//! `@0.1.0` (`wit/0.1.0/rules.wit`): a component built against an earlier version keeps working, its
-//! actions read as the current version's.
+//! Wasm rules: WebAssembly components exporting `scrip:rules/evaluator@0.3.0` (see `wit/rules.wit`), or an
+//! earlier version (`wit/0.2.0`, `wit/0.1.0`): a component built against one keeps working, given what that
+//! version gives and its actions read as the current version's, one version up at a time.
 //!
 //! One engine and one linker per process; one pre-instantiated component per module, cached by its
 //! SHA-256; a fresh store per evaluation, dropped afterwards (a trapped instance is never entered again).
@@ -25,6 +25,16 @@ use wasmtime_wasi::{
 
 wasmtime::component::bindgen!({ path: "../wit", world: "rule" });
 
+/// The interface as components built against 0.2.0 export it.
+mod v0_2 {
+    wasmtime::component::bindgen!({ path: "../wit/0.2.0", world: "rule" });
+
+    pub use self::scrip::rules::types::{
+        Action, AttributeChange, BalanceChange, CounterChange, Credit, CreditBucket, Debit, Event,
+        ForfeitBucket, Participant, RuleError, TagChange, Target,
+    };
+}
+
 /// The interface as components built against 0.1.0 export it.
 mod v0_1 {
     wasmtime::component::bindgen!({ path: "../wit/0.1.0", world: "rule" });
@@ -34,13 +44,14 @@ mod v0_1 {
 
 pub use scrip::rules::types::{
     Action, AttributeChange, BalanceChange, Credit, CreditBucket, Forfeit, ForfeitBucket,
-    RuleError, TagChange, Target,
+    RuleError, TagChange, Target, TierChange, TierLevel,
 };
 use scrip::rules::types::{CounterChange, Debit, Event, Participant};
 
 /// The interface version modules are built against now.
-pub const INTERFACE: &str = "scrip:rules/evaluator@0.2.0";
-/// The earlier version, which modules may still export.
+pub const INTERFACE: &str = "scrip:rules/evaluator@0.3.0";
+/// Earlier versions, which modules may still export.
+const INTERFACE_0_2: &str = "scrip:rules/evaluator@0.2.0";
 const INTERFACE_0_1: &str = "scrip:rules/evaluator@0.1.0";
 
 /// What one evaluation may use: [`Limits::DEFAULT`] unless the rule asks for other limits, within the
@@ -106,8 +117,8 @@ pub struct Input {
     pub tags: Vec<String>,
     pub attributes: Vec<(String, String)>,
     pub counters: Vec<(String, String)>,
-    /// Level key per tier key, in the event's program.
-    pub tiers: Vec<(String, String)>,
+    /// Its levels in the event's program's tiers.
+    pub tiers: Vec<TierLevel>,
     /// AVAILABLE balance per asset, at the asset's scale.
     pub balances: Vec<(String, String)>,
     pub config: serde_json::Value,
@@ -172,6 +183,7 @@ impl WasiView for State {
 }
 
 impl scrip::rules::types::Host for State {}
+impl v0_2::scrip::rules::types::Host for State {}
 impl v0_1::scrip::rules::types::Host for State {}
 
 /// The event's time, forever: the guest's wall clock.
@@ -263,6 +275,7 @@ fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
 /// A module compiled and linked against the interface version it exports, ready to instantiate.
 pub enum Pre {
     Current(RulePre<State>),
+    V0_2(v0_2::RulePre<State>),
     V0_1(v0_1::RulePre<State>),
 }
 
@@ -273,6 +286,7 @@ impl Pre {
     pub fn interface(&self) -> &'static str {
         match self {
             Pre::Current(_) => INTERFACE,
+            Pre::V0_2(_) => INTERFACE_0_2,
             Pre::V0_1(_) => INTERFACE_0_1,
         }
     }
@@ -280,6 +294,7 @@ impl Pre {
     fn component(&self) -> &Component {
         match self {
             Pre::Current(pre) => pre.instance_pre().component(),
+            Pre::V0_2(pre) => pre.instance_pre().component(),
             Pre::V0_1(pre) => pre.instance_pre().component(),
         }
     }
@@ -287,6 +302,7 @@ impl Pre {
     fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
         Ok(match self {
             Pre::Current(pre) => Instance::Current(pre.instantiate(store)?),
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store)?),
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
         })
     }
@@ -294,11 +310,12 @@ impl Pre {
 
 enum Instance {
     Current(Rule),
+    V0_2(v0_2::Rule),
     V0_1(v0_1::Rule),
 }
 
 impl Instance {
-    /// Calls `evaluate`; a 0.1.0 component's answer is read as the current interface's.
+    /// Calls `evaluate`; an earlier version's answer is read as the current interface's.
     fn evaluate(
         &self,
         store: &mut Store<State>,
@@ -306,61 +323,166 @@ impl Instance {
         participant: &Participant,
         config: &str,
     ) -> wasmtime::Result<Result<Vec<Action>, RuleError>> {
+        let levels: Vec<(String, String)> = participant
+            .tiers
+            .iter()
+            .map(|t| (t.tier.clone(), t.level.clone()))
+            .collect();
         match self {
             Instance::Current(rule) => {
                 rule.scrip_rules_evaluator()
                     .call_evaluate(store, event, participant, config)
             }
-            Instance::V0_1(rule) => {
+            Instance::V0_2(rule) => {
+                let participant = v0_2::Participant {
+                    id: participant.id.clone(),
+                    external_id: participant.external_id.clone(),
+                    tags: participant.tags.clone(),
+                    attributes: participant.attributes.clone(),
+                    counters: participant.counters.clone(),
+                    balances: participant.balances.clone(),
+                    tiers: levels,
+                };
+                let event = v0_2::Event {
+                    id: event.id.clone(),
+                    program_id: event.program_id.clone(),
+                    timestamp: event.timestamp.clone(),
+                    data: event.data.clone(),
+                };
                 let answer = rule.scrip_rules_evaluator().call_evaluate(
                     store,
-                    &v0_1_event(event),
-                    &v0_1_participant(participant),
+                    &event,
+                    &participant,
                     config,
                 )?;
                 Ok(answer
-                    .map(|actions| actions.into_iter().map(from_v0_1).collect())
-                    .map_err(|error| match error {
-                        v0_1::RuleError::InvalidInput(m) => RuleError::InvalidInput(m),
-                        v0_1::RuleError::Rejected(m) => RuleError::Rejected(m),
+                    .map(|actions| actions.into_iter().map(from_v0_2).collect())
+                    .map_err(from_v0_2_error))
+            }
+            Instance::V0_1(rule) => {
+                let participant = v0_1::Participant {
+                    id: participant.id.clone(),
+                    external_id: participant.external_id.clone(),
+                    tags: participant.tags.clone(),
+                    attributes: participant.attributes.clone(),
+                    counters: participant.counters.clone(),
+                    balances: participant.balances.clone(),
+                    tiers: levels,
+                };
+                let event = v0_1::Event {
+                    id: event.id.clone(),
+                    program_id: event.program_id.clone(),
+                    timestamp: event.timestamp.clone(),
+                    data: event.data.clone(),
+                };
+                let answer = rule.scrip_rules_evaluator().call_evaluate(
+                    store,
+                    &event,
+                    &participant,
+                    config,
+                )?;
+                Ok(answer
+                    .map(|actions| actions.into_iter().map(from_v0_1).map(from_v0_2).collect())
+                    .map_err(|error| {
+                        from_v0_2_error(match error {
+                            v0_1::RuleError::InvalidInput(m) => v0_2::RuleError::InvalidInput(m),
+                            v0_1::RuleError::Rejected(m) => v0_2::RuleError::Rejected(m),
+                        })
                     }))
             }
         }
     }
 }
 
-fn v0_1_event(e: &Event) -> v0_1::Event {
-    v0_1::Event {
-        id: e.id.clone(),
-        program_id: e.program_id.clone(),
-        timestamp: e.timestamp.clone(),
-        data: e.data.clone(),
+fn from_v0_2_error(error: v0_2::RuleError) -> RuleError {
+    match error {
+        v0_2::RuleError::InvalidInput(m) => RuleError::InvalidInput(m),
+        v0_2::RuleError::Rejected(m) => RuleError::Rejected(m),
     }
 }
 
-fn v0_1_participant(p: &Participant) -> v0_1::Participant {
-    v0_1::Participant {
-        id: p.id.clone(),
-        external_id: p.external_id.clone(),
-        tags: p.tags.clone(),
-        attributes: p.attributes.clone(),
-        counters: p.counters.clone(),
-        balances: p.balances.clone(),
-        tiers: p.tiers.clone(),
-    }
-}
-
-/// A 0.1.0 action as the current interface says it (0.1.0's actions are a subset, field for field).
-fn from_v0_1(action: v0_1::Action) -> Action {
-    use v0_1::Action as Old;
-    let target = |t: Option<v0_1::Target>| {
+/// A 0.2.0 action as the current interface says it (0.2.0's actions are a subset, field for field).
+fn from_v0_2(action: v0_2::Action) -> Action {
+    use v0_2::Action as Old;
+    let target = |t: Option<v0_2::Target>| {
         t.map(|t| match t {
-            v0_1::Target::ParticipantId(id) => Target::ParticipantId(id),
-            v0_1::Target::ExternalId(id) => Target::ExternalId(id),
+            v0_2::Target::ParticipantId(id) => Target::ParticipantId(id),
+            v0_2::Target::ExternalId(id) => Target::ExternalId(id),
         })
+    };
+    let change = |b: v0_2::BalanceChange| BalanceChange {
+        asset_id: b.asset_id,
+        amount: b.amount,
+        description: b.description,
+        reference_id: b.reference_id,
+        target: target(b.target),
+    };
+    let tag = |t: v0_2::TagChange| TagChange {
+        tag: t.tag,
+        target: target(t.target),
     };
     match action {
         Old::Credit(c) => Action::Credit(Credit {
+            asset_id: c.asset_id,
+            amount: c.amount,
+            description: c.description,
+            target: target(c.target),
+            bucket: c.bucket.map(|b| match b {
+                v0_2::CreditBucket::Available => CreditBucket::Available,
+                v0_2::CreditBucket::Held => CreditBucket::Held,
+            }),
+            expires_at: c.expires_at,
+            matures_at: c.matures_at,
+            reference_id: c.reference_id,
+        }),
+        Old::Debit(d) => Action::Debit(Debit {
+            asset_id: d.asset_id,
+            amount: d.amount,
+            description: d.description,
+            allow_negative: d.allow_negative,
+            target: target(d.target),
+        }),
+        Old::Tag(t) => Action::Tag(tag(t)),
+        Old::Untag(t) => Action::Untag(tag(t)),
+        Old::Counter(c) => Action::Counter(CounterChange {
+            key: c.key,
+            value: c.value,
+            reset_after: c.reset_after,
+            target: target(c.target),
+        }),
+        Old::SetAttribute(a) => Action::SetAttribute(AttributeChange {
+            key: a.key,
+            value: a.value,
+            target: target(a.target),
+        }),
+        Old::Hold(b) => Action::Hold(change(b)),
+        Old::Release(b) => Action::Release(change(b)),
+        Old::VoidHold(b) => Action::VoidHold(change(b)),
+        Old::Forfeit(f) => Action::Forfeit(Forfeit {
+            asset_id: f.asset_id,
+            amount: f.amount,
+            bucket: match f.bucket {
+                v0_2::ForfeitBucket::Available => ForfeitBucket::Available,
+                v0_2::ForfeitBucket::Held => ForfeitBucket::Held,
+            },
+            description: f.description,
+            reference_id: f.reference_id,
+            target: target(f.target),
+        }),
+    }
+}
+
+/// A 0.1.0 action as 0.2.0 says it (0.1.0's actions are a subset, field for field).
+fn from_v0_1(action: v0_1::Action) -> v0_2::Action {
+    use v0_1::Action as Old;
+    let target = |t: Option<v0_1::Target>| {
+        t.map(|t| match t {
+            v0_1::Target::ParticipantId(id) => v0_2::Target::ParticipantId(id),
+            v0_1::Target::ExternalId(id) => v0_2::Target::ExternalId(id),
+        })
+    };
+    match action {
+        Old::Credit(c) => v0_2::Action::Credit(v0_2::Credit {
             asset_id: c.asset_id,
             amount: c.amount,
             description: c.description,
@@ -370,28 +492,28 @@ fn from_v0_1(action: v0_1::Action) -> Action {
             matures_at: None,
             reference_id: None,
         }),
-        Old::Debit(d) => Action::Debit(Debit {
+        Old::Debit(d) => v0_2::Action::Debit(v0_2::Debit {
             asset_id: d.asset_id,
             amount: d.amount,
             description: d.description,
             allow_negative: d.allow_negative,
             target: target(d.target),
         }),
-        Old::Tag(t) => Action::Tag(TagChange {
+        Old::Tag(t) => v0_2::Action::Tag(v0_2::TagChange {
             tag: t.tag,
             target: target(t.target),
         }),
-        Old::Untag(t) => Action::Untag(TagChange {
+        Old::Untag(t) => v0_2::Action::Untag(v0_2::TagChange {
             tag: t.tag,
             target: target(t.target),
         }),
-        Old::Counter(c) => Action::Counter(CounterChange {
+        Old::Counter(c) => v0_2::Action::Counter(v0_2::CounterChange {
             key: c.key,
             value: c.value,
             reset_after: c.reset_after,
             target: target(c.target),
         }),
-        Old::SetAttribute(a) => Action::SetAttribute(AttributeChange {
+        Old::SetAttribute(a) => v0_2::Action::SetAttribute(v0_2::AttributeChange {
             key: a.key,
             value: a.value,
             target: target(a.target),
@@ -463,6 +585,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         freeze_timers(&mut linker)?;
         Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        v0_2::Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         v0_1::Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ticking, stop) = (engine.clone(), ticker_stop.clone());
@@ -514,13 +637,13 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        let interface = [INTERFACE, INTERFACE_0_1]
+        let interface = [INTERFACE, INTERFACE_0_2, INTERFACE_0_1]
             .into_iter()
             .find(|interface| exported.iter().any(|name| name == interface))
             .ok_or_else(|| {
                 format!(
-                    "the component exports neither {INTERFACE} nor {INTERFACE_0_1} (built with another \
-                     SDK?)"
+                    "the component exports none of {INTERFACE}, {INTERFACE_0_2} and {INTERFACE_0_1} (built \
+                     with another SDK?)"
                 )
             })?;
         let pre = self
@@ -531,6 +654,7 @@ impl Runtime {
             |e: wasmtime::Error| format!("the component does not match {interface}: {e}");
         let pre = match interface {
             INTERFACE => Pre::Current(RulePre::new(pre).map_err(mismatch)?),
+            INTERFACE_0_2 => Pre::V0_2(v0_2::RulePre::new(pre).map_err(mismatch)?),
             _ => Pre::V0_1(v0_1::RulePre::new(pre).map_err(mismatch)?),
         };
         // Linking checks imports; the exported function's types are only checked when instantiating, so a

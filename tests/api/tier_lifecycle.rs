@@ -577,7 +577,10 @@ async fn qualifying_again_before_a_downgrade_falls_due_cancels_it(
 }
 
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
-async fn a_wasm_rule_reads_the_participants_level(_: PgPoolOptions, connect: PgConnectOptions) {
+async fn a_wasm_rule_reads_the_participants_level_and_sets_one(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
     let app = TestApp::spawn(connect).await;
     let (program, points) = app.program_with_points("Club", "PTS").await;
     app.created(
@@ -592,12 +595,40 @@ async fn a_wasm_rule_reads_the_participants_level(_: PgPoolOptions, connect: PgC
         json!({}),
     )
     .await;
+    app.wasm_rule(
+        &program,
+        "scripted",
+        json!({"on": {"promote": [
+            {"type": "set-tier", "tier": "status", "level": "platinum", "expires_at": "720h"}]}}),
+        json!({}),
+    )
+    .await;
     let (mo, ned) = (member(&app, "mo").await, member(&app, "ned").await);
     set_level(&app, &mo, &program, json!({"level": "gold"})).await;
     set_level(&app, &ned, &program, json!({"level": "silver"})).await;
     for who in ["mo", "ned"] {
         purchase(&app, &program, who, who, 10).await;
     }
-    assert_eq!(app.available(&mo, &points).await, "20", "gold earns double");
-    assert_eq!(app.available(&ned, &points).await, "10");
+    assert_eq!(
+        app.available(&mo, &points).await,
+        "20",
+        "gold's multiplier is 2"
+    );
+    assert_eq!(app.available(&ned, &points).await, "15", "silver's is 1.5");
+
+    let promoted = app
+        .processed(
+            &app.event(&program, "ned", "up", json!({"type": "promote"}))
+                .await,
+        )
+        .await;
+    assert_eq!(promoted["status"], "COMPLETED", "{promoted}");
+    let held = app
+        .get(&format!(
+            "/participants/{ned}/state/tiers/status?program_id={program}"
+        ))
+        .await
+        .body;
+    assert_eq!(held["level"], "platinum");
+    assert!(held["expires_at"].is_string(), "{held}");
 }

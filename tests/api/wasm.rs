@@ -52,7 +52,7 @@ async fn uploaded_modules_are_checked_and_stored_once(_: PgPoolOptions, connect:
     let bytes = component("purchase-points");
     let first = app.upload(bytes.clone()).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    assert_eq!(first.body["interface"], "scrip:rules/evaluator@0.2.0");
+    assert_eq!(first.body["interface"], "scrip:rules/evaluator@0.3.0");
     assert_eq!(first.body["size"], bytes.len());
     let again = app.upload(bytes).await;
     assert_eq!(
@@ -640,6 +640,59 @@ async fn components_built_against_interface_0_1_0_keep_working(
         .await;
     assert!(
         tags.body.to_string().contains("interface-0-1"),
+        "{}",
+        tags.body
+    );
+    app.stop().await;
+}
+
+/// Components built against 0.2.0 keep working unchanged: their credits into HELD still land there, and they
+/// see a level as 0.2.0 gives it (level key per tier key).
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn components_built_against_interface_0_2_0_keep_working(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, miles) = app.program_with_asset("Old", "MI", "LOT", 0).await;
+    app.created(
+        &format!("/programs/{program}/tiers"),
+        json!({"key": "status", "levels": [{"key": "gold", "rank": 1}]}),
+    )
+    .await;
+    let module = app.upload(component("interface-0-2")).await;
+    assert_eq!(module.status.as_u16(), 201, "{}", module.body);
+    assert_eq!(module.body["interface"], "scrip:rules/evaluator@0.2.0");
+    let body = json!({"program_id": program, "name": "old", "module_id": id(&module.body),
+                      "config": {"asset_id": miles, "points": "7"}});
+    app.created("/rules", body).await;
+    let participant = id(&app
+        .created("/participants", json!({"external_id": "old"}))
+        .await);
+    let set = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/participants/{participant}/state/tiers/status?program_id={program}"),
+            Some(json!({"level": "gold"})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let done = app
+        .processed(
+            &app.event(&program, "old", "o1", json!({"type": "purchase"}))
+                .await,
+        )
+        .await;
+    assert_eq!(done["rule_evaluations"][0]["status"], "SUCCESS", "{done}");
+    assert_eq!(
+        app.available_and_held(&participant).await,
+        (json!("0"), json!("7"))
+    );
+    let tags = app
+        .get(&format!("/participants/{participant}/state/tags"))
+        .await;
+    assert!(
+        tags.body.to_string().contains("level-gold"),
         "{}",
         tags.body
     );

@@ -821,7 +821,12 @@ fn module_input(
         counters: wasm::pairs(&state.counters.0),
         tiers: standings
             .iter()
-            .map(|s| (s.tier.clone(), s.level.clone()))
+            .map(|s| wasm::TierLevel {
+                tier: s.tier.clone(),
+                level: s.level.clone(),
+                rank: s.rank,
+                benefits: s.benefits.0.to_string(),
+            })
             .collect(),
         balances: balances.to_vec(),
         config: module.config.clone(),

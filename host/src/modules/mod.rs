@@ -18,7 +18,7 @@ pub struct Module {
     /// Bytes.
     pub size: i32,
     /// The rule interface version the component exports.
-    #[schema(example = "scrip:rules/evaluator@0.2.0")]
+    #[schema(example = "scrip:rules/evaluator@0.3.0")]
     pub interface: String,
     pub created_at: DateTime<Utc>,
 }

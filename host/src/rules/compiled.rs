@@ -585,6 +585,19 @@ impl CompiledAction {
                     target: target(&c.target)?,
                 })
             }
+            A::SetTier(t) => {
+                sized(&t.tier, "tier", 100)?;
+                sized(&t.level, "level", 100)?;
+                Ok(CompiledAction {
+                    kind: ActionType::SetTier,
+                    step: Step::Tier {
+                        tier: t.tier.clone(),
+                        level: t.level.clone(),
+                        expires: when(&t.expires_at, "expires_at")?,
+                    },
+                    target: target(&t.target)?,
+                })
+            }
             A::SetAttribute(a) => {
                 sized(&a.key, "attribute key", 255)?;
                 Ok(CompiledAction {

@@ -6,7 +6,7 @@ use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use super::evaluation::{self, Actions, Decision, EvaluationReason};
 use super::{
     Action, AttributeAction, CounterAction, CreditAction, DebitAction, ForfeitAction, HoldAction,
-    Rule, TagAction, Target, VoidHoldAction,
+    Rule, TagAction, Target, TierAction, VoidHoldAction,
 };
 use crate::error::Result;
 use crate::ledger::Bucket;
@@ -356,6 +356,13 @@ fn as_written(action: &wasm::Action) -> Action {
             value: a.value.clone(),
             description: None,
             target: target(&a.target),
+        }),
+        A::SetTier(t) => Action::SetTier(TierAction {
+            tier: t.tier.clone(),
+            level: t.level.clone(),
+            expires_at: t.expires_at.clone(),
+            description: None,
+            target: target(&t.target),
         }),
     }
 }

@@ -2,11 +2,12 @@
 //! drive every action of the interface through a real component. Config:
 //! `{"on": {"<event type>": [{"type": "credit", "asset_id": "…", "amount": "10", …}, …]}}`, where `type` is
 //! credit, debit, hold, release, forfeit or void-hold, and the optional `reference_id`, `expires_at`,
-//! `matures_at`, `bucket` ("held") and `allow_negative` are passed on.
+//! `matures_at`, `bucket` ("held") and `allow_negative` are passed on; or `set-tier` with `tier`, `level`
+//! and an optional `expires_at`.
 
 use scrip_rule::{
     Action, Config, Event, ForfeitBucket, Participant, Rule, RuleError, credit, debit, forfeit, hold,
-    release, void_hold,
+    release, set_tier, void_hold,
 };
 use serde_json::Value;
 
@@ -33,6 +34,13 @@ fn action(spec: &Value) -> Result<Action, RuleError> {
     let required = |name: &str| {
         text(name).ok_or_else(|| RuleError::InvalidInput(format!("an action needs {name}")))
     };
+    if required("type")? == "set-tier" {
+        let action = set_tier(required("tier")?, required("level")?);
+        return Ok(match text("expires_at") {
+            Some(when) => action.expires_at(when),
+            None => action,
+        });
+    }
     let asset = required("asset_id")?;
     let amount = || required("amount");
     let mut action = match required("type")?.as_str() {

@@ -1,5 +1,5 @@
-//! One point per whole unit spent; VIPs and gold members of the program's `status` tier earn double. The
-//! fifth purchase makes a participant a VIP.
+//! One point per whole unit spent; VIPs earn double, and members of the program's `status` tier earn their
+//! level's `points_multiplier` benefit. The fifth purchase makes a participant a VIP.
 
 use scrip_rule::{Action, Amount, Config, Event, Participant, Rule, RuleError, count, credit, tag};
 
@@ -14,12 +14,15 @@ impl Rule for VipMultiplier {
         let Some(spent) = event.amount("amount")? else {
             return Ok(vec![]);
         };
-        let multiplier = if participant.has_tag("vip") || participant.tier("status") == Some("gold") {
+        let multiplier = if participant.has_tag("vip") {
             Amount::whole(2)
         } else {
-            Amount::whole(1)
+            participant
+                .benefit("status", "points_multiplier")
+                .and_then(|m| Amount::parse(&m.to_string()))
+                .unwrap_or(Amount::whole(1))
         };
-        let points = spent.round(0) * multiplier;
+        let points = (spent.round(0) * multiplier).round(0);
         let mut actions = vec![
             credit(config.text("asset_id")?, points),
             count("purchases", "1"),
