@@ -19,7 +19,8 @@
 //!
 //! Scenarios: `hot` (one program, one asset, every credit from the same issuance account), `spread` (ten
 //! programs, each with its own asset and rule), `wasm` (hot, with the purchase-points component instead of
-//! CEL), `lot` (hot, on a LOT asset). The run fails if any event fails or the ledger is inconsistent.
+//! CEL), `lot` (hot, on a LOT asset), `counted` (hot, each purchase also counted) and `tiered` (counted, the
+//! count qualifying members for the levels of an ACTIVITY_REFRESH tier). The run fails if any event fails or the ledger is inconsistent.
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
@@ -53,7 +54,7 @@ struct Args {
     /// Events per second in all for the `paced` mode.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Scenarios to run: hot, spread, wasm, lot.
+    /// Scenarios to run: hot, spread, wasm, lot, counted, tiered.
     #[arg(long, value_delimiter = ',', default_value = "hot,spread,wasm,lot")]
     scenarios: Vec<String>,
     /// Modes to run: single, batch, paced, drain.
@@ -572,6 +573,28 @@ async fn set_up(api: &Api, scenario: &str) -> Result<Vec<Value>, BoxError> {
                 "/rules",
                 json!({"program_id": program["id"], "name": "10 per purchase", "module_id": module["id"],
                        "config": {"asset_id": asset["id"], "points": "10"}}),
+            )
+            .await?;
+        } else if scenario == "tiered" || scenario == "counted" {
+            if scenario == "tiered" {
+                api.create(
+                &format!("/programs/{}/tiers", program["id"].as_str().unwrap_or_default()),
+                json!({"key": "status",
+                       "lifecycle": {"retention": {"mode": "ACTIVITY_REFRESH", "duration": "8760h"}},
+                       "levels": [
+                           {"key": "silver", "rank": 1, "qualification": {"mode": "ALL", "criteria": [
+                               {"counter": "purchases", "operator": ">=", "threshold": 5}]}},
+                           {"key": "gold", "rank": 2, "qualification": {"mode": "ALL", "criteria": [
+                               {"counter": "purchases", "operator": ">=", "threshold": 50}]}}]}),
+                )
+                .await?;
+            }
+            api.create(
+                "/rules",
+                json!({"program_id": program["id"], "name": "10 per purchase, counted",
+                       "condition": "event.type == \"purchase\"",
+                       "actions": [{"type": "CREDIT", "asset_id": asset["id"], "amount": "10"},
+                                   {"type": "COUNTER", "key": "purchases"}]}),
             )
             .await?;
         } else {
