@@ -308,6 +308,30 @@ impl Pre {
     }
 }
 
+/// The event and participant as an earlier version's bindings take them: the same fields, with the levels
+/// as level key per tier key.
+macro_rules! as_version {
+    ($version:ident, $event:expr, $participant:expr, $levels:expr) => {
+        (
+            $version::Event {
+                id: $event.id.clone(),
+                program_id: $event.program_id.clone(),
+                timestamp: $event.timestamp.clone(),
+                data: $event.data.clone(),
+            },
+            $version::Participant {
+                id: $participant.id.clone(),
+                external_id: $participant.external_id.clone(),
+                tags: $participant.tags.clone(),
+                attributes: $participant.attributes.clone(),
+                counters: $participant.counters.clone(),
+                balances: $participant.balances.clone(),
+                tiers: $levels,
+            },
+        )
+    };
+}
+
 enum Instance {
     Current(Rule),
     V0_2(v0_2::Rule),
@@ -334,21 +358,7 @@ impl Instance {
                     .call_evaluate(store, event, participant, config)
             }
             Instance::V0_2(rule) => {
-                let participant = v0_2::Participant {
-                    id: participant.id.clone(),
-                    external_id: participant.external_id.clone(),
-                    tags: participant.tags.clone(),
-                    attributes: participant.attributes.clone(),
-                    counters: participant.counters.clone(),
-                    balances: participant.balances.clone(),
-                    tiers: levels,
-                };
-                let event = v0_2::Event {
-                    id: event.id.clone(),
-                    program_id: event.program_id.clone(),
-                    timestamp: event.timestamp.clone(),
-                    data: event.data.clone(),
-                };
+                let (event, participant) = as_version!(v0_2, event, participant, levels);
                 let answer = rule.scrip_rules_evaluator().call_evaluate(
                     store,
                     &event,
@@ -360,21 +370,7 @@ impl Instance {
                     .map_err(from_v0_2_error))
             }
             Instance::V0_1(rule) => {
-                let participant = v0_1::Participant {
-                    id: participant.id.clone(),
-                    external_id: participant.external_id.clone(),
-                    tags: participant.tags.clone(),
-                    attributes: participant.attributes.clone(),
-                    counters: participant.counters.clone(),
-                    balances: participant.balances.clone(),
-                    tiers: levels,
-                };
-                let event = v0_1::Event {
-                    id: event.id.clone(),
-                    program_id: event.program_id.clone(),
-                    timestamp: event.timestamp.clone(),
-                    data: event.data.clone(),
-                };
+                let (event, participant) = as_version!(v0_1, event, participant, levels);
                 let answer = rule.scrip_rules_evaluator().call_evaluate(
                     store,
                     &event,
