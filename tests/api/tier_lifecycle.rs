@@ -632,3 +632,38 @@ async fn a_wasm_rule_reads_the_participants_level_and_sets_one(
     assert_eq!(held["level"], "platinum");
     assert!(held["expires_at"].is_string(), "{held}");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_simulation_assumes_the_levels_it_is_given(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let (program, _) = club(&app, Value::Null).await;
+    let rules = app.get(&format!("/rules?program_id={program}")).await.body;
+    let rule = id(&rules["data"][0]);
+    let path = format!("/rules/{rule}/simulate");
+    let simulate = |state: Value| {
+        app.post(
+            &path,
+            json!({"event": {"type": "purchase", "amount": 100}, "participant_state": state}),
+        )
+    };
+    let gold = simulate(json!({"tiers": {"status": {"level": "gold", "rank": 2,
+                                                     "benefits": {"points_multiplier": 2}}}}))
+    .await;
+    assert_eq!(gold.status, StatusCode::OK, "{}", gold.body);
+    assert_eq!(
+        gold.body["evaluation"]["results"][0]["result"]["amount"],
+        "200"
+    );
+    let base = simulate(json!({})).await;
+    assert_eq!(
+        base.body["evaluation"]["results"][0]["result"]["amount"],
+        "100"
+    );
+    crate::common::assert_error(
+        "a level without its key",
+        &simulate(json!({"tiers": {"status": {"rank": 2}}})).await,
+        400,
+        "bad_request",
+        Some("participant_state.tiers.status.level"),
+    );
+}

@@ -11,8 +11,8 @@ use crate::rules::budgets::{BudgetSpec, BudgetView, Schedule};
 use crate::rules::{
     self, Action, ActionType, AttributeAction, CounterAction, CreditAction, DebitAction,
     ForfeitAction, HistoryEntry, HistoryFilter, HoldAction, ModuleLimits, ModulePatch, ModuleRef,
-    NewRule, Rule, RuleFilter, RulePatch, RuleSort, RuleStatus, SampleState, Simulation, TagAction,
-    Target, TargetType, TierAction, Validity, VoidHoldAction,
+    NewRule, Rule, RuleFilter, RulePatch, RuleSort, RuleStatus, SampleLevel, SampleState,
+    Simulation, TagAction, Target, TargetType, TierAction, Validity, VoidHoldAction,
 };
 use crate::validation::{Fields, Patch, Request, SORT_DIRS, Validator};
 use crate::wasm::Limits;
@@ -313,10 +313,27 @@ impl Request for Simulate {
         }
         let participant_state = f.opt_object("participant_state").map(|object| {
             let p = f.nested(object, f.path("participant_state"));
+            let tiers = p.opt_object("tiers").map(|tiers| {
+                let t = p.nested(tiers, p.path("tiers"));
+                tiers
+                    .keys()
+                    .filter_map(|key| {
+                        let level = t.nested(t.req_object(key)?, t.path(key));
+                        let sample = SampleLevel {
+                            level: level.req_str("level", 1, 100),
+                            rank: i32::try_from(level.req_int("rank", 0, i64::from(i32::MAX)))
+                                .unwrap_or_default(),
+                            benefits: level.opt_object("benefits").cloned().unwrap_or_default(),
+                        };
+                        Some((key.clone(), sample))
+                    })
+                    .collect()
+            });
             SampleState {
                 tags: p.opt_string_list("tags", 255).unwrap_or_default(),
                 counters: p.opt_object("counters").cloned().unwrap_or_default(),
                 attributes: p.opt_object("attributes").cloned().unwrap_or_default(),
+                tiers: tiers.unwrap_or_default(),
             }
         });
         Simulate {

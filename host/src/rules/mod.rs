@@ -30,7 +30,7 @@ pub use compiled::{
     Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, ModuleRun, RuleCache, Skipped,
     Step, TargetRef,
 };
-pub use simulate::{SampleState, Simulation};
+pub use simulate::{SampleLevel, SampleState, Simulation};
 
 crate::vocabulary!(
     /// Only ACTIVE rules run; an ARCHIVED rule is frozen.

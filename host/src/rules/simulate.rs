@@ -29,6 +29,19 @@ pub struct SampleState {
     pub counters: Map<String, Value>,
     #[schema(value_type = Option<Object>)]
     pub attributes: Map<String, Value>,
+    /// Levels held in the rule's program, by tier key; rules see them as `participant.tiers`.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, SampleLevel>>)]
+    pub tiers: std::collections::BTreeMap<String, SampleLevel>,
+}
+
+/// A level as a simulation assumes the participant holds it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SampleLevel {
+    #[schema(example = "gold")]
+    pub level: String,
+    pub rank: i32,
+    #[schema(value_type = Option<Object>)]
+    pub benefits: Map<String, Value>,
 }
 
 /// What a rule would do with a sample event; nothing is written.
@@ -114,7 +127,7 @@ pub async fn simulate(
     let compiled = CompiledRule::compile(rule, module);
     let now = Utc::now();
     let participant = json!({"tags": state.tags, "counters": state.counters,
-                             "attributes": state.attributes, "tiers": {}});
+                             "attributes": state.attributes, "tiers": state.tiers});
     let vars = Variables::new(cel::from_json(&event), cel::from_json(&participant), now);
     // A module runs on the sample as it would for an event, without a participant or balances.
     let evaluated = evaluation::evaluate(&compiled, &vars, runtime, |module| wasm::Input {
@@ -127,7 +140,16 @@ pub async fn simulate(
         tags: state.tags.clone(),
         attributes: wasm::pairs(&state.attributes),
         counters: wasm::pairs(&state.counters),
-        tiers: Vec::new(),
+        tiers: state
+            .tiers
+            .iter()
+            .map(|(tier, l)| wasm::TierLevel {
+                tier: tier.clone(),
+                level: l.level.clone(),
+                rank: l.rank,
+                benefits: Value::Object(l.benefits.clone()).to_string(),
+            })
+            .collect(),
         balances: Vec::new(),
         config: module.config.clone(),
     })
