@@ -667,3 +667,43 @@ async fn a_simulation_assumes_the_levels_it_is_given(_: PgPoolOptions, connect: 
         Some("participant_state.tiers.status.level"),
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn passes_running_at_once_review_each_member_once(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (program, _) = app.program_with_points("Club", "PTS").await;
+    app.created(
+        &format!("/programs/{program}/tiers"),
+        status_tier(json!({"qualification_period": {"type": "CALENDAR_YEAR"},
+                           "counters": {"qualifying": ["spend"], "rollover": "EXCESS"}})),
+    )
+    .await;
+    let mut members = Vec::new();
+    for n in 0..9 {
+        let who = member(&app, &format!("m{n}")).await;
+        set_counter(&app, &who, "spend", "1250").await;
+        set_counter(&app, &who, "orders", "2").await;
+        set_level(&app, &who, &program, json!({"level": "gold"})).await;
+        members.push(who);
+    }
+    let year_end = Utc
+        .with_ymd_and_hms(Utc::now().year() + 1, 1, 1, 0, 0, 0)
+        .single()
+        .expect("new year");
+    let at = year_end + Duration::hours(1);
+    // Three passes, as three server processes would run them, two members a batch.
+    tokio::join!(pass(&app, at, 2), pass(&app, at, 2), pass(&app, at, 2));
+    for who in &members {
+        assert_eq!(counter(&app, who, "spend").await, "250", "rolled over once");
+        let rollovers = changes(&app, who)
+            .await
+            .into_iter()
+            .filter(|c| c.0 == "counter spend")
+            .count();
+        assert_eq!(rollovers, 1);
+        assert_eq!(level(&app, who, &program).await, "gold");
+    }
+}

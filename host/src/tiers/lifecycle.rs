@@ -5,7 +5,7 @@
 //! - ACTIVITY_REFRESH: a holder without an event in the program for `duration` plus `grace_days` is downgraded
 //!   by the tier's policy, and its timer restarts;
 //! - PERIOD_BASED with a CALENDAR_YEAR or FIXED_YEAR period (UTC): at each period end every member of the
-//!   program is reviewed. A holder whose counters no longer qualify for its level gets a downgrade by the
+//!   program, and every holder of the tier, is reviewed. A holder whose counters no longer qualify for its level gets a downgrade by the
 //!   policy, due `status_validity.extend_months` plus `grace_days` after the period end, and the qualifying
 //!   counters roll over (to 0, or to what exceeds the threshold of the level held). A review walks the members
 //!   in id order and keeps its place on the tier, so a crash resumes it after the last batch that committed;
@@ -283,8 +283,13 @@ async fn review(
     if end > at {
         return Ok(0);
     }
-    let members =
+    // The program's members and the tier's holders (a level set by the API needs no enrollment), in id order.
+    let mut members =
         crate::participants::members(&mut tx, tier.program_id, progress.cursor, batch).await?;
+    members.extend(repo::holders_after(&mut tx, tier.id, progress.cursor, batch).await?);
+    members.sort();
+    members.dedup();
+    members.truncate(usize::try_from(batch).unwrap_or(usize::MAX));
     crate::participants::lock(&mut tx, &members).await?;
     let held: HashMap<Uuid, Uuid> = repo::levels_held(&mut tx, tier.id, &members, at)
         .await?

@@ -605,6 +605,25 @@ pub async fn save_review(
     Ok(())
 }
 
+/// Up to `limit` participants holding (or having held) a level of the tier, in id order after `after`.
+pub async fn holders_after(
+    conn: &mut PgConnection,
+    tier_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT holder_id FROM holder_tiers
+          WHERE tier_id = $1 AND holder_type = 'PARTICIPANT' AND ($2::uuid IS NULL OR holder_id > $2)
+          ORDER BY holder_id LIMIT $3",
+    )
+    .bind(tier_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
 /// `(holder, level)` of those of `holders` holding a level of the tier at `at`.
 pub async fn levels_held(
     conn: &mut PgConnection,
