@@ -822,10 +822,10 @@ fn module_input(
         tiers: standings
             .iter()
             .map(|s| wasm::TierLevel {
-                tier: s.tier.clone(),
-                level: s.level.clone(),
-                rank: s.rank,
-                benefits: s.benefits.0.to_string(),
+                tier: s.held.key.clone(),
+                level: s.held.level.clone(),
+                rank: s.held.rank,
+                benefits: s.held.benefits.0.to_string(),
             })
             .collect(),
         balances: balances.to_vec(),
@@ -855,8 +855,10 @@ fn participant_value(state: &State, standings: &[Standing]) -> ::cel::Value {
     let tiers: serde_json::Map<String, serde_json::Value> = standings
         .iter()
         .map(|s| {
-            let level = json!({"level": s.level, "rank": s.rank, "benefits": s.benefits.0});
-            (s.tier.clone(), level)
+            let held = &s.held;
+            let level =
+                json!({"level": held.level, "rank": held.rank, "benefits": held.benefits.0});
+            (held.key.clone(), level)
         })
         .collect();
     cel::from_json(&json!({

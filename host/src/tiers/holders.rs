@@ -10,7 +10,6 @@ use crate::participants::state::Origin;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -259,17 +258,13 @@ async fn prepare(
     Ok(tier.id)
 }
 
-/// A participant's level in one tier, as rules see it.
+/// A participant's level in one tier of a program, as rules see it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Standing {
     pub holder_id: Uuid,
     pub program_id: Uuid,
-    /// The tier's key.
-    pub tier: String,
-    /// The level's key.
-    pub level: String,
-    pub rank: i32,
-    pub benefits: Json<Value>,
+    #[sqlx(flatten)]
+    pub held: HeldTier,
 }
 
 /// The levels these participants hold now, in every program.
@@ -277,7 +272,7 @@ pub async fn standings(
     conn: &mut PgConnection,
     participants: &[Uuid],
 ) -> sqlx::Result<Vec<Standing>> {
-    repo::standings(conn, Holder::PARTICIPANT, participants).await
+    repo::standings(conn, Holder::PARTICIPANT, participants, None).await
 }
 
 /// The tiers of the programs an event-processing batch serves: which programs have any, and of the ACTIVE

@@ -4,12 +4,13 @@
 //! - a level set with `expires_at` is removed once that time has passed;
 //! - ACTIVITY_REFRESH: a holder without an event in the program for `duration` plus `grace_days` is downgraded
 //!   by the tier's policy, and its timer restarts;
-//! - PERIOD_BASED with a CALENDAR_YEAR or FIXED_YEAR period (UTC): at each period end every member of the
-//!   program, and every holder of the tier, is reviewed. A holder whose counters no longer qualify for its level gets a downgrade by the
-//!   policy, due `status_validity.extend_months` plus `grace_days` after the period end, and the qualifying
-//!   counters roll over (to 0, or to what exceeds the threshold of the level held). A review walks the members
-//!   in id order and keeps its place on the tier, so a crash resumes it after the last batch that committed;
-//!   activity processed between the period end and the review counts toward the period that ended.
+//! - PERIOD_BASED (or no retention) with a CALENDAR_YEAR or FIXED_YEAR period (UTC): at each period end every
+//!   member of the program, and every holder of the tier, is reviewed. A holder whose counters no longer
+//!   qualify for its level gets a downgrade by the policy, due `status_validity.extend_months` plus
+//!   `grace_days` after the period end, and the qualifying counters roll over (to 0, or to what exceeds the
+//!   threshold of the level held). A review walks them in id order and keeps its place on the tier, so a crash
+//!   resumes it after the last batch that committed; activity processed between the period end and the review
+//!   counts toward the period that ended.
 //! - pending downgrades fall due; qualifying again for the level before then cancels one (see `holders`).
 //!
 //! A downgrade never goes below the policy's `min_level`, and a holder whose counters still qualify for its
@@ -47,8 +48,13 @@ pub async fn run_jobs(pool: PgPool, mut shutdown: tokio::sync::watch::Receiver<b
 /// went through (0: none was due).
 pub async fn run_once(pool: &PgPool, at: DateTime<Utc>, batch: i64) -> sqlx::Result<usize> {
     let mut done = expire(pool, at, batch).await?;
-    for tier in repo::with_lifecycle(pool).await? {
-        let levels = repo::levels_of(pool, &[tier.id]).await?;
+    let tiers = repo::with_lifecycle(pool).await?;
+    let ids: Vec<Uuid> = tiers.iter().map(|t| t.id).collect();
+    let mut all_levels = repo::levels_of(pool, &ids).await?;
+    for tier in tiers {
+        let levels: Vec<Level> = all_levels
+            .extract_if(.., |l| l.tier_id == tier.id)
+            .collect();
         let lifecycle = &tier.lifecycle.0;
         let policy = Policy::new(lifecycle, &levels);
         let retention = lifecycle.retention.as_ref();

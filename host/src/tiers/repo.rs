@@ -209,19 +209,15 @@ pub async fn held(
     program_id: Uuid,
     key: Option<&str>,
 ) -> sqlx::Result<Vec<HeldTier>> {
-    sqlx::query_as(
-        "SELECT t.key, l.key AS level, l.rank, l.benefits, h.acquired_at, h.expires_at
-           FROM holder_tiers h JOIN tiers t ON t.id = h.tier_id JOIN tier_levels l ON l.id = h.level_id
-          WHERE h.holder_type = $1 AND h.holder_id = $2 AND t.program_id = $3
-            AND ($4::text IS NULL OR t.key = $4) AND (h.expires_at IS NULL OR h.expires_at > now())
-          ORDER BY t.key",
+    let mut conn = pool.acquire().await?;
+    let found = standings(
+        &mut conn,
+        holder.kind(),
+        &[holder.id()],
+        Some((program_id, key)),
     )
-    .bind(holder.kind())
-    .bind(holder.id())
-    .bind(program_id)
-    .bind(key)
-    .fetch_all(pool)
-    .await
+    .await?;
+    Ok(found.into_iter().map(|s| s.held).collect())
 }
 
 pub async fn level_id(
@@ -236,8 +232,8 @@ pub async fn level_id(
         .await
 }
 
-/// Gives the holder the level, cancelling any pending downgrade and restarting its inactivity timer (keeping `acquired_at` when it already held it) and returns the level it held
-/// before, if any and not expired.
+/// Gives the holder the level (keeping `acquired_at` when it already held it), cancelling any pending
+/// downgrade and restarting its inactivity timer; returns the level it held before, if any and not expired.
 pub async fn assign(
     conn: &mut PgConnection,
     holder: Holder,
@@ -300,20 +296,27 @@ async fn held_level(
     .await
 }
 
-/// The levels these holders hold now, in every program.
+/// The levels these holders hold now, not expired, by holder and tier key: in every program, or in one
+/// program (and in its tier of that key, when given).
 pub async fn standings(
     conn: &mut PgConnection,
     holder_type: &str,
     holders: &[Uuid],
+    within: Option<(Uuid, Option<&str>)>,
 ) -> sqlx::Result<Vec<Standing>> {
+    let (program_id, key) = within.map_or((None, None), |(program, key)| (Some(program), key));
     sqlx::query_as(
-        "SELECT h.holder_id, t.program_id, t.key AS tier, l.key AS level, l.rank, l.benefits
+        "SELECT h.holder_id, t.program_id, t.key, l.key AS level, l.rank, l.benefits, h.acquired_at,
+                h.expires_at
            FROM holder_tiers h JOIN tiers t ON t.id = h.tier_id JOIN tier_levels l ON l.id = h.level_id
           WHERE h.holder_type = $1 AND h.holder_id = ANY($2) AND (h.expires_at IS NULL OR h.expires_at > now())
+            AND ($3::uuid IS NULL OR t.program_id = $3) AND ($4::text IS NULL OR t.key = $4)
           ORDER BY h.holder_id, t.key",
     )
     .bind(holder_type)
     .bind(holders)
+    .bind(program_id)
+    .bind(key)
     .fetch_all(conn)
     .await
 }
