@@ -180,7 +180,7 @@ impl<'v> Fields<'v> {
         self.validator.push(error);
     }
 
-    fn missing(&self, key: &str) {
+    pub fn missing(&self, key: &str) {
         self.validator.push(FieldError::required(self.path(key)));
     }
 

@@ -14,7 +14,7 @@ pub struct Inconsistencies {
     pub unbalanced_entries: Vec<(Uuid, Uuid, Decimal)>,
     /// (account, stored balance, sum of postings).
     pub drifted_balances: Vec<(Uuid, Decimal, Decimal)>,
-    /// (account, balance) for accounts other than participants' below zero (only participants may overdraw).
+    /// (account, balance) for accounts other than participants' and groups' below zero (only they may overdraw).
     pub negative_balances: Vec<(Uuid, Decimal)>,
     /// Events that are not COMPLETED yet have ledger entries: a failed attempt left effects behind.
     pub effects_of_unfinished_events: Vec<Uuid>,
@@ -48,7 +48,7 @@ impl Inconsistencies {
     }
 }
 
-/// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings; only participants below
+/// Σ postings = 0 per entry and asset; every materialised balance = Σ its postings; only participants and groups below
 /// zero; only completed events have effects; exactly the pending events are queued; every reference copied into the per-event tables holds.
 pub async fn check_invariants(pool: &PgPool) -> Result<Inconsistencies> {
     Ok(Inconsistencies {
@@ -138,7 +138,7 @@ async fn broken_references(pool: &PgPool) -> sqlx::Result<Vec<String>> {
 
 async fn negative_balances(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, Decimal)>> {
     sqlx::query_as(
-        "SELECT id, balance FROM accounts WHERE balance < 0 AND entity_type <> 'PARTICIPANT'",
+        "SELECT id, balance FROM accounts WHERE balance < 0 AND entity_type NOT IN ('PARTICIPANT', 'GROUP')",
     )
     .fetch_all(pool)
     .await
@@ -191,22 +191,22 @@ async fn idempotency_violations(pool: &PgPool) -> sqlx::Result<Vec<String>> {
     .await
 }
 
-/// Holders whose bucket balances differ from the remaining value of their lots: (participant, asset, bucket,
+/// Holders whose bucket balances differ from the remaining value of their lots: (holder, asset, bucket,
 /// balance, lots).
 async fn lot_mismatches(
     pool: &sqlx::PgPool,
 ) -> sqlx::Result<Vec<(Uuid, Uuid, String, Decimal, Decimal)>> {
     sqlx::query_as(
         "WITH held AS (
-             SELECT a.entity_id AS participant_id, a.asset_id, a.bucket, a.balance
+             SELECT a.entity_id AS holder_id, a.asset_id, a.bucket, a.balance
                FROM accounts a JOIN assets s ON s.id = a.asset_id
-              WHERE s.inventory_mode = 'LOT' AND a.entity_type = 'PARTICIPANT'),
+              WHERE s.inventory_mode = 'LOT' AND a.entity_type IN ('PARTICIPANT', 'GROUP')),
          lotted AS (
-             SELECT participant_id, asset_id, status AS bucket, sum(remaining) AS remaining
+             SELECT holder_id, asset_id, status AS bucket, sum(remaining) AS remaining
                FROM lots WHERE status IN ('AVAILABLE', 'HELD', 'DEFERRED') GROUP BY 1, 2, 3)
-         SELECT COALESCE(h.participant_id, l.participant_id), COALESCE(h.asset_id, l.asset_id),
+         SELECT COALESCE(h.holder_id, l.holder_id), COALESCE(h.asset_id, l.asset_id),
                 COALESCE(h.bucket, l.bucket), COALESCE(h.balance, 0), COALESCE(l.remaining, 0)
-           FROM held h FULL JOIN lotted l USING (participant_id, asset_id, bucket)
+           FROM held h FULL JOIN lotted l USING (holder_id, asset_id, bucket)
           WHERE GREATEST(COALESCE(h.balance, 0), 0) <> COALESCE(l.remaining, 0)",
     )
     .fetch_all(pool)

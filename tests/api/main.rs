@@ -9,6 +9,7 @@ mod containment;
 mod contract;
 mod edges;
 mod fuzz;
+mod groups;
 mod idempotency;
 mod isolation;
 mod ledger;

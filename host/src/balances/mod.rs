@@ -1,6 +1,7 @@
-//! Direct balance operations on a participant (E40–E43) and transfers between participants (E106), for SIMPLE
-//! and LOT assets, and what the ledger shows of a participant: lots (E39), history (E45) and statement (E48);
-//! program wallets are in `wallet`. Each is one balanced journal entry written under the participants' locks; on LOT assets the
+//! Direct balance operations on a holder, participant or group (E40–E43, E65–E68), and transfers between
+//! holders (E106), for SIMPLE and LOT assets, and what the ledger shows of a holder: lots (E39), history (E45)
+//! and statement (E48); program wallets are in `wallet`. Each is one balanced journal entry written under the
+//! holders' locks (participants first, then groups); on LOT assets the
 //! lots are settled (expired, matured), spent oldest first and linked to the entry. Hold, release, forfeit and
 //! transfer accept an `idempotency_key`.
 
@@ -8,10 +9,11 @@ pub mod wallet;
 
 use crate::assets::Asset;
 use crate::error::{Error, FieldError, Result};
+use crate::holders::Holder;
 use crate::idempotency::{self, Claim, Key};
 use crate::ledger::lots::{LotSpec, LotTaken, Selector};
 use crate::ledger::{self, Balance, Bucket, EntryType, Owner};
-use crate::movement::{self, Holder, Kind, Movement, Operation, Origin};
+use crate::movement::{self, Account, Kind, Movement, Operation, Origin};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page};
 use crate::participants;
@@ -114,23 +116,15 @@ pub struct OperationRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// E40: a CREDIT from the asset's source (issuance or the program wallet), or a DEBIT back to it.
+/// E40, E65: a CREDIT from the asset's source (issuance or the program wallet), or a DEBIT back to it.
 pub async fn adjust(
     pool: &PgPool,
     actor: &Actor,
-    participant: Uuid,
+    holder: Holder,
     a: Adjustment,
 ) -> Result<Adjusted> {
     let mut tx = pool.begin().await?;
-    let asset = prepare(
-        &mut tx,
-        actor,
-        &[participant],
-        a.program_id,
-        a.asset_id,
-        true,
-    )
-    .await?;
+    let asset = prepare(&mut tx, actor, &[holder], a.program_id, a.asset_id, true).await?;
     let kind = match a.kind {
         AdjustmentType::Debit => Kind::Debit {
             amount: a.amount,
@@ -146,18 +140,11 @@ pub async fn adjust(
     let entry_type = kind.entry_type();
     let moved = movement::apply(
         &mut tx,
-        &by_api(
-            actor,
-            a.program_id,
-            &asset,
-            participant,
-            kind,
-            a.description,
-        ),
+        &by_api(actor, a.program_id, &asset, holder, kind, a.description),
     )
     .await?;
-    let holder = Owner::Participant(participant);
-    let balance = ledger::snapshot(&mut tx, actor.organization_id, holder, asset.id).await?;
+    let balance =
+        ledger::snapshot(&mut tx, actor.organization_id, holder.owner(), asset.id).await?;
     tx.commit().await?;
     Ok(Adjusted {
         amount: asset.format(a.amount),
@@ -167,16 +154,20 @@ pub async fn adjust(
         kind: entry_type,
         journal_entry_id: moved.journal_entry_id,
         balance: balance.view(asset.scale),
-        message: "Balance adjusted successfully".into(),
+        message: match holder {
+            Holder::Participant(_) => "Balance adjusted successfully",
+            Holder::Group(_) => "Group balance adjusted successfully",
+        }
+        .into(),
     })
 }
 
-/// A movement of a participant's value made by an API call.
+/// A movement of a holder's value made by an API call.
 fn by_api<'a>(
     actor: &Actor,
     program_id: Uuid,
     asset: &'a Asset,
-    participant: Uuid,
+    holder: Holder,
     kind: Kind,
     description: String,
 ) -> Movement<'a> {
@@ -184,7 +175,7 @@ fn by_api<'a>(
         organization_id: actor.organization_id,
         program_id,
         asset,
-        holder: Holder::Participant(participant),
+        account: Account::Holder(holder),
         kind,
         origin: Origin::Operation {
             api_key_id: actor.api_key_id,
@@ -194,11 +185,11 @@ fn by_api<'a>(
     }
 }
 
-/// E41–E44. Returns the result and whether it is a replay of an earlier request with the same key.
+/// E41–E44, E66–E68. Returns the result and whether it is a replay of an earlier request with the same key.
 pub async fn operate(
     pool: &PgPool,
     actor: &Actor,
-    participant: Uuid,
+    holder: Holder,
     op: Operation,
     r: OperationRequest,
 ) -> Result<(Operated, bool)> {
@@ -209,7 +200,11 @@ pub async fn operate(
         operation: op.name(),
         key,
     });
-    let request = json!({"participant_id": participant, "asset_id": r.asset_id, "description": r.description,
+    let holder_field = match holder {
+        Holder::Participant(_) => "participant_id",
+        Holder::Group(_) => "group_id",
+    };
+    let request = json!({holder_field: holder.id(), "asset_id": r.asset_id, "description": r.description,
         "amount": r.amount.map(|a| a.normalize().to_string()), "operation": op,
         "reference_id": r.lots.reference_id, "lot_ids": r.lots.lot_ids,
         "earned": r.lots.earned.map(|(from, to)| [crate::pagination::time_key(from), crate::pagination::time_key(to)])});
@@ -221,7 +216,7 @@ pub async fn operate(
     let asset = prepare(
         &mut tx,
         actor,
-        &[participant],
+        &[holder],
         r.program_id,
         r.asset_id,
         op.requires_active(),
@@ -235,21 +230,14 @@ pub async fn operate(
     };
     let moved = movement::apply(
         &mut tx,
-        &by_api(
-            actor,
-            r.program_id,
-            &asset,
-            participant,
-            kind,
-            r.description,
-        ),
+        &by_api(actor, r.program_id, &asset, holder, kind, r.description),
     )
     .await?;
     let response = operation_result(
         &mut tx,
         actor.organization_id,
         r.program_id,
-        participant,
+        holder,
         &asset,
         op,
         &moved,
@@ -263,21 +251,20 @@ pub async fn operate(
     Ok((response, false))
 }
 
-/// What a hold, release, forfeit or void-hold did, with the participant's balance after it: the answer of
-/// E41–E44 and the result of the same rule actions.
+/// What a hold, release, forfeit or void-hold did, with the holder's balance after it: the answer of
+/// E41–E44 and E66–E68, and the result of the same rule actions.
 #[allow(clippy::too_many_arguments)]
 pub async fn operation_result(
     conn: &mut PgConnection,
     organization_id: Uuid,
     program_id: Uuid,
-    participant: Uuid,
+    holder: Holder,
     asset: &Asset,
     op: Operation,
     moved: &movement::Moved,
     reference_id: Option<String>,
 ) -> sqlx::Result<Operated> {
-    let holder = Owner::Participant(participant);
-    let balance = ledger::snapshot(conn, organization_id, holder, asset.id).await?;
+    let balance = ledger::snapshot(conn, organization_id, holder.owner(), asset.id).await?;
     Ok(Operated {
         operation: op.name().into(),
         amount_processed: asset.format(moved.amount),
@@ -295,9 +282,38 @@ pub struct Transfer {
     pub program_id: Uuid,
     pub asset_id: Uuid,
     pub description: String,
-    pub source: participants::Party,
-    pub recipients: Vec<(participants::Party, Decimal)>,
+    pub source: Named,
+    pub recipients: Vec<(Named, Decimal)>,
     pub idempotency_key: Option<String>,
+}
+
+/// A holder as a client names one: a participant by id or external id, or a group by id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Named {
+    Participant(participants::Party),
+    Group(Uuid),
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Named::Participant(party) => party.fmt(f),
+            Named::Group(id) => write!(f, "group_id:{id}"),
+        }
+    }
+}
+
+/// The holder a client named; `NotFound` when the organization has none such.
+async fn find_named(conn: &mut PgConnection, actor: &Actor, named: &Named) -> Result<Holder> {
+    match named {
+        Named::Participant(party) => participants::find_party(conn, actor.organization_id, party)
+            .await
+            .map(Holder::Participant),
+        Named::Group(id) => crate::groups::lock(conn, actor.organization_id, *id)
+            .await?
+            .map(|g| Holder::Group(g.id))
+            .ok_or(Error::NotFound("group")),
+    }
 }
 
 /// E106: one entry moving value from the source's AVAILABLE to every recipient's, all or nothing. On LOT
@@ -317,18 +333,18 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Tran
     {
         return Ok((response, true));
     }
-    let source = participants::find_party(&mut tx, actor.organization_id, &t.source).await?;
+    let source = find_named(&mut tx, actor, &t.source).await?;
     let mut recipients = Vec::with_capacity(t.recipients.len());
-    for (i, (party, amount)) in t.recipients.iter().enumerate() {
-        let id = participants::find_party(&mut tx, actor.organization_id, party).await?;
-        if id == source {
+    for (i, (named, amount)) in t.recipients.iter().enumerate() {
+        let holder = find_named(&mut tx, actor, named).await?;
+        if holder == source {
             return Err(self_transfer(i));
         }
-        recipients.push((id, *amount));
+        recipients.push((holder, *amount));
     }
-    let mut everyone: Vec<Uuid> = recipients
+    let mut everyone: Vec<Holder> = recipients
         .iter()
-        .map(|(id, _)| *id)
+        .map(|(holder, _)| *holder)
         .chain([source])
         .collect();
     everyone.sort();
@@ -356,7 +372,7 @@ pub async fn transfer(pool: &PgPool, actor: &Actor, t: Transfer) -> Result<(Tran
         asset_id: asset.id,
         journal_entry_id: moved.journal_entry_id,
         recipient_count: i64::try_from(recipients.len()).unwrap_or(i64::MAX),
-        source_id: source,
+        source_id: source.id(),
         total_amount: asset.format(moved.amount),
     };
     if let Some(key) = &key {
@@ -370,27 +386,42 @@ fn self_transfer(i: usize) -> Error {
     Error::Invalid(vec![
         FieldError::invalid(
             format!("recipients[{i}]"),
-            "a participant other than the source",
+            "a holder other than the source",
             None,
-            "a participant cannot transfer to itself",
+            "a participant or group cannot transfer to itself",
         )
         .with_reason("self_transfer"),
     ])
 }
 
-/// Locks the participants (404 if one is unknown), checks they are ACTIVE unless `require_active` is false,
-/// and returns the asset, which must be linked to the program and active.
+/// Locks the holders, participants first and then groups (404 if one is unknown), checks participants are
+/// ACTIVE unless `require_active` is false and groups are not archived, and returns the asset, which must be
+/// linked to the program and active.
 pub async fn prepare(
     conn: &mut PgConnection,
     actor: &Actor,
-    participants: &[Uuid],
+    holders: &[Holder],
     program_id: Uuid,
     asset_id: Uuid,
     require_active: bool,
 ) -> Result<Asset> {
-    let states = participants::lock_state(conn, actor.organization_id, participants).await?;
-    if states.len() != participants.len() {
+    let (mut participant_ids, mut group_ids) = (Vec::new(), Vec::new());
+    for holder in holders {
+        match holder {
+            Holder::Participant(id) => participant_ids.push(*id),
+            Holder::Group(id) => group_ids.push(*id),
+        }
+    }
+    let states = participants::lock_state(conn, actor.organization_id, &participant_ids).await?;
+    if states.len() != participant_ids.len() {
         return Err(Error::NotFound("participant"));
+    }
+    group_ids.sort();
+    for id in group_ids {
+        crate::groups::lock(conn, actor.organization_id, id)
+            .await?
+            .ok_or(Error::NotFound("group"))?
+            .require_active()?;
     }
     if let Some(inactive) = states
         .iter()
@@ -410,44 +441,76 @@ pub async fn prepare(
     Ok(asset)
 }
 
-/// E39: the participant's lots of one asset.
-pub async fn lots(
+/// E64: the group's balance of each asset, of the assets linked to `program_id` when given.
+pub async fn group_balances(
     pool: &PgPool,
     actor: &Actor,
     id: Uuid,
+    program_id: Option<Uuid>,
+    page: crate::pagination::PageParams,
+) -> Result<Page<crate::groups::GroupBalance>> {
+    crate::groups::require(pool, actor, id).await?;
+    let (after, limit) = (page.cursor.map(|c| c.id), page.limit);
+    let rows = ledger::balances_of(
+        pool,
+        actor.organization_id,
+        Owner::Group(id),
+        None,
+        program_id,
+        after,
+        Some(limit + 1),
+    )
+    .await?;
+    let page = Page::from_rows(rows, limit, |b| Cursor::new("", b.asset_id));
+    Ok(page.map(crate::groups::GroupBalance::from))
+}
+
+/// `NotFound` unless the holder exists in the actor's organization.
+async fn require(pool: &PgPool, actor: &Actor, holder: Holder) -> Result<()> {
+    match holder {
+        Holder::Participant(id) => participants::require(pool, actor, id).await,
+        Holder::Group(id) => crate::groups::require(pool, actor, id).await,
+    }
+}
+
+/// E39: the holder's lots of one asset.
+pub async fn lots(
+    pool: &PgPool,
+    actor: &Actor,
+    holder: Holder,
     asset_id: Uuid,
     filter: crate::ledger::lots::LotFilter,
 ) -> Result<Page<crate::ledger::lots::LotView>> {
-    participants::require(pool, actor, id).await?;
+    require(pool, actor, holder).await?;
     let asset = crate::assets::get(pool, actor, asset_id).await?;
     let mut conn = pool.acquire().await?;
-    let rows = crate::ledger::lots::list(&mut conn, id, asset_id, &filter).await?;
+    let rows = crate::ledger::lots::list(&mut conn, holder.id(), asset_id, &filter).await?;
     let page = Page::from_rows(rows, filter.page.limit, |lot| Cursor::new("", lot.id));
     Ok(page.map(|lot| crate::ledger::lots::LotView::new(lot, asset.scale)))
 }
 
-/// E45: the participant's postings, newest first.
+/// E45: the holder's postings, newest first.
 pub async fn history(
     pool: &PgPool,
     actor: &Actor,
-    id: Uuid,
+    holder: Holder,
     asset_id: Option<Uuid>,
     filter: crate::ledger::ActivityFilter,
 ) -> Result<Page<crate::ledger::ActivityRow>> {
-    participants::require(pool, actor, id).await?;
-    crate::ledger::history(pool, actor, Owner::Participant(id), asset_id, filter).await
+    require(pool, actor, holder).await?;
+    crate::ledger::history(pool, actor, holder.owner(), asset_id, filter).await
 }
 
-/// E48: the participant's statement for one asset.
+/// E48: the holder's statement for one asset.
 pub async fn statement(
     pool: &PgPool,
     actor: &Actor,
-    id: Uuid,
+    holder: Holder,
     asset_id: Uuid,
     filter: crate::ledger::ActivityFilter,
 ) -> Result<crate::ledger::Statement> {
-    participants::require(pool, actor, id).await?;
-    holder_statement(pool, actor, Owner::Participant(id), asset_id, filter).await
+    require(pool, actor, holder).await?;
+    holder_statement(pool, actor, holder.owner(), asset_id, filter).await
 }
 
 /// The statement of a holder's account in one of the organization's assets (E12, E48); the caller has

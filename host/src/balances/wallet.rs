@@ -3,7 +3,7 @@
 
 use crate::assets::Asset;
 use crate::error::{Error, Result};
-use crate::movement::{self, Holder, Kind, Movement, Origin};
+use crate::movement::{self, Account, Kind, Movement, Origin};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page, PageParams};
 use rust_decimal::Decimal;
@@ -72,7 +72,7 @@ pub async fn move_wallet(
             organization_id: actor.organization_id,
             program_id,
             asset: &asset,
-            holder: Holder::ProgramWallet,
+            account: Account::ProgramWallet,
             kind,
             origin: Origin::Operation {
                 api_key_id: actor.api_key_id,

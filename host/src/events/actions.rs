@@ -5,10 +5,11 @@ use super::batch::Batch;
 use crate::assets::Asset;
 use crate::balances::{self, Operated};
 use crate::error::Error;
+use crate::holders::Holder;
+use crate::holders::state::{self, Origin, WindowChange};
 use crate::ledger::Bucket;
 use crate::ledger::lots::{LotSpec, Selector};
-use crate::movement::{self, Holder, Kind, Movement};
-use crate::participants::state::{self, Origin, WindowChange};
+use crate::movement::{self, Account, Kind, Movement};
 use crate::participants::{self, ParticipantStatus, State};
 use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
@@ -47,7 +48,8 @@ pub enum ActionResult {
     Tag {
         #[serde(rename = "type")]
         kind: ActionType,
-        participant_id: Uuid,
+        #[serde(flatten)]
+        holder: Holder,
         tag: String,
         changed: bool,
     },
@@ -61,7 +63,8 @@ pub enum ActionResult {
     Counter {
         #[serde(rename = "type")]
         kind: ActionType,
-        participant_id: Uuid,
+        #[serde(flatten)]
+        holder: Holder,
         key: String,
         previous: String,
         value: String,
@@ -69,7 +72,8 @@ pub enum ActionResult {
     Attribute {
         #[serde(rename = "type")]
         kind: ActionType,
-        participant_id: Uuid,
+        #[serde(flatten)]
+        holder: Holder,
         key: String,
         value: String,
         previous: Option<String>,
@@ -93,7 +97,8 @@ pub struct Money {
     kind: ActionType,
     asset_id: Uuid,
     amount: String,
-    participant_id: Uuid,
+    #[serde(flatten)]
+    holder: Holder,
     #[serde(skip_serializing_if = "Option::is_none")]
     journal_entry_id: Option<Uuid>,
     /// A credit that replaced a provisional hold of the same reference.
@@ -156,12 +161,18 @@ pub async fn execute(
         Ok(target) => target,
         Err(reason) => return Ok(Err(reason)),
     };
-    let status = ctx
-        .participants
-        .get(&target)
-        .map_or(ParticipantStatus::Closed, |p| p.status);
-    if status != ParticipantStatus::Active && action.kind.blocked_when_inactive() {
-        return Ok(Err(format!("participant is {status}")));
+    if let Holder::Participant(id) = target {
+        let status = ctx
+            .participants
+            .get(&id)
+            .map_or(ParticipantStatus::Closed, |p| p.status);
+        if status != ParticipantStatus::Active && action.kind.blocked_when_inactive() {
+            return Ok(Err(format!("participant is {status}")));
+        }
+        // Its state changes: the batch reads it again before it is next used.
+        if !matches!(action.step, Step::Money { .. } | Step::Operation { .. }) {
+            ctx.batch.stale.insert(id);
+        }
     }
     let origin = Origin {
         organization_id: ctx.organization_id,
@@ -234,11 +245,10 @@ pub async fn execute(
             };
         }
         Step::Tag { tag, add } => {
-            ctx.batch.stale.insert(target);
-            let changed = state::set_tag(conn, &origin, target, tag, *add).await?;
+            let changed = state::set_tag(conn, &origin, target.id(), tag, *add).await?;
             ActionResult::Tag {
                 kind: action.kind,
-                participant_id: target,
+                holder: target,
                 tag: tag.clone(),
                 changed,
             }
@@ -249,15 +259,15 @@ pub async fn execute(
                 Err(reason) => return Ok(Err(format!("value {reason}"))),
             };
             let window = window.clone().map_or(WindowChange::Keep, WindowChange::Set);
-            ctx.batch.stale.insert(target);
-            let (old, new) =
-                match state::increment_counter(conn, &origin, target, key, delta, window).await? {
-                    Ok(values) => values,
-                    Err(invalid) => return Ok(Err(format!("counter {key} would be {invalid}"))),
-                };
+            let incremented =
+                state::increment_counter(conn, &origin, target.id(), key, delta, window).await?;
+            let (old, new) = match incremented {
+                Ok(values) => values,
+                Err(invalid) => return Ok(Err(format!("counter {key} would be {invalid}"))),
+            };
             ActionResult::Counter {
                 kind: action.kind,
-                participant_id: target,
+                holder: target,
                 key: key.clone(),
                 previous: old.normalize().to_string(),
                 value: new.normalize().to_string(),
@@ -269,11 +279,10 @@ pub async fn execute(
                 Ok(_) => return Ok(Err("attribute values must be 1 to 1000 characters".into())),
                 Err(err) => return Ok(Err(format!("value expression failed: {err}"))),
             };
-            ctx.batch.stale.insert(target);
-            let previous = state::set_attribute(conn, &origin, target, key, &value).await?;
+            let previous = state::set_attribute(conn, &origin, target.id(), key, &value).await?;
             ActionResult::Attribute {
                 kind: action.kind,
-                participant_id: target,
+                holder: target,
                 key: key.clone(),
                 value,
                 previous,
@@ -285,7 +294,9 @@ pub async fn execute(
             expires,
         } => {
             let expires_at = expires.as_ref().map(|when| when.from(ctx.vars.now));
-            ctx.batch.stale.insert(target);
+            let Holder::Participant(target) = target else {
+                return Ok(Err("SET_TIER cannot target a group".into()));
+            };
             let assigned = crate::tiers::holders::assign_by_rule(
                 conn, &origin, target, tier, level, expires_at,
             )
@@ -308,14 +319,14 @@ pub async fn execute(
     Ok(Ok(result))
 }
 
-/// CREDIT issues value to the participant; DEBIT takes it back. Value comes from and returns to the system
+/// CREDIT issues value to the holder; DEBIT takes it back. Value comes from and returns to the system
 /// issuance account for UNLIMITED assets, and the program wallet for PREFUNDED ones.
 async fn money(
     conn: &mut PgConnection,
     ctx: &mut EventContext<'_>,
     rule: &CompiledRule,
     action: &CompiledAction,
-    participant: Uuid,
+    holder: Holder,
 ) -> Outcome {
     let Step::Money {
         debit,
@@ -384,28 +395,21 @@ async fn money(
         }
         _ => false,
     };
-    let known_clear = is_lot
-        && plain_credit
-        && !budgeted
-        && ctx
-            .batch
-            .has_nothing_to_settle(conn, participant, asset.id)
-            .await?;
+    let known_clear = match holder {
+        Holder::Participant(participant) if is_lot && plain_credit && !budgeted => {
+            ctx.batch
+                .has_nothing_to_settle(conn, participant, asset.id)
+                .await?
+        }
+        _ => false,
+    };
     if budgeted || (is_lot && !known_clear) {
         ctx.batch.begin_writes(conn).await?;
     }
     let description = description
         .clone()
         .unwrap_or_else(|| format!("{}: {} {}", rule.name, asset.format(amount), asset.symbol));
-    let m = by_rule(
-        ctx,
-        rule,
-        &asset,
-        participant,
-        kind,
-        description,
-        known_clear,
-    );
+    let m = by_rule(ctx, rule, &asset, holder, kind, description, known_clear);
     let planned = match movement::plan(conn, &m).await {
         Ok(planned) => planned,
         Err(err) => return refusal(err),
@@ -419,7 +423,7 @@ async fn money(
             kind: action.kind,
             asset_id: asset.id,
             amount: asset.format(amount),
-            participant_id: participant,
+            holder,
             journal_entry_id: None,
             settle: None,
             suppressed: Some(EvaluationReason::BudgetExceeded),
@@ -430,7 +434,7 @@ async fn money(
             kind: action.kind,
             asset_id: asset.id,
             amount: asset.format(amount),
-            participant_id: participant,
+            holder,
             journal_entry_id: Some(moved.journal_entry_id),
             settle: moved.settled_hold.map(|held| Settlement {
                 held_amount: asset.format(held),
@@ -447,7 +451,7 @@ fn by_rule<'a>(
     ctx: &EventContext<'_>,
     rule: &CompiledRule,
     asset: &'a Asset,
-    participant: Uuid,
+    holder: Holder,
     kind: Kind,
     description: String,
     known_clear: bool,
@@ -456,7 +460,7 @@ fn by_rule<'a>(
         organization_id: ctx.organization_id,
         program_id: ctx.program_id,
         asset,
-        holder: Holder::Participant(participant),
+        account: Account::Holder(holder),
         kind,
         origin: movement::Origin::Rule {
             event_id: ctx.event_id,
@@ -491,20 +495,21 @@ fn evaluate(amount: &Amount, vars: &Variables) -> Result<Decimal, String> {
     }
 }
 
-/// The participant an action applies to, locked and enrolled in the event's program.
+/// The holder an action applies to, locked: a participant, enrolled in the event's program, or a group.
 async fn resolve_target(
     conn: &mut PgConnection,
     ctx: &mut EventContext<'_>,
     target: &TargetRef,
-) -> sqlx::Result<Result<Uuid, String>> {
+) -> sqlx::Result<Result<Holder, String>> {
     let render = |template: &Template| {
         template
             .render(ctx.vars)
             .map_err(|err| format!("target expression failed: {err}"))
     };
     let id = match target {
-        TargetRef::Event => return Ok(Ok(ctx.default_target)),
+        TargetRef::Event => return Ok(Ok(Holder::Participant(ctx.default_target))),
         TargetRef::Program => return Ok(Err("only TAG and UNTAG can target the program".into())),
+        TargetRef::Group(id) => return group_target(conn, ctx, *id).await,
         TargetRef::Id(id) => *id,
         TargetRef::ParticipantId(template) => {
             match render(template).map(|text| Uuid::parse_str(&text)) {
@@ -554,5 +559,32 @@ async fn resolve_target(
         };
         ctx.participants.insert(id, state);
     }
-    Ok(Ok(id))
+    Ok(Ok(Holder::Participant(id)))
+}
+
+/// The group an action applies to, locked after the batch's participants: the one named, or else the ACTIVE
+/// group the event's participant (its recipient if it has one) joined first.
+async fn group_target(
+    conn: &mut PgConnection,
+    ctx: &mut EventContext<'_>,
+    id: Option<Uuid>,
+) -> sqlx::Result<Result<Holder, String>> {
+    ctx.batch.begin_writes(conn).await?;
+    let id = match id {
+        Some(id) => id,
+        None => match crate::groups::first_of(conn, ctx.default_target).await? {
+            Some(id) => id,
+            None => {
+                let member = ctx.default_target;
+                return Ok(Err(format!("participant {member} is in no active group")));
+            }
+        },
+    };
+    Ok(
+        match crate::groups::lock(conn, ctx.organization_id, id).await? {
+            Some(group) if group.require_active().is_ok() => Ok(Holder::Group(id)),
+            Some(_) => Err(format!("group {id} is archived")),
+            None => Err(format!("target group {id} not found")),
+        },
+    )
 }

@@ -463,7 +463,7 @@ pub struct Impact {
     pub event: Event,
     pub rule_evaluations: Vec<Evaluation>,
     pub journal_entries: Vec<crate::ledger::JournalEntry>,
-    pub state_changes: Vec<crate::participants::state::HistoryEntry>,
+    pub state_changes: Vec<crate::holders::state::HistoryEntry>,
     pub balance_impact: Vec<crate::ledger::BalanceImpact>,
 }
 
@@ -485,7 +485,7 @@ pub async fn impact(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Impact> {
         impact.rule_evaluations = repo::evaluations(pool, id, true).await?;
         impact.journal_entries = crate::ledger::entries_of_event(pool, actor, id).await?;
         impact.state_changes =
-            crate::participants::state::changes_of_event(pool, actor.organization_id, id).await?;
+            crate::holders::state::changes_of_event(pool, actor.organization_id, id).await?;
         impact.balance_impact = crate::ledger::balance_impact(pool, actor, id).await?;
     }
     Ok(impact)

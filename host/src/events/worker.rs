@@ -22,8 +22,9 @@ use super::actions::{self, ActionResult, EventContext};
 use super::batch::Batch;
 use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
 use super::{Doorbell, EventStatus};
+use crate::holders::Holder;
+use crate::holders::state::{self, Origin};
 use crate::ledger::KnownAccounts;
-use crate::participants::state::Origin;
 use crate::participants::{self, State, Wait};
 use crate::programs;
 use crate::rules::cel::{self, Variables};
@@ -366,12 +367,14 @@ async fn process(
                 continue;
             }
         };
+        let program_rules: Vec<&CompiledRule> = rules
+            .iter()
+            .filter(|r| r.program_id == event.program_id)
+            .map(|r| &**r)
+            .collect();
         let program = ProgramRules {
-            rules: rules
-                .iter()
-                .filter(|r| r.program_id == event.program_id)
-                .map(|r| &**r)
-                .collect(),
+            reads_group: program_rules.iter().any(|r| r.reads_group),
+            rules: program_rules,
             tracks: tracks.of(event.program_id),
         };
         #[cfg(debug_assertions)]
@@ -616,6 +619,8 @@ impl EvaluationRecord {
 struct ProgramRules<'a> {
     rules: Vec<&'a CompiledRule>,
     tracks: &'a [Track],
+    /// Whether a rule's CEL reads `group`: only then is the participant's group read.
+    reads_group: bool,
 }
 
 async fn process_event(
@@ -649,11 +654,14 @@ async fn process_event(
         .filter(|s| s.program_id == event.program_id)
         .cloned()
         .collect();
-    let vars = Variables::new(
+    let mut vars = Variables::new(
         cel::from_json(&event.event_data.0),
         participant_value(&state, &standings),
         event.event_timestamp,
     );
+    if program.reads_group {
+        vars.set_group(group_value(conn, participant).await?);
+    }
     let mut ctx = EventContext {
         event_id: event.id,
         organization_id: org,
@@ -765,7 +773,10 @@ async fn after_rules(
     let results = || evaluations.iter().flat_map(|e| &e.results);
     let mut who = vec![participant];
     who.extend(results().filter_map(|r| match r {
-        ActionResult::Counter { participant_id, .. } => Some(*participant_id),
+        ActionResult::Counter {
+            holder: Holder::Participant(id),
+            ..
+        } => Some(*id),
         _ => None,
     }));
     who.sort();
@@ -870,6 +881,36 @@ fn participant_value(state: &State, standings: &[Standing]) -> ::cel::Value {
         "counters": state.counters.0,
         "tiers": tiers,
     }))
+}
+
+/// `group` in CEL: the state of the ACTIVE group the participant joined first, if any. Read as the event
+/// begins, like `participant`; the group is not locked, so it may change under a concurrent event.
+async fn group_value(
+    conn: &mut PgConnection,
+    participant: Uuid,
+) -> sqlx::Result<Option<::cel::Value>> {
+    let Some(id) = crate::groups::first_of(conn, participant).await? else {
+        return Ok(None);
+    };
+    let tags = state::tags(conn, id).await?;
+    let attributes: serde_json::Map<String, serde_json::Value> = state::attributes(conn, id)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
+    let counters: serde_json::Map<String, serde_json::Value> = state::counters(conn, id)
+        .await?
+        .into_iter()
+        .map(|c| {
+            (
+                c.key,
+                json!(rust_decimal::prelude::ToPrimitive::to_f64(&c.value)),
+            )
+        })
+        .collect();
+    Ok(Some(cel::from_json(&json!({
+        "id": id, "tags": tags, "attributes": attributes, "counters": counters,
+    }))))
 }
 
 /// Writes the batch's evaluations (replacing an earlier attempt's) and each event's new status: COMPLETED,

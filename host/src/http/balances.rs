@@ -1,4 +1,5 @@
-//! Program wallets (E8–E12), participant balance operations (E40–E43), history and statement (E45, E48).
+//! Program wallets (E8–E12), balance operations on participants (E40–E44) and groups (E64–E68), and their
+//! lots, history and statement (E39, E45, E48, and the same for groups).
 
 use super::AppState;
 use super::error::{Conflict, Insufficient, NotFound, Rejected};
@@ -9,6 +10,8 @@ use crate::balances::{
     OperationRequest,
 };
 use crate::error::Result;
+use crate::groups::GroupBalance;
+use crate::holders::Holder;
 use crate::ledger::lots::{LotFilter, LotView, Selector};
 use crate::ledger::{ActivityFilter, ActivityRow, Bucket, Statement};
 use crate::money::PositiveAmount;
@@ -39,6 +42,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(void_hold))
         .routes(routes!(participant_history))
         .routes(routes!(participant_statement))
+        .routes(routes!(group_balances))
+        .routes(routes!(group_adjust))
+        .routes(routes!(group_hold))
+        .routes(routes!(group_release))
+        .routes(routes!(group_forfeit))
+        .routes(routes!(group_lots))
+        .routes(routes!(group_history))
+        .routes(routes!(group_statement))
 }
 
 /// Fund or burn: value into or out of a program wallet.
@@ -360,7 +371,7 @@ async fn participant_history(
     ValidQuery((q, filter)): ValidQuery<(AssetQuery, ActivityFilter)>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        balances::history(&s.pool, &actor, id, q.asset_id, filter).await?,
+        balances::history(&s.pool, &actor, Holder::Participant(id), q.asset_id, filter).await?,
     ))
 }
 
@@ -373,7 +384,7 @@ async fn participant_statement(
     ValidQuery((q, filter)): ValidQuery<(OneAsset, ActivityFilter)>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        balances::statement(&s.pool, &actor, id, q.asset_id, filter).await?,
+        balances::statement(&s.pool, &actor, Holder::Participant(id), q.asset_id, filter).await?,
     ))
 }
 
@@ -386,18 +397,18 @@ async fn adjust(
     Valid(adjustment): Valid<Adjustment>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        balances::adjust(&s.pool, &actor, id, adjustment).await?,
+        balances::adjust(&s.pool, &actor, Holder::Participant(id), adjustment).await?,
     ))
 }
 
 async fn operate(
     s: &AppState,
     actor: &crate::organizations::Actor,
-    id: Uuid,
+    holder: Holder,
     op: Operation,
     request: OperationRequest,
 ) -> Result<Json<Operated>> {
-    let (response, _) = balances::operate(&s.pool, actor, id, op, request).await?;
+    let (response, _) = balances::operate(&s.pool, actor, holder, op, request).await?;
     Ok(Json(response))
 }
 
@@ -409,7 +420,14 @@ async fn hold(
     PathId(id): PathId,
     Valid(body): Valid<Operate>,
 ) -> Result<impl IntoResponse> {
-    operate(&s, &actor, id, Operation::Hold, body.into()).await
+    operate(
+        &s,
+        &actor,
+        Holder::Participant(id),
+        Operation::Hold,
+        body.into(),
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/participants/{id}/balances/release", tag = "balances", params(PathId), request_body = Operate,
@@ -420,7 +438,14 @@ async fn release(
     PathId(id): PathId,
     Valid(body): Valid<Operate>,
 ) -> Result<impl IntoResponse> {
-    operate(&s, &actor, id, Operation::Release, body.into()).await
+    operate(
+        &s,
+        &actor,
+        Holder::Participant(id),
+        Operation::Release,
+        body.into(),
+    )
+    .await
 }
 
 /// The bucket is required for forfeit; the document shows it on the shared body.
@@ -445,7 +470,14 @@ async fn forfeit(
     Valid(Forfeit(body)): Valid<Forfeit>,
 ) -> Result<impl IntoResponse> {
     let bucket = body.bucket.unwrap_or(Bucket::Available);
-    operate(&s, &actor, id, Operation::Forfeit { bucket }, body.into()).await
+    operate(
+        &s,
+        &actor,
+        Holder::Participant(id),
+        Operation::Forfeit { bucket },
+        body.into(),
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/participants/{id}/balances/lots", tag = "balances", params(PathId, PageParams, OneAsset, LotFilter),
@@ -457,7 +489,7 @@ async fn lots(
     ValidQuery((q, filter)): ValidQuery<(OneAsset, LotFilter)>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        balances::lots(&s.pool, &actor, id, q.asset_id, filter).await?,
+        balances::lots(&s.pool, &actor, Holder::Participant(id), q.asset_id, filter).await?,
     ))
 }
 
@@ -470,5 +502,141 @@ async fn void_hold(
     PathId(id): PathId,
     Valid(body): Valid<VoidHold>,
 ) -> Result<impl IntoResponse> {
-    operate(&s, &actor, id, Operation::VoidHold, body.into()).await
+    operate(
+        &s,
+        &actor,
+        Holder::Participant(id),
+        Operation::VoidHold,
+        body.into(),
+    )
+    .await
+}
+
+/// The assets linked to one program only.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ProgramQuery {
+    program_id: Option<Uuid>,
+}
+
+impl Request for ProgramQuery {
+    fn read(q: &Fields<'_>) -> Self {
+        ProgramQuery {
+            program_id: q.opt_uuid("program_id"),
+        }
+    }
+}
+
+/// E64: the group's balance of each asset: the total, and per bucket.
+#[utoipa::path(get, path = "/groups/{id}/balances", tag = "groups", params(PathId, PageParams, ProgramQuery),
+    responses((status = 200, body = Page<GroupBalance>), Rejected, NotFound))]
+async fn group_balances(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery((q, page)): ValidQuery<(ProgramQuery, PageParams)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        balances::group_balances(&s.pool, &actor, id, q.program_id, page).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/groups/{id}/balances/adjust", tag = "groups", params(PathId), request_body = Adjustment,
+    responses((status = 200, body = Adjusted), Rejected, NotFound, Conflict, Insufficient))]
+async fn group_adjust(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    Valid(adjustment): Valid<Adjustment>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        balances::adjust(&s.pool, &actor, Holder::Group(id), adjustment).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/groups/{id}/balances/hold", tag = "groups", params(PathId), request_body = Operate,
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = Operated), Rejected, NotFound, Conflict, Insufficient))]
+async fn group_hold(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    Valid(body): Valid<Operate>,
+) -> Result<impl IntoResponse> {
+    operate(&s, &actor, Holder::Group(id), Operation::Hold, body.into()).await
+}
+
+#[utoipa::path(post, path = "/groups/{id}/balances/release", tag = "groups", params(PathId), request_body = Operate,
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = Operated), Rejected, NotFound, Conflict, Insufficient))]
+async fn group_release(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    Valid(body): Valid<Operate>,
+) -> Result<impl IntoResponse> {
+    operate(
+        &s,
+        &actor,
+        Holder::Group(id),
+        Operation::Release,
+        body.into(),
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/groups/{id}/balances/forfeit", tag = "groups", params(PathId), request_body = Operate,
+    responses((status = 200, description = "Done; a replayed idempotency key returns the first answer.", body = Operated), Rejected, NotFound, Conflict, Insufficient))]
+async fn group_forfeit(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    Valid(Forfeit(body)): Valid<Forfeit>,
+) -> Result<impl IntoResponse> {
+    let bucket = body.bucket.unwrap_or(Bucket::Available);
+    operate(
+        &s,
+        &actor,
+        Holder::Group(id),
+        Operation::Forfeit { bucket },
+        body.into(),
+    )
+    .await
+}
+
+#[utoipa::path(get, path = "/groups/{id}/balances/lots", tag = "groups", params(PathId, PageParams, OneAsset, LotFilter),
+    responses((status = 200, body = Page<LotView>), Rejected, NotFound))]
+async fn group_lots(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery((q, filter)): ValidQuery<(OneAsset, LotFilter)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        balances::lots(&s.pool, &actor, Holder::Group(id), q.asset_id, filter).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/groups/{id}/activity/history", tag = "groups", params(PathId, PageParams, AssetQuery, ActivityFilter),
+    responses((status = 200, body = Page<ActivityRow>), Rejected, NotFound))]
+async fn group_history(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery((q, filter)): ValidQuery<(AssetQuery, ActivityFilter)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        balances::history(&s.pool, &actor, Holder::Group(id), q.asset_id, filter).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/groups/{id}/statement", tag = "groups", params(PathId, PageParams, OneAsset, ActivityFilter),
+    responses((status = 200, body = Statement), Rejected, NotFound))]
+async fn group_statement(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery((q, filter)): ValidQuery<(OneAsset, ActivityFilter)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        balances::statement(&s.pool, &actor, Holder::Group(id), q.asset_id, filter).await?,
+    ))
 }

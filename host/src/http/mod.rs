@@ -7,6 +7,7 @@ mod balances;
 mod error;
 mod events;
 mod extract;
+mod groups;
 mod ledger;
 mod modules;
 mod openapi;
@@ -53,6 +54,7 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(redemptions::routes())
         .merge(tiers::routes())
         .merge(participants::routes())
+        .merge(groups::routes())
         .merge(state::routes())
         .merge(events::routes())
         .merge(rules::routes())

@@ -4,9 +4,10 @@ use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{AssetQuery, Auth, PathId, Valid, ValidQuery};
 use crate::error::Result;
+use crate::ledger::BalanceRow;
 use crate::pagination::{Page, PageParams};
 use crate::participants::{
-    self, BalanceRow, Detail, Participant, ParticipantFilter, ParticipantSort, ProfilePatch, Upsert,
+    self, Detail, Participant, ParticipantFilter, ParticipantSort, ProfilePatch, Upsert,
 };
 use crate::validation::{Fields, Request};
 use axum::Json;

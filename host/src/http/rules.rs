@@ -560,7 +560,8 @@ fn when(a: &Fields<'_>, name: &str) -> Option<String> {
     Some(text)
 }
 
-/// `{type?: PARTICIPANT, id | participant_id | external_id}`; one way of naming the participant.
+/// `{type?: PARTICIPANT, id | participant_id | external_id}`: one way of naming the participant;
+/// `{type: GROUP, id?}`: a group, or the participant's; `{type: PROGRAM}`: the event's program.
 fn parse_target(
     a: &Fields<'_>,
     map: &serde_json::Map<String, serde_json::Value>,
@@ -588,7 +589,26 @@ fn parse_target(
         target.external_id.is_some(),
     ];
     let named = named.iter().filter(|n| **n).count();
-    if target.kind == Some(TargetType::Program) {
+    if target.kind == Some(TargetType::Group) {
+        if matches!(kind, ActionType::SetTier | ActionType::VoidHold) {
+            t.reject(
+                "type",
+                "PARTICIPANT",
+                format!("{kind} cannot target a group"),
+            );
+        }
+        let named = [
+            ("participant_id", target.participant_id.is_some()),
+            ("external_id", target.external_id.is_some()),
+        ];
+        for (field, _) in named.iter().filter(|(_, given)| *given) {
+            t.reject(
+                field,
+                "absent",
+                "a GROUP target names its group by id, or nothing for the participant's group",
+            );
+        }
+    } else if target.kind == Some(TargetType::Program) {
         if !matches!(kind, ActionType::Tag | ActionType::Untag) {
             t.reject(
                 "type",

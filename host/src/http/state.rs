@@ -1,15 +1,18 @@
-//! Participant status, profile updates, state (E20–E33) and activity (E46–E47).
+//! Participant status, the state of participants and groups (E21–E33, E69–E80) and their activity (E46–E47,
+//! E81).
 
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, PathId, PathIdKey, Valid, ValidQuery};
 use crate::error::{Error, FieldError, Result};
 use crate::events::{self, Event, EventFilter, EventSort, EventStatus};
-use crate::money;
-use crate::pagination::{Page, PageParams, page_by_key};
-use crate::participants::state::{
+use crate::holder_state as operations;
+use crate::holders::Holder;
+use crate::holders::state::{
     Counter, HistoryEntry, HistoryFilter, STATE_OPERATIONS, STATE_TYPES, Window, WindowChange,
 };
+use crate::money;
+use crate::pagination::{Page, PageParams, page_by_key};
 use crate::participants::{self, Detail, ParticipantStatus};
 use crate::validation::{Fields, Request, SortDir};
 use axum::Json;
@@ -37,6 +40,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(counter, set_counter, delete_counter))
         .routes(routes!(events))
         .routes(routes!(state_history))
+        .routes(routes!(group_tags, group_replace_tags))
+        .routes(routes!(group_add_tag, group_remove_tag))
+        .routes(routes!(group_attributes, group_merge_attributes))
+        .routes(routes!(group_set_attribute, group_remove_attribute))
+        .routes(routes!(group_counters))
+        .routes(routes!(
+            group_counter,
+            group_set_counter,
+            group_delete_counter
+        ))
+        .routes(routes!(group_state_history))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -259,6 +273,20 @@ async fn set_status(
     ))
 }
 
+/// A page of attributes sorted by key.
+fn attribute_page(
+    attributes: Vec<(String, String)>,
+    PageParams { cursor, limit }: PageParams,
+) -> Page<Attribute> {
+    page_by_key(attributes, |(k, _)| k.as_str(), cursor, limit)
+        .map(|(key, value)| Attribute { key, value })
+}
+
+/// A page of counters sorted by key.
+fn counter_page(counters: Vec<Counter>, PageParams { cursor, limit }: PageParams) -> Page<Counter> {
+    page_by_key(counters, |c| c.key.as_str(), cursor, limit)
+}
+
 /// A page of sorted tags.
 fn tag_page(tags: Vec<String>, PageParams { cursor, limit }: PageParams) -> Page<Tag> {
     page_by_key(tags, |t| t.as_str(), cursor, limit).map(|tag| Tag { tag })
@@ -273,7 +301,7 @@ async fn tags(
     ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(tag_page(
-        participants::tags(&s.pool, &actor, id).await?,
+        operations::tags(&s.pool, &actor, Holder::Participant(id)).await?,
         page,
     )))
 }
@@ -301,7 +329,8 @@ async fn replace_tags(
     PathId(id): PathId,
     Valid(body): Valid<ReplaceTags>,
 ) -> Result<impl IntoResponse> {
-    let tags = participants::replace_tags(&s.pool, &actor, id, &body.tags).await?;
+    let tags =
+        operations::replace_tags(&s.pool, &actor, Holder::Participant(id), &body.tags).await?;
     Ok(Json(Tags { tags }))
 }
 
@@ -313,6 +342,16 @@ async fn add_tag(
     Auth(actor): Auth,
     PathIdKey(id, tag): PathIdKey,
 ) -> Result<impl IntoResponse> {
+    add_holder_tag(&s, &actor, Holder::Participant(id), &tag).await
+}
+
+/// Adds a tag of 1 to 255 characters, lower-cased: 201 when it is new, 200 when it was there.
+async fn add_holder_tag(
+    s: &AppState,
+    actor: &crate::organizations::Actor,
+    holder: Holder,
+    tag: &str,
+) -> Result<(StatusCode, Json<Tag>)> {
     let count = tag.chars().count();
     if !(1..=255).contains(&count) {
         return Err(Error::invalid(FieldError::invalid(
@@ -323,15 +362,12 @@ async fn add_tag(
         )));
     }
     let tag = tag.to_lowercase();
-    let added = participants::add_tag(&s.pool, &actor, id, &tag).await?;
-    Ok((
-        if added {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(Tag { tag }),
-    ))
+    let added = operations::add_tag(&s.pool, actor, holder, &tag).await?;
+    let status = match added {
+        true => StatusCode::CREATED,
+        false => StatusCode::OK,
+    };
+    Ok((status, Json(Tag { tag })))
 }
 
 #[utoipa::path(delete, path = "/participants/{id}/state/tags/{tag}", tag = "state", params(("id" = Uuid, Path), ("tag" = String, Path, description = "Matched case-insensitively.")),
@@ -341,7 +377,7 @@ async fn remove_tag(
     Auth(actor): Auth,
     PathIdKey(id, tag): PathIdKey,
 ) -> Result<impl IntoResponse> {
-    participants::remove_tag(&s.pool, &actor, id, &tag).await?;
+    operations::remove_tag(&s.pool, &actor, Holder::Participant(id), &tag).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -353,10 +389,10 @@ async fn attributes(
     PathId(id): PathId,
     ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
-    let PageParams { cursor, limit } = page;
-    let attributes = participants::attributes(&s.pool, &actor, id).await?;
-    let page = page_by_key(attributes, |(k, _)| k.as_str(), cursor, limit);
-    Ok(Json(page.map(|(key, value)| Attribute { key, value })))
+    Ok(Json(attribute_page(
+        operations::attributes(&s.pool, &actor, Holder::Participant(id)).await?,
+        page,
+    )))
 }
 
 #[utoipa::path(patch, path = "/participants/{id}/state/attributes", tag = "state", params(PathId), request_body = MergeAttributes,
@@ -367,7 +403,9 @@ async fn merge_attributes(
     PathId(id): PathId,
     Valid(body): Valid<MergeAttributes>,
 ) -> Result<impl IntoResponse> {
-    let all = participants::set_attributes(&s.pool, &actor, id, &body.attributes).await?;
+    let all =
+        operations::set_attributes(&s.pool, &actor, Holder::Participant(id), &body.attributes)
+            .await?;
     Ok(Json(Attributes {
         attributes: all.into_iter().collect(),
     }))
@@ -381,7 +419,13 @@ async fn set_attribute(
     PathIdKey(id, key): PathIdKey,
     Valid(SetAttribute { value }): Valid<SetAttribute>,
 ) -> Result<impl IntoResponse> {
-    participants::set_attributes(&s.pool, &actor, id, &[(key.clone(), value.clone())]).await?;
+    operations::set_attributes(
+        &s.pool,
+        &actor,
+        Holder::Participant(id),
+        &[(key.clone(), value.clone())],
+    )
+    .await?;
     Ok(Json(Attribute { key, value }))
 }
 
@@ -392,7 +436,7 @@ async fn remove_attribute(
     Auth(actor): Auth,
     PathIdKey(id, key): PathIdKey,
 ) -> Result<impl IntoResponse> {
-    participants::remove_attribute(&s.pool, &actor, id, &key).await?;
+    operations::remove_attribute(&s.pool, &actor, Holder::Participant(id), &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -404,13 +448,9 @@ async fn counters(
     PathId(id): PathId,
     ValidQuery(page): ValidQuery<PageParams>,
 ) -> Result<impl IntoResponse> {
-    let PageParams { cursor, limit } = page;
-    let counters = participants::counters(&s.pool, &actor, id).await?;
-    Ok(Json(page_by_key(
-        counters,
-        |c| c.key.as_str(),
-        cursor,
-        limit,
+    Ok(Json(counter_page(
+        operations::counters(&s.pool, &actor, Holder::Participant(id)).await?,
+        page,
     )))
 }
 
@@ -422,7 +462,7 @@ async fn counter(
     PathIdKey(id, key): PathIdKey,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        participants::counter(&s.pool, &actor, id, &key).await?,
+        operations::counter(&s.pool, &actor, Holder::Participant(id), &key).await?,
     ))
 }
 
@@ -434,7 +474,14 @@ async fn set_counter(
     PathIdKey(id, key): PathIdKey,
     Valid(body): Valid<SetCounter>,
 ) -> Result<impl IntoResponse> {
-    let set = participants::set_counter(&s.pool, &actor, id, &key, body.value, body.reset_after);
+    let set = operations::set_counter(
+        &s.pool,
+        &actor,
+        Holder::Participant(id),
+        &key,
+        body.value,
+        body.reset_after,
+    );
     Ok(Json(set.await?))
 }
 
@@ -445,7 +492,7 @@ async fn delete_counter(
     Auth(actor): Auth,
     PathIdKey(id, key): PathIdKey,
 ) -> Result<impl IntoResponse> {
-    participants::delete_counter(&s.pool, &actor, id, &key).await?;
+    operations::delete_counter(&s.pool, &actor, Holder::Participant(id), &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -471,6 +518,164 @@ async fn state_history(
     ValidQuery(filter): ValidQuery<HistoryFilter>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        participants::state_history(&s.pool, &actor, id, filter).await?,
+        operations::history(&s.pool, &actor, Holder::Participant(id), filter).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/groups/{id}/state/tags", tag = "groups", params(PathId, PageParams),
+    responses((status = 200, body = Page<Tag>), Rejected, NotFound))]
+async fn group_tags(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery(page): ValidQuery<PageParams>,
+) -> Result<impl IntoResponse> {
+    let tags = operations::tags(&s.pool, &actor, Holder::Group(id)).await?;
+    Ok(Json(tag_page(tags, page)))
+}
+
+#[utoipa::path(put, path = "/groups/{id}/state/tags", tag = "groups", params(PathId), request_body = ReplaceTags,
+    responses((status = 200, body = Tags), Rejected, NotFound, Conflict))]
+async fn group_replace_tags(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    Valid(body): Valid<ReplaceTags>,
+) -> Result<impl IntoResponse> {
+    let tags = operations::replace_tags(&s.pool, &actor, Holder::Group(id), &body.tags).await?;
+    Ok(Json(Tags { tags }))
+}
+
+#[utoipa::path(put, path = "/groups/{id}/state/tags/{tag}", tag = "groups", params(("id" = Uuid, Path), ("tag" = String, Path, description = "Matched case-insensitively.")),
+    responses((status = 201, description = "Added.", body = Tag), (status = 200, description = "Already there.", body = Tag),
+        Rejected, NotFound, Conflict))]
+async fn group_add_tag(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(id, tag): PathIdKey,
+) -> Result<impl IntoResponse> {
+    add_holder_tag(&s, &actor, Holder::Group(id), &tag).await
+}
+
+#[utoipa::path(delete, path = "/groups/{id}/state/tags/{tag}", tag = "groups", params(("id" = Uuid, Path), ("tag" = String, Path, description = "Matched case-insensitively.")),
+    responses((status = 204, description = "Removed, or was not there."), Rejected, NotFound, Conflict))]
+async fn group_remove_tag(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(id, tag): PathIdKey,
+) -> Result<impl IntoResponse> {
+    operations::remove_tag(&s.pool, &actor, Holder::Group(id), &tag).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/groups/{id}/state/attributes", tag = "groups", params(PathId, PageParams),
+    responses((status = 200, body = Page<Attribute>), Rejected, NotFound))]
+async fn group_attributes(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery(page): ValidQuery<PageParams>,
+) -> Result<impl IntoResponse> {
+    let attributes = operations::attributes(&s.pool, &actor, Holder::Group(id)).await?;
+    Ok(Json(attribute_page(attributes, page)))
+}
+
+#[utoipa::path(patch, path = "/groups/{id}/state/attributes", tag = "groups", params(PathId), request_body = MergeAttributes,
+    responses((status = 200, description = "All attributes after the merge.", body = Attributes), Rejected, NotFound, Conflict))]
+async fn group_merge_attributes(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    Valid(body): Valid<MergeAttributes>,
+) -> Result<impl IntoResponse> {
+    let holder = Holder::Group(id);
+    let all = operations::set_attributes(&s.pool, &actor, holder, &body.attributes).await?;
+    Ok(Json(Attributes {
+        attributes: all.into_iter().collect(),
+    }))
+}
+
+#[utoipa::path(put, path = "/groups/{id}/state/attributes/{key}", tag = "groups", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = SetAttribute,
+    responses((status = 200, body = Attribute), Rejected, NotFound, Conflict))]
+async fn group_set_attribute(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(id, key): PathIdKey,
+    Valid(SetAttribute { value }): Valid<SetAttribute>,
+) -> Result<impl IntoResponse> {
+    let pair = [(key.clone(), value.clone())];
+    operations::set_attributes(&s.pool, &actor, Holder::Group(id), &pair).await?;
+    Ok(Json(Attribute { key, value }))
+}
+
+#[utoipa::path(delete, path = "/groups/{id}/state/attributes/{key}", tag = "groups", params(("id" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 204, description = "Removed, or was not there."), Rejected, NotFound, Conflict))]
+async fn group_remove_attribute(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(id, key): PathIdKey,
+) -> Result<impl IntoResponse> {
+    operations::remove_attribute(&s.pool, &actor, Holder::Group(id), &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/groups/{id}/state/counters", tag = "groups", params(PathId, PageParams),
+    responses((status = 200, body = Page<Counter>), Rejected, NotFound))]
+async fn group_counters(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery(page): ValidQuery<PageParams>,
+) -> Result<impl IntoResponse> {
+    let counters = operations::counters(&s.pool, &actor, Holder::Group(id)).await?;
+    Ok(Json(counter_page(counters, page)))
+}
+
+#[utoipa::path(get, path = "/groups/{id}/state/counters/{key}", tag = "groups", params(("id" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 200, body = Counter), Rejected, NotFound))]
+async fn group_counter(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(id, key): PathIdKey,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        operations::counter(&s.pool, &actor, Holder::Group(id), &key).await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/groups/{id}/state/counters/{key}", tag = "groups", params(("id" = Uuid, Path), ("key" = String, Path)), request_body = SetCounter,
+    responses((status = 200, body = Counter), Rejected, NotFound, Conflict))]
+async fn group_set_counter(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(id, key): PathIdKey,
+    Valid(body): Valid<SetCounter>,
+) -> Result<impl IntoResponse> {
+    let holder = Holder::Group(id);
+    let set = operations::set_counter(&s.pool, &actor, holder, &key, body.value, body.reset_after);
+    Ok(Json(set.await?))
+}
+
+#[utoipa::path(delete, path = "/groups/{id}/state/counters/{key}", tag = "groups", params(("id" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 204, description = "Removed, or was not there."), Rejected, NotFound, Conflict))]
+async fn group_delete_counter(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(id, key): PathIdKey,
+) -> Result<impl IntoResponse> {
+    operations::delete_counter(&s.pool, &actor, Holder::Group(id), &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/groups/{id}/activity/state-history", tag = "groups",
+    params(PathId, HistoryFilter), responses((status = 200, body = Page<HistoryEntry>), Rejected, NotFound))]
+async fn group_state_history(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(id): PathId,
+    ValidQuery(filter): ValidQuery<HistoryFilter>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        operations::history(&s.pool, &actor, Holder::Group(id), filter).await?,
     ))
 }

@@ -1,9 +1,9 @@
-//! Transfers (E106): one atomic entry from a source to 1–100 recipients.
+//! Transfers (E106): one atomic entry from a source to 1–100 recipients, participants or groups.
 
 use super::AppState;
 use super::error::{Conflict, Insufficient, NotFound, Rejected};
 use super::extract::{Auth, Valid};
-use crate::balances::{self, Transfer, Transferred};
+use crate::balances::{self, Named, Transfer, Transferred};
 use crate::error::{Error, Result};
 use crate::money::PositiveAmount;
 use crate::participants::Party;
@@ -21,17 +21,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(transfer))
 }
 
-/// One party, by `external_id` or `participant_id`.
+/// One recipient: a participant by `external_id` or `participant_id`, or a group by `group_id`.
 #[derive(utoipa::ToSchema)]
 struct Recipient {
     #[schema(min_length = 1, max_length = 255)]
     external_id: Option<String>,
     participant_id: Option<Uuid>,
+    group_id: Option<Uuid>,
     #[schema(value_type = PositiveAmount)]
     amount: Decimal,
 }
 
-/// The source is named by `source_external_id` or `source_participant_id`.
+/// The source is named by exactly one of `source_external_id`, `source_participant_id`, `source_group_id`.
 #[derive(utoipa::ToSchema)]
 #[schema(example = json!({"program_id": "550e8400-e29b-41d4-a716-446655440000",
     "asset_id": "550e8400-e29b-41d4-a716-446655440001", "source_external_id": "user_123",
@@ -44,45 +45,58 @@ struct NewTransfer {
     #[schema(min_length = 1, max_length = 255)]
     source_external_id: Option<String>,
     source_participant_id: Option<Uuid>,
+    source_group_id: Option<Uuid>,
     #[schema(min_items = 1, max_items = 100)]
     recipients: Vec<Recipient>,
     #[schema(min_length = 1, max_length = 255)]
     idempotency_key: Option<String>,
 }
 
-/// `external_id` or `participant_id` (with `prefix`), exactly one; groups are not supported yet.
-fn party(f: &Fields<'_>, prefix: &str) -> (Option<String>, Option<Uuid>) {
+/// The party named by exactly one of an external id, a participant id and a group id.
+fn named(external_id: Option<String>, id: Option<Uuid>, group_id: Option<Uuid>) -> Option<Named> {
+    match (external_id, id, group_id) {
+        (Some(external_id), None, None) => Some(Named::Participant(Party::External(external_id))),
+        (None, Some(id), None) => Some(Named::Participant(Party::Id(id))),
+        (None, None, Some(id)) => Some(Named::Group(id)),
+        _ => None,
+    }
+}
+
+/// `external_id`, `participant_id` and `group_id` (each with `prefix`), of which exactly one is given.
+fn party(f: &Fields<'_>, prefix: &str) -> (Option<String>, Option<Uuid>, Option<Uuid>) {
     let (external_key, id_key, group_key) = (
         format!("{prefix}external_id"),
         format!("{prefix}participant_id"),
         format!("{prefix}group_id"),
     );
-    if f.contains(&group_key) {
-        f.reject(&group_key, "absent", "groups are not supported yet");
-    }
-    let (external_id, id) = (f.opt_str(&external_key, 1, 255), f.opt_uuid(&id_key));
-    if external_id.is_some() == id.is_some() {
+    let (external_id, id, group_id) = (
+        f.opt_str(&external_key, 1, 255),
+        f.opt_uuid(&id_key),
+        f.opt_uuid(&group_key),
+    );
+    if named(external_id.clone(), id, group_id).is_none() {
         f.reject(
             &id_key,
-            &format!("exactly one of {external_key}, {id_key}"),
-            format!("name the participant by exactly one of {external_key} and {id_key}"),
+            &format!("exactly one of {external_key}, {id_key}, {group_key}"),
+            format!("name the party by exactly one of {external_key}, {id_key} and {group_key}"),
         );
     }
-    (external_id, id)
+    (external_id, id, group_id)
 }
 
 impl Request for NewTransfer {
     fn read(f: &Fields<'_>) -> Self {
-        let (source_external_id, source_participant_id) = party(f, "source_");
+        let (source_external_id, source_participant_id, source_group_id) = party(f, "source_");
         let mut recipients = Vec::new();
         match f.opt_array("recipients") {
             Some(items) if (1..=100).contains(&items.len()) => {
                 for (r, _) in f.objects("recipients", items) {
                     let amount = r.req_positive_decimal("amount");
-                    let (external_id, participant_id) = party(&r, "");
+                    let (external_id, participant_id, group_id) = party(&r, "");
                     recipients.push(Recipient {
                         external_id,
                         participant_id,
+                        group_id,
                         amount: amount.unwrap_or_default(),
                     });
                 }
@@ -99,6 +113,7 @@ impl Request for NewTransfer {
             description: f.req_str("description", 1, 500),
             source_external_id,
             source_participant_id,
+            source_group_id,
             recipients,
             idempotency_key: f.opt_str("idempotency_key", 1, 255),
         }
@@ -113,18 +128,20 @@ impl NewTransfer {
             .recipients
             .into_iter()
             .map(|r| {
-                Ok((
-                    Party::named(r.external_id, r.participant_id).ok_or_else(unnamed)?,
-                    r.amount,
-                ))
+                let party = named(r.external_id, r.participant_id, r.group_id);
+                Ok((party.ok_or_else(unnamed)?, r.amount))
             })
             .collect::<Result<_>>()?;
         Ok(Transfer {
             program_id: self.program_id,
             asset_id: self.asset_id,
             description: self.description,
-            source: Party::named(self.source_external_id, self.source_participant_id)
-                .ok_or_else(unnamed)?,
+            source: named(
+                self.source_external_id,
+                self.source_participant_id,
+                self.source_group_id,
+            )
+            .ok_or_else(unnamed)?,
             recipients,
             idempotency_key: self.idempotency_key,
         })

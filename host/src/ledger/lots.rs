@@ -1,7 +1,7 @@
 //! The storage of lots of LOT assets (see the migration for the invariant): reading, locking, creating, taking
 //! and splitting them. `movement` decides what moves: it plans which lots an entry takes before the entry is
-//! written — the entry needs the total — and applies the plan after, linking each lot to it. Callers hold the
-//! participant's lock.
+//! written — the entry needs the total — and applies the plan after, linking each lot to it. A lot's holder is
+//! a participant or a group; callers hold the holder's lock.
 
 use super::Bucket;
 use chrono::{DateTime, Utc};
@@ -96,7 +96,7 @@ const LOT_COLUMNS: &str = "id, asset_id, program_id, amount, remaining, status, 
 /// Plans taking up to `amount` (everything selected when `None`) from the holder's lots in `status`.
 pub async fn plan(
     conn: &mut PgConnection,
-    participant: Uuid,
+    holder: Uuid,
     asset_id: Uuid,
     status: Bucket,
     amount: Option<Decimal>,
@@ -107,7 +107,7 @@ pub async fn plan(
         .map_or((None, None), |(from, to)| (Some(from), Some(to)));
     let lots: Vec<Lot> = sqlx::query_as(&format!(
         "SELECT {LOT_COLUMNS} FROM lots
-          WHERE participant_id = $1 AND asset_id = $2 AND status = $3 AND remaining > 0
+          WHERE holder_id = $1 AND asset_id = $2 AND status = $3 AND remaining > 0
             AND (expires_at IS NULL OR expires_at > now())
             AND ($4::text IS NULL OR reference_id = $4)
             AND ($5::uuid[] IS NULL OR id = ANY($5))
@@ -116,7 +116,7 @@ pub async fn plan(
           ORDER BY earned_at, id
             FOR UPDATE"
     ))
-    .bind(participant)
+    .bind(holder)
     .bind(asset_id)
     .bind(status)
     .bind(&selector.reference_id)
@@ -176,10 +176,10 @@ pub async fn shift(
         }
         sqlx::query(
             "WITH parent AS (UPDATE lots SET remaining = remaining - $3 WHERE id = $1 RETURNING *)
-             INSERT INTO lots (id, organization_id, participant_id, asset_id, program_id, journal_entry_id,
+             INSERT INTO lots (id, organization_id, holder_type, holder_id, asset_id, program_id, journal_entry_id,
                                parent_lot_id, amount, remaining, status, reference_id, provisional, earned_at,
                                expires_at, matures_at)
-             SELECT $2, organization_id, participant_id, asset_id, program_id, $4, id, $3, $3, $5,
+             SELECT $2, organization_id, holder_type, holder_id, asset_id, program_id, $4, id, $3, $3, $5,
                     COALESCE($6, reference_id), provisional, earned_at, expires_at, matures_at
                FROM parent",
         )
@@ -258,10 +258,10 @@ pub async fn restore(
             (true, LotStatus::Held | LotStatus::Deferred) => {
                 let id = Uuid::now_v7();
                 sqlx::query(
-                    "INSERT INTO lots (id, organization_id, participant_id, asset_id, program_id, journal_entry_id,
+                    "INSERT INTO lots (id, organization_id, holder_type, holder_id, asset_id, program_id, journal_entry_id,
                                        parent_lot_id, amount, remaining, status, reference_id, provisional,
                                        earned_at, expires_at, matures_at)
-                     SELECT $2, organization_id, participant_id, asset_id, program_id, $3, id, $4, $4,
+                     SELECT $2, organization_id, holder_type, holder_id, asset_id, program_id, $3, id, $4, $4,
                             'AVAILABLE', reference_id, false, earned_at, expires_at, matures_at
                        FROM lots WHERE id = $1",
                 )
@@ -305,7 +305,8 @@ pub async fn restore(
 pub struct NewLot {
     pub organization_id: Uuid,
     pub program_id: Uuid,
-    pub participant: Uuid,
+    /// A participant or a group.
+    pub holder: super::Owner,
     pub asset_id: Uuid,
     pub amount: Decimal,
     pub bucket: Bucket,
@@ -340,7 +341,8 @@ pub async fn create(conn: &mut PgConnection, lots: &[(Uuid, &NewLot)]) -> sqlx::
         }
         c.ids.push(id);
         c.organizations.push(lot.organization_id);
-        c.participants.push(lot.participant);
+        c.kinds.push(lot.holder.entity_type());
+        c.holders.push(lot.holder.entity_id().unwrap_or_default());
         c.assets.push(lot.asset_id);
         c.programs.push(lot.program_id);
         c.entries.push(*entry_id);
@@ -353,19 +355,20 @@ pub async fn create(conn: &mut PgConnection, lots: &[(Uuid, &NewLot)]) -> sqlx::
         c.matures.push(lot.spec.matures_at);
     }
     sqlx::query(
-        "INSERT INTO lots (id, organization_id, participant_id, asset_id, program_id, journal_entry_id, amount,
-                           remaining, status, reference_id, provisional, earned_at, expires_at, matures_at)
-         SELECT id, organization_id, participant_id, asset_id, program_id, journal_entry_id, amount, remaining,
-                CASE WHEN remaining = 0 THEN 'CONSUMED' ELSE bucket END, reference_id, provisional, now(),
-                expires_at, matures_at
+        "INSERT INTO lots (id, organization_id, holder_type, holder_id, asset_id, program_id, journal_entry_id,
+                           amount, remaining, status, reference_id, provisional, earned_at, expires_at, matures_at)
+         SELECT id, organization_id, holder_type, holder_id, asset_id, program_id, journal_entry_id, amount,
+                remaining, CASE WHEN remaining = 0 THEN 'CONSUMED' ELSE bucket END, reference_id, provisional,
+                now(), expires_at, matures_at
            FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::numeric[],
-                       $8::numeric[], $9::text[], $10::text[], $11::bool[], $12::timestamptz[], $13::timestamptz[])
-                AS t(id, organization_id, participant_id, asset_id, program_id, journal_entry_id, amount,
-                     remaining, bucket, reference_id, provisional, expires_at, matures_at)",
+                       $8::numeric[], $9::text[], $10::text[], $11::bool[], $12::timestamptz[], $13::timestamptz[],
+                       $14::text[])
+                AS t(id, organization_id, holder_id, asset_id, program_id, journal_entry_id, amount,
+                     remaining, bucket, reference_id, provisional, expires_at, matures_at, holder_type)",
     )
     .bind(&c.ids)
     .bind(&c.organizations)
-    .bind(&c.participants)
+    .bind(&c.holders)
     .bind(&c.assets)
     .bind(&c.programs)
     .bind(&c.entries)
@@ -376,6 +379,7 @@ pub async fn create(conn: &mut PgConnection, lots: &[(Uuid, &NewLot)]) -> sqlx::
     .bind(&c.provisional)
     .bind(&c.expires)
     .bind(&c.matures)
+    .bind(&c.kinds)
     .execute(&mut *conn)
     .await?;
     if !repaid.is_empty() {
@@ -388,7 +392,8 @@ pub async fn create(conn: &mut PgConnection, lots: &[(Uuid, &NewLot)]) -> sqlx::
 struct LotColumns<'a> {
     ids: Vec<Uuid>,
     organizations: Vec<Uuid>,
-    participants: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    holders: Vec<Uuid>,
     assets: Vec<Uuid>,
     programs: Vec<Uuid>,
     entries: Vec<Uuid>,
@@ -428,12 +433,21 @@ async fn link(
 pub struct DueLot {
     pub id: Uuid,
     pub organization_id: Uuid,
-    pub participant_id: Uuid,
+    holder_type: String,
+    holder_id: Uuid,
     pub asset_id: Uuid,
     pub program_id: Uuid,
     /// Due lots are in a bucket: AVAILABLE, HELD or DEFERRED.
     pub status: Bucket,
     pub remaining: Decimal,
+}
+
+impl DueLot {
+    /// The participant or group whose lot it is.
+    pub fn holder(&self) -> super::Owner {
+        super::Owner::from_row(&self.holder_type, Some(self.holder_id))
+            .unwrap_or(super::Owner::Participant(self.holder_id))
+    }
 }
 
 /// Which background pass: lots past `matures_at` become AVAILABLE (MATURITY entries); lots past
@@ -456,67 +470,72 @@ impl Due {
     }
 }
 
-/// The (participant, asset)s of these participants that have a lot due to expire or mature: what settling
-/// them would act on.
+/// The (holder, asset)s of these holders that have a lot due to expire or mature: what settling them would act
+/// on.
 pub async fn due_holdings(
     conn: &mut PgConnection,
-    participants: &[Uuid],
+    holders: &[Uuid],
 ) -> sqlx::Result<HashSet<(Uuid, Uuid)>> {
     let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
-        "SELECT participant_id, asset_id FROM lots WHERE participant_id = ANY($1) AND {}
+        "SELECT holder_id, asset_id FROM lots WHERE holder_id = ANY($1) AND {}
          UNION
-         SELECT participant_id, asset_id FROM lots WHERE participant_id = ANY($1) AND {}",
+         SELECT holder_id, asset_id FROM lots WHERE holder_id = ANY($1) AND {}",
         Due::Expiry.condition(),
         Due::Maturity.condition()
     ))
-    .bind(participants)
+    .bind(holders)
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().collect())
 }
 
-/// Finds up to `limit` due lots — of one holder when `holder` is given — and locks them, with their
-/// participants when the caller does not hold the holder's lock. Ordered by participant.
-pub async fn lock_due(
+/// Up to `limit` holders with a due lot (`holder` alone, for one of its assets, when given), in id order:
+/// whom the caller locks, before [`lock_due`], unless it holds the holder's lock already.
+pub async fn due_holders(
     conn: &mut PgConnection,
     due: Due,
     holder: Option<(Uuid, Uuid)>,
     limit: i64,
-) -> sqlx::Result<Vec<DueLot>> {
+) -> sqlx::Result<Vec<Uuid>> {
     let condition = due.condition();
-    // Walk the date's index: ordering a whole backlog by participant would make every batch read all of it.
+    // Walk the date's index: ordering a whole backlog by holder would make every batch read all of it.
     let order = match due {
         Due::Maturity => "matures_at",
         Due::Expiry => "expires_at",
     };
-    let (participant, asset) = holder.map_or((None, None), |(p, a)| (Some(p), Some(a)));
-    // Find first, lock participants in id order, then lock the lots: the lock order every writer uses.
-    let found: Vec<Uuid> = sqlx::query_scalar(&format!(
-        "SELECT participant_id FROM lots WHERE {condition}
-            AND ($1::uuid IS NULL OR (participant_id = $1 AND asset_id = $2))
+    let (one, asset) = holder.map_or((None, None), |(h, a)| (Some(h), Some(a)));
+    let mut found: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT holder_id FROM lots WHERE {condition}
+            AND ($1::uuid IS NULL OR (holder_id = $1 AND asset_id = $2))
           ORDER BY {order} LIMIT $3"
     ))
-    .bind(participant)
+    .bind(one)
     .bind(asset)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut participants = found;
-    participants.sort();
-    participants.dedup();
-    if holder.is_none() {
-        crate::participants::lock(conn, &participants).await?;
-    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+/// Locks up to `limit` due lots of these holders (of one asset when given), ordered by holder. The caller
+/// holds the holders' locks: holders first, then their lots, the lock order every writer uses.
+pub async fn lock_due(
+    conn: &mut PgConnection,
+    due: Due,
+    holders: &[Uuid],
+    asset: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<DueLot>> {
+    let condition = due.condition();
     sqlx::query_as(&format!(
-        "SELECT id, organization_id, participant_id, asset_id, program_id, status, remaining FROM lots
-          WHERE {condition} AND participant_id = ANY($1)
+        "SELECT id, organization_id, holder_type, holder_id, asset_id, program_id, status, remaining FROM lots
+          WHERE {condition} AND holder_id = ANY($1)
             AND ($2::uuid IS NULL OR asset_id = $2)
-          ORDER BY participant_id, id LIMIT $3 FOR UPDATE"
+          ORDER BY holder_id, id LIMIT $3 FOR UPDATE"
     ))
-    .bind(&participants)
+    .bind(holders)
     .bind(asset)
     .bind(limit)
     .fetch_all(&mut *conn)
@@ -621,19 +640,19 @@ pub struct LotFilter {
 /// E39: a holder's lots of one asset, oldest first.
 pub async fn list(
     conn: &mut PgConnection,
-    participant: Uuid,
+    holder: Uuid,
     asset_id: Uuid,
     f: &LotFilter,
 ) -> sqlx::Result<Vec<Lot>> {
     sqlx::query_as(&format!(
         "SELECT {LOT_COLUMNS} FROM lots
-          WHERE participant_id = $1 AND asset_id = $2
+          WHERE holder_id = $1 AND asset_id = $2
             AND ($3::uuid IS NULL OR program_id = $3) AND ($4::text IS NULL OR status = $4)
             AND ($5::timestamptz IS NULL OR expires_at < $5) AND ($6::timestamptz IS NULL OR expires_at > $6)
             AND ($7::text IS NULL OR reference_id = $7) AND ($8::uuid IS NULL OR id > $8)
           ORDER BY id LIMIT $9 + 1"
     ))
-    .bind(participant)
+    .bind(holder)
     .bind(asset_id)
     .bind(f.program_id)
     .bind(f.status)

@@ -53,6 +53,7 @@ crate::vocabulary!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Owner {
     Participant(Uuid),
+    Group(Uuid),
     Program(Uuid),
     /// Where a program with a LEDGER_ENTITY redemption target sends redeemed value.
     LedgerEntity(Uuid),
@@ -65,6 +66,7 @@ impl Owner {
     pub fn entity_type(self) -> &'static str {
         match self {
             Owner::Participant(_) => "PARTICIPANT",
+            Owner::Group(_) => "GROUP",
             Owner::Program(_) => "PROGRAM",
             Owner::LedgerEntity(_) => "LEDGER_ENTITY",
             Owner::Issuance => "SYSTEM_ISSUANCE",
@@ -75,7 +77,10 @@ impl Owner {
 
     pub fn entity_id(self) -> Option<Uuid> {
         match self {
-            Owner::Participant(id) | Owner::Program(id) | Owner::LedgerEntity(id) => Some(id),
+            Owner::Participant(id)
+            | Owner::Group(id)
+            | Owner::Program(id)
+            | Owner::LedgerEntity(id) => Some(id),
             Owner::Issuance | Owner::Breakage | Owner::Redemption => None,
         }
     }
@@ -84,6 +89,7 @@ impl Owner {
     fn from_row(entity_type: &str, entity_id: Option<Uuid>) -> Option<Owner> {
         match (entity_type, entity_id) {
             ("PARTICIPANT", Some(id)) => Some(Owner::Participant(id)),
+            ("GROUP", Some(id)) => Some(Owner::Group(id)),
             ("PROGRAM", Some(id)) => Some(Owner::Program(id)),
             ("LEDGER_ENTITY", Some(id)) => Some(Owner::LedgerEntity(id)),
             ("SYSTEM_ISSUANCE", None) => Some(Owner::Issuance),
@@ -166,7 +172,7 @@ pub struct NewEntry {
     pub reference_id: Option<String>,
     pub created_by_api_key_id: Option<Uuid>,
     pub postings: Vec<(AccountKey, Decimal)>,
-    /// Participant accounts this entry may take below zero (a DEBIT with `allow_negative`).
+    /// Participant and group accounts this entry may take below zero (a DEBIT with `allow_negative`).
     pub allow_negative: bool,
 }
 
@@ -275,7 +281,8 @@ pub async fn post(
     let id = Uuid::now_v7();
     let balances = write(conn, &[(id, organization_id, entry)], known).await?;
     let overdrawn = balances.iter().any(|(owner_type, balance)| {
-        *balance < Decimal::ZERO && !(entry.allow_negative && owner_type == "PARTICIPANT")
+        *balance < Decimal::ZERO
+            && !(entry.allow_negative && matches!(owner_type.as_str(), "PARTICIPANT" | "GROUP"))
     });
     if overdrawn {
         return Err(PostError::InsufficientBalance);
@@ -729,4 +736,52 @@ pub async fn statement(
             Cursor::at(r.created_at, r.posting_id)
         }),
     })
+}
+
+/// One asset's balance of a holder, in decimal strings at the asset's scale.
+#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
+pub struct BalanceRow {
+    pub asset_id: Uuid,
+    #[schema(ignore)]
+    pub scale: i16,
+    #[schema(value_type = String, example = "150")]
+    pub available: Decimal,
+    #[schema(value_type = String, example = "0")]
+    pub held: Decimal,
+    #[schema(value_type = String, example = "0")]
+    pub deferred: Decimal,
+}
+
+impl Serialize for BalanceRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "asset_id": self.asset_id,
+            "available": crate::money::format(self.available, self.scale),
+            "held": crate::money::format(self.held, self.scale),
+            "deferred": crate::money::format(self.deferred, self.scale),
+        })
+        .serialize(s)
+    }
+}
+
+/// A holder's balances per asset (see [`repo::balances_of`]).
+pub async fn balances_of(
+    db: impl sqlx::PgExecutor<'_>,
+    organization_id: Uuid,
+    holder: Owner,
+    asset_id: Option<Uuid>,
+    program_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: Option<i64>,
+) -> sqlx::Result<Vec<BalanceRow>> {
+    repo::balances_of(
+        db,
+        organization_id,
+        holder,
+        asset_id,
+        program_id,
+        after,
+        limit,
+    )
+    .await
 }

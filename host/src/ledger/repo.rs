@@ -1,4 +1,4 @@
-use super::{AccountKey, Bucket, EntryFilter, EntryRow, NewEntry, PostingRow};
+use super::{AccountKey, BalanceRow, Bucket, EntryFilter, EntryRow, NewEntry, Owner, PostingRow};
 use crate::pagination::Order;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -452,5 +452,42 @@ pub async fn statement_lines(
     .bind(after_id)
     .bind(f.page.limit)
     .fetch_all(pool)
+    .await
+}
+
+/// A holder's balances per asset, from its materialised accounts, ordered by asset id after `after`; only the
+/// assets linked to `program_id` when given; `limit` `None` reads them all.
+pub async fn balances_of(
+    db: impl sqlx::PgExecutor<'_>,
+    organization_id: Uuid,
+    holder: Owner,
+    asset_id: Option<Uuid>,
+    program_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: Option<i64>,
+) -> sqlx::Result<Vec<BalanceRow>> {
+    sqlx::query_as(
+        "SELECT a.asset_id, s.scale,
+                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'AVAILABLE'), 0) AS available,
+                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'HELD'), 0) AS held,
+                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'DEFERRED'), 0) AS deferred
+           FROM accounts a JOIN assets s ON s.id = a.asset_id
+          WHERE a.organization_id = $1 AND a.entity_type = $6 AND a.entity_id = $2
+            AND ($3::uuid IS NULL OR a.asset_id = $3)
+            AND ($4::uuid IS NULL OR a.asset_id > $4)
+            AND ($7::uuid IS NULL OR EXISTS (
+                    SELECT 1 FROM program_assets l WHERE l.program_id = $7 AND l.asset_id = a.asset_id))
+          GROUP BY a.asset_id, s.scale
+          ORDER BY a.asset_id
+          LIMIT $5",
+    )
+    .bind(organization_id)
+    .bind(holder.entity_id())
+    .bind(asset_id)
+    .bind(after)
+    .bind(limit)
+    .bind(holder.entity_type())
+    .bind(program_id)
+    .fetch_all(db)
     .await
 }

@@ -10,19 +10,15 @@ use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-/// Settles one holder's lots of one asset; the caller holds the participant's lock.
-pub async fn settle(
-    conn: &mut PgConnection,
-    participant: Uuid,
-    asset_id: Uuid,
-) -> sqlx::Result<()> {
-    settle_due(conn, Due::Expiry, Some((participant, asset_id)), i64::MAX).await?;
-    settle_due(conn, Due::Maturity, Some((participant, asset_id)), i64::MAX).await?;
+/// Settles one holder's lots of one asset; the caller holds the holder's lock.
+pub async fn settle(conn: &mut PgConnection, holder: Uuid, asset_id: Uuid) -> sqlx::Result<()> {
+    settle_due(conn, Due::Expiry, Some((holder, asset_id)), i64::MAX).await?;
+    settle_due(conn, Due::Maturity, Some((holder, asset_id)), i64::MAX).await?;
     Ok(())
 }
 
 /// Processes up to `limit` due lots — of one holder when `holder` is given — in the caller's transaction:
-/// one entry per participant, asset and program. Returns how many lots it processed; rerunning it finds
+/// one entry per holder, asset and program. Returns how many lots it processed; rerunning it finds
 /// nothing done twice, since processed lots are no longer due.
 pub async fn settle_due(
     conn: &mut PgConnection,
@@ -30,15 +26,23 @@ pub async fn settle_due(
     holder: Option<(Uuid, Uuid)>,
     limit: i64,
 ) -> sqlx::Result<usize> {
-    let due_lots = lots::lock_due(conn, due, holder, limit).await?;
+    let holders = lots::due_holders(conn, due, holder, limit).await?;
+    if holders.is_empty() {
+        return Ok(0);
+    }
+    if holder.is_none() {
+        crate::participants::lock(conn, &holders).await?;
+        crate::groups::lock_many(conn, &holders).await?;
+    }
+    let due_lots = lots::lock_due(conn, due, &holders, holder.map(|(_, a)| a), limit).await?;
     if due_lots.is_empty() {
         return Ok(0);
     }
-    let mut groups: BTreeMap<(Uuid, Uuid, Uuid, Uuid), Vec<&DueLot>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Uuid, Owner, Uuid, Uuid), Vec<&DueLot>> = BTreeMap::new();
     for lot in &due_lots {
         let key = (
             lot.organization_id,
-            lot.participant_id,
+            lot.holder(),
             lot.asset_id,
             lot.program_id,
         );
@@ -50,12 +54,12 @@ pub async fn settle_due(
     };
     let mut entries = Vec::with_capacity(groups.len());
     let mut entry_of: HashMap<Uuid, Uuid> = HashMap::new();
-    for ((organization_id, participant, asset_id, program_id), group) in &groups {
+    for ((organization_id, owner, asset_id, program_id), group) in &groups {
         let mut per_bucket: BTreeMap<Bucket, Decimal> = BTreeMap::new();
         for lot in group {
             *per_bucket.entry(lot.status).or_default() += lot.remaining;
         }
-        let holder = |bucket| AccountKey::new(Owner::Participant(*participant), *asset_id, bucket);
+        let holder = |bucket| AccountKey::new(*owner, *asset_id, bucket);
         let to = match due {
             Due::Maturity => holder(Bucket::Available),
             Due::Expiry => AccountKey::new(Owner::Breakage, *asset_id, Bucket::Available),

@@ -9,6 +9,7 @@ pub mod due;
 
 use crate::assets::{Asset, AssetStatus, IssuancePolicy};
 use crate::error::{Error, FieldError, Result};
+use crate::holders::Holder;
 use crate::ledger::lots::{self, LotSpec, NewLot, Plan, Selector};
 use crate::ledger::{
     self, AccountKey, Bucket, EntryType, KnownAccounts, NewEntry, Owner, PostError,
@@ -48,11 +49,11 @@ impl Operation {
     }
 
     /// The bucket the value leaves, and where it goes.
-    fn movement(self, participant: Uuid, source: Owner) -> (Bucket, Owner, Bucket) {
+    fn movement(self, holder: Owner, source: Owner) -> (Bucket, Owner, Bucket) {
         use Bucket::{Available, Held};
         match self {
-            Operation::Hold => (Available, Owner::Participant(participant), Held),
-            Operation::Release => (Held, Owner::Participant(participant), Available),
+            Operation::Hold => (Available, holder, Held),
+            Operation::Release => (Held, holder, Available),
             Operation::Forfeit { bucket } => (bucket, Owner::Breakage, Available),
             Operation::VoidHold => (Held, source, Available),
         }
@@ -88,7 +89,7 @@ pub enum Kind {
     /// The program wallet's value to breakage.
     Burn { amount: Decimal },
     /// From the holder's AVAILABLE to each recipient's, in one entry; each recipient gets a fresh lot.
-    Transfer { recipients: Vec<(Uuid, Decimal)> },
+    Transfer { recipients: Vec<(Holder, Decimal)> },
     /// From the holder's AVAILABLE to `target`, the program's redemption target, oldest lots first.
     Redeem { amount: Decimal, target: Owner },
     /// Back from `target` to the holder's AVAILABLE, undoing part of the redemption entry `redemption`: on LOT
@@ -115,10 +116,10 @@ impl Kind {
     }
 }
 
-/// Whose account: a participant's, or the wallet of the movement's program (fund and burn).
+/// Whose account: a participant's or a group's, or the wallet of the movement's program (fund and burn).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Holder {
-    Participant(Uuid),
+pub enum Account {
+    Holder(Holder),
     ProgramWallet,
 }
 
@@ -136,7 +137,7 @@ pub struct Movement<'a> {
     pub organization_id: Uuid,
     pub program_id: Uuid,
     pub asset: &'a Asset,
-    pub holder: Holder,
+    pub account: Account,
     pub kind: Kind,
     pub origin: Origin,
     pub description: Option<String>,
@@ -181,22 +182,22 @@ pub struct Moved {
     pub settled_hold: Option<Decimal>,
 }
 
-/// Plans a movement in the caller's transaction. The caller holds the locks of the participants involved and
+/// Plans a movement in the caller's transaction. The caller holds the locks of the holders involved and
 /// has checked they may take part; on LOT assets (unless `known_clear`) the lots read here are locked too.
 pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> {
     let asset = m.asset;
-    // Participants' value stays where it is once its asset is archived; a program wallet can still be funded
-    // and burned.
+    // Holders' value stays where it is once its asset is archived; a program wallet can still be funded and
+    // burned.
     let wallet = matches!(m.kind, Kind::Fund { .. } | Kind::Burn { .. });
     if asset.status != AssetStatus::Active && !wallet {
         return Err(Error::conflict("the asset is archived"));
     }
-    let participant = match (m.holder, wallet) {
-        (Holder::ProgramWallet, true) => None,
-        (Holder::Participant(id), false) => Some(id),
+    let holder = match (m.account, wallet) {
+        (Account::ProgramWallet, true) => None,
+        (Account::Holder(holder), false) => Some(holder),
         _ => {
             return Err(Error::Internal(
-                "fund and burn move a program wallet; every other movement a participant's account"
+                "fund and burn move a program wallet; every other movement a holder's account"
                     .into(),
             ));
         }
@@ -229,12 +230,14 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
         }
         Origin::Operation { api_key_id } => planned.entry.created_by_api_key_id = Some(api_key_id),
     }
-    if let Some(participant) = participant
+    if let Some(holder) = holder
         && settles
     {
-        due::settle(conn, participant, asset.id).await?;
+        due::settle(conn, holder.id(), asset.id).await?;
     }
-    let holder = participant.map_or(Owner::Program(m.program_id), Owner::Participant);
+    let owner = holder.map_or(Owner::Program(m.program_id), Holder::owner);
+    // A movement of value other than a program wallet's names its holder.
+    let of_holder = || holder.ok_or_else(|| Error::Internal("no holder to move value of".into()));
     match &m.kind {
         Kind::Credit {
             amount,
@@ -242,21 +245,21 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
             lot,
         } => {
             check(asset, "amount", *amount)?;
-            let participant = participant.unwrap_or_default();
+            let holder = of_holder()?;
             let bucket = match asset.has_lots() {
                 true => lot.bucket(*requested, chrono::Utc::now()),
                 false => *requested,
             };
             planned.amount = *amount;
             planned.entry.postings = vec![
-                (account(holder, bucket), *amount),
+                (account(owner, bucket), *amount),
                 (account(source, Bucket::Available), -*amount),
             ];
             if asset.has_lots() {
                 // A provisional accrual and its settlement are found by their reference (E116's filter).
                 planned.entry.reference_id = lot.reference_id.clone();
                 let debt = match bucket == Bucket::Available && settles {
-                    true => debt_of(conn, m.organization_id, participant, asset).await?,
+                    true => debt_of(conn, m.organization_id, owner, asset).await?,
                     false => Decimal::ZERO,
                 };
                 // Settlement: what provisional HELD lots with this reference held goes back to its source in
@@ -270,11 +273,11 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                         ..Selector::default()
                     };
                     let held =
-                        lots::plan(conn, participant, asset.id, Bucket::Held, None, &selector)
+                        lots::plan(conn, holder.id(), asset.id, Bucket::Held, None, &selector)
                             .await?;
                     if held.total > Decimal::ZERO {
                         planned.entry.postings.extend([
-                            (account(holder, Bucket::Held), -held.total),
+                            (account(owner, Bucket::Held), -held.total),
                             (account(source, Bucket::Available), held.total),
                         ]);
                         planned.settled = Some(held);
@@ -283,7 +286,7 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                 planned.created.push(NewLot {
                     organization_id: m.organization_id,
                     program_id: m.program_id,
-                    participant,
+                    holder: owner,
                     asset_id: asset.id,
                     amount: *amount,
                     bucket,
@@ -300,20 +303,19 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
         } => {
             check(asset, "amount", *amount)?;
             let overdraft = *allow_negative && *bucket == Bucket::Available;
-            if let (Some(participant), true) = (participant, settles) {
-                let plan = spend(conn, participant, asset, *bucket, *amount, overdraft).await?;
+            if let (Some(holder), true) = (holder, settles) {
+                let plan = spend(conn, holder.id(), asset, *bucket, *amount, overdraft).await?;
                 planned.taken = Some((plan, LotChange::Consume));
             }
             planned.amount = *amount;
             planned.entry.allow_negative = overdraft;
             planned.entry.postings = vec![
-                (account(holder, *bucket), -*amount),
+                (account(owner, *bucket), -*amount),
                 (account(source, Bucket::Available), *amount),
             ];
         }
         Kind::Operation { op, amount, lots } => {
-            let participant = participant.unwrap_or_default();
-            operation(conn, m, &mut planned, participant, *op, *amount, lots).await?;
+            operation(conn, m, &mut planned, of_holder()?, *op, *amount, lots).await?;
         }
         Kind::Fund { amount } | Kind::Burn { amount } => {
             if asset.issuance_policy != IssuancePolicy::Prefunded {
@@ -331,12 +333,12 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
             };
             planned.amount = *amount;
             planned.entry.postings = vec![
-                (account(holder, Bucket::Available), signed),
+                (account(owner, Bucket::Available), signed),
                 (account(other, Bucket::Available), -signed),
             ];
         }
         Kind::Transfer { recipients } => {
-            let source_participant = participant.unwrap_or_default();
+            let source = of_holder()?;
             let mut total = Decimal::ZERO;
             for (i, (id, amount)) in recipients.iter().enumerate() {
                 check(asset, &format!("recipients[{i}].amount"), *amount)?;
@@ -344,50 +346,48 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                 planned
                     .entry
                     .postings
-                    .push((account(Owner::Participant(*id), Bucket::Available), *amount));
+                    .push((account(id.owner(), Bucket::Available), *amount));
             }
             planned
                 .entry
                 .postings
-                .push((account(holder, Bucket::Available), -total));
+                .push((account(owner, Bucket::Available), -total));
             planned.amount = total;
             if settles {
-                let plan = spend(
-                    conn,
-                    source_participant,
-                    asset,
-                    Bucket::Available,
-                    total,
-                    false,
-                )
-                .await?;
+                let plan = spend(conn, source.id(), asset, Bucket::Available, total, false).await?;
                 planned.taken = Some((plan, LotChange::Consume));
                 for (id, amount) in recipients {
                     planned.created.push(NewLot {
                         organization_id: m.organization_id,
                         program_id: m.program_id,
-                        participant: *id,
+                        holder: id.owner(),
                         asset_id: asset.id,
                         amount: *amount,
                         bucket: Bucket::Available,
                         spec: LotSpec::default(),
                         provisional: false,
-                        debt: debt_of(conn, m.organization_id, *id, asset).await?,
+                        debt: debt_of(conn, m.organization_id, id.owner(), asset).await?,
                     });
                 }
             }
         }
         Kind::Redeem { amount, target } => {
             check(asset, "amount", *amount)?;
-            let participant = participant.unwrap_or_default();
             if settles {
-                let plan =
-                    spend(conn, participant, asset, Bucket::Available, *amount, false).await?;
+                let plan = spend(
+                    conn,
+                    of_holder()?.id(),
+                    asset,
+                    Bucket::Available,
+                    *amount,
+                    false,
+                )
+                .await?;
                 planned.taken = Some((plan, LotChange::Consume));
             }
             planned.amount = *amount;
             planned.entry.postings = vec![
-                (account(holder, Bucket::Available), -*amount),
+                (account(owner, Bucket::Available), -*amount),
                 (account(*target, Bucket::Available), *amount),
             ];
         }
@@ -396,7 +396,6 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
             target,
             redemption,
         } => {
-            let participant = participant.unwrap_or_default();
             if asset.has_lots() {
                 let plan = lots::plan_restore(conn, *redemption, *amount).await?;
                 if plan.total != *amount {
@@ -404,31 +403,31 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                         "redemption entry {redemption} consumed less than the {amount} to restore"
                     )));
                 }
-                let debt = debt_of(conn, m.organization_id, participant, asset).await?;
+                let debt = debt_of(conn, m.organization_id, owner, asset).await?;
                 planned.restored = Some((plan, *redemption, debt));
             }
             planned.amount = *amount;
             planned.entry.postings = vec![
                 (account(*target, Bucket::Available), -*amount),
-                (account(holder, Bucket::Available), *amount),
+                (account(owner, Bucket::Available), *amount),
             ];
         }
     }
     Ok(planned)
 }
 
-/// Plans spending `amount` of the participant's lots in `bucket`, oldest first; less than that is
+/// Plans spending `amount` of the holder's lots in `bucket`, oldest first; less than that is
 /// `Insufficient` unless an overdraft may cover the rest.
 async fn spend(
     conn: &mut PgConnection,
-    participant: Uuid,
+    holder: Uuid,
     asset: &Asset,
     bucket: Bucket,
     amount: Decimal,
     overdraft: bool,
 ) -> Result<Plan> {
     let selector = Selector::default();
-    let plan = lots::plan(conn, participant, asset.id, bucket, Some(amount), &selector).await?;
+    let plan = lots::plan(conn, holder, asset.id, bucket, Some(amount), &selector).await?;
     if plan.total < amount && !overdraft {
         return Err(Error::Insufficient("insufficient balance".into()));
     }
@@ -440,13 +439,13 @@ async fn operation(
     conn: &mut PgConnection,
     m: &Movement<'_>,
     planned: &mut Planned,
-    participant: Uuid,
+    holder: Holder,
     op: Operation,
     amount: Option<Decimal>,
     selector: &Selector,
 ) -> Result<()> {
     let asset = m.asset;
-    let (from_bucket, to, to_bucket) = op.movement(participant, asset.source(m.program_id));
+    let (from_bucket, to, to_bucket) = op.movement(holder.owner(), asset.source(m.program_id));
     if let Some(amount) = amount {
         check(asset, "amount", amount)?;
     }
@@ -464,7 +463,7 @@ async fn operation(
                 },
                 _ => selector.clone(),
             };
-            Some(lots::plan(conn, participant, asset.id, from_bucket, amount, &selection).await?)
+            Some(lots::plan(conn, holder.id(), asset.id, from_bucket, amount, &selection).await?)
         }
         _ if op == Operation::VoidHold => {
             return Err(Error::invalid(FieldError::invalid(
@@ -493,14 +492,9 @@ async fn operation(
         }
         (Some(plan), _) => plan.total,
         (None, Some(amount)) => amount,
-        (None, None) => ledger::snapshot(
-            conn,
-            m.organization_id,
-            Owner::Participant(participant),
-            asset.id,
-        )
-        .await?
-        .bucket(from_bucket),
+        (None, None) => ledger::snapshot(conn, m.organization_id, holder.owner(), asset.id)
+            .await?
+            .bucket(from_bucket),
     };
     if amount <= Decimal::ZERO {
         return Err(Error::Insufficient(format!(
@@ -511,7 +505,7 @@ async fn operation(
     planned.entry.reference_id = selector.reference_id.clone();
     planned.entry.postings = vec![
         (
-            AccountKey::new(Owner::Participant(participant), asset.id, from_bucket),
+            AccountKey::new(holder.owner(), asset.id, from_bucket),
             -amount,
         ),
         (AccountKey::new(to, asset.id, to_bucket), amount),
@@ -538,21 +532,16 @@ fn check(asset: &Asset, field: &str, amount: Decimal) -> Result<()> {
     asset.check_amount(field, amount).map_err(Error::invalid)
 }
 
-/// What a participant's AVAILABLE balance is below zero: an overdraft the next credit repays first.
+/// What a holder's AVAILABLE balance is below zero: an overdraft the next credit repays first.
 async fn debt_of(
     conn: &mut PgConnection,
     organization_id: Uuid,
-    participant: Uuid,
+    holder: Owner,
     asset: &Asset,
 ) -> Result<Decimal> {
-    let available = ledger::snapshot(
-        conn,
-        organization_id,
-        Owner::Participant(participant),
-        asset.id,
-    )
-    .await?
-    .available;
+    let available = ledger::snapshot(conn, organization_id, holder, asset.id)
+        .await?
+        .available;
     Ok(-available.min(Decimal::ZERO))
 }
 

@@ -3,15 +3,14 @@
 //! updated by one transaction at a time; several participants are locked in id order.
 
 mod repo;
-pub mod state;
 
 use crate::error::{Error, FieldError, OnConstraint, Result};
-use crate::money;
+use crate::holders::state;
+use crate::ledger::{BalanceRow, Owner};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::validation::SortDir;
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, PgPool};
@@ -109,32 +108,6 @@ impl State {
             counters: sqlx::types::Json(Map::new()),
             programs: Vec::new(),
         }
-    }
-}
-
-/// One asset's balance of a holder, in decimal strings at the asset's scale.
-#[derive(Debug, Clone, sqlx::FromRow, utoipa::ToSchema)]
-pub struct BalanceRow {
-    pub asset_id: Uuid,
-    #[schema(ignore)]
-    pub scale: i16,
-    #[schema(value_type = String, example = "150")]
-    pub available: Decimal,
-    #[schema(value_type = String, example = "0")]
-    pub held: Decimal,
-    #[schema(value_type = String, example = "0")]
-    pub deferred: Decimal,
-}
-
-impl Serialize for BalanceRow {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        serde_json::json!({
-            "asset_id": self.asset_id,
-            "available": money::format(self.available, self.scale),
-            "held": money::format(self.held, self.scale),
-            "deferred": money::format(self.deferred, self.scale),
-        })
-        .serialize(s)
     }
 }
 
@@ -263,7 +236,16 @@ pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Detail> {
         .into_iter()
         .map(|c| (c.key, Value::String(c.value.normalize().to_string())))
         .collect();
-    let balances = repo::balances(pool, actor.organization_id, id, None, None, None).await?;
+    let balances = crate::ledger::balances_of(
+        pool,
+        actor.organization_id,
+        Owner::Participant(id),
+        None,
+        None,
+        None,
+        None,
+    )
+    .await?;
     Ok(Detail {
         participant,
         attributes: attributes.0,
@@ -308,7 +290,16 @@ pub async fn available_balances(
     organization_id: Uuid,
     id: Uuid,
 ) -> sqlx::Result<Vec<(String, String)>> {
-    let rows = repo::balances(conn, organization_id, id, None, None, None).await?;
+    let rows = crate::ledger::balances_of(
+        conn,
+        organization_id,
+        Owner::Participant(id),
+        None,
+        None,
+        None,
+        None,
+    )
+    .await?;
     Ok(rows
         .into_iter()
         .map(|b| {
@@ -331,11 +322,12 @@ pub async fn balances(
         .await?
         .ok_or(Error::NotFound("participant"))?;
     let (after, limit) = (page.cursor.map(|c| c.id), page.limit);
-    let rows = repo::balances(
+    let rows = crate::ledger::balances_of(
         pool,
         actor.organization_id,
-        id,
+        Owner::Participant(id),
         asset_id,
+        None,
         after,
         Some(limit + 1),
     )
@@ -467,112 +459,6 @@ pub async fn set_status(
     repo::set_status(&mut tx, id, status).await?;
     tx.commit().await?;
     get(pool, actor, id).await
-}
-
-pub async fn tags(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Vec<String>> {
-    let (mut tx, _) = locked(pool, actor, id).await?;
-    Ok(state::tags(&mut tx, id).await?)
-}
-
-pub async fn replace_tags(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    tags: &[String],
-) -> Result<Vec<String>> {
-    let (mut tx, origin) = locked(pool, actor, id).await?;
-    state::replace_tags(&mut tx, &origin, id, &normalize_tags(tags)).await?;
-    let tags = state::tags(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(tags)
-}
-
-/// Adds a tag; `true` when it was not there before.
-pub async fn add_tag(pool: &PgPool, actor: &Actor, id: Uuid, tag: &str) -> Result<bool> {
-    let (mut tx, origin) = locked(pool, actor, id).await?;
-    let added = state::set_tag(&mut tx, &origin, id, tag, true).await?;
-    tx.commit().await?;
-    Ok(added)
-}
-
-pub async fn remove_tag(pool: &PgPool, actor: &Actor, id: Uuid, tag: &str) -> Result<()> {
-    let (mut tx, origin) = locked(pool, actor, id).await?;
-    state::set_tag(&mut tx, &origin, id, tag, false).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub async fn attributes(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Vec<(String, String)>> {
-    let (mut tx, _) = locked(pool, actor, id).await?;
-    Ok(state::attributes(&mut tx, id).await?)
-}
-
-/// Sets each attribute given (E27, E28); returns all attributes.
-pub async fn set_attributes(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    pairs: &[(String, String)],
-) -> Result<Vec<(String, String)>> {
-    let (mut tx, origin) = locked(pool, actor, id).await?;
-    for (key, value) in pairs {
-        state::set_attribute(&mut tx, &origin, id, key, value).await?;
-    }
-    let attributes = state::attributes(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(attributes)
-}
-
-pub async fn remove_attribute(pool: &PgPool, actor: &Actor, id: Uuid, key: &str) -> Result<()> {
-    let (mut tx, origin) = locked(pool, actor, id).await?;
-    state::remove_attribute(&mut tx, &origin, id, key).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub async fn counters(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Vec<state::Counter>> {
-    let (mut tx, _) = locked(pool, actor, id).await?;
-    Ok(state::counters(&mut tx, id).await?)
-}
-
-pub async fn counter(pool: &PgPool, actor: &Actor, id: Uuid, key: &str) -> Result<state::Counter> {
-    let (mut tx, _) = locked(pool, actor, id).await?;
-    state::counter(&mut tx, id, key)
-        .await?
-        .ok_or(Error::NotFound("counter"))
-}
-
-pub async fn set_counter(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    key: &str,
-    value: Decimal,
-    window: state::WindowChange,
-) -> Result<state::Counter> {
-    let (mut tx, origin) = locked(pool, actor, id).await?;
-    let counter = state::set_counter(&mut tx, &origin, id, key, value, window).await?;
-    tx.commit().await?;
-    Ok(counter)
-}
-
-pub async fn delete_counter(pool: &PgPool, actor: &Actor, id: Uuid, key: &str) -> Result<()> {
-    let (mut tx, origin) = locked(pool, actor, id).await?;
-    state::delete_counter(&mut tx, &origin, id, key).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub async fn state_history(
-    pool: &PgPool,
-    actor: &Actor,
-    id: Uuid,
-    filter: state::HistoryFilter,
-) -> Result<Page<state::HistoryEntry>> {
-    repo::find(pool, actor.organization_id, id)
-        .await?
-        .ok_or(Error::NotFound("participant"))?;
-    Ok(state::history(pool, id, &filter).await?)
 }
 
 /// Of these `(organization, external id)`s, the ones this transaction may create a participant for: each is

@@ -1,4 +1,4 @@
-use super::{BalanceRow, Order, Participant, ParticipantFilter, State, Upsert, Wait};
+use super::{Order, Participant, ParticipantFilter, State, Upsert, Wait};
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -180,9 +180,9 @@ pub async fn find(
 type InlineState = (Vec<String>, Json<Map<String, Value>>, Vec<Uuid>);
 
 const TAGS_AND_ATTRIBUTES: &str = "
-    ARRAY(SELECT tag FROM participant_tags WHERE participant_id = p.id ORDER BY tag) AS tags,
-    (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM participant_attributes
-      WHERE participant_id = p.id) AS attributes";
+    ARRAY(SELECT tag FROM holder_tags WHERE holder_id = p.id ORDER BY tag) AS tags,
+    (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM holder_attributes
+      WHERE holder_id = p.id) AS attributes";
 
 pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> {
     sqlx::query_as(&format!(
@@ -230,7 +230,7 @@ pub async fn lock_states(
                 (SELECT COALESCE(jsonb_object_agg(c.key, CASE WHEN c.reset_after_ms IS NOT NULL
                         AND c.last_reset_at + c.reset_after_ms * interval '1 millisecond' <= now()
                         THEN 0 ELSE c.value END), '{{}}')
-                   FROM participant_counters c WHERE c.participant_id = p.id) AS counters,
+                   FROM holder_counters c WHERE c.holder_id = p.id) AS counters,
                 ARRAY(SELECT program_id FROM participant_programs
                        WHERE participant_id = p.id AND status = 'ACTIVE') AS programs
            FROM participants p JOIN locked USING (id)"
@@ -304,38 +304,6 @@ pub async fn list(
     crate::search::push_range(&mut q, "created_at", f.from, f.to);
     order.push(&mut q, "id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
-}
-
-/// Balances per asset, from the materialised participant accounts, ordered by asset id after `after`;
-/// `limit` `None` reads them all.
-pub async fn balances(
-    db: impl sqlx::PgExecutor<'_>,
-    organization_id: Uuid,
-    id: Uuid,
-    asset_id: Option<Uuid>,
-    after: Option<Uuid>,
-    limit: Option<i64>,
-) -> sqlx::Result<Vec<BalanceRow>> {
-    sqlx::query_as(
-        "SELECT a.asset_id, s.scale,
-                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'AVAILABLE'), 0) AS available,
-                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'HELD'), 0) AS held,
-                COALESCE(sum(a.balance) FILTER (WHERE a.bucket = 'DEFERRED'), 0) AS deferred
-           FROM accounts a JOIN assets s ON s.id = a.asset_id
-          WHERE a.organization_id = $1 AND a.entity_type = 'PARTICIPANT' AND a.entity_id = $2
-            AND ($3::uuid IS NULL OR a.asset_id = $3)
-            AND ($4::uuid IS NULL OR a.asset_id > $4)
-          GROUP BY a.asset_id, s.scale
-          ORDER BY a.asset_id
-          LIMIT $5",
-    )
-    .bind(organization_id)
-    .bind(id)
-    .bind(asset_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await
 }
 
 /// E20's profile fields: `None` keeps a field, `Some("")` clears it.

@@ -8,8 +8,9 @@
 mod repo;
 
 use crate::error::{Error, FieldError, Result};
+use crate::holders::Holder;
 use crate::idempotency::{self, Claim, Key};
-use crate::movement::{self, Holder, Kind, Movement, Origin};
+use crate::movement::{self, Account, Kind, Movement, Origin};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::rewards::{self, RedemptionType, Reward};
@@ -247,9 +248,15 @@ async fn redeem(
                 .asset_id
         }
     };
-    let asset =
-        crate::balances::prepare(&mut tx, actor, &[participant], program_id, asset_id, true)
-            .await?;
+    let asset = crate::balances::prepare(
+        &mut tx,
+        actor,
+        &[Holder::Participant(participant)],
+        program_id,
+        asset_id,
+        true,
+    )
+    .await?;
     let (amount, description, item) = match spend {
         Spend::Amount {
             amount,
@@ -278,7 +285,7 @@ async fn redeem(
             organization_id: org,
             program_id,
             asset: &asset,
-            holder: Holder::Participant(participant),
+            account: Account::Holder(Holder::Participant(participant)),
             kind: Kind::Redeem {
                 amount,
                 target: target.owner()?,
@@ -442,7 +449,7 @@ pub async fn reverse(
     let asset = crate::balances::prepare(
         &mut tx,
         actor,
-        &[found.participant_id],
+        &[Holder::Participant(found.participant_id)],
         found.program_id,
         found.asset_id,
         false,
@@ -466,7 +473,7 @@ pub async fn reverse(
             organization_id: org,
             program_id: redemption.program_id,
             asset: &asset,
-            holder: Holder::Participant(redemption.participant_id),
+            account: Account::Holder(Holder::Participant(redemption.participant_id)),
             kind: Kind::Unredeem {
                 amount,
                 target,

@@ -24,11 +24,14 @@ crate::vocabulary!(
     }
 );
 crate::vocabulary!(
-    /// What an action's target names (groups will join).
+    /// What an action's target names.
     pub enum TargetType {
         Participant = "PARTICIPANT",
         /// The event's program itself: TAG and UNTAG only.
         Program = "PROGRAM",
+        /// A group by `id`, or without one the group of the event's participant (its recipient if it has
+        /// one): the ACTIVE group they joined first.
+        Group = "GROUP",
     }
 );
 crate::api_enum!(pub CreditBucket = CREDIT_BUCKETS ["AVAILABLE", "HELD"]);

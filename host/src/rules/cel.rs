@@ -43,6 +43,13 @@ impl std::fmt::Debug for Expression {
     }
 }
 
+impl Expression {
+    /// Whether it reads `group`, the event's participant's group.
+    pub fn reads_group(&self) -> bool {
+        mentions(&self.tree, &["group"])
+    }
+}
+
 /// Compiles `source`, or says why not in words meant for the rule author.
 pub fn compile(source: &str) -> Result<Expression, String> {
     if source.trim().is_empty() {
@@ -152,7 +159,7 @@ fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
-/// The variables an expression sees: `event`, `participant` and `now` (the event's timestamp). They are
+/// The variables an expression sees: `event`, `participant`, `group` and `now` (the event's timestamp). They are
 /// bound once per event, not per expression: binding converts the whole event into the interpreter's
 /// representation, which costs more than evaluating a typical condition.
 pub struct Variables {
@@ -167,6 +174,13 @@ impl Variables {
         context.add_variable_from_value("participant", participant);
         context.add_variable_from_value("now", Value::Timestamp(now.fixed_offset()));
         Variables { now, context }
+    }
+
+    /// `group`: the state of the event's participant's group, or `None` when they are in none, so that
+    /// reading it is a missing field, as for any absent input. Bound only for rules that read it.
+    pub fn set_group(&mut self, group: Option<Value>) {
+        let group = group.unwrap_or_else(|| from_json(&serde_json::json!({})));
+        self.context.add_variable_from_value("group", group);
     }
 }
 
@@ -287,7 +301,7 @@ impl Template {
 }
 
 fn reads_inputs(root: &IdedExpr) -> bool {
-    mentions(root, &["event", "participant", "now"])
+    mentions(root, &["event", "participant", "group", "now"])
 }
 
 /// JSON as CEL sees it. Every JSON number is a double, as in Scrip (`event.amount > 50.0`).
@@ -424,7 +438,8 @@ fn copies_input_per_step(root: &IdedExpr) -> Option<String> {
                 .map(|t| &**t)
                 .chain(&call.args)
                 .any(|operand| {
-                    mentions(operand, &["event", "participant"]) && !mentions(operand, &loop_vars)
+                    mentions(operand, &["event", "participant", "group"])
+                        && !mentions(operand, &loop_vars)
                 });
             if copies_input {
                 return Some(match call.func_name.as_str() {

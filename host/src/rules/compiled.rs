@@ -3,9 +3,9 @@
 use super::cel::{self, Expression, Template};
 use super::lru::Lru;
 use super::{Action, ActionType, Rule, Target, TargetType, When};
+use crate::holders::state::Window;
 use crate::ledger::Bucket;
 use crate::movement::Operation;
-use crate::participants::state::Window;
 use crate::wasm;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -26,6 +26,8 @@ pub struct CompiledRule {
     pub actions: Vec<CompiledAction>,
     /// A wasm rule's module; `Err` holds why it could not be prepared (the rule is then skipped with it).
     pub module: Option<CompiledModule>,
+    /// Whether a CEL expression of the rule reads `group`, which the worker then binds for its events.
+    pub reads_group: bool,
 }
 
 pub struct CompiledModule {
@@ -179,6 +181,8 @@ pub enum TargetRef {
     Event,
     /// The event's program (TAG and UNTAG).
     Program,
+    /// A group, or the group of the event's participant (or recipient).
+    Group(Option<Uuid>),
     Id(Uuid),
     ParticipantId(Template),
     ExternalId(Template),
@@ -216,6 +220,11 @@ fn compile_action(action: Action) -> CompiledAction {
             kind: Some(TargetType::Program),
             ..
         }) => TargetRef::Program,
+        Some(Target {
+            kind: Some(TargetType::Group),
+            id,
+            ..
+        }) => TargetRef::Group(*id),
         Some(Target { id: Some(id), .. }) => TargetRef::Id(*id),
         Some(Target {
             participant_id: Some(p),
@@ -323,7 +332,7 @@ impl CompiledRule {
                 .unwrap_or(wasm::Limits::DEFAULT),
         });
         let actions = rule.actions.0.into_iter().map(compile_action).collect();
-        CompiledRule {
+        let mut compiled = CompiledRule {
             id: rule.id,
             program_id: rule.program_id,
             history_id: rule.history_id,
@@ -334,7 +343,31 @@ impl CompiledRule {
             condition: cel::compile(&rule.condition),
             actions,
             module,
-        }
+            reads_group: false,
+        };
+        compiled.reads_group = compiled.reads_group();
+        compiled
+    }
+
+    /// Whether a CEL expression of the rule reads `group`.
+    fn reads_group(&self) -> bool {
+        let amount = |a: &Amount| matches!(a, Amount::Expression(Ok(e)) if e.reads_group());
+        let template = |t: &Template| matches!(t, Template::Expression(e) if e.reads_group());
+        let in_step = |step: &Step| match step {
+            Step::Money { amount: a, lot, .. } => {
+                amount(a) || lot.reference.as_ref().is_some_and(template)
+            }
+            Step::Operation {
+                amount: a,
+                reference,
+                ..
+            } => a.as_ref().is_some_and(amount) || reference.as_ref().is_some_and(template),
+            Step::Counter { delta, .. } => amount(delta),
+            Step::Attribute { value, .. } => template(value),
+            Step::Tag { .. } | Step::Tier { .. } => false,
+        };
+        self.condition.as_ref().is_ok_and(Expression::reads_group)
+            || self.actions.iter().any(|a| in_step(&a.step))
     }
 
     /// Whether `at` falls inside the rule's `active_from`/`active_to` window.

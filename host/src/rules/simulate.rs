@@ -128,7 +128,9 @@ pub async fn simulate(
     let now = Utc::now();
     let participant = json!({"tags": state.tags, "counters": state.counters,
                              "attributes": state.attributes, "tiers": state.tiers});
-    let vars = Variables::new(cel::from_json(&event), cel::from_json(&participant), now);
+    let mut vars = Variables::new(cel::from_json(&event), cel::from_json(&participant), now);
+    // A sample has no group: rules reading one see it missing.
+    vars.set_group(None);
     // A module runs on the sample as it would for an event, without a participant or balances.
     let evaluated = evaluation::evaluate(&compiled, &vars, runtime, |module| wasm::Input {
         event_id: Uuid::now_v7(),

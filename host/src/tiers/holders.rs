@@ -5,8 +5,8 @@
 
 use super::{Counters, Qualification, TierStatus, repo};
 use crate::error::{Error, FieldError, Result};
+use crate::holders::state::Origin;
 use crate::organizations::Actor;
-use crate::participants::state::Origin;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -14,27 +14,7 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-/// Who holds a level.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Holder {
-    Participant(Uuid),
-}
-
-impl Holder {
-    const PARTICIPANT: &'static str = "PARTICIPANT";
-
-    pub fn kind(self) -> &'static str {
-        match self {
-            Holder::Participant(_) => Holder::PARTICIPANT,
-        }
-    }
-
-    pub fn id(self) -> Uuid {
-        match self {
-            Holder::Participant(id) => id,
-        }
-    }
-}
+use crate::holders::{Holder, HolderType};
 
 /// A holder's level in one tier.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -135,7 +115,7 @@ pub async fn set(
     let old = repo::assign(&mut tx, holder, tier, level, set.expires_at).await?;
     if old.as_deref() != Some(set.level.as_str()) {
         let origin = by_api(actor, program_id);
-        crate::participants::state::record_tier_change(
+        crate::holders::state::record_tier_change(
             &mut tx,
             &origin,
             participant,
@@ -162,7 +142,7 @@ pub async fn remove(
     let holder = Holder::Participant(participant);
     if let Some(old) = repo::unassign(&mut tx, holder, tier).await? {
         let origin = by_api(actor, program_id);
-        crate::participants::state::record_tier_change(
+        crate::holders::state::record_tier_change(
             &mut tx,
             &origin,
             participant,
@@ -208,7 +188,7 @@ pub async fn assign_by_rule(
     let holder = Holder::Participant(participant);
     let previous = repo::assign(conn, holder, tier.id, level_id, expires_at).await?;
     if previous.as_deref() != Some(level) {
-        crate::participants::state::record_tier_change(
+        crate::holders::state::record_tier_change(
             conn,
             origin,
             participant,
@@ -272,7 +252,7 @@ pub async fn standings(
     conn: &mut PgConnection,
     participants: &[Uuid],
 ) -> sqlx::Result<Vec<Standing>> {
-    repo::standings(conn, Holder::PARTICIPANT, participants, None).await
+    repo::standings(conn, HolderType::Participant.as_str(), participants, None).await
 }
 
 /// The tiers of the programs an event-processing batch serves: which programs have any, and of the ACTIVE
@@ -398,7 +378,7 @@ impl AfterEvent {
         if qualifying.is_empty() {
             return Ok(plan);
         }
-        let counters: Counters = crate::participants::state::counters(conn, participant)
+        let counters: Counters = crate::holders::state::counters(conn, participant)
             .await?
             .into_iter()
             .map(|c| (c.key, c.value))
@@ -443,7 +423,7 @@ impl AfterEvent {
         }
         for (tier_id, level_id, tier, level) in self.upgrades {
             let previous = repo::assign(conn, holder, tier_id, level_id, None).await?;
-            crate::participants::state::record_tier_change(
+            crate::holders::state::record_tier_change(
                 conn,
                 origin,
                 self.participant,

@@ -19,7 +19,7 @@
 use super::{
     DowngradeMode, Level, Lifecycle, PeriodType, QualificationPeriod, RetentionMode, Rollover, repo,
 };
-use crate::participants::state::{self, Origin, TierChange};
+use crate::holders::state::{self, Origin, TierChange};
 use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
@@ -321,7 +321,7 @@ async fn review(
             let new = policy.rolled(rollover, key, old, level);
             if new != old {
                 rollovers.push(state::Rollover {
-                    participant: *member,
+                    holder: *member,
                     key: key.clone(),
                     old,
                     new,
@@ -378,7 +378,7 @@ async fn record(conn: &mut PgConnection, moves: Vec<repo::Moved>) -> sqlx::Resul
             .entry((m.organization_id, m.program_id, m.tier_key))
             .or_default()
             .push(TierChange {
-                participant: m.holder_id,
+                holder: m.holder_id,
                 old: Some(m.old_level),
                 new: m.new_level,
             });

@@ -1,5 +1,6 @@
-use super::holders::{HeldTier, Holder, Standing};
+use super::holders::{HeldTier, Standing};
 use super::{Level, LevelInput, Lifecycle, NewTier, Qualification, Tier, TierPatch, TierStatus};
+use crate::holders::Holder;
 use crate::pagination::PageParams;
 use crate::validation::Patch;
 use chrono::{DateTime, Utc};
@@ -212,7 +213,7 @@ pub async fn held(
     let mut conn = pool.acquire().await?;
     let found = standings(
         &mut conn,
-        holder.kind(),
+        holder.kind().as_str(),
         &[holder.id()],
         Some((program_id, key)),
     )

@@ -1,5 +1,5 @@
 //! Participant state: tags, attributes and counters, changed by rules and by the API alike. Every change is
-//! recorded in the state history with what caused it. Callers hold the participant's lock.
+//! recorded in the state history with what caused it. Callers hold the holder's lock.
 
 use crate::pagination::{Cursor, Page};
 use chrono::{DateTime, Utc};
@@ -91,10 +91,10 @@ struct Change<'a> {
 async fn record(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     c: Change<'_>,
 ) -> sqlx::Result<()> {
-    record_many(conn, origin, &[(participant, c)]).await
+    record_many(conn, origin, &[(holder, c)]).await
 }
 
 /// Records changes of the same origin in one statement.
@@ -107,7 +107,7 @@ async fn record_many(
         return Ok(());
     }
     let ids: Vec<Uuid> = changes.iter().map(|_| Uuid::now_v7()).collect();
-    let participants: Vec<Uuid> = changes.iter().map(|(p, _)| *p).collect();
+    let holders: Vec<Uuid> = changes.iter().map(|(p, _)| *p).collect();
     let types: Vec<&str> = changes.iter().map(|(_, c)| c.state_type).collect();
     let keys: Vec<&str> = changes.iter().map(|(_, c)| c.key).collect();
     let operations: Vec<&str> = changes.iter().map(|(_, c)| c.operation).collect();
@@ -120,15 +120,15 @@ async fn record_many(
         .map(|(_, c)| c.new_value.as_deref())
         .collect();
     sqlx::query(
-        "INSERT INTO state_history (id, organization_id, participant_id, state_type, key, operation, old_value,
+        "INSERT INTO state_history (id, organization_id, holder_id, state_type, key, operation, old_value,
                                     new_value, program_id, event_id, rule_id, changed_by_api_key_id)
-         SELECT c.id, $8, c.participant_id, c.state_type, c.key, c.operation, c.old_value, c.new_value,
+         SELECT c.id, $8, c.holder_id, c.state_type, c.key, c.operation, c.old_value, c.new_value,
                 $9, $10, $11, $12
            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-                AS c (id, participant_id, state_type, key, operation, old_value, new_value)",
+                AS c (id, holder_id, state_type, key, operation, old_value, new_value)",
     )
     .bind(&ids)
-    .bind(&participants)
+    .bind(&holders)
     .bind(&types)
     .bind(&keys)
     .bind(&operations)
@@ -148,18 +148,18 @@ async fn record_many(
 pub async fn set_tag(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     tag: &str,
     present: bool,
 ) -> sqlx::Result<bool> {
     let tag = tag.to_lowercase();
     let sql = if present {
-        "INSERT INTO participant_tags (participant_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING tag"
+        "INSERT INTO holder_tags (holder_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING tag"
     } else {
-        "DELETE FROM participant_tags WHERE participant_id = $1 AND tag = $2 RETURNING tag"
+        "DELETE FROM holder_tags WHERE holder_id = $1 AND tag = $2 RETURNING tag"
     };
     let changed: Option<String> = sqlx::query_scalar(sql)
-        .bind(participant)
+        .bind(holder)
         .bind(&tag)
         .fetch_optional(&mut *conn)
         .await?;
@@ -176,33 +176,29 @@ pub async fn set_tag(
             old_value,
             new_value,
         };
-        record(conn, origin, participant, change).await?;
+        record(conn, origin, holder, change).await?;
     }
     Ok(changed.is_some())
 }
 
-/// Records that the participant's level in the tier `tier_key` went from `old` to `new` (`None`: no level,
+/// Records that the holder's level in the tier `tier_key` went from `old` to `new` (`None`: no level,
 /// the base), in the caller's transaction.
 pub async fn record_tier_change(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     tier_key: &str,
     old: Option<String>,
     new: Option<String>,
 ) -> sqlx::Result<()> {
-    let change = TierChange {
-        participant,
-        old,
-        new,
-    };
+    let change = TierChange { holder, old, new };
     record_tier_changes(conn, origin, tier_key, vec![change]).await
 }
 
-/// A participant's level in a tier went from `old` to `new` (`None`: the base).
+/// A holder's level in a tier went from `old` to `new` (`None`: the base).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TierChange {
-    pub participant: Uuid,
+    pub holder: Uuid,
     pub old: Option<String>,
     pub new: Option<String>,
 }
@@ -224,15 +220,15 @@ pub async fn record_tier_changes(
                 old_value: c.old,
                 new_value: c.new,
             };
-            (c.participant, change)
+            (c.holder, change)
         })
         .collect();
     record_many(conn, origin, &changes).await
 }
 
-pub async fn tags(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT tag FROM participant_tags WHERE participant_id = $1 ORDER BY tag")
-        .bind(participant)
+pub async fn tags(conn: &mut PgConnection, holder: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT tag FROM holder_tags WHERE holder_id = $1 ORDER BY tag")
+        .bind(holder)
         .fetch_all(conn)
         .await
 }
@@ -241,15 +237,15 @@ pub async fn tags(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Ve
 pub async fn replace_tags(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     wanted: &[String],
 ) -> sqlx::Result<()> {
-    let current = tags(conn, participant).await?;
+    let current = tags(conn, holder).await?;
     for gone in current.iter().filter(|t| !wanted.contains(t)) {
-        set_tag(conn, origin, participant, gone, false).await?;
+        set_tag(conn, origin, holder, gone, false).await?;
     }
     for new in wanted.iter().filter(|t| !current.contains(t)) {
-        set_tag(conn, origin, participant, new, true).await?;
+        set_tag(conn, origin, holder, new, true).await?;
     }
     Ok(())
 }
@@ -258,25 +254,24 @@ pub async fn replace_tags(
 pub async fn set_attribute(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
     value: &str,
 ) -> sqlx::Result<Option<String>> {
-    let old: Option<String> = sqlx::query_scalar(
-        "SELECT value FROM participant_attributes WHERE participant_id = $1 AND key = $2",
-    )
-    .bind(participant)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT value FROM holder_attributes WHERE holder_id = $1 AND key = $2")
+            .bind(holder)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
     if old.as_deref() == Some(value) {
         return Ok(old);
     }
     sqlx::query(
-        "INSERT INTO participant_attributes (participant_id, key, value) VALUES ($1, $2, $3)
-         ON CONFLICT (participant_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+        "INSERT INTO holder_attributes (holder_id, key, value) VALUES ($1, $2, $3)
+         ON CONFLICT (holder_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
     )
-    .bind(participant)
+    .bind(holder)
     .bind(key)
     .bind(value)
     .execute(&mut *conn)
@@ -288,7 +283,7 @@ pub async fn set_attribute(
         old_value: old.clone(),
         new_value: Some(value.into()),
     };
-    record(conn, origin, participant, change).await?;
+    record(conn, origin, holder, change).await?;
     Ok(old)
 }
 
@@ -296,13 +291,13 @@ pub async fn set_attribute(
 pub async fn remove_attribute(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
 ) -> sqlx::Result<bool> {
     let old: Option<String> = sqlx::query_scalar(
-        "DELETE FROM participant_attributes WHERE participant_id = $1 AND key = $2 RETURNING value",
+        "DELETE FROM holder_attributes WHERE holder_id = $1 AND key = $2 RETURNING value",
     )
-    .bind(participant)
+    .bind(holder)
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
@@ -315,21 +310,19 @@ pub async fn remove_attribute(
             old_value: old,
             new_value: None,
         };
-        record(conn, origin, participant, change).await?;
+        record(conn, origin, holder, change).await?;
     }
     Ok(removed)
 }
 
 pub async fn attributes(
     conn: &mut PgConnection,
-    participant: Uuid,
+    holder: Uuid,
 ) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as(
-        "SELECT key, value FROM participant_attributes WHERE participant_id = $1 ORDER BY key",
-    )
-    .bind(participant)
-    .fetch_all(conn)
-    .await
+    sqlx::query_as("SELECT key, value FROM holder_attributes WHERE holder_id = $1 ORDER BY key")
+        .bind(holder)
+        .fetch_all(conn)
+        .await
 }
 
 const COUNTER_COLUMNS: &str = "key,
@@ -337,24 +330,24 @@ const COUNTER_COLUMNS: &str = "key,
          THEN 0 ELSE value END AS value,
     reset_after, last_reset_at";
 
-pub async fn counters(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Vec<Counter>> {
+pub async fn counters(conn: &mut PgConnection, holder: Uuid) -> sqlx::Result<Vec<Counter>> {
     sqlx::query_as(&format!(
-        "SELECT {COUNTER_COLUMNS} FROM participant_counters WHERE participant_id = $1 ORDER BY key"
+        "SELECT {COUNTER_COLUMNS} FROM holder_counters WHERE holder_id = $1 ORDER BY key"
     ))
-    .bind(participant)
+    .bind(holder)
     .fetch_all(conn)
     .await
 }
 
 pub async fn counter(
     conn: &mut PgConnection,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
 ) -> sqlx::Result<Option<Counter>> {
     sqlx::query_as(&format!(
-        "SELECT {COUNTER_COLUMNS} FROM participant_counters WHERE participant_id = $1 AND key = $2"
+        "SELECT {COUNTER_COLUMNS} FROM holder_counters WHERE holder_id = $1 AND key = $2"
     ))
-    .bind(participant)
+    .bind(holder)
     .bind(key)
     .fetch_optional(conn)
     .await
@@ -373,19 +366,19 @@ pub enum WindowChange {
 pub async fn increment_counter(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
     delta: Decimal,
     window: WindowChange,
 ) -> sqlx::Result<Result<(Decimal, Decimal), crate::money::Invalid>> {
-    let stored = stored_counter(conn, participant, key).await?;
+    let stored = stored_counter(conn, holder, key).await?;
     let old = stored.as_ref().map_or(Decimal::ZERO, |c| c.value);
     let new = match old.checked_add(delta).map(crate::money::bounded) {
         Some(Ok(new)) => new,
         Some(Err(invalid)) => return Ok(Err(invalid)),
         None => return Ok(Err(crate::money::Invalid::TooLarge)),
     };
-    write_counter(conn, origin, participant, key, new, window, stored).await?;
+    write_counter(conn, origin, holder, key, new, window, stored).await?;
     Ok(Ok((old, new)))
 }
 
@@ -393,23 +386,23 @@ pub async fn increment_counter(
 pub async fn set_counter(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
     value: Decimal,
     window: WindowChange,
 ) -> sqlx::Result<Counter> {
-    let stored = stored_counter(conn, participant, key).await?;
+    let stored = stored_counter(conn, holder, key).await?;
     write_counter(
         conn,
         origin,
-        participant,
+        holder,
         key,
         value,
         window,
         stored.map(|c| Stored { restart: true, ..c }),
     )
     .await?;
-    counter(conn, participant, key)
+    counter(conn, holder, key)
         .await?
         .ok_or(sqlx::Error::RowNotFound)
 }
@@ -417,13 +410,13 @@ pub async fn set_counter(
 pub async fn delete_counter(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
 ) -> sqlx::Result<bool> {
     let old: Option<Decimal> = sqlx::query_scalar(
-        "DELETE FROM participant_counters WHERE participant_id = $1 AND key = $2 RETURNING value",
+        "DELETE FROM holder_counters WHERE holder_id = $1 AND key = $2 RETURNING value",
     )
-    .bind(participant)
+    .bind(holder)
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
@@ -436,22 +429,22 @@ pub async fn delete_counter(
             old_value: old.map(text),
             new_value: None,
         };
-        record(conn, origin, participant, change).await?;
+        record(conn, origin, holder, change).await?;
     }
     Ok(removed)
 }
 
-/// The effective values of these participants' counters of these keys.
+/// The effective values of these holders' counters of these keys.
 pub async fn counters_of(
     conn: &mut PgConnection,
-    participants: &[Uuid],
+    holders: &[Uuid],
     keys: &[String],
 ) -> sqlx::Result<Vec<(Uuid, String, Decimal)>> {
     sqlx::query_as(&format!(
-        "SELECT participant_id, key, value FROM (SELECT participant_id, {COUNTER_COLUMNS} FROM participant_counters
-          WHERE participant_id = ANY($1) AND key = ANY($2)) c"
+        "SELECT holder_id, key, value FROM (SELECT holder_id, {COUNTER_COLUMNS} FROM holder_counters
+          WHERE holder_id = ANY($1) AND key = ANY($2)) c"
     ))
-    .bind(participants)
+    .bind(holders)
     .bind(keys)
     .fetch_all(conn)
     .await
@@ -460,7 +453,7 @@ pub async fn counters_of(
 /// A counter's value at a period's end, and what it starts the next period with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollover {
-    pub participant: Uuid,
+    pub holder: Uuid,
     pub key: String,
     pub old: Decimal,
     pub new: Decimal,
@@ -476,15 +469,15 @@ pub async fn roll_over(
     if rollovers.is_empty() {
         return Ok(());
     }
-    let participants: Vec<Uuid> = rollovers.iter().map(|r| r.participant).collect();
+    let holders: Vec<Uuid> = rollovers.iter().map(|r| r.holder).collect();
     let keys: Vec<&str> = rollovers.iter().map(|r| r.key.as_str()).collect();
     let values: Vec<Decimal> = rollovers.iter().map(|r| r.new).collect();
     sqlx::query(
-        "UPDATE participant_counters c SET value = r.value, updated_at = now()
-           FROM unnest($1::uuid[], $2::text[], $3::numeric[]) AS r (participant_id, key, value)
-          WHERE c.participant_id = r.participant_id AND c.key = r.key",
+        "UPDATE holder_counters c SET value = r.value, updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::numeric[]) AS r (holder_id, key, value)
+          WHERE c.holder_id = r.holder_id AND c.key = r.key",
     )
-    .bind(&participants)
+    .bind(&holders)
     .bind(&keys)
     .bind(&values)
     .execute(&mut *conn)
@@ -499,7 +492,7 @@ pub async fn roll_over(
                 old_value: Some(text(r.old)),
                 new_value: Some(text(r.new)),
             };
-            (r.participant, change)
+            (r.holder, change)
         })
         .collect();
     record_many(conn, origin, &changes).await
@@ -516,15 +509,15 @@ struct Stored {
 /// The counter as stored, with its window applied: a passed window is reset here and recorded.
 async fn stored_counter(
     conn: &mut PgConnection,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
 ) -> sqlx::Result<Option<Stored>> {
     let row: Option<(Decimal, bool)> = sqlx::query_as(
         "SELECT value, (reset_after_ms IS NOT NULL
                         AND last_reset_at + reset_after_ms * interval '1 millisecond' <= now()) AS expired
-           FROM participant_counters WHERE participant_id = $1 AND key = $2",
+           FROM holder_counters WHERE holder_id = $1 AND key = $2",
     )
-    .bind(participant)
+    .bind(holder)
     .bind(key)
     .fetch_optional(conn)
     .await?;
@@ -538,7 +531,7 @@ async fn stored_counter(
 async fn write_counter(
     conn: &mut PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Uuid,
     key: &str,
     value: Decimal,
     window: WindowChange,
@@ -546,9 +539,9 @@ async fn write_counter(
 ) -> sqlx::Result<()> {
     if let Some(s) = stored.as_ref().filter(|s| s.expired) {
         let old: Decimal = sqlx::query_scalar(
-            "SELECT value FROM participant_counters WHERE participant_id = $1 AND key = $2",
+            "SELECT value FROM holder_counters WHERE holder_id = $1 AND key = $2",
         )
-        .bind(participant)
+        .bind(holder)
         .bind(key)
         .fetch_one(&mut *conn)
         .await?;
@@ -559,7 +552,7 @@ async fn write_counter(
             old_value: Some(text(old)),
             new_value: Some(text(s.value)),
         };
-        record(conn, origin, participant, change).await?;
+        record(conn, origin, holder, change).await?;
     }
     let (set_window, window_text, window_ms) = match window {
         WindowChange::Keep => (false, None, None),
@@ -568,16 +561,16 @@ async fn write_counter(
     };
     let restart = stored.as_ref().is_none_or(|s| s.restart);
     sqlx::query(
-        "INSERT INTO participant_counters (participant_id, key, value, reset_after, reset_after_ms, last_reset_at)
+        "INSERT INTO holder_counters (holder_id, key, value, reset_after, reset_after_ms, last_reset_at)
          VALUES ($1, $2, $3, $5, $6, now())
-         ON CONFLICT (participant_id, key) DO UPDATE SET
+         ON CONFLICT (holder_id, key) DO UPDATE SET
              value = EXCLUDED.value,
-             reset_after = CASE WHEN $4 THEN EXCLUDED.reset_after ELSE participant_counters.reset_after END,
-             reset_after_ms = CASE WHEN $4 THEN EXCLUDED.reset_after_ms ELSE participant_counters.reset_after_ms END,
-             last_reset_at = CASE WHEN $7 THEN now() ELSE participant_counters.last_reset_at END,
+             reset_after = CASE WHEN $4 THEN EXCLUDED.reset_after ELSE holder_counters.reset_after END,
+             reset_after_ms = CASE WHEN $4 THEN EXCLUDED.reset_after_ms ELSE holder_counters.reset_after_ms END,
+             last_reset_at = CASE WHEN $7 THEN now() ELSE holder_counters.last_reset_at END,
              updated_at = now()",
     )
-    .bind(participant)
+    .bind(holder)
     .bind(key)
     .bind(value)
     .bind(set_window)
@@ -594,7 +587,7 @@ async fn write_counter(
         old_value: old,
         new_value: Some(text(value)),
     };
-    record(conn, origin, participant, change).await
+    record(conn, origin, holder, change).await
 }
 
 fn text(value: Decimal) -> String {
@@ -630,7 +623,7 @@ pub struct HistoryFilter {
 /// E47, newest first.
 pub async fn history(
     pool: &PgPool,
-    participant: Uuid,
+    holder: Uuid,
     f: &HistoryFilter,
 ) -> sqlx::Result<Page<HistoryEntry>> {
     let (after_key, after_id) = f
@@ -641,7 +634,7 @@ pub async fn history(
         "SELECT h.id, h.state_type, h.key, h.operation, h.old_value, h.new_value, h.program_id, h.event_id,
                 h.rule_id, h.changed_by_api_key_id, h.changed_at
            FROM state_history h LEFT JOIN events e ON e.id = h.event_id
-          WHERE h.participant_id = $1
+          WHERE h.holder_id = $1
             AND ($2::text IS NULL OR h.state_type = $2) AND ($3::text IS NULL OR h.key = $3)
             AND ($4::text IS NULL OR h.operation = $4) AND ($5::uuid IS NULL OR h.program_id = $5)
             AND ($6::timestamptz IS NULL OR h.changed_at >= $6) AND ($7::timestamptz IS NULL OR h.changed_at <= $7)
@@ -651,7 +644,7 @@ pub async fn history(
           ORDER BY h.changed_at DESC, h.id DESC
           LIMIT $12 + 1",
     )
-    .bind(participant)
+    .bind(holder)
     .bind(f.state_type)
     .bind(&f.key)
     .bind(f.operation)
