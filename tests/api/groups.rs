@@ -475,3 +475,122 @@ async fn no_organization_sees_another_organizations_groups(
     .await;
     assert_error("adjust another's group", &r, 404, "not_found", None);
 }
+
+/// A household tier: `gold` by qualification on the group's `spend` counter, `silver` set by hand.
+fn household_tier() -> Value {
+    json!({"key": "household", "display_name": "Household",
+           "levels": [
+               {"key": "silver", "rank": 1},
+               {"key": "gold", "rank": 2, "benefits": {"bonus": 25},
+                "qualification": {"mode": "ALL", "criteria": [{"counter": "spend", "operator": ">=", "threshold": 300}]}}]})
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_group_holds_levels_set_by_the_api_and_by_rules_and_earned_by_its_counters(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Family", "FAM").await;
+    app.created(&format!("/programs/{program}/tiers"), household_tier())
+        .await;
+    let [ann, bo] = [
+        participant(&app, "ann").await,
+        participant(&app, "bo").await,
+    ];
+    let household = group_of(&app, "The Smiths", &[&ann, &bo]).await;
+    let tiers = format!("/groups/{household}/state/tiers");
+
+    // By the API, with an expiry the lifecycle pass applies.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("{tiers}/household?program_id={program}"),
+            Some(json!({"level": "silver", "expires_at": soon})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["level"], "silver");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    scrip::tiers::lifecycle::run_once(&app.pool, chrono::Utc::now(), 100)
+        .await
+        .expect("lifecycle pass");
+    let r = app
+        .get(&format!("{tiers}/household?program_id={program}"))
+        .await;
+    assert_error("an expired level", &r, 404, "not_found", None);
+
+    // By qualification: the rules count the household's spend, and the benefit pays from the next event on.
+    app.rule(
+        &program,
+        "Household spend",
+        "event.type == 'purchase'",
+        json!([{"type": "COUNTER", "key": "spend", "value": "event.amount", "target": {"type": "GROUP"}}]),
+    )
+    .await;
+    app.rule(
+        &program,
+        "Gold household bonus",
+        "event.type == 'purchase' && group.tiers.household.level == 'gold'",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "group.tiers.household.benefits.bonus",
+                "target": {"type": "GROUP"}}]),
+    )
+    .await;
+    for (i, who) in ["ann", "bo", "ann"].into_iter().enumerate() {
+        let data = json!({"type": "purchase", "amount": 150});
+        let event = app.event(&program, who, &format!("p-{i}"), data).await;
+        assert_eq!(app.processed(&event).await["status"], "COMPLETED");
+    }
+    let r = app.get(&format!("{tiers}?program_id={program}")).await;
+    assert_eq!(r.body["data"][0]["level"], "gold", "{}", r.body);
+    assert_eq!(
+        group_balance(&app, &household, &points).await["balance"],
+        "25"
+    );
+
+    // By a rule: SET_TIER on the group.
+    app.rule(
+        &program,
+        "Demote",
+        "event.type == 'demote'",
+        json!([{"type": "SET_TIER", "tier": "household", "level": "silver", "target": {"type": "GROUP", "id": household}}]),
+    )
+    .await;
+    let event = app
+        .event(&program, "bo", "d-1", json!({"type": "demote"}))
+        .await;
+    assert_eq!(app.processed(&event).await["status"], "COMPLETED");
+    let r = app.get(&format!("{tiers}?program_id={program}")).await;
+    assert_eq!(r.body["data"][0]["level"], "silver", "{}", r.body);
+    let history = app
+        .get(&format!(
+            "/groups/{household}/activity/state-history?state_type=tier"
+        ))
+        .await;
+    let changes: Vec<(Value, Value)> = history.body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| (h["old_value"].clone(), h["new_value"].clone()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (json!("gold"), json!("silver")),
+            (Value::Null, json!("gold")),
+            (json!("silver"), Value::Null),
+            (Value::Null, json!("silver")),
+        ],
+        "newest first"
+    );
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("{tiers}/household?program_id={program}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    app.assert_ledger_consistent().await;
+}

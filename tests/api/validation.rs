@@ -139,7 +139,6 @@ async fn bad_inputs_get_a_4xx_with_the_spec_error_body_and_write_nothing(
         case(M::POST, "/rules", new_rule(json!({"actions": [{"type": "CREDIT", "asset_id": asset, "amount": "event.amount *"}]})), 400, "bad_request", Some("actions[0].amount")),
         case(M::POST, "/rules", new_rule(json!({"actions": [{"type": "CREDIT", "asset_id": asset}]})), 400, "bad_request", Some("actions[0].amount")),
         case(M::POST, "/rules", new_rule(json!({"actions": [{"type": "CREDIT", "asset_id": asset, "amount": "1", "target": {"type": "GROUP", "external_id": "event.ref"}}]})), 400, "bad_request", Some("actions[0].target.external_id")),
-        case(M::POST, "/rules", new_rule(json!({"actions": [{"type": "SET_TIER", "tier": "status", "level": "gold", "target": {"type": "GROUP"}}]})), 400, "bad_request", Some("actions[0].target.type")),
         case(M::POST, "/rules", new_rule(json!({"actions": [{"type": "CREDIT", "asset_id": asset, "amount": "1", "target": {"id": unknown, "external_id": "x"}}]})), 400, "bad_request", Some("actions[0].target.id")),
         case(M::POST, "/rules", new_rule(json!({"actions": [{"type": "TAG"}]})), 400, "bad_request", Some("actions[0].tag")),
         case(M::POST, "/rules", new_rule(json!({"actions": ["CREDIT"]})), 400, "bad_request", Some("actions")),

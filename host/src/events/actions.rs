@@ -82,7 +82,8 @@ pub enum ActionResult {
     Tier {
         #[serde(rename = "type")]
         kind: ActionType,
-        participant_id: Uuid,
+        #[serde(flatten)]
+        holder: Holder,
         tier: String,
         level: String,
         previous: Option<String>,
@@ -294,9 +295,6 @@ pub async fn execute(
             expires,
         } => {
             let expires_at = expires.as_ref().map(|when| when.from(ctx.vars.now));
-            let Holder::Participant(target) = target else {
-                return Ok(Err("SET_TIER cannot target a group".into()));
-            };
             let assigned = crate::tiers::holders::assign_by_rule(
                 conn, &origin, target, tier, level, expires_at,
             )
@@ -308,7 +306,7 @@ pub async fn execute(
             };
             ActionResult::Tier {
                 kind: action.kind,
-                participant_id: target,
+                holder: target,
                 tier: tier.clone(),
                 level: level.clone(),
                 previous,

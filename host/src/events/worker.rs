@@ -660,7 +660,7 @@ async fn process_event(
         event.event_timestamp,
     );
     if program.reads_group {
-        vars.set_group(group_value(conn, participant).await?);
+        vars.set_group(group_value(conn, participant, event.program_id).await?);
     }
     let mut ctx = EventContext {
         event_id: event.id,
@@ -771,12 +771,10 @@ async fn after_rules(
     evaluations: &[EvaluationRecord],
 ) -> sqlx::Result<()> {
     let results = || evaluations.iter().flat_map(|e| &e.results);
-    let mut who = vec![participant];
+    // Participants are locked before groups: the batch's lock order.
+    let mut who = vec![Holder::Participant(participant)];
     who.extend(results().filter_map(|r| match r {
-        ActionResult::Counter {
-            holder: Holder::Participant(id),
-            ..
-        } => Some(*id),
+        ActionResult::Counter { holder, .. } => Some(*holder),
         _ => None,
     }));
     who.sort();
@@ -787,24 +785,24 @@ async fn after_rules(
         event_id: Some(ctx.event_id),
         ..Origin::default()
     };
-    for id in who {
+    for holder in who {
         let set_by_rule: Vec<&str> = results()
             .filter_map(|r| match r {
                 ActionResult::Tier {
-                    participant_id,
+                    holder: set,
                     tier,
                     skipped: false,
                     ..
-                } if *participant_id == id => Some(tier.as_str()),
+                } if *set == holder => Some(tier.as_str()),
                 _ => None,
             })
             .collect();
-        let plan = AfterEvent::plan(conn, tracks, id, &set_by_rule).await?;
+        let plan = AfterEvent::plan(conn, tracks, holder, &set_by_rule).await?;
         if !plan.writes() {
             continue;
         }
         ctx.batch.begin_writes(conn).await?;
-        if plan.moves() {
+        if let (true, Holder::Participant(id)) = (plan.moves(), holder) {
             ctx.batch.stale.insert(id);
         }
         plan.apply(conn, &origin).await?;
@@ -861,16 +859,16 @@ async fn who(
     }
 }
 
+/// A level as CEL sees it in `participant.tiers` and `group.tiers`.
+fn tier_value(held: &holders::HeldTier) -> serde_json::Value {
+    json!({"level": held.level, "rank": held.rank, "benefits": held.benefits.0})
+}
+
 /// `participant` in CEL; `tiers` holds its levels in the event's program by tier key.
 fn participant_value(state: &State, standings: &[Standing]) -> ::cel::Value {
     let tiers: serde_json::Map<String, serde_json::Value> = standings
         .iter()
-        .map(|s| {
-            let held = &s.held;
-            let level =
-                json!({"level": held.level, "rank": held.rank, "benefits": held.benefits.0});
-            (held.key.clone(), level)
-        })
+        .map(|s| (s.held.key.clone(), tier_value(&s.held)))
         .collect();
     cel::from_json(&json!({
         "id": state.id,
@@ -883,11 +881,13 @@ fn participant_value(state: &State, standings: &[Standing]) -> ::cel::Value {
     }))
 }
 
-/// `group` in CEL: the state of the ACTIVE group the participant joined first, if any. Read as the event
-/// begins, like `participant`; the group is not locked, so it may change under a concurrent event.
+/// `group` in CEL: the state of the ACTIVE group the participant joined first, if any, with its levels in the
+/// event's program. Read as the event begins, like `participant`; the group is not locked, so it may change
+/// under a concurrent event.
 async fn group_value(
     conn: &mut PgConnection,
     participant: Uuid,
+    program_id: Uuid,
 ) -> sqlx::Result<Option<::cel::Value>> {
     let Some(id) = crate::groups::first_of(conn, participant).await? else {
         return Ok(None);
@@ -908,8 +908,14 @@ async fn group_value(
             )
         })
         .collect();
+    let tiers: serde_json::Map<String, serde_json::Value> =
+        holders::group_standings(conn, id, program_id)
+            .await?
+            .into_iter()
+            .map(|s| (s.held.key.clone(), tier_value(&s.held)))
+            .collect();
     Ok(Some(cel::from_json(&json!({
-        "id": id, "tags": tags, "attributes": attributes, "counters": counters,
+        "id": id, "tags": tags, "attributes": attributes, "counters": counters, "tiers": tiers,
     }))))
 }
 

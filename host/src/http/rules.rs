@@ -590,13 +590,6 @@ fn parse_target(
     ];
     let named = named.iter().filter(|n| **n).count();
     if target.kind == Some(TargetType::Group) {
-        if matches!(kind, ActionType::SetTier | ActionType::VoidHold) {
-            t.reject(
-                "type",
-                "PARTICIPANT",
-                format!("{kind} cannot target a group"),
-            );
-        }
         let named = [
             ("participant_id", target.participant_id.is_some()),
             ("external_id", target.external_id.is_some()),

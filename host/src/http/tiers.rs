@@ -1,9 +1,10 @@
-//! Tier definitions (E97–E101) and participants' tiers (E34–E37).
+//! Tier definitions (E97–E101), participants' tiers (E34–E37) and groups' tiers (the same, under `/groups`).
 
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, PathId, PathIdKey, Valid, ValidQuery};
 use crate::error::Result;
+use crate::holders::Holder;
 use crate::pagination::{Page, PageParams};
 use crate::tiers::holders::{self, HeldTier, HeldTiers, SetLevel};
 use crate::tiers::{
@@ -32,6 +33,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
             set_participant_tier,
             remove_participant_tier
         ))
+        .routes(routes!(group_tiers))
+        .routes(routes!(group_tier, set_group_tier, remove_group_tier))
 }
 
 /// The program whose tiers a participant's tier state is read or changed in.
@@ -68,7 +71,13 @@ async fn participant_tiers(
     ValidQuery(q): ValidQuery<InProgram>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        holders::list(&s.pool, &actor, participant, q.program_id).await?,
+        holders::list(
+            &s.pool,
+            &actor,
+            Holder::Participant(participant),
+            q.program_id,
+        )
+        .await?,
     ))
 }
 
@@ -83,7 +92,14 @@ async fn participant_tier(
     ValidQuery(q): ValidQuery<InProgram>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        holders::get(&s.pool, &actor, participant, q.program_id, &key).await?,
+        holders::get(
+            &s.pool,
+            &actor,
+            Holder::Participant(participant),
+            q.program_id,
+            &key,
+        )
+        .await?,
     ))
 }
 
@@ -99,7 +115,15 @@ async fn set_participant_tier(
     Valid(set): Valid<SetLevel>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        holders::set(&s.pool, &actor, participant, q.program_id, &key, set).await?,
+        holders::set(
+            &s.pool,
+            &actor,
+            Holder::Participant(participant),
+            q.program_id,
+            &key,
+            set,
+        )
+        .await?,
     ))
 }
 
@@ -113,7 +137,80 @@ async fn remove_participant_tier(
     PathIdKey(participant, key): PathIdKey,
     ValidQuery(q): ValidQuery<InProgram>,
 ) -> Result<impl IntoResponse> {
-    holders::remove(&s.pool, &actor, participant, q.program_id, &key).await?;
+    holders::remove(
+        &s.pool,
+        &actor,
+        Holder::Participant(participant),
+        q.program_id,
+        &key,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/groups/{id}/state/tiers", tag = "groups", params(PathId, InProgram),
+    responses((status = 200, body = HeldTiers), Rejected, NotFound))]
+async fn group_tiers(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathId(group): PathId,
+    ValidQuery(q): ValidQuery<InProgram>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        holders::list(&s.pool, &actor, Holder::Group(group), q.program_id).await?,
+    ))
+}
+
+/// 404 when the group holds no level of the tier.
+#[utoipa::path(get, path = "/groups/{id}/state/tiers/{key}", tag = "groups",
+    params(("id" = Uuid, Path, description = "Group id"), ("key" = String, Path, description = "Tier key"), InProgram),
+    responses((status = 200, body = HeldTier), Rejected, NotFound))]
+async fn group_tier(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(group, key): PathIdKey,
+    ValidQuery(q): ValidQuery<InProgram>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        holders::get(&s.pool, &actor, Holder::Group(group), q.program_id, &key).await?,
+    ))
+}
+
+/// A group that is not archived, in an ACTIVE program; 409 `tier_archived` for an archived tier.
+#[utoipa::path(put, path = "/groups/{id}/state/tiers/{key}", tag = "groups",
+    params(("id" = Uuid, Path, description = "Group id"), ("key" = String, Path, description = "Tier key"), InProgram),
+    request_body = SetLevel, responses((status = 200, description = "Updated tier state.", body = HeldTier), Rejected, NotFound, Conflict))]
+async fn set_group_tier(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(group, key): PathIdKey,
+    ValidQuery(q): ValidQuery<InProgram>,
+    Valid(set): Valid<SetLevel>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        holders::set(
+            &s.pool,
+            &actor,
+            Holder::Group(group),
+            q.program_id,
+            &key,
+            set,
+        )
+        .await?,
+    ))
+}
+
+/// Back to the base (rank 0).
+#[utoipa::path(delete, path = "/groups/{id}/state/tiers/{key}", tag = "groups",
+    params(("id" = Uuid, Path, description = "Group id"), ("key" = String, Path, description = "Tier key"), InProgram),
+    responses((status = 204, description = "Removed."), Rejected, NotFound, Conflict))]
+async fn remove_group_tier(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathIdKey(group, key): PathIdKey,
+    ValidQuery(q): ValidQuery<InProgram>,
+) -> Result<impl IntoResponse> {
+    holders::remove(&s.pool, &actor, Holder::Group(group), q.program_id, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -50,43 +50,52 @@ pub struct SetLevel {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// E34: the participant's levels in the program's tiers, archived tiers included.
+/// `NotFound` unless the holder exists in the actor's organization.
+async fn require(pool: &PgPool, actor: &Actor, holder: Holder) -> Result<()> {
+    match holder {
+        Holder::Participant(id) => crate::participants::require(pool, actor, id).await,
+        Holder::Group(id) => crate::groups::require(pool, actor, id).await,
+    }
+}
+
+/// E34: the holder's levels in the program's tiers, archived tiers included.
 pub async fn list(
     pool: &PgPool,
     actor: &Actor,
-    participant: Uuid,
+    holder: Holder,
     program_id: Uuid,
 ) -> Result<HeldTiers> {
-    crate::participants::require(pool, actor, participant).await?;
+    require(pool, actor, holder).await?;
     crate::programs::get(pool, actor, program_id).await?;
-    let holder = Holder::Participant(participant);
     Ok(HeldTiers {
         data: repo::held(pool, holder, program_id, None).await?,
     })
 }
 
-/// E35: 404 when the participant holds no level of the tier.
+/// E35: 404 when the holder holds no level of the tier.
 pub async fn get(
     pool: &PgPool,
     actor: &Actor,
-    participant: Uuid,
+    holder: Holder,
     program_id: Uuid,
     key: &str,
 ) -> Result<HeldTier> {
-    crate::participants::require(pool, actor, participant).await?;
+    require(pool, actor, holder).await?;
     super::get(pool, actor, program_id, key).await?;
-    let holder = Holder::Participant(participant);
     repo::held(pool, holder, program_id, Some(key))
         .await?
         .pop()
-        .ok_or(Error::NotFound("participant tier"))
+        .ok_or(Error::NotFound(match holder {
+            Holder::Participant(_) => "participant tier",
+            Holder::Group(_) => "group tier",
+        }))
 }
 
-/// E36: the participant and the program must be ACTIVE and the tier not archived.
+/// E36: a participant and the program must be ACTIVE, a group not archived, and the tier not archived.
 pub async fn set(
     pool: &PgPool,
     actor: &Actor,
-    participant: Uuid,
+    holder: Holder,
     program_id: Uuid,
     key: &str,
     set: SetLevel,
@@ -100,7 +109,7 @@ pub async fn set(
         )));
     }
     let mut tx = pool.begin().await?;
-    let tier = prepare(&mut tx, actor, participant, program_id, key).await?;
+    let tier = prepare(&mut tx, actor, holder, program_id, key).await?;
     let level = repo::level_id(&mut tx, tier, &set.level)
         .await?
         .ok_or_else(|| {
@@ -111,14 +120,13 @@ pub async fn set(
                 format!("tier {key} has no level {}", set.level),
             ))
         })?;
-    let holder = Holder::Participant(participant);
     let old = repo::assign(&mut tx, holder, tier, level, set.expires_at).await?;
     if old.as_deref() != Some(set.level.as_str()) {
         let origin = by_api(actor, program_id);
         crate::holders::state::record_tier_change(
             &mut tx,
             &origin,
-            participant,
+            holder.id(),
             key,
             old,
             Some(set.level.clone()),
@@ -126,26 +134,25 @@ pub async fn set(
         .await?;
     }
     tx.commit().await?;
-    get(pool, actor, participant, program_id, key).await
+    get(pool, actor, holder, program_id, key).await
 }
 
 /// E37: back to the base; nothing to remove is not an error.
 pub async fn remove(
     pool: &PgPool,
     actor: &Actor,
-    participant: Uuid,
+    holder: Holder,
     program_id: Uuid,
     key: &str,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let tier = prepare(&mut tx, actor, participant, program_id, key).await?;
-    let holder = Holder::Participant(participant);
+    let tier = prepare(&mut tx, actor, holder, program_id, key).await?;
     if let Some(old) = repo::unassign(&mut tx, holder, tier).await? {
         let origin = by_api(actor, program_id);
         crate::holders::state::record_tier_change(
             &mut tx,
             &origin,
-            participant,
+            holder.id(),
             key,
             Some(old),
             None,
@@ -159,18 +166,18 @@ pub async fn remove(
 /// What a SET_TIER action did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Assigned {
-    /// The participant holds the level now; it held `previous` before.
+    /// The holder holds the level now; it held `previous` before.
     Set { previous: Option<String> },
     /// The tier is archived: nothing changed, and the event goes on.
     TierArchived,
 }
 
-/// SET_TIER: gives the participant `level` of the program's tier `key` in the caller's transaction, under the
-/// participant's lock, whatever the participant's status. `Err` says what the rule named that does not exist.
+/// SET_TIER: gives the holder `level` of the program's tier `key` in the caller's transaction, under the
+/// holder's lock, whatever a participant's status. `Err` says what the rule named that does not exist.
 pub async fn assign_by_rule(
     conn: &mut sqlx::PgConnection,
     origin: &Origin,
-    participant: Uuid,
+    holder: Holder,
     key: &str,
     level: &str,
     expires_at: Option<DateTime<Utc>>,
@@ -185,13 +192,12 @@ pub async fn assign_by_rule(
     let Some(level_id) = repo::level_id(conn, tier.id, level).await? else {
         return Ok(Err(format!("tier {key} has no level {level}")));
     };
-    let holder = Holder::Participant(participant);
     let previous = repo::assign(conn, holder, tier.id, level_id, expires_at).await?;
     if previous.as_deref() != Some(level) {
         crate::holders::state::record_tier_change(
             conn,
             origin,
-            participant,
+            holder.id(),
             key,
             previous.clone(),
             Some(level.to_owned()),
@@ -210,23 +216,32 @@ fn by_api(actor: &Actor, program_id: Uuid) -> Origin {
     }
 }
 
-/// Locks the participant (404, 409 `participant_inactive`), checks the program is ACTIVE (409
+/// Locks the holder (404; 409 `participant_inactive`, `group_archived`), checks the program is ACTIVE (409
 /// `program_inactive`) and the tier exists and is not archived (404, 409 `tier_archived`); returns the tier's id.
 async fn prepare(
     conn: &mut sqlx::PgConnection,
     actor: &Actor,
-    participant: Uuid,
+    holder: Holder,
     program_id: Uuid,
     key: &str,
 ) -> Result<Uuid> {
-    let states =
-        crate::participants::lock_state(conn, actor.organization_id, &[participant]).await?;
-    let state = states.first().ok_or(Error::NotFound("participant"))?;
-    if state.status != crate::participants::ParticipantStatus::Active {
-        return Err(Error::Conflict {
-            code: "participant_inactive",
-            message: format!("participant {participant} is {}", state.status),
-        });
+    match holder {
+        Holder::Participant(participant) => {
+            let states =
+                crate::participants::lock_state(conn, actor.organization_id, &[participant])
+                    .await?;
+            let state = states.first().ok_or(Error::NotFound("participant"))?;
+            if state.status != crate::participants::ParticipantStatus::Active {
+                return Err(Error::Conflict {
+                    code: "participant_inactive",
+                    message: format!("participant {participant} is {}", state.status),
+                });
+            }
+        }
+        Holder::Group(group) => crate::groups::lock(conn, actor.organization_id, group)
+            .await?
+            .ok_or(Error::NotFound("group"))?
+            .require_active()?,
     }
     crate::programs::require_active(conn, actor.organization_id, program_id).await?;
     let tier = repo::lock(conn, actor.organization_id, program_id, key)
@@ -253,6 +268,19 @@ pub async fn standings(
     participants: &[Uuid],
 ) -> sqlx::Result<Vec<Standing>> {
     repo::standings(conn, HolderType::Participant.as_str(), participants, None).await
+}
+
+/// The levels a group holds now in one program.
+pub async fn group_standings(
+    conn: &mut PgConnection,
+    group: Uuid,
+    program_id: Uuid,
+) -> sqlx::Result<Vec<Standing>> {
+    let all = repo::standings(conn, HolderType::Group.as_str(), &[group], None).await?;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.program_id == program_id)
+        .collect())
 }
 
 /// The tiers of the programs an event-processing batch serves: which programs have any, and of the ACTIVE
@@ -336,13 +364,14 @@ impl Tracks {
     }
 }
 
-/// What an event's rules leave for a participant's tiers to do, in the event's transaction under the
-/// participant's lock: its event counts as activity in the tiers that count it, and in each tier it moves up to
-/// the best level its counters now qualify for when that is above its level (never down; not in the tiers a
-/// SET_TIER of the event decided). Qualifying again for the level it holds cancels a pending downgrade.
-#[derive(Debug, Default)]
+/// What an event's rules leave for a holder's tiers to do, in the event's transaction under the holder's
+/// lock: a participant's event counts as activity in the tiers that count it, and in each tier the holder
+/// moves up to the best level its counters now qualify for when that is above its level (never down; not in
+/// the tiers a SET_TIER of the event decided). Qualifying again for the level it holds cancels a pending
+/// downgrade. A group's activity is not counted: its levels change by qualification, the API and rules.
+#[derive(Debug)]
 pub struct AfterEvent {
-    participant: Uuid,
+    holder: Holder,
     /// Tiers whose inactivity timer restarts.
     active: Vec<Uuid>,
     /// (tier, level, tier key, level key)
@@ -356,20 +385,22 @@ impl AfterEvent {
     pub async fn plan(
         conn: &mut PgConnection,
         tracks: &[Track],
-        participant: Uuid,
+        holder: Holder,
         set_by_rule: &[&str],
     ) -> sqlx::Result<AfterEvent> {
-        let holder = Holder::Participant(participant);
         let ids: Vec<Uuid> = tracks.iter().map(|t| t.id).collect();
         let held = repo::positions(conn, holder, &ids).await?;
+        let counts_activity = matches!(holder, Holder::Participant(_));
         let mut plan = AfterEvent {
-            participant,
+            holder,
             active: tracks
                 .iter()
                 .filter(|t| t.counts_activity && held.iter().any(|h| h.tier_id == t.id))
+                .filter(|_| counts_activity)
                 .map(|t| t.id)
                 .collect(),
-            ..AfterEvent::default()
+            upgrades: Vec::new(),
+            requalified: Vec::new(),
         };
         let qualifying: Vec<&Track> = tracks
             .iter()
@@ -378,7 +409,7 @@ impl AfterEvent {
         if qualifying.is_empty() {
             return Ok(plan);
         }
-        let counters: Counters = crate::holders::state::counters(conn, participant)
+        let counters: Counters = crate::holders::state::counters(conn, holder.id())
             .await?
             .into_iter()
             .map(|c| (c.key, c.value))
@@ -408,13 +439,13 @@ impl AfterEvent {
         !(self.active.is_empty() && self.upgrades.is_empty() && self.requalified.is_empty())
     }
 
-    /// Whether the participant's levels change.
+    /// Whether the holder's levels change.
     pub fn moves(&self) -> bool {
         !self.upgrades.is_empty()
     }
 
     pub async fn apply(self, conn: &mut PgConnection, origin: &Origin) -> sqlx::Result<()> {
-        let holder = Holder::Participant(self.participant);
+        let holder = self.holder;
         if !self.active.is_empty() {
             repo::touch(conn, holder, &self.active).await?;
         }
@@ -426,7 +457,7 @@ impl AfterEvent {
             crate::holders::state::record_tier_change(
                 conn,
                 origin,
-                self.participant,
+                holder.id(),
                 &tier,
                 previous,
                 Some(level),

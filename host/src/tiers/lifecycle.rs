@@ -1,5 +1,5 @@
 //! The tier lifecycle pass: what moves holders' levels with time rather than with events. Four kinds of work,
-//! each in bounded batches, each batch one transaction under its participants' locks, and each rerun finding
+//! each in bounded batches, each batch one transaction under its holders' locks, and each rerun finding
 //! nothing to do twice:
 //! - a level set with `expires_at` is removed once that time has passed;
 //! - ACTIVITY_REFRESH: a holder without an event in the program for `duration` plus `grace_days` is downgraded
@@ -14,7 +14,9 @@
 //! - pending downgrades fall due; qualifying again for the level before then cancels one (see `holders`).
 //!
 //! A downgrade never goes below the policy's `min_level`, and a holder whose counters still qualify for its
-//! level keeps it. Archived tiers are left as they are, apart from manual expiry.
+//! level keeps it. Archived tiers are left as they are, apart from manual expiry. Groups take part in manual
+//! expiry only: they have no events of their own to count as activity and are no program's members, so their
+//! levels move by qualification, the API and rules.
 
 use super::{
     DowngradeMode, Level, Lifecycle, PeriodType, QualificationPeriod, RetentionMode, Rollover, repo,
@@ -227,6 +229,7 @@ async fn expire(pool: &PgPool, at: DateTime<Utc>, batch: i64) -> sqlx::Result<us
         return Ok(0);
     }
     crate::participants::lock(&mut tx, &holders).await?;
+    crate::groups::lock_many(&mut tx, &holders).await?;
     let removed = repo::remove_expired(&mut tx, &holders, at).await?;
     record(&mut tx, removed).await?;
     tx.commit().await?;

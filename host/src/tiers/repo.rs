@@ -439,7 +439,7 @@ pub struct Moved {
     pub new_level: Option<String>,
 }
 
-/// Up to `limit` participants with a level whose `expires_at` has passed, in id order.
+/// Up to `limit` holders, participants or groups, with a level whose `expires_at` has passed, in id order.
 pub async fn expired_holders(
     conn: &mut PgConnection,
     at: DateTime<Utc>,
@@ -448,7 +448,7 @@ pub async fn expired_holders(
     sqlx::query_scalar(
         "SELECT DISTINCT holder_id FROM (
             SELECT holder_id FROM holder_tiers
-             WHERE holder_type = 'PARTICIPANT' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) due
+             WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2) due
           ORDER BY holder_id",
     )
     .bind(at)
@@ -465,7 +465,7 @@ pub async fn remove_expired(
     sqlx::query_as(
         "WITH removed AS (
             DELETE FROM holder_tiers
-             WHERE holder_type = 'PARTICIPANT' AND holder_id = ANY($1) AND expires_at <= $2
+             WHERE holder_id = ANY($1) AND expires_at <= $2
             RETURNING tier_id, holder_id, level_id)
          SELECT t.organization_id, t.program_id, t.key AS tier_key, r.holder_id, l.key AS old_level,
                 NULL::text AS new_level
