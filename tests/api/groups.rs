@@ -594,3 +594,52 @@ async fn a_group_holds_levels_set_by_the_api_and_by_rules_and_earned_by_its_coun
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     app.assert_ledger_consistent().await;
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn members_earning_at_once_credit_the_group_wallet_exactly_once_each(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_asset("Team", "TM", "LOT", 0).await;
+    let mut members = Vec::new();
+    for i in 0..6 {
+        members.push(participant(&app, &format!("m{i}")).await);
+    }
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    let team = group_of(&app, "Team", &refs).await;
+    app.rule(
+        &program,
+        "Pool",
+        "true",
+        json!([{"type": "CREDIT", "asset_id": points, "amount": "3", "target": {"type": "GROUP"}},
+               {"type": "CREDIT", "asset_id": points, "amount": "1"}]),
+    )
+    .await;
+    // Both workers take batches of several members' events, each batch crediting the one group.
+    let sends = (0..4).map(|round| {
+        let events: Vec<Value> = (0..60)
+            .map(|n| {
+                json!({"program_id": program, "external_id": format!("m{}", n % 6),
+                       "idempotency_key": format!("e-{round}-{n}"), "event_data": {}})
+            })
+            .collect();
+        app.post("/events/batch", json!({"events": events}))
+    });
+    let answers = join_all(sends).await;
+    let mut ids = Vec::new();
+    for r in &answers {
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let results = r.body["results"].as_array().into_iter().flatten();
+        ids.extend(results.map(|item| id(&item["event"])));
+    }
+    assert_eq!(ids.len(), 240);
+    for event in &ids {
+        assert_eq!(app.processed(event).await["status"], "COMPLETED");
+    }
+    assert_eq!(group_balance(&app, &team, &points).await["balance"], "720");
+    for member in &members {
+        assert_eq!(app.available(member, &points).await, "40");
+    }
+    app.assert_ledger_consistent().await;
+}
