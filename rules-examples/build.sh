@@ -17,6 +17,6 @@ else
         /usr/bin/cargo build --release --target wasm32-wasip2 -Zbuild-std=std,panic_abort --target-dir "$target_dir"
 fi
 mkdir -p dist
-for crate in purchase-points vip-multiplier tiered-cashback referral-bonus hostile stale-interface interface-0-1 interface-0-2 scripted; do
+for crate in purchase-points vip-multiplier tiered-cashback referral-bonus hostile stale-interface interface-0-1 interface-0-2 interface-0-3 scripted; do
     cp "$target_dir/wasm32-wasip2/release/${crate//-/_}.wasm" "dist/$crate.wasm"
 done

@@ -21,8 +21,8 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`. The component exports
-//! `scrip:rules/evaluator@0.3.0`; the server also runs components built with 0.2 or 0.1 of this crate
-//! (`@0.2.0`, `@0.1.0`), and refuses any other interface.
+//! `scrip:rules/evaluator@0.4.0`; the server also runs components built with 0.3, 0.2 or 0.1 of this crate
+//! (`@0.3.0`, `@0.2.0`, `@0.1.0`), and refuses any other interface.
 
 mod amount;
 
@@ -329,6 +329,23 @@ impl Action {
         }
         self
     }
+
+    /// Applies the action to `target` instead of the event's participant: another participant, or a group
+    /// (`Target::Group(None)`: the participant's own).
+    pub fn to(mut self, target: Target) -> Action {
+        let target = Some(target);
+        match &mut self {
+            Action::Credit(c) => c.target = target,
+            Action::Debit(d) => d.target = target,
+            Action::Tag(t) | Action::Untag(t) => t.target = target,
+            Action::Counter(c) => c.target = target,
+            Action::SetAttribute(a) => a.target = target,
+            Action::Hold(b) | Action::Release(b) | Action::VoidHold(b) => b.target = target,
+            Action::Forfeit(f) => f.target = target,
+            Action::SetTier(t) => t.target = target,
+        }
+        self
+    }
 }
 
 pub fn debit(asset_id: impl Into<String>, amount: impl ToString) -> Action {
@@ -411,7 +428,7 @@ pub fn __participant(p: wit::Participant) -> Participant {
     }
 }
 
-/// Exports a [`Rule`] as the component's `scrip:rules/evaluator@0.3.0`.
+/// Exports a [`Rule`] as the component's `scrip:rules/evaluator@0.4.0`.
 #[macro_export]
 macro_rules! export_rule {
     ($rule:ty) => {

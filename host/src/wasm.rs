@@ -1,6 +1,6 @@
-//! Wasm rules: WebAssembly components exporting `scrip:rules/evaluator@0.3.0` (see `wit/rules.wit`), or an
-//! earlier version (`wit/0.2.0`, `wit/0.1.0`): a component built against one keeps working, given what that
-//! version gives and its actions read as the current version's, one version up at a time.
+//! Wasm rules: WebAssembly components exporting `scrip:rules/evaluator@0.4.0` (see `wit/rules.wit`), or an
+//! earlier version (`wit/0.3.0`, `wit/0.2.0`, `wit/0.1.0`): a component built against one keeps working, given
+//! what that version gives and its actions read as the current version's.
 //!
 //! One engine and one linker per process; one pre-instantiated component per module, cached by its
 //! SHA-256; a fresh store per evaluation, dropped afterwards (a trapped instance is never entered again).
@@ -24,6 +24,16 @@ use wasmtime_wasi::{
 };
 
 wasmtime::component::bindgen!({ path: "../wit", world: "rule" });
+
+/// The interface as components built against 0.3.0 export it.
+mod v0_3 {
+    wasmtime::component::bindgen!({ path: "../wit/0.3.0", world: "rule" });
+
+    pub use self::scrip::rules::types::{
+        Action, BalanceChange, CreditBucket, Event, ForfeitBucket, Participant, RuleError,
+        TagChange, Target, TierLevel,
+    };
+}
 
 /// The interface as components built against 0.2.0 export it.
 mod v0_2 {
@@ -49,8 +59,9 @@ pub use scrip::rules::types::{
 use scrip::rules::types::{CounterChange, Debit, Event, Participant};
 
 /// The interface version modules are built against now.
-pub const INTERFACE: &str = "scrip:rules/evaluator@0.3.0";
+pub const INTERFACE: &str = "scrip:rules/evaluator@0.4.0";
 /// Earlier versions, which modules may still export.
+const INTERFACE_0_3: &str = "scrip:rules/evaluator@0.3.0";
 const INTERFACE_0_2: &str = "scrip:rules/evaluator@0.2.0";
 const INTERFACE_0_1: &str = "scrip:rules/evaluator@0.1.0";
 
@@ -183,6 +194,7 @@ impl WasiView for State {
 }
 
 impl scrip::rules::types::Host for State {}
+impl v0_3::scrip::rules::types::Host for State {}
 impl v0_2::scrip::rules::types::Host for State {}
 impl v0_1::scrip::rules::types::Host for State {}
 
@@ -275,6 +287,7 @@ fn arguments(input: &Input) -> Result<(Event, Participant, String), String> {
 /// A module compiled and linked against the interface version it exports, ready to instantiate.
 pub enum Pre {
     Current(RulePre<State>),
+    V0_3(v0_3::RulePre<State>),
     V0_2(v0_2::RulePre<State>),
     V0_1(v0_1::RulePre<State>),
 }
@@ -286,6 +299,7 @@ impl Pre {
     pub fn interface(&self) -> &'static str {
         match self {
             Pre::Current(_) => INTERFACE,
+            Pre::V0_3(_) => INTERFACE_0_3,
             Pre::V0_2(_) => INTERFACE_0_2,
             Pre::V0_1(_) => INTERFACE_0_1,
         }
@@ -294,6 +308,7 @@ impl Pre {
     fn component(&self) -> &Component {
         match self {
             Pre::Current(pre) => pre.instance_pre().component(),
+            Pre::V0_3(pre) => pre.instance_pre().component(),
             Pre::V0_2(pre) => pre.instance_pre().component(),
             Pre::V0_1(pre) => pre.instance_pre().component(),
         }
@@ -302,6 +317,7 @@ impl Pre {
     fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
         Ok(match self {
             Pre::Current(pre) => Instance::Current(pre.instantiate(store)?),
+            Pre::V0_3(pre) => Instance::V0_3(pre.instantiate(store)?),
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store)?),
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
         })
@@ -309,7 +325,7 @@ impl Pre {
 }
 
 /// The event and participant as an earlier version's bindings take them: the same fields, with the levels
-/// as level key per tier key.
+/// as that version gives them.
 macro_rules! as_version {
     ($version:ident, $event:expr, $participant:expr, $levels:expr) => {
         (
@@ -334,6 +350,7 @@ macro_rules! as_version {
 
 enum Instance {
     Current(Rule),
+    V0_3(v0_3::Rule),
     V0_2(v0_2::Rule),
     V0_1(v0_1::Rule),
 }
@@ -347,18 +364,43 @@ impl Instance {
         participant: &Participant,
         config: &str,
     ) -> wasmtime::Result<Result<Vec<Action>, RuleError>> {
-        let levels: Vec<(String, String)> = participant
-            .tiers
-            .iter()
-            .map(|t| (t.tier.clone(), t.level.clone()))
-            .collect();
+        // Before 0.3.0, level key per tier key.
+        let levels = || -> Vec<(String, String)> {
+            participant
+                .tiers
+                .iter()
+                .map(|t| (t.tier.clone(), t.level.clone()))
+                .collect()
+        };
         match self {
             Instance::Current(rule) => {
                 rule.scrip_rules_evaluator()
                     .call_evaluate(store, event, participant, config)
             }
+            Instance::V0_3(rule) => {
+                let tiers = participant
+                    .tiers
+                    .iter()
+                    .map(|t| v0_3::TierLevel {
+                        tier: t.tier.clone(),
+                        level: t.level.clone(),
+                        rank: t.rank,
+                        benefits: t.benefits.clone(),
+                    })
+                    .collect();
+                let (event, participant) = as_version!(v0_3, event, participant, tiers);
+                let answer = rule.scrip_rules_evaluator().call_evaluate(
+                    store,
+                    &event,
+                    &participant,
+                    config,
+                )?;
+                Ok(answer
+                    .map(|actions| actions.into_iter().map(from_v0_3).collect())
+                    .map_err(from_v0_3_error))
+            }
             Instance::V0_2(rule) => {
-                let (event, participant) = as_version!(v0_2, event, participant, levels);
+                let (event, participant) = as_version!(v0_2, event, participant, levels());
                 let answer = rule.scrip_rules_evaluator().call_evaluate(
                     store,
                     &event,
@@ -370,7 +412,7 @@ impl Instance {
                     .map_err(from_v0_2_error))
             }
             Instance::V0_1(rule) => {
-                let (event, participant) = as_version!(v0_1, event, participant, levels);
+                let (event, participant) = as_version!(v0_1, event, participant, levels());
                 let answer = rule.scrip_rules_evaluator().call_evaluate(
                     store,
                     &event,
@@ -390,6 +432,13 @@ impl Instance {
     }
 }
 
+fn from_v0_3_error(error: v0_3::RuleError) -> RuleError {
+    match error {
+        v0_3::RuleError::InvalidInput(m) => RuleError::InvalidInput(m),
+        v0_3::RuleError::Rejected(m) => RuleError::Rejected(m),
+    }
+}
+
 fn from_v0_2_error(error: v0_2::RuleError) -> RuleError {
     match error {
         v0_2::RuleError::InvalidInput(m) => RuleError::InvalidInput(m),
@@ -397,75 +446,97 @@ fn from_v0_2_error(error: v0_2::RuleError) -> RuleError {
     }
 }
 
+/// An earlier version's action as the current interface says it: the variants both have, field for field,
+/// with a target of the kinds that version knows. `$target` names the target conversion for the `$arm`s, which
+/// convert the variants only some earlier versions have.
+macro_rules! upgrade_action {
+    ($version:ident, $action:expr, $target:ident $(, $pattern:pat => $arm:expr)* $(,)?) => {{
+        use $version::Action as Old;
+        let $target = |t: Option<$version::Target>| {
+            t.map(|t| match t {
+                $version::Target::ParticipantId(id) => Target::ParticipantId(id),
+                $version::Target::ExternalId(id) => Target::ExternalId(id),
+            })
+        };
+        let change = |b: $version::BalanceChange| BalanceChange {
+            asset_id: b.asset_id,
+            amount: b.amount,
+            description: b.description,
+            reference_id: b.reference_id,
+            target: $target(b.target),
+        };
+        let tag = |t: $version::TagChange| TagChange {
+            tag: t.tag,
+            target: $target(t.target),
+        };
+        match $action {
+            Old::Credit(c) => Action::Credit(Credit {
+                asset_id: c.asset_id,
+                amount: c.amount,
+                description: c.description,
+                target: $target(c.target),
+                bucket: c.bucket.map(|b| match b {
+                    $version::CreditBucket::Available => CreditBucket::Available,
+                    $version::CreditBucket::Held => CreditBucket::Held,
+                }),
+                expires_at: c.expires_at,
+                matures_at: c.matures_at,
+                reference_id: c.reference_id,
+            }),
+            Old::Debit(d) => Action::Debit(Debit {
+                asset_id: d.asset_id,
+                amount: d.amount,
+                description: d.description,
+                allow_negative: d.allow_negative,
+                target: $target(d.target),
+            }),
+            Old::Tag(t) => Action::Tag(tag(t)),
+            Old::Untag(t) => Action::Untag(tag(t)),
+            Old::Counter(c) => Action::Counter(CounterChange {
+                key: c.key,
+                value: c.value,
+                reset_after: c.reset_after,
+                target: $target(c.target),
+            }),
+            Old::SetAttribute(a) => Action::SetAttribute(AttributeChange {
+                key: a.key,
+                value: a.value,
+                target: $target(a.target),
+            }),
+            Old::Hold(b) => Action::Hold(change(b)),
+            Old::Release(b) => Action::Release(change(b)),
+            Old::VoidHold(b) => Action::VoidHold(change(b)),
+            Old::Forfeit(f) => Action::Forfeit(Forfeit {
+                asset_id: f.asset_id,
+                amount: f.amount,
+                bucket: match f.bucket {
+                    $version::ForfeitBucket::Available => ForfeitBucket::Available,
+                    $version::ForfeitBucket::Held => ForfeitBucket::Held,
+                },
+                description: f.description,
+                reference_id: f.reference_id,
+                target: $target(f.target),
+            }),
+            $($pattern => $arm,)*
+        }
+    }};
+}
+
+/// A 0.3.0 action as the current interface says it (0.3.0's actions are a subset, field for field).
+fn from_v0_3(action: v0_3::Action) -> Action {
+    upgrade_action!(v0_3, action, target,
+        Old::SetTier(t) => Action::SetTier(TierChange {
+            tier: t.tier,
+            level: t.level,
+            expires_at: t.expires_at,
+            target: target(t.target),
+        }),
+    )
+}
+
 /// A 0.2.0 action as the current interface says it (0.2.0's actions are a subset, field for field).
 fn from_v0_2(action: v0_2::Action) -> Action {
-    use v0_2::Action as Old;
-    let target = |t: Option<v0_2::Target>| {
-        t.map(|t| match t {
-            v0_2::Target::ParticipantId(id) => Target::ParticipantId(id),
-            v0_2::Target::ExternalId(id) => Target::ExternalId(id),
-        })
-    };
-    let change = |b: v0_2::BalanceChange| BalanceChange {
-        asset_id: b.asset_id,
-        amount: b.amount,
-        description: b.description,
-        reference_id: b.reference_id,
-        target: target(b.target),
-    };
-    let tag = |t: v0_2::TagChange| TagChange {
-        tag: t.tag,
-        target: target(t.target),
-    };
-    match action {
-        Old::Credit(c) => Action::Credit(Credit {
-            asset_id: c.asset_id,
-            amount: c.amount,
-            description: c.description,
-            target: target(c.target),
-            bucket: c.bucket.map(|b| match b {
-                v0_2::CreditBucket::Available => CreditBucket::Available,
-                v0_2::CreditBucket::Held => CreditBucket::Held,
-            }),
-            expires_at: c.expires_at,
-            matures_at: c.matures_at,
-            reference_id: c.reference_id,
-        }),
-        Old::Debit(d) => Action::Debit(Debit {
-            asset_id: d.asset_id,
-            amount: d.amount,
-            description: d.description,
-            allow_negative: d.allow_negative,
-            target: target(d.target),
-        }),
-        Old::Tag(t) => Action::Tag(tag(t)),
-        Old::Untag(t) => Action::Untag(tag(t)),
-        Old::Counter(c) => Action::Counter(CounterChange {
-            key: c.key,
-            value: c.value,
-            reset_after: c.reset_after,
-            target: target(c.target),
-        }),
-        Old::SetAttribute(a) => Action::SetAttribute(AttributeChange {
-            key: a.key,
-            value: a.value,
-            target: target(a.target),
-        }),
-        Old::Hold(b) => Action::Hold(change(b)),
-        Old::Release(b) => Action::Release(change(b)),
-        Old::VoidHold(b) => Action::VoidHold(change(b)),
-        Old::Forfeit(f) => Action::Forfeit(Forfeit {
-            asset_id: f.asset_id,
-            amount: f.amount,
-            bucket: match f.bucket {
-                v0_2::ForfeitBucket::Available => ForfeitBucket::Available,
-                v0_2::ForfeitBucket::Held => ForfeitBucket::Held,
-            },
-            description: f.description,
-            reference_id: f.reference_id,
-            target: target(f.target),
-        }),
-    }
+    upgrade_action!(v0_2, action, target)
 }
 
 /// A 0.1.0 action as 0.2.0 says it (0.1.0's actions are a subset, field for field).
@@ -581,6 +652,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         freeze_timers(&mut linker)?;
         Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        v0_3::Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         v0_2::Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         v0_1::Rule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
         let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -633,13 +705,13 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        let interface = [INTERFACE, INTERFACE_0_2, INTERFACE_0_1]
+        let interface = [INTERFACE, INTERFACE_0_3, INTERFACE_0_2, INTERFACE_0_1]
             .into_iter()
             .find(|interface| exported.iter().any(|name| name == interface))
             .ok_or_else(|| {
                 format!(
-                    "the component exports none of {INTERFACE}, {INTERFACE_0_2} and {INTERFACE_0_1} (built \
-                     with another SDK?)"
+                    "the component exports none of {INTERFACE}, {INTERFACE_0_3}, {INTERFACE_0_2} and \
+                     {INTERFACE_0_1} (built with another SDK?)"
                 )
             })?;
         let pre = self
@@ -650,6 +722,7 @@ impl Runtime {
             |e: wasmtime::Error| format!("the component does not match {interface}: {e}");
         let pre = match interface {
             INTERFACE => Pre::Current(RulePre::new(pre).map_err(mismatch)?),
+            INTERFACE_0_3 => Pre::V0_3(v0_3::RulePre::new(pre).map_err(mismatch)?),
             INTERFACE_0_2 => Pre::V0_2(v0_2::RulePre::new(pre).map_err(mismatch)?),
             _ => Pre::V0_1(v0_1::RulePre::new(pre).map_err(mismatch)?),
         };

@@ -52,7 +52,7 @@ async fn uploaded_modules_are_checked_and_stored_once(_: PgPoolOptions, connect:
     let bytes = component("purchase-points");
     let first = app.upload(bytes.clone()).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    assert_eq!(first.body["interface"], "scrip:rules/evaluator@0.3.0");
+    assert_eq!(first.body["interface"], "scrip:rules/evaluator@0.4.0");
     assert_eq!(first.body["size"], bytes.len());
     let again = app.upload(bytes).await;
     assert_eq!(
@@ -696,6 +696,104 @@ async fn components_built_against_interface_0_2_0_keep_working(
         "{}",
         tags.body
     );
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn components_built_against_interface_0_3_0_keep_working(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, miles) = app.program_with_asset("Old", "MI", "LOT", 0).await;
+    app.created(
+        &format!("/programs/{program}/tiers"),
+        json!({"key": "status", "levels": [{"key": "silver", "rank": 1}, {"key": "gold", "rank": 2}]}),
+    )
+    .await;
+    let module = app.upload(component("interface-0-3")).await;
+    assert_eq!(module.status.as_u16(), 201, "{}", module.body);
+    assert_eq!(module.body["interface"], "scrip:rules/evaluator@0.3.0");
+    let body = json!({"program_id": program, "name": "old", "module_id": id(&module.body),
+                      "config": {"asset_id": miles, "points": "7"}});
+    app.created("/rules", body).await;
+    let participant = id(&app
+        .created("/participants", json!({"external_id": "old"}))
+        .await);
+    let tiers = format!("/participants/{participant}/state/tiers");
+    let set = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("{tiers}/status?program_id={program}"),
+            Some(json!({"level": "silver"})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let done = app
+        .processed(
+            &app.event(&program, "old", "o1", json!({"type": "purchase"}))
+                .await,
+        )
+        .await;
+    assert_eq!(done["rule_evaluations"][0]["status"], "SUCCESS", "{done}");
+    assert_eq!(
+        app.available_and_held(&participant).await,
+        (json!("0"), json!("7"))
+    );
+    let tags = app
+        .get(&format!("/participants/{participant}/state/tags"))
+        .await;
+    assert_eq!(
+        tags.body["data"][0]["tag"], "level-silver-1",
+        "{}",
+        tags.body
+    );
+    let held = app.get(&format!("{tiers}?program_id={program}")).await;
+    assert_eq!(held.body["data"][0]["level"], "gold", "{}", held.body);
+    app.stop().await;
+}
+
+/// A wasm rule targets a group as a CEL rule does: the participant's own, or one named by id.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn wasm_rules_target_the_participants_group_or_a_named_one(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Family", "FAM").await;
+    let member = id(&app
+        .created("/participants", json!({"external_id": "kid"}))
+        .await);
+    let group = |name: &str| {
+        app.created(
+            "/groups",
+            json!({"name": name, "members": [{"participant_id": member, "role": "ADMIN"}]}),
+        )
+    };
+    let home = id(&group("Home").await);
+    let club = id(&group("Club").await);
+    let script = json!({"buy": [
+        {"type": "credit", "asset_id": points, "amount": "5", "group": null},
+        {"type": "credit", "asset_id": points, "amount": "2", "group": club},
+    ]});
+    app.wasm_rule(&program, "scripted", json!({"on": script}), json!({}))
+        .await;
+    let done = app
+        .processed(
+            &app.event(&program, "kid", "b1", json!({"type": "buy"}))
+                .await,
+        )
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let results = &done["rule_evaluations"][0]["results"];
+    assert_eq!(results[0]["group_id"], home.as_str(), "{done}");
+    assert_eq!(results[1]["group_id"], club.as_str(), "{done}");
+    for (group, total) in [(&home, "5"), (&club, "2")] {
+        let detail = app.get(&format!("/groups/{group}")).await;
+        assert_eq!(detail.body["balances"][&points], total, "{}", detail.body);
+    }
+    assert_eq!(app.available(&member, &points).await, "none");
+    app.assert_ledger_consistent().await;
     app.stop().await;
 }
 

@@ -26,7 +26,7 @@ pub fn routes(component_bytes: usize) -> OpenApiRouter<AppState> {
 
 /// 201 with the new module; 200 with the stored one when the same bytes were uploaded before.
 #[utoipa::path(post, path = "/modules", tag = "modules",
-    request_body(description = "A WebAssembly component exporting `scrip:rules/evaluator@0.1.0`; the content type is not checked.",
+    request_body(description = "A WebAssembly component exporting `scrip:rules/evaluator@0.4.0` or an earlier version; the content type is not checked.",
         content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses((status = 201, description = "Checked, compiled and stored.", body = Module),
         (status = 200, description = "The same bytes were uploaded before.", body = Module), Rejected))]

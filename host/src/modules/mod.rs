@@ -18,7 +18,7 @@ pub struct Module {
     /// Bytes.
     pub size: i32,
     /// The rule interface version the component exports.
-    #[schema(example = "scrip:rules/evaluator@0.3.0")]
+    #[schema(example = "scrip:rules/evaluator@0.4.0")]
     pub interface: String,
     pub created_at: DateTime<Utc>,
 }

@@ -461,6 +461,10 @@ impl CompiledAction {
                     sized(external_id, "target external id", 255)?;
                     TargetRef::ExternalId(Template::Literal(external_id.clone()))
                 }
+                Some(wasm::Target::Group(id)) => TargetRef::Group(match id {
+                    Some(id) => Some(uuid(id, "target group id")?),
+                    None => None,
+                }),
             })
         };
         let described = |description: &Option<String>| match description {

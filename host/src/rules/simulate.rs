@@ -6,7 +6,7 @@ use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use super::evaluation::{self, Actions, Decision, EvaluationReason};
 use super::{
     Action, AttributeAction, CounterAction, CreditAction, DebitAction, ForfeitAction, HoldAction,
-    Rule, TagAction, Target, TierAction, VoidHoldAction,
+    Rule, TagAction, Target, TargetType, TierAction, VoidHoldAction,
 };
 use crate::error::Result;
 use crate::ledger::Bucket;
@@ -306,6 +306,11 @@ fn as_written(action: &wasm::Action) -> Action {
             },
             wasm::Target::ExternalId(id) => Target {
                 external_id: Some(id.clone()),
+                ..Target::default()
+            },
+            wasm::Target::Group(id) => Target {
+                kind: Some(TargetType::Group),
+                id: id.as_deref().and_then(|id| id.parse().ok()),
                 ..Target::default()
             },
         })

@@ -3,11 +3,12 @@
 //! `{"on": {"<event type>": [{"type": "credit", "asset_id": "…", "amount": "10", …}, …]}}`, where `type` is
 //! credit, debit, hold, release, forfeit or void-hold, and the optional `reference_id`, `expires_at`,
 //! `matures_at`, `bucket` ("held") and `allow_negative` are passed on; or `set-tier` with `tier`, `level`
-//! and an optional `expires_at`.
+//! and an optional `expires_at`. Any action with `group` (a group id, or null for the participant's group)
+//! applies to that group.
 
 use scrip_rule::{
-    Action, Config, Event, ForfeitBucket, Participant, Rule, RuleError, credit, debit, forfeit, hold,
-    release, set_tier, void_hold,
+    Action, Config, Event, ForfeitBucket, Participant, Rule, RuleError, Target, credit, debit, forfeit,
+    hold, release, set_tier, void_hold,
 };
 use serde_json::Value;
 
@@ -25,7 +26,16 @@ impl Rule for Scripted {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        listed.iter().map(action).collect()
+        listed
+            .iter()
+            .map(|spec| {
+                let action = action(spec)?;
+                Ok(match spec.get("group") {
+                    Some(group) => action.to(Target::Group(group.as_str().map(str::to_owned))),
+                    None => action,
+                })
+            })
+            .collect()
     }
 }
 
