@@ -761,8 +761,9 @@ async fn process_event(
     })
 }
 
-/// After an event's rules, in its savepoint: its participant, and every participant whose counters its rules
-/// changed, count activity and qualify for levels of the program's tiers (see `tiers::holders::AfterEvent`).
+/// After an event's rules, in its savepoint: its participant, and every holder (participant or group) whose
+/// counters its rules changed, count activity and qualify for levels of the program's tiers (see
+/// `tiers::holders::AfterEvent`).
 async fn after_rules(
     conn: &mut PgConnection,
     ctx: &mut EventContext<'_>,
