@@ -654,15 +654,47 @@ async fn components_built_against_interface_0_2_0_keep_working(
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
+    let levels = json!([{"key": "gold", "rank": 1}]);
+    let old = purchase_by_fixture(&app, "interface-0-2", "0.2.0", levels, "gold").await;
+    let tags = app
+        .get(&format!("/participants/{}/state/tags", old.participant))
+        .await;
+    assert!(
+        tags.body.to_string().contains("level-gold"),
+        "{}",
+        tags.body
+    );
+    app.stop().await;
+}
+
+/// Where an old fixture's rule processed a purchase: the program and the participant.
+struct FixtureRun {
+    program: String,
+    participant: String,
+}
+
+/// Uploads the fixture (which must export interface `version`) into a program of a LOT asset and a `status`
+/// tier of these `levels`, gives a participant `level`, and processes one purchase by them: the fixture's
+/// credit of 7 into HELD is checked here, the rest by the caller.
+async fn purchase_by_fixture(
+    app: &TestApp,
+    fixture: &str,
+    version: &str,
+    levels: Value,
+    level: &str,
+) -> FixtureRun {
     let (program, miles) = app.program_with_asset("Old", "MI", "LOT", 0).await;
     app.created(
         &format!("/programs/{program}/tiers"),
-        json!({"key": "status", "levels": [{"key": "gold", "rank": 1}]}),
+        json!({"key": "status", "levels": levels}),
     )
     .await;
-    let module = app.upload(component("interface-0-2")).await;
+    let module = app.upload(component(fixture)).await;
     assert_eq!(module.status.as_u16(), 201, "{}", module.body);
-    assert_eq!(module.body["interface"], "scrip:rules/evaluator@0.2.0");
+    assert_eq!(
+        module.body["interface"],
+        format!("scrip:rules/evaluator@{version}")
+    );
     let body = json!({"program_id": program, "name": "old", "module_id": id(&module.body),
                       "config": {"asset_id": miles, "points": "7"}});
     app.created("/rules", body).await;
@@ -673,7 +705,7 @@ async fn components_built_against_interface_0_2_0_keep_working(
         .call(
             reqwest::Method::PUT,
             &format!("/participants/{participant}/state/tiers/status?program_id={program}"),
-            Some(json!({"level": "gold"})),
+            Some(json!({"level": level})),
         )
         .await;
     assert_eq!(set.status, 200, "{}", set.body);
@@ -688,67 +720,35 @@ async fn components_built_against_interface_0_2_0_keep_working(
         app.available_and_held(&participant).await,
         (json!("0"), json!("7"))
     );
-    let tags = app
-        .get(&format!("/participants/{participant}/state/tags"))
-        .await;
-    assert!(
-        tags.body.to_string().contains("level-gold"),
-        "{}",
-        tags.body
-    );
-    app.stop().await;
+    FixtureRun {
+        program,
+        participant,
+    }
 }
 
+/// A rule built against 0.3.0 sees each level with its rank and sets levels as it did.
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
 async fn components_built_against_interface_0_3_0_keep_working(
     _: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
-    let (program, miles) = app.program_with_asset("Old", "MI", "LOT", 0).await;
-    app.created(
-        &format!("/programs/{program}/tiers"),
-        json!({"key": "status", "levels": [{"key": "silver", "rank": 1}, {"key": "gold", "rank": 2}]}),
-    )
-    .await;
-    let module = app.upload(component("interface-0-3")).await;
-    assert_eq!(module.status.as_u16(), 201, "{}", module.body);
-    assert_eq!(module.body["interface"], "scrip:rules/evaluator@0.3.0");
-    let body = json!({"program_id": program, "name": "old", "module_id": id(&module.body),
-                      "config": {"asset_id": miles, "points": "7"}});
-    app.created("/rules", body).await;
-    let participant = id(&app
-        .created("/participants", json!({"external_id": "old"}))
-        .await);
-    let tiers = format!("/participants/{participant}/state/tiers");
-    let set = app
-        .call(
-            reqwest::Method::PUT,
-            &format!("{tiers}/status?program_id={program}"),
-            Some(json!({"level": "silver"})),
-        )
-        .await;
-    assert_eq!(set.status, 200, "{}", set.body);
-    let done = app
-        .processed(
-            &app.event(&program, "old", "o1", json!({"type": "purchase"}))
-                .await,
-        )
-        .await;
-    assert_eq!(done["rule_evaluations"][0]["status"], "SUCCESS", "{done}");
-    assert_eq!(
-        app.available_and_held(&participant).await,
-        (json!("0"), json!("7"))
-    );
+    let levels = json!([{"key": "silver", "rank": 1}, {"key": "gold", "rank": 2}]);
+    let old = purchase_by_fixture(&app, "interface-0-3", "0.3.0", levels, "silver").await;
     let tags = app
-        .get(&format!("/participants/{participant}/state/tags"))
+        .get(&format!("/participants/{}/state/tags", old.participant))
         .await;
     assert_eq!(
         tags.body["data"][0]["tag"], "level-silver-1",
         "{}",
         tags.body
     );
-    let held = app.get(&format!("{tiers}?program_id={program}")).await;
+    let held = app
+        .get(&format!(
+            "/participants/{}/state/tiers?program_id={}",
+            old.participant, old.program
+        ))
+        .await;
     assert_eq!(held.body["data"][0]["level"], "gold", "{}", held.body);
     app.stop().await;
 }
