@@ -331,3 +331,49 @@ async fn requests_the_http_layer_refuses_are_answered_in_the_error_body(
         "other answers pass untouched: {health}"
     );
 }
+
+/// Every answer names its request in `X-Request-Id`, and an error body names it too, so a client can quote
+/// the one that failed; no two requests share an id.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn every_answer_carries_its_request_id_and_errors_repeat_it(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let send = |path: &str, key: &str| {
+        app.client
+            .get(format!("{}{path}", app.base))
+            .header("Authorization", format!("Bearer {key}"))
+            .send()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (path, key, status) in [
+        ("/programs", app.key.as_str(), 200),
+        ("/programs/not-a-uuid", app.key.as_str(), 400),
+        (
+            "/groups/550e8400-e29b-41d4-a716-446655440000",
+            app.key.as_str(),
+            404,
+        ),
+        ("/programs", "sk_wrong", 401),
+        ("/no/such/route", app.key.as_str(), 404),
+    ] {
+        let answer = send(path, key).await.expect("request sent");
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+        let header = answer
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default();
+        assert!(
+            header.starts_with("req_") && header.len() > 20,
+            "{path}: {header:?}"
+        );
+        assert!(seen.insert(header.clone()), "{path}: {header} used twice");
+        let body: Value = answer.json().await.expect("JSON body");
+        if status >= 400 {
+            assert_eq!(body["request_id"], header.as_str(), "{path}: {body}");
+        }
+    }
+}

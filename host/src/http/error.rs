@@ -1,5 +1,6 @@
-//! The error body of the spec: `{code, message, details}`, where `details` names the first bad field and
-//! `details.fields` lists all of them. Internal errors are logged and never shown to the client.
+//! The error body of the spec: `{code, message, details, request_id}`, where `details` names the first bad
+//! field and `details.fields` lists all of them. Internal errors are logged and never shown to the client.
+//! Every request gets an id (`req_…`), returned in `X-Request-Id`, named in its error body and in its logs.
 
 use crate::error::{Error, FieldError};
 use axum::Json;
@@ -29,7 +30,36 @@ pub struct ErrorBody {
     /// Present on 400s: the first invalid field, and all of them in `fields`.
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<ErrorDetails>,
+    /// The request's id, as its `X-Request-Id` header gives it; absent only when the server could not read a
+    /// request at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "req_0192f5a3c4b87c3e9a1d2b3c4d5e6f70")]
+    request_id: Option<String>,
 }
+
+tokio::task_local! {
+    /// The id of the request being answered.
+    static REQUEST_ID: String;
+}
+
+/// Gives every request an id, `req_` and a UUID v7: it answers in the `X-Request-Id` header, in the error
+/// body, and in the logs of the request.
+pub async fn with_request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let id = format!("req_{}", uuid::Uuid::now_v7().simple());
+    let span = tracing::info_span!("request", request_id = %id);
+    let answer = REQUEST_ID.scope(id.clone(), next.run(request).instrument(span));
+    let mut response = answer.await;
+    if let Ok(value) = header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetails {
@@ -44,6 +74,7 @@ impl ErrorBody {
             code: code.into(),
             message: message.into(),
             details: None,
+            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
         }
     }
 }

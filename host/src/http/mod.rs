@@ -93,5 +93,6 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(error::with_request_id))
         .with_state(state)
 }
