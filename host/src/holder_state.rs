@@ -158,9 +158,14 @@ pub async fn history(
     holder: Holder,
     filter: HistoryFilter,
 ) -> Result<Page<HistoryEntry>> {
-    match holder {
-        Holder::Participant(id) => participants::require(pool, actor, id).await?,
-        Holder::Group(id) => crate::groups::require(pool, actor, id).await?,
-    }
+    require(pool, actor, holder).await?;
     Ok(state::history(pool, holder.id(), &filter).await?)
+}
+
+/// `NotFound` unless the holder exists in the actor's organization.
+pub async fn require(pool: &PgPool, actor: &Actor, holder: Holder) -> Result<()> {
+    match holder {
+        Holder::Participant(id) => participants::require(pool, actor, id).await,
+        Holder::Group(id) => crate::groups::require(pool, actor, id).await,
+    }
 }

@@ -465,14 +465,6 @@ pub async fn group_balances(
     Ok(page.map(crate::groups::GroupBalance::from))
 }
 
-/// `NotFound` unless the holder exists in the actor's organization.
-async fn require(pool: &PgPool, actor: &Actor, holder: Holder) -> Result<()> {
-    match holder {
-        Holder::Participant(id) => participants::require(pool, actor, id).await,
-        Holder::Group(id) => crate::groups::require(pool, actor, id).await,
-    }
-}
-
 /// E39: the holder's lots of one asset.
 pub async fn lots(
     pool: &PgPool,
@@ -481,7 +473,7 @@ pub async fn lots(
     asset_id: Uuid,
     filter: crate::ledger::lots::LotFilter,
 ) -> Result<Page<crate::ledger::lots::LotView>> {
-    require(pool, actor, holder).await?;
+    crate::holder_state::require(pool, actor, holder).await?;
     let asset = crate::assets::get(pool, actor, asset_id).await?;
     let mut conn = pool.acquire().await?;
     let rows = crate::ledger::lots::list(&mut conn, holder.id(), asset_id, &filter).await?;
@@ -497,7 +489,7 @@ pub async fn history(
     asset_id: Option<Uuid>,
     filter: crate::ledger::ActivityFilter,
 ) -> Result<Page<crate::ledger::ActivityRow>> {
-    require(pool, actor, holder).await?;
+    crate::holder_state::require(pool, actor, holder).await?;
     crate::ledger::history(pool, actor, holder.owner(), asset_id, filter).await
 }
 
@@ -509,7 +501,7 @@ pub async fn statement(
     asset_id: Uuid,
     filter: crate::ledger::ActivityFilter,
 ) -> Result<crate::ledger::Statement> {
-    require(pool, actor, holder).await?;
+    crate::holder_state::require(pool, actor, holder).await?;
     holder_statement(pool, actor, holder.owner(), asset_id, filter).await
 }
 

@@ -23,7 +23,7 @@ use super::batch::Batch;
 use super::repo::{self, Claimed, EvaluationColumns, EventColumns, QueueKey, Scope};
 use super::{Doorbell, EventStatus};
 use crate::holders::Holder;
-use crate::holders::state::{self, Origin};
+use crate::holders::state::Origin;
 use crate::ledger::KnownAccounts;
 use crate::participants::{self, State, Wait};
 use crate::programs;
@@ -890,33 +890,18 @@ async fn group_value(
     participant: Uuid,
     program_id: Uuid,
 ) -> sqlx::Result<Option<::cel::Value>> {
-    let Some(id) = crate::groups::first_of(conn, participant).await? else {
+    let Some(group) = crate::groups::first_state_of(conn, participant).await? else {
         return Ok(None);
     };
-    let tags = state::tags(conn, id).await?;
-    let attributes: serde_json::Map<String, serde_json::Value> = state::attributes(conn, id)
-        .await?
-        .into_iter()
-        .map(|(k, v)| (k, v.into()))
-        .collect();
-    let counters: serde_json::Map<String, serde_json::Value> = state::counters(conn, id)
-        .await?
-        .into_iter()
-        .map(|c| {
-            (
-                c.key,
-                json!(rust_decimal::prelude::ToPrimitive::to_f64(&c.value)),
-            )
-        })
-        .collect();
     let tiers: serde_json::Map<String, serde_json::Value> =
-        holders::group_standings(conn, id, program_id)
+        holders::group_standings(conn, group.id, program_id)
             .await?
             .into_iter()
             .map(|s| (s.held.key.clone(), tier_value(&s.held)))
             .collect();
     Ok(Some(cel::from_json(&json!({
-        "id": id, "tags": tags, "attributes": attributes, "counters": counters, "tiers": tiers,
+        "id": group.id, "tags": group.tags, "attributes": group.attributes.0,
+        "counters": group.counters.0, "tiers": tiers,
     }))))
 }
 

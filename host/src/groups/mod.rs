@@ -330,6 +330,24 @@ pub async fn of_participant(
     }))
 }
 
+/// A group's state as rules read it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GroupState {
+    pub id: Uuid,
+    pub tags: Vec<String>,
+    pub attributes: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    /// Effective values (0 once a window has passed).
+    pub counters: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The state of the ACTIVE group a participant joined first (see [`first_of`]), in one statement.
+pub async fn first_state_of(
+    conn: &mut PgConnection,
+    participant: Uuid,
+) -> sqlx::Result<Option<GroupState>> {
+    repo::first_state_of(conn, participant).await
+}
+
 /// The ACTIVE group a participant joined first, which rules mean by "the participant's group".
 pub async fn first_of(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Option<Uuid>> {
     repo::first_of(conn, participant).await

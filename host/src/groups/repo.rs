@@ -1,4 +1,4 @@
-use super::{Group, GroupFilter, GroupMember, MemberInput, Membership};
+use super::{Group, GroupFilter, GroupMember, GroupState, MemberInput, Membership};
 use crate::pagination::{Order, PageParams};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -261,13 +261,25 @@ pub async fn of_participant(
     .await
 }
 
+/// The participant's first ACTIVE membership of an ACTIVE group, as `g` (the group) and `m`.
+const FIRST_GROUP: &str = "FROM group_members m JOIN groups g ON g.id = m.group_id
+    WHERE m.participant_id = $1 AND m.status = 'ACTIVE' AND g.status = 'ACTIVE'
+    ORDER BY m.joined_at, m.group_id LIMIT 1";
+
+pub async fn first_state_of(
+    conn: &mut PgConnection,
+    participant: Uuid,
+) -> sqlx::Result<Option<GroupState>> {
+    let state = crate::holders::state::state_columns("g.id");
+    sqlx::query_as(&format!("SELECT g.id, {state} {FIRST_GROUP}"))
+        .bind(participant)
+        .fetch_optional(conn)
+        .await
+}
+
 pub async fn first_of(conn: &mut PgConnection, participant: Uuid) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT m.group_id FROM group_members m JOIN groups g ON g.id = m.group_id
-          WHERE m.participant_id = $1 AND m.status = 'ACTIVE' AND g.status = 'ACTIVE'
-          ORDER BY m.joined_at, m.group_id LIMIT 1",
-    )
-    .bind(participant)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_scalar(&format!("SELECT g.id {FIRST_GROUP}"))
+        .bind(participant)
+        .fetch_optional(conn)
+        .await
 }

@@ -22,13 +22,6 @@ pub enum Holder {
 }
 
 impl Holder {
-    pub fn new(kind: HolderType, id: Uuid) -> Holder {
-        match kind {
-            HolderType::Participant => Holder::Participant(id),
-            HolderType::Group => Holder::Group(id),
-        }
-    }
-
     pub fn id(self) -> Uuid {
         match self {
             Holder::Participant(id) | Holder::Group(id) => id,
@@ -56,12 +49,6 @@ impl Holder {
             Holder::Participant(_) => "participant",
             Holder::Group(_) => "group",
         }
-    }
-}
-
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.noun(), self.id())
     }
 }
 

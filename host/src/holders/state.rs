@@ -325,6 +325,21 @@ pub async fn attributes(
         .await
 }
 
+/// A holder's tags, attributes and effective counters as three columns (`tags`, `attributes`, `counters`,
+/// the last two JSON objects), for a query that selects holders with `holder_id` as their id: how rules read
+/// a holder's state in the same statement that finds or locks it.
+pub fn state_columns(holder_id: &str) -> String {
+    format!(
+        "ARRAY(SELECT tag FROM holder_tags WHERE holder_id = {holder_id} ORDER BY tag) AS tags,
+         (SELECT COALESCE(jsonb_object_agg(key, value), '{{}}') FROM holder_attributes
+           WHERE holder_id = {holder_id}) AS attributes,
+         (SELECT COALESCE(jsonb_object_agg(c.key, CASE WHEN c.reset_after_ms IS NOT NULL
+                 AND c.last_reset_at + c.reset_after_ms * interval '1 millisecond' <= now()
+                 THEN 0 ELSE c.value END), '{{}}')
+            FROM holder_counters c WHERE c.holder_id = {holder_id}) AS counters"
+    )
+}
+
 const COUNTER_COLUMNS: &str = "key,
     CASE WHEN reset_after_ms IS NOT NULL AND last_reset_at + reset_after_ms * interval '1 millisecond' <= now()
          THEN 0 ELSE value END AS value,

@@ -179,18 +179,15 @@ pub async fn find(
 
 type InlineState = (Vec<String>, Json<Map<String, Value>>, Vec<Uuid>);
 
-const TAGS_AND_ATTRIBUTES: &str = "
-    ARRAY(SELECT tag FROM holder_tags WHERE holder_id = p.id ORDER BY tag) AS tags,
-    (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM holder_attributes
-      WHERE holder_id = p.id) AS attributes";
-
 pub async fn inline_state(pool: &PgPool, id: Uuid) -> sqlx::Result<InlineState> {
-    sqlx::query_as(&format!(
-        "SELECT {TAGS_AND_ATTRIBUTES},
+    sqlx::query_as(
+        "SELECT ARRAY(SELECT tag FROM holder_tags WHERE holder_id = p.id ORDER BY tag) AS tags,
+                (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM holder_attributes
+                  WHERE holder_id = p.id) AS attributes,
                 ARRAY(SELECT program_id FROM participant_programs WHERE participant_id = p.id
                        ORDER BY enrolled_at) AS program_ids
-           FROM participants p WHERE p.id = $1"
-    ))
+           FROM participants p WHERE p.id = $1",
+    )
     .bind(id)
     .fetch_one(pool)
     .await
@@ -226,14 +223,11 @@ pub async fn lock_states(
         "WITH locked AS (
             SELECT id FROM participants WHERE id = ANY($1) AND ($2::uuid IS NULL OR organization_id = $2)
              ORDER BY id FOR NO KEY UPDATE {skip})
-         SELECT p.id, p.organization_id, p.external_id, p.status, {TAGS_AND_ATTRIBUTES},
-                (SELECT COALESCE(jsonb_object_agg(c.key, CASE WHEN c.reset_after_ms IS NOT NULL
-                        AND c.last_reset_at + c.reset_after_ms * interval '1 millisecond' <= now()
-                        THEN 0 ELSE c.value END), '{{}}')
-                   FROM holder_counters c WHERE c.holder_id = p.id) AS counters,
+         SELECT p.id, p.organization_id, p.external_id, p.status, {state},
                 ARRAY(SELECT program_id FROM participant_programs
                        WHERE participant_id = p.id AND status = 'ACTIVE') AS programs
-           FROM participants p JOIN locked USING (id)"
+           FROM participants p JOIN locked USING (id)",
+        state = crate::holders::state::state_columns("p.id"),
     ))
     .bind(ids)
     .bind(organization_id)

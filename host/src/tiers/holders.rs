@@ -50,14 +50,6 @@ pub struct SetLevel {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// `NotFound` unless the holder exists in the actor's organization.
-async fn require(pool: &PgPool, actor: &Actor, holder: Holder) -> Result<()> {
-    match holder {
-        Holder::Participant(id) => crate::participants::require(pool, actor, id).await,
-        Holder::Group(id) => crate::groups::require(pool, actor, id).await,
-    }
-}
-
 /// E34: the holder's levels in the program's tiers, archived tiers included.
 pub async fn list(
     pool: &PgPool,
@@ -65,7 +57,7 @@ pub async fn list(
     holder: Holder,
     program_id: Uuid,
 ) -> Result<HeldTiers> {
-    require(pool, actor, holder).await?;
+    crate::holder_state::require(pool, actor, holder).await?;
     crate::programs::get(pool, actor, program_id).await?;
     Ok(HeldTiers {
         data: repo::held(pool, holder, program_id, None).await?,
@@ -80,7 +72,7 @@ pub async fn get(
     program_id: Uuid,
     key: &str,
 ) -> Result<HeldTier> {
-    require(pool, actor, holder).await?;
+    crate::holder_state::require(pool, actor, holder).await?;
     super::get(pool, actor, program_id, key).await?;
     repo::held(pool, holder, program_id, Some(key))
         .await?
@@ -276,11 +268,8 @@ pub async fn group_standings(
     group: Uuid,
     program_id: Uuid,
 ) -> sqlx::Result<Vec<Standing>> {
-    let all = repo::standings(conn, HolderType::Group.as_str(), &[group], None).await?;
-    Ok(all
-        .into_iter()
-        .filter(|s| s.program_id == program_id)
-        .collect())
+    let within = Some((program_id, None));
+    repo::standings(conn, HolderType::Group.as_str(), &[group], within).await
 }
 
 /// The tiers of the programs an event-processing batch serves: which programs have any, and of the ACTIVE
