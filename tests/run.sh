@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: works on a fresh machine. Starts Postgres if it is not running (installing Debian's
 # server if it is missing), creates the database the tests' bookkeeping needs, builds, runs every test, then
-# schemathesis (installed from PyPI into a venv) against a running server and the load harness's smoke run.
+# schemathesis and the webhook verifier (installed from PyPI into venvs) against a running server and the load harness's smoke run.
 # Each test creates and migrates its own database from DATABASE_URL's server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,9 +28,24 @@ fi
 for _ in $(seq 1 30); do ready && break; sleep 1; done
 ready || { say "no PostgreSQL answers at ${server_url}"; exit 1; }
 
+if ! pkg-config --exists openssl 2>/dev/null; then
+    say "installing OpenSSL's headers (Debian packages), for TLS in webhook deliveries"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
+
 if [ "$(psql "$server_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '${db_name}'")" != "1" ]; then
     psql "$server_url" -qc "CREATE DATABASE \"${db_name}\""
 fi
+
+# The webhook tests check deliveries with the Standard Webhooks reference verifier of another language.
+verifier_version=1.3.0
+verifier_venv="${SCRIP_VERIFIER_VENV:-/var/tmp/scrip-verifier-venv}"
+if ! "$verifier_venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('standardwebhooks') != '${verifier_version}')" 2>/dev/null; then
+    say "installing the standardwebhooks ${verifier_version} verifier into ${verifier_venv}"
+    python3 -m venv "$verifier_venv"
+    "$verifier_venv/bin/pip" install --quiet --disable-pip-version-check "standardwebhooks==${verifier_version}"
+fi
+export SCRIP_TEST_PYTHON="$verifier_venv/bin/python"
 
 say "building the example wasm rules"
 rules-examples/build.sh

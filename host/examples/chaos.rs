@@ -62,7 +62,16 @@ async fn main() -> Result<(), BoxError> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/scrip_bench".into());
     if let Some(addr) = args.serve {
         let pool = scrip::db::pool(&database, 8).await?;
-        let running = scrip::start(pool, addr, Pipeline::default()).await?;
+        // Clients send as fast as they can: no rate limit.
+        let options = scrip::Options {
+            pipeline: Pipeline::default(),
+            rate_limits: scrip::rate_limits::Settings {
+                per_second: 0,
+                burst: 0,
+            },
+            ..scrip::Options::default()
+        };
+        let running = scrip::start(pool, addr, options).await?;
         running.until_signal().await;
         return Ok(());
     }

@@ -20,7 +20,8 @@
 //! Scenarios: `hot` (one program, one asset, every credit from the same issuance account), `spread` (ten
 //! programs, each with its own asset and rule), `wasm` (hot, with the purchase-points component instead of
 //! CEL), `lot` (hot, on a LOT asset), `counted` (hot, each purchase also counted) and `tiered` (counted, the
-//! count qualifying members for the levels of an ACTIVITY_REFRESH tier). The run fails if any event fails or the ledger is inconsistent.
+//! count qualifying members for the levels of an ACTIVITY_REFRESH tier) and `hooked` (hot, with a webhook
+//! endpoint subscribed to every event type, delivering to a receiver in this process). The run fails if any event fails or the ledger is inconsistent.
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
@@ -54,7 +55,7 @@ struct Args {
     /// Events per second in all for the `paced` mode.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Scenarios to run: hot, spread, wasm, lot, counted, tiered.
+    /// Scenarios to run: hot, spread, wasm, lot, counted, tiered, hooked.
     #[arg(long, value_delimiter = ',', default_value = "hot,spread,wasm,lot")]
     scenarios: Vec<String>,
     /// Modes to run: single, batch, paced, drain.
@@ -67,6 +68,9 @@ struct Args {
     /// Keep each run's database, to look into its events afterwards (prints where it is).
     #[arg(long)]
     keep: bool,
+    /// Run the server without request logs, to measure what they cost.
+    #[arg(long)]
+    no_request_logs: bool,
 }
 
 /// How long the clients send, or how many requests each sends in smoke mode.
@@ -90,6 +94,7 @@ async fn main() -> Result<(), BoxError> {
     if args.smoke {
         (args.seconds, args.clients, args.workers, args.rate) = (0.5, 2, 2, 200.0);
     }
+    NO_REQUEST_LOGS.store(args.no_request_logs, Ordering::Relaxed);
     let budget = match args.smoke {
         true => Budget::Requests(3),
         false => Budget::For(Duration::from_secs_f64(args.seconds)),
@@ -206,7 +211,7 @@ async fn serve(server: &str, workers: usize, clients: usize) -> Result<Served, B
     let key = scrip::organizations::create_api_key(&pool, "load")
         .await?
         .key;
-    let running = scrip::start(pool.clone(), "127.0.0.1:0".parse()?, pipeline(workers)).await?;
+    let running = scrip::start(pool.clone(), "127.0.0.1:0".parse()?, options(workers)).await?;
     let api = Api {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(clients)
@@ -222,11 +227,42 @@ async fn serve(server: &str, workers: usize, clients: usize) -> Result<Served, B
     })
 }
 
-fn pipeline(workers: usize) -> Pipeline {
-    Pipeline {
-        workers,
-        ..Pipeline::default()
+/// The server as deployed, request logs included unless `--no-request-logs`, but without a rate limit (the
+/// harness is one organization sending as fast as the pipeline takes it) and with webhooks allowed to the
+/// harness's own receiver on loopback.
+fn options(workers: usize) -> scrip::Options {
+    let logged = !NO_REQUEST_LOGS.load(Ordering::Relaxed);
+    scrip::Options {
+        pipeline: Pipeline {
+            workers,
+            ..Pipeline::default()
+        },
+        webhooks: scrip::webhooks::delivery::Settings {
+            policy: scrip::webhooks::url::UrlPolicy {
+                allow_loopback: true,
+            },
+            ..Default::default()
+        },
+        rate_limits: scrip::rate_limits::Settings {
+            per_second: 0,
+            burst: 0,
+        },
+        request_logs: scrip::request_logs::Settings {
+            retention_days: if logged { 30 } else { 0 },
+        },
     }
+}
+
+/// `--no-request-logs`, for [`options`].
+static NO_REQUEST_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A webhook receiver on loopback that answers 200 to everything; returns its URL.
+async fn receiver() -> Result<String, BoxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 /// Entries per transaction in the ledger ceiling: as many as a worker claims events.
@@ -429,7 +465,7 @@ async fn run(
     // A drain is timed from when its workers start, on the database's clock like completion.
     let (drainer, started_db): (_, DateTime<Utc>) = match draining && args.workers > 0 {
         true => (
-            Some(scrip::start(pool.clone(), "127.0.0.1:0".parse()?, pipeline(args.workers)).await?),
+            Some(scrip::start(pool.clone(), "127.0.0.1:0".parse()?, options(args.workers)).await?),
             sqlx::query_scalar("SELECT clock_timestamp()")
                 .fetch_one(&pool)
                 .await?,
@@ -540,6 +576,13 @@ impl Api {
 /// The programs, assets and rules of a scenario; returns the program ids, which events go to in turn.
 async fn set_up(api: &Api, scenario: &str) -> Result<Vec<Value>, BoxError> {
     let programs = if scenario == "spread" { 10 } else { 1 };
+    if scenario == "hooked" {
+        api.create(
+            "/webhook-endpoints",
+            json!({"url": receiver().await?, "enabled_events": ["*"]}),
+        )
+        .await?;
+    }
     let mut targets = Vec::new();
     for n in 0..programs {
         let program = api

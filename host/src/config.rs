@@ -1,7 +1,9 @@
 //! Settings from the environment, with defaults that work on a developer machine.
 
+use crate::Options;
 use crate::events::worker::Pipeline;
 use crate::wasm::{Ceiling, Limits};
+use crate::{rate_limits, request_logs, webhooks};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,11 +16,15 @@ pub struct Settings {
     pub database_url: String,
     /// `SCRIP_ADDR`
     pub addr: SocketAddr,
-    /// `SCRIP_WORKERS` (workers per process), `SCRIP_RETRY_BACKOFF_MS` (first automatic retry delay) and the
-    /// ceiling of wasm rules: `SCRIP_WASM_MAX_FUEL`, `SCRIP_WASM_MAX_MEMORY_BYTES`, `SCRIP_WASM_MAX_ACTIONS`
-    /// (the most a rule may ask for), `SCRIP_WASM_MAX_MODULE_BYTES` (the largest component accepted) and
-    /// `SCRIP_WASM_CACHE_BYTES` (the memory compiled rules may keep).
-    pub pipeline: Pipeline,
+    /// The pipeline: `SCRIP_WORKERS` (workers per process), `SCRIP_RETRY_BACKOFF_MS` (first automatic retry
+    /// delay) and the ceiling of wasm rules: `SCRIP_WASM_MAX_FUEL`, `SCRIP_WASM_MAX_MEMORY_BYTES`,
+    /// `SCRIP_WASM_MAX_ACTIONS` (the most a rule may ask for), `SCRIP_WASM_MAX_MODULE_BYTES` (the largest
+    /// component accepted) and `SCRIP_WASM_CACHE_BYTES` (the memory compiled rules may keep). Webhooks:
+    /// `SCRIP_WEBHOOK_ALLOW_LOOPBACK`, `SCRIP_WEBHOOK_TIMEOUT_MS`, `SCRIP_WEBHOOK_RETRY_BASE_MS`,
+    /// `SCRIP_WEBHOOK_CONCURRENCY` (see `webhooks::delivery::Settings`). Rate limits per organization:
+    /// `SCRIP_RATE_LIMIT_PER_SECOND` (0: none) and `SCRIP_RATE_LIMIT_BURST`. Request logs:
+    /// `SCRIP_REQUEST_LOG_RETENTION_DAYS` (0: none kept).
+    pub options: Options,
     /// `SCRIP_DB_CONNECTIONS`: pool size.
     pub db_connections: u32,
 }
@@ -27,16 +33,36 @@ impl Settings {
     pub fn from_env() -> Result<Self, String> {
         let addr = var("SCRIP_ADDR").unwrap_or_else(|| DEFAULT_ADDR.into());
         let defaults = Pipeline::default();
+        let (limits, logs) = (
+            rate_limits::Settings::default(),
+            request_logs::Settings::default(),
+        );
         let backoff_ms = u64::try_from(defaults.retry_backoff.as_millis()).unwrap_or(u64::MAX);
         Ok(Settings {
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             addr: addr.parse().map_err(|_| {
                 format!("SCRIP_ADDR={addr} is not a socket address like 127.0.0.1:8080")
             })?,
-            pipeline: Pipeline {
-                workers: number("SCRIP_WORKERS", defaults.workers)?,
-                retry_backoff: Duration::from_millis(number("SCRIP_RETRY_BACKOFF_MS", backoff_ms)?),
-                wasm: wasm_ceiling()?,
+            options: Options {
+                pipeline: Pipeline {
+                    workers: number("SCRIP_WORKERS", defaults.workers)?,
+                    retry_backoff: Duration::from_millis(number(
+                        "SCRIP_RETRY_BACKOFF_MS",
+                        backoff_ms,
+                    )?),
+                    wasm: wasm_ceiling()?,
+                },
+                webhooks: webhook_settings()?,
+                rate_limits: rate_limits::Settings {
+                    per_second: number("SCRIP_RATE_LIMIT_PER_SECOND", limits.per_second)?,
+                    burst: number("SCRIP_RATE_LIMIT_BURST", limits.burst)?,
+                },
+                request_logs: request_logs::Settings {
+                    retention_days: number(
+                        "SCRIP_REQUEST_LOG_RETENTION_DAYS",
+                        logs.retention_days,
+                    )?,
+                },
             },
             db_connections: number("SCRIP_DB_CONNECTIONS", 16)?,
         })
@@ -80,6 +106,34 @@ fn wasm_ceiling() -> Result<Ceiling, String> {
         component_bytes: number("SCRIP_WASM_MAX_MODULE_BYTES", most.component_bytes)?,
         cache_bytes: number("SCRIP_WASM_CACHE_BYTES", most.cache_bytes)?,
     })
+}
+
+fn webhook_settings() -> Result<webhooks::delivery::Settings, String> {
+    let defaults = webhooks::delivery::Settings::default();
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Ok(webhooks::delivery::Settings {
+        policy: webhooks::url::UrlPolicy {
+            allow_loopback: flag("SCRIP_WEBHOOK_ALLOW_LOOPBACK")?,
+        },
+        timeout: Duration::from_millis(number(
+            "SCRIP_WEBHOOK_TIMEOUT_MS",
+            millis(defaults.timeout),
+        )?),
+        retry_base: Duration::from_millis(number(
+            "SCRIP_WEBHOOK_RETRY_BASE_MS",
+            millis(defaults.retry_base),
+        )?),
+        concurrency: number("SCRIP_WEBHOOK_CONCURRENCY", defaults.concurrency)?,
+    })
+}
+
+/// `true`/`1` or `false`/`0`; unset is false.
+fn flag(name: &str) -> Result<bool, String> {
+    match var(name).as_deref() {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(other) => Err(format!("{name}={other} is not true or false")),
+    }
 }
 
 fn var(name: &str) -> Option<String> {

@@ -22,6 +22,9 @@ pub enum Error {
     /// The request's body is larger than the route accepts (413 `payload_too_large`).
     #[error("{0}")]
     TooLarge(String),
+    /// The organization's rate limit is spent (429 `too_many_requests`).
+    #[error("rate limit exceeded; retry after the time Retry-After gives")]
+    RateLimited,
     /// The balance cannot cover the operation (422 `insufficient_balance`).
     #[error("{0}")]
     Insufficient(String),

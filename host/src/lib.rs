@@ -16,6 +16,7 @@ pub mod holders;
 pub mod http;
 pub mod idempotency;
 pub mod ledger;
+pub mod metrics;
 pub mod modules;
 pub mod money;
 pub mod movement;
@@ -24,8 +25,10 @@ pub mod pagination;
 pub mod participants;
 pub mod programs;
 pub mod push;
+pub mod rate_limits;
 pub mod redemptions;
 pub mod reports;
+pub mod request_logs;
 pub mod rewards;
 pub mod rules;
 pub mod schema;
@@ -34,6 +37,7 @@ pub mod tiers;
 pub mod validation;
 pub mod verify;
 pub mod wasm;
+pub mod webhooks;
 
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -44,6 +48,24 @@ use tokio::task::JoinSet;
 /// Errors of start-up and the CLI: reported, never matched on.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How a server runs: the event pipeline, webhook deliveries, rate limits and request logs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub pipeline: events::worker::Pipeline,
+    pub webhooks: webhooks::delivery::Settings,
+    pub rate_limits: rate_limits::Settings,
+    pub request_logs: request_logs::Settings,
+}
+
+impl From<events::worker::Pipeline> for Options {
+    fn from(pipeline: events::worker::Pipeline) -> Options {
+        Options {
+            pipeline,
+            ..Options::default()
+        }
+    }
+}
+
 /// A running server: the HTTP API plus event workers.
 pub struct Running {
     pub addr: SocketAddr,
@@ -51,12 +73,18 @@ pub struct Running {
     tasks: JoinSet<()>,
 }
 
-/// Serves the API on `addr` and starts the event workers of `pipeline` on `pool`.
+/// Serves the API on `addr`, and starts the event workers and the webhook deliveries of `options` on `pool`.
 pub async fn start(
     pool: PgPool,
     addr: SocketAddr,
-    pipeline: events::worker::Pipeline,
+    options: impl Into<Options>,
 ) -> Result<Running, BoxError> {
+    let Options {
+        pipeline,
+        webhooks,
+        rate_limits,
+        request_logs,
+    } = options.into();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = watch::channel(false);
@@ -64,6 +92,11 @@ pub async fn start(
     let runtime = Arc::new(wasm::Runtime::new(pipeline.wasm)?);
     let doorbell = events::Doorbell::new();
     let workers = Arc::new(events::worker::Liveness::default());
+    let (logs, log_writer) =
+        request_logs::Recorder::start(pool.clone(), request_logs, stopped.clone());
+    if let Some(writer) = log_writer {
+        tasks.spawn(writer);
+    }
     let app = http::router(http::AppState {
         pool: pool.clone(),
         runtime: runtime.clone(),
@@ -71,6 +104,9 @@ pub async fn start(
         intake: events::Intake::start(pool.clone(), doorbell.clone(), &mut tasks),
         keys: Arc::default(),
         workers: workers.clone(),
+        webhook_urls: webhooks.policy,
+        limits: Arc::new(rate_limits::Limits::new(rate_limits)),
+        logs,
     });
     tasks.spawn(http::server::serve(listener, app, stopped.clone()));
     let cache = Arc::new(rules::RuleCache::new(runtime));
@@ -81,6 +117,11 @@ pub async fn start(
         tasks.spawn(movement::due::run_jobs(pool.clone(), stopped.clone()));
         tasks.spawn(tiers::lifecycle::run_jobs(pool.clone(), stopped.clone()));
     }
+    tasks.spawn(webhooks::delivery::run(
+        pool.clone(),
+        webhooks,
+        stopped.clone(),
+    ));
     tasks.spawn(doorbell.clone().listen(pool.clone(), stopped.clone()));
     tasks.spawn(doorbell.clone().broadcast(pool.clone(), stopped.clone()));
     for _ in 0..pipeline.workers {

@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Commands::Serve => {
             let pool =
                 db::connect_and_migrate(&settings.database_url, settings.db_connections).await?;
-            scrip::start(pool, settings.addr, settings.pipeline)
+            scrip::start(pool, settings.addr, settings.options)
                 .await?
                 .until_signal()
                 .await;
@@ -181,7 +181,7 @@ async fn serve_dev(settings: &Settings) -> Result<(), BoxError> {
         println!("Created organization \"default\". Your API key (shown once):");
         println!("export SCRIP_API_KEY={}", key.key);
     }
-    let running = scrip::start(pool, settings.addr, settings.pipeline).await?;
+    let running = scrip::start(pool, settings.addr, settings.options.clone()).await?;
     println!("scrip dev is serving on http://{}", running.addr);
     running.until_signal().await;
     Ok(())

@@ -1,6 +1,6 @@
 //! Rule budgets: never overspent under concurrency, periodic roll-over, reset (E94), validation.
 
-use crate::common::{TestApp, assert_error, id, test_pipeline};
+use crate::common::{TestApp, assert_error, id, test_options};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -21,7 +21,7 @@ async fn a_budget_is_never_overspent_by_concurrent_events(
             .await
             .expect("pool");
         others.push(
-            scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), test_pipeline(2))
+            scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), test_options(2))
                 .await
                 .expect("server"),
         );

@@ -49,12 +49,21 @@ impl TestApp {
     }
 
     async fn spawn_with_pipeline(connect: PgConnectOptions, pipeline: Pipeline) -> TestApp {
+        let options = scrip::Options {
+            pipeline,
+            ..test_options(0)
+        };
+        TestApp::spawn_with_options(connect, options).await
+    }
+
+    /// A server started with these options.
+    pub async fn spawn_with_options(connect: PgConnectOptions, options: scrip::Options) -> TestApp {
         let pool = PgPoolOptions::new()
             .max_connections(12)
             .connect_with(connect)
             .await
             .expect("test database");
-        let running = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), pipeline)
+        let running = scrip::start(pool.clone(), "127.0.0.1:0".parse().expect("addr"), options)
             .await
             .expect("server starts");
         let key = scrip::organizations::create_api_key(&pool, "test-org")
@@ -315,7 +324,8 @@ impl TestApp {
         assert!(found.is_empty(), "ledger inconsistent: {found:?}");
     }
 
-    /// Row counts of every table, to show a rejected request wrote nothing. Taken once every journal entry is
+    /// Row counts of every table but the request logs (where every request goes, refused ones too), to show a
+    /// rejected request wrote nothing. Taken once every journal entry is
     /// sealed, so the sealer's own inserts, which follow earlier requests, do not count against later ones.
     pub async fn row_counts(&self) -> Vec<(String, i64)> {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -333,6 +343,7 @@ impl TestApp {
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT table_name::text FROM information_schema.tables
               WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_sqlx%'
+                AND table_name <> 'request_logs'
               ORDER BY table_name",
         )
         .fetch_all(&self.pool)
@@ -356,6 +367,33 @@ pub fn test_pipeline(workers: usize) -> Pipeline {
         workers,
         retry_backoff: Duration::from_millis(10),
         ..Pipeline::default()
+    }
+}
+
+/// A server for tests: `workers` as [`test_pipeline`] makes them, webhooks as [`test_webhooks`], and no rate
+/// limit (tests send bursts of their own; the rate limit's test sets one).
+pub fn test_options(workers: usize) -> scrip::Options {
+    scrip::Options {
+        pipeline: test_pipeline(workers),
+        webhooks: test_webhooks(),
+        rate_limits: scrip::rate_limits::Settings {
+            per_second: 0,
+            burst: 0,
+        },
+        ..Default::default()
+    }
+}
+
+/// Webhooks as in production, but allowed to reach receivers on loopback over http, retried after 1, 3,
+/// 9 … ms, and given 2 seconds an attempt.
+pub fn test_webhooks() -> scrip::webhooks::delivery::Settings {
+    scrip::webhooks::delivery::Settings {
+        policy: scrip::webhooks::url::UrlPolicy {
+            allow_loopback: true,
+        },
+        timeout: Duration::from_secs(2),
+        retry_base: Duration::from_millis(1),
+        ..Default::default()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `scrip` binary itself: `scrip dev` from nothing, and a server killed mid-batch.
 
-use crate::common::{database_url, id, test_pipeline};
+use crate::common::{database_url, id, test_options};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::process::Stdio;
@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const SCRIP: &str = env!("CARGO_BIN_EXE_scrip");
+pub const SCRIP: &str = env!("CARGO_BIN_EXE_scrip");
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
 }
 
-async fn signal(child: &Child, name: &str) {
+pub async fn signal(child: &Child, name: &str) {
     let pid = child.id().expect("running").to_string();
     let status = Command::new("kill")
         .args([name, &pid])
@@ -169,7 +169,7 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
     let ingest_only = scrip::start(
         pool.clone(),
         "127.0.0.1:0".parse().expect("addr"),
-        test_pipeline(0),
+        test_options(0),
     )
     .await
     .expect("server");
@@ -239,7 +239,7 @@ async fn a_server_killed_mid_batch_loses_and_doubles_nothing(
             .await
             .expect("pool");
         finishers.push(
-            scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), test_pipeline(2))
+            scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), test_options(2))
                 .await
                 .expect("server"),
         );
@@ -453,7 +453,7 @@ async fn sigterm_stops_the_server_and_keeps_every_event_it_acknowledged(
     let finisher = scrip::start(
         pool.clone(),
         "127.0.0.1:0".parse().expect("addr"),
-        test_pipeline(2),
+        test_options(2),
     )
     .await
     .expect("server");

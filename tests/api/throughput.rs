@@ -2,7 +2,7 @@
 //! against its own organization; batches of events share writes yet a failed event leaves nothing behind; and
 //! several servers' workers split one participant's events between them without losing or doubling any.
 
-use crate::common::{AuthHeader, TestApp, id, test_pipeline};
+use crate::common::{AuthHeader, TestApp, id, test_options};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -192,7 +192,7 @@ async fn workers_of_several_servers_share_participants_without_losing_or_doublin
         .connect_with(connect)
         .await
         .expect("pool");
-    let other = scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), test_pipeline(2))
+    let other = scrip::start(pool, "127.0.0.1:0".parse().expect("addr"), test_options(2))
         .await
         .expect("server");
     let (program, points) = app.program_with_points("Contended", "PTS").await;

@@ -104,16 +104,9 @@ pub struct Money {
     journal_entry_id: Option<Uuid>,
     /// A credit that replaced a provisional hold of the same reference.
     #[serde(skip_serializing_if = "Option::is_none")]
-    settle: Option<Settlement>,
+    settle: Option<movement::Settlement>,
     #[serde(skip_serializing_if = "Option::is_none")]
     suppressed: Option<EvaluationReason>,
-}
-
-#[derive(Debug, Serialize)]
-struct Settlement {
-    held_amount: String,
-    /// What the settlement differs from the hold.
-    delta: String,
 }
 
 impl ActionResult {
@@ -434,10 +427,9 @@ async fn money(
             amount: asset.format(amount),
             holder,
             journal_entry_id: Some(moved.journal_entry_id),
-            settle: moved.settled_hold.map(|held| Settlement {
-                held_amount: asset.format(held),
-                delta: asset.format(amount - held),
-            }),
+            settle: moved
+                .settled_hold
+                .map(|held| movement::Settlement::new(amount, held, asset.scale)),
             suppressed: None,
         }))),
         Err(err) => refusal(err),

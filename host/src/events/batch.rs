@@ -8,6 +8,7 @@ use crate::money;
 use crate::movement;
 use crate::participants::{self, State, Wait};
 use crate::tiers::holders::{self, Standing};
+use crate::webhooks::{Notice, Subscriptions, WebhookEventType};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -51,6 +52,12 @@ pub struct Batch {
     /// Of those, the ones the current event created, forgotten if it fails; `true` for those whose insert
     /// the batch deferred (and so holds), `false` for those an action created itself.
     creating: Vec<((Uuid, String), bool)>,
+    /// What the organizations' webhook endpoints subscribe to, read when the batch began.
+    subscriptions: Subscriptions,
+    /// Notices of the batch's events, written with their outcomes; a failed event's are dropped.
+    notices: Vec<Notice>,
+    /// Where the current event's notices begin.
+    notices_start: usize,
 }
 
 impl Batch {
@@ -60,6 +67,7 @@ impl Batch {
         states: Vec<State>,
         standings: Option<Vec<Standing>>,
         accounts: KnownAccounts,
+        subscriptions: Subscriptions,
     ) -> Batch {
         let tiered = standings.is_some();
         let mut by_holder: HashMap<Uuid, Vec<Standing>> = HashMap::new();
@@ -86,6 +94,9 @@ impl Batch {
             due_lots: None,
             created: HashMap::new(),
             creating: Vec::new(),
+            subscriptions,
+            notices: Vec::new(),
+            notices_start: 0,
         }
     }
 
@@ -111,6 +122,20 @@ impl Batch {
             .insert(id, State::new(id, organization_id, external_id));
         self.created.insert(key.clone(), id);
         self.creating.push((key, true));
+        if self
+            .subscriptions
+            .wants(organization_id, WebhookEventType::ParticipantCreated)
+        {
+            let created = participants::Created {
+                participant_id: id,
+                external_id,
+            };
+            self.notices.push(Notice::new(
+                organization_id,
+                WebhookEventType::ParticipantCreated,
+                &created,
+            ));
+        }
         if self.writing {
             // The event's own writes go out as they come once it has a savepoint.
             self.deferred.write_all(conn, &self.accounts).await?;
@@ -148,6 +173,7 @@ impl Batch {
         failed: bool,
     ) -> sqlx::Result<()> {
         if failed {
+            self.notices.truncate(self.notices_start);
             // States read since may show enrollments that will never be written.
             let undone = self.deferred.discard_after(self.event_start);
             self.stale.extend(undone);
@@ -175,8 +201,19 @@ impl Batch {
         }
         self.entered.clear();
         self.event_start = self.deferred.mark();
+        self.notices_start = self.notices.len();
         self.writing = false;
         Ok(())
+    }
+
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
+    }
+
+    /// The notices of the batch's events that stood, for the end of the batch.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        self.notices_start = 0;
+        std::mem::take(&mut self.notices)
     }
 
     /// The batch's events are over: the deferred writes go out.
@@ -354,6 +391,16 @@ impl movement::Writer for Batch {
         }
         self.begin_writes(conn).await?;
         movement::write_now(conn, organization_id, entry, created, &self.accounts).await
+    }
+
+    fn wants(&self, organization_id: Uuid, kind: WebhookEventType) -> bool {
+        self.subscriptions.wants(organization_id, kind)
+    }
+
+    /// Kept until the batch ends, when one statement writes them all.
+    async fn notify(&mut self, _: &mut PgConnection, notice: Notice) -> sqlx::Result<()> {
+        self.notices.push(notice);
+        Ok(())
     }
 }
 

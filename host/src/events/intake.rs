@@ -74,9 +74,7 @@ impl Intake {
             Err(()) => {
                 let mut alone =
                     repo::insert_many(&self.pool, &[(Uuid::now_v7(), actor, &event)]).await?;
-                if !alone.is_empty() {
-                    self.doorbell.ring();
-                }
+                super::queued(&self.doorbell, alone.len());
                 alone.pop()
             }
         };
@@ -103,9 +101,7 @@ async fn insert_queued(
             .collect();
         match repo::insert_many(&pool, &rows).await {
             Ok(inserted) => {
-                if !inserted.is_empty() {
-                    doorbell.ring();
-                }
+                super::queued(&doorbell, inserted.len());
                 let mut by_id: std::collections::HashMap<Uuid, Event> =
                     inserted.into_iter().map(|e| (e.id, e)).collect();
                 let ids: Vec<Uuid> = rows.iter().map(|(id, _, _)| *id).collect();

@@ -202,6 +202,14 @@ async fn acknowledge(
         .ok_or_else(|| Error::Internal("idempotent event vanished".into()))
 }
 
+/// `count` new events are in the queue: the workers are woken, and the metrics count them.
+fn queued(doorbell: &Doorbell, count: usize) {
+    if count > 0 {
+        crate::metrics::events_accepted(count);
+        doorbell.ring();
+    }
+}
+
 /// Ingests a batch with one statement for all of it (one commit), and a few more only for items it did not
 /// insert. A bad item is reported and does not stop the others. A repeated key with the same payload returns the original event, with a
 /// different payload it is an error for that item.
@@ -225,9 +233,7 @@ pub async fn ingest_batch(
         .into_iter()
         .map(|e| (e.id, e))
         .collect();
-    if !inserted.is_empty() {
-        doorbell.ring();
-    }
+    queued(doorbell, inserted.len());
     // The others name something missing, or use a key already taken (by a stored event or an earlier item of
     // this batch): committed by now, so visible.
     let rest: Vec<&NewEvent> = to_insert
@@ -494,6 +500,11 @@ pub async fn impact(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Impact> {
 /// How far behind processing is: seconds since the oldest due event became due.
 pub async fn queue_lag_seconds(pool: &PgPool) -> Result<f64> {
     Ok(repo::queue_lag_seconds(pool).await?)
+}
+
+/// How many events wait in the queue, retries included.
+pub async fn queue_depth(pool: &PgPool) -> Result<i64> {
+    Ok(repo::queue_depth(pool).await?)
 }
 
 /// The largest `event_data` accepted, as JSON, and the most items any list in it may have. What rules do

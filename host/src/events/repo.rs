@@ -270,6 +270,13 @@ pub async fn queue_lag_seconds(pool: &PgPool) -> sqlx::Result<f64> {
     .await
 }
 
+/// Events in the queue: waiting, due or not, and retrying.
+pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM event_queue")
+        .fetch_one(pool)
+        .await
+}
+
 // The event queue: what workers claim, and where they record what processing decided.
 
 /// How long until the earliest pending event is due; `None` when there is none or the query fails.

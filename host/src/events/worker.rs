@@ -32,6 +32,7 @@ use crate::rules::evaluation::{self, Decision, EvaluationReason, EvaluationStatu
 use crate::rules::{self, CompiledModule, CompiledRule, RuleCache};
 use crate::tiers::holders::{self, AfterEvent, Standing, Track, Tracks};
 use crate::wasm::{self, Runtime};
+use crate::webhooks::{self, Notice, Subscriptions, WebhookEventType};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -255,7 +256,9 @@ async fn fail_attempt(
         .iter()
         .map(|event| (event, Outcome::failed(message.clone(), Vec::new())))
         .collect();
-    record(&mut tx, &failed, retry_backoff).await?;
+    let organizations: Vec<Uuid> = events.iter().map(|e| e.organization_id).collect();
+    let subscriptions = Subscriptions::load(&mut tx, &organizations).await?;
+    record(&mut tx, &failed, retry_backoff, &subscriptions, Vec::new()).await?;
     tx.commit().await
 }
 
@@ -339,6 +342,7 @@ async fn process(
     let now = Utc::now();
     let rule_ids: Vec<Uuid> = rules.iter().map(|r| r.id).collect();
     let budgeted = rules::budgets::of_rules(&mut tx, &rule_ids).await?;
+    let subscriptions = Subscriptions::load(&mut tx, &organizations).await?;
     // One preferred budget slot per batch: concurrent batches then mostly draw from different rows.
     let budget_slot = i16::try_from(jitter_ms(0, 1 << 15)).unwrap_or(0);
     let mut batch = Batch::new(
@@ -347,6 +351,7 @@ async fn process(
         states,
         standings,
         accounts,
+        subscriptions,
     );
     let mut finished = Vec::with_capacity(events.len());
     for (event, parties) in events.iter().zip(parties) {
@@ -401,7 +406,15 @@ async fn process(
         finished.push((event, outcome));
     }
     batch.finish(&mut tx).await?;
-    record(&mut tx, &finished, retry_backoff).await?;
+    let notices = batch.take_notices();
+    record(
+        &mut tx,
+        &finished,
+        retry_backoff,
+        batch.subscriptions(),
+        notices,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Progress {
         claimed: events.len(),
@@ -908,10 +921,28 @@ async fn group_value(
 /// Writes the batch's evaluations (replacing an earlier attempt's) and each event's new status: COMPLETED,
 /// PENDING again after a backoff while attempts remain (queued anew for then), or FAILED; a finished event
 /// leaves the queue. One statement for the whole batch.
+/// The data of event.completed and event.failed.
+#[derive(serde::Serialize)]
+struct Processed<'a> {
+    event_id: Uuid,
+    program_id: Uuid,
+    participant_id: Option<Uuid>,
+    external_id: Option<&'a str>,
+    status: EventStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+    rules_evaluated: usize,
+    rules_matched: usize,
+}
+
+/// Writes every finished event's status and evaluations, and with them the batch's `notices` and each
+/// completed or finally failed event's own.
 async fn record(
     conn: &mut PgConnection,
     finished: &[(&Claimed, Outcome)],
     retry_backoff: Duration,
+    subscriptions: &Subscriptions,
+    mut notices: Vec<Notice>,
 ) -> sqlx::Result<()> {
     let mut events = EventColumns::default();
     let mut evaluations = EvaluationColumns::default();
@@ -925,6 +956,11 @@ async fn record(
             ),
             Some(_) => (EventStatus::Failed, None),
         };
+        crate::metrics::event_finished(match status {
+            EventStatus::Completed => "completed",
+            EventStatus::Failed => "failed",
+            _ => "retried",
+        });
         events.ids.push(event.id);
         events.queued_at.push(event.next_attempt_at);
         events.statuses.push(status);
@@ -936,8 +972,31 @@ async fn record(
         for e in &outcome.evaluations {
             evaluations.push(event, e);
         }
+        let kind = match status {
+            EventStatus::Completed => WebhookEventType::EventCompleted,
+            EventStatus::Failed => WebhookEventType::EventFailed,
+            _ => continue,
+        };
+        if subscriptions.wants(event.organization_id, kind) {
+            let processed = Processed {
+                event_id: event.id,
+                program_id: event.program_id,
+                participant_id: outcome.participant_id.or(event.participant_id),
+                external_id: event.external_id.as_deref(),
+                status,
+                error_message: outcome.error.as_deref(),
+                rules_evaluated: outcome.evaluations.len(),
+                rules_matched: outcome
+                    .evaluations
+                    .iter()
+                    .filter(|e| e.status == EvaluationStatus::Success)
+                    .count(),
+            };
+            notices.push(Notice::new(event.organization_id, kind, &processed));
+        }
     }
-    repo::record(conn, &events, &evaluations).await
+    repo::record(conn, &events, &evaluations).await?;
+    webhooks::emit(conn, &notices).await
 }
 
 impl EvaluationColumns {

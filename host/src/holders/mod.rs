@@ -28,6 +28,13 @@ impl Holder {
         }
     }
 
+    pub fn of(kind: HolderType, id: Uuid) -> Holder {
+        match kind {
+            HolderType::Participant => Holder::Participant(id),
+            HolderType::Group => Holder::Group(id),
+        }
+    }
+
     pub fn kind(self) -> HolderType {
         match self {
             Holder::Participant(_) => HolderType::Participant,

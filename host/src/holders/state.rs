@@ -1,7 +1,9 @@
 //! Participant state: tags, attributes and counters, changed by rules and by the API alike. Every change is
 //! recorded in the state history with what caused it. Callers hold the holder's lock.
 
+use crate::holders::Holder;
 use crate::pagination::{Cursor, Page};
+use crate::webhooks::{self, Notice, WebhookEventType};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -186,7 +188,7 @@ pub async fn set_tag(
 pub async fn record_tier_change(
     conn: &mut PgConnection,
     origin: &Origin,
-    holder: Uuid,
+    holder: Holder,
     tier_key: &str,
     old: Option<String>,
     new: Option<String>,
@@ -198,18 +200,49 @@ pub async fn record_tier_change(
 /// A holder's level in a tier went from `old` to `new` (`None`: the base).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TierChange {
-    pub holder: Uuid,
+    pub holder: Holder,
     pub old: Option<String>,
     pub new: Option<String>,
 }
 
-/// Records changes of one tier's levels, in one statement.
+/// The data of participant.tier_changed (groups' changes too, naming the group).
+#[derive(Debug, Serialize)]
+struct TierChanged<'a> {
+    #[serde(flatten)]
+    holder: Holder,
+    program_id: Option<Uuid>,
+    tier: &'a str,
+    /// The level held before; absent: the base.
+    previous_level: Option<&'a str>,
+    /// The level held now; absent: the base (the level was removed).
+    level: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<Uuid>,
+}
+
+/// Records changes of one tier's levels, in one statement, and tells webhooks of them.
 pub async fn record_tier_changes(
     conn: &mut PgConnection,
     origin: &Origin,
     tier_key: &str,
     changes: Vec<TierChange>,
 ) -> sqlx::Result<()> {
+    let notices: Vec<Notice> = changes
+        .iter()
+        .map(|c| {
+            let changed = TierChanged {
+                holder: c.holder,
+                program_id: origin.program_id,
+                tier: tier_key,
+                previous_level: c.old.as_deref(),
+                level: c.new.as_deref(),
+                event_id: origin.event_id,
+            };
+            let kind = WebhookEventType::ParticipantTierChanged;
+            Notice::new(origin.organization_id, kind, &changed)
+        })
+        .collect();
+    webhooks::emit(conn, &notices).await?;
     let changes: Vec<(Uuid, Change)> = changes
         .into_iter()
         .map(|c| {
@@ -220,7 +253,7 @@ pub async fn record_tier_changes(
                 old_value: c.old,
                 new_value: c.new,
             };
-            (c.holder, change)
+            (c.holder.id(), change)
         })
         .collect();
     record_many(conn, origin, &changes).await

@@ -61,6 +61,11 @@ pub async fn with_request_id(
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The id of the request being answered, inside [`with_request_id`].
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetails {
     #[serde(flatten)]
@@ -74,7 +79,7 @@ impl ErrorBody {
             code: code.into(),
             message: message.into(),
             details: None,
-            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
+            request_id: current_request_id(),
         }
     }
 }
@@ -120,6 +125,13 @@ impl IntoResponse for Error {
             Error::Conflict { code, message } => {
                 (StatusCode::CONFLICT, ErrorBody::new(code, message))
             }
+            Error::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorBody::new(
+                    "too_many_requests",
+                    "rate limit exceeded: retry after the seconds Retry-After gives",
+                ),
+            ),
             Error::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 ErrorBody::new("unauthorized", "invalid or revoked API key"),

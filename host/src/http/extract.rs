@@ -1,6 +1,5 @@
 //! Extractors whose failures are spec-shaped errors naming the offending field.
 
-use super::AppState;
 use crate::error::{Error, FieldError};
 use crate::organizations::Actor;
 use crate::validation::{self, Request as ReadRequest, Validator};
@@ -14,32 +13,20 @@ use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::{KnownFormat, ObjectBuilder, Required, SchemaFormat, Type};
 use uuid::Uuid;
 
-/// The authenticated caller, from `Authorization: Bearer sk_…` or `X-API-Key: sk_…`.
+/// The authenticated caller, from `Authorization: Bearer sk_…` or `X-API-Key: sk_…`, as the gate resolved it.
 pub struct Auth(pub Actor);
 
-impl FromRequestParts<AppState> for Auth {
+impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
-        let key = header("x-api-key")
-            .or_else(|| header("authorization").and_then(bearer_key))
-            .filter(|key| !key.is_empty())
-            .ok_or(Error::MissingKey)?;
-        Ok(Auth(state.keys.authenticate(&state.pool, key).await?))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        parts
+            .extensions
+            .get::<Actor>()
+            .copied()
+            .map(Auth)
+            .ok_or(Error::MissingKey)
     }
-}
-
-/// The key of an `Authorization: Bearer` header; the scheme is case-insensitive (RFC 9110).
-fn bearer_key(value: &str) -> Option<&str> {
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
 /// The body as bytes. One larger than the route accepts is a 413; one that cannot be read otherwise (it

@@ -7,8 +7,11 @@ mod balances;
 mod error;
 mod events;
 mod extract;
+mod gate;
 mod groups;
 mod ledger;
+mod logs;
+mod metrics;
 mod modules;
 mod openapi;
 mod participants;
@@ -21,6 +24,7 @@ pub mod server;
 mod state;
 mod tiers;
 mod transfers;
+mod webhooks;
 
 use crate::error::Error;
 use axum::http::StatusCode;
@@ -41,6 +45,10 @@ pub struct AppState {
     pub intake: crate::events::Intake,
     pub keys: std::sync::Arc<crate::organizations::KeyCache>,
     pub workers: std::sync::Arc<crate::events::worker::Liveness>,
+    /// Where webhook endpoints may point.
+    pub webhook_urls: crate::webhooks::url::UrlPolicy,
+    pub limits: std::sync::Arc<crate::rate_limits::Limits>,
+    pub logs: crate::request_logs::Recorder,
 }
 
 /// The API's routes with their document. `component_bytes`: the largest rule module the operator accepts.
@@ -60,6 +68,8 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(rules::routes())
         .merge(ledger::routes())
         .merge(reports::routes())
+        .merge(webhooks::routes())
+        .merge(logs::routes())
         .merge(modules::routes(component_bytes));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1)
@@ -77,12 +87,16 @@ pub fn document() -> utoipa::openapi::OpenApi {
 fn routes_and_document(component_bytes: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut document) = api(component_bytes).split_for_parts();
     utoipa::Modify::modify(&openapi::BodyLimit, &mut document);
+    utoipa::Modify::modify(&openapi::RateLimit, &mut document);
     (routes, document)
 }
 
 pub fn router(state: AppState) -> Router {
     let (api, document) = routes_and_document(state.runtime.ceiling().component_bytes);
-    api.route("/openapi.json", openapi::json(&document))
+    let gate = axum::middleware::from_fn_with_state(state.clone(), gate::admit);
+    api.route_layer(gate)
+        .route("/openapi.json", openapi::json(&document))
+        .route("/metrics", get(metrics::metrics))
         .route("/docs", get(openapi::docs))
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async {

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
     ),
     security(("bearer" = []), ("api_key" = [])),
     modifiers(&SecuritySchemes),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::webhooks::Envelope)),
 )]
 pub struct ApiDoc;
 
@@ -48,6 +48,37 @@ impl Modify for BodyLimit {
                     .responses
                     .responses
                     .insert("413".into(), too_large.clone());
+            }
+        }
+    }
+}
+
+/// Every operation that takes a key may answer 429 once the organization's rate limit is spent.
+pub struct RateLimit;
+
+impl Modify for RateLimit {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let limited = super::error::error_response(
+            "The organization's rate limit is spent; retry after `Retry-After` seconds.",
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for operation in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .insert("429".into(), limited.clone());
             }
         }
     }

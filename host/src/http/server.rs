@@ -44,8 +44,8 @@ pub async fn serve(listener: TcpListener, app: Router, mut stopped: watch::Recei
             accepted = listener.accept() => accepted,
             _ = stopped.wait_for(|stop| *stop) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors, say: back off rather than spin.
                 tracing::warn!(error = %err, "cannot accept a connection");
@@ -54,7 +54,12 @@ pub async fn serve(listener: TcpListener, app: Router, mut stopped: watch::Recei
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for request logs.
+        let with_peer = tower_http::add_extension::AddExtension::new(
+            app.clone(),
+            axum::extract::ConnectInfo(peer),
+        );
+        let service = TowerToHyperService::new(with_peer);
         let connection =
             graceful.watch(http.serve_connection(TokioIo::new(ErrorBodies::new(stream)), service));
         tokio::spawn(async move {

@@ -440,6 +440,8 @@ pub struct DueLot {
     /// Due lots are in a bucket: AVAILABLE, HELD or DEFERRED.
     pub status: Bucket,
     pub remaining: Decimal,
+    /// The asset's scale, for what reports the amount.
+    pub scale: i16,
 }
 
 impl DueLot {
@@ -530,7 +532,8 @@ pub async fn lock_due(
 ) -> sqlx::Result<Vec<DueLot>> {
     let condition = due.condition();
     sqlx::query_as(&format!(
-        "SELECT id, organization_id, holder_type, holder_id, asset_id, program_id, status, remaining FROM lots
+        "SELECT id, organization_id, holder_type, holder_id, asset_id, program_id, status, remaining,
+                (SELECT scale FROM assets WHERE assets.id = lots.asset_id) AS scale FROM lots
           WHERE {condition} AND holder_id = ANY($1)
             AND ($2::uuid IS NULL OR asset_id = $2)
           ORDER BY holder_id, id LIMIT $3 FOR UPDATE"

@@ -3,8 +3,11 @@
 //! holder first, so no expired lot is ever spent and every matured lot is spendable on time; a background
 //! pass settles everyone else in bounded batches.
 
+use super::BalanceChanged;
+use crate::holders::Holder;
 use crate::ledger::lots::{self, Due, DueLot};
 use crate::ledger::{self, AccountKey, Bucket, EntryType, KnownAccounts, NewEntry, Owner};
+use crate::webhooks::{self, Notice, WebhookEventType};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap};
@@ -54,10 +57,30 @@ pub async fn settle_due(
     };
     let mut entries = Vec::with_capacity(groups.len());
     let mut entry_of: HashMap<Uuid, Uuid> = HashMap::new();
+    let mut notices = Vec::new();
     for ((organization_id, owner, asset_id, program_id), group) in &groups {
         let mut per_bucket: BTreeMap<Bucket, Decimal> = BTreeMap::new();
         for lot in group {
             *per_bucket.entry(lot.status).or_default() += lot.remaining;
+        }
+        let entry_id = Uuid::now_v7();
+        if let (Due::Expiry, Some(holder)) = (due, holder_of(*owner)) {
+            let expired = BalanceChanged {
+                holder,
+                program_id: *program_id,
+                asset_id: *asset_id,
+                amount: crate::money::format(
+                    per_bucket.values().sum(),
+                    group.first().map_or(0, |lot| lot.scale),
+                ),
+                journal_entry_id: entry_id,
+                reference_id: None,
+                settle: None,
+                event_id: None,
+                rule_id: None,
+            };
+            let kind = WebhookEventType::BalanceExpired;
+            notices.push(Notice::new(*organization_id, kind, &expired));
         }
         let holder = |bucket| AccountKey::new(*owner, *asset_id, bucket);
         let to = match due {
@@ -79,7 +102,6 @@ pub async fn settle_due(
             postings,
             allow_negative: false,
         };
-        let entry_id = Uuid::now_v7();
         entry_of.extend(group.iter().map(|lot| (lot.id, entry_id)));
         entries.push((entry_id, *organization_id, entry));
     }
@@ -91,7 +113,17 @@ pub async fn settle_due(
         .map(|lot| entry_of.get(&lot.id).copied().unwrap_or_default())
         .collect();
     lots::close_due(conn, due, &due_lots, &entry_ids).await?;
+    webhooks::emit(conn, &notices).await?;
     Ok(due_lots.len())
+}
+
+/// Lots are held by participants and groups only.
+fn holder_of(owner: Owner) -> Option<Holder> {
+    match owner {
+        Owner::Participant(id) => Some(Holder::Participant(id)),
+        Owner::Group(id) => Some(Holder::Group(id)),
+        _ => None,
+    }
 }
 
 const JOB_BATCH: i64 = 5000;

@@ -4,6 +4,7 @@
 //! [`post`] writes the one journal entry and then the lot changes, either straight to the ledger ([`Direct`])
 //! or through a worker batch, which may defer a credit that cannot fail. Rule actions, the balance API,
 //! program wallets, transfers and redemptions call these two; the background expiry and maturity passes are in `due`.
+//! A posted movement tells webhooks what it did (balance, wallet and transfer notices) through its writer.
 
 pub mod due;
 
@@ -14,7 +15,9 @@ use crate::ledger::lots::{self, LotSpec, NewLot, Plan, Selector};
 use crate::ledger::{
     self, AccountKey, Bucket, EntryType, KnownAccounts, NewEntry, Owner, PostError,
 };
+use crate::webhooks::{self, Notice, WebhookEventType};
 use rust_decimal::Decimal;
+use serde::Serialize;
 use sqlx::PgConnection;
 use std::future::Future;
 use uuid::Uuid;
@@ -151,6 +154,12 @@ pub struct Movement<'a> {
 pub struct Planned {
     entry: NewEntry,
     amount: Decimal,
+    /// Whose value moves (none for a program wallet), and of which asset: what notices name.
+    holder: Option<Holder>,
+    asset_id: Uuid,
+    scale: i16,
+    /// A transfer's recipients.
+    recipients: Vec<(Holder, Decimal)>,
     /// Lots the entry takes, and whether they are spent or change bucket.
     taken: Option<(Plan, LotChange)>,
     /// Provisional HELD lots a settling credit replaces.
@@ -218,6 +227,10 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
             allow_negative: false,
         },
         amount: Decimal::ZERO,
+        holder,
+        asset_id: asset.id,
+        scale: asset.scale,
+        recipients: Vec::new(),
         taken: None,
         settled: None,
         restored: None,
@@ -353,6 +366,7 @@ pub async fn plan(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Planned> 
                 .postings
                 .push((account(owner, Bucket::Available), -total));
             planned.amount = total;
+            planned.recipients = recipients.clone();
             if settles {
                 let plan = spend(conn, source.id(), asset, Bucket::Available, total, false).await?;
                 planned.taken = Some((plan, LotChange::Consume));
@@ -546,7 +560,7 @@ async fn debt_of(
 }
 
 /// Where a planned entry is written, with the lots it creates: straight to the ledger, or through a worker
-/// batch that may defer it. Either way its id is known at once.
+/// batch that may defer it. Either way its id is known at once. Its notices go the same way.
 pub trait Writer {
     fn write(
         &mut self,
@@ -555,12 +569,31 @@ pub trait Writer {
         entry: NewEntry,
         created: Vec<NewLot>,
     ) -> impl Future<Output = Result<Uuid, PostError>> + Send;
+
+    /// Whether a notice of `kind` would reach anyone; when not, it is not even built.
+    fn wants(&self, organization_id: Uuid, kind: WebhookEventType) -> bool;
+
+    /// Writes the notice with the movement's entry (or drops it with the entry).
+    fn notify(
+        &mut self,
+        conn: &mut PgConnection,
+        notice: Notice,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
 }
 
 /// Posts each entry as it comes.
 pub struct Direct;
 
 impl Writer for Direct {
+    /// Asking would cost a query; the insert of the notice finds the subscribers itself.
+    fn wants(&self, _: Uuid, _: WebhookEventType) -> bool {
+        true
+    }
+
+    async fn notify(&mut self, conn: &mut PgConnection, notice: Notice) -> sqlx::Result<()> {
+        webhooks::emit(conn, &[notice]).await
+    }
+
     async fn write(
         &mut self,
         conn: &mut PgConnection,
@@ -603,6 +636,13 @@ pub async fn post(
     planned: Planned,
     writer: &mut impl Writer,
 ) -> Result<Moved> {
+    let told = notice_type(planned.entry.action_type);
+    let (program_id, reference_id, event_id, rule_id) = (
+        planned.entry.program_id,
+        planned.entry.reference_id.clone(),
+        planned.entry.event_id,
+        planned.entry.rule_id,
+    );
     let wallet_short = planned
         .entry
         .postings
@@ -633,6 +673,61 @@ pub async fn post(
             }
         }
     }
+    if let Some(kind) = told
+        && writer.wants(organization_id, kind)
+    {
+        let format = |amount| crate::money::format(amount, planned.scale);
+        let notice = match (kind, planned.holder) {
+            (WebhookEventType::TransferCompleted, Some(source)) => Notice::new(
+                organization_id,
+                kind,
+                &Transferred {
+                    program_id,
+                    asset_id: planned.asset_id,
+                    journal_entry_id,
+                    source,
+                    recipients: planned
+                        .recipients
+                        .iter()
+                        .map(|(holder, amount)| Recipient {
+                            holder: *holder,
+                            amount: format(*amount),
+                        })
+                        .collect(),
+                    total_amount: format(planned.amount),
+                },
+            ),
+            (_, Some(holder)) => Notice::new(
+                organization_id,
+                kind,
+                &BalanceChanged {
+                    holder,
+                    program_id,
+                    asset_id: planned.asset_id,
+                    amount: format(planned.amount),
+                    journal_entry_id,
+                    reference_id,
+                    settle: planned
+                        .settled
+                        .as_ref()
+                        .map(|held| Settlement::new(planned.amount, held.total, planned.scale)),
+                    event_id,
+                    rule_id,
+                },
+            ),
+            (_, None) => Notice::new(
+                organization_id,
+                kind,
+                &WalletMoved {
+                    program_id,
+                    asset_id: planned.asset_id,
+                    amount: format(planned.amount),
+                    journal_entry_id,
+                },
+            ),
+        };
+        writer.notify(conn, notice).await?;
+    }
     Ok(Moved {
         journal_entry_id,
         amount: planned.amount,
@@ -645,4 +740,89 @@ pub async fn post(
 pub async fn apply(conn: &mut PgConnection, m: &Movement<'_>) -> Result<Moved> {
     let planned = plan(conn, m).await?;
     post(conn, m.organization_id, planned, &mut Direct).await
+}
+
+/// The webhook event a posted entry of this type reports. Redemptions are reported by `redemptions`, with
+/// the redemption.
+fn notice_type(entry: EntryType) -> Option<WebhookEventType> {
+    match entry {
+        // A reversal refunds what a redemption took.
+        EntryType::Credit | EntryType::Reversal => Some(WebhookEventType::BalanceCredited),
+        EntryType::Debit | EntryType::Forfeit | EntryType::VoidHold => {
+            Some(WebhookEventType::BalanceDebited)
+        }
+        EntryType::Hold => Some(WebhookEventType::BalanceHeld),
+        EntryType::Release => Some(WebhookEventType::BalanceReleased),
+        EntryType::Fund => Some(WebhookEventType::ProgramFunded),
+        EntryType::Burn => Some(WebhookEventType::ProgramBurned),
+        EntryType::Transfer => Some(WebhookEventType::TransferCompleted),
+        // `due` reports expiries itself; a maturity moves value within the holder's own balance.
+        EntryType::Maturity | EntryType::Expiration | EntryType::Redemption => None,
+    }
+}
+
+/// The data of balance.credited, .debited, .held, .released and .expired: whose balance, of what, how much.
+#[derive(Debug, Serialize)]
+pub struct BalanceChanged {
+    #[serde(flatten)]
+    pub holder: Holder,
+    pub program_id: Uuid,
+    pub asset_id: Uuid,
+    pub amount: String,
+    pub journal_entry_id: Uuid,
+    /// The hold reference the movement is correlated with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_id: Option<String>,
+    /// A credit that settled a provisional hold of the same reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle: Option<Settlement>,
+    /// The event and rule that moved it, for rule actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<Uuid>,
+}
+
+/// A settling credit against the provisional hold it replaced.
+#[derive(Debug, Serialize)]
+pub struct Settlement {
+    pub held_amount: String,
+    /// What the settlement differs from the hold: settled − held, may be negative.
+    pub delta: String,
+}
+
+impl Settlement {
+    pub fn new(settled: Decimal, held: Decimal, scale: i16) -> Settlement {
+        Settlement {
+            held_amount: crate::money::format(held, scale),
+            delta: crate::money::format(settled - held, scale),
+        }
+    }
+}
+
+/// The data of program.funded and program.burned.
+#[derive(Debug, Serialize)]
+struct WalletMoved {
+    program_id: Uuid,
+    asset_id: Uuid,
+    amount: String,
+    journal_entry_id: Uuid,
+}
+
+/// The data of transfer.completed.
+#[derive(Debug, Serialize)]
+struct Transferred {
+    program_id: Uuid,
+    asset_id: Uuid,
+    journal_entry_id: Uuid,
+    source: Holder,
+    recipients: Vec<Recipient>,
+    total_amount: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Recipient {
+    #[serde(flatten)]
+    holder: Holder,
+    amount: String,
 }

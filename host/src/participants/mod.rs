@@ -10,6 +10,7 @@ use crate::ledger::{BalanceRow, Owner};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::validation::SortDir;
+use crate::webhooks::{self, Notice, WebhookEventType};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -198,6 +199,9 @@ pub async fn upsert(pool: &PgPool, actor: &Actor, input: Upsert) -> Result<(Deta
     let mut tx = pool.begin().await?;
     let (id, created) =
         repo::upsert(&mut tx, actor.organization_id, Uuid::now_v7(), &input).await?;
+    if created {
+        announce(&mut tx, actor.organization_id, id, &input.external_id).await?;
+    }
     let origin = state::Origin {
         organization_id: actor.organization_id,
         program_id: input.program_id,
@@ -351,9 +355,38 @@ pub async fn resolve_external(
     if !create {
         return Ok(None);
     }
-    Ok(Some(
-        repo::insert_if_absent(conn, organization_id, Uuid::now_v7(), external_id).await?,
-    ))
+    let new = Uuid::now_v7();
+    let id = repo::insert_if_absent(conn, organization_id, new, external_id).await?;
+    if id == new {
+        announce(conn, organization_id, id, external_id).await?;
+    }
+    Ok(Some(id))
+}
+
+/// The data of participant.created.
+#[derive(Debug, Serialize)]
+pub struct Created<'a> {
+    pub participant_id: Uuid,
+    pub external_id: &'a str,
+}
+
+/// Tells webhooks of a participant just created, in the transaction that creates it.
+async fn announce(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    participant_id: Uuid,
+    external_id: &str,
+) -> sqlx::Result<()> {
+    let created = Created {
+        participant_id,
+        external_id,
+    };
+    let notice = Notice::new(
+        organization_id,
+        WebhookEventType::ParticipantCreated,
+        &created,
+    );
+    webhooks::emit(conn, &[notice]).await
 }
 
 /// Tags are case-insensitive: stored lower case, without duplicates.

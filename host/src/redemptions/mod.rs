@@ -14,6 +14,7 @@ use crate::movement::{self, Account, Kind, Movement, Origin};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Order, Page, PageParams};
 use crate::rewards::{self, RedemptionType, Reward};
+use crate::webhooks::{self, Notice, WebhookEventType};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -315,6 +316,8 @@ async fn redeem(
         .await?
         .ok_or(Error::NotFound("redemption"))?
         .view();
+    let kind = WebhookEventType::RedemptionCompleted;
+    webhooks::emit(&mut tx, &[Notice::new(org, kind, &redemption)]).await?;
     if let Some(key) = &key {
         idempotency::remember(&mut tx, key, &redemption).await?;
     }
@@ -505,11 +508,27 @@ pub async fn reverse(
         .await?
         .ok_or(Error::NotFound("redemption reversal"))?
         .view();
+    let reversed = Reversed {
+        redemption: repo::find(&mut tx, org, id, false)
+            .await?
+            .ok_or(Error::NotFound("redemption"))?
+            .view(),
+        reversal: &reversal,
+    };
+    let kind = WebhookEventType::RedemptionReversed;
+    webhooks::emit(&mut tx, &[Notice::new(org, kind, &reversed)]).await?;
     if let Some(key) = &key {
         idempotency::remember(&mut tx, key, &reversal).await?;
     }
     tx.commit().await?;
     Ok((reversal, false))
+}
+
+/// The data of redemption.reversed: the redemption as it is now, and the reversal that changed it.
+#[derive(Serialize)]
+struct Reversed<'a> {
+    redemption: Redemption,
+    reversal: &'a RedemptionReversal,
 }
 
 impl repo::RedemptionRow {

@@ -80,6 +80,18 @@ pub async fn evaluate<'r>(
     runtime: &Arc<wasm::Runtime>,
     input: impl FnOnce(&CompiledModule) -> wasm::Input,
 ) -> Evaluation<'r> {
+    let started = std::time::Instant::now();
+    let evaluation = decide(rule, vars, runtime, input).await;
+    crate::metrics::rule_evaluated(started.elapsed());
+    evaluation
+}
+
+async fn decide<'r>(
+    rule: &'r CompiledRule,
+    vars: &Variables,
+    runtime: &Arc<wasm::Runtime>,
+    input: impl FnOnce(&CompiledModule) -> wasm::Input,
+) -> Evaluation<'r> {
     let matched = match &rule.condition {
         Ok(condition) => condition.condition(vars).map_err(|e| e.to_string()),
         Err(compile_error) => Err(format!("condition does not compile: {compile_error}")),

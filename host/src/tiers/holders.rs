@@ -118,7 +118,7 @@ pub async fn set(
         crate::holders::state::record_tier_change(
             &mut tx,
             &origin,
-            holder.id(),
+            holder,
             key,
             old,
             Some(set.level.clone()),
@@ -141,15 +141,8 @@ pub async fn remove(
     let tier = prepare(&mut tx, actor, holder, program_id, key).await?;
     if let Some(old) = repo::unassign(&mut tx, holder, tier).await? {
         let origin = by_api(actor, program_id);
-        crate::holders::state::record_tier_change(
-            &mut tx,
-            &origin,
-            holder.id(),
-            key,
-            Some(old),
-            None,
-        )
-        .await?;
+        crate::holders::state::record_tier_change(&mut tx, &origin, holder, key, Some(old), None)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -189,7 +182,7 @@ pub async fn assign_by_rule(
         crate::holders::state::record_tier_change(
             conn,
             origin,
-            holder.id(),
+            holder,
             key,
             previous.clone(),
             Some(level.to_owned()),
@@ -446,7 +439,7 @@ impl AfterEvent {
             crate::holders::state::record_tier_change(
                 conn,
                 origin,
-                holder.id(),
+                holder,
                 &tier,
                 previous,
                 Some(level),

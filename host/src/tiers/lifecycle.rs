@@ -377,11 +377,12 @@ async fn fall_due(pool: &PgPool, at: DateTime<Utc>, batch: i64) -> sqlx::Result<
 async fn record(conn: &mut PgConnection, moves: Vec<repo::Moved>) -> sqlx::Result<()> {
     let mut by_tier: BTreeMap<(Uuid, Uuid, String), Vec<TierChange>> = BTreeMap::new();
     for m in moves {
+        let holder = m.holder();
         by_tier
             .entry((m.organization_id, m.program_id, m.tier_key))
             .or_default()
             .push(TierChange {
-                holder: m.holder_id,
+                holder,
                 old: Some(m.old_level),
                 new: m.new_level,
             });

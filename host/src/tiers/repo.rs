@@ -1,6 +1,6 @@
 use super::holders::{HeldTier, Standing};
 use super::{Level, LevelInput, Lifecycle, NewTier, Qualification, Tier, TierPatch, TierStatus};
-use crate::holders::Holder;
+use crate::holders::{Holder, HolderType};
 use crate::pagination::PageParams;
 use crate::validation::Patch;
 use chrono::{DateTime, Utc};
@@ -434,9 +434,16 @@ pub struct Moved {
     pub organization_id: Uuid,
     pub program_id: Uuid,
     pub tier_key: String,
+    pub holder_type: HolderType,
     pub holder_id: Uuid,
     pub old_level: String,
     pub new_level: Option<String>,
+}
+
+impl Moved {
+    pub fn holder(&self) -> Holder {
+        Holder::of(self.holder_type, self.holder_id)
+    }
 }
 
 /// Up to `limit` holders, participants or groups, with a level whose `expires_at` has passed, in id order.
@@ -466,8 +473,9 @@ pub async fn remove_expired(
         "WITH removed AS (
             DELETE FROM holder_tiers
              WHERE holder_id = ANY($1) AND expires_at <= $2
-            RETURNING tier_id, holder_id, level_id)
-         SELECT t.organization_id, t.program_id, t.key AS tier_key, r.holder_id, l.key AS old_level,
+            RETURNING tier_id, holder_type, holder_id, level_id)
+         SELECT t.organization_id, t.program_id, t.key AS tier_key, r.holder_type, r.holder_id,
+                l.key AS old_level,
                 NULL::text AS new_level
            FROM removed r JOIN tiers t ON t.id = r.tier_id JOIN tier_levels l ON l.id = r.level_id",
     )
@@ -674,7 +682,7 @@ pub async fn apply_downgrades(
 ) -> sqlx::Result<Vec<Moved>> {
     sqlx::query_as(
         "WITH due AS (
-            SELECT h.tier_id, h.holder_id, h.downgrade_to, t.organization_id, t.program_id, t.key AS tier_key,
+            SELECT h.tier_id, h.holder_type, h.holder_id, h.downgrade_to, t.organization_id, t.program_id, t.key AS tier_key,
                    old.key AS old_level, new.key AS new_level
               FROM holder_tiers h JOIN tiers t ON t.id = h.tier_id AND t.status = 'ACTIVE'
               JOIN tier_levels old ON old.id = h.level_id LEFT JOIN tier_levels new ON new.id = h.downgrade_to
@@ -691,7 +699,7 @@ pub async fn apply_downgrades(
             DELETE FROM holder_tiers h USING due
              WHERE h.holder_type = 'PARTICIPANT' AND h.holder_id = due.holder_id AND h.tier_id = due.tier_id
                AND due.downgrade_to IS NULL)
-         SELECT organization_id, program_id, tier_key, holder_id, old_level, new_level FROM due",
+         SELECT organization_id, program_id, tier_key, holder_type, holder_id, old_level, new_level FROM due",
     )
     .bind(holders)
     .bind(at)
