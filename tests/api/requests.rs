@@ -261,3 +261,50 @@ async fn metrics_count_events_and_show_the_queue(_: PgPoolOptions, connect: PgCo
     assert_eq!(value("scrip_event_queue_depth"), 0.0);
     assert!(value("scrip_event_queue_lag_seconds") >= 0.0);
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn logs_older_than_the_retention_are_deleted(_: PgPoolOptions, connect: PgConnectOptions) {
+    let first = TestApp::spawn(connect.clone()).await;
+    let (_, headers, _) = post_raw(&first, "/programs", json!({"name": "Kept"})).await;
+    let kept = header(&headers, "x-request-id").to_owned();
+    logs(&first, &format!("request_id={kept}"), 1).await;
+    let aged = sqlx::query(
+        "INSERT INTO request_logs (id, organization_id, request_id, method, path, status_code, duration_ms,
+                                   auth_type, created_at)
+         SELECT $1, organization_id, 'req_old', method, path, status_code, duration_ms, auth_type,
+                now() - interval '8 days'
+           FROM request_logs WHERE request_id = $2",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(&kept)
+    .execute(&first.pool)
+    .await
+    .expect("an old log");
+    assert_eq!(aged.rows_affected(), 1);
+    first.stop().await;
+
+    // A server keeping a week of logs deletes the old one when it starts, and keeps the other.
+    let options = scrip::Options {
+        request_logs: scrip::request_logs::Settings { retention_days: 7 },
+        ..crate::common::test_options(0)
+    };
+    let app = TestApp::spawn_with_options(connect, options).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT request_id FROM request_logs WHERE request_id IN ('req_old', $1)",
+        )
+        .bind(&kept)
+        .fetch_all(&app.pool)
+        .await
+        .expect("logs");
+        if ids == [kept.clone()] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old log was not deleted: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -754,3 +754,40 @@ async fn a_delivery_cut_off_by_a_killed_server_is_sent_again_after_restart(
         ["participant.created"]
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_receiver_that_never_answers_does_not_hold_up_events(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    // Attempts that may wait a minute each: were they on the events' path, no event would complete.
+    let options = scrip::Options {
+        webhooks: scrip::webhooks::delivery::Settings {
+            timeout: Duration::from_secs(60),
+            ..test_webhooks()
+        },
+        ..crate::common::test_options(2)
+    };
+    let app = TestApp::spawn_with_options(connect, options).await;
+    let receiver = Receiver::start(&[Answer::Hang; 100]).await;
+    let (hook, _) = endpoint(&app, &receiver.url, json!(["*"])).await;
+    let (program, points) = app.program_with_points("Cafe", "PTS").await;
+    app.credit_rule(&program, "true", &points, "5").await;
+    let mut events = Vec::new();
+    for n in 0..20 {
+        events.push(
+            app.event(&program, &format!("m{n}"), &format!("o{n}"), json!({}))
+                .await,
+        );
+    }
+    for event in &events {
+        assert_eq!(app.processed(event).await["status"], "COMPLETED");
+    }
+    receiver.wait_for(1).await;
+    let sending = deliveries(&app, &hook)
+        .await
+        .iter()
+        .filter(|d| d["status"] == "SENDING")
+        .count();
+    assert!(sending > 0, "deliveries were still waiting on the receiver");
+}
