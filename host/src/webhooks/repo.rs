@@ -144,7 +144,8 @@ pub async fn update(conn: &mut PgConnection, e: &Endpoint) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE webhook_endpoints
             SET url = $2, description = $3, enabled_events = $4, metadata = $5, status = $6,
-                consecutive_failures = CASE WHEN $6 = 'ACTIVE' THEN 0 ELSE consecutive_failures END,
+                consecutive_failures = CASE WHEN $6 = 'ACTIVE' AND status <> 'ACTIVE' THEN 0
+                                            ELSE consecutive_failures END,
                 updated_at = now()
           WHERE id = $1",
     )
