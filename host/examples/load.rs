@@ -71,6 +71,10 @@ struct Args {
     /// Run the server without request logs, to measure what they cost.
     #[arg(long)]
     no_request_logs: bool,
+    /// Webhook attempts the server keeps in flight (`SCRIP_WEBHOOK_CONCURRENCY`); 0 writes the `hooked`
+    /// scenario's deliveries without sending them, to tell the outbox's cost from the sending's.
+    #[arg(long, default_value_t = scrip::webhooks::delivery::Settings::default().concurrency)]
+    webhook_concurrency: usize,
 }
 
 /// How long the clients send, or how many requests each sends in smoke mode.
@@ -95,6 +99,7 @@ async fn main() -> Result<(), BoxError> {
         (args.seconds, args.clients, args.workers, args.rate) = (0.5, 2, 2, 200.0);
     }
     NO_REQUEST_LOGS.store(args.no_request_logs, Ordering::Relaxed);
+    WEBHOOK_CONCURRENCY.store(args.webhook_concurrency, Ordering::Relaxed);
     let budget = match args.smoke {
         true => Budget::Requests(3),
         false => Budget::For(Duration::from_secs_f64(args.seconds)),
@@ -241,6 +246,7 @@ fn options(workers: usize) -> scrip::Options {
             policy: scrip::webhooks::url::UrlPolicy {
                 allow_loopback: true,
             },
+            concurrency: WEBHOOK_CONCURRENCY.load(Ordering::Relaxed),
             ..Default::default()
         },
         rate_limits: scrip::rate_limits::Settings {
@@ -253,8 +259,9 @@ fn options(workers: usize) -> scrip::Options {
     }
 }
 
-/// `--no-request-logs`, for [`options`].
+/// `--no-request-logs` and `--webhook-concurrency`, for [`options`].
 static NO_REQUEST_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static WEBHOOK_CONCURRENCY: AtomicUsize = AtomicUsize::new(16);
 
 /// A webhook receiver on loopback that answers 200 to everything; returns its URL.
 async fn receiver() -> Result<String, BoxError> {

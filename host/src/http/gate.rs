@@ -67,7 +67,7 @@ pub async fn admit(State(s): State<AppState>, mut request: Request, next: Next) 
             if s.logs.enabled() {
                 let (parts, body) = request.into_parts();
                 let (body, bytes) = read_small(&parts.headers, body).await;
-                seen.request_body = bytes.as_deref().and_then(request_logs::body_for_log);
+                seen.request_body = bytes;
                 request = Request::from_parts(parts, body);
             }
             next.run(request).await
@@ -87,13 +87,10 @@ pub async fn admit(State(s): State<AppState>, mut request: Request, next: Next) 
     }
     let (parts, body) = response.into_parts();
     let (body, bytes) = read_small(&parts.headers, body).await;
-    let response_body = bytes.as_deref().and_then(request_logs::body_for_log);
     let response = Response::from_parts(parts, body);
     let status = response.status().as_u16();
     let error_code = match status >= 400 {
-        true => response_body
-            .as_ref()
-            .and_then(|b| b.get("code")?.as_str().map(str::to_owned)),
+        true => bytes.as_deref().and_then(error_code),
         false => None,
     };
     s.logs.record(Entry {
@@ -109,7 +106,7 @@ pub async fn admit(State(s): State<AppState>, mut request: Request, next: Next) 
         ip_address: seen.ip_address,
         user_agent: seen.user_agent,
         request_body: seen.request_body,
-        response_body,
+        response_body: bytes,
         created_at: chrono::Utc::now(),
     });
     response
@@ -123,7 +120,7 @@ struct Seen {
     route_pattern: Option<String>,
     ip_address: Option<String>,
     user_agent: Option<String>,
-    request_body: Option<serde_json::Value>,
+    request_body: Option<Bytes>,
 }
 
 impl Seen {
@@ -152,6 +149,15 @@ impl Seen {
             request_body: None,
         }
     }
+}
+
+/// The `code` of an error body.
+fn error_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Coded {
+        code: String,
+    }
+    serde_json::from_slice::<Coded>(body).ok().map(|c| c.code)
 }
 
 /// The body to pass on, with its bytes when it says up front (by its size or `Content-Length`) that it is no

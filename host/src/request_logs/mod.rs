@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::organizations::Actor;
 use crate::pagination::{Cursor, Page};
 use crate::validation::SortDir;
+use axum::body::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -21,7 +22,8 @@ use uuid::Uuid;
 /// The largest request or response body a log keeps; a larger one is logged as `{"omitted": <bytes>}`.
 pub const BODY_CAP: usize = 16 * 1024;
 /// Logs waiting for the writer; past this, new ones are dropped (and counted) rather than slow requests.
-const BUFFER: usize = 10_000;
+/// With two bodies of at most [`BODY_CAP`] each, the queue holds at most 64 MiB.
+const BUFFER: usize = 2_000;
 /// The most rows one insert writes, and the longest a log waits for others to join it.
 const BATCH: usize = 500;
 const LINGER: Duration = Duration::from_millis(200);
@@ -79,8 +81,10 @@ pub struct Entry {
     pub error_code: Option<String>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
-    pub request_body: Option<Value>,
-    pub response_body: Option<Value>,
+    /// The bodies as they were sent, when no larger than [`BODY_CAP`]: the writer reads them (see
+    /// [`body_for_log`]), off the request's path.
+    pub request_body: Option<Bytes>,
+    pub response_body: Option<Bytes>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -251,7 +255,11 @@ async fn write(pool: &PgPool, batch: &mut Vec<Entry>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(err) = repo::insert(pool, batch).await {
+    let bodies: Vec<[Option<Value>; 2]> = batch
+        .iter()
+        .map(|e| [&e.request_body, &e.response_body].map(|b| b.as_deref().and_then(body_for_log)))
+        .collect();
+    if let Err(err) = repo::insert(pool, batch, &bodies).await {
         tracing::warn!(error = %err, logs = batch.len(), "request logs not written");
     }
     batch.clear();

@@ -7,29 +7,37 @@ use uuid::Uuid;
 const LIST: &str = "id, request_id, method, path, route_pattern, status_code, duration_ms, auth_type, \
                     error_code, created_at";
 
-pub async fn insert(pool: &PgPool, entries: &[Entry]) -> sqlx::Result<()> {
+/// Inserts the entries, each with its bodies as logs keep them.
+pub async fn insert(
+    pool: &PgPool,
+    entries: &[Entry],
+    bodies: &[[Option<serde_json::Value>; 2]],
+) -> sqlx::Result<()> {
     let mut q = QueryBuilder::<Postgres>::new(
         "INSERT INTO request_logs (id, organization_id, request_id, method, path, route_pattern, status_code,
              duration_ms, auth_type, error_code, ip_address, user_agent, request_body, response_body,
              created_at) ",
     );
-    q.push_values(entries, |mut row, e| {
-        row.push_bind(Uuid::now_v7())
-            .push_bind(e.organization_id)
-            .push_bind(&e.request_id)
-            .push_bind(&e.method)
-            .push_bind(&e.path)
-            .push_bind(&e.route_pattern)
-            .push_bind(e.status_code)
-            .push_bind(e.duration_ms)
-            .push_bind(e.auth_type)
-            .push_bind(&e.error_code)
-            .push_bind(&e.ip_address)
-            .push_bind(&e.user_agent)
-            .push_bind(e.request_body.as_ref().map(sqlx::types::Json))
-            .push_bind(e.response_body.as_ref().map(sqlx::types::Json))
-            .push_bind(e.created_at);
-    });
+    q.push_values(
+        entries.iter().zip(bodies),
+        |mut row, (e, [request, response])| {
+            row.push_bind(Uuid::now_v7())
+                .push_bind(e.organization_id)
+                .push_bind(&e.request_id)
+                .push_bind(&e.method)
+                .push_bind(&e.path)
+                .push_bind(&e.route_pattern)
+                .push_bind(e.status_code)
+                .push_bind(e.duration_ms)
+                .push_bind(e.auth_type)
+                .push_bind(&e.error_code)
+                .push_bind(&e.ip_address)
+                .push_bind(&e.user_agent)
+                .push_bind(request.as_ref().map(sqlx::types::Json))
+                .push_bind(response.as_ref().map(sqlx::types::Json))
+                .push_bind(e.created_at);
+        },
+    );
     q.build().execute(pool).await?;
     Ok(())
 }

@@ -94,7 +94,7 @@ pub async fn run(pool: PgPool, settings: Settings, mut stopped: watch::Receiver<
     let settings = Arc::new(settings);
     let lease = settings.timeout + LEASE_MARGIN;
     let mut sending = JoinSet::new();
-    loop {
+    while !*stopped.borrow() {
         while sending.try_join_next().is_some() {}
         let free = settings.concurrency.saturating_sub(sending.len());
         let mut claimed = 0;
@@ -127,7 +127,7 @@ pub async fn run(pool: PgPool, settings: Settings, mut stopped: watch::Receiver<
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             Some(_) = sending.join_next(), if !sending.is_empty() => {}
-            _ = stopped.wait_for(|stop| *stop) => break,
+            _ = stopped.wait_for(|stop| *stop) => {}
         }
     }
     sending.shutdown().await;
