@@ -93,13 +93,23 @@ pub async fn run(pool: PgPool, settings: Settings, mut stopped: watch::Receiver<
     };
     let settings = Arc::new(settings);
     let lease = settings.timeout + LEASE_MARGIN;
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let mut sending = JoinSet::new();
+    // Cut-off attempts are looked for once a poll, not at every claim.
+    let mut reclaimed_at: Option<tokio::time::Instant> = None;
     while !*stopped.borrow() {
         while sending.try_join_next().is_some() {}
         let free = settings.concurrency.saturating_sub(sending.len());
         let mut claimed = 0;
         if free > 0 {
-            match claim(&pool, free, lease).await {
+            if reclaimed_at.is_none_or(|at| at.elapsed() >= POLL) {
+                if let Err(err) = repo::reclaim_expired(&pool).await {
+                    tracing::warn!(error = %err, "cannot reclaim cut-off webhook attempts");
+                }
+                reclaimed_at = Some(tokio::time::Instant::now());
+            }
+            let limit = i64::try_from(free).unwrap_or(i64::MAX);
+            match repo::claim(&pool, limit, lease_ms).await {
                 Ok(due) => {
                     claimed = due.len();
                     for due in due {
@@ -131,12 +141,6 @@ pub async fn run(pool: PgPool, settings: Settings, mut stopped: watch::Receiver<
         }
     }
     sending.shutdown().await;
-}
-
-async fn claim(pool: &PgPool, limit: usize, lease: Duration) -> sqlx::Result<Vec<Due>> {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    repo::reclaim_expired(pool).await?;
-    repo::claim(pool, i64::try_from(limit).unwrap_or(i64::MAX), lease_ms).await
 }
 
 /// The client of every attempt: no redirects followed (a redirect could lead anywhere), names resolved to
