@@ -791,3 +791,50 @@ async fn a_receiver_that_never_answers_does_not_hold_up_events(
         .count();
     assert!(sending > 0, "deliveries were still waiting on the receiver");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_last_attempt_cut_off_by_a_crash_fails_and_counts_toward_disabling(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let quiet = scrip::Options {
+        webhooks: scrip::webhooks::delivery::Settings {
+            concurrency: 0,
+            ..test_webhooks()
+        },
+        ..crate::common::test_options(0)
+    };
+    let app = TestApp::spawn_with_options(connect.clone(), quiet).await;
+    let (hook, _) = endpoint(&app, "http://127.0.0.1:9/hook", json!(["*"])).await;
+    participant(&app, "jo").await;
+    let delivery = id(&deliveries(&app, &hook).await[0]);
+    // As a process leaves it when it dies during the last attempt, with four failed deliveries before.
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'SENDING', attempt_count = max_attempts,
+                lease_until = now() - interval '1 second' WHERE id = $1::uuid",
+    )
+    .bind(&delivery)
+    .execute(&app.pool)
+    .await
+    .expect("cut off");
+    sqlx::query("UPDATE webhook_endpoints SET consecutive_failures = 4 WHERE id = $1::uuid")
+        .bind(&hook)
+        .execute(&app.pool)
+        .await
+        .expect("a run of failures");
+    app.stop().await;
+
+    let app = TestApp::spawn(connect).await;
+    let failed = settled(&app, &delivery).await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stopped"))
+    );
+    let endpoint = app.get(&format!("/webhook-endpoints/{hook}")).await;
+    assert_eq!(
+        endpoint.body["status"], "DISABLED",
+        "the fifth failure in a row"
+    );
+}

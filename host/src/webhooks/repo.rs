@@ -264,17 +264,30 @@ pub async fn resend(conn: &mut PgConnection, source: &Delivery, id: Uuid) -> sql
 }
 
 /// SENDING deliveries whose lease ran out (their process stopped mid-attempt) are due again, or FAILED
-/// when that was their last attempt.
+/// when that was their last attempt, which counts toward their endpoint's run of failures as any other.
 pub async fn reclaim_expired(pool: &PgPool) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE webhook_deliveries
-            SET status = CASE WHEN attempt_count >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
-                next_attempt_at = CASE WHEN attempt_count >= max_attempts THEN NULL ELSE now() END,
-                lease_until = NULL,
-                last_error = 'the attempt did not finish: its server process stopped',
+        "WITH cut AS (
+             UPDATE webhook_deliveries
+                SET status = CASE WHEN attempt_count >= max_attempts THEN 'FAILED' ELSE 'PENDING' END,
+                    next_attempt_at = CASE WHEN attempt_count >= max_attempts THEN NULL ELSE now() END,
+                    lease_until = NULL,
+                    last_error = 'the attempt did not finish: its server process stopped',
+                    updated_at = now()
+              WHERE status = 'SENDING' AND lease_until < now()
+          RETURNING webhook_endpoint_id, status),
+         failed AS (
+             SELECT webhook_endpoint_id, count(*)::integer AS n FROM cut
+              WHERE status = 'FAILED' GROUP BY webhook_endpoint_id)
+         UPDATE webhook_endpoints e
+            SET consecutive_failures = e.consecutive_failures + failed.n,
+                status = CASE WHEN e.status = 'ACTIVE' AND e.consecutive_failures + failed.n >= $1
+                              THEN 'DISABLED' ELSE e.status END,
                 updated_at = now()
-          WHERE status = 'SENDING' AND lease_until < now()",
+           FROM failed
+          WHERE e.id = failed.webhook_endpoint_id",
     )
+    .bind(super::delivery::DISABLE_AFTER)
     .execute(pool)
     .await?;
     Ok(())
