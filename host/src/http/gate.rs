@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
 /// The API key a request presents, from `X-API-Key` or `Authorization: Bearer`.
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let header = |name: &str| {
         headers
             .get(name)

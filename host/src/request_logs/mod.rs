@@ -279,7 +279,7 @@ async fn prune(pool: &PgPool, retention_days: u32) {
 }
 
 /// A body as a log keeps it: JSON up to [`BODY_CAP`] with secrets redacted; `None` when empty.
-pub fn body_for_log(bytes: &[u8]) -> Option<Value> {
+fn body_for_log(bytes: &[u8]) -> Option<Value> {
     if bytes.is_empty() {
         return None;
     }
