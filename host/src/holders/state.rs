@@ -1,4 +1,5 @@
-//! Participant state: tags, attributes and counters, changed by rules and by the API alike. Every change is
+//! A holder's state, participant's or group's: tags, attributes, counters and tier changes, changed by rules
+//! and by the API alike. Every change is
 //! recorded in the state history with what caused it. Callers hold the holder's lock.
 
 use crate::holders::Holder;

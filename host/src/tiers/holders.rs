@@ -1,7 +1,7 @@
 //! What holders have: their level in each tier (E34–E37), set by the API and by rules, and raised by automatic
-//! qualification after each event's rules. A holder is a participant (groups will hold tiers through the same
-//! table and code). A level set with `expires_at` is not held from that instant on; no level is the base, rank
-//! 0. Every change is recorded in the participant's state history with its cause.
+//! qualification after each event's rules. A holder is a participant or a group, in the same table and code. A
+//! level set with `expires_at` is not held from that instant on; no level is the base, rank 0. Every change is
+//! recorded in the holder's state history with its cause, and reported as participant.tier_changed.
 
 use super::{Counters, Qualification, TierStatus, repo};
 use crate::error::{Error, FieldError, Result};
