@@ -75,6 +75,10 @@ struct Args {
     /// scenario's deliveries without sending them, to tell the outbox's cost from the sending's.
     #[arg(long, default_value_t = scrip::webhooks::delivery::Settings::default().concurrency)]
     webhook_concurrency: usize,
+    /// After the scenarios, a BROADCAST-style fan-out over this many participants (0: none), with live events
+    /// sent at `--rate` before and during it.
+    #[arg(long, default_value_t = 0)]
+    fan_out: usize,
 }
 
 /// How long the clients send, or how many requests each sends in smoke mode.
@@ -96,7 +100,13 @@ async fn main() -> Result<(), BoxError> {
         .init();
     let mut args = Args::parse();
     if args.smoke {
-        (args.seconds, args.clients, args.workers, args.rate) = (0.5, 2, 2, 200.0);
+        (
+            args.seconds,
+            args.clients,
+            args.workers,
+            args.rate,
+            args.fan_out,
+        ) = (0.5, 2, 2, 200.0, 500);
     }
     NO_REQUEST_LOGS.store(args.no_request_logs, Ordering::Relaxed);
     WEBHOOK_CONCURRENCY.store(args.webhook_concurrency, Ordering::Relaxed);
@@ -146,10 +156,152 @@ async fn main() -> Result<(), BoxError> {
             }
         }
     }
+    if args.fan_out > 0 {
+        fan_out(&server, &args).await?;
+    }
     match failures.is_empty() {
         true => Ok(()),
         false => Err(failures.join("; ").into()),
     }
+}
+
+/// An immediate participants automation over `args.fan_out` members, each of whose events a rule credits,
+/// while live events arrive at `args.rate`: how fast the scheduler creates the events, how fast they are
+/// processed, and what the fan-out does to live events' lag (before it, and while it runs).
+async fn fan_out(server: &str, args: &Args) -> Result<(), BoxError> {
+    let Served {
+        url,
+        pool,
+        running,
+        api,
+    } = serve(server, args.workers, args.clients).await?;
+    let program = set_up(&api, "hot").await?.remove(0);
+    let program_id: Uuid = program.as_str().unwrap_or_default().parse()?;
+    // Members are written directly: enrolling them through events is not what is measured.
+    sqlx::query(
+        "WITH p AS (SELECT organization_id FROM programs WHERE id = $1),
+              made AS (INSERT INTO participants (id, organization_id, external_id)
+                       SELECT gen_random_uuid(), p.organization_id, 'member-' || n
+                         FROM p, generate_series(1, $2) AS n RETURNING id)
+         INSERT INTO participant_programs (participant_id, program_id) SELECT id, $1 FROM made",
+    )
+    .bind(program_id)
+    .bind(i64::try_from(args.fan_out)?)
+    .execute(&pool)
+    .await?;
+    let live = |phase: &'static str, stop: Arc<std::sync::atomic::AtomicBool>| {
+        let (api, program) = (api.clone(), program.clone());
+        let every = Duration::from_secs_f64(1.0 / args.rate.max(1.0));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep_until((started + every * n).into()).await;
+                let event = json!({"program_id": program, "external_id": format!("live-{}", n % 100),
+                                   "idempotency_key": format!("{phase}-{n}"),
+                                   "event_data": {"type": "purchase", "phase": phase}});
+                api.post("/events", event).await?;
+                n += 1;
+            }
+            Ok::<_, BoxError>(n)
+        })
+    };
+    let lag = async |phase: &str| -> Result<(f64, f64), BoxError> {
+        let (p50, p99): (Option<f64>, Option<f64>) = sqlx::query_as(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at))::float8,
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at))::float8
+               FROM events WHERE event_type = 'EXTERNAL' AND event_data->>'phase' = $1",
+        )
+        .bind(phase)
+        .fetch_one(&pool)
+        .await?;
+        Ok((p50.unwrap_or(0.0) * 1000.0, p99.unwrap_or(0.0) * 1000.0))
+    };
+    let queue_empty = async || -> Result<(), BoxError> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM event_queue)")
+            .fetch_one(&pool)
+            .await?
+        {
+            if Instant::now() > deadline {
+                return Err("the queue did not drain in 10 minutes".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    };
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let before = live("before", stop.clone());
+    tokio::time::sleep(Duration::from_secs_f64(args.seconds.min(5.0))).await;
+    stop.store(true, Ordering::Relaxed);
+    before.await??;
+    queue_empty().await?;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let during = live("during", stop.clone());
+    let automation = api
+        .create(
+            &format!("/programs/{program_id}/automations"),
+            json!({"name": "Everyone", "event_name": "purchase", "scope": "participants",
+                   "trigger": {"type": "immediate"}}),
+        )
+        .await?;
+    let automation_id: Uuid = automation["id"].as_str().unwrap_or_default().parse()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (started, created): (DateTime<Utc>, DateTime<Utc>) = loop {
+        let row: (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT execution_status, execution_started_at, execution_completed_at FROM automations WHERE id = $1",
+        )
+        .bind(automation_id)
+        .fetch_one(&pool)
+        .await?;
+        if let ("completed", Some(started), Some(completed)) = (row.0.as_str(), row.1, row.2) {
+            break (started, completed);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the fan-out did not finish in 10 minutes: {}", row.0).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    queue_empty().await?;
+    stop.store(true, Ordering::Relaxed);
+    during.await??;
+    queue_empty().await?;
+    let (system, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT count(*), max(processed_at) FROM events WHERE event_type = 'SYSTEM' AND status = 'COMPLETED'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    if system as usize != args.fan_out {
+        return Err(format!("{system} of {} fan-out events completed", args.fan_out).into());
+    }
+    let seconds = |d: chrono::TimeDelta| d.num_milliseconds().max(1) as f64 / 1000.0;
+    let processed = seconds(last.unwrap_or(created) - started);
+    let (before, during) = (lag("before").await?, lag("during").await?);
+    running.stop().await;
+    let inconsistent = scrip::verify::check_invariants(&pool).await?;
+    drop_database(&url, pool).await?;
+    if !inconsistent.is_empty() {
+        return Err(format!("ledger inconsistent: {inconsistent:?}").into());
+    }
+    println!(
+        "\n| fan-out | participants | created in | created/s | all processed in | processed/s | live lag p50 / p99 before | during |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| immediate, participants | {} | {:.1} s | {:.0} | {:.1} s | {:.0} | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
+        args.fan_out,
+        seconds(created - started),
+        args.fan_out as f64 / seconds(created - started),
+        processed,
+        args.fan_out as f64 / processed,
+        before.0,
+        before.1,
+        during.0,
+        during.1,
+    );
+    Ok(())
 }
 
 fn ms(d: Duration) -> String {
@@ -256,6 +408,7 @@ fn options(workers: usize) -> scrip::Options {
         request_logs: scrip::request_logs::Settings {
             retention_days: if logged { 30 } else { 0 },
         },
+        ..Default::default()
     }
 }
 

@@ -1,9 +1,10 @@
 //! Settings from the environment, with defaults that work on a developer machine.
 
 use crate::Options;
+use crate::clock::Clock;
 use crate::events::worker::Pipeline;
 use crate::wasm::{Ceiling, Limits};
-use crate::{rate_limits, request_logs, webhooks};
+use crate::{rate_limits, request_logs, scheduler, webhooks};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,7 +24,11 @@ pub struct Settings {
     /// `SCRIP_WEBHOOK_ALLOW_LOOPBACK`, `SCRIP_WEBHOOK_TIMEOUT_MS`, `SCRIP_WEBHOOK_RETRY_BASE_MS`,
     /// `SCRIP_WEBHOOK_CONCURRENCY` (see `webhooks::delivery::Settings`). Rate limits per organization:
     /// `SCRIP_RATE_LIMIT_PER_SECOND` (0: none) and `SCRIP_RATE_LIMIT_BURST`. Request logs:
-    /// `SCRIP_REQUEST_LOG_RETENTION_DAYS` (0: none kept).
+    /// `SCRIP_REQUEST_LOG_RETENTION_DAYS` (0: none kept). Automation fan-outs: `SCRIP_FAN_OUT_PAGE`
+    /// (participants per transaction) and `SCRIP_FAN_OUT_ROOM` (queued events of the organization at which a
+    /// fan-out waits). `SCRIP_CLOCK`: an RFC 3339 time the automation
+    /// scheduler's clock reads at start, running on from there (for trying schedules out; unset: the system
+    /// clock).
     pub options: Options,
     /// `SCRIP_DB_CONNECTIONS`: pool size.
     pub db_connections: u32,
@@ -33,9 +38,10 @@ impl Settings {
     pub fn from_env() -> Result<Self, String> {
         let addr = var("SCRIP_ADDR").unwrap_or_else(|| DEFAULT_ADDR.into());
         let defaults = Pipeline::default();
-        let (limits, logs) = (
+        let (limits, logs, fan_outs) = (
             rate_limits::Settings::default(),
             request_logs::Settings::default(),
+            scheduler::Settings::default(),
         );
         let backoff_ms = u64::try_from(defaults.retry_backoff.as_millis()).unwrap_or(u64::MAX);
         Ok(Settings {
@@ -63,6 +69,11 @@ impl Settings {
                         logs.retention_days,
                     )?,
                 },
+                fan_outs: scheduler::Settings {
+                    page: number("SCRIP_FAN_OUT_PAGE", fan_outs.page)?.max(1),
+                    room: number("SCRIP_FAN_OUT_ROOM", fan_outs.room)?.max(1),
+                },
+                clock: clock()?,
             },
             db_connections: number("SCRIP_DB_CONNECTIONS", 16)?,
         })
@@ -106,6 +117,18 @@ fn wasm_ceiling() -> Result<Ceiling, String> {
         component_bytes: number("SCRIP_WASM_MAX_MODULE_BYTES", most.component_bytes)?,
         cache_bytes: number("SCRIP_WASM_CACHE_BYTES", most.cache_bytes)?,
     })
+}
+
+fn clock() -> Result<Clock, String> {
+    match var("SCRIP_CLOCK") {
+        None => Ok(Clock::system()),
+        Some(at) => at
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .map(Clock::starting_at)
+            .map_err(|_| {
+                format!("SCRIP_CLOCK={at} is not an RFC 3339 time like 2030-06-15T09:00:00Z")
+            }),
+    }
 }
 
 fn webhook_settings() -> Result<webhooks::delivery::Settings, String> {

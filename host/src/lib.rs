@@ -2,7 +2,9 @@
 //! (CEL expressions or wasm components) decide what they earn, and a double-entry ledger on Postgres records every movement.
 
 pub mod assets;
+pub mod automations;
 pub mod balances;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod dev;
@@ -31,6 +33,7 @@ pub mod reports;
 pub mod request_logs;
 pub mod rewards;
 pub mod rules;
+pub mod scheduler;
 pub mod schema;
 pub mod search;
 pub mod tiers;
@@ -48,13 +51,16 @@ use tokio::task::JoinSet;
 /// Errors of start-up and the CLI: reported, never matched on.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How a server runs: the event pipeline, webhook deliveries, rate limits and request logs.
+/// How a server runs: the event pipeline, webhook deliveries, rate limits, request logs, and the clock
+/// automations are scheduled by.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub pipeline: events::worker::Pipeline,
     pub webhooks: webhooks::delivery::Settings,
     pub rate_limits: rate_limits::Settings,
     pub request_logs: request_logs::Settings,
+    pub fan_outs: scheduler::Settings,
+    pub clock: clock::Clock,
 }
 
 impl From<events::worker::Pipeline> for Options {
@@ -73,7 +79,8 @@ pub struct Running {
     tasks: JoinSet<()>,
 }
 
-/// Serves the API on `addr`, and starts the event workers and the webhook deliveries of `options` on `pool`.
+/// Serves the API on `addr`, and starts the event workers, the automation scheduler and the webhook deliveries
+/// of `options` on `pool`.
 pub async fn start(
     pool: PgPool,
     addr: SocketAddr,
@@ -84,6 +91,8 @@ pub async fn start(
         webhooks,
         rate_limits,
         request_logs,
+        fan_outs,
+        clock,
     } = options.into();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -107,15 +116,23 @@ pub async fn start(
         webhook_urls: webhooks.policy,
         limits: Arc::new(rate_limits::Limits::new(rate_limits)),
         logs,
+        clock: clock.clone(),
     });
     tasks.spawn(http::server::serve(listener, app, stopped.clone()));
     let cache = Arc::new(rules::RuleCache::new(runtime));
     tasks.spawn(ledger::chain::run_sealer(pool.clone(), stopped.clone()));
-    // A process without workers serves the API only; lots and tier levels change with time where events are
-    // processed.
+    // A process without workers serves the API only; lots and tier levels change with time, and automations
+    // fire, where events are processed.
     if pipeline.workers > 0 {
         tasks.spawn(movement::due::run_jobs(pool.clone(), stopped.clone()));
         tasks.spawn(tiers::lifecycle::run_jobs(pool.clone(), stopped.clone()));
+        tasks.spawn(scheduler::run(
+            pool.clone(),
+            clock,
+            doorbell.clone(),
+            fan_outs,
+            stopped.clone(),
+        ));
     }
     tasks.spawn(webhooks::delivery::run(
         pool.clone(),

@@ -130,6 +130,13 @@ pub struct Order {
 }
 
 impl Order {
+    /// Newest first, by `created_at`: how most lists run.
+    pub const NEWEST_FIRST: Order = Order {
+        column: "created_at",
+        sql_type: "timestamptz",
+        descending: true,
+    };
+
     /// Appends `AND (column, id) >|< (cursor)` when there is a cursor, then `ORDER BY … LIMIT limit + 1`.
     /// `id_column` is the row id the cursor carries.
     pub fn push(

@@ -1,6 +1,7 @@
 //! HTTP-level tests of the `scrip` server against a real Postgres (one fresh database per test).
 
 mod activity;
+mod automations;
 mod balances;
 mod books;
 mod budgets;

@@ -3,6 +3,7 @@
 
 use super::batch::Batch;
 use crate::assets::Asset;
+use crate::automations::{FromRule, RuleSchedule};
 use crate::balances::{self, Operated};
 use crate::error::Error;
 use crate::holders::Holder;
@@ -16,6 +17,7 @@ use crate::rules::cel::{Template, Variables};
 use crate::rules::evaluation::EvaluationReason;
 use crate::rules::{ActionType, Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use crate::tiers::holders::Assigned;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -29,8 +31,9 @@ pub struct EventContext<'a> {
     pub program_id: Uuid,
     /// Whether an unknown `external_id` in a target creates the participant (the program's policy).
     pub create_unknown: bool,
-    /// Who actions apply to without a `target`: the recipient if the event has one, else its participant.
-    pub default_target: Uuid,
+    /// Who actions apply to without a `target`: the recipient if the event has one, else its participant;
+    /// nobody for a program-wide SYSTEM event.
+    pub default_target: Option<Uuid>,
     pub vars: &'a Variables,
     /// Participants this event has locked, with their state as the event began.
     pub participants: HashMap<Uuid, State>,
@@ -77,6 +80,17 @@ pub enum ActionResult {
         key: String,
         value: String,
         previous: Option<String>,
+    },
+    /// SCHEDULE_EVENT and BROADCAST: the automation that will create the event(s).
+    Scheduled {
+        #[serde(rename = "type")]
+        kind: ActionType,
+        automation_id: Uuid,
+        event_name: String,
+        /// SCHEDULE_EVENT: whom the event is about (none for a program-wide event).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        participant_id: Option<Uuid>,
+        scheduled_at: DateTime<Utc>,
     },
     /// SET_TIER; `skipped` when the tier is archived, which changes nothing.
     Tier {
@@ -141,6 +155,27 @@ pub async fn execute(
     if !matches!(action.step, Step::Money { .. }) {
         ctx.batch.begin_writes(conn).await?;
     }
+    if let Step::Broadcast {
+        event_name,
+        payload,
+    } = &action.step
+    {
+        let at = ctx.vars.now;
+        return schedule(
+            conn,
+            ctx,
+            action,
+            event_name,
+            payload,
+            RuleSchedule::Broadcast { at },
+        )
+        .await;
+    }
+    if let (TargetRef::Event, None, Step::ScheduleEvent { .. }) =
+        (&action.target, ctx.default_target, &action.step)
+    {
+        return schedule_event(conn, ctx, action, None).await;
+    }
     if let (TargetRef::Program, Step::Tag { tag, add }) = (&action.target, &action.step) {
         let changed =
             crate::programs::set_tag(conn, ctx.organization_id, ctx.program_id, tag, *add).await?;
@@ -177,6 +212,11 @@ pub async fn execute(
     };
     let result = match &action.step {
         Step::Money { .. } => return money(conn, ctx, rule, action, target).await,
+        Step::ScheduleEvent { .. } => match target {
+            Holder::Participant(id) => return schedule_event(conn, ctx, action, Some(id)).await,
+            Holder::Group(_) => return Ok(Err("SCHEDULE_EVENT needs a participant".into())),
+        },
+        Step::Broadcast { .. } => return Ok(Err("BROADCAST takes no target".into())),
         Step::Operation {
             op,
             asset_id,
@@ -308,6 +348,57 @@ pub async fn execute(
         }
     };
     Ok(Ok(result))
+}
+
+/// SCHEDULE_EVENT: an event about `participant`, the delay after this event's time.
+async fn schedule_event(
+    conn: &mut PgConnection,
+    ctx: &mut EventContext<'_>,
+    action: &CompiledAction,
+    participant: Option<Uuid>,
+) -> Outcome {
+    let Step::ScheduleEvent {
+        event_name,
+        delay,
+        payload,
+    } = &action.step
+    else {
+        return Ok(Err("not a SCHEDULE_EVENT action".into()));
+    };
+    let at = ctx.vars.now + *delay;
+    let kind = RuleSchedule::Later { participant, at };
+    schedule(conn, ctx, action, event_name, payload, kind).await
+}
+
+/// Writes the automation of a SCHEDULE_EVENT or BROADCAST; the scheduler creates the events.
+async fn schedule(
+    conn: &mut PgConnection,
+    ctx: &mut EventContext<'_>,
+    action: &CompiledAction,
+    event_name: &str,
+    payload: &serde_json::Map<String, serde_json::Value>,
+    kind: RuleSchedule,
+) -> Outcome {
+    let from = FromRule {
+        organization_id: ctx.organization_id,
+        program_id: ctx.program_id,
+        event_id: ctx.event_id,
+        event_name: event_name.to_owned(),
+        payload: payload.clone(),
+        kind,
+    };
+    let automation_id = crate::automations::create_from_rule(conn, from).await?;
+    let (participant_id, scheduled_at) = match kind {
+        RuleSchedule::Later { participant, at } => (participant, at),
+        RuleSchedule::Broadcast { at } => (None, at),
+    };
+    Ok(Ok(ActionResult::Scheduled {
+        kind: action.kind,
+        automation_id,
+        event_name: event_name.to_owned(),
+        participant_id,
+        scheduled_at,
+    }))
 }
 
 /// CREDIT issues value to the holder; DEBIT takes it back. Value comes from and returns to the system
@@ -497,7 +588,12 @@ async fn resolve_target(
             .map_err(|err| format!("target expression failed: {err}"))
     };
     let id = match target {
-        TargetRef::Event => return Ok(Ok(Holder::Participant(ctx.default_target))),
+        TargetRef::Event => {
+            return Ok(ctx
+                .default_target
+                .map(Holder::Participant)
+                .ok_or_else(no_participant));
+        }
         TargetRef::Program => return Ok(Err("only TAG and UNTAG can target the program".into())),
         TargetRef::Group(id) => return group_target(conn, ctx, *id).await,
         TargetRef::Id(id) => *id,
@@ -552,6 +648,10 @@ async fn resolve_target(
     Ok(Ok(Holder::Participant(id)))
 }
 
+fn no_participant() -> String {
+    "the event is about no participant: the action needs a target".into()
+}
+
 /// The group an action applies to, locked after the batch's participants: the one named, or else the ACTIVE
 /// group the event's participant (its recipient if it has one) joined first.
 async fn group_target(
@@ -562,13 +662,15 @@ async fn group_target(
     ctx.batch.begin_writes(conn).await?;
     let id = match id {
         Some(id) => id,
-        None => match crate::groups::first_of(conn, ctx.default_target).await? {
-            Some(id) => id,
-            None => {
-                let member = ctx.default_target;
-                return Ok(Err(format!("participant {member} is in no active group")));
+        None => {
+            let Some(member) = ctx.default_target else {
+                return Ok(Err(no_participant()));
+            };
+            match crate::groups::first_of(conn, member).await? {
+                Some(id) => id,
+                None => return Ok(Err(format!("participant {member} is in no active group"))),
             }
-        },
+        }
     };
     Ok(
         match crate::groups::lock(conn, ctx.organization_id, id).await? {

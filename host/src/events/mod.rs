@@ -202,8 +202,34 @@ async fn acknowledge(
         .ok_or_else(|| Error::Internal("idempotent event vanished".into()))
 }
 
+/// An event the engine creates (an automation fires): stored as a SYSTEM event and processed like any other.
+#[derive(Debug, Clone)]
+pub struct SystemEvent {
+    pub organization_id: Uuid,
+    pub program_id: Uuid,
+    /// None for a program-wide event.
+    pub participant_id: Option<Uuid>,
+    /// Made of what fired (automation, fire time, participant): a second store of the same fire stores nothing.
+    pub idempotency_key: String,
+    pub event_data: Map<String, Value>,
+    pub event_timestamp: DateTime<Utc>,
+}
+
+/// Stores and queues SYSTEM events in the caller's transaction, one statement for all; an event whose key is
+/// taken was stored before and is left out. Returns how many were stored: once the transaction commits, tell
+/// the workers with [`queued`].
+pub async fn store_system(
+    conn: &mut sqlx::PgConnection,
+    events: &[SystemEvent],
+) -> sqlx::Result<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    repo::insert_system(conn, events).await
+}
+
 /// `count` new events are in the queue: the workers are woken, and the metrics count them.
-fn queued(doorbell: &Doorbell, count: usize) {
+pub fn queued(doorbell: &Doorbell, count: usize) {
     if count > 0 {
         crate::metrics::events_accepted(count);
         doorbell.ring();

@@ -81,6 +81,53 @@ pub async fn insert_many(
     .await
 }
 
+pub async fn insert_system(
+    conn: &mut PgConnection,
+    events: &[super::SystemEvent],
+) -> sqlx::Result<usize> {
+    let mut c = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for e in events {
+        c.0.push(Uuid::now_v7());
+        c.1.push(e.organization_id);
+        c.2.push(e.program_id);
+        c.3.push(e.participant_id);
+        c.4.push(e.idempotency_key.clone());
+        c.5.push(Value::Object(e.event_data.clone()));
+        c.6.push(e.event_timestamp);
+    }
+    let stored: i64 = sqlx::query_scalar(
+        "WITH stored AS (
+         INSERT INTO events (id, organization_id, program_id, participant_id, idempotency_key, event_type,
+                             event_data, event_timestamp, status)
+         SELECT t.id, t.org, t.program_id, t.participant_id, t.key, 'SYSTEM', t.data, t.at, 'PENDING'
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::jsonb[], $7::timestamptz[])
+                AS t(id, org, program_id, participant_id, key, data, at)
+         ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
+         RETURNING id, organization_id, received_at),
+         queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
+                    SELECT received_at, id, organization_id FROM stored RETURNING 1)
+         SELECT count(*) FROM queued",
+    )
+    .bind(&c.0)
+    .bind(&c.1)
+    .bind(&c.2)
+    .bind(&c.3)
+    .bind(&c.4)
+    .bind(&c.5)
+    .bind(&c.6)
+    .fetch_one(conn)
+    .await?;
+    Ok(usize::try_from(stored).unwrap_or(0))
+}
+
 #[derive(Default)]
 struct BatchColumns {
     ids: Vec<Uuid>,

@@ -470,9 +470,10 @@ fn sorted(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
     ids
 }
 
-/// Who an event is about: its participant, and the recipient it names, if any.
+/// Who an event is about: its participant (none for a program-wide SYSTEM event), and the recipient it
+/// names, if any.
 struct Parties {
-    participant: Who,
+    participant: Option<Who>,
     recipient: Option<Who>,
     /// The program's policy for participants that actions name by an unknown external id.
     create_unknown: bool,
@@ -503,7 +504,7 @@ impl Parties {
     }
 
     fn both(&self) -> impl Iterator<Item = &Who> {
-        std::iter::once(&self.participant).chain(&self.recipient)
+        self.participant.iter().chain(&self.recipient)
     }
 }
 
@@ -561,7 +562,11 @@ fn parties(
             )),
         }
     };
-    let participant = find(event.participant_id, &event.external_id)?;
+    // Only an automation's program-wide event names nobody; a client's always names a participant.
+    let participant = match (event.participant_id, &event.external_id) {
+        (None, None) => None,
+        (id, external_id) => Some(find(id, external_id)?),
+    };
     let recipient = match (event.recipient_id, &event.recipient_external_id) {
         (None, None) => None,
         (id, external_id) => Some(find(id, external_id).map_err(|m| format!("recipient: {m}"))?),
@@ -646,33 +651,45 @@ async fn process_event(
     runtime: &Arc<Runtime>,
 ) -> sqlx::Result<Outcome> {
     let org = event.organization_id;
-    let participant = who(conn, batch, org, &parties.participant).await?;
+    let participant = match &parties.participant {
+        Some(participant) => Some(who(conn, batch, org, participant).await?),
+        None => None,
+    };
     let recipient = match &parties.recipient {
         Some(recipient) => Some(who(conn, batch, org, recipient).await?),
         None => None,
     };
     let mut states = HashMap::new();
-    for id in std::iter::once(participant).chain(recipient) {
+    for id in participant.into_iter().chain(recipient) {
         match batch.enter(conn, org, event.program_id, id).await? {
             Some(state) => states.insert(id, state),
             None => return Ok(Outcome::failed("participant not found".into(), Vec::new())),
         };
     }
-    let Some(state) = states.get(&participant).cloned() else {
-        return Ok(Outcome::failed("participant not found".into(), Vec::new()));
+    // A program-wide event's rules see a participant with nothing: no id, tags, attributes or counters.
+    let state = match participant {
+        Some(id) => match states.get(&id) {
+            Some(state) => state.clone(),
+            None => return Ok(Outcome::failed("participant not found".into(), Vec::new())),
+        },
+        None => State::new(Uuid::nil(), org, ""),
     };
-    let standings: Vec<Standing> = batch
-        .standings(participant)
-        .iter()
-        .filter(|s| s.program_id == event.program_id)
-        .cloned()
-        .collect();
+    let standings: Vec<Standing> = participant
+        .map(|id| {
+            batch
+                .standings(id)
+                .iter()
+                .filter(|s| s.program_id == event.program_id)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let mut vars = Variables::new(
         cel::from_json(&event.event_data.0),
         participant_value(&state, &standings),
         event.event_timestamp,
     );
-    if program.reads_group {
+    if let (true, Some(participant)) = (program.reads_group, participant) {
         vars.set_group(group_value(conn, participant, event.program_id).await?);
     }
     let mut ctx = EventContext {
@@ -680,16 +697,16 @@ async fn process_event(
         organization_id: org,
         program_id: event.program_id,
         create_unknown: parties.create_unknown,
-        default_target: recipient.unwrap_or(participant),
+        default_target: recipient.or(participant),
         vars: &vars,
         participants: states,
         batch,
     };
     // Only modules see balances; CEL rules do not pay for the query.
     let rules = &program.rules;
-    let balances = match rules.iter().any(|r| r.module.is_some()) {
-        true => ctx.batch.available_balances(conn, org, participant).await?,
-        false => Vec::new(),
+    let balances = match (rules.iter().any(|r| r.module.is_some()), participant) {
+        (true, Some(participant)) => ctx.batch.available_balances(conn, org, participant).await?,
+        _ => Vec::new(),
     };
     let mut evaluations = Vec::with_capacity(rules.len());
     let mut stopped_by = None;
@@ -769,7 +786,7 @@ async fn process_event(
     }
     Ok(Outcome {
         error: None,
-        participant_id: Some(participant),
+        participant_id: participant,
         evaluations,
     })
 }
@@ -781,12 +798,12 @@ async fn after_rules(
     conn: &mut PgConnection,
     ctx: &mut EventContext<'_>,
     tracks: &[Track],
-    participant: Uuid,
+    participant: Option<Uuid>,
     evaluations: &[EvaluationRecord],
 ) -> sqlx::Result<()> {
     let results = || evaluations.iter().flat_map(|e| &e.results);
     // Participants are locked before groups: the batch's lock order.
-    let mut who = vec![Holder::Participant(participant)];
+    let mut who: Vec<Holder> = participant.map(Holder::Participant).into_iter().collect();
     who.extend(results().filter_map(|r| match r {
         ActionResult::Counter { holder, .. } => Some(*holder),
         _ => None,
@@ -879,7 +896,7 @@ fn tier_value(held: &holders::HeldTier) -> serde_json::Value {
 }
 
 /// `participant` in CEL; `tiers` holds its levels in the event's program by tier key.
-fn participant_value(state: &State, standings: &[Standing]) -> ::cel::Value {
+pub(crate) fn participant_value(state: &State, standings: &[Standing]) -> ::cel::Value {
     let tiers: serde_json::Map<String, serde_json::Value> = standings
         .iter()
         .map(|s| (s.held.key.clone(), tier_value(&s.held)))

@@ -76,12 +76,7 @@ pub async fn list(
         q.push(" AND name ILIKE ")
             .push_bind(crate::search::like_pattern(search));
     }
-    let order = Order {
-        column: "created_at",
-        sql_type: "timestamptz",
-        descending: true,
-    };
-    order.push(&mut q, "id", f.page.cursor.clone(), f.page.limit);
+    Order::NEWEST_FIRST.push(&mut q, "id", f.page.cursor.clone(), f.page.limit);
     q.build_query_as().fetch_all(pool).await
 }
 

@@ -3,6 +3,7 @@
 //! the document, so the two cannot drift apart.
 
 mod assets;
+mod automations;
 mod balances;
 mod error;
 mod events;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub webhook_urls: crate::webhooks::url::UrlPolicy,
     pub limits: std::sync::Arc<crate::rate_limits::Limits>,
     pub logs: crate::request_logs::Recorder,
+    /// The time automations are scheduled by.
+    pub clock: crate::clock::Clock,
 }
 
 /// The API's routes with their document. `component_bytes`: the largest rule module the operator accepts.
@@ -68,6 +71,7 @@ fn api(component_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(rules::routes())
         .merge(ledger::routes())
         .merge(reports::routes())
+        .merge(automations::routes())
         .merge(webhooks::routes())
         .merge(logs::routes())
         .merge(modules::routes(component_bytes));

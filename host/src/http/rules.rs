@@ -9,10 +9,11 @@ use crate::money::PositiveAmount;
 use crate::pagination::{Page, PageParams};
 use crate::rules::budgets::{BudgetSpec, BudgetView, Schedule};
 use crate::rules::{
-    self, Action, ActionType, AttributeAction, CounterAction, CreditAction, DebitAction,
-    ForfeitAction, HistoryEntry, HistoryFilter, HoldAction, ModuleLimits, ModulePatch, ModuleRef,
-    NewRule, Rule, RuleFilter, RulePatch, RuleSort, RuleStatus, SampleLevel, SampleState,
-    Simulation, TagAction, Target, TargetType, TierAction, Validity, VoidHoldAction,
+    self, Action, ActionType, AttributeAction, BroadcastAction, CounterAction, CreditAction,
+    DebitAction, ForfeitAction, HistoryEntry, HistoryFilter, HoldAction, ModuleLimits, ModulePatch,
+    ModuleRef, NewRule, Rule, RuleFilter, RulePatch, RuleSort, RuleStatus, SampleLevel,
+    SampleState, ScheduleAction, Simulation, TagAction, Target, TargetType, TierAction, Validity,
+    VoidHoldAction,
 };
 use crate::validation::{Fields, Patch, Request, SORT_DIRS, Validator};
 use crate::wasm::Limits;
@@ -385,9 +386,6 @@ impl Request for HistoryFilter {
     }
 }
 
-/// Action types of the spec's catalogue this server does not run yet: refused as such, not as unknown.
-const NOT_YET: &[&str] = &["SCHEDULE_EVENT", "BROADCAST"];
-
 fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
     let Some(items) = f.opt_array("actions") else {
         if required && f.raw("actions").is_none() {
@@ -409,19 +407,7 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
     }
     let mut actions = Vec::with_capacity(items.len());
     for (a, map) in f.objects("actions", items) {
-        let written = a.raw("type").and_then(|t| t.as_str());
-        let kind = match written.filter(|t| NOT_YET.contains(t)) {
-            Some(unsupported) => {
-                a.reject(
-                    "type",
-                    &ActionType::NAMES.join("|"),
-                    format!("action type {unsupported} is not supported yet"),
-                );
-                None
-            }
-            None => ActionType::parse(a.req_enum("type", ActionType::NAMES)),
-        };
-        let Some(kind) = kind else {
+        let Some(kind) = ActionType::parse(a.req_enum("type", ActionType::NAMES)) else {
             continue;
         };
         let allowed = kind.fields();
@@ -541,10 +527,57 @@ fn parse_actions(f: &Fields<'_>, required: bool) -> Option<Vec<Action>> {
                 description: description(),
                 target,
             }),
+            ActionType::ScheduleEvent => {
+                if target.as_ref().and_then(|t| t.kind) == Some(TargetType::Group) {
+                    a.reject(
+                        "target",
+                        "a participant",
+                        "SCHEDULE_EVENT schedules an event about a participant, not a group",
+                    );
+                }
+                let delay = a.req_str("delay", 1, 64);
+                if !delay.is_empty() && crate::duration::parse(&delay).is_none() {
+                    a.reject(
+                        "delay",
+                        "Go duration such as 24h",
+                        "delay must be a duration such as \"24h\", at most 876000h",
+                    );
+                }
+                Action::ScheduleEvent(ScheduleAction {
+                    event_name: a.req_str("event_name", 1, 255),
+                    delay,
+                    payload: action_payload(&a),
+                    description: description(),
+                    target,
+                })
+            }
+            ActionType::Broadcast => {
+                if target.is_some() {
+                    a.reject(
+                        "target",
+                        "absent",
+                        "BROADCAST reaches every participant of the program and takes no target",
+                    );
+                }
+                Action::Broadcast(BroadcastAction {
+                    event_name: a.req_str("event_name", 1, 255),
+                    payload: action_payload(&a),
+                    description: description(),
+                })
+            }
         };
         actions.push(action);
     }
     Some(actions)
+}
+
+/// The payload of an event an action creates: an object no larger than an event's data may be.
+fn action_payload(a: &Fields<'_>) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let payload = a.opt_object("payload")?.clone();
+    if let Some(message) = crate::events::oversized(&payload) {
+        a.reject("payload", "object", message);
+    }
+    Some(payload)
 }
 
 /// A lot date: a Go duration from the event's time, or a timestamp.

@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, PathId, PathIdKey, Valid, ValidQuery};
 use crate::error::{Error, FieldError, Result};
-use crate::events::{self, Event, EventFilter, EventSort, EventStatus};
+use crate::events::{self, Event, EventFilter, EventSort, EventStatus, EventType};
 use crate::holder_state as operations;
 use crate::holders::Holder;
 use crate::holders::state::{
@@ -191,6 +191,9 @@ struct ParticipantEvents {
     program_id: Option<Uuid>,
     #[param(inline)]
     status: Option<EventStatus>,
+    /// EXTERNAL (sent by a client) or SYSTEM (created by an automation).
+    #[param(inline)]
+    event_type: Option<EventType>,
     /// Received at or after.
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -210,6 +213,7 @@ impl Request for ParticipantEvents {
         ParticipantEvents {
             program_id: q.opt_uuid("program_id"),
             status: q.opt_word("status"),
+            event_type: q.opt_word("event_type"),
             from,
             to,
             event_from,
@@ -225,7 +229,7 @@ impl From<ParticipantEvents> for EventFilter {
         EventFilter {
             program_id: q.program_id,
             status: q.status,
-            event_type: None,
+            event_type: q.event_type,
             participant_id: None,
             external_id: None,
             rule_id: None,

@@ -531,6 +531,27 @@ pub async fn members(
     repo::members(conn, program_id, after, limit).await
 }
 
+/// Up to `limit` participants enrolled in the program (in any enrollment status) after `after`, in id order,
+/// with their state, unlocked: how a fan-out reads a page of members.
+pub async fn member_states(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<State>> {
+    repo::member_states(conn, program_id, after, limit).await
+}
+
+/// How many participants are enrolled in the program, in any enrollment status.
+pub async fn member_count(conn: &mut PgConnection, program_id: Uuid) -> sqlx::Result<i64> {
+    repo::member_count(conn, program_id).await
+}
+
+/// The state of these participants (of any organization), unlocked, in id order.
+pub async fn states(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<State>> {
+    repo::read_states(conn, None, ids, "").await
+}
+
 /// `(organization, external_id, id)` of the participants these pairs name.
 pub async fn find_by_external_ids(
     conn: &mut PgConnection,

@@ -215,24 +215,71 @@ pub async fn lock_states(
     ids: &[Uuid],
     wait: Wait,
 ) -> sqlx::Result<Vec<State>> {
-    let skip = match wait {
-        Wait::Block => "",
-        Wait::Skip => "SKIP LOCKED",
+    let lock = match wait {
+        Wait::Block => "FOR NO KEY UPDATE",
+        Wait::Skip => "FOR NO KEY UPDATE SKIP LOCKED",
     };
+    read_states(conn, organization_id, ids, lock).await
+}
+
+/// The state of the participants, locked as `lock` says (or not at all when it is empty).
+pub async fn read_states(
+    conn: &mut PgConnection,
+    organization_id: Option<Uuid>,
+    ids: &[Uuid],
+    lock: &str,
+) -> sqlx::Result<Vec<State>> {
     sqlx::query_as(&format!(
         "WITH locked AS (
             SELECT id FROM participants WHERE id = ANY($1) AND ($2::uuid IS NULL OR organization_id = $2)
-             ORDER BY id FOR NO KEY UPDATE {skip})
-         SELECT p.id, p.organization_id, p.external_id, p.status, {state},
-                ARRAY(SELECT program_id FROM participant_programs
-                       WHERE participant_id = p.id AND status = 'ACTIVE') AS programs
-           FROM participants p JOIN locked USING (id)",
-        state = crate::holders::state::state_columns("p.id"),
+             ORDER BY id {lock})
+         SELECT {STATE}
+           FROM participants p JOIN locked USING (id)
+          ORDER BY p.id",
+        STATE = state_select(),
     ))
     .bind(ids)
     .bind(organization_id)
     .fetch_all(conn)
     .await
+}
+
+fn state_select() -> String {
+    format!(
+        "p.id, p.organization_id, p.external_id, p.status, {state},
+         ARRAY(SELECT program_id FROM participant_programs
+                WHERE participant_id = p.id AND status = 'ACTIVE') AS programs",
+        state = crate::holders::state::state_columns("p.id"),
+    )
+}
+
+pub async fn member_states(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<State>> {
+    sqlx::query_as(&format!(
+        "SELECT {STATE}
+           FROM participants p
+           JOIN (SELECT participant_id FROM participant_programs
+                  WHERE program_id = $1 AND ($2::uuid IS NULL OR participant_id > $2)
+                  ORDER BY participant_id LIMIT $3) m ON m.participant_id = p.id
+          ORDER BY p.id",
+        STATE = state_select(),
+    ))
+    .bind(program_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn member_count(conn: &mut PgConnection, program_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM participant_programs WHERE program_id = $1")
+        .bind(program_id)
+        .fetch_one(conn)
+        .await
 }
 
 pub async fn find_by_external_ids(

@@ -5,8 +5,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-// Action types this server executes. The rest of the catalogue (SCHEDULE_EVENT, BROADCAST) is refused at create
-// time until it is implemented, so no rule is ever accepted that would do nothing.
 crate::vocabulary!(
     /// What an action does.
     pub enum ActionType {
@@ -21,6 +19,10 @@ crate::vocabulary!(
         Counter = "COUNTER",
         SetAttribute = "SET_ATTRIBUTE",
         SetTier = "SET_TIER",
+        /// A SYSTEM event about the action's participant, after a delay (a one-time automation).
+        ScheduleEvent = "SCHEDULE_EVENT",
+        /// A SYSTEM event for each participant of the program (an immediate fan-out automation).
+        Broadcast = "BROADCAST",
     }
 );
 crate::vocabulary!(
@@ -43,7 +45,7 @@ impl ActionType {
         use ActionType::*;
         match self {
             Credit | Debit | Hold | Release | Forfeit | Counter => true,
-            VoidHold | Tag | Untag | SetAttribute | SetTier => false,
+            VoidHold | Tag | Untag | SetAttribute | SetTier | ScheduleEvent | Broadcast => false,
         }
     }
 
@@ -68,6 +70,8 @@ impl ActionType {
             Counter => &["key", "value", "reset_after", "description"],
             SetAttribute => &["key", "value", "description"],
             SetTier => &["tier", "level", "expires_at", "description"],
+            ScheduleEvent => &["event_name", "delay", "payload", "description"],
+            Broadcast => &["event_name", "payload", "description"],
         }
     }
 }
@@ -100,6 +104,10 @@ pub enum Action {
     SetAttribute(AttributeAction),
     #[serde(rename = "SET_TIER")]
     SetTier(TierAction),
+    #[serde(rename = "SCHEDULE_EVENT")]
+    ScheduleEvent(ScheduleAction),
+    #[serde(rename = "BROADCAST")]
+    Broadcast(BroadcastAction),
 }
 
 /// Issues value to the target from the asset's source.
@@ -232,6 +240,32 @@ pub struct TierAction {
     pub target: Option<Target>,
 }
 
+/// A SYSTEM event `event_name` (with `payload`) about the action's participant, `delay` after the event's time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ScheduleAction {
+    pub event_name: String,
+    /// A Go duration, from the event's time.
+    pub delay: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
+/// A SYSTEM event `event_name` (with `payload`) for every participant of the program.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct BroadcastAction {
+    pub event_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
 impl Action {
     pub fn kind(&self) -> ActionType {
         match self {
@@ -246,6 +280,8 @@ impl Action {
             Action::Counter(_) => ActionType::Counter,
             Action::SetAttribute(_) => ActionType::SetAttribute,
             Action::SetTier(_) => ActionType::SetTier,
+            Action::ScheduleEvent(_) => ActionType::ScheduleEvent,
+            Action::Broadcast(_) => ActionType::Broadcast,
         }
     }
 
@@ -261,7 +297,9 @@ impl Action {
             | Action::Untag(_)
             | Action::Counter(_)
             | Action::SetAttribute(_)
-            | Action::SetTier(_) => None,
+            | Action::SetTier(_)
+            | Action::ScheduleEvent(_)
+            | Action::Broadcast(_) => None,
         }
     }
 
@@ -291,6 +329,8 @@ impl Action {
             Action::Counter(c) => c.target.as_ref(),
             Action::SetAttribute(a) => a.target.as_ref(),
             Action::SetTier(t) => t.target.as_ref(),
+            Action::ScheduleEvent(s) => s.target.as_ref(),
+            Action::Broadcast(_) => None,
         }
     }
 }
@@ -354,6 +394,8 @@ mod tests {
             {"type": "COUNTER", "key": "visits", "value": "2", "reset_after": "720h"},
             {"type": "SET_ATTRIBUTE", "key": "tier", "value": "gold"},
             {"type": "SET_TIER", "tier": "status", "level": "gold", "expires_at": "8760h"},
+            {"type": "SCHEDULE_EVENT", "event_name": "check_in", "delay": "24h", "payload": {"step": 2}},
+            {"type": "BROADCAST", "event_name": "double_points_weekend"},
         ]);
         let actions: Vec<Action> =
             serde_json::from_value(written.clone()).expect("every type reads");
@@ -364,7 +406,7 @@ mod tests {
 
     #[test]
     fn an_unknown_action_type_does_not_read() {
-        let unknown = json!({"type": "BROADCAST", "event_type": "promo"});
+        let unknown = json!({"type": "BROADCAST_ALL", "event_name": "promo"});
         assert!(serde_json::from_value::<Action>(unknown).is_err());
     }
 }

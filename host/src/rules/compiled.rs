@@ -157,6 +157,17 @@ pub enum Step {
         level: String,
         expires: Option<When>,
     },
+    /// A SYSTEM event about the target, `delay` after the event's time.
+    ScheduleEvent {
+        event_name: String,
+        delay: chrono::Duration,
+        payload: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A SYSTEM event for each participant of the program.
+    Broadcast {
+        event_name: String,
+        payload: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 /// What a CREDIT says about the lot it creates (LOT assets).
@@ -309,6 +320,15 @@ fn compile_action(action: Action) -> CompiledAction {
             level: t.level.clone(),
             expires: t.expires_at.as_deref().and_then(When::parse),
         },
+        Action::ScheduleEvent(e) => Step::ScheduleEvent {
+            event_name: e.event_name.clone(),
+            delay: crate::duration::parse(&e.delay).unwrap_or_default(),
+            payload: e.payload.clone().unwrap_or_default(),
+        },
+        Action::Broadcast(b) => Step::Broadcast {
+            event_name: b.event_name.clone(),
+            payload: b.payload.clone().unwrap_or_default(),
+        },
     };
     CompiledAction {
         kind: action.kind(),
@@ -364,7 +384,10 @@ impl CompiledRule {
             } => a.as_ref().is_some_and(amount) || reference.as_ref().is_some_and(template),
             Step::Counter { delta, .. } => amount(delta),
             Step::Attribute { value, .. } => template(value),
-            Step::Tag { .. } | Step::Tier { .. } => false,
+            Step::Tag { .. }
+            | Step::Tier { .. }
+            | Step::ScheduleEvent { .. }
+            | Step::Broadcast { .. } => false,
         };
         self.condition.as_ref().is_ok_and(Expression::reads_group)
             || self.actions.iter().any(|a| in_step(&a.step))

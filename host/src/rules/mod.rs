@@ -23,8 +23,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use action::{
-    Action, ActionType, AttributeAction, CREDIT_BUCKETS, CounterAction, CreditAction, DebitAction,
-    ForfeitAction, HoldAction, TagAction, Target, TargetType, TierAction, VoidHoldAction, When,
+    Action, ActionType, AttributeAction, BroadcastAction, CREDIT_BUCKETS, CounterAction,
+    CreditAction, DebitAction, ForfeitAction, HoldAction, ScheduleAction, TagAction, Target,
+    TargetType, TierAction, VoidHoldAction, When,
 };
 pub use compiled::{
     Amount, CompiledAction, CompiledModule, CompiledRule, LotFields, ModuleRun, RuleCache, Skipped,

@@ -242,6 +242,14 @@ async fn results(
             Step::Tier { tier, level, .. } => {
                 json!({"description": format!("Set tier {tier} to {level}")})
             }
+            Step::ScheduleEvent {
+                event_name, delay, ..
+            } => {
+                json!({"description": format!("Schedule event {event_name} {}s after the event", delay.num_seconds())})
+            }
+            Step::Broadcast { event_name, .. } => {
+                json!({"description": format!("Broadcast event {event_name} to every participant of the program")})
+            }
             Step::Counter { key, delta, .. } => {
                 let current = number(state.counters.get(key));
                 match evaluate(delta, vars) {

@@ -95,21 +95,8 @@ pub async fn list(
     if let Some(status) = f.status {
         q.push(" AND status = ").push_bind(status);
     }
-    newest_first(&mut q, f.cursor.clone(), f.limit);
+    Order::NEWEST_FIRST.push(&mut q, "id", f.cursor.clone(), f.limit);
     q.build_query_as().fetch_all(pool).await
-}
-
-fn newest_first(
-    q: &mut QueryBuilder<'_, Postgres>,
-    cursor: Option<crate::pagination::Cursor>,
-    limit: i64,
-) {
-    let order = Order {
-        column: "created_at",
-        sql_type: "timestamptz",
-        descending: true,
-    };
-    order.push(q, "id", cursor, limit);
 }
 
 pub async fn find(
@@ -194,7 +181,7 @@ pub async fn deliveries(
     if let Some(status) = f.status {
         q.push(" AND status = ").push_bind(status);
     }
-    newest_first(&mut q, f.cursor.clone(), f.limit);
+    Order::NEWEST_FIRST.push(&mut q, "id", f.cursor.clone(), f.limit);
     q.build_query_as().fetch_all(pool).await
 }
 
