@@ -197,7 +197,7 @@ async fn fan_out(server: &str, args: &Args) -> Result<(), BoxError> {
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep_until((started + every * n).into()).await;
-                let event = json!({"program_id": program, "external_id": format!("live-{}", n % 100),
+                let event = json!({"program_id": program, "external_id": format!("member-{}", n % 100 + 1),
                                    "idempotency_key": format!("{phase}-{n}"),
                                    "event_data": {"type": "purchase", "phase": phase}});
                 api.post("/events", event).await?;
@@ -217,11 +217,16 @@ async fn fan_out(server: &str, args: &Args) -> Result<(), BoxError> {
         .await?;
         Ok((p50.unwrap_or(0.0) * 1000.0, p99.unwrap_or(0.0) * 1000.0))
     };
-    let queue_empty = async || -> Result<(), BoxError> {
+    // Until no event of `event_type` (any, when `None`) is queued.
+    let drained = async |event_type: Option<&str>| -> Result<(), BoxError> {
         let deadline = Instant::now() + Duration::from_secs(600);
-        while sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM event_queue)")
-            .fetch_one(&pool)
-            .await?
+        while sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM event_queue q JOIN events e ON e.id = q.event_id
+                             WHERE $1::text IS NULL OR e.event_type = $1)",
+        )
+        .bind(event_type)
+        .fetch_one(&pool)
+        .await?
         {
             if Instant::now() > deadline {
                 return Err("the queue did not drain in 10 minutes".into());
@@ -236,7 +241,7 @@ async fn fan_out(server: &str, args: &Args) -> Result<(), BoxError> {
     tokio::time::sleep(Duration::from_secs_f64(args.seconds.min(5.0))).await;
     stop.store(true, Ordering::Relaxed);
     before.await??;
-    queue_empty().await?;
+    drained(None).await?;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let during = live("during", stop.clone());
@@ -264,10 +269,11 @@ async fn fan_out(server: &str, args: &Args) -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    queue_empty().await?;
+    // Live events go on until the fan-out's last event is processed.
+    drained(Some("SYSTEM")).await?;
     stop.store(true, Ordering::Relaxed);
     during.await??;
-    queue_empty().await?;
+    drained(None).await?;
     let (system, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
         "SELECT count(*), max(processed_at) FROM events WHERE event_type = 'SYSTEM' AND status = 'COMPLETED'",
     )
@@ -290,7 +296,7 @@ async fn fan_out(server: &str, args: &Args) -> Result<(), BoxError> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| immediate, participants | {} | {:.1} s | {:.0} | {:.1} s | {:.0} | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
+        "| immediate, participants | {} | {:.2} s | {:.0} | {:.1} s | {:.0} | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
         args.fan_out,
         seconds(created - started),
         args.fan_out as f64 / seconds(created - started),

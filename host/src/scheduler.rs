@@ -49,9 +49,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        // Live events of the organization wait behind at most about room + page fan-out events.
         Settings {
-            page: 1000,
-            room: 5000,
+            page: 500,
+            room: 1000,
         }
     }
 }
@@ -419,7 +420,8 @@ fn next_of(
             }
         },
         StateSchedule::Interval { every } => {
-            update.next_trigger_at = Some(schedule::next_period(d.created_at, every, due.max(now)));
+            // Periods run on from this one: the first was due an interval after subscribing.
+            update.next_trigger_at = Some(schedule::next_period(due, every, due.max(now)));
             true
         }
         StateSchedule::Cron(cron) => {

@@ -312,6 +312,20 @@ async fn a_cron_program_automation_fires_on_schedule_and_a_manual_trigger_sets_n
         )
         .await;
     assert_eq!(resumed.body["next_run_at"], "2030-01-05T08:00:00Z");
+
+    // Three days pass with no fire (a server down): the fire that fell due happens once, late, stamped with
+    // its due time, and the next is the first after now.
+    clock.set(at("2030-01-08T12:00:00Z"));
+    let late = eventually("the missed fire", || async {
+        let events = system_events(&app, &program).await;
+        (events.len() == 3).then(|| events[2].clone())
+    })
+    .await;
+    assert_eq!(late["event_timestamp"], "2030-01-05T08:00:00Z");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(system_events(&app, &program).await.len(), 3);
+    let caught_up = get_automation(&app, &program, &automation_id).await;
+    assert_eq!(caught_up["next_run_at"], "2030-01-09T08:00:00Z");
     let refused = app
         .post(
             &format!("/programs/{program}/automations/{automation_id}/refresh-subscriptions"),
@@ -898,4 +912,101 @@ async fn a_server_killed_mid_fan_out_resumes_without_duplicates(
     .await
     .expect("counts");
     assert_eq!((all, distinct), (MEMBERS, MEMBERS));
+}
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn interval_and_threshold_subscriptions_fire_on_their_schedule(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let clock = Clock::starting_at(at("2030-02-01T00:00:00Z"));
+    let app = app_with_clock(connect, &clock).await;
+    let (program, _) = app.program_with_points("Schedules", "PTS").await;
+    let ids = members(&app, &program, "s", 2).await;
+    let counter = format!("/participants/{}/state/counters/purchases", ids[0]);
+    let r = app
+        .call(Method::PUT, &counter, Some(json!({"value": "1"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let state = |schedule_type: &str, config: Value| {
+        json!({"name": schedule_type, "event_name": schedule_type.to_lowercase(), "scope": "participants",
+               "participant_filter": format!("participant.external_id == \"s-0\""),
+               "trigger": {"type": "participant_state", "schedule_type": schedule_type,
+                           "schedule_config": config}})
+    };
+    let interval = automation(
+        &app,
+        &program,
+        state("INTERVAL", json!({"interval": "24h"})),
+    )
+    .await;
+    let threshold = automation(
+        &app,
+        &program,
+        state(
+            "THRESHOLD",
+            json!({"counter": "purchases", "threshold": 3, "check_every": "1m"}),
+        ),
+    )
+    .await;
+    let of = |automation: &Value| {
+        format!(
+            "/programs/{program}/automations/{}/subscriptions",
+            id(automation)
+        )
+    };
+    for automation in [&interval, &threshold] {
+        let listed = eventually("one subscription", || async {
+            let data = app.get(&of(automation)).await.body["data"].clone();
+            (data.as_array().map(Vec::len) == Some(1)).then_some(data)
+        })
+        .await;
+        assert_eq!(listed[0]["participant_id"], ids[0].as_str());
+    }
+    let typed = |kind: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM events WHERE event_type = 'SYSTEM' AND event_data->>'type' = $1",
+            )
+            .bind(kind)
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+        }
+    };
+    // The counter is below the threshold: a look finds nothing to fire.
+    clock.set(at("2030-02-01T00:01:30Z"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(typed("threshold").await, 0);
+    assert_eq!(typed("interval").await, 0);
+
+    let r = app
+        .call(Method::PUT, &counter, Some(json!({"value": "3"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    clock.set(at("2030-02-01T00:03:00Z"));
+    eventually("the threshold event", || async {
+        (typed("threshold").await == 1).then_some(())
+    })
+    .await;
+    let done = app.get(&of(&threshold)).await.body["data"][0].clone();
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["trigger_count"], 1);
+
+    // A day after subscribing, the interval fires; the completed threshold never again.
+    clock.set(at("2030-02-02T00:00:30Z"));
+    eventually("the interval event", || async {
+        (typed("interval").await == 1).then_some(())
+    })
+    .await;
+    clock.set(at("2030-02-02T12:00:00Z"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!((typed("interval").await, typed("threshold").await), (1, 1));
+    let next = app.get(&of(&interval)).await.body["data"][0]["next_trigger_at"].clone();
+    assert!(
+        next.as_str()
+            .is_some_and(|t| t.starts_with("2030-02-03T00:00")),
+        "{next}"
+    );
 }

@@ -124,6 +124,7 @@ pub struct Automation {
     pub last_run_at: Option<DateTime<Utc>>,
     /// Why the last fire did not happen (a fan-out still running, say); cleared by the next that does.
     pub last_error: Option<String>,
+    /// one_time: why it could not fire.
     pub error_message: Option<String>,
     /// one_time: when it fired.
     pub processed_at: Option<DateTime<Utc>>,

@@ -330,6 +330,7 @@ pub async fn fired(conn: &mut PgConnection, due: &[Due]) -> sqlx::Result<()> {
                 last_run_at = d.last_run_at,
                 processed_at = CASE WHEN d.processed THEN d.last_run_at ELSE a.processed_at END,
                 last_error = d.last_error,
+                error_message = CASE WHEN a.trigger_type = 'one_time' THEN d.last_error ELSE a.error_message END,
                 execution_status = CASE WHEN d.fan_out IS NULL THEN a.execution_status ELSE 'pending' END,
                 execution_fire_at = COALESCE(d.fan_out, a.execution_fire_at),
                 execution_cursor = CASE WHEN d.fan_out IS NULL THEN a.execution_cursor END,
@@ -496,8 +497,6 @@ pub struct SubscriptionDue {
     pub automation_id: Uuid,
     pub participant_id: Uuid,
     pub next_trigger_at: DateTime<Utc>,
-    /// INTERVAL counts periods from here.
-    pub created_at: DateTime<Utc>,
 }
 
 pub async fn claim_subscriptions(
@@ -506,7 +505,7 @@ pub async fn claim_subscriptions(
     limit: i64,
 ) -> sqlx::Result<Vec<SubscriptionDue>> {
     sqlx::query_as(
-        "SELECT s.automation_id, s.participant_id, s.next_trigger_at, s.created_at
+        "SELECT s.automation_id, s.participant_id, s.next_trigger_at
            FROM automation_subscriptions s JOIN automations a ON a.id = s.automation_id
           WHERE s.status = 'active' AND s.next_trigger_at <= $1 AND a.status = 'active'
           ORDER BY s.next_trigger_at, s.id LIMIT $2 FOR UPDATE OF s SKIP LOCKED",

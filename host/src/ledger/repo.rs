@@ -16,7 +16,9 @@ pub async fn resolve_accounts(
     let entities: Vec<Option<Uuid>> = keys.iter().map(|k| k.owner.entity_id()).collect();
     let assets: Vec<Uuid> = keys.iter().map(|k| k.asset_id).collect();
     let buckets: Vec<Bucket> = keys.iter().map(|k| k.bucket).collect();
-    // Rows inserted by this statement are invisible to its own SELECT, so the two halves never overlap.
+    // Rows inserted by this statement are invisible to its own SELECTs, so the halves never overlap. Holders'
+    // and system accounts (no entity) are found apart: `IS NOT DISTINCT FROM` cannot use the index, and read
+    // every account of the asset for each key.
     let rows: Vec<(Uuid, String, Option<Uuid>, Uuid, Bucket)> = sqlx::query_as(
         "WITH wanted AS (
              SELECT DISTINCT ON (entity_type, entity_id, asset_id, bucket) *
@@ -33,8 +35,13 @@ pub async fn resolve_accounts(
          UNION ALL
          SELECT a.id, a.entity_type, a.entity_id, a.asset_id, a.bucket
            FROM accounts a JOIN wanted w
-             ON a.organization_id = $1 AND a.entity_type = w.entity_type
-            AND a.entity_id IS NOT DISTINCT FROM w.entity_id AND a.asset_id = w.asset_id AND a.bucket = w.bucket",
+             ON a.organization_id = $1 AND a.entity_type = w.entity_type AND a.entity_id = w.entity_id
+            AND a.asset_id = w.asset_id AND a.bucket = w.bucket
+         UNION ALL
+         SELECT a.id, a.entity_type, a.entity_id, a.asset_id, a.bucket
+           FROM accounts a JOIN wanted w
+             ON a.organization_id = $1 AND a.entity_type = w.entity_type AND a.entity_id IS NULL
+            AND w.entity_id IS NULL AND a.asset_id = w.asset_id AND a.bucket = w.bucket",
     )
     .bind(organization_id)
     .bind(&ids)
