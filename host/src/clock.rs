@@ -1,6 +1,7 @@
 //! The time schedules are read against. It runs with the system clock, shifted by an offset an operator (or a
 //! test) sets with `SCRIP_CLOCK`, so that a birthday or a monthly cron can be brought due without waiting for
-//! it. Only the automation scheduler reads it; the ledger, lots and request times keep the system clock.
+//! it. Only automations read it (when they are due, and what `trigger_at` must be after); the ledger, lots
+//! and request times keep the system clock.
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;

@@ -195,12 +195,18 @@ fn holds(condition: &Option<Expression>, vars: &Variables) -> bool {
         .is_none_or(|c| c.condition(vars).unwrap_or(false))
 }
 
-fn variables(data: &Map<String, Value>, state: &State, at: DateTime<Utc>) -> Variables {
+/// What a filter or guard sees: `event` (the automation's event data, converted once by the caller),
+/// `participant` and `now`.
+fn variables(event: &::cel::Value, state: &State, at: DateTime<Utc>) -> Variables {
     Variables::new(
-        cel::from_json(&Value::Object(data.clone())),
+        event.clone(),
         events::worker::participant_value(state, &[]),
         at,
     )
+}
+
+fn event_value(data: &Map<String, Value>) -> ::cel::Value {
+    cel::from_json(&Value::Object(data.clone()))
 }
 
 async fn fan_out(
@@ -234,14 +240,14 @@ async fn fan_out(
     let page =
         participants::member_states(&mut tx, a.program_id, a.execution_cursor, settings.page)
             .await?;
-    let data = event_data(&a);
+    let event = event_value(&event_data(&a));
     let mut stored = 0;
     match &schedule {
         Some(schedule) => {
             let seen: Vec<Uuid> = page.iter().map(|s| s.id).collect();
             let matching: Vec<SubscriptionUpdate> = page
                 .iter()
-                .filter(|state| holds(&filter, &variables(&data, state, now)))
+                .filter(|state| holds(&filter, &variables(&event, state, now)))
                 .map(|state| subscription(&a, schedule, state, now))
                 .collect();
             let recompute = matches!(schedule, StateSchedule::AttributeDate { .. });
@@ -251,7 +257,7 @@ async fn fan_out(
             let events: Vec<SystemEvent> = page
                 .iter()
                 .filter(|state| {
-                    let vars = variables(&data, state, at);
+                    let vars = variables(&event, state, at);
                     holds(&filter, &vars) && holds(&guard, &vars)
                 })
                 .map(|state| system_event(&a, at, Some(state.id), true))
@@ -261,7 +267,6 @@ async fn fan_out(
     }
     let progress = FanOut {
         id: a.id,
-        fire_at: at,
         cursor: page.last().map(|s| s.id),
         processed: i32::try_from(page.len()).unwrap_or(i32::MAX),
         done: page.len() < usize::try_from(settings.page).unwrap_or(usize::MAX),
@@ -324,6 +329,14 @@ fn counter(state: &State, key: &str) -> Decimal {
     }
 }
 
+/// An automation as its due subscriptions need it, worked out once per pass.
+struct Subscribed {
+    automation: Automation,
+    schedule: Result<Option<StateSchedule>, String>,
+    guard: Option<Expression>,
+    event: ::cel::Value,
+}
+
 async fn fire_subscriptions(
     pool: &PgPool,
     clock: &Clock,
@@ -339,10 +352,25 @@ async fn fire_subscriptions(
     let mut ids: Vec<Uuid> = due.iter().map(|d| d.automation_id).collect();
     ids.sort();
     ids.dedup();
-    let owners: HashMap<Uuid, Automation> = automations::find_many(&mut tx, &ids)
+    let owners: HashMap<Uuid, Subscribed> = automations::find_many(&mut tx, &ids)
         .await?
         .into_iter()
-        .map(|a| (a.id, a))
+        .map(|a| {
+            let schedule = match a.timing() {
+                Ok(Timing::PerParticipant(schedule)) => Ok(Some(schedule)),
+                Ok(_) => Ok(None),
+                Err(message) => Err(message),
+            };
+            let guard = compiled(a.guard_condition.as_deref()).ok().flatten();
+            let event = event_value(&event_data(&a));
+            let subscribed = Subscribed {
+                automation: a,
+                schedule,
+                guard,
+                event,
+            };
+            (subscribed.automation.id, subscribed)
+        })
         .collect();
     let mut people: Vec<Uuid> = due.iter().map(|d| d.participant_id).collect();
     people.sort();
@@ -355,14 +383,15 @@ async fn fire_subscriptions(
     let mut events = Vec::new();
     let mut updates = Vec::with_capacity(due.len());
     for d in &due {
-        let (Some(a), Some(state)) = (owners.get(&d.automation_id), states.get(&d.participant_id))
+        let (Some(owner), Some(state)) =
+            (owners.get(&d.automation_id), states.get(&d.participant_id))
         else {
             continue;
         };
-        let (fires, update) = next_of(a, d, state, now);
-        let guard = compiled(a.guard_condition.as_deref()).ok().flatten();
-        let data = event_data(a);
-        if fires && holds(&guard, &variables(&data, state, d.next_trigger_at)) {
+        let (fires, update) = next_of(owner, d, state, now);
+        let vars = variables(&owner.event, state, d.next_trigger_at);
+        if fires && holds(&owner.guard, &vars) {
+            let a = &owner.automation;
             events.push(system_event(a, d.next_trigger_at, Some(state.id), true));
         }
         updates.push(update);
@@ -376,25 +405,26 @@ async fn fire_subscriptions(
 
 /// Whether a due subscription fires now, and what becomes of it.
 fn next_of(
-    a: &Automation,
+    owner: &Subscribed,
     d: &SubscriptionDue,
     state: &State,
     now: DateTime<Utc>,
 ) -> (bool, SubscriptionUpdate) {
     let due = d.next_trigger_at;
     let mut update = SubscriptionUpdate {
-        automation_id: a.id,
+        automation_id: owner.automation.id,
         participant_id: d.participant_id,
         status: SubscriptionStatus::Active,
         next_trigger_at: None,
         triggered_at: None,
         last_error: None,
     };
-    let schedule = match a.timing() {
-        Ok(Timing::PerParticipant(schedule)) => schedule,
-        Ok(_) => return (false, update),
+    let schedule = match &owner.schedule {
+        Ok(Some(schedule)) => schedule,
+        Ok(None) => return (false, update),
         Err(message) => {
-            (update.status, update.last_error) = (SubscriptionStatus::Failed, Some(message));
+            (update.status, update.last_error) =
+                (SubscriptionStatus::Failed, Some(message.clone()));
             return (false, update);
         }
     };
@@ -403,13 +433,14 @@ fn next_of(
             attribute,
             time,
             tz,
-        } => match attribute_date(state, &attribute) {
+        } => match attribute_date(state, attribute) {
             // The attribute may have changed since this was scheduled: fire only on the date it holds now.
             Ok(md) => {
-                let on = schedule::next_date(md, time, tz, due - chrono::Duration::microseconds(1));
+                let on =
+                    schedule::next_date(md, *time, *tz, due - chrono::Duration::microseconds(1));
                 let fires = on == Some(due);
                 update.next_trigger_at = match fires {
-                    true => schedule::next_date(md, time, tz, due),
+                    true => schedule::next_date(md, *time, *tz, due),
                     false => on,
                 };
                 fires
@@ -421,7 +452,7 @@ fn next_of(
         },
         StateSchedule::Interval { every } => {
             // Periods run on from this one: the first was due an interval after subscribing.
-            update.next_trigger_at = Some(schedule::next_period(due, every, due.max(now)));
+            update.next_trigger_at = Some(schedule::next_period(due, *every, due.max(now)));
             true
         }
         StateSchedule::Cron(cron) => {
@@ -433,10 +464,10 @@ fn next_of(
             threshold,
             check_every,
         } => {
-            let reached = counter(state, &key) >= threshold;
+            let reached = counter(state, key) >= *threshold;
             match reached {
                 true => update.status = SubscriptionStatus::Completed,
-                false => update.next_trigger_at = Some(now + check_every),
+                false => update.next_trigger_at = Some(now + *check_every),
             }
             reached
         }

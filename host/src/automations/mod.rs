@@ -737,6 +737,7 @@ pub async fn update(
         || patch.schedule_config.is_some();
     let resumed =
         a.status == AutomationStatus::Paused && patch.status == Some(AutomationStatus::Active);
+    let filter_changed = !patch.participant_filter.is_absent();
     if let Some(name) = patch.name {
         a.name = name;
     }
@@ -784,6 +785,14 @@ pub async fn update(
         a.next_run_at = Some(*at);
     }
     repo::update(&mut tx, &a, now).await.map_err(name_taken)?;
+    // Subscriptions follow a new schedule or filter at once: those made under the old schedule go (completed
+    // ones stay, having fired for good), and a refresh pass starts over from the first member.
+    if let (Some(Timing::PerParticipant(_)), true) = (&timing, schedule_changed || filter_changed) {
+        if schedule_changed {
+            repo::drop_subscriptions(&mut tx, id).await?;
+        }
+        repo::start_fan_out(&mut tx, id, now).await?;
+    }
     tx.commit().await?;
     get(pool, actor, program_id, id).await
 }

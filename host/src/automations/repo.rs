@@ -254,6 +254,17 @@ pub async fn finish_fan_out(
     .map(drop)
 }
 
+/// Removes the subscriptions of an automation that have not fired for good.
+pub async fn drop_subscriptions(conn: &mut PgConnection, automation_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM automation_subscriptions WHERE automation_id = $1 AND status <> 'completed'",
+    )
+    .bind(automation_id)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 pub async fn subscriptions(
     pool: &PgPool,
     organization_id: Uuid,
@@ -372,11 +383,10 @@ pub async fn claim_fan_out(conn: &mut PgConnection, room: i64) -> sqlx::Result<O
     .await
 }
 
-/// Where a fan-out is: the fire its events are keyed by and the last participant it reached.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A fan-out after a page: the last participant it reached.
+#[derive(Debug, Clone)]
 pub struct FanOut {
     pub id: Uuid,
-    pub fire_at: DateTime<Utc>,
     pub cursor: Option<Uuid>,
     /// Participants looked at by this page.
     pub processed: i32,

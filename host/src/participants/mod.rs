@@ -547,7 +547,7 @@ pub async fn member_count(conn: &mut PgConnection, program_id: Uuid) -> sqlx::Re
     repo::member_count(conn, program_id).await
 }
 
-/// The state of these participants (of any organization), unlocked, in id order.
+/// The state of these participants (of any organization), unlocked.
 pub async fn states(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<State>> {
     repo::read_states(conn, None, ids, "").await
 }

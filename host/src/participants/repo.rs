@@ -234,8 +234,7 @@ pub async fn read_states(
             SELECT id FROM participants WHERE id = ANY($1) AND ($2::uuid IS NULL OR organization_id = $2)
              ORDER BY id {lock})
          SELECT {STATE}
-           FROM participants p JOIN locked USING (id)
-          ORDER BY p.id",
+           FROM participants p JOIN locked USING (id)",
         STATE = state_select(),
     ))
     .bind(ids)
