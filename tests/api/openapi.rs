@@ -98,6 +98,6 @@ async fn docs_page_renders_the_document(_: PgPoolOptions, connect: PgConnectOpti
         .expect("sent");
     assert_eq!(r.status(), StatusCode::OK);
     let page = r.text().await.expect("text");
-    assert!(page.contains("data-url=\"/openapi.json\""), "{page}");
+    assert!(page.contains("url: \"/openapi.json\""), "{page}");
     app.stop().await;
 }

@@ -5,9 +5,9 @@ use super::AppState;
 use super::error::ErrorBody;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header;
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -120,20 +120,46 @@ pub fn json<S: Clone + Send + Sync + 'static>(
 /// `GET /docs`: a browsable reference rendered from /openapi.json by Scalar, loaded from its CDN.
 pub async fn docs() -> Html<&'static str> {
     Html(
-        r#"<!doctype html>
-<html>
+        r##"<!doctype html>
+<html lang="en">
 <head>
   <title>Scrip API reference</title>
   <meta charset="utf-8" />
   <meta name="viewport" content="width=device-width, initial-scale=1" />
+  <link rel="stylesheet" href="/docs/swagger-ui.css" />
 </head>
 <body>
-  <script id="api-reference" data-url="/openapi.json"></script>
-  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
+  <div id="reference"></div>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script>SwaggerUIBundle({ url: "/openapi.json", dom_id: "#reference", deepLinking: true });</script>
 </body>
 </html>
-"#,
+"##,
     )
+}
+
+/// Swagger UI (swagger-ui-dist, vendored under `host/static/swagger-ui`), served from the binary so the
+/// reference works without internet.
+pub async fn docs_asset(Path(asset): Path<String>) -> Response {
+    let (content_type, bytes): (&str, &'static [u8]) = match asset.as_str() {
+        "swagger-ui-bundle.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../static/swagger-ui/swagger-ui-bundle.js"),
+        ),
+        "swagger-ui.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../../static/swagger-ui/swagger-ui.css"),
+        ),
+        _ => return crate::error::Error::NotFound("route").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 /// The health check's answer.
