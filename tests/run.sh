@@ -2,6 +2,7 @@
 # The one test command: works on a fresh machine. Starts Postgres if it is not running (installing Debian's
 # server if it is missing), creates the database the tests' bookkeeping needs, builds, runs every test, then
 # schemathesis and the webhook verifier (installed from PyPI into venvs) against a running server and the load harness's smoke run.
+# The console's browser tests drive Debian's Chromium through chromedriver, installed here when missing.
 # Each test creates and migrates its own database from DATABASE_URL's server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,11 @@ ready || { say "no PostgreSQL answers at ${server_url}"; exit 1; }
 if ! pkg-config --exists openssl 2>/dev/null; then
     say "installing OpenSSL's headers (Debian packages), for TLS in webhook deliveries"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    say "installing Chromium and ChromeDriver (Debian packages), for the console's browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 if [ "$(psql "$server_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '${db_name}'")" != "1" ]; then

@@ -6,6 +6,7 @@ mod balances;
 mod books;
 mod budgets;
 mod common;
+mod console;
 mod containment;
 mod contract;
 mod edges;

@@ -533,6 +533,28 @@ pub async fn queue_depth(pool: &PgPool) -> Result<i64> {
     Ok(repo::queue_depth(pool).await?)
 }
 
+/// An organization's share of the queue, for the console.
+pub struct QueueState {
+    /// Events waiting, due or not, retries included.
+    pub depth: i64,
+    /// Seconds since the oldest due event became due; 0 when none is due.
+    pub lag_seconds: f64,
+}
+
+pub async fn organization_queue(pool: &PgPool, actor: &Actor) -> Result<QueueState> {
+    let (depth, lag_seconds) = repo::organization_queue(pool, actor.organization_id).await?;
+    Ok(QueueState { depth, lag_seconds })
+}
+
+/// How many of the organization's events finished in each minute since `since` (minutes with none left out).
+pub async fn finished_per_minute(
+    pool: &PgPool,
+    actor: &Actor,
+    since: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, i64)>> {
+    Ok(repo::finished_per_minute(pool, actor.organization_id, since).await?)
+}
+
 /// The largest `event_data` accepted, as JSON, and the most items any list in it may have. What rules do
 /// with an event grows with it (a CEL macro visits a list; a wasm rule receives the whole event), so its
 /// size is bounded where it enters.

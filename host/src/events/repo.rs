@@ -324,6 +324,39 @@ pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<i64> {
         .await
 }
 
+/// One organization's queued events and the seconds since the oldest due one became due.
+pub async fn organization_queue(pool: &PgPool, organization_id: Uuid) -> sqlx::Result<(i64, f64)> {
+    sqlx::query_as(
+        "SELECT count(*),
+                COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0)::float8
+           FROM event_queue WHERE organization_id = $1",
+    )
+    .bind(organization_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// Events finished (COMPLETED or FAILED) per minute since `since`, oldest minute first; minutes without any
+/// are left out. Only events received in the day before `since` or later are counted, so the index on
+/// (organization, created) bounds the scan; a retry of an older event is rare enough to be left out.
+pub async fn finished_per_minute(
+    pool: &PgPool,
+    organization_id: Uuid,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<(DateTime<Utc>, i64)>> {
+    sqlx::query_as(
+        "SELECT date_trunc('minute', processed_at) AS minute, count(*)
+           FROM events
+          WHERE organization_id = $1 AND created_at >= $2 - interval '1 day' AND processed_at >= $2
+            AND status IN ('COMPLETED', 'FAILED')
+          GROUP BY minute ORDER BY minute",
+    )
+    .bind(organization_id)
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
 // The event queue: what workers claim, and where they record what processing decided.
 
 /// How long until the earliest pending event is due; `None` when there is none or the query fails.

@@ -74,6 +74,10 @@ pub struct ErrorDetails {
 }
 
 impl ErrorBody {
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         ErrorBody {
             code: code.into(),
@@ -86,7 +90,20 @@ impl ErrorBody {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let (status, body) = match self {
+        let (status, body) = self.answer();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let retry = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)];
+            return (status, retry, Json(body)).into_response();
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl Error {
+    /// The status and body this error is answered with, by the API and the console alike. Internal causes are
+    /// logged here and never shown.
+    pub fn answer(self) -> (StatusCode, ErrorBody) {
+        match self {
             Error::Invalid(fields) => {
                 // Some reasons are codes of their own in the spec; otherwise it is a plain bad request.
                 let code = fields
@@ -145,12 +162,13 @@ impl IntoResponse for Error {
             ),
             Error::Database(err) if unavailable(&err) => {
                 tracing::warn!(error = %err, "database unavailable");
-                let body = ErrorBody::new(
-                    "service_unavailable",
-                    "the database is unavailable; retry shortly",
-                );
-                let retry = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)];
-                return (StatusCode::SERVICE_UNAVAILABLE, retry, Json(body)).into_response();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorBody::new(
+                        "service_unavailable",
+                        "the database is unavailable; retry shortly",
+                    ),
+                )
             }
             Error::Database(err) => {
                 tracing::error!(error = %err, "database error");
@@ -160,8 +178,7 @@ impl IntoResponse for Error {
                 tracing::error!(error = %message, "internal error");
                 internal()
             }
-        };
-        (status, Json(body)).into_response()
+        }
     }
 }
 

@@ -92,11 +92,24 @@ impl<S: Send + Sync, T: ReadRequest + Send> FromRequest<S> for Valid<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         let JsonBody(body) = JsonBody::from_request(req, state).await?;
-        let v = Validator::new();
-        let request = T::read(&v.body(&body)?);
-        v.finish()?;
-        Ok(Valid(request))
+        read_body(&body).map(Valid)
     }
+}
+
+/// A JSON body read into its typed request: every bad field named in one error.
+pub fn read_body<T: ReadRequest>(body: &Value) -> Result<T, Error> {
+    let v = Validator::new();
+    let request = T::read(&v.body(body)?);
+    v.finish()?;
+    Ok(request)
+}
+
+/// Query parameters read into their typed request: every bad parameter named in one error.
+pub fn read_query<T: ReadRequest>(map: &Map<String, Value>) -> Result<T, Error> {
+    let v = Validator::new();
+    let request = T::read(&v.query(map));
+    v.finish()?;
+    Ok(request)
 }
 
 /// The query string read into its typed request; one 400 names every bad parameter.
@@ -107,10 +120,7 @@ impl<S: Send + Sync, T: ReadRequest + Send> FromRequestParts<S> for ValidQuery<T
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let QueryParams(map) = QueryParams::from_request_parts(parts, state).await?;
-        let v = Validator::new();
-        let request = T::read(&v.query(&map));
-        v.finish()?;
-        Ok(ValidQuery(request))
+        read_query(&map).map(ValidQuery)
     }
 }
 

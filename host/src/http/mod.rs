@@ -5,6 +5,7 @@
 mod assets;
 mod automations;
 mod balances;
+mod console;
 mod error;
 mod events;
 mod extract;
@@ -102,6 +103,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", openapi::json(&document))
         .route("/metrics", get(metrics::metrics))
         .route("/docs", get(openapi::docs))
+        .route("/docs/{asset}", get(openapi::docs_asset))
+        .nest("/console", console::routes())
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             (

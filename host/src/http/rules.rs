@@ -121,7 +121,7 @@ fn specs(budgets: Vec<BudgetInput>) -> Vec<BudgetSpec> {
     "condition": "event.type == 'purchase'",
     "actions": [{"type": "CREDIT", "asset_id": "550e8400-e29b-41d4-a716-446655440001",
                  "amount": "event.amount * 10"}]}))]
-struct CreateRule {
+pub(super) struct CreateRule {
     program_id: Uuid,
     #[schema(min_length = 1, max_length = 255)]
     name: String,
@@ -195,6 +195,14 @@ impl CreateRule {
         rule
     }
 
+    /// The rule a body describes, every bad field named; a wasm rule's limits may not exceed `ceiling`.
+    pub(super) fn from_body(body: &Value, ceiling: Limits) -> Result<NewRule> {
+        let v = Validator::new();
+        let rule = CreateRule::read(&v.body(body)?, ceiling);
+        v.finish()?;
+        Ok(rule.into_new())
+    }
+
     fn into_new(self) -> NewRule {
         NewRule {
             program_id: self.program_id,
@@ -226,7 +234,7 @@ fn read_order(f: &Fields<'_>) -> Option<i32> {
 /// Only the fields given change; at least one is required.
 #[derive(ToSchema)]
 #[schema(as = RulePatch)]
-struct UpdateRule {
+pub(super) struct UpdateRule {
     #[schema(min_length = 1, max_length = 255)]
     name: Option<String>,
     #[schema(value_type = Option<String>, max_length = 1000)]
@@ -272,6 +280,14 @@ impl UpdateRule {
         }
     }
 
+    /// The change a body asks for, every bad field named; a wasm rule's limits may not exceed `ceiling`.
+    pub(super) fn from_body(body: &Value, ceiling: Limits) -> Result<RulePatch> {
+        let v = Validator::new();
+        let patch = UpdateRule::read(&v.body(body)?, ceiling);
+        v.finish()?;
+        Ok(patch.into_patch())
+    }
+
     fn into_patch(self) -> RulePatch {
         RulePatch {
             name: self.name,
@@ -295,11 +311,11 @@ impl UpdateRule {
 
 #[derive(ToSchema)]
 #[schema(example = json!({"event": {"type": "purchase", "amount": 49.99}}))]
-struct Simulate {
+pub(super) struct Simulate {
     /// A sample `event_data`.
     #[schema(value_type = Object)]
-    event: Map<String, Value>,
-    participant_state: Option<SampleState>,
+    pub(super) event: Map<String, Value>,
+    pub(super) participant_state: Option<SampleState>,
 }
 
 impl Request for Simulate {
@@ -712,12 +728,10 @@ async fn create(
     Auth(actor): Auth,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let rule = CreateRule::read(&v.body(&body)?, s.runtime.ceiling().limits);
-    v.finish()?;
+    let rule = CreateRule::from_body(&body, s.runtime.ceiling().limits)?;
     Ok((
         StatusCode::CREATED,
-        Json(rules::create(&s.pool, &actor, rule.into_new()).await?),
+        Json(rules::create(&s.pool, &actor, rule).await?),
     ))
 }
 
@@ -749,12 +763,8 @@ async fn update(
     PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse> {
-    let v = Validator::new();
-    let patch = UpdateRule::read(&v.body(&body)?, s.runtime.ceiling().limits);
-    v.finish()?;
-    Ok(Json(
-        rules::update(&s.pool, &actor, id, patch.into_patch()).await?,
-    ))
+    let patch = UpdateRule::from_body(&body, s.runtime.ceiling().limits)?;
+    Ok(Json(rules::update(&s.pool, &actor, id, patch).await?))
 }
 
 #[utoipa::path(get, path = "/rules/{id}/history", tag = "rules", operation_id = "rule_history", params(PathId, HistoryFilter),

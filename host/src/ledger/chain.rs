@@ -306,60 +306,92 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<ChainReport> {
         },
     ));
     for organization_id in organizations {
-        let (mut expected_seq, mut previous) = (0i64, String::new());
-        loop {
-            let rows: Vec<SealedRow> = sqlx::query_as(&format!(
-                "SELECT s.chain_seq, s.entry_hash, {ENTRY_COLUMNS}
-                   FROM journal_seals s
-                   JOIN journal_entries j ON j.id = s.journal_entry_id AND j.organization_id = s.organization_id
-                  WHERE s.organization_id = $1 AND s.chain_seq > $2 ORDER BY s.chain_seq LIMIT 5000"
-            ))
-            .bind(organization_id)
-            .bind(expected_seq)
-            .fetch_all(&mut *conn)
-            .await?;
-            if rows.is_empty() {
-                break;
+        check_chain(&mut conn, organization_id, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Recomputes one organization's chain from its first entry into `report`.
+async fn check_chain(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    report: &mut ChainReport,
+) -> sqlx::Result<()> {
+    let (mut expected_seq, mut previous) = (0i64, String::new());
+    loop {
+        let rows: Vec<SealedRow> = sqlx::query_as(&format!(
+            "SELECT s.chain_seq, s.entry_hash, {ENTRY_COLUMNS}
+               FROM journal_seals s
+               JOIN journal_entries j ON j.id = s.journal_entry_id AND j.organization_id = s.organization_id
+              WHERE s.organization_id = $1 AND s.chain_seq > $2 ORDER BY s.chain_seq LIMIT 5000"
+        ))
+        .bind(organization_id)
+        .bind(expected_seq)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.entry.id).collect();
+        let postings = postings_of(conn, &ids).await?;
+        for SealedRow {
+            chain_seq: seq,
+            entry_hash: stored,
+            entry,
+        } in rows
+        {
+            let own: Vec<&PostingRow> = postings
+                .get(&entry.id)
+                .map(|p| p.iter().collect())
+                .unwrap_or_default();
+            let recomputed = chain_hash(&previous, &entry, &own);
+            let mut broken = |problem: String| {
+                report.breaks.push(Break {
+                    organization_id,
+                    journal_entry_id: entry.id,
+                    chain_seq: seq,
+                    problem,
+                });
+            };
+            if seq != expected_seq + 1 {
+                broken(format!(
+                    "chain_seq {seq} follows {expected_seq}: entries are missing"
+                ));
             }
-            let ids: Vec<Uuid> = rows.iter().map(|r| r.entry.id).collect();
-            let postings = postings_of(&mut conn, &ids).await?;
-            for SealedRow {
-                chain_seq: seq,
-                entry_hash: stored,
-                entry,
-            } in rows
-            {
-                let own: Vec<&PostingRow> = postings
-                    .get(&entry.id)
-                    .map(|p| p.iter().collect())
-                    .unwrap_or_default();
-                let recomputed = chain_hash(&previous, &entry, &own);
-                let mut broken = |problem: String| {
-                    report.breaks.push(Break {
-                        organization_id,
-                        journal_entry_id: entry.id,
-                        chain_seq: seq,
-                        problem,
-                    });
-                };
-                if seq != expected_seq + 1 {
-                    broken(format!(
-                        "chain_seq {seq} follows {expected_seq}: entries are missing"
-                    ));
-                }
-                if stored != recomputed {
-                    broken(
-                        "entry_hash does not match the entry, its postings and the previous hash"
-                            .into(),
-                    );
-                }
-                report.sealed_entries += 1;
-                expected_seq = seq;
-                // Continue from what is stored, so one altered entry is reported once, not for every later one.
-                previous = stored;
+            if stored != recomputed {
+                broken(
+                    "entry_hash does not match the entry, its postings and the previous hash"
+                        .into(),
+                );
             }
+            report.sealed_entries += 1;
+            expected_seq = seq;
+            // Continue from what is stored, so one altered entry is reported once, not for every later one.
+            previous = stored;
         }
     }
+    Ok(())
+}
+
+/// Recomputes one organization's chain from its first entry (what the console shows of it).
+pub async fn verify_organization(
+    pool: &PgPool,
+    organization_id: Uuid,
+) -> sqlx::Result<ChainReport> {
+    let mut conn = pool.acquire().await?;
+    let mut report = ChainReport {
+        organizations: 1,
+        unsealed_entries: sqlx::query_scalar(
+            "SELECT count(*) FROM journal_entries j
+              WHERE j.organization_id = $1
+                AND NOT EXISTS (SELECT 1 FROM journal_seals s WHERE s.journal_entry_id = j.id)",
+        )
+        .bind(organization_id)
+        .fetch_one(&mut *conn)
+        .await?,
+        ..Default::default()
+    };
+    check_chain(&mut conn, organization_id, &mut report).await?;
     Ok(report)
 }
 
