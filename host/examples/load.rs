@@ -22,6 +22,10 @@
 //! CEL), `lot` (hot, on a LOT asset), `counted` (hot, each purchase also counted) and `tiered` (counted, the
 //! count qualifying members for the levels of an ACTIVITY_REFRESH tier) and `hooked` (hot, with a webhook
 //! endpoint subscribed to every event type, delivering to a receiver in this process). The run fails if any event fails or the ledger is inconsistent.
+//!
+//! `--scale-out N` then drains one backlog with one server process and an equal one with N (the harness
+//! starts itself as each, so they are separate OS processes on one database), and reports the combined rate
+//! against one process's with the machine's CPU use: busy, by Postgres, by the servers.
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
@@ -79,6 +83,17 @@ struct Args {
     /// sent at `--rate` before and during it.
     #[arg(long, default_value_t = 0)]
     fan_out: usize,
+    /// After the scenarios, the same backlog drained by one `scrip` process and by this many (0: neither),
+    /// each a separate process with `--workers` workers on one database.
+    #[arg(long, default_value_t = 0)]
+    scale_out: usize,
+    /// Events in each scale-out backlog.
+    #[arg(long, default_value_t = 50_000)]
+    scale_out_events: usize,
+    /// Run as one server process of a scale-out run, on this database, until stdin closes (the harness starts
+    /// itself this way).
+    #[arg(long, hide = true)]
+    serve_database: Option<String>,
 }
 
 /// How long the clients send, or how many requests each sends in smoke mode.
@@ -99,6 +114,9 @@ async fn main() -> Result<(), BoxError> {
         .with_writer(std::io::stderr)
         .init();
     let mut args = Args::parse();
+    if let Some(database) = &args.serve_database {
+        return serve_until_stdin_closes(database, args.workers).await;
+    }
     if args.smoke {
         (
             args.seconds,
@@ -106,7 +124,9 @@ async fn main() -> Result<(), BoxError> {
             args.workers,
             args.rate,
             args.fan_out,
-        ) = (0.5, 2, 2, 200.0, 500);
+            args.scale_out,
+            args.scale_out_events,
+        ) = (0.5, 2, 2, 200.0, 500, 2, 600);
     }
     NO_REQUEST_LOGS.store(args.no_request_logs, Ordering::Relaxed);
     WEBHOOK_CONCURRENCY.store(args.webhook_concurrency, Ordering::Relaxed);
@@ -158,6 +178,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if args.fan_out > 0 {
         fan_out(&server, &args).await?;
+    }
+    if args.scale_out > 0 {
+        scale_out(&server, &args).await?;
     }
     match failures.is_empty() {
         true => Ok(()),
@@ -308,6 +331,209 @@ async fn fan_out(server: &str, args: &Args) -> Result<(), BoxError> {
         during.1,
     );
     Ok(())
+}
+
+/// One backlog of `--scale-out-events` purchases drained by one server process, then an equal one by
+/// `--scale-out` processes on the same database (each its own OS process, as several `scrip serve` would be):
+/// the combined rate against one process's, and where the machine's CPU went meanwhile.
+async fn scale_out(server: &str, args: &Args) -> Result<(), BoxError> {
+    println!(
+        "\n| processes | workers each | events | drained in | completed/s | vs one process | CPU busy | postgres | scrip |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut one = None;
+    for processes in [1, args.scale_out] {
+        let Served {
+            url,
+            pool,
+            running,
+            api,
+        } = serve(server, 0, args.clients).await?;
+        let program = set_up(&api, "hot").await?.remove(0);
+        let batches = args.scale_out_events.div_ceil(100);
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..args.clients {
+            let (api, program, next) = (api.clone(), program.clone(), next.clone());
+            clients.spawn(async move {
+                loop {
+                    let batch = next.fetch_add(1, Ordering::Relaxed);
+                    if batch >= batches {
+                        return Ok::<_, BoxError>(());
+                    }
+                    let events: Vec<Value> = (0..100)
+                        .map(|i| {
+                            json!({"program_id": program, "external_id": format!("user-{}", (batch * 7 + i) % 1000),
+                                   "idempotency_key": format!("b{batch}-{i}"),
+                                   "event_data": {"type": "purchase", "amount": 49.99}})
+                        })
+                        .collect();
+                    let (status, answer) = api.post("/events/batch", json!({"events": events})).await?;
+                    if !status.is_success() {
+                        return Err(format!("ingest answered {status} {answer}").into());
+                    }
+                }
+            });
+        }
+        while let Some(joined) = clients.join_next().await {
+            joined??;
+        }
+        running.stop().await;
+        let events = batches * 100;
+
+        let before = Cpu::read();
+        let started: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&pool)
+            .await?;
+        let mut children = Vec::new();
+        for _ in 0..processes {
+            children.push(
+                tokio::process::Command::new(std::env::current_exe()?)
+                    .args([
+                        "--serve-database",
+                        &url,
+                        "--workers",
+                        &args.workers.to_string(),
+                    ])
+                    .stdin(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM event_queue)")
+            .fetch_one(&pool)
+            .await?
+        {
+            if Instant::now() > deadline {
+                return Err("the backlog did not drain in 15 minutes".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
+        let after = Cpu::read();
+        let used = after.since(&before, &pids);
+        for mut child in children {
+            // Closing its stdin stops a child as SIGTERM stops `scrip serve`: it finishes what it holds.
+            drop(child.stdin.take());
+            child.wait().await?;
+        }
+        let (completed, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'COMPLETED'), max(processed_at) FROM events",
+        )
+        .fetch_one(&pool)
+        .await?;
+        let inconsistent = scrip::verify::check_invariants(&pool).await?;
+        drop_database(&url, pool).await?;
+        if completed as usize != events {
+            return Err(format!("{completed} of {events} events completed").into());
+        }
+        if !inconsistent.is_empty() {
+            return Err(format!("ledger inconsistent: {inconsistent:?}").into());
+        }
+        let took = last
+            .and_then(|last| (last - started).to_std().ok())
+            .unwrap_or_default()
+            .max(Duration::from_millis(1));
+        let rate = events as f64 / took.as_secs_f64();
+        let one_rate = *one.get_or_insert(rate);
+        println!(
+            "| {processes} | {} | {events} | {:.2} s | {rate:.0} | {:.2} | {:.0} % | {:.0} % | {:.0} % |",
+            args.workers,
+            took.as_secs_f64(),
+            rate / one_rate,
+            used.busy * 100.0,
+            used.postgres * 100.0,
+            used.scrip * 100.0,
+        );
+    }
+    Ok(())
+}
+
+/// The scale-out children: a server with `workers` workers on `database`, until the harness closes stdin.
+async fn serve_until_stdin_closes(database: &str, workers: usize) -> Result<(), BoxError> {
+    use tokio::io::AsyncReadExt;
+    let pool = scrip::db::connect_and_migrate(database, 16).await?;
+    let running = scrip::start(pool, "127.0.0.1:0".parse()?, options(workers)).await?;
+    let mut rest = Vec::new();
+    tokio::io::stdin().read_to_end(&mut rest).await?;
+    running.stop().await;
+    Ok(())
+}
+
+/// CPU time from /proc, in clock ticks: the machine's, idle and busy, and every process's by pid and name.
+struct Cpu {
+    total: u64,
+    idle: u64,
+    processes: Vec<(u32, String, u64)>,
+}
+
+/// Shares of the machine's CPU time over an interval (1.0: every core the whole time).
+struct CpuUse {
+    busy: f64,
+    postgres: f64,
+    scrip: f64,
+}
+
+impl Cpu {
+    fn read() -> Cpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        let processes = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+                let used =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                Some((pid, name.to_owned(), used))
+            })
+            .collect();
+        Cpu {
+            total: ticks.iter().take(8).sum(),
+            idle,
+            processes,
+        }
+    }
+
+    fn since(&self, before: &Cpu, children: &[u32]) -> CpuUse {
+        let total = self.total.saturating_sub(before.total).max(1) as f64;
+        let used = |keep: &dyn Fn(u32, &str) -> bool| -> f64 {
+            let spent: u64 = self
+                .processes
+                .iter()
+                .filter(|(pid, name, _)| keep(*pid, name))
+                .map(|(pid, _, now)| {
+                    let then = before
+                        .processes
+                        .iter()
+                        .find(|(p, _, _)| p == pid)
+                        .map_or(0, |(_, _, t)| *t);
+                    now.saturating_sub(then)
+                })
+                .sum();
+            spent as f64 / total
+        };
+        CpuUse {
+            busy: 1.0 - self.idle.saturating_sub(before.idle) as f64 / total,
+            postgres: used(&|_, name| name == "postgres"),
+            scrip: used(&|pid, _| children.contains(&pid)),
+        }
+    }
 }
 
 fn ms(d: Duration) -> String {
