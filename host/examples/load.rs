@@ -34,6 +34,7 @@ use scrip::BoxError;
 use scrip::events::worker::Pipeline;
 use scrip::ledger::{AccountKey, Bucket, EntryType, Journal, KnownAccounts, NewEntry, Owner};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
 use std::sync::Arc;
@@ -90,6 +91,10 @@ struct Args {
     /// Events in each scale-out backlog.
     #[arg(long, default_value_t = 50_000)]
     scale_out_events: usize,
+    /// Postgres's `commit_delay` in microseconds for each run's database (with `commit_siblings` 5), to
+    /// measure group commit; 0 leaves the server's setting.
+    #[arg(long, default_value_t = 0)]
+    commit_delay: u32,
     /// Run as one server process of a scale-out run, on this database, until stdin closes (the harness starts
     /// itself this way).
     #[arg(long, hide = true)]
@@ -129,6 +134,7 @@ async fn main() -> Result<(), BoxError> {
         ) = (0.5, 2, 2, 200.0, 500, 2, 600);
     }
     NO_REQUEST_LOGS.store(args.no_request_logs, Ordering::Relaxed);
+    COMMIT_DELAY.store(args.commit_delay, Ordering::Relaxed);
     WEBHOOK_CONCURRENCY.store(args.webhook_concurrency, Ordering::Relaxed);
     let budget = match args.smoke {
         true => Budget::Requests(3),
@@ -547,6 +553,20 @@ async fn fresh_database(server: &str) -> Result<(String, PgPool), BoxError> {
         server.rsplit_once('/').map_or(server, |(s, _)| s),
         Uuid::now_v7().simple()
     );
+    let delay = COMMIT_DELAY.load(Ordering::Relaxed);
+    if delay > 0 {
+        // Set before any connection of the run opens: a database's settings apply to sessions opened after.
+        sqlx::Postgres::create_database(&url).await?;
+        let name = url.rsplit_once('/').map_or("", |(_, name)| name);
+        let mut admin = sqlx::PgConnection::connect(&url).await?;
+        for setting in [
+            format!("ALTER DATABASE \"{name}\" SET commit_delay = {delay}"),
+            format!("ALTER DATABASE \"{name}\" SET commit_siblings = 5"),
+        ] {
+            sqlx::query(&setting).execute(&mut admin).await?;
+        }
+        admin.close().await?;
+    }
     let pool = scrip::db::connect_and_migrate(&url, 32).await?;
     Ok((url, pool))
 }
@@ -647,6 +667,8 @@ fn options(workers: usize) -> scrip::Options {
 /// `--no-request-logs` and `--webhook-concurrency`, for [`options`].
 static NO_REQUEST_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static WEBHOOK_CONCURRENCY: AtomicUsize = AtomicUsize::new(16);
+/// `--commit-delay`, for [`fresh_database`].
+static COMMIT_DELAY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// A webhook receiver on loopback that answers 200 to everything; returns its URL.
 async fn receiver() -> Result<String, BoxError> {
