@@ -623,3 +623,55 @@ async fn console_pages_are_neither_cached_nor_framed(_: PgPoolOptions, connect: 
         "{policy}"
     );
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_failed_event_is_retried_from_its_page(_: PgPoolOptions, connect: PgConnectOptions) {
+    let app = TestApp::spawn(connect).await;
+    let program = id(&app
+        .created(
+            "/programs",
+            json!({"name": "Strict", "on_unknown_participant": "REJECT"}),
+        )
+        .await);
+    let event = app.event(&program, "late", "l1", json!({})).await;
+    assert_eq!(app.processed(&event).await["status"], "FAILED");
+    let (client, session, csrf) = signed_in(&app).await;
+    let origin = app.base.trim_end_matches("/v1");
+    let page = client
+        .get(format!("{origin}/console/events/{event}"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let retry = format!("/console/events/{event}/retry");
+    assert!(
+        page.contains(&format!("action=\"{retry}\"")),
+        "a FAILED event offers a retry"
+    );
+
+    app.created("/participants", json!({"external_id": "late"}))
+        .await;
+    let retried = client
+        .post(format!("{origin}{retry}"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(retried.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.processed(&event).await["status"], "COMPLETED");
+    let page = client
+        .get(format!("{origin}/console/events/{event}"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(!page.contains(&retry), "a COMPLETED event offers none");
+}

@@ -5,10 +5,12 @@ use super::journal::entry_table;
 use super::layout::{self, page};
 use super::session::Session;
 use super::{ListQuery, Result, read};
-use crate::events::{self, Evaluation, Event, EventFilter};
+use crate::events::{self, Evaluation, Event, EventFilter, EventStatus};
 use crate::http::AppState;
 use crate::http::extract::PathId;
+use axum::Form;
 use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use std::collections::HashMap;
 
@@ -122,6 +124,13 @@ pub async fn show(
                 dt { "Received" } dd { (layout::time(event.received_at)) }
                 dt { "Processed" } dd { (layout::maybe_time(event.processed_at)) }
             }
+            @if event.status == EventStatus::Failed {
+                form method="post" action=(format!("/console/events/{}/retry", event.id)) {
+                    (session.csrf_field())
+                    button type="submit" { "Retry" }
+                    " Queue it again, with a fresh set of attempts, once its cause is fixed."
+                }
+            }
             h2 { "Data" }
             (layout::json(&event.event_data.0))
             h2 { "Rule evaluations" }
@@ -178,4 +187,16 @@ fn evaluation_view(evaluation: &Evaluation) -> Markup {
             (layout::json(&evaluation.results.0))
         }
     }
+}
+
+/// Queues a FAILED event again, as `POST /v1/events/{id}/retry` does.
+pub async fn retry(
+    State(s): State<AppState>,
+    session: Session,
+    PathId(id): PathId,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response> {
+    session.check(&form)?;
+    events::retry(&s.pool, &s.doorbell, &session.actor, id).await?;
+    Ok(Redirect::to(&format!("/console/events/{id}")).into_response())
 }

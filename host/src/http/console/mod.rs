@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/events", get(events::stream))
         .route("/events/{id}", get(events::show))
+        .route("/events/{id}/retry", post(events::retry))
         .route("/participants", get(members::list))
         .route("/participants/{id}", get(members::show))
         .route("/journal", get(journal::list))
