@@ -675,3 +675,28 @@ async fn a_failed_event_is_retried_from_its_page(_: PgPoolOptions, connect: PgCo
         .expect("html");
     assert!(!page.contains(&retry), "a COMPLETED event offers none");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_malformed_id_in_a_console_url_is_refused_as_a_page(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (client, session, _) = signed_in(&app).await;
+    let origin = app.base.trim_end_matches("/v1");
+    let answer = client
+        .get(format!("{origin}/console/participants/not-an-id"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    let page = answer.text().await.expect("page");
+    assert!(page.contains("id must be a UUID"), "{page}");
+}

@@ -4,10 +4,9 @@
 use super::journal::entry_table;
 use super::layout::{self, page};
 use super::session::Session;
-use super::{ListQuery, Result, read};
+use super::{ListQuery, PageId, Result, read};
 use crate::events::{self, Evaluation, Event, EventFilter, EventStatus};
 use crate::http::AppState;
-use crate::http::extract::PathId;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -100,7 +99,7 @@ pub fn event_table(events: &[Event]) -> Markup {
 pub async fn show(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
 ) -> Result<Markup> {
     let impact = events::impact(&s.pool, &session.actor, id).await?;
     let event = &impact.event;
@@ -193,7 +192,7 @@ fn evaluation_view(evaluation: &Evaluation) -> Markup {
 pub async fn retry(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response> {
     session.check(&form)?;

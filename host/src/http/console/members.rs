@@ -3,12 +3,11 @@
 
 use super::layout::{self, page};
 use super::session::Session;
-use super::{ListQuery, Result, pairs, read};
+use super::{ListQuery, PageId, Result, pairs, read};
 use crate::assets::InventoryMode;
 use crate::balances;
 use crate::holders::Holder;
 use crate::http::AppState;
-use crate::http::extract::PathId;
 use crate::participants::{self, ParticipantFilter};
 use axum::extract::{Query, State};
 use maud::{Markup, html};
@@ -60,7 +59,7 @@ pub async fn list(
 pub async fn show(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
 ) -> Result<Markup> {
     let actor = &session.actor;
     let member = participants::get(&s.pool, actor, id).await?;

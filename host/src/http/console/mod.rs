@@ -14,11 +14,12 @@ mod rules;
 mod session;
 
 use super::AppState;
-use super::extract::read_query;
+use super::extract::{PathId, read_query};
 use crate::error::Error;
 use crate::validation::Request as ReadRequest;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -106,6 +107,18 @@ impl IntoResponse for Shown {
 }
 
 pub type Result<T> = std::result::Result<T, Shown>;
+
+/// A page's id from its path, refused as a page (the API's [`PathId`] refuses in JSON).
+pub struct PageId(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PageId {
+    type Rejection = Shown;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let PathId(id) = PathId::from_request_parts(parts, state).await?;
+        Ok(PageId(id))
+    }
+}
 
 /// A filter or form read by the API's own reader, from text pairs; empty values count as absent, as a form
 /// sends every field.

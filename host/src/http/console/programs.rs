@@ -4,10 +4,9 @@
 use super::chart::{self, Series};
 use super::layout::{self, page};
 use super::session::Session;
-use super::{Result, pairs, read};
+use super::{PageId, Result, pairs, read};
 use crate::assets::{self, Asset};
 use crate::http::AppState;
-use crate::http::extract::PathId;
 use crate::programs::{self, Program};
 use crate::rules::{self, Rule};
 use axum::Form;
@@ -116,7 +115,7 @@ pub async fn create(
 pub async fn create_asset(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response> {
     session.check(&form)?;
@@ -129,7 +128,7 @@ pub async fn create_asset(
 pub async fn show(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
 ) -> Result<Markup> {
     let actor = &session.actor;
     let program = programs::get(&s.pool, actor, id).await?;

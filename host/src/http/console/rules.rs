@@ -5,11 +5,11 @@
 use super::layout::{self, page};
 use super::programs::fields;
 use super::session::{CSRF_HEADER, Session};
-use super::{Result, Shown};
+use super::{PageId, Result, Shown};
 use crate::assets::Asset;
 use crate::error::{Error, FieldError};
 use crate::http::AppState;
-use crate::http::extract::{PathId, read_body};
+use crate::http::extract::read_body;
 use crate::http::rules::{CreateRule, Simulate, UpdateRule};
 use crate::rules::{self, Rule, Simulation, Validity};
 use axum::body::Body;
@@ -90,7 +90,7 @@ fn parse_json(field: &str, text: &str) -> crate::error::Result<Value> {
 pub async fn create(
     State(s): State<AppState>,
     session: Session,
-    PathId(program_id): PathId,
+    PageId(program_id): PageId,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response> {
     session.check(&form)?;
@@ -125,7 +125,7 @@ pub async fn create(
 pub async fn show(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
 ) -> Result<Markup> {
     let rule = rules::get(&s.pool, &session.actor, id).await?;
     Ok(editor(&session, &rule, &Draft::of(&rule), None))
@@ -134,7 +134,7 @@ pub async fn show(
 pub async fn update(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response> {
     let (rule, draft) = posted(&s, &session, id, &form).await?;
@@ -189,7 +189,7 @@ fn refusal(session: &Session, rule: &Rule, draft: &Draft, refused: Error) -> Res
 pub async fn validate(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Markup> {
     let (rule, draft) = posted(&s, &session, id, &form).await?;
@@ -205,7 +205,7 @@ pub async fn validate(
 pub async fn simulate(
     State(s): State<AppState>,
     session: Session,
-    PathId(id): PathId,
+    PageId(id): PageId,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response> {
     let (rule, draft) = posted(&s, &session, id, &form).await?;
