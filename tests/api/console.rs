@@ -422,57 +422,82 @@ async fn another_organizations_member_shows_nothing(_: PgPoolOptions, connect: P
     browser.close().await;
 }
 
-/// The session cookie and the token a signed-in form carries, read from a sign-in over plain HTTP.
-async fn signed_in(app: &TestApp) -> (reqwest::Client, String, String) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let origin = app.base.trim_end_matches("/v1");
-    let page = client
-        .get(format!("{origin}/console/sign-in"))
-        .send()
-        .await
-        .expect("form");
-    let sign_in_cookie = set_cookie(&page, "scrip_console_sign_in");
-    let token = sign_in_cookie
-        .split_once('=')
-        .expect("cookie")
-        .1
-        .split(';')
-        .next()
-        .expect("value")
-        .to_owned();
-    let answer = client
-        .post(format!("{origin}/console/sign-in"))
-        .header("cookie", sign_in_cookie.split(';').next().expect("pair"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("key", app.key.as_str()), ("csrf", token.as_str())]))
-        .send()
-        .await
-        .expect("sign-in");
-    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    let session = set_cookie(&answer, "scrip_console");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
-        assert!(session.contains(attribute), "{session} lacks {attribute}");
+/// A console session over plain HTTP (redirects not followed): its cookie and the token its forms carry.
+struct Signed {
+    client: reqwest::Client,
+    origin: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Signed {
+    /// Signs in with the app's key through the sign-in form, checking the session cookie's attributes.
+    async fn open(app: &TestApp) -> Signed {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let origin = app.base.trim_end_matches("/v1").to_owned();
+        let page = client
+            .get(format!("{origin}/console/sign-in"))
+            .send()
+            .await
+            .expect("form");
+        let sign_in_cookie = set_cookie(&page, "scrip_console_sign_in");
+        let pair = sign_in_cookie.split(';').next().expect("pair").to_owned();
+        let token = pair.split_once('=').expect("cookie").1.to_owned();
+        let mut signed = Signed {
+            client,
+            origin,
+            cookie: pair,
+            csrf: String::new(),
+        };
+        let answer = signed
+            .post(
+                "/console/sign-in",
+                &[("key", app.key.as_str()), ("csrf", &token)],
+            )
+            .await;
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        let session = set_cookie(&answer, "scrip_console");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+            assert!(session.contains(attribute), "{session} lacks {attribute}");
+        }
+        signed.cookie = session.split(';').next().expect("pair").to_owned();
+        let overview = signed.page("/console").await;
+        signed.csrf = overview
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a CSRF token in the page")
+            .to_owned();
+        signed
     }
-    let session = session.split(';').next().expect("pair").to_owned();
-    let overview = client
-        .get(format!("{origin}/console"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("overview")
-        .text()
-        .await
-        .expect("page");
-    let csrf = overview
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF token in the page")
-        .to_owned();
-    (client, session, csrf)
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.origin))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("answer")
+    }
+
+    async fn page(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("page")
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`) with the session's cookie.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.origin))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(fields))
+            .send()
+            .await
+            .expect("answer")
+    }
 }
 
 /// A form body, `application/x-www-form-urlencoded`.
@@ -511,28 +536,18 @@ async fn a_form_without_the_session_token_changes_nothing(
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
-    let (client, session, csrf) = signed_in(&app).await;
-    let origin = app.base.trim_end_matches("/v1");
+    let signed = Signed::open(&app).await;
+    let csrf = signed.csrf.clone();
     for token in ["", "0000", &csrf[..csrf.len() - 1]] {
-        let refused = client
-            .post(format!("{origin}/console/programs"))
-            .header("cookie", &session)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&[("name", "Forged"), ("csrf", token)]))
-            .send()
-            .await
-            .expect("answer");
+        let refused = signed
+            .post("/console/programs", &[("name", "Forged"), ("csrf", token)])
+            .await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "token {token:?}");
     }
     assert_eq!(app.get("/programs").await.body["data"], json!([]));
-    let accepted = client
-        .post(format!("{origin}/console/programs"))
-        .header("cookie", &session)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("name", "Real"), ("csrf", csrf.as_str())]))
-        .send()
-        .await
-        .expect("answer");
+    let accepted = signed
+        .post("/console/programs", &[("name", "Real"), ("csrf", &csrf)])
+        .await;
     assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
     let programs = app.get("/programs").await;
     assert_eq!(programs.body["data"][0]["name"], "Real");
@@ -605,14 +620,7 @@ async fn the_api_reference_renders_from_the_binary_alone(
 #[sqlx::test(migrator = "scrip::db::MIGRATOR")]
 async fn console_pages_are_neither_cached_nor_framed(_: PgPoolOptions, connect: PgConnectOptions) {
     let app = TestApp::spawn(connect).await;
-    let (client, session, _) = signed_in(&app).await;
-    let origin = app.base.trim_end_matches("/v1");
-    let overview = client
-        .get(format!("{origin}/console"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("overview");
+    let overview = Signed::open(&app).await.get("/console").await;
     assert_eq!(overview.status(), StatusCode::OK);
     let headers = overview.headers();
     assert_eq!(headers["cache-control"], "no-store");
@@ -635,18 +643,9 @@ async fn a_failed_event_is_retried_from_its_page(_: PgPoolOptions, connect: PgCo
         .await);
     let event = app.event(&program, "late", "l1", json!({})).await;
     assert_eq!(app.processed(&event).await["status"], "FAILED");
-    let (client, session, csrf) = signed_in(&app).await;
-    let origin = app.base.trim_end_matches("/v1");
-    let page = client
-        .get(format!("{origin}/console/events/{event}"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let signed = Signed::open(&app).await;
     let retry = format!("/console/events/{event}/retry");
+    let page = signed.page(&format!("/console/events/{event}")).await;
     assert!(
         page.contains(&format!("action=\"{retry}\"")),
         "a FAILED event offers a retry"
@@ -654,25 +653,10 @@ async fn a_failed_event_is_retried_from_its_page(_: PgPoolOptions, connect: PgCo
 
     app.created("/participants", json!({"external_id": "late"}))
         .await;
-    let retried = client
-        .post(format!("{origin}{retry}"))
-        .header("cookie", &session)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", csrf.as_str())]))
-        .send()
-        .await
-        .expect("answer");
+    let retried = signed.post(&retry, &[("csrf", &signed.csrf)]).await;
     assert_eq!(retried.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.processed(&event).await["status"], "COMPLETED");
-    let page = client
-        .get(format!("{origin}/console/events/{event}"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("html");
+    let page = signed.page(&format!("/console/events/{event}")).await;
     assert!(!page.contains(&retry), "a COMPLETED event offers none");
 }
 
@@ -682,14 +666,10 @@ async fn a_malformed_id_in_a_console_url_is_refused_as_a_page(
     connect: PgConnectOptions,
 ) {
     let app = TestApp::spawn(connect).await;
-    let (client, session, _) = signed_in(&app).await;
-    let origin = app.base.trim_end_matches("/v1");
-    let answer = client
-        .get(format!("{origin}/console/participants/not-an-id"))
-        .header("cookie", &session)
-        .send()
+    let answer = Signed::open(&app)
         .await
-        .expect("answer");
+        .get("/console/participants/not-an-id")
+        .await;
     assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
     assert!(
         answer.headers()["content-type"]
