@@ -1034,3 +1034,63 @@ async fn interval_and_threshold_subscriptions_fire_on_their_schedule(
         "{next}"
     );
 }
+
+/// Behind a fan-out's queued events, the organization's live events are claimed in turn with them (their own
+/// lane), not after them: the first batch takes a live event sent after 500 SYSTEM events.
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn a_fan_out_does_not_hold_its_organizations_live_events_behind_it(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn_without_workers(connect).await;
+    let (program, points) = app.program_with_points("Lanes", "PTS").await;
+    app.credit_rule(&program, "event.type == \"live\"", &points, "1")
+        .await;
+    let program_id: uuid::Uuid = program.parse().expect("program id");
+    let organization_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT organization_id FROM programs WHERE id = $1")
+            .bind(program_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("organization");
+    let fan_out: Vec<scrip::events::SystemEvent> = (0..500)
+        .map(|n| scrip::events::SystemEvent {
+            organization_id,
+            program_id,
+            participant_id: None,
+            idempotency_key: format!("automation:fan-out:{n}"),
+            event_data: json!({"type": "broadcast"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            event_timestamp: Utc::now(),
+        })
+        .collect();
+    let mut conn = app.pool.acquire().await.expect("connection");
+    let queued = scrip::events::store_system(&mut conn, &fan_out)
+        .await
+        .expect("queued");
+    assert_eq!(queued, 500);
+    drop(conn);
+    let live = app
+        .event(&program, "live_member", "live-1", json!({"type": "live"}))
+        .await;
+
+    app.process_batch().await;
+    let statuses: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT event_type, status, count(*) FROM events GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("statuses");
+    let live_status = app.get(&format!("/events/{live}")).await.body["status"].clone();
+    assert_eq!(live_status, "COMPLETED", "{statuses:?}");
+    let system_pending = statuses
+        .iter()
+        .find(|(kind, status, _)| kind == "SYSTEM" && status == "PENDING")
+        .map_or(0, |(_, _, n)| *n);
+    assert!(
+        system_pending >= 400,
+        "one batch, not the whole fan-out: {statuses:?}"
+    );
+}

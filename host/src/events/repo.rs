@@ -112,8 +112,8 @@ pub async fn insert_system(
                 AS t(id, org, program_id, participant_id, key, data, at)
          ON CONFLICT ON CONSTRAINT events_idempotency_unique DO NOTHING
          RETURNING id, organization_id, received_at),
-         queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
-                    SELECT received_at, id, organization_id FROM stored RETURNING 1)
+         queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id, lane)
+                    SELECT received_at, id, organization_id, 1 FROM stored RETURNING 1)
          SELECT count(*) FROM queued",
     )
     .bind(&c.0)
@@ -296,9 +296,10 @@ pub async fn requeue_failed(
         "WITH requeued AS (
              UPDATE events SET status = 'PENDING', attempts = 0, processed_at = NULL, updated_at = now()
               WHERE id = $1 AND organization_id = $2 AND status = 'FAILED'
-             RETURNING id, organization_id, error_message),
-         queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
-                    SELECT now(), id, organization_id FROM requeued)
+             RETURNING id, organization_id, error_message, event_type),
+         queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id, lane)
+                    SELECT now(), id, organization_id, CASE WHEN event_type = 'SYSTEM' THEN 1 ELSE 0 END
+                      FROM requeued)
          SELECT error_message FROM requeued",
     )
     .bind(id)
@@ -503,8 +504,9 @@ pub(super) async fn record(
          dequeued AS (
              DELETE FROM event_queue q USING outcomes u WHERE q.next_attempt_at = u.queued_at AND q.event_id = u.id),
          requeued AS (
-             INSERT INTO event_queue (next_attempt_at, event_id, organization_id)
-             SELECT now() + u.retry_ms * interval '1 millisecond', u.id, e.organization_id
+             INSERT INTO event_queue (next_attempt_at, event_id, organization_id, lane)
+             SELECT now() + u.retry_ms * interval '1 millisecond', u.id, e.organization_id,
+                    CASE WHEN e.event_type = 'SYSTEM' THEN 1 ELSE 0 END
                FROM outcomes u JOIN events e ON e.id = u.id WHERE u.retry_ms IS NOT NULL)
          UPDATE events e SET status = u.status, error_message = u.error,
                 participant_id = COALESCE(u.participant_id, e.participant_id),
