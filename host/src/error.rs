@@ -45,6 +45,22 @@ impl Error {
     pub fn invalid(error: FieldError) -> Self {
         Error::Invalid(vec![error])
     }
+
+    /// The same error for fields read inside the object at `path`: each invalid field is named `path.field`.
+    pub fn within(self, path: &str) -> Self {
+        match self {
+            Error::Invalid(fields) => Error::Invalid(
+                fields
+                    .into_iter()
+                    .map(|f| FieldError {
+                        field: format!("{path}.{}", f.field),
+                        ..f
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
 }
 
 /// One invalid field, in the shape of the spec's `details` object.

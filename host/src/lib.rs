@@ -3,7 +3,9 @@
 
 pub mod assets;
 pub mod automations;
+pub mod backtest;
 pub mod balances;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -17,6 +19,7 @@ pub mod holder_state;
 pub mod holders;
 pub mod http;
 pub mod idempotency;
+pub mod ids;
 pub mod ledger;
 pub mod metrics;
 pub mod modules;
@@ -117,6 +120,7 @@ pub async fn start(
         limits: Arc::new(rate_limits::Limits::new(rate_limits)),
         logs,
         clock: clock.clone(),
+        backtests: Arc::default(),
     });
     tasks.spawn(http::server::serve(listener, app, stopped.clone()));
     let cache = Arc::new(rules::RuleCache::new(runtime));

@@ -58,13 +58,46 @@ enum RulesCommand {
         #[arg(long, value_parser = parse_json_object)]
         config: Option<serde_json::Value>,
     },
+    /// Run a rule over stored events, each seen as it was when processed, and print what it would have
+    /// credited and how that differs from what happened (POST /v1/rules/backtest); nothing is written.
+    Backtest {
+        /// A saved rule: as it is, or with the changes in --file.
+        #[arg(long, required_unless_present = "file")]
+        rule: Option<String>,
+        /// A JSON file: a new rule's body as POST /v1/rules takes it, or with --rule the changes to try as
+        /// PATCH /v1/rules/{id} takes them.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Events received from this time (RFC 3339)...
+        #[arg(long)]
+        from: String,
+        /// ...to this one.
+        #[arg(long)]
+        to: String,
+        /// EXTERNAL or SYSTEM events only.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// The most events to evaluate (default 10,000).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Go on after a previous run's next_cursor.
+        #[arg(long)]
+        after: Option<String>,
+    },
+}
+
+/// The server SCRIP_URL names (default the local one) and the key SCRIP_API_KEY holds.
+fn api_from_env() -> Result<scrip::client::Api, String> {
+    let url = std::env::var("SCRIP_URL").unwrap_or_else(|_| format!("http://{}", DEFAULT_ADDR));
+    let api_key = std::env::var("SCRIP_API_KEY").map_err(|_| "SCRIP_API_KEY is not set")?;
+    scrip::client::Api::new(&url, &api_key)
 }
 
 fn parse_json_object(text: &str) -> Result<serde_json::Value, String> {
     match serde_json::from_str(text) {
         Ok(value @ serde_json::Value::Object(_)) => Ok(value),
-        Ok(_) => Err("config must be a JSON object".into()),
-        Err(e) => Err(format!("config is not JSON: {e}")),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
     }
 }
 
@@ -146,12 +179,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                     config,
                 },
         } => {
-            let url =
-                std::env::var("SCRIP_URL").unwrap_or_else(|_| format!("http://{}", DEFAULT_ADDR));
-            let api_key = std::env::var("SCRIP_API_KEY").map_err(|_| "SCRIP_API_KEY is not set")?;
+            let api = api_from_env()?;
             let pushed = push::push(push::Push {
-                url: &url,
-                api_key: &api_key,
+                api: &api,
                 file: &file,
                 program_id: program.as_deref(),
                 rule_id: rule.as_deref(),
@@ -169,6 +199,43 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             );
             println!("rule \"{}\" runs it", text(&pushed.rule["name"]));
             println!("{}", text(&pushed.rule["id"]));
+        }
+        Commands::Rules {
+            command:
+                RulesCommand::Backtest {
+                    rule,
+                    file,
+                    from,
+                    to,
+                    event_type,
+                    limit,
+                    after,
+                },
+        } => {
+            let api = api_from_env()?;
+            let given = match &file {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    Some(parse_json_object(&text).map_err(|e| format!("{}: {e}", file.display()))?)
+                }
+                None => None,
+            };
+            let mut body = serde_json::json!({"from": from, "to": to, "event_type": event_type,
+                                              "limit": limit, "after": after});
+            match (rule, given) {
+                (Some(id), changes) => {
+                    body["rule_id"] = id.into();
+                    body["changes"] = changes.unwrap_or_default();
+                }
+                (None, new) => body["rule"] = new.unwrap_or_default(),
+            }
+            let request = api.request(reqwest::Method::POST, "/rules/backtest");
+            let report = api.send(request.json(&body)).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(cursor) = report["next_cursor"].as_str() {
+                eprintln!("the window goes on: run again with --after {cursor}");
+            }
         }
     }
     Ok(())

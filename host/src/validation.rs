@@ -314,6 +314,13 @@ impl<'v> Fields<'v> {
         parsed
     }
 
+    pub fn req_time(&self, key: &str) -> Option<DateTime<Utc>> {
+        if self.raw(key).is_none() {
+            self.missing(key);
+        }
+        self.opt_time(key)
+    }
+
     pub fn opt_time(&self, key: &str) -> Option<DateTime<Utc>> {
         let value = self.raw(key)?;
         match value.as_str().map(DateTime::parse_from_rfc3339) {
@@ -509,19 +516,23 @@ impl<'v> Fields<'v> {
 
     /// `cursor` and `limit` of a list whose pages hold at most `max` rows.
     pub fn page_within(&self, default: i64, max: i64) -> (Option<Cursor>, i64) {
-        let cursor = self.opt_str("cursor", 1, 1000).and_then(|text| {
+        let cursor = self.opt_cursor(
+            "cursor",
+            "cursor from pagination.next_cursor",
+            "cursor is not a valid pagination cursor",
+        );
+        (cursor, self.limit(default, max))
+    }
+
+    /// A cursor an earlier answer gave; `expected` says which, `message` what is wrong with another.
+    pub fn opt_cursor(&self, key: &str, expected: &str, message: &str) -> Option<Cursor> {
+        self.opt_str(key, 1, 1000).and_then(|text| {
             let cursor = Cursor::decode(&text);
             if cursor.is_none() {
-                let expected = "cursor from pagination.next_cursor";
-                self.reject(
-                    "cursor",
-                    expected,
-                    "cursor is not a valid pagination cursor",
-                );
+                self.reject(key, expected, message);
             }
             cursor
-        });
-        (cursor, self.limit(default, max))
+        })
     }
 
     /// `sort_dir`: `asc`, or `desc` (the default).

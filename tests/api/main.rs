@@ -2,6 +2,7 @@
 
 mod activity;
 mod automations;
+mod backtest;
 mod balances;
 mod books;
 mod budgets;

@@ -15,10 +15,9 @@ use crate::participants::{self, ParticipantStatus, State};
 use crate::rules::budgets;
 use crate::rules::cel::{Template, Variables};
 use crate::rules::evaluation::EvaluationReason;
-use crate::rules::{ActionType, Amount, CompiledAction, CompiledRule, Step, TargetRef};
+use crate::rules::{ActionType, CompiledAction, CompiledRule, Step, TargetRef};
 use crate::tiers::holders::Assigned;
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -232,7 +231,7 @@ pub async fn execute(
                 Ok(asset) => asset,
                 Err(reason) => return Ok(Err(reason)),
             };
-            let amount = match amount.as_ref().map(|a| evaluate(a, ctx.vars)) {
+            let amount = match amount.as_ref().map(|a| a.value(ctx.vars)) {
                 Some(Ok(amount)) => Some(amount),
                 Some(Err(reason)) => return Ok(Err(format!("amount {reason}"))),
                 None => None,
@@ -288,7 +287,7 @@ pub async fn execute(
             }
         }
         Step::Counter { key, delta, window } => {
-            let delta = match evaluate(delta, ctx.vars) {
+            let delta = match delta.value(ctx.vars) {
                 Ok(delta) => delta,
                 Err(reason) => return Ok(Err(format!("value {reason}"))),
             };
@@ -429,7 +428,7 @@ async fn money(
         Ok(asset) => asset,
         Err(reason) => return Ok(Err(reason)),
     };
-    let amount = match evaluate(amount, ctx.vars) {
+    let amount = match amount.value(ctx.vars) {
         Ok(amount) => amount,
         Err(reason) => return Ok(Err(format!("amount {reason}"))),
     };
@@ -562,17 +561,6 @@ fn refusal(err: Error) -> Outcome {
             .collect::<Vec<_>>()
             .join("; "))),
         other => Ok(Err(other.to_string())),
-    }
-}
-
-/// A number from a literal or an expression; `Err` says why not, to follow the field's name.
-fn evaluate(amount: &Amount, vars: &Variables) -> Result<Decimal, String> {
-    match amount {
-        Amount::Literal(amount) => Ok(*amount),
-        Amount::Expression(Ok(expression)) => expression
-            .amount(vars)
-            .map_err(|err| format!("expression failed: {err}")),
-        Amount::Expression(Err(compile_error)) => Err(format!("does not compile: {compile_error}")),
     }
 }
 

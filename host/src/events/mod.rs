@@ -21,7 +21,7 @@ use crate::validation::SortDir;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -597,4 +597,62 @@ impl std::io::Write for ByteCount {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Which processed events a backtest reads: a program's, received in `[from, to)`, of one type or both.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessedWindow {
+    pub program_id: Uuid,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub event_type: Option<EventType>,
+}
+
+/// A processed event as a backtest reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PastEvent {
+    pub id: Uuid,
+    pub participant_id: Option<Uuid>,
+    pub event_data: sqlx::types::Json<Value>,
+    pub event_timestamp: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    state_as_of: Option<Uuid>,
+}
+
+impl PastEvent {
+    /// Where its processing began among state changes and postings (`events.state_as_of`): what sorts
+    /// before it is what its rules saw. Events processed before that was recorded are placed where they were
+    /// received, the nearest point known.
+    pub fn state_as_of(&self) -> Uuid {
+        self.state_as_of
+            .unwrap_or_else(|| crate::ids::first_at(self.created_at))
+    }
+}
+
+/// How a rule evaluated an event, as recorded.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RecordedEvaluation {
+    pub event_id: Uuid,
+    pub status: EvaluationStatus,
+    pub reason: Option<EvaluationReason>,
+}
+
+/// Up to `limit` events of `window` processed to completion, in the order received, after `after`.
+pub async fn processed_in_window(
+    conn: &mut PgConnection,
+    window: &ProcessedWindow,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<PastEvent>> {
+    repo::processed_in_window(conn, window, after, limit).await
+}
+
+/// How `rule_id` evaluated each of `events`, for those it evaluated.
+pub async fn evaluations_of_rule(
+    conn: &mut PgConnection,
+    rule_id: Uuid,
+    events: &[Uuid],
+) -> sqlx::Result<Vec<RecordedEvaluation>> {
+    repo::evaluations_of_rule(conn, rule_id, events).await
 }

@@ -294,7 +294,7 @@ pub async fn requeue_failed(
 ) -> sqlx::Result<Option<Option<String>>> {
     sqlx::query_scalar(
         "WITH requeued AS (
-             UPDATE events SET status = 'PENDING', attempts = 0, processed_at = NULL, updated_at = now()
+             UPDATE events SET status = 'PENDING', attempts = 0, processed_at = NULL, state_as_of = NULL, updated_at = now()
               WHERE id = $1 AND organization_id = $2 AND status = 'FAILED'
              RETURNING id, organization_id, error_message, event_type),
          queued AS (INSERT INTO event_queue (next_attempt_at, event_id, organization_id, lane)
@@ -453,6 +453,8 @@ pub(super) struct EventColumns {
     pub(super) errors: Vec<Option<String>>,
     pub(super) participants: Vec<Option<Uuid>>,
     pub(super) retry_in_ms: Vec<Option<i64>>,
+    /// Where each event's processing began (`events.state_as_of`).
+    pub(super) began: Vec<Uuid>,
 }
 
 #[derive(Default)]
@@ -500,8 +502,9 @@ pub(super) async fn record(
              SELECT * FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[],
                                   $12::text[], $13::uuid[], $14::text[], $15::jsonb[], $16::bigint[], $17::text[])),
          outcomes AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $18::timestamptz[])
-                    AS u(id, status, error, participant_id, retry_ms, queued_at)),
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $18::timestamptz[],
+                                  $19::uuid[])
+                    AS u(id, status, error, participant_id, retry_ms, queued_at, began)),
          dequeued AS (
              DELETE FROM event_queue q USING outcomes u WHERE q.next_attempt_at = u.queued_at AND q.event_id = u.id),
          requeued AS (
@@ -512,7 +515,8 @@ pub(super) async fn record(
          UPDATE events e SET status = u.status, error_message = u.error,
                 participant_id = COALESCE(u.participant_id, e.participant_id),
                 attempts = e.attempts + 1, updated_at = now(),
-                processed_at = CASE WHEN u.status = 'PENDING' THEN NULL ELSE clock_timestamp() END
+                processed_at = CASE WHEN u.status = 'PENDING' THEN NULL ELSE clock_timestamp() END,
+                state_as_of = CASE WHEN u.status = 'PENDING' THEN NULL ELSE u.began END
            FROM outcomes u
           WHERE e.id = u.id",
     )
@@ -534,7 +538,51 @@ pub(super) async fn record(
     .bind(fuels)
     .bind(logs)
     .bind(&events.queued_at)
+    .bind(&events.began)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A page of a program's processed events received in `[from, to)`, in the order received, after `after`.
+pub async fn processed_in_window(
+    conn: &mut PgConnection,
+    window: &super::ProcessedWindow,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<super::PastEvent>> {
+    sqlx::query_as(
+        "SELECT id, participant_id, event_data, event_timestamp, created_at, processed_at, state_as_of
+           FROM events
+          WHERE program_id = $1 AND created_at >= $2 AND created_at < $3 AND status = 'COMPLETED'
+            AND ($4::text IS NULL OR event_type = $4)
+            AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6))
+          ORDER BY created_at, id
+          LIMIT $7",
+    )
+    .bind(window.program_id)
+    .bind(window.from)
+    .bind(window.to)
+    .bind(window.event_type)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// How `rule_id` evaluated each of these events, where it did.
+pub async fn evaluations_of_rule(
+    conn: &mut PgConnection,
+    rule_id: Uuid,
+    events: &[Uuid],
+) -> sqlx::Result<Vec<super::RecordedEvaluation>> {
+    sqlx::query_as(
+        "SELECT event_id, status, reason FROM rule_evaluations
+          WHERE event_id = ANY($1) AND rule_id = $2",
+    )
+    .bind(events)
+    .bind(rule_id)
+    .fetch_all(conn)
+    .await
 }

@@ -252,9 +252,12 @@ async fn fail_attempt(
     let mut tx = pool.begin().await?;
     let events = repo::claim(&mut tx, Scope::One(key), 1).await?;
     let message = format!("internal error: processing the event panicked ({panic})");
-    let failed: Vec<(&Claimed, Outcome)> = events
+    let failed: Vec<(&Claimed, Uuid, Outcome)> = events
         .iter()
-        .map(|event| (event, Outcome::failed(message.clone(), Vec::new())))
+        .map(|event| {
+            let outcome = Outcome::failed(message.clone(), Vec::new());
+            (event, Uuid::now_v7(), outcome)
+        })
         .collect();
     let organizations: Vec<Uuid> = events.iter().map(|e| e.organization_id).collect();
     let subscriptions = Subscriptions::load(&mut tx, &organizations).await?;
@@ -364,11 +367,13 @@ async fn process(
                     .to_create()
                     .all(|name| creatable.contains(&(event.organization_id, name.to_owned())))
         };
+        // Taken before the event reads anything: what has a smaller id is what its rules saw.
+        let began = Uuid::now_v7();
         let parties = match parties {
             Ok(parties) if held(&parties) => parties,
             Ok(_) => continue,
             Err(message) => {
-                finished.push((event, Outcome::failed(message, Vec::new())));
+                finished.push((event, began, Outcome::failed(message, Vec::new())));
                 continue;
             }
         };
@@ -403,7 +408,7 @@ async fn process(
             }
         };
         batch.finish_event(&mut tx, outcome.is_failed()).await?;
-        finished.push((event, outcome));
+        finished.push((event, began, outcome));
     }
     batch.finish(&mut tx).await?;
     let notices = batch.take_notices();
@@ -726,7 +731,13 @@ async fn process_event(
         }
         // Modules see the participant as the event began, as CEL conditions do.
         let evaluation = evaluation::evaluate(rule, &vars, runtime, |module| {
-            module_input(module, event, &state, &standings, &balances)
+            let seen = ModuleEvent {
+                id: event.id,
+                program_id: event.program_id,
+                timestamp: event.event_timestamp,
+                data: &event.event_data.0,
+            };
+            module_input(module, seen, &state, &standings, &balances)
         })
         .await;
         let mut record = EvaluationRecord::new(rule, EvaluationStatus::Success);
@@ -841,10 +852,18 @@ async fn after_rules(
     Ok(())
 }
 
+/// The event a wasm rule runs on.
+pub(crate) struct ModuleEvent<'a> {
+    pub id: Uuid,
+    pub program_id: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub data: &'a serde_json::Value,
+}
+
 /// What a wasm rule receives of the event and its participant.
-fn module_input(
+pub(crate) fn module_input(
     module: &CompiledModule,
-    event: &Claimed,
+    event: ModuleEvent<'_>,
     state: &State,
     standings: &[Standing],
     balances: &[(String, String)],
@@ -852,8 +871,8 @@ fn module_input(
     wasm::Input {
         event_id: event.id,
         program_id: event.program_id,
-        timestamp: event.event_timestamp,
-        data: event.event_data.0.clone(),
+        timestamp: event.timestamp,
+        data: event.data.clone(),
         participant_id: state.id,
         external_id: state.external_id.clone(),
         tags: state.tags.clone(),
@@ -915,7 +934,7 @@ pub(crate) fn participant_value(state: &State, standings: &[Standing]) -> ::cel:
 /// `group` in CEL: the state of the ACTIVE group the participant joined first, if any, with its levels in the
 /// event's program. Read as the event begins, like `participant`; the group is not locked, so it may change
 /// under a concurrent event.
-async fn group_value(
+pub(crate) async fn group_value(
     conn: &mut PgConnection,
     participant: Uuid,
     program_id: Uuid,
@@ -956,14 +975,14 @@ struct Processed<'a> {
 /// completed or finally failed event's own.
 async fn record(
     conn: &mut PgConnection,
-    finished: &[(&Claimed, Outcome)],
+    finished: &[(&Claimed, Uuid, Outcome)],
     retry_backoff: Duration,
     subscriptions: &Subscriptions,
     mut notices: Vec<Notice>,
 ) -> sqlx::Result<()> {
     let mut events = EventColumns::default();
     let mut evaluations = EvaluationColumns::default();
-    for (event, outcome) in finished {
+    for (event, began, outcome) in finished {
         let attempt = event.attempts + 1;
         let (status, retry_in) = match &outcome.error {
             None => (EventStatus::Completed, None),
@@ -980,6 +999,7 @@ async fn record(
         });
         events.ids.push(event.id);
         events.queued_at.push(event.next_attempt_at);
+        events.began.push(*began);
         events.statuses.push(status);
         events.errors.push(outcome.error.clone());
         events.participants.push(outcome.participant_id);

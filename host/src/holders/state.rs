@@ -728,3 +728,88 @@ pub async fn changes_of_event(
     .fetch_all(pool)
     .await
 }
+
+/// A recorded state change placed in the order things happened: `position` is the `state_as_of` of the
+/// event that made it, or its own id when no event did (see `events::PastEvent::state_as_of`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct PastChange {
+    pub holder_id: Uuid,
+    pub position: Uuid,
+    state_type: String,
+    key: String,
+    operation: String,
+    new_value: Option<String>,
+    program_id: Option<Uuid>,
+    changed_at: DateTime<Utc>,
+}
+
+/// Each holder's changes that sort before its bound, by holder and then in the order they happened.
+pub async fn changes_before(
+    conn: &mut PgConnection,
+    holders: &[Uuid],
+    bounds: &[Uuid],
+) -> sqlx::Result<Vec<PastChange>> {
+    sqlx::query_as(
+        "SELECT h.holder_id, COALESCE(e.state_as_of, h.id) AS position, h.state_type, h.key, h.operation,
+                h.new_value, h.program_id, h.changed_at
+           FROM unnest($1::uuid[], $2::uuid[]) AS w (holder_id, bound)
+           JOIN state_history h ON h.holder_id = w.holder_id
+           LEFT JOIN events e ON e.id = h.event_id
+          WHERE COALESCE(e.state_as_of, h.id) < w.bound
+          ORDER BY h.holder_id, 2, h.id",
+    )
+    .bind(holders)
+    .bind(bounds)
+    .fetch_all(conn)
+    .await
+}
+
+/// A holder's state rebuilt from its history, change by change, in the shapes rules read it in.
+#[derive(Debug, Clone, Default)]
+pub struct Rebuilt {
+    pub tags: std::collections::BTreeSet<String>,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Numbers, as the state's own query gives them.
+    pub counters: serde_json::Map<String, serde_json::Value>,
+    /// Levels held, by (program, tier key): the level's key and when it was set.
+    pub levels: std::collections::BTreeMap<(Option<Uuid>, String), (String, DateTime<Utc>)>,
+}
+
+impl Rebuilt {
+    /// The state after `change`.
+    pub fn apply(&mut self, change: &PastChange) {
+        let key = change.key.clone();
+        let value = change.new_value.clone();
+        match (change.state_type.as_str(), change.operation.as_str(), value) {
+            ("tag", "add", _) => {
+                self.tags.insert(key);
+            }
+            ("tag", _, _) => {
+                self.tags.remove(&key);
+            }
+            ("attribute", "set", Some(value)) => {
+                self.attributes
+                    .insert(key, serde_json::Value::String(value));
+            }
+            ("attribute", _, _) => {
+                self.attributes.remove(&key);
+            }
+            ("counter", "delete", _) | ("counter", _, None) => {
+                self.counters.remove(&key);
+            }
+            ("counter", _, Some(value)) => {
+                let number = serde_json::from_str::<serde_json::Number>(&value)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number);
+                self.counters.insert(key, number);
+            }
+            ("tier", "set", Some(level)) => {
+                self.levels
+                    .insert((change.program_id, key), (level, change.changed_at));
+            }
+            ("tier", _, _) => {
+                self.levels.remove(&(change.program_id, key));
+            }
+            _ => {}
+        }
+    }
+}

@@ -53,6 +53,8 @@ pub struct AppState {
     pub logs: crate::request_logs::Recorder,
     /// The time automations are scheduled by.
     pub clock: crate::clock::Clock,
+    /// The backtest this server is running, if any.
+    pub backtests: std::sync::Arc<crate::backtest::Running>,
 }
 
 /// The API's routes with their document. `component_bytes`: the largest rule module the operator accepts.

@@ -3,17 +3,19 @@
 use super::AppState;
 use super::error::{Conflict, NotFound, Rejected};
 use super::extract::{Auth, JsonBody, OneAsset, PathId, Valid, ValidQuery};
+use crate::backtest::{self, Report};
 use crate::error::Result;
+use crate::events::EventType;
 use crate::ledger::Bucket;
 use crate::money::PositiveAmount;
-use crate::pagination::{Page, PageParams};
+use crate::pagination::{Cursor, Page, PageParams};
 use crate::rules::budgets::{BudgetSpec, BudgetView, Schedule};
 use crate::rules::{
-    self, Action, ActionType, AttributeAction, BroadcastAction, CounterAction, CreditAction,
-    DebitAction, ForfeitAction, HistoryEntry, HistoryFilter, HoldAction, ModuleLimits, ModulePatch,
-    ModuleRef, NewRule, Rule, RuleFilter, RulePatch, RuleSort, RuleStatus, SampleLevel,
-    SampleState, ScheduleAction, Simulation, TagAction, Target, TargetType, TierAction, Validity,
-    VoidHoldAction,
+    self, Action, ActionType, AttributeAction, BroadcastAction, Candidate, CounterAction,
+    CreditAction, DebitAction, ForfeitAction, HistoryEntry, HistoryFilter, HoldAction,
+    ModuleLimits, ModulePatch, ModuleRef, NewRule, Rule, RuleFilter, RulePatch, RuleSort,
+    RuleStatus, SampleLevel, SampleState, ScheduleAction, Simulation, TagAction, Target,
+    TargetType, TierAction, Validity, VoidHoldAction,
 };
 use crate::validation::{Fields, Patch, Request, SORT_DIRS, Validator};
 use crate::wasm::Limits;
@@ -33,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(validate))
+        .routes(routes!(backtest))
         .routes(routes!(get_one, update))
         .routes(routes!(history))
         .routes(routes!(simulate))
@@ -357,6 +360,112 @@ impl Request for Simulate {
             event,
             participant_state,
         }
+    }
+}
+
+/// A rule to try on a window of processed events: a new rule as `POST /rules` takes it, or a saved rule's id,
+/// with changes as `PATCH /rules/{id}` takes them or as it is.
+#[derive(ToSchema)]
+#[schema(as = BacktestRequest, example = json!({"rule_id": "550e8400-e29b-41d4-a716-446655440002",
+    "changes": {"actions": [{"type": "CREDIT", "asset_id": "550e8400-e29b-41d4-a716-446655440001",
+                             "amount": "event.amount * 20"}]},
+    "from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}))]
+pub(super) struct Backtest {
+    /// A new rule; give this or `rule_id`.
+    rule: Option<CreateRule>,
+    rule_id: Option<Uuid>,
+    /// With `rule_id`: the changes to try; without, the rule as it is.
+    changes: Option<UpdateRule>,
+    /// Events received from this time (inclusive)...
+    from: DateTime<Utc>,
+    /// ...to this one (exclusive).
+    to: DateTime<Utc>,
+    /// Only events of this type.
+    event_type: Option<EventType>,
+    /// The most events to run it on in this call (default 10,000).
+    #[schema(minimum = 1, maximum = 1000000)]
+    limit: Option<i64>,
+    /// A previous answer's `next_cursor`: go on after the events it evaluated.
+    #[schema(value_type = Option<String>)]
+    after: Option<Cursor>,
+    /// The most changed events to list (default 20).
+    #[schema(minimum = 0, maximum = 100)]
+    changes_limit: Option<i64>,
+    /// A previous answer's `changes.next_cursor`.
+    #[schema(value_type = Option<String>)]
+    changes_after: Option<Cursor>,
+}
+
+impl Backtest {
+    fn read(f: &Fields<'_>, ceiling: Limits) -> Self {
+        let nested = |key: &str| {
+            f.opt_object(key)
+                .map(|object| f.nested(object, f.path(key)))
+        };
+        let backtest = Backtest {
+            rule: nested("rule").map(|rule| CreateRule::read(&rule, ceiling)),
+            rule_id: f.opt_uuid("rule_id"),
+            changes: nested("changes").map(|changes| UpdateRule::read(&changes, ceiling)),
+            from: f.req_time("from").unwrap_or_default(),
+            to: f.req_time("to").unwrap_or_default(),
+            event_type: f.opt_word("event_type"),
+            limit: f.opt_int("limit", 1, backtest::MAX_EVENTS),
+            after: f.opt_cursor(
+                "after",
+                "cursor from a backtest's next_cursor",
+                "after is not a backtest cursor",
+            ),
+            changes_limit: f.opt_int("changes_limit", 0, backtest::MAX_CHANGES as i64),
+            changes_after: f.opt_cursor(
+                "changes_after",
+                "cursor from a backtest's changes.next_cursor",
+                "changes_after is not a backtest cursor",
+            ),
+        };
+        if backtest.from >= backtest.to && f.raw("from").is_some() && f.raw("to").is_some() {
+            f.reject("to", "timestamp after from", "to must be after from");
+        }
+        match (&backtest.rule, backtest.rule_id, &backtest.changes) {
+            (Some(_), Some(_), _) => f.reject(
+                "rule_id",
+                "absent with rule",
+                "give rule or rule_id, not both",
+            ),
+            (Some(_), None, Some(_)) => {
+                f.reject("changes", "absent with rule", "changes go with rule_id")
+            }
+            (None, None, _) => f.reject("rule", "object", "rule or rule_id is required"),
+            _ => {}
+        }
+        backtest
+    }
+
+    /// The backtest a body asks for, every bad field named; a wasm rule's limits may not exceed `ceiling`.
+    pub(super) fn from_body(body: &Value, ceiling: Limits) -> Result<backtest::Request> {
+        let v = Validator::new();
+        let backtest = Backtest::read(&v.body(body)?, ceiling);
+        v.finish()?;
+        let candidate = match (backtest.rule, backtest.rule_id) {
+            (Some(rule), _) => Candidate::New(rule.into_new()),
+            (None, id) => Candidate::Saved {
+                id: id.unwrap_or_default(),
+                patch: backtest.changes.map(UpdateRule::into_patch),
+            },
+        };
+        Ok(backtest::Request {
+            candidate,
+            window: backtest::Window {
+                from: backtest.from,
+                to: backtest.to,
+                event_type: backtest.event_type,
+                limit: backtest.limit.unwrap_or(backtest::DEFAULT_EVENTS),
+                after: backtest.after,
+                changes_limit: backtest
+                    .changes_limit
+                    .map_or(20, |n| usize::try_from(n).unwrap_or(20)),
+                changes_after: backtest.changes_after,
+            },
+        })
     }
 }
 
@@ -790,6 +899,19 @@ async fn simulate(
     let state = body.participant_state.unwrap_or_default();
     let simulation = rules::simulate(&s.pool, &s.runtime, &actor, id, event, state);
     Ok(Json(simulation.await?))
+}
+
+#[utoipa::path(post, path = "/rules/backtest", tag = "rules", request_body = Backtest,
+    responses((status = 200, description = "What the rule would have done; nothing is written.", body = Report),
+              Rejected, NotFound, Conflict))]
+async fn backtest(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse> {
+    let request = Backtest::from_body(&body, s.runtime.ceiling().limits)?;
+    let report = backtest::backtest(&s.pool, &s.runtime, &s.backtests, &actor, request);
+    Ok(Json(report.await?))
 }
 
 #[utoipa::path(post, path = "/rules/validate", tag = "rules", request_body = Condition,

@@ -785,3 +785,41 @@ pub async fn balances_of(
     )
     .await
 }
+
+/// A posting to a participant's AVAILABLE balance, placed in the order things happened (see
+/// `holders::state::PastChange`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct PastPosting {
+    pub participant_id: Uuid,
+    pub position: Uuid,
+    pub asset_id: Uuid,
+    pub scale: i16,
+    pub amount: Decimal,
+}
+
+/// Each participant's AVAILABLE postings made before its bound, by participant, in the order made.
+pub async fn available_before(
+    conn: &mut PgConnection,
+    participants: &[Uuid],
+    bounds: &[Uuid],
+) -> sqlx::Result<Vec<PastPosting>> {
+    repo::available_before(conn, participants, bounds).await
+}
+
+/// What one rule credited to and debited from holders for one event, in one asset.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RuleMovement {
+    pub event_id: Uuid,
+    pub asset_id: Uuid,
+    pub credited: Decimal,
+    pub debited: Decimal,
+}
+
+/// What `rule_id` credited and debited for each of these events.
+pub async fn moved_by_rule(
+    conn: &mut PgConnection,
+    rule_id: Uuid,
+    events: &[Uuid],
+) -> sqlx::Result<Vec<RuleMovement>> {
+    repo::moved_by_rule(conn, rule_id, events).await
+}

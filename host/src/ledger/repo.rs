@@ -498,3 +498,50 @@ pub async fn balances_of(
     .fetch_all(db)
     .await
 }
+
+/// Each participant's AVAILABLE postings that sort before its bound (see `holders::state::PastChange`), by
+/// participant and then in the order they were made.
+pub async fn available_before(
+    conn: &mut PgConnection,
+    participants: &[Uuid],
+    bounds: &[Uuid],
+) -> sqlx::Result<Vec<super::PastPosting>> {
+    sqlx::query_as(
+        "SELECT p.entity_id AS participant_id, COALESCE(e.state_as_of, p.id) AS position, p.asset_id, a.scale,
+                p.amount
+           FROM unnest($1::uuid[], $2::uuid[]) AS w (participant_id, bound)
+           JOIN postings p ON p.entity_id = w.participant_id AND p.entity_type = 'PARTICIPANT'
+                          AND p.bucket = 'AVAILABLE'
+           JOIN journal_entries j ON j.id = p.journal_entry_id
+           JOIN assets a ON a.id = p.asset_id
+           LEFT JOIN events e ON e.id = j.event_id
+          WHERE COALESCE(e.state_as_of, p.id) < w.bound
+          ORDER BY 1, 2, p.id",
+    )
+    .bind(participants)
+    .bind(bounds)
+    .fetch_all(conn)
+    .await
+}
+
+/// What `rule_id`'s CREDIT and DEBIT entries moved for each of these events, by asset: credited to and
+/// debited from holders (system accounts and program wallets on the other side are left out).
+pub async fn moved_by_rule(
+    conn: &mut PgConnection,
+    rule_id: Uuid,
+    events: &[Uuid],
+) -> sqlx::Result<Vec<super::RuleMovement>> {
+    sqlx::query_as(
+        "SELECT j.event_id, p.asset_id,
+                COALESCE(sum(p.amount) FILTER (WHERE j.action_type = 'CREDIT' AND p.amount > 0), 0) AS credited,
+                COALESCE(-sum(p.amount) FILTER (WHERE j.action_type = 'DEBIT' AND p.amount < 0), 0) AS debited
+           FROM journal_entries j JOIN postings p ON p.journal_entry_id = j.id
+          WHERE j.event_id = ANY($1) AND j.rule_id = $2 AND j.action_type IN ('CREDIT', 'DEBIT')
+            AND p.entity_type IN ('PARTICIPANT', 'GROUP')
+          GROUP BY 1, 2",
+    )
+    .bind(events)
+    .bind(rule_id)
+    .fetch_all(conn)
+    .await
+}

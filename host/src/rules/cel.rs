@@ -44,9 +44,9 @@ impl std::fmt::Debug for Expression {
 }
 
 impl Expression {
-    /// Whether it reads `group`, the event's participant's group.
-    pub fn reads_group(&self) -> bool {
-        mentions(&self.tree, &["group"])
+    /// Whether it reads the variable `name` (`group`, `participant`, ...).
+    pub fn reads(&self, name: &str) -> bool {
+        mentions(&self.tree, &[name])
     }
 }
 

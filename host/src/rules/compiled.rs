@@ -1,6 +1,6 @@
 //! Rules as workers run them: expressions compiled once per rule version and shared across events.
 
-use super::cel::{self, Expression, Template};
+use super::cel::{self, Expression, Template, Variables};
 use super::lru::Lru;
 use super::{Action, ActionType, Rule, Target, TargetType, When};
 use crate::holders::state::Window;
@@ -218,6 +218,19 @@ impl Amount {
             Err(crate::money::Invalid::NotDecimal) => Amount::Expression(cel::compile(source)),
         }
     }
+
+    /// The number it gives for an event; `Err` says why not, to follow the field's name.
+    pub fn value(&self, vars: &Variables) -> Result<Decimal, String> {
+        match self {
+            Amount::Literal(amount) => Ok(*amount),
+            Amount::Expression(Ok(expression)) => expression
+                .amount(vars)
+                .map_err(|err| format!("expression failed: {err}")),
+            Amount::Expression(Err(compile_error)) => {
+                Err(format!("does not compile: {compile_error}"))
+            }
+        }
+    }
 }
 
 /// Builds the executable form of an action the API already validated; a template that does not parse anyway
@@ -365,14 +378,20 @@ impl CompiledRule {
             module,
             reads_group: false,
         };
-        compiled.reads_group = compiled.reads_group();
+        compiled.reads_group = compiled.reads("group");
         compiled
     }
 
-    /// Whether a CEL expression of the rule reads `group`.
-    fn reads_group(&self) -> bool {
-        let amount = |a: &Amount| matches!(a, Amount::Expression(Ok(e)) if e.reads_group());
-        let template = |t: &Template| matches!(t, Template::Expression(e) if e.reads_group());
+    /// Whether its module or a CEL expression of the rule reads the event's participant: only then does a
+    /// backtest rebuild the participant's past state.
+    pub fn reads_participant(&self) -> bool {
+        self.module.is_some() || self.reads("participant")
+    }
+
+    /// Whether a CEL expression of the rule reads `variable`.
+    fn reads(&self, variable: &str) -> bool {
+        let amount = |a: &Amount| matches!(a, Amount::Expression(Ok(e)) if e.reads(variable));
+        let template = |t: &Template| matches!(t, Template::Expression(e) if e.reads(variable));
         let in_step = |step: &Step| match step {
             Step::Money { amount: a, lot, .. } => {
                 amount(a) || lot.reference.as_ref().is_some_and(template)
@@ -389,7 +408,7 @@ impl CompiledRule {
             | Step::ScheduleEvent { .. }
             | Step::Broadcast { .. } => false,
         };
-        self.condition.as_ref().is_ok_and(Expression::reads_group)
+        self.condition.as_ref().is_ok_and(|e| e.reads(variable))
             || self.actions.iter().any(|a| in_step(&a.step))
     }
 

@@ -252,7 +252,21 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
         Some(order) => order,
         None => repo::highest_order(&mut tx, new.program_id).await? + 10,
     };
-    let rule = Rule {
+    let budgets = check_budgets(&mut tx, actor, new.program_id, &new.budgets).await?;
+    let rule = unsaved(new, order);
+    let mut rule = repo::insert(&mut tx, actor.organization_id, &rule)
+        .await
+        .on_constraint("rules_active_order_unique", || order_taken(order))?;
+    budgets::replace(&mut tx, actor.organization_id, rule.id, &budgets).await?;
+    rule.budgets = budgets::of_rules(&mut tx, &[rule.id]).await?;
+    repo::insert_history(&mut tx, actor, &rule, "created", json!({})).await?;
+    tx.commit().await?;
+    Ok(rule)
+}
+
+/// The rule a create body describes, before it is saved: a new id and version, no budgets.
+fn unsaved(new: NewRule, order: i32) -> Rule {
+    Rule {
         id: Uuid::now_v7(),
         program_id: new.program_id,
         name: new.name,
@@ -275,16 +289,99 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewRule) -> Result<Rule> 
             .map(|m| sqlx::types::Json(m.config.clone())),
         module_limits: new.module.as_ref().map(|m| sqlx::types::Json(m.limits)),
         budgets: Vec::new(),
+    }
+}
+
+/// A rule a backtest runs without saving it: a create body, or a saved rule as it is or with a patch applied.
+pub enum Candidate {
+    New(NewRule),
+    Saved { id: Uuid, patch: Option<RulePatch> },
+}
+
+/// A candidate checked and compiled: its rule, the saved rule it stands for (none for a new one), and the
+/// form it runs in.
+pub struct Tried {
+    pub rule: Rule,
+    pub saved: Option<Uuid>,
+    pub compiled: CompiledRule,
+}
+
+/// The rule a candidate describes, refused as create and update refuse it, compiled with its module; nothing
+/// is written.
+pub async fn try_candidate(
+    pool: &PgPool,
+    runtime: &std::sync::Arc<wasm::Runtime>,
+    actor: &Actor,
+    candidate: Candidate,
+) -> Result<Tried> {
+    let (rule, saved) = candidate_rule(pool, actor, candidate).await?;
+    let module = match rule.module_id {
+        None => None,
+        Some(module_id) => {
+            let mut conn = pool.acquire().await?;
+            prepare_modules(&mut conn, runtime, &[module_id])
+                .await?
+                .remove(&module_id)
+        }
     };
-    let budgets = check_budgets(&mut tx, actor, new.program_id, &new.budgets).await?;
-    let mut rule = repo::insert(&mut tx, actor.organization_id, &rule)
-        .await
-        .on_constraint("rules_active_order_unique", || order_taken(order))?;
-    budgets::replace(&mut tx, actor.organization_id, rule.id, &budgets).await?;
-    rule.budgets = budgets::of_rules(&mut tx, &[rule.id]).await?;
-    repo::insert_history(&mut tx, actor, &rule, "created", json!({})).await?;
-    tx.commit().await?;
-    Ok(rule)
+    let compiled = CompiledRule::compile(rule.clone(), module);
+    Ok(Tried {
+        rule,
+        saved,
+        compiled,
+    })
+}
+
+/// The rule a candidate describes, and the id of the saved rule it stands for.
+async fn candidate_rule(
+    pool: &PgPool,
+    actor: &Actor,
+    candidate: Candidate,
+) -> Result<(Rule, Option<Uuid>)> {
+    let mut conn = pool.acquire().await?;
+    match candidate {
+        Candidate::New(new) => {
+            crate::programs::get(pool, actor, new.program_id).await?;
+            check_expressions(
+                &mut conn,
+                actor,
+                new.program_id,
+                &new.condition,
+                &new.actions,
+            )
+            .await?;
+            if let Some(module) = &new.module {
+                check_module(&mut conn, actor, module.id).await?;
+            }
+            let order = new.order.unwrap_or(i32::MAX);
+            Ok((unsaved(new, order), None))
+        }
+        Candidate::Saved { id, patch } => {
+            let mut rule = get(pool, actor, id).await?;
+            if let Some(patch) = patch {
+                if let Some(module) = patch.module.id {
+                    check_module(&mut conn, actor, module).await?;
+                }
+                let is_module_rule = patch.module.id.or(rule.module_id).is_some();
+                if let Some(problem) = patch
+                    .module
+                    .conflict(is_module_rule, patch.actions.is_some())
+                {
+                    return Err(Error::invalid(problem));
+                }
+                apply(&mut rule, patch);
+                check_expressions(
+                    &mut conn,
+                    actor,
+                    rule.program_id,
+                    &rule.condition,
+                    &rule.actions,
+                )
+                .await?;
+            }
+            Ok((rule, Some(id)))
+        }
+    }
 }
 
 pub async fn get(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<Rule> {

@@ -1,7 +1,7 @@
 //! E95: evaluating a rule against a sample event and participant state. Reads the rule's assets; writes
 //! nothing. A wasm rule's module runs for real, in its sandbox, on the sample; it sees no balances.
 
-use super::cel::{self, EvalError, Variables};
+use super::cel::{self, Variables};
 use super::compiled::{Amount, CompiledAction, CompiledRule, Step, TargetRef};
 use super::evaluation::{self, Actions, Decision, EvaluationReason};
 use super::{
@@ -227,7 +227,7 @@ async fn results(
             } => {
                 match (
                     crate::assets::get(pool, actor, *asset_id).await.ok(),
-                    amount.as_ref().map(|a| evaluate(a, vars)),
+                    amount.as_ref().map(|a| a.value(vars)),
                 ) {
                     (None, _) => json!({"error": "asset not found"}),
                     (Some(asset), None) => json!({"asset_symbol": asset.symbol,
@@ -252,7 +252,7 @@ async fn results(
             }
             Step::Counter { key, delta, .. } => {
                 let current = number(state.counters.get(key));
-                match evaluate(delta, vars) {
+                match delta.value(vars) {
                     Ok(delta) if own => match current.checked_add(delta).map(crate::money::bounded)
                     {
                         Some(Ok(projected)) => {
@@ -413,7 +413,7 @@ fn money_result(
     let Some(asset) = asset else {
         return json!({"error": "asset not found"});
     };
-    match evaluate(amount, vars) {
+    match amount.value(vars) {
         Ok(amount) => {
             let verb = if debit { "Debit" } else { "Credit" };
             let direction = if debit { "from" } else { "to" };
@@ -426,16 +426,6 @@ fn money_result(
             result
         }
         Err(err) => json!({"error": err}),
-    }
-}
-
-fn evaluate(amount: &Amount, vars: &Variables) -> Result<Decimal, String> {
-    match amount {
-        Amount::Literal(amount) => Ok(*amount),
-        Amount::Expression(Ok(expression)) => expression
-            .amount(vars)
-            .map_err(|e: EvalError| e.to_string()),
-        Amount::Expression(Err(compile_error)) => Err(compile_error.clone()),
     }
 }
 

@@ -255,6 +255,23 @@ pub async fn standings(
     repo::standings(conn, HolderType::Participant.as_str(), participants, None).await
 }
 
+/// A level of one of a program's tiers.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProgramLevel {
+    pub tier_key: String,
+    pub level: String,
+    pub rank: i32,
+    pub benefits: sqlx::types::Json<Value>,
+}
+
+/// Every level of the program's tiers.
+pub async fn levels_of_program(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+) -> sqlx::Result<Vec<ProgramLevel>> {
+    repo::levels_of_program(conn, program_id).await
+}
+
 /// The levels a group holds now in one program.
 pub async fn group_standings(
     conn: &mut PgConnection,

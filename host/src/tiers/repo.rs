@@ -706,3 +706,18 @@ pub async fn apply_downgrades(
     .fetch_all(conn)
     .await
 }
+
+/// Every level of every tier of a program, archived tiers too: a backtest meets levels held in the past.
+pub async fn levels_of_program(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+) -> sqlx::Result<Vec<super::holders::ProgramLevel>> {
+    sqlx::query_as(
+        "SELECT t.key AS tier_key, l.key AS level, l.rank, l.benefits
+           FROM tiers t JOIN tier_levels l ON l.tier_id = t.id
+          WHERE t.program_id = $1",
+    )
+    .bind(program_id)
+    .fetch_all(conn)
+    .await
+}
