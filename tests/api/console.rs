@@ -680,3 +680,59 @@ async fn a_malformed_id_in_a_console_url_is_refused_as_a_page(
     let page = answer.text().await.expect("page");
     assert!(page.contains("id must be a UUID"), "{page}");
 }
+
+#[sqlx::test(migrator = "scrip::db::MIGRATOR")]
+async fn the_rule_editor_backtests_what_it_holds_without_saving_it(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let app = TestApp::spawn(connect).await;
+    let (program, points) = app.program_with_points("Backtested", "PTS").await;
+    let rule = app
+        .credit_rule(&program, "event.type == 'purchase'", &points, "10")
+        .await;
+    for n in 0..3 {
+        let event = app
+            .event(
+                &program,
+                "ana",
+                &format!("p{n}"),
+                json!({"type": "purchase"}),
+            )
+            .await;
+        app.processed(&event).await;
+    }
+    let signed = Signed::open(&app).await;
+    let actions = json!([{"type": "CREDIT", "asset_id": points, "amount": "20"}]).to_string();
+    let now = chrono::Utc::now();
+    let (from, to) = (
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let path = format!("/console/rules/{rule}/backtest");
+    let fields = |csrf: &'static str| {
+        [
+            ("csrf", csrf),
+            ("name", "ten a purchase"),
+            ("status", "ACTIVE"),
+            ("condition", "event.type == 'purchase'"),
+        ]
+    };
+    let window = [("actions", actions.as_str()), ("from", &from), ("to", &to)];
+    let forged: Vec<(&str, &str)> = fields("0000").into_iter().chain(window).collect();
+    assert_eq!(
+        signed.post(&path, &forged).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let mut posted: Vec<(&str, &str)> = fields("").into_iter().skip(1).chain(window).collect();
+    posted.push(("csrf", &signed.csrf));
+    let answer = signed.post(&path, &posted).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let page = answer.text().await.expect("page");
+    assert!(page.contains("id=\"backtest-matched\">3<"), "{page}");
+    assert!(page.contains("different amounts 3"), "{page}");
+    assert!(page.contains("<td>60</td>"), "{page}");
+    // Nothing was saved.
+    let saved = app.get(&format!("/rules/{rule}")).await.body;
+    assert_eq!(saved["actions"][0]["amount"], "10");
+}

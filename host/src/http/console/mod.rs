@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/rules/{id}", get(rules::show).post(rules::update))
         .route("/rules/{id}/validate", post(rules::validate))
         .route("/rules/{id}/simulate", post(rules::simulate))
+        .route("/rules/{id}/backtest", post(rules::backtest))
         .route(
             "/modules",
             post(rules::upload_module).layer(DefaultBodyLimit::disable()),

@@ -1,16 +1,18 @@
 //! The rule editor: create a CEL or wasm rule, edit it, check a condition, simulate the saved rule against a
-//! sample event (with a wasm rule's fuel and logs), and upload a module. Bodies are read by the API's own
-//! readers ([`CreateRule`], [`UpdateRule`], [`Simulate`]), so the console refuses exactly what the API does.
+//! sample event (with a wasm rule's fuel and logs), backtest what the editor holds over stored events, and
+//! upload a module. Bodies are read by the API's own readers ([`CreateRule`], [`UpdateRule`], [`Simulate`],
+//! [`Backtest`]), so the console refuses exactly what the API does.
 
 use super::layout::{self, page};
 use super::programs::fields;
 use super::session::{CSRF_HEADER, Session};
 use super::{PageId, Result, Shown};
 use crate::assets::Asset;
+use crate::backtest::{self, Report};
 use crate::error::{Error, FieldError};
 use crate::http::AppState;
 use crate::http::extract::read_body;
-use crate::http::rules::{CreateRule, Simulate, UpdateRule};
+use crate::http::rules::{Backtest, CreateRule, Simulate, UpdateRule};
 use crate::rules::{self, Rule, Simulation, Validity};
 use axum::body::Body;
 use axum::extract::State;
@@ -31,6 +33,9 @@ struct Draft {
     status: String,
     event: String,
     state: String,
+    /// The backtest's window, as RFC 3339 text.
+    from: String,
+    to: String,
 }
 
 const SAMPLE_EVENT: &str = "{\n  \"type\": \"purchase\",\n  \"amount\": 49.99\n}";
@@ -49,6 +54,8 @@ impl Draft {
             status: rule.status.to_string(),
             event: SAMPLE_EVENT.into(),
             state: String::new(),
+            from: text_time(chrono::Utc::now() - chrono::Duration::days(30)),
+            to: text_time(chrono::Utc::now()),
         }
     }
 
@@ -63,8 +70,32 @@ impl Draft {
             status: field("status", saved.status),
             event: field("event", saved.event),
             state: field("state", saved.state),
+            from: field("from", saved.from),
+            to: field("to", saved.to),
         }
     }
+
+    /// The API body of the change the editor holds: a wasm rule's config, or a CEL rule's condition and
+    /// actions, with its name and status.
+    fn patch(&self, rule: &Rule) -> crate::error::Result<Value> {
+        let mut body = Map::new();
+        body.insert("name".into(), json!(self.name));
+        body.insert("status".into(), json!(self.status));
+        match rule.module_id {
+            Some(_) => {
+                body.insert("config".into(), parse_json("config", &self.config)?);
+            }
+            None => {
+                body.insert("condition".into(), json!(self.condition));
+                body.insert("actions".into(), parse_json("actions", &self.actions)?);
+            }
+        }
+        Ok(Value::Object(body))
+    }
+}
+
+fn text_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// What the last button did, shown above the editor.
@@ -72,6 +103,7 @@ enum Outcome {
     Saved,
     Checked(Validity),
     Simulated(Simulation),
+    Backtested(Box<Report>),
     Refused(String),
 }
 
@@ -138,20 +170,9 @@ pub async fn update(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response> {
     let (rule, draft) = posted(&s, &session, id, &form).await?;
-    let mut body = Map::new();
-    body.insert("name".into(), json!(draft.name));
-    body.insert("status".into(), json!(draft.status));
-    let patched = match rule.module_id {
-        Some(_) => parse_json("config", &draft.config).map(|config| {
-            body.insert("config".into(), config);
-        }),
-        None => parse_json("actions", &draft.actions).map(|actions| {
-            body.insert("condition".into(), json!(draft.condition));
-            body.insert("actions".into(), actions);
-        }),
-    };
-    let saved = match patched
-        .and_then(|()| UpdateRule::from_body(&Value::Object(body), s.runtime.ceiling().limits))
+    let saved = match draft
+        .patch(&rule)
+        .and_then(|body| UpdateRule::from_body(&body, s.runtime.ceiling().limits))
     {
         Ok(patch) => rules::update(&s.pool, &session.actor, id, patch).await,
         Err(refused) => Err(refused),
@@ -240,6 +261,36 @@ pub async fn simulate(
             &rule,
             &draft,
             Some(Outcome::Simulated(simulation)),
+        )
+        .into_response(),
+        Err(refused) => refusal(&session, &rule, &draft, refused),
+    })
+}
+
+/// What the editor holds, run over the stored events of the window it gives (the API's backtest).
+pub async fn backtest(
+    State(s): State<AppState>,
+    session: Session,
+    PageId(id): PageId,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response> {
+    let (rule, draft) = posted(&s, &session, id, &form).await?;
+    let request = draft.patch(&rule).and_then(|changes| {
+        let body = json!({"rule_id": id, "changes": changes, "from": draft.from, "to": draft.to});
+        Backtest::from_body(&body, s.runtime.ceiling().limits)
+    });
+    let report = match request {
+        Ok(request) => {
+            backtest::backtest(&s.pool, &s.runtime, &s.backtests, &session.actor, request).await
+        }
+        Err(refused) => Err(refused),
+    };
+    Ok(match report {
+        Ok(report) => editor(
+            &session,
+            &rule,
+            &draft,
+            Some(Outcome::Backtested(Box::new(report))),
         )
         .into_response(),
         Err(refused) => refusal(&session, &rule, &draft, refused),
@@ -355,6 +406,14 @@ fn editor(session: &Session, rule: &Rule, draft: &Draft, outcome: Option<Outcome
                         button type="submit" formaction=(format!("/console/rules/{id}/validate")) class="quiet" { "Check condition" }
                     }
                 }
+                fieldset {
+                    legend { "Backtest what is above, unsaved, on the events received" }
+                    label for="from" { "From (RFC 3339)" }
+                    input id="from" name="from" value=(draft.from);
+                    label for="to" { "To (RFC 3339)" }
+                    input id="to" name="to" value=(draft.to);
+                    button type="submit" formaction=(format!("/console/rules/{id}/backtest")) class="quiet" { "Backtest" }
+                }
             }
             section aria-labelledby="simulate" {
                 h2 id="simulate" { "Simulate the saved rule" }
@@ -373,6 +432,7 @@ fn editor(session: &Session, rule: &Rule, draft: &Draft, outcome: Option<Outcome
 
 fn show_outcome(outcome: Outcome) -> Markup {
     match outcome {
+        Outcome::Backtested(report) => show_backtest(&report),
         Outcome::Saved => html! { p role="status" class="ok" { "Saved." } },
         Outcome::Refused(message) => html! { p role="alert" class="error" { (message) } },
         Outcome::Checked(validity) => html! {
@@ -394,6 +454,71 @@ fn show_outcome(outcome: Outcome) -> Markup {
                     @if let Some(fuel) = evaluation.fuel_consumed { p { "Fuel consumed: " strong id="fuel" { (fuel) } } }
                     @if let Some(logs) = &evaluation.logs { h3 { "Module logs" } pre id="logs" { (logs) } }
                     @if let Some(results) = &evaluation.results { h3 { "Actions" } (layout::json(results)) }
+                }
+            }
+        }
+    }
+}
+
+fn show_backtest(report: &Report) -> Markup {
+    html! {
+        section role="status" id="backtest" class="result" aria-label="Backtest" {
+            p {
+                strong id="backtest-matched" { (report.matched) } " matched of "
+                strong { (report.events_evaluated) } " events evaluated"
+                " · " (report.failed) " would fail · " (report.skipped) " skipped"
+                @if report.fuel_consumed > 0 { " · fuel " (report.fuel_consumed) }
+                @if !report.complete { " · the window goes on past these (the API's next_cursor continues it)" }
+            }
+            @if !report.assets.is_empty() {
+                table {
+                    caption { "What it would move, and how credits spread over participants" }
+                    thead { tr {
+                        th scope="col" { "Asset" } th scope="col" { "Credited" } th scope="col" { "Debited" }
+                        th scope="col" { "Participants" } th scope="col" { "Median" } th scope="col" { "99th pct" }
+                        th scope="col" { "Most" }
+                    } }
+                    tbody { @for asset in &report.assets { tr {
+                        th scope="row" { (asset.symbol) } td { (asset.credited) } td { (asset.debited) }
+                        td { (asset.participants.count) } td { (asset.participants.p50) }
+                        td { (asset.participants.p99) } td { (asset.participants.max) }
+                    } } }
+                }
+            }
+            @if let Some(comparison) = &report.comparison {
+                p id="backtest-comparison" {
+                    "Against what the saved rule did: matched then " (comparison.matched_then)
+                    " · newly matched " (comparison.newly_matched)
+                    " · no longer matched " (comparison.no_longer_matched)
+                    " · different amounts " (comparison.amounts_changed)
+                }
+                table {
+                    caption { "Then and now" }
+                    thead { tr {
+                        th scope="col" { "Asset" } th scope="col" { "Credited then" } th scope="col" { "Credited now" }
+                        th scope="col" { "Debited then" } th scope="col" { "Debited now" }
+                    } }
+                    tbody { @for asset in &comparison.assets { tr {
+                        th scope="row" { (asset.symbol) } td { (asset.credited_then) } td { (asset.credited_now) }
+                        td { (asset.debited_then) } td { (asset.debited_now) }
+                    } } }
+                }
+            }
+            @if !report.changes.data.is_empty() {
+                table {
+                    caption { "Events where it differs" @if report.changes.has_more { " (the first " (report.changes.data.len()) ")" } }
+                    thead { tr {
+                        th scope="col" { "Event" } th scope="col" { "Received" } th scope="col" { "Matched then" }
+                        th scope="col" { "Matched now" } th scope="col" { "Then" } th scope="col" { "Now" }
+                    } }
+                    tbody { @for change in &report.changes.data { tr {
+                        th scope="row" { a href=(format!("/console/events/{}", change.event_id)) { code { (change.event_id) } } }
+                        td { (layout::time(change.received_at)) }
+                        td { (if change.matched_then { "yes" } else { "no" }) }
+                        td { (if change.matched_now { "yes" } else { "no" }) @if let Some(why) = &change.failed_now { br; small { (why) } } }
+                        td { @for moved in &change.then { (moved.credited) " in, " (moved.debited) " out" br; } }
+                        td { @for moved in &change.now { (moved.credited) " in, " (moved.debited) " out" br; } }
+                    } } }
                 }
             }
         }
