@@ -113,7 +113,10 @@ async fn main() -> Result<(), BoxError> {
             run.credited
         );
         if run.evaluated != args.events as u64 {
-            eprintln!("{name}: evaluated {} of {} events", run.evaluated, args.events);
+            eprintln!(
+                "{name}: evaluated {} of {} events",
+                run.evaluated, args.events
+            );
             failed = true;
         }
     }
@@ -165,7 +168,10 @@ struct History {
 impl History {
     async fn store(api: &Api, pool: &sqlx::PgPool, args: &Args) -> Result<History, BoxError> {
         let from = chrono::Utc::now().to_rfc3339();
-        let program = api.post("/programs", &json!({"name": "Backtested"})).await?["id"].clone();
+        let program = api
+            .post("/programs", &json!({"name": "Backtested"}))
+            .await?["id"]
+            .clone();
         let asset = api
             .post(
                 "/assets",
@@ -188,8 +194,8 @@ impl History {
             env!("CARGO_MANIFEST_DIR"),
             "/../rules-examples/dist/purchase-points.wasm"
         );
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("{path}: {e} (run rules-examples/build.sh)"))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("{path}: {e} (run rules-examples/build.sh)"))?;
         let module: Value = api
             .client
             .post(format!("{}/modules", api.base))
@@ -231,7 +237,8 @@ impl History {
             let (api, chunk) = (api.clone(), chunk.to_vec());
             sending.spawn(async move {
                 for events in chunk {
-                    api.post("/events/batch", &json!({"events": events})).await?;
+                    api.post("/events/batch", &json!({"events": events}))
+                        .await?;
                 }
                 Ok::<_, BoxError>(())
             });
@@ -252,9 +259,10 @@ impl History {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE status <> 'COMPLETED'")
-            .fetch_one(pool)
-            .await?;
+        let failed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE status <> 'COMPLETED'")
+                .fetch_one(pool)
+                .await?;
         if failed > 0 {
             return Err(format!("{failed} events did not complete").into());
         }

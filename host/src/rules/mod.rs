@@ -359,16 +359,7 @@ async fn candidate_rule(
         Candidate::Saved { id, patch } => {
             let mut rule = get(pool, actor, id).await?;
             if let Some(patch) = patch {
-                if let Some(module) = patch.module.id {
-                    check_module(&mut conn, actor, module).await?;
-                }
-                let is_module_rule = patch.module.id.or(rule.module_id).is_some();
-                if let Some(problem) = patch
-                    .module
-                    .conflict(is_module_rule, patch.actions.is_some())
-                {
-                    return Err(Error::invalid(problem));
-                }
+                check_patched_module(&mut conn, actor, &rule, &patch).await?;
                 apply(&mut rule, patch);
                 check_expressions(
                     &mut conn,
@@ -441,16 +432,7 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: Uuid, patch: RulePatch) ->
             "rules of an archived program cannot be modified",
         ));
     }
-    if let Some(id) = patch.module.id {
-        check_module(&mut tx, actor, id).await?;
-    }
-    let is_module_rule = patch.module.id.or(before.module_id).is_some();
-    if let Some(problem) = patch
-        .module
-        .conflict(is_module_rule, patch.actions.is_some())
-    {
-        return Err(Error::invalid(problem));
-    }
+    check_patched_module(&mut tx, actor, &before, &patch).await?;
     let new_budgets = match &patch.budgets {
         Some(specs) => Some(check_budgets(&mut tx, actor, before.program_id, specs).await?),
         None => None,
@@ -506,6 +488,27 @@ async fn check_module(conn: &mut PgConnection, actor: &Actor, id: Uuid) -> Resul
         Some(id.to_string()),
         "module not found",
     )))
+}
+
+/// A patch's module must be one of the organization's, and a rule that runs one (now or after the patch)
+/// takes no actions of its own.
+async fn check_patched_module(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    before: &Rule,
+    patch: &RulePatch,
+) -> Result<()> {
+    if let Some(id) = patch.module.id {
+        check_module(conn, actor, id).await?;
+    }
+    let is_module_rule = patch.module.id.or(before.module_id).is_some();
+    match patch
+        .module
+        .conflict(is_module_rule, patch.actions.is_some())
+    {
+        Some(problem) => Err(Error::invalid(problem)),
+        None => Ok(()),
+    }
 }
 
 /// Each budget's asset must be linked to the program and its limit within the asset's scale; one budget

@@ -255,16 +255,12 @@ pub async fn simulate(
         }
         Err(refused) => Err(refused),
     };
-    Ok(match simulated {
-        Ok(simulation) => editor(
-            &session,
-            &rule,
-            &draft,
-            Some(Outcome::Simulated(simulation)),
-        )
-        .into_response(),
-        Err(refused) => refusal(&session, &rule, &draft, refused),
-    })
+    Ok(answered(
+        &session,
+        &rule,
+        &draft,
+        simulated.map(Outcome::Simulated),
+    ))
 }
 
 /// What the editor holds, run over the stored events of the window it gives (the API's backtest).
@@ -285,16 +281,21 @@ pub async fn backtest(
         }
         Err(refused) => Err(refused),
     };
-    Ok(match report {
-        Ok(report) => editor(
-            &session,
-            &rule,
-            &draft,
-            Some(Outcome::Backtested(Box::new(report))),
-        )
-        .into_response(),
-        Err(refused) => refusal(&session, &rule, &draft, refused),
-    })
+    let outcome = report.map(|report| Outcome::Backtested(Box::new(report)));
+    Ok(answered(&session, &rule, &draft, outcome))
+}
+
+/// The editor with what a button did, or with why it was refused.
+fn answered(
+    session: &Session,
+    rule: &Rule,
+    draft: &Draft,
+    outcome: crate::error::Result<Outcome>,
+) -> Response {
+    match outcome {
+        Ok(outcome) => editor(session, rule, draft, Some(outcome)).into_response(),
+        Err(refused) => refusal(session, rule, draft, refused),
+    }
 }
 
 /// A module's bytes, sent by the console's script (a form cannot send a file as the body), answered as the
