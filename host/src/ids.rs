@@ -14,6 +14,15 @@ pub fn first_at(at: DateTime<Utc>) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
+/// The millisecond a UUIDv7 was made in.
+pub fn time_of(id: Uuid) -> DateTime<Utc> {
+    let bytes = id.as_bytes();
+    let mut millis = [0u8; 8];
+    millis[2..].copy_from_slice(&bytes[..6]);
+    let millis = i64::try_from(u64::from_be_bytes(millis)).unwrap_or(i64::MAX);
+    DateTime::from_timestamp_millis(millis).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,5 +37,6 @@ mod tests {
         assert!(before < floor, "{before} < {floor}");
         assert!(floor <= after, "{floor} <= {after}");
         assert_eq!(floor.get_version_num(), 7);
+        assert_eq!(time_of(floor).timestamp_millis(), at.timestamp_millis());
     }
 }

@@ -42,6 +42,8 @@ pub const DEFAULT_EVENTS: i64 = 10_000;
 pub const MAX_CHANGES: usize = 100;
 /// Events read, and their participants' histories rebuilt, at a time.
 const CHUNK: i64 = 2_000;
+/// Participants a call keeps rebuilt between chunks; past it, it forgets them all and reads them again.
+const MAX_KNOWN: usize = 200_000;
 /// A call stops after the chunk that passes this and answers with a cursor to go on from.
 const TIME_BUDGET: Duration = Duration::from_secs(30);
 
@@ -115,6 +117,7 @@ pub async fn backtest(
         program_id: window.program_id,
         levels: crate::tiers::holders::levels_of_program(&mut tx, window.program_id).await?,
         assets: HashMap::new(),
+        known: HashMap::new(),
         tally: Tally::new(request.changes_limit, changes_after),
     };
     let started = Instant::now();
@@ -181,7 +184,18 @@ struct Run<'a> {
     levels: Vec<ProgramLevel>,
     /// The program's assets as actions name them; `None` for an id that is not one.
     assets: HashMap<Uuid, Option<Asset>>,
+    /// Participants rebuilt so far, as their last event in the window saw them.
+    known: HashMap<Uuid, Known>,
     tally: Tally,
+}
+
+/// A participant rebuilt up to `at`: the state and AVAILABLE balances of everything that sorts before it.
+#[derive(Default)]
+struct Known {
+    at: Uuid,
+    state: Rebuilt,
+    /// By asset: the sum and the asset's scale.
+    balances: BTreeMap<Uuid, (Decimal, i16)>,
 }
 
 /// What an event's participant was as the event was processed.
@@ -252,8 +266,9 @@ impl Run<'_> {
 
     /// What each event's participant was as the event was processed: the state history and the AVAILABLE
     /// postings up to the event's `state_as_of`, replayed in order; levels as the program defines them now.
+    /// A participant met in an earlier chunk goes on from where it was left, reading only what came since.
     async fn seen(
-        &self,
+        &mut self,
         conn: &mut PgConnection,
         events: &[PastEvent],
     ) -> Result<HashMap<Uuid, Seen>> {
@@ -263,26 +278,36 @@ impl Run<'_> {
                 by_participant.entry(participant).or_default().push(event);
             }
         }
-        for list in by_participant.values_mut() {
-            list.sort_by_key(|e| e.state_as_of());
+        if self.known.len() > MAX_KNOWN {
+            self.known.clear();
         }
-        let participants: Vec<Uuid> = by_participant.keys().copied().collect();
-        let bounds: Vec<Uuid> = by_participant
-            .values()
-            .map(|list| list.last().map_or(Uuid::nil(), |e| e.state_as_of()))
-            .collect();
+        let (mut participants, mut froms, mut bounds) = (Vec::new(), Vec::new(), Vec::new());
+        for (participant, list) in by_participant.iter_mut() {
+            list.sort_by_key(|e| e.state_as_of());
+            let (first, last) = match (list.first(), list.last()) {
+                (Some(first), Some(last)) => (first.state_as_of(), last.state_as_of()),
+                _ => continue,
+            };
+            // Processed before where it was left (a retried event, received earlier): start over.
+            if self.known.get(participant).is_some_and(|k| k.at > first) {
+                self.known.remove(participant);
+            }
+            participants.push(*participant);
+            froms.push(self.known.get(participant).map_or(Uuid::nil(), |k| k.at));
+            bounds.push(last);
+        }
         let now: HashMap<Uuid, State> = crate::participants::states(conn, &participants)
             .await?
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
         let mut changes = group_by(
-            crate::holders::state::changes_before(conn, &participants, &bounds).await?,
+            crate::holders::state::changes_between(conn, &participants, &froms, &bounds).await?,
             |c| c.holder_id,
         );
         let mut postings = match self.rule.module.is_some() {
             true => group_by(
-                crate::ledger::available_before(conn, &participants, &bounds).await?,
+                crate::ledger::available_between(conn, &participants, &froms, &bounds).await?,
                 |p| p.participant_id,
             ),
             false => HashMap::new(),
@@ -295,23 +320,25 @@ impl Run<'_> {
             let changes = changes.remove(&participant).unwrap_or_default();
             let postings = postings.remove(&participant).unwrap_or_default();
             let (mut next_change, mut next_posting) = (0, 0);
-            let mut state = Rebuilt::default();
-            let mut balances: BTreeMap<Uuid, (Decimal, i16)> = BTreeMap::new();
+            let mut known = self.known.remove(&participant).unwrap_or_default();
             for event in list {
                 let bound = event.state_as_of();
                 while let Some(change) = changes.get(next_change).filter(|c| c.position < bound) {
-                    state.apply(change);
+                    known.state.apply(change);
                     next_change += 1;
                 }
                 while let Some(posting) = postings.get(next_posting).filter(|p| p.position < bound)
                 {
-                    let (sum, scale) = balances
+                    let (sum, scale) = known
+                        .balances
                         .entry(posting.asset_id)
                         .or_insert((Decimal::ZERO, posting.scale));
                     *sum += posting.amount;
                     *scale = posting.scale;
                     next_posting += 1;
                 }
+                known.at = bound;
+                let state = &known.state;
                 seen.insert(
                     event.id,
                     Seen {
@@ -321,8 +348,9 @@ impl Run<'_> {
                             counters: sqlx::types::Json(state.counters.clone()),
                             ..current.clone()
                         }),
-                        standings: self.standings(participant, &state),
-                        balances: balances
+                        standings: self.standings(participant, state),
+                        balances: known
+                            .balances
                             .iter()
                             .map(|(asset, (sum, scale))| {
                                 (asset.to_string(), crate::money::format(*sum, *scale))
@@ -331,6 +359,7 @@ impl Run<'_> {
                     },
                 );
             }
+            self.known.insert(participant, known);
         }
         Ok(seen)
     }

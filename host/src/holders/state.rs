@@ -729,8 +729,9 @@ pub async fn changes_of_event(
     .await
 }
 
-/// A recorded state change placed in the order things happened: `position` is the `state_as_of` of the
-/// event that made it, or its own id when no event did (see `events::PastEvent::state_as_of`).
+/// A recorded state change. Its id is also where it sorts among events' `state_as_of` (see
+/// `events::PastEvent::state_as_of`): a change is written as it is made, never deferred, so it sorts after the
+/// point its event began at and before the next one.
 #[derive(Debug, sqlx::FromRow)]
 pub struct PastChange {
     pub holder_id: Uuid,
@@ -743,23 +744,33 @@ pub struct PastChange {
     changed_at: DateTime<Utc>,
 }
 
-/// Each holder's changes that sort before its bound, by holder and then in the order they happened.
-pub async fn changes_before(
+/// Each holder's changes from its `from` (inclusive) to its bound, by holder and then in the order made.
+/// A change's `changed_at` is when its transaction began, before its id was made: allowing an hour for the
+/// database's clock and the servers' to differ, none made before the bound has a later `changed_at` than an
+/// hour past it, and the index on (holder, changed_at) skips what came after.
+pub async fn changes_between(
     conn: &mut PgConnection,
     holders: &[Uuid],
+    froms: &[Uuid],
     bounds: &[Uuid],
 ) -> sqlx::Result<Vec<PastChange>> {
     sqlx::query_as(
-        "SELECT h.holder_id, COALESCE(e.state_as_of, h.id) AS position, h.state_type, h.key, h.operation,
-                h.new_value, h.program_id, h.changed_at
-           FROM unnest($1::uuid[], $2::uuid[]) AS w (holder_id, bound)
-           JOIN state_history h ON h.holder_id = w.holder_id
-           LEFT JOIN events e ON e.id = h.event_id
-          WHERE COALESCE(e.state_as_of, h.id) < w.bound
-          ORDER BY h.holder_id, 2, h.id",
+        "SELECT h.holder_id, h.id AS position, h.state_type, h.key, h.operation, h.new_value, h.program_id,
+                h.changed_at
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS w (holder_id, from_id, bound, until)
+           JOIN state_history h ON h.holder_id = w.holder_id AND h.changed_at <= w.until
+          WHERE h.id >= w.from_id AND h.id < w.bound
+          ORDER BY h.holder_id, h.id",
     )
     .bind(holders)
+    .bind(froms)
     .bind(bounds)
+    .bind(
+        bounds
+            .iter()
+            .map(|b| crate::ids::time_of(*b) + chrono::Duration::hours(1))
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(conn)
     .await
 }

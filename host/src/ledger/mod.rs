@@ -786,8 +786,9 @@ pub async fn balances_of(
     .await
 }
 
-/// A posting to a participant's AVAILABLE balance, placed in the order things happened (see
-/// `holders::state::PastChange`).
+/// A posting to a participant's AVAILABLE balance, placed in the order things happened: at the
+/// `state_as_of` of the event whose entry it belongs to (a worker batch may write an event's entries after
+/// later events began), or at its own id when no event made it.
 #[derive(Debug, sqlx::FromRow)]
 pub struct PastPosting {
     pub participant_id: Uuid,
@@ -797,13 +798,14 @@ pub struct PastPosting {
     pub amount: Decimal,
 }
 
-/// Each participant's AVAILABLE postings made before its bound, by participant, in the order made.
-pub async fn available_before(
+/// Each participant's AVAILABLE postings from its `from` to its bound, by participant, in order.
+pub async fn available_between(
     conn: &mut PgConnection,
     participants: &[Uuid],
+    froms: &[Uuid],
     bounds: &[Uuid],
 ) -> sqlx::Result<Vec<PastPosting>> {
-    repo::available_before(conn, participants, bounds).await
+    repo::available_between(conn, participants, froms, bounds).await
 }
 
 /// What one rule credited to and debited from holders for one event, in one asset.

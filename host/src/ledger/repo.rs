@@ -499,26 +499,30 @@ pub async fn balances_of(
     .await
 }
 
-/// Each participant's AVAILABLE postings that sort before its bound (see `holders::state::PastChange`), by
-/// participant and then in the order they were made.
-pub async fn available_before(
+/// Each participant's AVAILABLE postings that sort from its `from` (inclusive) to its bound (see
+/// `super::PastPosting`), by participant and then in that order.
+pub async fn available_between(
     conn: &mut PgConnection,
     participants: &[Uuid],
+    froms: &[Uuid],
     bounds: &[Uuid],
 ) -> sqlx::Result<Vec<super::PastPosting>> {
+    // A posting sorts at its event's state_as_of, which is before the posting was made: one made before
+    // `from` cannot sort after it.
     sqlx::query_as(
         "SELECT p.entity_id AS participant_id, COALESCE(e.state_as_of, p.id) AS position, p.asset_id, a.scale,
                 p.amount
-           FROM unnest($1::uuid[], $2::uuid[]) AS w (participant_id, bound)
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS w (participant_id, from_id, bound)
            JOIN postings p ON p.entity_id = w.participant_id AND p.entity_type = 'PARTICIPANT'
-                          AND p.bucket = 'AVAILABLE'
+                          AND p.bucket = 'AVAILABLE' AND p.id >= w.from_id
            JOIN journal_entries j ON j.id = p.journal_entry_id
            JOIN assets a ON a.id = p.asset_id
            LEFT JOIN events e ON e.id = j.event_id
-          WHERE COALESCE(e.state_as_of, p.id) < w.bound
+          WHERE COALESCE(e.state_as_of, p.id) >= w.from_id AND COALESCE(e.state_as_of, p.id) < w.bound
           ORDER BY 1, 2, p.id",
     )
     .bind(participants)
+    .bind(froms)
     .bind(bounds)
     .fetch_all(conn)
     .await
