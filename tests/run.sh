@@ -65,7 +65,7 @@ tests/contract.sh
 say "load harness, smoke mode (tiny numbers; see BENCHMARKS.md for real runs)"
 cargo run --quiet --locked -p scrip --example load -- --smoke
 
-say "backtest benchmark, smoke mode (1,000 events; see BENCHMARKS.md for real runs)"
+say "backtest benchmark, smoke mode (4,500 events; see BENCHMARKS.md for real runs)"
 cargo run --quiet --locked -p scrip --example backtest -- --smoke
 
 say "chaos, smoke mode (two SIGKILL cycles; see BENCHMARKS.md for real runs)"
